@@ -1,0 +1,1 @@
+"""The bus: the wire contract everyone imports, the Mosquitto runner and the MQTT adapter."""

@@ -1,0 +1,1 @@
+"""One lane node: camera, plate read, decision and barrier, working with or without the gateway."""

@@ -1,0 +1,1 @@
+"""The site gateway: billing authority, sessions, audit trail and (later) alarms and dashboard."""
