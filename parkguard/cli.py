@@ -2,24 +2,197 @@
 
 from __future__ import annotations
 
+import logging
+import signal
+import sys
+import threading
+from datetime import date
+from pathlib import Path
+
 import click
 
 from parkguard import __version__
+from parkguard.errors import ParkGuardError
+
+
+def _wait_for_signal() -> None:
+    """Block until Ctrl-C or SIGTERM (systemd's stop), then return so the caller tears down."""
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    while not stop.wait(1.0):
+        pass
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="parkguard")
-def main() -> None:
+@click.option("--log-level", default="WARNING", show_default=True,
+              type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+              help="How much to log to stderr.")
+def main(log_level: str) -> None:
     """ParkGuard — underground car park lanes, sensors, gateway and simulator.
 
     \b
     Start here:
-      parkguard demo            run a simulated car park end to end and print a summary
-      parkguard gateway -c F    run the site gateway (billing, sessions, audit)
-      parkguard lane -c F       run one lane node (camera, decision, barrier)
-      parkguard sim             run a simulated site against a broker of your choice
-      parkguard audit verify DB check the hash-chained audit log
+      parkguard demo              a simulated car park, end to end, with a summary
+      parkguard gateway -c FILE   run the site gateway (billing, sessions, audit)
+      parkguard lane -c FILE      run one lane node (camera, decision, barrier)
+      parkguard sim               a simulated day with your own numbers
+      parkguard broker run        a local Mosquitto for development
+      parkguard audit verify DB   check the hash-chained audit log
+      parkguard contract docs     regenerate docs/protocol.md from the code
     """
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+
+def _run_simulation(*, cars: int, seed: int, out: Path, day: date | None, plots: bool,
+                    broker: str | None, entry_lanes: int, exit_lanes: int) -> None:
+    from rich.console import Console
+
+    from broker.bus import BrokerAddress
+    from simulator.demo import DemoOptions, run_demo, summary_table
+
+    address = None
+    if broker:
+        host, _, port = broker.rpartition(":")
+        if not host or not port.isdigit():
+            raise click.BadParameter(f"{broker!r} is not HOST:PORT", param_hint="--broker")
+        address = BrokerAddress(host, int(port))
+    options = DemoOptions(
+        workdir=out, cars=cars, seed=seed, day=day, plots=plots, broker=address,
+        entry_lanes=tuple(f"in{i + 1}" for i in range(entry_lanes)),
+        exit_lanes=tuple(f"out{i + 1}" for i in range(exit_lanes)),
+    )
+    console = Console()
+    result = run_demo(options, console)
+    console.print(summary_table(result, cars_planned=cars))
+    s = result.summary
+    if s.cars_in != cars or s.cars_out != cars or s.dead_letters:
+        raise click.ClickException(
+            f"the simulated day did not balance: {s.cars_in} in, {s.cars_out} out of {cars} cars, "
+            f"{s.dead_letters} dead letters"
+        )
+
+
+@main.command()
+@click.option("--cars", default=300, show_default=True, help="Cars that visit during the day.")
+@click.option("--seed", default=7, show_default=True, help="Traffic seed (same seed, same day).")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("var/demo"),
+              show_default=True, help="Where the broker, database and plot go.")
+@click.option("--plot/--no-plot", default=True, show_default=True, help="Write demo-day.png.")
+def demo(cars: int, seed: int, out: Path, plot: bool) -> None:
+    """Run a small simulated site end to end: its own Mosquitto, the gateway, 2 entry and
+    2 exit lanes on mock pins, a day of traffic in seconds; then print the summary."""
+    _run_simulation(cars=cars, seed=seed, out=out, day=None, plots=plot, broker=None,
+                    entry_lanes=2, exit_lanes=2)
+
+
+@main.command()
+@click.option("--cars", default=300, show_default=True, help="Cars that visit during the day.")
+@click.option("--seed", default=7, show_default=True, help="Traffic seed.")
+@click.option("--day", type=click.DateTime(["%Y-%m-%d"]), default=None,
+              help="Site-local date to simulate (default today).")
+@click.option("--entry-lanes", default=2, show_default=True, type=click.IntRange(1, 16))
+@click.option("--exit-lanes", default=2, show_default=True, type=click.IntRange(1, 16))
+@click.option("--broker", default=None, metavar="HOST:PORT",
+              help="Use this broker instead of starting a private one.")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("var/sim"),
+              show_default=True)
+@click.option("--plot/--no-plot", default=True, show_default=True)
+def sim(cars: int, seed: int, day: object, entry_lanes: int, exit_lanes: int,
+        broker: str | None, out: Path, plot: bool) -> None:
+    """Simulate a day at a site of your choosing, optionally against an existing broker."""
+    from datetime import datetime
+
+    chosen = day.date() if isinstance(day, datetime) else None
+    _run_simulation(cars=cars, seed=seed, out=out, day=chosen, plots=plot, broker=broker,
+                    entry_lanes=entry_lanes, exit_lanes=exit_lanes)
+
+
+@main.command()
+@click.option("-c", "--config", "config_path", type=click.Path(path_type=Path), required=True,
+              help="Gateway TOML file (see docs/configuration.md).")
+def gateway(config_path: Path) -> None:
+    """Run the site gateway until Ctrl-C: sessions, fees and the audit trail."""
+    from gateway.app import GatewayApp
+    from gateway.config import GatewayConfig
+    from parkguard.clock import SystemClock
+    from parkguard.configfile import load_config
+
+    config = load_config(GatewayConfig, config_path)
+    with GatewayApp(config, clock=SystemClock()):
+        click.echo(f"gateway for site {config.site} on {config.broker.host}:{config.broker.port}, "
+                   f"database {config.database}; Ctrl-C to stop")
+        _wait_for_signal()
+
+
+@main.command()
+@click.option("-c", "--config", "config_path", type=click.Path(path_type=Path), required=True,
+              help="Lane TOML file (see docs/configuration.md).")
+@click.option("--mock-pins", is_flag=True,
+              help="Use gpiozero's MockFactory instead of real GPIO (bench testing off a Pi).")
+def lane(config_path: Path, mock_pins: bool) -> None:
+    """Run one lane node until Ctrl-C: loops, camera, decision, barrier."""
+    from firmware.lane.config import LaneConfig
+    from firmware.lane.node import LaneNode
+    from parkguard.clock import SystemClock
+    from parkguard.configfile import load_config
+    from simulator.camera import GroundTruthReader, SimulatedCamera
+
+    config = load_config(LaneConfig, config_path)
+    clock = SystemClock()
+    factory = None
+    if mock_pins:
+        from gpiozero.pins.mock import MockFactory
+
+        factory = MockFactory()
+    camera = SimulatedCamera(clock=clock)  # the only camera.type so far
+    with LaneNode(config, clock=clock, camera=camera, reader=GroundTruthReader(),
+                  pin_factory=factory):
+        click.echo(f"lane {config.lane} ({config.direction}) of site {config.site}; "
+                   "Ctrl-C to stop")
+        _wait_for_signal()
+
+
+@main.group()
+def broker() -> None:
+    """The site's MQTT broker."""
+
+
+@broker.command("run")
+@click.option("--port", type=click.IntRange(1, 65535), default=None,
+              help="Port to listen on (default: a free one).")
+@click.option("--dir", "workdir", type=click.Path(path_type=Path), default=Path("var/broker"),
+              show_default=True, help="Config, persistence and log go here.")
+def broker_run(port: int | None, workdir: Path) -> None:
+    """Run a local loopback Mosquitto with the project's development config until Ctrl-C."""
+    from broker.runner import MosquittoBroker
+
+    with MosquittoBroker(workdir, port=port) as running:
+        click.echo(f"mosquitto on {running.url}, log {running.log_path}; Ctrl-C to stop")
+        _wait_for_signal()
+
+
+@main.group()
+def contract() -> None:
+    """The wire contract (topics and message schemas)."""
+
+
+@contract.command("docs")
+@click.option("--check", is_flag=True, help="Fail if docs/protocol.md is out of date.")
+def contract_docs(check: bool) -> None:
+    """Regenerate docs/protocol.md from broker/contract (or check it is current)."""
+    from broker.contract.reference import DOC_PATH, render, write
+
+    if check:
+        current = DOC_PATH.read_text(encoding="utf-8") if DOC_PATH.exists() else ""
+        if current != render():
+            raise click.ClickException(f"{DOC_PATH} is out of date: run `parkguard contract docs`")
+        click.echo(f"{DOC_PATH} is current")
+        return
+    click.echo(f"wrote {write()}")
 
 
 def _register() -> None:
@@ -29,3 +202,21 @@ def _register() -> None:
 
 
 _register()
+
+
+def run() -> None:
+    """Console entry point: configuration and operational errors become a clear message and
+    exit code 2, not a traceback."""
+    try:
+        main(standalone_mode=False)
+    except click.exceptions.Exit as done:
+        sys.exit(done.exit_code)
+    except click.ClickException as error:
+        error.show()
+        sys.exit(error.exit_code)
+    except click.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(1)
+    except ParkGuardError as error:
+        click.echo(f"error: {error}", err=True)
+        sys.exit(2)

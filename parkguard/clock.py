@@ -87,36 +87,34 @@ class ManualClock:
         if start.tzinfo is None:
             raise ValueError("ManualClock needs a timezone-aware start")
         self._now = start.astimezone(UTC)
-        self._changed = threading.Condition()
+        self._lock = threading.Lock()
 
     def now(self) -> datetime:
-        with self._changed:
+        with self._lock:
             return self._now
 
     def set(self, moment: datetime) -> None:
         """Jump to ``moment``; the clock never goes backwards."""
         if moment.tzinfo is None:
             raise ValueError("ManualClock.set needs a timezone-aware datetime")
-        with self._changed:
+        with self._lock:
             if moment < self._now:
                 raise ValueError(f"clock cannot go back from {self._now} to {moment}")
             self._now = moment.astimezone(UTC)
-            self._changed.notify_all()
 
     def advance(self, delta: timedelta) -> None:
         if delta < timedelta(0):
             raise ValueError(f"clock cannot go back by {delta}")
-        with self._changed:
+        with self._lock:
             self._now += delta
-            self._changed.notify_all()
 
     def wait(self, event: threading.Event, seconds: float) -> bool:
-        with self._changed:
+        with self._lock:
             deadline = self._now + timedelta(seconds=max(0.0, seconds))
-        while not event.is_set():
-            with self._changed:
-                if self._now >= deadline:
-                    return event.is_set()
-                # Poll the event briefly: threading.Event cannot notify a Condition.
-                self._changed.wait(_POLL_SECONDS)
-        return True
+        while True:
+            # Wait on the event itself so a set is seen at once; look at the
+            # clock between short waits, since nothing else can wake us.
+            if event.wait(_POLL_SECONDS):
+                return True
+            if self.now() >= deadline:
+                return event.is_set()

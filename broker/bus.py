@@ -1,0 +1,218 @@
+"""Thin MQTT adapter: paho behind ``start / publish / subscribe / stop``.
+
+Why a wrapper at all: paho re-raises exceptions from ``on_message`` and that
+ends its network loop, so every handler here is guarded (counted, logged and
+handed to ``on_handler_error`` for dead-lettering); and paho leaves Nagle on,
+which costs 40-90 ms per request/response on loopback, so every socket gets
+``TCP_NODELAY``.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from broker.contract.messages import WireMessage
+from parkguard.errors import BrokerError
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[str, bytes], None]
+HandlerErrorHook = Callable[[str, bytes, BaseException], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Will:
+    """The message the broker publishes for us if we vanish without saying goodbye."""
+
+    topic: str
+    payload: bytes
+    qos: int = 1
+    retain: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerAddress:
+    host: str
+    port: int
+
+
+class MqttBus:
+    """One MQTT connection with guarded handlers, resubscription and Nagle off.
+
+    ``persistent=True`` asks the broker to keep our subscriptions and queue
+    QoS 1 messages while we are away (clean session off): what the gateway needs
+    so nothing is lost while it restarts.
+    """
+
+    def __init__(
+        self,
+        address: BrokerAddress,
+        *,
+        client_id: str,
+        persistent: bool = False,
+        will: Will | None = None,
+        keepalive: int = 15,
+        on_handler_error: HandlerErrorHook | None = None,
+    ) -> None:
+        self.address = address
+        self.client_id = client_id
+        self._client = paho.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            clean_session=not persistent,
+            protocol=paho.MQTTv311,
+        )
+        self._keepalive = keepalive
+        self._handlers: list[tuple[str, int, Handler]] = []
+        self._lock = threading.Lock()
+        self._on_handler_error = on_handler_error
+        self._connect_listeners: list[Callable[[], None]] = []
+        self.connected = threading.Event()
+        self.handler_errors = 0
+        self.received = 0
+        if will is not None:
+            self._client.will_set(will.topic, will.payload, qos=will.qos, retain=will.retain)
+        self._client.reconnect_delay_set(min_delay=1, max_delay=5)
+        self._client.on_connect = self._on_connect
+        self._client.on_disconnect = self._on_disconnect
+        self._client.on_message = self._on_message
+        self._client.on_socket_open = self._on_socket_open
+
+    # lifecycle ---------------------------------------------------------------
+
+    def start(self, *, timeout: float = 10.0) -> MqttBus:
+        """Connect and start the network thread; wait until the broker has said yes."""
+        self._client.connect_async(self.address.host, self.address.port, self._keepalive)
+        self._client.loop_start()
+        if not self.connected.wait(timeout):
+            self._client.loop_stop()
+            raise BrokerError(
+                f"{self.client_id}: no CONNACK from {self.address.host}:{self.address.port} "
+                f"within {timeout:.0f} s"
+            )
+        return self
+
+    def stop(self) -> None:
+        """Say goodbye properly (no Last Will) and stop the network thread. Safe twice."""
+        self._client.disconnect()
+        self._client.loop_stop()
+        self.connected.clear()
+
+    def drop(self) -> None:
+        """Vanish as a crash or a pulled cable would: the broker publishes our Last Will."""
+        self._client.loop_stop()
+        sock = self._client.socket()
+        if sock is not None:
+            sock.close()
+        self.connected.clear()
+
+    def __enter__(self) -> MqttBus:
+        return self.start()
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
+
+    def when_connected(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` after every (re)connect, e.g. to republish a retained online state."""
+        self._connect_listeners.append(listener)
+
+    # messaging ---------------------------------------------------------------
+
+    def publish(
+        self, topic: str, payload: bytes | WireMessage, *, qos: int = 1, retain: bool = False
+    ) -> paho.MQTTMessageInfo:
+        body = payload.to_json() if isinstance(payload, WireMessage) else payload
+        return self._client.publish(topic, body, qos=qos, retain=retain)
+
+    def publish_and_wait(
+        self,
+        topic: str,
+        payload: bytes | WireMessage,
+        *,
+        qos: int = 1,
+        retain: bool = False,
+        timeout: float = 10.0,
+    ) -> None:
+        """Publish and return only once the broker has acknowledged (QoS 1 PUBACK)."""
+        info = self.publish(topic, payload, qos=qos, retain=retain)
+        info.wait_for_publish(timeout)
+        if not info.is_published():
+            raise BrokerError(f"{self.client_id}: {topic} not acknowledged within {timeout} s")
+
+    def subscribe(self, topic_filter: str, handler: Handler, *, qos: int = 1) -> None:
+        """Call ``handler(topic, payload)`` for every message matching the filter.
+
+        Handlers run on paho's network thread: keep them short (enqueue, set an
+        event). Subscriptions are renewed on every reconnect.
+        """
+        with self._lock:
+            self._handlers.append((topic_filter, qos, handler))
+        if self.connected.is_set():
+            self._client.subscribe(topic_filter, qos=qos)
+
+    # paho callbacks --------------------------------------------------------------
+
+    def _on_socket_open(self, _client: paho.Client, _userdata: Any, sock: Any) -> None:
+        if isinstance(sock, socket.socket):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def _on_connect(
+        self,
+        client: paho.Client,
+        _userdata: Any,
+        _flags: paho.ConnectFlags,
+        reason: ReasonCode,
+        _properties: Properties | None,
+    ) -> None:
+        if reason.is_failure:
+            log.error("%s: broker refused connection: %s", self.client_id, reason)
+            return
+        with self._lock:
+            filters = [(f, q) for f, q, _ in self._handlers]
+        for topic_filter, qos in dict(filters).items():
+            client.subscribe(topic_filter, qos=qos)
+        self.connected.set()
+        for listener in self._connect_listeners:
+            try:
+                listener()
+            except Exception:
+                log.exception("%s: on-connect listener failed", self.client_id)
+        log.info("%s: connected to %s:%s", self.client_id, self.address.host, self.address.port)
+
+    def _on_disconnect(
+        self,
+        _client: paho.Client,
+        _userdata: Any,
+        _flags: paho.DisconnectFlags,
+        reason: ReasonCode,
+        _properties: Properties | None,
+    ) -> None:
+        self.connected.clear()
+        log.info("%s: disconnected (%s)", self.client_id, reason)
+
+    def _on_message(self, _client: paho.Client, _userdata: Any, msg: paho.MQTTMessage) -> None:
+        self.received += 1
+        with self._lock:
+            handlers = [h for f, _q, h in self._handlers if paho.topic_matches_sub(f, msg.topic)]
+        payload = bytes(msg.payload)
+        for handler in handlers:
+            try:
+                handler(msg.topic, payload)
+            except Exception as error:  # a handler must never end paho's loop
+                self.handler_errors += 1
+                log.exception("%s: handler failed on %s", self.client_id, msg.topic)
+                if self._on_handler_error is not None:
+                    try:
+                        self._on_handler_error(msg.topic, payload, error)
+                    except Exception:
+                        log.exception("%s: handler error hook failed", self.client_id)

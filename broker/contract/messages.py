@@ -1,0 +1,425 @@
+"""Payload models for every message on the bus (JSON, UTF-8, version field ``v``).
+
+Received messages are frozen values. Decoding never raises anything but
+:class:`~parkguard.errors.ContractError`, whose message names the field and
+the reason, so a handler can dead-letter a bad payload in one ``except``.
+
+>>> state = LaneState(lane="in1", online=True, direction="entry", ts="2026-05-01T02:00:00Z")
+>>> LaneState.from_json(state.to_json()) == state
+True
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from datetime import UTC, datetime
+from typing import Annotated, Any, Final, Literal, Self, TypeAlias
+
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    NaiveDatetime,
+    PlainSerializer,
+    TypeAdapter,
+    ValidationError,
+    model_validator,
+)
+
+from broker.contract.topics import TopicKind, check_segment, parse_topic
+from parkguard.clock import utc_iso
+from parkguard.errors import ContractError
+
+PROTOCOL_VERSION: Final = 1
+
+
+def _to_utc(value: datetime) -> datetime:
+    return value.astimezone(UTC)
+
+
+UtcTime = Annotated[
+    AwareDatetime,
+    AfterValidator(_to_utc),
+    PlainSerializer(utc_iso, return_type=str),
+    Field(description="UTC instant, ISO-8601 with milliseconds, e.g. 2026-05-01T02:00:00.000Z"),
+]
+Fen = Annotated[int, Field(ge=0, description="money in fen (1/100 CNY), never a float")]
+NodeId = Annotated[
+    str,
+    AfterValidator(lambda v: check_segment(v, what="node id")),
+    Field(description="id of the lane, node or reader; must match the topic"),
+]
+EventId = Annotated[
+    str,
+    Field(
+        min_length=8,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9_-]+$",
+        description="globally unique id of this event; the gateway ingests each id once",
+    ),
+]
+CorrelationId = Annotated[
+    str,
+    Field(min_length=8, max_length=64, pattern=r"^[A-Za-z0-9_-]+$",
+          description="ties a decide reply to its request"),
+]
+Seq = Annotated[int, Field(ge=0, description="per-node monotonic sequence number")]
+Direction = Literal["entry", "exit"]
+BarrierPosition = Literal["opening", "open", "closing", "closed", "unknown"]
+LaneMode = Literal["normal", "free_open", "locked", "fire_open", "maintenance"]
+GateAction = Literal["open", "refuse"]
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    """One line per problem: ``field.path: reason`` — what an installer can act on."""
+    parts = []
+    for problem in error.errors():
+        where = ".".join(str(p) for p in problem["loc"]) or "(message)"
+        parts.append(f"{where}: {problem['msg']}")
+    return "; ".join(parts)
+
+
+class WireMessage(BaseModel):
+    """Base of every payload: frozen, no unknown fields, a protocol version."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    v: Literal[1] = Field(default=PROTOCOL_VERSION, description="protocol version of this payload")
+
+    def to_json(self) -> bytes:
+        return self.model_dump_json().encode("utf-8")
+
+    @classmethod
+    def from_json(cls, raw: bytes | str) -> Self:
+        try:
+            return cls.model_validate_json(raw)
+        except ValidationError as error:
+            raise ContractError(f"{cls.__name__}: {describe_validation_error(error)}") from error
+
+
+# Lane events -----------------------------------------------------------------
+
+
+class _LaneEventBase(WireMessage):
+    event_id: EventId
+    seq: Seq
+    ts: UtcTime
+    lane: NodeId
+
+
+class VehicleDetected(_LaneEventBase):
+    """A loop saw a vehicle arrive at the barrier."""
+
+    type: Literal["vehicle_detected"] = "vehicle_detected"
+    loop: Literal["arming", "safety"] = "arming"
+
+
+class PlateRead(_LaneEventBase):
+    """What the camera and plate reader made of the vehicle (``plate`` is None when unreadable)."""
+
+    type: Literal["plate_read"] = "plate_read"
+    plate: str | None = Field(max_length=16, description="normalised plate text, None if unread")
+    confidence: float = Field(ge=0.0, le=1.0)
+    char_confidences: tuple[float, ...] = ()
+    reader: str = Field(max_length=32, description="plate reader type that produced it")
+    read_ms: float = Field(ge=0.0, description="time the reader took, milliseconds")
+
+
+class Decision(_LaneEventBase):
+    """The lane's verdict for a vehicle, whoever made it (gateway or the lane alone)."""
+
+    type: Literal["decision"] = "decision"
+    correlation_id: CorrelationId
+    direction: Direction
+    plate: str | None = Field(max_length=16)
+    action: GateAction
+    reason: str = Field(max_length=64, description="machine-readable reason code")
+    fee_fen: Fen = 0
+    session_id: str | None = Field(default=None, max_length=64)
+    decided_by: Literal["gateway", "lane"]
+    wait_ms: float = Field(ge=0.0, description="real time spent waiting for the gateway")
+
+
+class BarrierMoved(_LaneEventBase):
+    """The barrier was commanded or reached a position."""
+
+    type: Literal["barrier"] = "barrier"
+    position: BarrierPosition
+    cause: str = Field(max_length=64)
+
+
+class Passed(_LaneEventBase):
+    """A vehicle has crossed the barrier line (the safety loop cleared behind it)."""
+
+    type: Literal["passed"] = "passed"
+    direction: Direction
+    plate: str | None = Field(max_length=16)
+    correlation_id: CorrelationId
+    session_id: str | None = Field(default=None, max_length=64)
+    fee_fen: Fen = 0
+
+
+class Tailgate(_LaneEventBase):
+    """More than one vehicle passed on one opening."""
+
+    type: Literal["tailgate"] = "tailgate"
+    vehicles: int = Field(ge=2)
+
+
+class HelpPressed(_LaneEventBase):
+    """The driver pressed the intercom help button."""
+
+    type: Literal["help_pressed"] = "help_pressed"
+
+
+class PaymentCode(_LaneEventBase):
+    """An offline payment code shown or scanned at the lane."""
+
+    type: Literal["payment_code"] = "payment_code"
+    code: str = Field(min_length=4, max_length=128)
+    plate: str | None = Field(max_length=16)
+    fee_fen: Fen
+
+
+class Fault(_LaneEventBase):
+    """Something at the lane is broken and needs a person."""
+
+    type: Literal["fault"] = "fault"
+    code: str = Field(max_length=64)
+    detail: str = Field(max_length=512)
+
+
+LaneEvent: TypeAlias = Annotated[
+    VehicleDetected
+    | PlateRead
+    | Decision
+    | BarrierMoved
+    | Passed
+    | Tailgate
+    | HelpPressed
+    | PaymentCode
+    | Fault,
+    Field(discriminator="type"),
+]
+LANE_EVENT: Final[TypeAdapter[LaneEvent]] = TypeAdapter(LaneEvent)
+
+
+# Lane state, commands and decisions -----------------------------------------
+
+
+class LaneState(WireMessage):
+    """Retained: is the lane alive and what is it doing. The offline copy is its Last Will."""
+
+    lane: NodeId
+    online: bool
+    direction: Direction
+    mode: LaneMode = "normal"
+    barrier: BarrierPosition = "unknown"
+    queue: int = Field(default=0, ge=0, description="vehicles waiting at the lane")
+    firmware: str = Field(default="", max_length=32)
+    ts: UtcTime
+
+
+CommandName = Literal["open", "close", "hold_open", "display", "set_mode", "sync"]
+
+
+class LaneCommand(WireMessage):
+    """A signed order to a lane; the lane refuses bad, expired and replayed ones."""
+
+    command: CommandName
+    args: dict[str, str | int | bool] = Field(default_factory=dict)
+    reason: str = Field(default="", max_length=256)
+    issuer: str = Field(max_length=64, description="person or service that gave the order")
+    nonce: str = Field(min_length=16, max_length=64, pattern=r"^[0-9a-f]+$")
+    issued: UtcTime
+    expires: UtcTime
+    sig: str = Field(default="", pattern=r"^([0-9a-f]{64})?$", description="HMAC-SHA256, hex")
+
+    @model_validator(mode="after")
+    def _expires_after_issue(self) -> Self:
+        if self.expires <= self.issued:
+            raise ValueError("expires must be later than issued")
+        return self
+
+    def canonical_bytes(self) -> bytes:
+        """The bytes the signature covers: every field but ``sig``, keys sorted, compact."""
+        body = self.model_dump(mode="json", exclude={"sig"})
+        return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+    def signed(self, key: bytes) -> LaneCommand:
+        digest = hmac.new(key, self.canonical_bytes(), hashlib.sha256).hexdigest()
+        return self.model_copy(update={"sig": digest})
+
+    def signature_valid(self, key: bytes) -> bool:
+        expected = hmac.new(key, self.canonical_bytes(), hashlib.sha256).hexdigest()
+        return bool(self.sig) and hmac.compare_digest(expected, self.sig)
+
+
+class DecideRequest(WireMessage):
+    """The lane asks the gateway what to do with the vehicle in front of it."""
+
+    correlation_id: CorrelationId
+    lane: NodeId
+    direction: Direction
+    plate: str | None = Field(max_length=16)
+    confidence: float = Field(ge=0.0, le=1.0)
+    ts: UtcTime
+    deadline_ms: int = Field(gt=0, le=60_000, description="the lane decides alone after this")
+
+
+class DecideReply(WireMessage):
+    """The gateway's word on a decide request."""
+
+    correlation_id: CorrelationId
+    action: GateAction
+    reason: str = Field(max_length=64)
+    fee_fen: Fen = 0
+    session_id: str | None = Field(default=None, max_length=64)
+    display_zh: str = Field(default="", max_length=64, description="lane display text, Chinese")
+    display_en: str = Field(default="", max_length=64, description="lane display text, English")
+    ts: UtcTime
+
+
+# Sensors, patrols, alarms, alerts --------------------------------------------
+
+
+class SensorReading(WireMessage):
+    """One reading from a sensor node; which fields are set depends on ``kind``."""
+
+    node: NodeId
+    seq: Seq
+    ts: UtcTime
+    kind: Literal["flood", "fire_panel"]
+    water_level_mm: int | None = Field(default=None, ge=0, le=10_000)
+    pump_running: bool | None = None
+    fire: bool | None = None
+    trouble: bool | None = None
+    supervisory: bool | None = None
+    zone: str | None = Field(default=None, max_length=32)
+    battery_mv: int | None = Field(default=None, ge=0, le=10_000)
+
+    @model_validator(mode="after")
+    def _fields_for_kind(self) -> Self:
+        if self.kind == "flood" and self.water_level_mm is None:
+            raise ValueError("a flood reading needs water_level_mm")
+        if self.kind == "fire_panel" and None in (self.fire, self.trouble, self.supervisory):
+            raise ValueError("a fire_panel reading needs fire, trouble and supervisory")
+        return self
+
+
+class SensorState(WireMessage):
+    """Retained: is the sensor node alive (offline comes from its Last Will)."""
+
+    node: NodeId
+    online: bool
+    heartbeat_s: int = Field(gt=0, le=3600)
+    firmware: str = Field(default="", max_length=32)
+    ts: UtcTime
+
+
+class PatrolTap(WireMessage):
+    """A guard tapped a checkpoint tag; readers buffer offline and upload in order."""
+
+    reader: NodeId
+    seq: Seq
+    tag_id: str = Field(pattern=r"^[0-9A-F]{8,20}$", description="tag UID, upper-case hex")
+    sun: str | None = Field(default=None, max_length=128, description="SUN/CMAC data if any")
+    badge: str = Field(min_length=1, max_length=32, description="guard badge id")
+    reader_time: NaiveDatetime = Field(description="the reader's local clock at the tap")
+    uploaded: UtcTime | None = None
+
+
+class AlarmState(WireMessage):
+    """Retained site alarm: lanes act on it directly, even with the gateway down."""
+
+    kind: Literal["fire", "flood"]
+    active: bool
+    source: str = Field(max_length=64, description="node or service that set it")
+    zone: str | None = Field(default=None, max_length=32)
+    since: UtcTime | None = None
+    ts: UtcTime
+
+
+class Alert(WireMessage):
+    """An alert to staff; retained while active."""
+
+    alert_id: NodeId
+    kind: str = Field(max_length=32)
+    severity: Literal["info", "warning", "critical"]
+    state: Literal["raised", "acked", "resolved"]
+    escalation_step: int = Field(default=0, ge=0)
+    title_zh: str = Field(max_length=128)
+    title_en: str = Field(max_length=128)
+    detail: str = Field(default="", max_length=1024)
+    raised_at: UtcTime
+    acked_by: str | None = Field(default=None, max_length=64)
+    ts: UtcTime
+
+
+# Decoding by topic -----------------------------------------------------------
+
+WireValue: TypeAlias = (
+    VehicleDetected | PlateRead | Decision | BarrierMoved | Passed | Tailgate | HelpPressed
+    | PaymentCode | Fault | LaneState | LaneCommand | DecideRequest | DecideReply
+    | SensorReading | SensorState | PatrolTap | AlarmState | Alert
+)
+
+_ADAPTERS: Final[dict[TopicKind, TypeAdapter[Any]]] = {
+    "lane_event": LANE_EVENT,
+    "lane_state": TypeAdapter(LaneState),
+    "lane_cmd": TypeAdapter(LaneCommand),
+    "lane_decide": TypeAdapter(DecideRequest),
+    "lane_decide_reply": TypeAdapter(DecideReply),
+    "sensor_reading": TypeAdapter(SensorReading),
+    "sensor_state": TypeAdapter(SensorState),
+    "patrol_tap": TypeAdapter(PatrolTap),
+    "alarm": TypeAdapter(AlarmState),
+    "alert": TypeAdapter(Alert),
+}
+
+# Which payload field must name the same node as the topic does.
+_NODE_FIELD: Final[dict[TopicKind, str]] = {
+    "lane_event": "lane",
+    "lane_state": "lane",
+    "lane_decide": "lane",
+    "sensor_reading": "node",
+    "sensor_state": "node",
+    "patrol_tap": "reader",
+    "alarm": "kind",
+    "alert": "alert_id",
+}
+
+
+def decode(topic: str, payload: bytes | str) -> WireValue:
+    """Validate a received payload against the schema its topic demands.
+
+    Also refuses a payload that claims to come from another node than its
+    topic says, so one lane cannot speak for another by a field.
+    """
+    where = parse_topic(topic)
+    try:
+        value: WireValue = _ADAPTERS[where.kind].validate_json(payload)
+    except ValidationError as error:
+        raise ContractError(f"{where.kind} on {topic}: {describe_validation_error(error)}") from error
+    field = _NODE_FIELD.get(where.kind)
+    if field is not None and getattr(value, field) != where.node:
+        raise ContractError(
+            f"{where.kind} on {topic}: payload {field}={getattr(value, field)!r} "
+            f"does not match the topic's {where.node!r}"
+        )
+    return value
+
+
+def decode_lane_event(raw: bytes | str) -> LaneEvent:
+    try:
+        return LANE_EVENT.validate_json(raw)
+    except ValidationError as error:
+        raise ContractError(f"lane event: {describe_validation_error(error)}") from error
+
+
+def lane_event_json(event: LaneEvent) -> bytes:
+    return event.to_json()

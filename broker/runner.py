@@ -1,0 +1,340 @@
+"""Run the real Mosquitto binary on a private loopback port for development, simulation, tests."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import weakref
+from pathlib import Path
+from types import TracebackType
+
+from broker.mosquitto_conf import render_local_config
+from parkguard.errors import BrokerError
+
+HOST = "127.0.0.1"
+
+#: Where distributions put the broker. /usr/sbin is often missing from a non-root PATH.
+SEARCH_DIRS: tuple[Path, ...] = (Path("/usr/sbin"), Path("/usr/local/sbin"))
+
+INSTALL_HINT = "apt-get install mosquitto, or run make test/make demo which install it"
+
+#: How often a free port is re-picked when another process grabs it between free_port() and
+#: Mosquitto's bind.
+_PORT_ATTEMPTS = 3
+_LOG_TAIL_LINES = 20
+_ADDRESS_IN_USE = "Address already in use"
+# Logged once every listener is bound; absent when a bind failed.
+_RUNNING = re.compile(r"mosquitto version \S+ running")
+
+# MQTT 3.1.1 CONNECT: protocol "MQTT" level 4, clean session, keep-alive 10 s, client id below.
+_PROBE_CLIENT_ID = b"parkguard-probe"
+_CONNECT = (
+    bytes([0x10, 10 + 2 + len(_PROBE_CLIENT_ID)])
+    + b"\x00\x04MQTT\x04\x02\x00\x0a"
+    + len(_PROBE_CLIENT_ID).to_bytes(2, "big")
+    + _PROBE_CLIENT_ID
+)
+_CONNACK_ACCEPTED = b"\x20\x02\x00\x00"  # session present 0, return code 0
+_DISCONNECT = b"\xe0\x00"
+
+
+def find_mosquitto() -> Path:
+    """Locate the broker binary on PATH, then in the sbin directories PATH often lacks."""
+    found = shutil.which("mosquitto")
+    if found is not None:
+        return Path(found)
+    for directory in SEARCH_DIRS:
+        candidate = directory / "mosquitto"
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return candidate
+    searched = ", ".join(str(d) for d in SEARCH_DIRS)
+    raise BrokerError(f"mosquitto not found on PATH or in {searched}: {INSTALL_HINT}")
+
+
+def free_port() -> int:
+    """Ask the kernel for an unused loopback port.
+
+    The port is free only until someone else takes it; :meth:`MosquittoBroker.start`
+    retries with a new one when Mosquitto loses that race.
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _kill_quietly(proc: subprocess.Popen[bytes]) -> None:
+    """Last-resort cleanup so a crashed test run does not leave brokers behind."""
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=5.0)
+
+
+class MosquittoBroker:
+    """A real Mosquitto on a private loopback port, with its config, data and log in ``workdir``.
+
+    It never touches a system broker on 1883: the port is picked free (or given), so several
+    brokers and test runs can share a machine::
+
+        with MosquittoBroker(tmp_path) as bus:
+            client.connect(bus.host, bus.port)
+
+    ``restart()`` keeps the port and data directory, so persistent sessions and retained
+    messages survive a clean restart exactly as they would on the site; ``kill()`` is a crash
+    and loses whatever Mosquitto had not yet autosaved.
+    """
+
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        port: int | None = None,
+        persistence: bool = True,
+        startup_timeout: float = 10.0,
+    ) -> None:
+        self._workdir = Path(workdir)
+        self._requested_port = port
+        self._port: int | None = port
+        self._persistence = persistence
+        self._startup_timeout = startup_timeout
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._finalizer: weakref.finalize[[subprocess.Popen[bytes]], MosquittoBroker] | None = None
+
+    # -- properties ------------------------------------------------------------------------
+
+    @property
+    def host(self) -> str:
+        return HOST
+
+    @property
+    def port(self) -> int:
+        """The listening port; fixed for the broker's lifetime once first started."""
+        if self._port is None:
+            raise BrokerError("broker has not been started, so it has no port yet")
+        return self._port
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://{HOST}:{self.port}"
+
+    @property
+    def pid(self) -> int | None:
+        """Process id while running; ``None`` before start and after stop."""
+        return self._proc.pid if self.running and self._proc is not None else None
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    @property
+    def workdir(self) -> Path:
+        return self._workdir
+
+    @property
+    def config_path(self) -> Path:
+        return self._workdir / "mosquitto.conf"
+
+    @property
+    def data_dir(self) -> Path:
+        return self._workdir / "data"
+
+    @property
+    def log_path(self) -> Path:
+        """Broker stdout and stderr (its log goes to stderr), appended across restarts."""
+        return self._workdir / "mosquitto.log"
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> MosquittoBroker:
+        """Launch Mosquitto and return only once it has accepted an MQTT connection.
+
+        A listening socket is not enough: the probe completes a real CONNECT/CONNACK so
+        callers never race the broker's startup.
+        """
+        if self.running:
+            raise BrokerError(f"broker already running on {self.url} (pid {self.pid})")
+        binary = find_mosquitto()
+        self._workdir.mkdir(parents=True, exist_ok=True)
+        self.data_dir.mkdir(exist_ok=True)
+        # Only a port we picked ourselves may be swapped for another after losing a race.
+        attempts = 1 if self._port is not None else _PORT_ATTEMPTS
+        for attempt in range(1, attempts + 1):
+            port = self._port if self._port is not None else free_port()
+            try:
+                self._launch(binary, port)
+            except _PortTaken as exc:
+                if attempt == attempts:
+                    raise BrokerError(str(exc)) from None
+                continue
+            self._port = port
+            return self
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Terminate cleanly (Mosquitto saves its database on SIGTERM); escalate to SIGKILL.
+
+        Safe to call any number of times, and after :meth:`kill`.
+        """
+        proc = self._proc
+        if proc is None:
+            return
+        if proc.poll() is None:
+            self._signal(proc, signal.SIGTERM)
+            try:
+                proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self._signal(proc, signal.SIGKILL)
+                proc.wait(timeout=timeout)
+        self._forget()
+
+    def kill(self) -> None:
+        """Crash the broker: SIGKILL now, so nothing since the last autosave reaches disk."""
+        proc = self._proc
+        if proc is None:
+            return
+        if proc.poll() is None:
+            self._signal(proc, signal.SIGKILL)
+            proc.wait(timeout=5.0)
+        self._forget()
+
+    def restart(self) -> MosquittoBroker:
+        """Stop cleanly and start again on the same port with the same data directory."""
+        self.stop()
+        return self.start()
+
+    def __enter__(self) -> MosquittoBroker:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        where = f"{HOST}:{self._port}" if self._port is not None else "unstarted"
+        state = "running" if self.running else "stopped"
+        return f"<MosquittoBroker {where} {state} workdir={self._workdir}>"
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _launch(self, binary: Path, port: int) -> None:
+        config = render_local_config(
+            port=port,
+            data_dir=self.data_dir,
+            log_file=None,  # stderr, captured below together with config errors
+            persistence=self._persistence,
+            user="root" if os.geteuid() == 0 else None,
+        )
+        self.config_path.write_text(config, encoding="utf-8")
+        with self.log_path.open("ab") as log:
+            log_offset = log.tell()
+            # Own session/process group: a Ctrl-C aimed at the test run does not reach the
+            # broker half-way through a test, and stop() signals exactly this group.
+            self._proc = subprocess.Popen(  # noqa: S603 - fixed argv, binary found by find_mosquitto
+                [str(binary), "-c", str(self.config_path)],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self._workdir,
+                start_new_session=True,
+            )
+        self._finalizer = weakref.finalize(self, _kill_quietly, self._proc)
+        try:
+            self._wait_until_ready(self._proc, port, log_offset)
+        except BaseException:
+            self.kill()
+            raise
+
+    def _wait_until_ready(self, proc: subprocess.Popen[bytes], port: int, log_offset: int) -> None:
+        """Wait for our broker to log that it runs, then prove it speaks MQTT.
+
+        The log line comes first because a probe alone can be fooled: if another program
+        grabbed the port, the probe would talk to it while our Mosquitto exits.
+        """
+        deadline = time.monotonic() + self._startup_timeout
+        last_error = "mosquitto has not logged that it is running"
+        while True:
+            code = proc.poll()
+            if code is not None:
+                tail = self._log_tail(log_offset)
+                message = (
+                    f"mosquitto exited with code {code} while starting on {HOST}:{port}; "
+                    f"log {self.log_path}:\n{tail}"
+                )
+                if _ADDRESS_IN_USE in tail:
+                    raise _PortTaken(message)
+                raise BrokerError(message)
+            if _RUNNING.search(self._log_since(log_offset)):
+                try:
+                    # A broker answers CONNECT in well under a millisecond; a short timeout
+                    # only means another attempt.
+                    _probe(port, timeout=0.25)
+                    return
+                except OSError as exc:
+                    last_error = f"{type(exc).__name__}: {exc}"
+            if time.monotonic() >= deadline:
+                raise BrokerError(
+                    f"mosquitto did not accept MQTT on {HOST}:{port} within "
+                    f"{self._startup_timeout:g} s ({last_error}); "
+                    f"log {self.log_path}:\n{self._log_tail(log_offset)}"
+                )
+            time.sleep(0.01)
+
+    def _log_since(self, offset: int) -> str:
+        """What this launch has logged so far; earlier runs share the file."""
+        with self.log_path.open("rb") as log:
+            log.seek(offset)
+            return log.read().decode("utf-8", errors="replace")
+
+    def _log_tail(self, offset: int) -> str:
+        try:
+            text = self._log_since(offset)
+        except OSError as exc:
+            return f"(log unreadable: {exc})"
+        lines = text.splitlines()[-_LOG_TAIL_LINES:]
+        return "\n".join(lines) if lines else "(log empty)"
+
+    @staticmethod
+    def _signal(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
+        # Signal the group (only Mosquitto lives there) and tolerate it exiting meanwhile.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+
+    def _forget(self) -> None:
+        if self._finalizer is not None:
+            self._finalizer.detach()
+            self._finalizer = None
+
+
+class _PortTaken(BrokerError):
+    """Mosquitto could not bind the port: someone else got there between probe and bind."""
+
+
+def _probe(port: int, *, timeout: float) -> None:
+    """Complete one MQTT 3.1.1 CONNECT/CONNACK/DISCONNECT exchange.
+
+    Raises OSError while the broker is not listening yet, BrokerError if it refuses us.
+    """
+    with socket.create_connection((HOST, port), timeout=timeout) as sock:
+        sock.sendall(_CONNECT)
+        reply = b""
+        while len(reply) < len(_CONNACK_ACCEPTED):
+            chunk = sock.recv(len(_CONNACK_ACCEPTED) - len(reply))
+            if not chunk:
+                raise ConnectionError(f"connection closed after {reply!r}")
+            reply += chunk
+        if reply != _CONNACK_ACCEPTED:
+            # The broker is up but refuses us: waiting longer will not change its mind.
+            raise BrokerError(f"broker on {HOST}:{port} answered CONNECT with {reply.hex(' ')}")
+        sock.sendall(_DISCONNECT)

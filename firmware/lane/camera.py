@@ -1,0 +1,39 @@
+"""Camera and plate-reader seams: one small interface each, a real and a simulated backend.
+
+Must override: ``Camera.capture``, ``PlateReader.read``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """One picture of the lane. ``truth`` is set only by simulated cameras (the plate shown)."""
+
+    taken: datetime
+    image: bytes | None = None
+    truth: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PlateReading:
+    """What a reader made of a frame; ``plate`` is None when nothing could be read."""
+
+    plate: str | None
+    confidence: float
+    char_confidences: tuple[float, ...]
+    read_ms: float
+
+
+class Camera(Protocol):
+    def capture(self) -> Frame: ...
+
+
+class PlateReader(Protocol):
+    name: str
+
+    def read(self, frame: Frame) -> PlateReading: ...

@@ -1,0 +1,70 @@
+"""Assembles the gateway in order — store, audit, bus, service — and tears it down in reverse."""
+
+from __future__ import annotations
+
+import logging
+
+from broker.bus import BrokerAddress, MqttBus
+from gateway.audit import AuditLog
+from gateway.config import GatewayConfig
+from gateway.service import Gateway
+from gateway.store import GatewayStore
+from parkguard.clock import Clock
+
+log = logging.getLogger(__name__)
+
+TARIFF_ACTION = "tariff.activate"
+
+
+def audit_tariff_change(audit: AuditLog, config: GatewayConfig) -> bool:
+    """Record the tariff in force when it differs from the last one audited; say if it did.
+
+    A tariff change is a money change: whoever edits the file, the trail shows
+    when the gateway started charging by it and what it replaced.
+    """
+    current = config.tariff.model_dump(mode="json")
+    previous = None
+    for entry in audit.entries():
+        if entry.action == TARIFF_ACTION:
+            previous = entry.after
+    if previous == current:
+        return False
+    audit.record(
+        actor="gateway", action=TARIFF_ACTION, subject=f"tariff:{config.tariff.name}",
+        reason="gateway started with this tariff file", before=previous, after=current,
+    )
+    return True
+
+
+class GatewayApp:
+    """The running gateway process: one persistent MQTT session, one SQLite file."""
+
+    def __init__(self, config: GatewayConfig, *, clock: Clock) -> None:
+        self.config = config
+        self.store = GatewayStore.open(config.database)
+        self.audit = AuditLog(self.store.db, clock=clock)
+        self.bus = MqttBus(
+            BrokerAddress(config.broker.host, config.broker.port),
+            client_id=f"gateway-{config.site}",
+            persistent=True,
+        )
+        self.service = Gateway(
+            site=config.site, clock=clock, store=self.store, bus=self.bus, tariff=config.tariff
+        )
+
+    def start(self) -> GatewayApp:
+        audit_tariff_change(self.audit, self.config)
+        self.service.start()
+        self.bus.start()
+        return self
+
+    def stop(self) -> None:
+        self.bus.stop()
+        self.service.stop()
+        self.store.close()
+
+    def __enter__(self) -> GatewayApp:
+        return self.start()
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()

@@ -1,0 +1,30 @@
+"""The gateway's configuration file (TOML): site, broker, database, tariff."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, field_validator
+
+from parkguard.configfile import BrokerSettings, StrictModel
+from parkguard.core.tariff import SimpleTariff
+
+
+class GatewayConfig(StrictModel):
+    """Everything the site gateway needs to run."""
+
+    site: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$", description="site slug")
+    timezone: str = Field(default="Asia/Shanghai", description="site-local zone for screens")
+    database: Path = Field(default=Path("var/gateway.db"), description="SQLite file")
+    broker: BrokerSettings = BrokerSettings()
+    tariff: SimpleTariff = SimpleTariff()
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as error:
+            raise ValueError(f"unknown time zone {value!r} (use an IANA name)") from error
+        return value

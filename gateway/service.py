@@ -1,0 +1,220 @@
+"""The gateway's message loop: ingest lane events once each, answer decide requests, keep sessions.
+
+MQTT callbacks only enqueue; one worker thread owns the database. A payload
+that fails validation is counted, logged with its reason and dead-lettered,
+and the loop goes on with the next message.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from broker.bus import MqttBus
+from broker.contract import topics
+from broker.contract.messages import (
+    DecideReply,
+    DecideRequest,
+    LaneEvent,
+    Passed,
+    decode,
+)
+from gateway.store import GatewayStore
+from parkguard.clock import Clock, utc_iso
+from parkguard.core.tariff import SimpleTariff, format_fen
+from parkguard.errors import ContractError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class _Inbound:
+    topic: str
+    payload: bytes
+    received_at: datetime
+
+
+_STOP = object()
+
+
+class Gateway:
+    """The site's authority for sessions and money, on the bus."""
+
+    def __init__(
+        self,
+        *,
+        site: str,
+        clock: Clock,
+        store: GatewayStore,
+        bus: MqttBus,
+        tariff: SimpleTariff,
+    ) -> None:
+        self.site = site
+        self._clock = clock
+        self.store = store
+        self._bus = bus
+        self.tariff = tariff
+        self._inbox: queue.Queue[_Inbound | object] = queue.Queue()
+        self._worker: threading.Thread | None = None
+        self._idle = threading.Condition()
+        self._in_flight = 0
+        self.dead_letters = 0
+        self.duplicates = 0
+        self.events_stored = 0
+
+    # lifecycle ------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._worker = threading.Thread(target=self._run, name="gateway", daemon=True)
+        self._worker.start()
+        self._bus.subscribe(topics.all_lane(self.site, "event"), self._enqueue)
+        self._bus.subscribe(topics.all_lane(self.site, "decide"), self._enqueue)
+
+    def stop(self) -> None:
+        self._inbox.put(_STOP)
+        if self._worker is not None:
+            self._worker.join(timeout=10)
+
+    def wait_idle(self, timeout: float = 10.0) -> bool:
+        """Block until every message received so far has been handled (tests, the simulator)."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._in_flight == 0, timeout)
+
+    # the loop ----------------------------------------------------------------------
+
+    def _enqueue(self, topic: str, payload: bytes) -> None:
+        with self._idle:
+            self._in_flight += 1
+        self._inbox.put(_Inbound(topic, payload, self._clock.now()))
+
+    def _run(self) -> None:
+        while True:
+            item = self._inbox.get()
+            if item is _STOP:
+                return
+            assert isinstance(item, _Inbound)
+            try:
+                self._handle(item)
+            except ContractError as error:
+                self._dead_letter(item, str(error))
+            except Exception as error:  # never let one message stop the gateway
+                log.exception("gateway: failed to handle %s", item.topic)
+                self._dead_letter(item, f"handler error: {type(error).__name__}: {error}")
+            finally:
+                with self._idle:
+                    self._in_flight -= 1
+                    self._idle.notify_all()
+
+    def _dead_letter(self, item: _Inbound, reason: str) -> None:
+        self.dead_letters += 1
+        log.warning("gateway: dead-lettered message on %s: %s", item.topic, reason)
+        self.store.dead_letter(
+            received_at=utc_iso(item.received_at), topic=item.topic, payload=item.payload,
+            reason=reason,
+        )
+
+    def _handle(self, item: _Inbound) -> None:
+        message = decode(item.topic, item.payload)
+        if isinstance(message, DecideRequest):
+            # Answer first, write after: the lane is waiting on its deadline, and this worker
+            # records the decision before it looks at the next message (the pass that
+            # needs it).
+            now = self._clock.now()
+            reply = self._verdict(message, now)
+            self._bus.publish(topics.lane_decide_reply(self.site, message.lane), reply)
+            self._record_decision(message, reply, now)
+        elif hasattr(message, "event_id"):
+            self.ingest(message, item.received_at)  # type: ignore[arg-type]
+
+    # decisions ---------------------------------------------------------------------------
+
+    def decide(self, request: DecideRequest) -> DecideReply:
+        """The gateway's word on a vehicle at a lane, recorded so the pass can be matched to it."""
+        now = self._clock.now()
+        reply = self._verdict(request, now)
+        self._record_decision(request, reply, now)
+        return reply
+
+    def _record_decision(self, request: DecideRequest, reply: DecideReply, now: datetime) -> None:
+        self.store.db.table("decisions").insert({
+            "correlation_id": request.correlation_id, "lane": request.lane,
+            "direction": request.direction, "plate": request.plate, "action": reply.action,
+            "reason": reply.reason, "fee_fen": reply.fee_fen, "session_id": reply.session_id,
+            "requested_at": utc_iso(request.ts), "answered_at": utc_iso(now),
+        }, ignore=True)
+
+    def _verdict(self, request: DecideRequest, now: datetime) -> DecideReply:
+        def reply(action: str, reason: str, zh: str, en: str, **extra: Any) -> DecideReply:
+            return DecideReply(correlation_id=request.correlation_id, action=action,  # type: ignore[arg-type]
+                               reason=reason, display_zh=zh, display_en=en, ts=now, **extra)
+
+        plate = request.plate
+        if plate is None:
+            return reply("refuse", "plate_unread", "未识别车牌 请按帮助键", "Plate not read: press Help")
+        session = self.store.open_session_for(plate)
+        if request.direction == "entry":
+            if session is not None:
+                return reply("open", "already_inside", f"{plate} 欢迎光临", f"Welcome {plate}",
+                             session_id=session["session_id"])
+            return reply("open", "visitor_entry", f"{plate} 欢迎光临", f"Welcome {plate}",
+                         session_id=f"s-{uuid.uuid4().hex[:16]}")
+        if session is None:
+            return reply("refuse", "no_entry_record", "无入场记录 请按帮助键",
+                         "No entry record: press Help")
+        quote = self.tariff.quote(datetime.fromisoformat(session["entry_at"]), now)
+        money = format_fen(quote.total_fen)
+        return reply("open", "paid_at_exit", f"{plate} 应付{money}元 一路顺风",
+                     f"{plate} pay CNY {money}", fee_fen=quote.total_fen,
+                     session_id=session["session_id"])
+
+    # events ----------------------------------------------------------------------------
+
+    def ingest(self, event: LaneEvent, received_at: datetime) -> None:
+        """Store each event once by ``event_id``; a pass opens or closes a session."""
+        with self.store.atomic():
+            is_new = self.store.insert_event_once({
+                "event_id": event.event_id, "lane": event.lane, "seq": event.seq,
+                "type": event.type, "ts": utc_iso(event.ts),
+                "payload": event.model_dump_json(), "received_at": utc_iso(received_at),
+            })
+            if not is_new:
+                self.duplicates += 1
+                return
+            self.events_stored += 1
+            if isinstance(event, Passed):
+                self._vehicle_passed(event)
+
+    def _vehicle_passed(self, event: Passed) -> None:
+        decision = self.store.decision(event.correlation_id)
+        sessions = self.store.db.table("sessions")
+        if event.direction == "entry":
+            session_id = (decision or {}).get("session_id") or f"s-{uuid.uuid4().hex[:16]}"
+            review = None if decision else "entered while the gateway was unreachable"
+            if decision and decision["reason"] == "already_inside":
+                return
+            sessions.insert({
+                "session_id": session_id, "plate": event.plate or "", "state": "open",
+                "entry_lane": event.lane, "entry_at": utc_iso(event.ts),
+                "entry_event_id": event.event_id, "fee_fen": 0, "tariff": self.tariff.name,
+                "review": review,
+            }, ignore=True)
+            return
+        session = (
+            self.store.db.table("sessions").get(decision["session_id"])
+            if decision and decision["session_id"]
+            else (self.store.open_session_for(event.plate) if event.plate else None)
+        )
+        if session is None:
+            log.warning("gateway: exit at %s with no session to close", event.lane)
+            return
+        fee = decision["fee_fen"] if decision else 0
+        sessions.update(session["session_id"], {
+            "state": "closed", "exit_lane": event.lane, "exit_at": utc_iso(event.ts),
+            "exit_event_id": event.event_id, "fee_fen": fee,
+            "review": None if decision else "left while the gateway was unreachable: unbilled",
+        })

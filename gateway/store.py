@@ -1,0 +1,115 @@
+"""The gateway's SQLite file: schema migrations and the few queries the services need.
+
+WAL mode so readers (reports, the dashboard) never block ingestion; tables are
+created explicitly (strict, integer fen) rather than inferred from rows.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+from sqlite_utils.migrations import Migrations
+
+migrations = Migrations("parkguard.gateway")
+
+
+@migrations()
+def m001_events_sessions_dead_letters(db: sqlite_utils.Database) -> None:
+    db.create_table(
+        "events",
+        {"event_id": str, "lane": str, "seq": int, "type": str, "ts": str, "payload": str,
+         "received_at": str},
+        pk="event_id", not_null={"lane", "seq", "type", "ts", "payload", "received_at"},
+        strict=True,
+    )
+    db.table("events").create_index(["lane", "seq"])
+    db.create_table(
+        "decisions",
+        {"correlation_id": str, "lane": str, "direction": str, "plate": str, "action": str,
+         "reason": str, "fee_fen": int, "session_id": str, "requested_at": str,
+         "answered_at": str},
+        pk="correlation_id",
+        not_null={"lane", "direction", "action", "reason", "fee_fen", "answered_at"},
+        strict=True,
+    )
+    db.create_table(
+        "sessions",
+        {"session_id": str, "plate": str, "state": str, "entry_lane": str, "entry_at": str,
+         "entry_event_id": str, "exit_lane": str, "exit_at": str, "exit_event_id": str,
+         "fee_fen": int, "tariff": str, "review": str},
+        pk="session_id", not_null={"plate", "state", "entry_lane", "entry_at", "fee_fen"},
+        defaults={"fee_fen": 0}, strict=True,
+    )
+    db.table("sessions").create_index(["plate", "state"])
+    db.create_table(
+        "dead_letters",
+        {"id": int, "received_at": str, "topic": str, "payload": bytes, "reason": str},
+        pk="id", not_null={"received_at", "topic", "payload", "reason"}, strict=True,
+    )
+
+
+def open_database(path: Path) -> sqlite_utils.Database:
+    """Open (creating if needed) a SQLite file in WAL mode, usable from the one worker thread
+    that owns it even though another thread opened it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+    db = sqlite_utils.Database(conn)
+    db.enable_wal()
+    db.execute("PRAGMA synchronous=NORMAL")
+    return db
+
+
+class GatewayStore:
+    """Sessions, decisions, ingested events and dead letters in one SQLite file."""
+
+    def __init__(self, db: sqlite_utils.Database) -> None:
+        self.db = db
+        migrations.apply(db)
+
+    @classmethod
+    def open(cls, path: Path) -> GatewayStore:
+        return cls(open_database(path))
+
+    @contextmanager
+    def atomic(self) -> Iterator[sqlite_utils.Database]:
+        with self.db.atomic() as db:
+            yield db
+
+    def insert_event_once(self, row: dict[str, Any]) -> bool:
+        """Store an event unless its ``event_id`` is known; say whether it was new."""
+        cursor = self.db.execute(
+            "INSERT OR IGNORE INTO events (event_id, lane, seq, type, ts, payload, received_at) "
+            "VALUES (:event_id, :lane, :seq, :type, :ts, :payload, :received_at)",
+            row,
+        )
+        return cursor.rowcount == 1
+
+    def open_session_for(self, plate: str) -> dict[str, Any] | None:
+        rows = list(self.db.query(
+            "SELECT * FROM sessions WHERE plate = ? AND state = 'open' ORDER BY entry_at DESC "
+            "LIMIT 1", [plate],
+        ))
+        return rows[0] if rows else None
+
+    def decision(self, correlation_id: str) -> dict[str, Any] | None:
+        rows = list(self.db.query(
+            "SELECT * FROM decisions WHERE correlation_id = ?", [correlation_id]
+        ))
+        return rows[0] if rows else None
+
+    def dead_letter(self, *, received_at: str, topic: str, payload: bytes, reason: str) -> None:
+        self.db.table("dead_letters").insert(
+            {"received_at": received_at, "topic": topic, "payload": payload, "reason": reason}
+        )
+
+    def count(self, table: str, where: str = "1 = 1", params: tuple[Any, ...] = ()) -> int:
+        row = self.db.execute(f"SELECT count(*) FROM [{table}] WHERE {where}", params).fetchone()  # noqa: S608 - internal callers only
+        return int(row[0])
+
+    def close(self) -> None:
+        self.db.close()

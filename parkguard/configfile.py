@@ -1,0 +1,54 @@
+"""Load a TOML config file into a pydantic model, failing at start with the field and the reason."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from parkguard.errors import ConfigError
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class StrictModel(BaseModel):
+    """Base for config sections: unknown keys are errors (a typo must not be silently ignored)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class BrokerSettings(StrictModel):
+    """Where the site's Mosquitto listens."""
+
+    host: str = Field(default="127.0.0.1", min_length=1, description="broker host name or address")
+    port: int = Field(default=1883, ge=1, le=65535, description="broker TCP port")
+
+
+def explain(error: ValidationError, *, source: str) -> str:
+    lines = [f"{source}: invalid configuration"]
+    for problem in error.errors():
+        where = ".".join(str(p) for p in problem["loc"]) or "(top level)"
+        value = problem.get("input")
+        shown = "" if isinstance(value, dict) else f" (got {value!r})"
+        lines.append(f"  {where}: {problem['msg']}{shown}")
+    return "\n".join(lines)
+
+
+def parse_config(model: type[M], data: dict[str, Any], *, source: str = "config") -> M:
+    try:
+        return model.model_validate(data)
+    except ValidationError as error:
+        raise ConfigError(explain(error, source=source)) from error
+
+
+def load_config(model: type[M], path: Path) -> M:
+    """Read ``path`` as TOML and validate it; every error names the file, the field and why."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as error:
+        raise ConfigError(f"{path}: config file not found") from error
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{path}: not valid TOML: {error}") from error
+    return parse_config(model, data, source=str(path))
