@@ -1,1 +1,4 @@
-"""Code that runs on the devices: ``firmware.lane`` (CPython on a Pi); ``firmware/sensor`` is MicroPython."""
+"""Code that runs on the devices.
+
+``firmware.lane`` is CPython on a Pi; ``firmware/sensor`` is MicroPython, not a package.
+"""

@@ -95,9 +95,8 @@ class Gateway:
     def _run(self) -> None:
         while True:
             item = self._inbox.get()
-            if item is _STOP:
+            if not isinstance(item, _Inbound):  # the stop marker
                 return
-            assert isinstance(item, _Inbound)
             try:
                 self._handle(item)
             except ContractError as error:
@@ -155,7 +154,8 @@ class Gateway:
 
         plate = request.plate
         if plate is None:
-            return reply("refuse", "plate_unread", "未识别车牌 请按帮助键", "Plate not read: press Help")
+            return reply("refuse", "plate_unread", "未识别车牌 请按帮助键",
+                         "Plate not read: press Help")
         session = self.store.open_session_for(plate)
         if request.direction == "entry":
             if session is not None:

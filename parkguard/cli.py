@@ -208,7 +208,8 @@ def run() -> None:
     """Console entry point: configuration and operational errors become a clear message and
     exit code 2, not a traceback."""
     try:
-        main(standalone_mode=False)
+        # Without standalone mode click *returns* the code of ctx.exit(n) instead of exiting.
+        code = main(standalone_mode=False)
     except click.exceptions.Exit as done:
         sys.exit(done.exit_code)
     except click.ClickException as error:
@@ -220,3 +221,4 @@ def run() -> None:
     except ParkGuardError as error:
         click.echo(f"error: {error}", err=True)
         sys.exit(2)
+    sys.exit(code if isinstance(code, int) else 0)

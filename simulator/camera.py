@@ -9,7 +9,7 @@ from parkguard.clock import Clock
 
 
 class SimulatedCamera:
-    """Shows whatever plate the simulator put in front of it (None: a car with no readable plate)."""
+    """Shows whatever plate the simulator put in front of it (None: no readable plate)."""
 
     def __init__(self, *, clock: Clock) -> None:
         self._clock = clock

@@ -69,7 +69,8 @@ class CarDriver:
         pins.arming.drive_high()
         _wait_real(lambda: lane.verdicts > verdicts_before, self._patience, "a verdict")
         verdict = lane.last_verdict
-        assert verdict is not None
+        if verdict is None:
+            raise LaneStuck("the lane counted a verdict but kept none")
         if verdict.action != "open":
             pins.arming.drive_low()
             return Passage(False, verdict.reason, 0)

@@ -78,6 +78,7 @@ class SimulatedSite:
         exit_lanes: tuple[str, ...] = ("out1", "out2"),
         tariff: SimpleTariff | None = None,
         timezone: str = "Asia/Shanghai",
+        pin_factory: Callable[[str], MockFactory] = lambda _lane: MockFactory(),
     ) -> None:
         self.clock = clock
         self.entry_lanes, self.exit_lanes = entry_lanes, exit_lanes
@@ -92,7 +93,7 @@ class SimulatedSite:
         roles += [(x, "exit") for x in exit_lanes]
         for lane, direction in roles:
             config = LaneConfig(site=site, lane=lane, direction=direction, broker=settings)
-            factory = MockFactory()
+            factory = pin_factory(lane)  # each lane is its own board
             camera = SimulatedCamera(clock=clock)
             node = LaneNode(config, clock=clock, camera=camera, reader=GroundTruthReader(),
                             pin_factory=factory)

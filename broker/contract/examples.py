@@ -1,4 +1,7 @@
-"""One example payload per message, exactly as it travels; tests validate each and the docs show them."""
+"""One example payload per message, exactly as it travels.
+
+Tests validate each one and docs/protocol.md shows them.
+"""
 
 from __future__ import annotations
 

@@ -404,7 +404,8 @@ def decode(topic: str, payload: bytes | str) -> WireValue:
     try:
         value: WireValue = _ADAPTERS[where.kind].validate_json(payload)
     except ValidationError as error:
-        raise ContractError(f"{where.kind} on {topic}: {describe_validation_error(error)}") from error
+        reason = describe_validation_error(error)
+        raise ContractError(f"{where.kind} on {topic}: {reason}") from error
     field = _NODE_FIELD.get(where.kind)
     if field is not None and getattr(value, field) != where.node:
         raise ContractError(

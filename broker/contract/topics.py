@@ -128,7 +128,7 @@ def all_alerts(site: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Topic:
-    """A parsed topic: which site, what kind, and which node (lane, sensor, reader, alarm, alert)."""
+    """A parsed topic: its site, its kind, and its node (lane, sensor, reader, alarm, alert)."""
 
     site: str
     kind: TopicKind

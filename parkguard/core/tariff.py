@@ -6,7 +6,8 @@ coupons replaces this; its quote keeps this shape.)
 
 >>> from datetime import datetime, UTC
 >>> tariff = SimpleTariff()
->>> quote = tariff.quote(datetime(2026, 5, 1, 2, 0, tzinfo=UTC), datetime(2026, 5, 1, 3, 30, tzinfo=UTC))
+>>> entry = datetime(2026, 5, 1, 2, 0, tzinfo=UTC)
+>>> quote = tariff.quote(entry, datetime(2026, 5, 1, 3, 30, tzinfo=UTC))
 >>> quote.total_fen, [item.fen for item in quote.items]
 (700, [500, 200])
 """

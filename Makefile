@@ -1,0 +1,58 @@
+# ParkGuard — the two commands: `make demo` and `make test`.
+# Both install what is missing first (Mosquitto via apt, a .venv with the project), so they
+# work on a fresh Debian or Raspberry Pi OS machine.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+APT := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get
+PYTEST_ARGS ?=
+
+.PHONY: help demo test lint typecheck unit docs system-deps venv clean
+
+help:
+	@echo "make demo   install what is missing, then run a simulated car park end to end"
+	@echo "make test   install what is missing, then lint, type-check and run every test"
+	@echo "make docs   regenerate docs/protocol.md from the wire contract"
+	@echo "make clean  remove the virtualenv and run artefacts"
+
+demo: venv
+	$(BIN)/parkguard demo
+
+test: venv lint typecheck
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: venv
+	$(BIN)/ruff check .
+
+typecheck: venv
+	$(BIN)/mypy
+
+docs: venv
+	$(BIN)/parkguard contract docs
+
+# System packages: the broker binary the tests and the demo start, and venv support.
+system-deps:
+	@missing=""; \
+	command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing="$$missing mosquitto"; \
+	$(PYTHON) -c 'import ensurepip, venv' >/dev/null 2>&1 || missing="$$missing python3-venv"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing system packages:$$missing"; \
+	  $(APT) update -qq && $(APT) install -y -qq --no-install-recommends $$missing; \
+	fi
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+	  { echo "ParkGuard needs Python 3.11 or newer (found $$($(PYTHON) --version))"; exit 1; }
+
+venv: system-deps $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,0 +1,130 @@
+"""The lane's gate sequence on mock pins and the real broker: safety, odd cases, offline."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from gpiozero.pins.mock import MockFactory
+
+from broker.contract import topics
+from broker.runner import MosquittoBroker
+from firmware.lane.config import LaneConfig
+from firmware.lane.node import LaneNode
+from parkguard.clock import ManualClock
+from parkguard.configfile import BrokerSettings
+from simulator.camera import GroundTruthReader, SimulatedCamera
+from simulator.driver import SimulatedLaneWiring
+from simulator.site import SimulatedSite
+from tests.helpers import Recorder, address_of, eventually, give_the_lane_time_to_misbehave
+
+pytestmark = pytest.mark.integration
+
+SITE = "lanetest"
+START = datetime(2026, 5, 6, 2, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def site(broker: MosquittoBroker, tmp_path: Path) -> Iterator[SimulatedSite]:
+    with SimulatedSite(site=SITE, broker=address_of(broker), workdir=tmp_path,
+                       clock=ManualClock(START), entry_lanes=("in1",),
+                       exit_lanes=("out1",)) as running:
+        yield running
+
+
+@pytest.fixture
+def events(broker: MosquittoBroker) -> Iterator[Recorder]:
+    with Recorder(broker, topics.all_lane(SITE, "event"), name="event-watch") as recorder:
+        yield recorder
+
+
+def event_types(recorder: Recorder) -> list[str]:
+    return [json.loads(p)["type"] for p in recorder.payloads()]
+
+
+def test_the_barrier_stays_up_while_a_vehicle_stands_under_it(
+    site: SimulatedSite, events: Recorder
+) -> None:
+    lane = site.lanes["in1"]
+    pins = lane.wiring
+    lane.camera.show("粤B12345")
+    pins.arming.drive_high()
+    eventually(lambda: bool(pins.relay.state), what="barrier up")
+    pins.safety.drive_high()
+    pins.arming.drive_low()
+    # The car stops under the boom. However long it stands there, the boom stays up.
+    for _ in range(5):
+        site.clock.advance(timedelta(minutes=10))
+        give_the_lane_time_to_misbehave()
+        assert pins.relay.state, "barrier lowered onto a vehicle"
+    pins.safety.drive_low()
+    eventually(lambda: not pins.relay.state, what="barrier down once the loop is clear")
+    eventually(lambda: "passed" in event_types(events), what="passed event")
+
+
+def test_a_driver_who_backs_out_leaves_the_barrier_closed_and_a_fault_reported(
+    site: SimulatedSite, events: Recorder
+) -> None:
+    lane = site.lanes["in1"]
+    pins = lane.wiring
+    lane.camera.show("粤B12345")
+    pins.arming.drive_high()
+    eventually(lambda: bool(pins.relay.state), what="barrier up")
+    pins.arming.drive_low()  # reverses away without touching the safety loop
+    eventually(lambda: not pins.relay.state, what="barrier down")
+    eventually(lambda: "fault" in event_types(events), what="fault event")
+    fault = next(json.loads(p) for p in events.payloads() if json.loads(p)["type"] == "fault")
+    assert fault["code"] == "vehicle_backed_out"
+    assert "passed" not in event_types(events)
+
+
+def test_two_cars_on_one_opening_are_reported_as_a_tailgate(
+    site: SimulatedSite, events: Recorder
+) -> None:
+    lane = site.lanes["in1"]
+    pins = lane.wiring
+    lane.camera.show("粤B12345")
+    pins.arming.drive_high()
+    eventually(lambda: bool(pins.relay.state), what="barrier up")
+    for _ in range(2):  # bumper to bumper: two vehicles cross the safety loop
+        pins.safety.drive_high()
+        pins.safety.drive_low()
+    pins.arming.drive_low()
+    eventually(lambda: "tailgate" in event_types(events), what="tailgate event")
+    tailgate = next(json.loads(p) for p in events.payloads()
+                    if json.loads(p)["type"] == "tailgate")
+    assert tailgate["vehicles"] == 2
+
+
+def test_with_the_gateway_silent_the_lane_decides_alone_after_its_deadline(
+    broker: MosquittoBroker, events: Recorder
+) -> None:
+    clock = ManualClock(START)
+    config = LaneConfig(site=SITE, lane="in9", direction="entry",
+                        broker=BrokerSettings(host=broker.host, port=broker.port))
+    factory = MockFactory()
+    camera = SimulatedCamera(clock=clock)
+    with LaneNode(config, clock=clock, camera=camera, reader=GroundTruthReader(),
+                  pin_factory=factory) as node:
+        pins = SimulatedLaneWiring(config, factory)
+        camera.show("粤B54321")
+        pins.arming.drive_high()
+        eventually(lambda: "plate_read" in event_types(events), what="plate read")
+        # Nobody answers. Before the deadline the barrier stays down ...
+        clock.advance(timedelta(milliseconds=200))
+        give_the_lane_time_to_misbehave()
+        assert not pins.relay.state
+        assert node.controller.verdicts == 0
+        # ... and once the lane's clock passes 300 ms it decides alone.
+        clock.advance(timedelta(milliseconds=150))
+        eventually(lambda: bool(pins.relay.state), what="offline opening")
+        verdict = node.controller.last_verdict
+        assert verdict is not None
+        assert (verdict.decided_by, verdict.reason) == ("lane", "offline_entry")
+        eventually(lambda: "decision" in event_types(events), what="decision event")
+        decision = next(json.loads(p) for p in events.payloads()
+                        if json.loads(p)["type"] == "decision")
+        assert decision["decided_by"] == "lane"
