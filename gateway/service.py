@@ -18,6 +18,7 @@ from typing import Any
 from broker.bus import MqttBus
 from broker.contract import topics
 from broker.contract.messages import (
+    LANE_EVENT_TYPES,
     DecideReply,
     DecideRequest,
     LaneEvent,
@@ -127,17 +128,10 @@ class Gateway:
             reply = self._verdict(message, now)
             self._bus.publish(topics.lane_decide_reply(self.site, message.lane), reply)
             self._record_decision(message, reply, now)
-        elif hasattr(message, "event_id"):
-            self.ingest(message, item.received_at)  # type: ignore[arg-type]
+        elif isinstance(message, LANE_EVENT_TYPES):
+            self.ingest(message, item.received_at)
 
     # decisions ---------------------------------------------------------------------------
-
-    def decide(self, request: DecideRequest) -> DecideReply:
-        """The gateway's word on a vehicle at a lane, recorded so the pass can be matched to it."""
-        now = self._clock.now()
-        reply = self._verdict(request, now)
-        self._record_decision(request, reply, now)
-        return reply
 
     def _record_decision(self, request: DecideRequest, reply: DecideReply, now: datetime) -> None:
         self.store.db.table("decisions").insert({

@@ -38,7 +38,10 @@ PROTOCOL_VERSION: Final = 1
 
 
 def _to_utc(value: datetime) -> datetime:
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError as error:  # e.g. 9999-12-31T23:59-05:00 has no UTC equivalent
+        raise ValueError("time is out of range once converted to UTC") from error
 
 
 UtcTime = Annotated[
@@ -47,7 +50,10 @@ UtcTime = Annotated[
     PlainSerializer(utc_iso, return_type=str),
     Field(description="UTC instant, ISO-8601 with milliseconds, e.g. 2026-05-01T02:00:00.000Z"),
 ]
-Fen = Annotated[int, Field(ge=0, description="money in fen (1/100 CNY), never a float")]
+Fen = Annotated[
+    int,
+    Field(ge=0, strict=True, description="money in fen (1/100 CNY): a JSON integer, never a float"),
+]
 NodeId = Annotated[
     str,
     AfterValidator(lambda v: check_segment(v, what="node id")),
@@ -206,6 +212,10 @@ LaneEvent: TypeAlias = Annotated[
     Field(discriminator="type"),
 ]
 LANE_EVENT: Final[TypeAdapter[LaneEvent]] = TypeAdapter(LaneEvent)
+LANE_EVENT_TYPES: Final = (
+    VehicleDetected, PlateRead, Decision, BarrierMoved, Passed, Tailgate, HelpPressed,
+    PaymentCode, Fault,
+)
 
 
 # Lane state, commands and decisions -----------------------------------------
@@ -413,14 +423,3 @@ def decode(topic: str, payload: bytes | str) -> WireValue:
             f"does not match the topic's {where.node!r}"
         )
     return value
-
-
-def decode_lane_event(raw: bytes | str) -> LaneEvent:
-    try:
-        return LANE_EVENT.validate_json(raw)
-    except ValidationError as error:
-        raise ContractError(f"lane event: {describe_validation_error(error)}") from error
-
-
-def lane_event_json(event: LaneEvent) -> bytes:
-    return event.to_json()

@@ -91,7 +91,7 @@ class SimpleTariff(BaseModel):
             raise TariffError("entry and exit must be timezone-aware")
         if exit < entry:
             raise TariffError(f"exit {exit.isoformat()} is before entry {entry.isoformat()}")
-        minutes = _ceil_div(int((exit - entry).total_seconds() * 1000), 60_000)
+        minutes = _ceil_div((exit - entry) // timedelta(milliseconds=1), 60_000)
         if minutes <= self.free_minutes:
             item = QuoteItem("free", "免费时段", "free period", minutes, 0)
             return Quote(entry, exit, minutes, (item,), 0)
