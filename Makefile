@@ -11,11 +11,12 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get
 PYTEST_ARGS ?=
 
-.PHONY: help demo test lint typecheck unit docs system-deps venv clean
+.PHONY: help demo test bench lint typecheck docs system-deps venv clean
 
 help:
 	@echo "make demo   install what is missing, then run a simulated car park end to end"
 	@echo "make test   install what is missing, then lint, type-check and run every test"
+	@echo "make bench  latency and throughput against same-run baselines, as a table"
 	@echo "make docs   regenerate docs/protocol.md from the wire contract"
 	@echo "make clean  remove the virtualenv and run artefacts"
 
@@ -56,3 +57,6 @@ $(STAMP): pyproject.toml
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis
+
+bench: venv
+	$(BIN)/python -m simulator.bench --plot var/bench/latency.png

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import sqlite3
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -24,6 +26,20 @@ class _Unreadable(click.ClickException):
     """The database is missing or holds no audit log: a usage problem, not a failed check."""
 
     exit_code = 2
+
+
+@contextmanager
+def _reading(db_path: Path) -> Iterator[Database]:
+    """The audit log opened read-only; unreadable or absent logs become one clear error."""
+    db = _open_read_only(db_path)
+    try:
+        yield db
+    except NoAuditLogError as error:
+        raise _Unreadable(f"{db_path}: {error}") from error
+    except sqlite3.DatabaseError as error:
+        raise _Unreadable(f"{db_path}: cannot read the audit log ({error})") from error
+    finally:
+        db.close()
 
 
 def _open_read_only(db_path: Path) -> Database:
@@ -54,15 +70,8 @@ def verify_command(db_path: Path) -> None:
     Copy the head hash it prints somewhere off this machine: a chain rewritten from
     the start, head included, can only be caught by comparing with such a copy.
     """
-    db = _open_read_only(db_path)
-    try:
+    with _reading(db_path) as db:
         report = verify_log(db)
-    except NoAuditLogError as error:
-        raise _Unreadable(f"{db_path}: {error}") from error
-    except sqlite3.DatabaseError as error:
-        raise _Unreadable(f"{db_path}: cannot read the audit log ({error})") from error
-    finally:
-        db.close()
     if report.problem is not None:
         problem = report.problem
         click.echo(
@@ -107,15 +116,8 @@ def show_command(db_path: Path, last: int | None) -> None:
     One block per entry rather than a table: reasons and before/after values are long,
     and a block stays readable in a narrow terminal, a pipe or a printed report.
     """
-    db = _open_read_only(db_path)
-    try:
+    with _reading(db_path) as db:
         entries = list(read_entries(db, last=last))
-    except NoAuditLogError as error:
-        raise _Unreadable(f"{db_path}: {error}") from error
-    except sqlite3.DatabaseError as error:
-        raise _Unreadable(f"{db_path}: cannot read the audit log ({error})") from error
-    finally:
-        db.close()
     if not entries:
         click.echo("audit log is empty")
         return

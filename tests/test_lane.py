@@ -41,6 +41,14 @@ def events(broker: MosquittoBroker) -> Iterator[Recorder]:
         yield recorder
 
 
+def arrive_and_see_the_barrier_rise(site: SimulatedSite, lane_id: str) -> SimulatedLaneWiring:
+    lane = site.lanes[lane_id]
+    lane.camera.show("粤B12345")
+    lane.wiring.arming.drive_high()
+    eventually(lambda: bool(lane.wiring.relay.state), what="barrier up")
+    return lane.wiring
+
+
 def event_types(recorder: Recorder) -> list[str]:
     return [json.loads(p)["type"] for p in recorder.payloads()]
 
@@ -48,11 +56,7 @@ def event_types(recorder: Recorder) -> list[str]:
 def test_the_barrier_stays_up_while_a_vehicle_stands_under_it(
     site: SimulatedSite, events: Recorder
 ) -> None:
-    lane = site.lanes["in1"]
-    pins = lane.wiring
-    lane.camera.show("粤B12345")
-    pins.arming.drive_high()
-    eventually(lambda: bool(pins.relay.state), what="barrier up")
+    pins = arrive_and_see_the_barrier_rise(site, "in1")
     pins.safety.drive_high()
     pins.arming.drive_low()
     # The car stops under the boom. However long it stands there, the boom stays up.
@@ -68,11 +72,7 @@ def test_the_barrier_stays_up_while_a_vehicle_stands_under_it(
 def test_a_driver_who_backs_out_leaves_the_barrier_closed_and_a_fault_reported(
     site: SimulatedSite, events: Recorder
 ) -> None:
-    lane = site.lanes["in1"]
-    pins = lane.wiring
-    lane.camera.show("粤B12345")
-    pins.arming.drive_high()
-    eventually(lambda: bool(pins.relay.state), what="barrier up")
+    pins = arrive_and_see_the_barrier_rise(site, "in1")
     pins.arming.drive_low()  # reverses away without touching the safety loop
     eventually(lambda: not pins.relay.state, what="barrier down")
     eventually(lambda: "fault" in event_types(events), what="fault event")
@@ -84,11 +84,7 @@ def test_a_driver_who_backs_out_leaves_the_barrier_closed_and_a_fault_reported(
 def test_two_cars_on_one_opening_are_reported_as_a_tailgate(
     site: SimulatedSite, events: Recorder
 ) -> None:
-    lane = site.lanes["in1"]
-    pins = lane.wiring
-    lane.camera.show("粤B12345")
-    pins.arming.drive_high()
-    eventually(lambda: bool(pins.relay.state), what="barrier up")
+    pins = arrive_and_see_the_barrier_rise(site, "in1")
     for _ in range(2):  # bumper to bumper: two vehicles cross the safety loop
         pins.safety.drive_high()
         pins.safety.drive_low()
