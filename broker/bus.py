@@ -13,7 +13,8 @@ import logging
 import socket
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as paho
@@ -42,8 +43,13 @@ class Will:
 
 @dataclass(frozen=True, slots=True)
 class BrokerAddress:
+    """Where the broker is and how to prove who we are: TLS when ``ca_file`` is set."""
+
     host: str
     port: int
+    ca_file: Path | None = None
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
 
 
 class MqttBus:
@@ -78,8 +84,14 @@ class MqttBus:
         self._on_handler_error = on_handler_error
         self._connect_listeners: list[Callable[[], None]] = []
         self.connected = threading.Event()
+        self._answered = threading.Event()
+        self.refused: str | None = None
         self.handler_errors = 0
         self.received = 0
+        if address.ca_file is not None:
+            self._client.tls_set(ca_certs=str(address.ca_file))
+        if address.username is not None:
+            self._client.username_pw_set(address.username, address.password)
         if will is not None:
             self._client.will_set(will.topic, will.payload, qos=will.qos, retain=will.retain)
         self._client.reconnect_delay_set(min_delay=1, max_delay=5)
@@ -92,15 +104,17 @@ class MqttBus:
 
     def start(self, *, timeout: float = 10.0) -> MqttBus:
         """Connect and start the network thread; wait until the broker has said yes."""
+        where = f"{self.address.host}:{self.address.port}"
         self._client.connect_async(self.address.host, self.address.port, self._keepalive)
         self._client.loop_start()
-        if not self.connected.wait(timeout):
-            self._client.loop_stop()
-            raise BrokerError(
-                f"{self.client_id}: no CONNACK from {self.address.host}:{self.address.port} "
-                f"within {timeout:.0f} s"
-            )
-        return self
+        self._answered.wait(timeout)
+        if self.connected.is_set():
+            return self
+        self._client.disconnect()
+        self._client.loop_stop()
+        if self.refused is not None:
+            raise BrokerError(f"{self.client_id}: {where} refused the connection: {self.refused}")
+        raise BrokerError(f"{self.client_id}: no CONNACK from {where} within {timeout:.0f} s")
 
     def stop(self) -> None:
         """Say goodbye properly (no Last Will) and stop the network thread. Safe twice."""
@@ -175,6 +189,8 @@ class MqttBus:
         _properties: Properties | None,
     ) -> None:
         if reason.is_failure:
+            self.refused = str(reason)
+            self._answered.set()
             log.error("%s: broker refused connection: %s", self.client_id, reason)
             return
         with self._lock:
@@ -182,6 +198,7 @@ class MqttBus:
         for topic_filter, qos in dict(filters).items():
             client.subscribe(topic_filter, qos=qos)
         self.connected.set()
+        self._answered.set()
         for listener in self._connect_listeners:
             try:
                 listener()
