@@ -40,6 +40,7 @@ EXAMPLES: Final[dict[str, dict[str, Any]]] = {
                     "expires": "2026-05-01T02:00:10.000Z", "sig": ""},
     "DecideRequest": {"v": 1, "correlation_id": "c0ffee00d1", "lane": "out1",
                       "direction": "exit", "plate": "粤B12345", "confidence": 0.97,
+                      "char_confidences": [0.99, 0.98, 0.97, 0.99, 0.96, 0.99, 0.98],
                       "ts": "2026-05-01T03:30:00.000Z", "deadline_ms": 300},
     "DecideReply": {"v": 1, "correlation_id": "c0ffee00d1", "action": "open",
                     "reason": "paid_at_exit", "fee_fen": 700, "session_id": "s-01HZX3",

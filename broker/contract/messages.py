@@ -275,8 +275,11 @@ class DecideRequest(WireMessage):
     correlation_id: CorrelationId
     lane: NodeId
     direction: Direction
-    plate: str | None = Field(max_length=16)
+    plate: str | None = Field(max_length=16, description="the read as the lane's reader gave it")
     confidence: float = Field(ge=0.0, le=1.0)
+    char_confidences: tuple[float, ...] = Field(
+        default=(), description="per-character confidence of the read, for fuzzy matching"
+    )
     ts: UtcTime
     deadline_ms: int = Field(gt=0, le=60_000, description="the lane decides alone after this")
 

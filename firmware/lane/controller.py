@@ -238,7 +238,8 @@ class LaneController:
         started = time.perf_counter()
         request = DecideRequest(
             correlation_id=correlation_id, lane=lane, direction=self.config.direction,
-            plate=reading.plate, confidence=reading.confidence, ts=self._clock.now(),
+            plate=reading.plate, confidence=reading.confidence,
+            char_confidences=reading.char_confidences, ts=self._clock.now(),
             deadline_ms=deadline_ms,
         )
         self._bus.publish(topics.lane_decide(site, lane), request)
