@@ -23,6 +23,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from broker.contract.messages import WireMessage
+from parkguard.configfile import BrokerSettings
 from parkguard.errors import BrokerError
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,17 @@ class BrokerAddress:
     ca_file: Path | None = None
     username: str | None = None
     password: str | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_settings(cls, settings: BrokerSettings) -> BrokerAddress:
+        """A config's ``[broker]`` section, reading the device bundle it points to, if any."""
+        if settings.bundle is not None:
+            from broker.provision.bundle import load_bundle
+
+            login = load_bundle(settings.bundle).broker
+            return cls(login.host, login.port, login.ca_file, login.username, login.password)
+        return cls(settings.host, settings.port, settings.ca_file, settings.username,
+                   settings.password)
 
 
 class MqttBus:

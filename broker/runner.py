@@ -8,13 +8,16 @@ import re
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import time
 import weakref
 from pathlib import Path
 from types import TracebackType
 
+from broker.bus import BrokerAddress
 from broker.mosquitto_conf import render_local_config
+from broker.provision.generate import ProvisionResult
 from parkguard.errors import BrokerError
 
 HOST = "127.0.0.1"
@@ -41,6 +44,7 @@ _CONNECT = (
     + _PROBE_CLIENT_ID
 )
 _CONNACK_ACCEPTED = b"\x20\x02\x00\x00"  # session present 0, return code 0
+_CONNACK_NOT_AUTHORIZED = b"\x20\x02\x00\x05"
 _DISCONNECT = b"\xe0\x00"
 
 
@@ -99,7 +103,9 @@ class MosquittoBroker:
         port: int | None = None,
         persistence: bool = True,
         startup_timeout: float = 10.0,
+        site: ProvisionResult | None = None,
     ) -> None:
+        self._site = site
         self._workdir = Path(workdir)
         self._requested_port = port
         self._port: int | None = port
@@ -113,6 +119,24 @@ class MosquittoBroker:
     @property
     def host(self) -> str:
         return HOST
+
+    @property
+    def site(self) -> ProvisionResult | None:
+        """The provisioned site whose locked-down config this broker runs, if any."""
+        return self._site
+
+    def address(self, device: str | None = None) -> BrokerAddress:
+        """How ``device`` (e.g. ``"gateway"``, ``"lane-in1"``) reaches this broker.
+
+        A locked-down broker needs a device of its inventory; an open development
+        broker takes anyone.
+        """
+        if self._site is None:
+            return BrokerAddress(HOST, self.port)
+        if device is None:
+            raise BrokerError("this broker is locked down: say which device is connecting")
+        login = self._site.device(device)
+        return BrokerAddress(HOST, self.port, login.ca_path, login.username, login.password)
 
     @property
     def port(self) -> int:
@@ -229,13 +253,21 @@ class MosquittoBroker:
     # -- internals -------------------------------------------------------------------------
 
     def _launch(self, binary: Path, port: int) -> None:
-        config = render_local_config(
-            port=port,
-            data_dir=self.data_dir,
-            log_file=None,  # stderr, captured below together with config errors
-            persistence=self._persistence,
-            user="root" if os.geteuid() == 0 else None,
-        )
+        # Root: stay root, or Mosquitto's switch to its own user cannot read our files.
+        user = "root" if os.geteuid() == 0 else None
+        if self._site is not None:
+            config = self._site.render_conf(
+                port=port, bind_address=HOST, persistence_dir=self.data_dir, log_file=None,
+                run_as_user=user,
+            )
+        else:
+            config = render_local_config(
+                port=port,
+                data_dir=self.data_dir,
+                log_file=None,  # stderr, captured below together with config errors
+                persistence=self._persistence,
+                user=user,
+            )
         self.config_path.write_text(config, encoding="utf-8")
         with self.log_path.open("ab") as log:
             log_offset = log.tell()
@@ -279,7 +311,7 @@ class MosquittoBroker:
                 try:
                     # A broker answers CONNECT in well under a millisecond; a short timeout
                     # only means another attempt.
-                    _probe(port, timeout=0.25)
+                    _probe(port, timeout=0.25, ca_file=self._site.ca_path if self._site else None)
                     return
                 except OSError as exc:
                     last_error = f"{type(exc).__name__}: {exc}"
@@ -321,20 +353,30 @@ class _PortTaken(BrokerError):
     """Mosquitto could not bind the port: someone else got there between probe and bind."""
 
 
-def _probe(port: int, *, timeout: float) -> None:
-    """Complete one MQTT 3.1.1 CONNECT/CONNACK/DISCONNECT exchange.
+def _probe(port: int, *, timeout: float, ca_file: Path | None = None) -> None:
+    """Complete one MQTT 3.1.1 CONNECT/CONNACK exchange, over TLS when given the site CA.
 
-    Raises OSError while the broker is not listening yet, BrokerError if it refuses us.
+    An open development broker must accept us; a locked-down one must refuse an
+    anonymous client ("not authorized"), which proves TLS, the listener and the auth
+    settings are live without logging in as, and so kicking off, a real device.
+    Raises OSError while the broker is not listening yet, BrokerError if it answers wrongly.
     """
-    with socket.create_connection((HOST, port), timeout=timeout) as sock:
+    expected = _CONNACK_ACCEPTED if ca_file is None else _CONNACK_NOT_AUTHORIZED
+    with socket.create_connection((HOST, port), timeout=timeout) as raw:
+        sock: socket.socket = raw
+        if ca_file is not None:
+            context = ssl.create_default_context(cafile=str(ca_file))
+            sock = context.wrap_socket(raw, server_hostname=HOST)
         sock.sendall(_CONNECT)
         reply = b""
-        while len(reply) < len(_CONNACK_ACCEPTED):
-            chunk = sock.recv(len(_CONNACK_ACCEPTED) - len(reply))
+        while len(reply) < len(expected):
+            chunk = sock.recv(len(expected) - len(reply))
             if not chunk:
                 raise ConnectionError(f"connection closed after {reply!r}")
             reply += chunk
-        if reply != _CONNACK_ACCEPTED:
-            # The broker is up but refuses us: waiting longer will not change its mind.
-            raise BrokerError(f"broker on {HOST}:{port} answered CONNECT with {reply.hex(' ')}")
-        sock.sendall(_DISCONNECT)
+        if reply != expected:
+            # The broker is up but answers wrongly: waiting longer will not change its mind.
+            what = "accepts anonymous clients" if reply == _CONNACK_ACCEPTED else "answered"
+            raise BrokerError(f"broker on {HOST}:{port} {what}: CONNACK {reply.hex(' ')}")
+        if ca_file is None:
+            sock.sendall(_DISCONNECT)

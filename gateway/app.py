@@ -44,7 +44,7 @@ class GatewayApp:
         self.store = GatewayStore.open(config.database)
         self.audit = AuditLog(self.store.db, clock=clock)
         self.bus = MqttBus(
-            BrokerAddress(config.broker.host, config.broker.port),
+            BrokerAddress.from_settings(config.broker),
             client_id=f"gateway-{config.site}",
             persistent=True,
         )

@@ -65,15 +65,32 @@ def open_database(path: Path) -> sqlite_utils.Database:
 
 
 class GatewayStore:
-    """Sessions, decisions, ingested events and dead letters in one SQLite file."""
+    """Sessions, decisions, ingested events and dead letters in one SQLite file.
 
-    def __init__(self, db: sqlite_utils.Database) -> None:
+    ``db`` is the writer's connection and belongs to the gateway's worker thread;
+    anyone else (reports, the dashboard, tests) reads through :meth:`reader`, its own
+    connection — WAL lets readers and the writer work at the same time.
+    """
+
+    def __init__(self, db: sqlite_utils.Database, path: Path | None = None) -> None:
         self.db = db
+        self.path = path
         migrations.apply(db)
 
     @classmethod
     def open(cls, path: Path) -> GatewayStore:
-        return cls(open_database(path))
+        return cls(open_database(path), path)
+
+    @contextmanager
+    def reader(self) -> Iterator[sqlite_utils.Database]:
+        """A read-only connection of the caller's own, closed on exit."""
+        if self.path is None:
+            raise RuntimeError("an in-memory store has no second connection to read through")
+        conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
+        try:
+            yield sqlite_utils.Database(conn)
+        finally:
+            conn.close()
 
     @contextmanager
     def atomic(self) -> Iterator[sqlite_utils.Database]:
@@ -108,8 +125,10 @@ class GatewayStore:
         )
 
     def count(self, table: str, where: str = "1 = 1", params: tuple[Any, ...] = ()) -> int:
-        row = self.db.execute(f"SELECT count(*) FROM [{table}] WHERE {where}", params).fetchone()  # noqa: S608 - internal callers only
-        return int(row[0])
+        """Rows of ``table`` matching ``where``, read through a connection of its own."""
+        sql = f"SELECT count(*) FROM [{table}] WHERE {where}"  # noqa: S608 - internal callers
+        with self.reader() as db:
+            return int(db.execute(sql, params).fetchone()[0])
 
     def close(self) -> None:
         self.db.close()

@@ -38,6 +38,7 @@ def main(log_level: str) -> None:
       parkguard gateway -c FILE   run the site gateway (billing, sessions, audit)
       parkguard lane -c FILE      run one lane node (camera, decision, barrier)
       parkguard sim               a simulated day with your own numbers
+      parkguard broker init       provision a site: CA, TLS, users, ACLs, device bundles
       parkguard broker run        a local Mosquitto for development
       parkguard audit verify DB   check the hash-chained audit log
       parkguard contract docs     regenerate docs/protocol.md from the code
@@ -48,10 +49,10 @@ def main(log_level: str) -> None:
 
 
 def _run_simulation(*, cars: int, seed: int, out: Path, day: date | None, plots: bool,
-                    broker: str | None, entry_lanes: int, exit_lanes: int) -> None:
+                    broker: str | None, site_dir: Path | None, site: str,
+                    entry_lanes: int, exit_lanes: int) -> None:
     from rich.console import Console
 
-    from broker.bus import BrokerAddress
     from simulator.demo import DemoOptions, run_demo, summary_table
 
     address = None
@@ -59,9 +60,13 @@ def _run_simulation(*, cars: int, seed: int, out: Path, day: date | None, plots:
         host, _, port = broker.rpartition(":")
         if not host or not port.isdigit():
             raise click.BadParameter(f"{broker!r} is not HOST:PORT", param_hint="--broker")
-        address = BrokerAddress(host, int(port))
+        if site_dir is None:
+            raise click.BadParameter("--broker needs --site-dir (the `broker init` output)",
+                                     param_hint="--site-dir")
+        address = (host, int(port))
     options = DemoOptions(
         workdir=out, cars=cars, seed=seed, day=day, plots=plots, broker=address,
+        site_dir=site_dir, site=site,
         entry_lanes=tuple(f"in{i + 1}" for i in range(entry_lanes)),
         exit_lanes=tuple(f"out{i + 1}" for i in range(exit_lanes)),
     )
@@ -86,7 +91,7 @@ def demo(cars: int, seed: int, out: Path, plot: bool) -> None:
     """Run a small simulated site end to end: its own Mosquitto, the gateway, 2 entry and
     2 exit lanes on mock pins, a day of traffic in seconds; then print the summary."""
     _run_simulation(cars=cars, seed=seed, out=out, day=None, plots=plot, broker=None,
-                    entry_lanes=2, exit_lanes=2)
+                    site_dir=None, site="demo", entry_lanes=2, exit_lanes=2)
 
 
 @main.command()
@@ -97,18 +102,21 @@ def demo(cars: int, seed: int, out: Path, plot: bool) -> None:
 @click.option("--entry-lanes", default=2, show_default=True, type=click.IntRange(1, 16))
 @click.option("--exit-lanes", default=2, show_default=True, type=click.IntRange(1, 16))
 @click.option("--broker", default=None, metavar="HOST:PORT",
-              help="Use this broker instead of starting a private one.")
+              help="Use this broker instead of starting a private one (needs --site-dir).")
+@click.option("--site-dir", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="The `parkguard broker init --out` directory of that broker's site.")
+@click.option("--site", default="demo", show_default=True, help="Site slug.")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("var/sim"),
               show_default=True)
 @click.option("--plot/--no-plot", default=True, show_default=True)
 def sim(cars: int, seed: int, day: object, entry_lanes: int, exit_lanes: int,
-        broker: str | None, out: Path, plot: bool) -> None:
+        broker: str | None, site_dir: Path | None, site: str, out: Path, plot: bool) -> None:
     """Simulate a day at a site of your choosing, optionally against an existing broker."""
     from datetime import datetime
 
     chosen = day.date() if isinstance(day, datetime) else None
     _run_simulation(cars=cars, seed=seed, out=out, day=chosen, plots=plot, broker=broker,
-                    entry_lanes=entry_lanes, exit_lanes=exit_lanes)
+                    site_dir=site_dir, site=site, entry_lanes=entry_lanes, exit_lanes=exit_lanes)
 
 
 @main.command()
@@ -196,9 +204,12 @@ def contract_docs(check: bool) -> None:
 
 
 def _register() -> None:
+    from broker.provision_cli import COMMANDS
     from gateway.audit_cli import audit
 
     main.add_command(audit)
+    for command in COMMANDS:
+        broker.add_command(command)
 
 
 _register()

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from parkguard.errors import ConfigError
 
@@ -20,10 +20,27 @@ class StrictModel(BaseModel):
 
 
 class BrokerSettings(StrictModel):
-    """Where the site's Mosquitto listens."""
+    """Where the site's Mosquitto listens and how this device logs in.
 
+    Either point ``bundle`` at the ``device.toml`` that ``parkguard broker init``
+    made for this device (the usual way), or give the fields one by one.
+    """
+
+    bundle: Path | None = Field(
+        default=None, description="device.toml from `parkguard broker init`; overrides the rest"
+    )
     host: str = Field(default="127.0.0.1", min_length=1, description="broker host name or address")
-    port: int = Field(default=1883, ge=1, le=65535, description="broker TCP port")
+    port: int = Field(default=8883, ge=1, le=65535, description="broker TCP port")
+    ca_file: Path | None = Field(default=None, description="site CA certificate: TLS when set")
+    username: str | None = Field(default=None, min_length=1, description="device user name")
+    password: str | None = Field(default=None, min_length=1, repr=False,
+                                 description="device password")
+
+    @model_validator(mode="after")
+    def _login_complete(self) -> Self:
+        if (self.username is None) != (self.password is None):
+            raise ValueError("username and password go together: give both or neither")
+        return self
 
 
 def explain(error: ValidationError, *, source: str) -> str:

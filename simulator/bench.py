@@ -81,9 +81,9 @@ from broker.runner import MosquittoBroker
 from gateway.app import GatewayApp
 from gateway.config import GatewayConfig
 from parkguard.clock import ManualClock, SystemClock
-from parkguard.configfile import BrokerSettings
 from parkguard.errors import ParkGuardError
-from simulator.site import SimulatedSite, percentile
+from simulator.provisioned import provision_simulated_site
+from simulator.site import SimulatedSite, percentile, settings_of
 
 DEFAULT_REQUESTS = 500
 DEFAULT_EVENTS = 5000
@@ -99,8 +99,8 @@ _POLL_S = 0.001
 _ROUND_TRIP_TIMEOUT_S = 5.0
 
 SITE = "bench"
-INGEST_SITE = "benchingest"
-BARE_SITE = "benchbare"
+# Every client logs in as a device of one provisioned site, over TLS, as on a real site.
+Login = Callable[[str], BrokerAddress]
 START = datetime(2026, 5, 6, 0, 0, tzinfo=UTC)
 STAY = timedelta(minutes=97)  # a priced stay: past the free 15 min and the first hour
 BETWEEN_CARS = timedelta(minutes=1)
@@ -214,6 +214,10 @@ class PlainClient:
         )
         self._connected = threading.Event()
         self._subscribed = threading.Event()
+        if address.ca_file is not None:
+            self.client.tls_set(ca_certs=str(address.ca_file))
+        if address.username is not None:
+            self.client.username_pw_set(address.username, address.password)
         self.client.on_connect = self._on_connect
         self.client.on_subscribe = self._on_subscribe
         if nodelay:
@@ -294,12 +298,13 @@ def decide_payloads(count: int) -> tuple[list[tuple[str, bytes]], bytes]:
 
 
 def request_response(
-    address: BrokerAddress, *, requests: int, warmup: int, nodelay: bool,
+    login: Login, *, requests: int, warmup: int, nodelay: bool,
     on_step: Callable[[], None] = lambda: None,
 ) -> list[float]:
-    """Milliseconds per QoS 1 request → reply between two bare paho clients."""
-    tag = uuid.uuid4().hex[:8]
-    request_topic, reply_topic = f"bench/{tag}/request", f"bench/{tag}/reply"
+    """Milliseconds per QoS 1 request → reply between two bare paho clients, logged in as
+    lane in1 and the gateway on the decide topics (what the ACL lets them do)."""
+    request_topic = topics.lane_decide(SITE, "in1")
+    reply_topic = topics.lane_decide_reply(SITE, "in1")
     bodies, reply_template = decide_payloads(warmup + requests)
     answered = threading.Event()
     waiting_for: list[str] = [""]
@@ -315,8 +320,8 @@ def request_response(
     kind = "nodelay" if nodelay else "nagle"
     waits: list[float] = []
     with (
-        PlainClient(address, f"bench-{kind}-responder-{tag}", nodelay=nodelay) as responder,
-        PlainClient(address, f"bench-{kind}-requester-{tag}", nodelay=nodelay) as requester,
+        PlainClient(login("gateway"), f"bench-{kind}-responder", nodelay=nodelay) as responder,
+        PlainClient(login("lane-in1"), f"bench-{kind}-requester", nodelay=nodelay) as requester,
     ):
         responder.client.on_message = respond
         requester.client.on_message = receive
@@ -355,7 +360,7 @@ def plate_for(index: int) -> str:
 
 
 def parkguard_decide(
-    address: BrokerAddress, workdir: Path, *, cars: int, warmup_cars: int,
+    login: Login, workdir: Path, *, cars: int, warmup_cars: int,
     on_step: Callable[[], None] = lambda: None,
 ) -> DecideRun:
     """Drive ``warmup_cars + cars`` cars in and out of a one-in, one-out simulated site."""
@@ -363,7 +368,7 @@ def parkguard_decide(
     clock = ManualClock(START)
     started = time.perf_counter()
     with SimulatedSite(
-        site=SITE, broker=address, workdir=workdir, clock=clock,
+        site=SITE, broker=login, workdir=workdir, clock=clock,
         entry_lanes=("in1",), exit_lanes=("out1",),
     ) as site:
         for index in range(warmup_cars + cars):
@@ -375,8 +380,9 @@ def parkguard_decide(
             site.settle()
             clock.advance(BETWEEN_CARS)
             on_step()
-        rows = list(site.gateway.store.db.query(
-            "SELECT lane, seq, payload FROM events WHERE type = 'decision' ORDER BY lane, seq"))
+        with site.gateway.store.reader() as db:
+            rows = list(db.query("SELECT lane, seq, payload FROM events "
+                                 "WHERE type = 'decision' ORDER BY lane, seq"))
     wall_s = time.perf_counter() - started
     per_lane: dict[str, list[dict[str, Any]]] = {"in1": [], "out1": []}
     for row in rows:
@@ -441,12 +447,12 @@ def _throughput_row(
 
 
 def bare_throughput(
-    address: BrokerAddress, *, events: int, warmup: int,
+    login: Login, *, events: int, warmup: int,
     on_progress: Callable[[int], None] = lambda _n: None,
 ) -> BenchRow:
-    """A bare paho QoS 1 publisher into a counting QoS 1 subscriber."""
-    tag = uuid.uuid4().hex[:8]
-    topic = topics.lane_event(BARE_SITE, "in1")
+    """A bare paho QoS 1 publisher (lane in1) into a counting QoS 1 subscriber (the gateway's
+    login, which may read every lane's events)."""
+    topic = topics.lane_event(SITE, "in1")
     payloads = lane_event_payloads(warmup + events)
     received = [0]
 
@@ -454,8 +460,8 @@ def bare_throughput(
         received[0] += 1
 
     with (
-        PlainClient(address, f"bench-counter-{tag}", nodelay=True) as counter,
-        PlainClient(address, f"bench-publisher-{tag}", nodelay=True) as publisher,
+        PlainClient(login("gateway"), "bench-counter", nodelay=True) as counter,
+        PlainClient(login("lane-in1"), "bench-publisher", nodelay=True) as publisher,
     ):
         counter.client.on_message = count
         counter.subscribe(topic)
@@ -473,22 +479,20 @@ def bare_throughput(
 
 
 def durable_ingestion(
-    address: BrokerAddress, workdir: Path, *, events: int, warmup: int,
+    login: Login, workdir: Path, *, events: int, warmup: int,
     on_progress: Callable[[int], None] = lambda _n: None,
 ) -> BenchRow:
     """The same publisher into a running gateway, until every event is stored in SQLite."""
     database = workdir / "gateway.db"
     _remove_database(database)
     config = GatewayConfig(
-        site=INGEST_SITE, database=database,
-        broker=BrokerSettings(host=address.host, port=address.port),
+        site=SITE, database=database, broker=settings_of(login("gateway")),
     )
-    topic = topics.lane_event(INGEST_SITE, "in1")
+    topic = topics.lane_event(SITE, "in1")
     payloads = lane_event_payloads(warmup + events)
-    tag = uuid.uuid4().hex[:8]
     with (
         GatewayApp(config, clock=SystemClock()) as app,
-        PlainClient(address, f"bench-lane-{tag}", nodelay=True) as publisher,
+        PlainClient(login("lane-in1"), "bench-lane", nodelay=True) as publisher,
     ):
         service = app.service
         for body in payloads[:warmup]:
@@ -543,10 +547,13 @@ def run_bench(
     (workdir / "broker" / "data" / "mosquitto.db").unlink(missing_ok=True)
     warmup_cars = max(1, math.ceil(warmup / 2))  # each car is two round trips
     with ExitStack() as stack:
-        broker = stack.enter_context(MosquittoBroker(workdir / "broker"))
-        address = BrokerAddress(broker.host, broker.port)
+        site = provision_simulated_site(workdir / "pki", SITE, entry_lanes=("in1",),
+                                        exit_lanes=("out1",))
+        broker = stack.enter_context(MosquittoBroker(workdir / "broker", site=site))
+        address = broker.address
         if console is not None:
-            console.print(f"broker: private mosquitto on {broker.url} (log {broker.log_path})")
+            console.print(f"broker: private mosquitto with TLS and ACLs on {broker.host}:"
+                          f"{broker.port} (log {broker.log_path})")
         progress = stack.enter_context(_progress(console))
 
         def task(description: str, total: int) -> Callable[[], None]:

@@ -7,6 +7,7 @@ it works the same on a laptop, a Pi and CI.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
@@ -18,10 +19,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from broker.bus import BrokerAddress
+from broker.provision.generate import load_site
 from broker.runner import MosquittoBroker
 from parkguard.clock import ManualClock
 from parkguard.core.tariff import format_fen
+from parkguard.errors import ConfigError
 from simulator.plots import plot_day
+from simulator.provisioned import provision_simulated_site
 from simulator.site import SimulatedSite, SiteSummary
 from simulator.traffic import day_of_visits
 
@@ -40,7 +44,9 @@ class DemoOptions:
     timezone: str = "Asia/Shanghai"
     entry_lanes: tuple[str, ...] = ("in1", "in2")
     exit_lanes: tuple[str, ...] = ("out1", "out2")
-    broker: BrokerAddress | None = None  # None: start our own
+    # An existing broker and the `parkguard broker init` output it runs; None: start our own.
+    broker: tuple[str, int] | None = None
+    site_dir: Path | None = None
     plots: bool = True
 
 
@@ -64,13 +70,10 @@ def run_demo(options: DemoOptions, console: Console | None = None) -> DemoResult
     start = (visits[0].arrive if visits else day_start(day, options.timezone)).astimezone(UTC)
     clock = ManualClock(start)
     with ExitStack() as stack:
-        address = options.broker
-        if address is None:
-            broker = stack.enter_context(MosquittoBroker(options.workdir / "broker"))
-            address = BrokerAddress(broker.host, broker.port)
-            console.print(f"broker: mosquitto on {broker.url} (log {broker.log_path})")
+        address_of = _own_broker(options, stack, console) if options.broker is None else (
+            _existing_broker(options))
         site = stack.enter_context(SimulatedSite(
-            site=options.site, broker=address, workdir=options.workdir, clock=clock,
+            site=options.site, broker=address_of, workdir=options.workdir, clock=clock,
             entry_lanes=options.entry_lanes, exit_lanes=options.exit_lanes,
             timezone=options.timezone,
         ))
@@ -87,6 +90,37 @@ def run_demo(options: DemoOptions, console: Console | None = None) -> DemoResult
         plot = plot_day(summary.database, options.workdir / "demo-day.png",
                         timezone=options.timezone, waits_ms=list(summary.decide_waits_ms))
     return DemoResult(summary, plot)
+
+
+def _own_broker(
+    options: DemoOptions, stack: ExitStack, console: Console
+) -> Callable[[str], BrokerAddress]:
+    """Provision the simulated site (CA, TLS, users, ACLs) and start Mosquitto locked down."""
+    provisioned = provision_simulated_site(
+        options.workdir / "site", options.site, entry_lanes=options.entry_lanes,
+        exit_lanes=options.exit_lanes,
+    )
+    broker = stack.enter_context(MosquittoBroker(options.workdir / "broker", site=provisioned))
+    console.print(f"broker: mosquitto with TLS, per-device users and ACLs on "
+                  f"{broker.host}:{broker.port} (log {broker.log_path})")
+    return broker.address
+
+
+def _existing_broker(options: DemoOptions) -> Callable[[str], BrokerAddress]:
+    """Devices' logins from a `parkguard broker init` directory, aimed at a running broker."""
+    if options.broker is None or options.site_dir is None:
+        raise ConfigError("an existing broker needs the site directory made by `broker init`")
+    provisioned = load_site(options.site_dir)
+    if provisioned.site != options.site:
+        raise ConfigError(f"{options.site_dir} provisions site {provisioned.site!r}, "
+                          f"not {options.site!r}")
+    host, port = options.broker
+
+    def address_of(device: str) -> BrokerAddress:
+        login = provisioned.device(device)
+        return BrokerAddress(host, port, login.ca_path, login.username, login.password)
+
+    return address_of
 
 
 def day_start(day: date, timezone: str) -> datetime:

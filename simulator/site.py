@@ -29,6 +29,12 @@ from simulator.driver import CarDriver, LaneStuck, Passage, SimulatedLaneWiring
 from simulator.traffic import Visit
 
 
+def settings_of(address: BrokerAddress) -> BrokerSettings:
+    """The ``[broker]`` config section that says what ``address`` says."""
+    return BrokerSettings(host=address.host, port=address.port, ca_file=address.ca_file,
+                          username=address.username, password=address.password)
+
+
 @dataclass
 class SimulatedLane:
     node: LaneNode
@@ -65,13 +71,17 @@ def percentile(values: list[float], q: float) -> float:
 
 
 class SimulatedSite:
-    """Gateway plus entry and exit lanes on mock boards, wired to one broker."""
+    """Gateway plus entry and exit lanes on mock boards, wired to one broker.
+
+    ``broker`` says how a device (``"gateway"``, ``"lane-in1"``) reaches the broker,
+    e.g. :meth:`broker.runner.MosquittoBroker.address` of a provisioned broker.
+    """
 
     def __init__(
         self,
         *,
         site: str,
-        broker: BrokerAddress,
+        broker: Callable[[str], BrokerAddress],
         workdir: Path,
         clock: ManualClock,
         entry_lanes: tuple[str, ...] = ("in1", "in2"),
@@ -82,9 +92,9 @@ class SimulatedSite:
     ) -> None:
         self.clock = clock
         self.entry_lanes, self.exit_lanes = entry_lanes, exit_lanes
-        settings = BrokerSettings(host=broker.host, port=broker.port)
         self.gateway_config = GatewayConfig(
-            site=site, timezone=timezone, database=workdir / "gateway.db", broker=settings,
+            site=site, timezone=timezone, database=workdir / "gateway.db",
+            broker=settings_of(broker("gateway")),
             tariff=tariff or SimpleTariff(),
         )
         self.gateway = GatewayApp(self.gateway_config, clock=clock)
@@ -92,7 +102,8 @@ class SimulatedSite:
         roles: list[tuple[str, Direction]] = [(x, "entry") for x in entry_lanes]
         roles += [(x, "exit") for x in exit_lanes]
         for lane, direction in roles:
-            config = LaneConfig(site=site, lane=lane, direction=direction, broker=settings)
+            config = LaneConfig(site=site, lane=lane, direction=direction,
+                                broker=settings_of(broker(f"lane-{lane}")))
             factory = pin_factory(lane)  # each lane is its own board
             camera = SimulatedCamera(clock=clock)
             node = LaneNode(config, clock=clock, camera=camera, reader=GroundTruthReader(),
@@ -159,11 +170,13 @@ class SimulatedSite:
 
     def summary(self, wall_seconds: float) -> SiteSummary:
         store = self.gateway.store
-        decisions = [json.loads(row["payload"]) for row in store.db.query(
-            "SELECT payload FROM events WHERE type = 'decision'")]
+        with store.reader() as db:
+            decisions = [json.loads(row["payload"]) for row in db.query(
+                "SELECT payload FROM events WHERE type = 'decision'")]
+            revenue = db.execute(
+                "SELECT coalesce(sum(fee_fen), 0) FROM sessions WHERE state = 'closed'"
+            ).fetchone()[0]
         waits = sorted(d["wait_ms"] for d in decisions if d["decided_by"] == "gateway")
-        revenue = store.db.execute(
-            "SELECT coalesce(sum(fee_fen), 0) FROM sessions WHERE state = 'closed'").fetchone()[0]
         return SiteSummary(
             cars_in=store.count("sessions"),
             cars_out=store.count("sessions", "state = 'closed'"),

@@ -1,4 +1,12 @@
-"""Shared fixtures: a real Mosquitto per test, or one per session for tests that only need a bus."""
+"""Shared fixtures: a real, locked-down Mosquitto per test (or per session) for a provisioned
+test site.
+
+The test site is provisioned once per run exactly as an installer would provision a real
+one (CA, TLS, one user per device, least-privilege ACLs); every broker the tests start runs
+that config, so every test also exercises the ACLs. Devices log in with
+``broker.address("lane-in1")``, ``broker.address("gateway")`` or a read-only watcher such
+as ``broker.address("monitor-watch1")``.
+"""
 
 from __future__ import annotations
 
@@ -7,18 +15,37 @@ from pathlib import Path
 
 import pytest
 
+from broker.provision.generate import ProvisionResult
 from broker.runner import MosquittoBroker
+from simulator.provisioned import provision_simulated_site
+
+TEST_SITE = "test"
+ENTRY_LANES = ("in1", "in2", "in9")
+EXIT_LANES = ("out1", "out2")
+WATCHERS = ("watch1", "watch2", "watch3")
+
+
+@pytest.fixture(scope="session")
+def test_site(tmp_path_factory: pytest.TempPathFactory) -> ProvisionResult:
+    """The provisioned test site: its lanes, a gateway, sensors and read-only watchers."""
+    return provision_simulated_site(
+        tmp_path_factory.mktemp("test-site"), TEST_SITE, entry_lanes=ENTRY_LANES,
+        exit_lanes=EXIT_LANES, monitors=WATCHERS,
+    )
 
 
 @pytest.fixture
-def broker(tmp_path: Path) -> Iterator[MosquittoBroker]:
-    """A private broker this test may stop, kill, restart or fill with retained state."""
-    with MosquittoBroker(tmp_path / "mosquitto") as running:
+def broker(tmp_path: Path, test_site: ProvisionResult) -> Iterator[MosquittoBroker]:
+    """A private locked-down broker this test may stop, kill, restart or fill with retained
+    state."""
+    with MosquittoBroker(tmp_path / "mosquitto", site=test_site) as running:
         yield running
 
 
 @pytest.fixture(scope="session")
-def session_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MosquittoBroker]:
-    """One broker shared by the whole run: use unique topics and never stop or restart it."""
-    with MosquittoBroker(tmp_path_factory.mktemp("session-mosquitto")) as running:
+def session_broker(
+    tmp_path_factory: pytest.TempPathFactory, test_site: ProvisionResult
+) -> Iterator[MosquittoBroker]:
+    """One locked-down broker shared by the whole run: use unique topics, never stop it."""
+    with MosquittoBroker(tmp_path_factory.mktemp("session-mosquitto"), site=test_site) as running:
         yield running

@@ -7,12 +7,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from broker.bus import BrokerAddress, MqttBus
+from broker.bus import MqttBus
 from broker.runner import MosquittoBroker
-
-
-def address_of(broker: MosquittoBroker) -> BrokerAddress:
-    return BrokerAddress(broker.host, broker.port)
 
 
 def eventually(condition: Callable[[], bool], *, timeout: float = 5.0, what: str = "") -> None:
@@ -34,12 +30,17 @@ def give_the_lane_time_to_misbehave(seconds: float = 0.05) -> None:
 
 
 class Recorder:
-    """A plain MQTT client that keeps every message it sees on a filter."""
+    """An MQTT client of one provisioned device that keeps every message it sees on a filter.
 
-    def __init__(self, broker: MosquittoBroker, topic_filter: str, *, name: str = "recorder"):
+    A watcher (``monitor-watch1``) reads everything and may publish nothing; a lane
+    (``lane-in1``) reads and publishes what that lane may. The broker allows one
+    connection per device: two recorders at once need two devices.
+    """
+
+    def __init__(self, broker: MosquittoBroker, topic_filter: str, *, device: str):
         self.messages: list[tuple[str, bytes]] = []
         self._lock = threading.Lock()
-        self.bus = MqttBus(address_of(broker), client_id=name)
+        self.bus = MqttBus(broker.address(device), client_id=device)
         self.bus.subscribe(topic_filter, self._keep)
         self.bus.start()
 

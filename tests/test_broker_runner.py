@@ -21,13 +21,23 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from broker import runner
+from broker.bus import BrokerAddress, MqttBus
 from broker.mosquitto_conf import render_local_config
+from broker.provision.generate import ProvisionResult
 from broker.runner import MosquittoBroker, find_mosquitto
 from parkguard.errors import BrokerError
 
 pytestmark = pytest.mark.integration
 
 WAIT_S = 5.0
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[MosquittoBroker]:
+    """The open development broker (`parkguard broker run`), which is what these tests are
+    about; every other test runs the provisioned, locked-down one from conftest."""
+    with MosquittoBroker(tmp_path / "mosquitto") as running:
+        yield running
 
 
 @contextlib.contextmanager
@@ -280,3 +290,19 @@ def test_session_broker_is_one_running_bus(
 ) -> None:
     assert session_broker.running
     assert session_broker.port not in (broker.port, 1883)
+
+
+def test_a_provisioned_broker_lets_its_devices_in_and_nobody_else(
+    tmp_path: Path, test_site: ProvisionResult
+) -> None:
+    with MosquittoBroker(tmp_path / "locked", site=test_site) as locked:
+        config = locked.config_path.read_text(encoding="utf-8")
+        assert "allow_anonymous false" in config
+        device = MqttBus(locked.address("monitor-watch1"), client_id="monitor-watch1").start()
+        device.stop()
+        anonymous = MqttBus(BrokerAddress(locked.host, locked.port, test_site.ca_path),
+                            client_id="stranger")
+        with pytest.raises(BrokerError, match="refused"):
+            anonymous.start(timeout=5)
+        with pytest.raises(BrokerError, match="locked down"):
+            locked.address()

@@ -72,7 +72,7 @@ def test_good_lane_config_loads_with_every_value_it_sets(tmp_path: Path) -> None
 
 def test_minimal_lane_config_takes_the_documented_defaults(tmp_path: Path) -> None:
     config = load_config(LaneConfig, _write(tmp_path, MINIMAL_LANE))
-    assert (config.broker.host, config.broker.port) == ("127.0.0.1", 1883)
+    assert (config.broker.host, config.broker.port) == ("127.0.0.1", 8883)
     pins = config.pins
     assert (pins.arming_loop, pins.safety_loop, pins.barrier_relay) == (17, 27, 22)
     assert (config.timing.decide_deadline_ms, config.timing.pass_timeout_s) == (300, 120.0)

@@ -16,77 +16,85 @@ from broker.runner import MosquittoBroker
 from gateway.app import GatewayApp
 from gateway.config import GatewayConfig
 from parkguard.clock import ManualClock
-from parkguard.configfile import BrokerSettings
+from simulator.site import settings_of
+from tests.conftest import TEST_SITE
 from tests.helpers import Recorder, eventually
 
 pytestmark = pytest.mark.integration
 
-SITE = "dl"
+SITE = TEST_SITE
 NOW = datetime(2026, 5, 6, 2, 0, tzinfo=UTC)
+GOOD = DecideRequest.model_validate(EXAMPLES["DecideRequest"])  # an exit read on out1
 
+# What a buggy or compromised lane in1 can still put on its own topics (the ACL stops it
+# from writing anywhere else, so a badly formed *topic* never reaches the gateway).
 GARBAGE = [
     pytest.param(topics.lane_event(SITE, "in1"), b"\xff\xfe not json", "Invalid JSON",
                  id="not-json"),
     pytest.param(topics.lane_event(SITE, "in1"), b'{"type": "passed"}', "event_id",
                  id="missing-fields"),
-    pytest.param(topics.lane_event(SITE, "in1"), b'{"type": "teleported", "seq": 1}', "teleported",
-                 id="unknown-event-type"),
+    pytest.param(topics.lane_event(SITE, "in1"), b'{"type": "teleported", "seq": 1}',
+                 "teleported", id="unknown-event-type"),
+    pytest.param(topics.lane_decide(SITE, "in1"), GOOD.to_json(), "does not match",
+                 id="lane-speaking-for-another"),
     pytest.param(topics.lane_decide(SITE, "in1"),
-                 DecideRequest.model_validate(EXAMPLES["DecideRequest"]).to_json(),
-                 "does not match", id="lane-speaking-for-another"),
-    pytest.param(topics.lane_decide(SITE, "out1"),
-                 DecideRequest.model_validate(EXAMPLES["DecideRequest"]).to_json()
-                 .replace(b'"v":1', b'"v":2'),
+                 GOOD.model_copy(update={"lane": "in1"}).to_json().replace(b'"v":1', b'"v":2'),
                  "v: Input should be 1", id="future-version"),
-    pytest.param("parkguard/v1/dl/lane/UPPER/event", b"{}", "not a valid topic segment",
-                 id="bad-topic"),
 ]
 
 
 @pytest.fixture
 def gateway(broker: MosquittoBroker, tmp_path: Path) -> Iterator[GatewayApp]:
     config = GatewayConfig(
-        site=SITE, database=tmp_path / "gw.db",
-        broker=BrokerSettings(host=broker.host, port=broker.port),
+        site=SITE, database=tmp_path / "gw.db", broker=settings_of(broker.address("gateway")),
     )
     with GatewayApp(config, clock=ManualClock(NOW)) as app:
         yield app
 
 
+@pytest.fixture
+def lane_in1(broker: MosquittoBroker) -> Iterator[Recorder]:
+    with Recorder(broker, topics.lane_decide_reply(SITE, "in1"), device="lane-in1") as lane:
+        yield lane
+
+
+@pytest.fixture
+def lane_out1(broker: MosquittoBroker) -> Iterator[Recorder]:
+    with Recorder(broker, topics.lane_decide_reply(SITE, "out1"), device="lane-out1") as lane:
+        yield lane
+
+
 @pytest.mark.parametrize(("topic", "payload", "reason_part"), GARBAGE)
 def test_garbage_is_dead_lettered_with_its_reason_and_the_next_good_message_is_answered(
-    gateway: GatewayApp, broker: MosquittoBroker, topic: str, payload: bytes, reason_part: str,
-    caplog: pytest.LogCaptureFixture,
+    gateway: GatewayApp, lane_in1: Recorder, lane_out1: Recorder, topic: str, payload: bytes,
+    reason_part: str, caplog: pytest.LogCaptureFixture,
 ) -> None:
-    good = DecideRequest.model_validate(EXAMPLES["DecideRequest"])  # exit on out1
-    with caplog.at_level(logging.WARNING, logger="gateway.service"), \
-            Recorder(broker, topics.lane_decide_reply(SITE, "out1"), name="out1") as lane:
-        lane.bus.publish_and_wait(topic, payload)
-        lane.bus.publish_and_wait(topics.lane_decide(SITE, "out1"), good)
-        eventually(lambda: bool(lane.payloads()), what="the reply to the good request")
-    reply = DecideReply.from_json(lane.payloads()[0])
-    assert reply.correlation_id == good.correlation_id
+    with caplog.at_level(logging.WARNING, logger="gateway.service"):
+        lane_in1.bus.publish_and_wait(topic, payload)
+        eventually(lambda: gateway.service.dead_letters == 1, what="the garbage to arrive")
+        lane_out1.bus.publish_and_wait(topics.lane_decide(SITE, "out1"), GOOD)
+        eventually(lambda: bool(lane_out1.payloads()), what="the reply to the good request")
+    reply = DecideReply.from_json(lane_out1.payloads()[0])
+    assert reply.correlation_id == GOOD.correlation_id
     assert reply.reason == "no_entry_record"  # processed for real: nobody entered
 
-    letters = list(gateway.store.db.query("SELECT * FROM dead_letters"))
+    with gateway.store.reader() as db:
+        letters = list(db.query("SELECT * FROM dead_letters"))
     assert len(letters) == 1
     assert letters[0]["topic"] == topic
     assert letters[0]["payload"] == payload
     assert reason_part in letters[0]["reason"]
-    assert gateway.service.dead_letters == 1
     assert any(reason_part in r.getMessage() and topic in r.getMessage() for r in caplog.records)
 
 
 def test_a_burst_of_garbage_loses_no_good_message(
-    gateway: GatewayApp, broker: MosquittoBroker
+    gateway: GatewayApp, lane_in1: Recorder, lane_out1: Recorder
 ) -> None:
-    good = DecideRequest.model_validate(EXAMPLES["DecideRequest"])
-    with Recorder(broker, topics.lane_decide_reply(SITE, "out1"), name="out1") as lane:
-        for i in range(50):
-            lane.bus.publish(topics.lane_event(SITE, "in1"), f"garbage {i}".encode())
-            request = good.model_copy(update={"correlation_id": f"corr{i:06d}"})
-            lane.bus.publish(topics.lane_decide(SITE, "out1"), request)
-        eventually(lambda: len(lane.payloads()) == 50, timeout=10, what="50 replies")
+    for i in range(50):
+        lane_in1.bus.publish(topics.lane_event(SITE, "in1"), f"garbage {i}".encode())
+        request = GOOD.model_copy(update={"correlation_id": f"corr{i:06d}"})
+        lane_out1.bus.publish(topics.lane_decide(SITE, "out1"), request)
+    eventually(lambda: len(lane_out1.payloads()) == 50, timeout=10, what="50 replies")
+    eventually(lambda: gateway.store.count("dead_letters") == 50, what="50 dead letters")
     gateway.service.wait_idle()
-    assert gateway.store.count("dead_letters") == 50
     assert gateway.store.count("decisions") == 50

@@ -15,21 +15,21 @@ from broker.runner import MosquittoBroker
 from firmware.lane.config import LaneConfig
 from firmware.lane.node import LaneNode
 from parkguard.clock import ManualClock
-from parkguard.configfile import BrokerSettings
 from simulator.camera import GroundTruthReader, SimulatedCamera
 from simulator.driver import SimulatedLaneWiring
-from simulator.site import SimulatedSite
-from tests.helpers import Recorder, address_of, eventually, give_the_lane_time_to_misbehave
+from simulator.site import SimulatedSite, settings_of
+from tests.conftest import TEST_SITE
+from tests.helpers import Recorder, eventually, give_the_lane_time_to_misbehave
 
 pytestmark = pytest.mark.integration
 
-SITE = "lanetest"
+SITE = TEST_SITE
 START = datetime(2026, 5, 6, 2, 0, tzinfo=UTC)
 
 
 @pytest.fixture
 def site(broker: MosquittoBroker, tmp_path: Path) -> Iterator[SimulatedSite]:
-    with SimulatedSite(site=SITE, broker=address_of(broker), workdir=tmp_path,
+    with SimulatedSite(site=SITE, broker=broker.address, workdir=tmp_path,
                        clock=ManualClock(START), entry_lanes=("in1",),
                        exit_lanes=("out1",)) as running:
         yield running
@@ -37,7 +37,7 @@ def site(broker: MosquittoBroker, tmp_path: Path) -> Iterator[SimulatedSite]:
 
 @pytest.fixture
 def events(broker: MosquittoBroker) -> Iterator[Recorder]:
-    with Recorder(broker, topics.all_lane(SITE, "event"), name="event-watch") as recorder:
+    with Recorder(broker, topics.all_lane(SITE, "event"), device="monitor-watch1") as recorder:
         yield recorder
 
 
@@ -100,7 +100,7 @@ def test_with_the_gateway_silent_the_lane_decides_alone_after_its_deadline(
 ) -> None:
     clock = ManualClock(START)
     config = LaneConfig(site=SITE, lane="in9", direction="entry",
-                        broker=BrokerSettings(host=broker.host, port=broker.port))
+                        broker=settings_of(broker.address("lane-in9")))
     factory = MockFactory()
     camera = SimulatedCamera(clock=clock)
     with LaneNode(config, clock=clock, camera=camera, reader=GroundTruthReader(),

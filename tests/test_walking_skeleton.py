@@ -15,11 +15,12 @@ from broker.contract.messages import LaneState
 from broker.runner import MosquittoBroker
 from parkguard.clock import ManualClock
 from simulator.site import SimulatedSite
-from tests.helpers import Recorder, address_of, eventually
+from tests.conftest import TEST_SITE
+from tests.helpers import Recorder, eventually
 
 pytestmark = pytest.mark.integration
 
-SITE = "skeleton"
+SITE = TEST_SITE
 PLATE = "粤B12345"
 TEN_O_CLOCK = datetime(2026, 5, 6, 10, 0, tzinfo=UTC)
 
@@ -51,7 +52,7 @@ def timeline() -> Timeline:
 def site(broker: MosquittoBroker, tmp_path: Path, timeline: Timeline) -> Iterator[SimulatedSite]:
     clock = ManualClock(TEN_O_CLOCK)
     with SimulatedSite(
-        site=SITE, broker=address_of(broker), workdir=tmp_path, clock=clock,
+        site=SITE, broker=broker.address, workdir=tmp_path, clock=clock,
         entry_lanes=("in1",), exit_lanes=("out1",),
         pin_factory=lambda lane: recording_factory(lane, timeline),
     ) as running:
@@ -86,7 +87,8 @@ def test_a_car_enters_at_ten_and_leaves_at_half_past_eleven_paying_the_tariff(
     for lane in ("in1", "out1"):
         assert_barrier_closed_only_after_safety_cleared(transitions(timeline, lane))
 
-    rows = list(site.gateway.store.db.query("SELECT * FROM sessions"))
+    with site.gateway.store.reader() as db:
+        rows = list(db.query("SELECT * FROM sessions"))
     assert len(rows) == 1
     session = rows[0]
     assert session["plate"] == PLATE
@@ -101,7 +103,7 @@ def test_the_lane_state_is_retained_online_and_its_last_will_says_offline(
     site: SimulatedSite, broker: MosquittoBroker
 ) -> None:
     state_topic = topics.lane_state(SITE, "in1")
-    with Recorder(broker, state_topic, name="late-joiner") as watcher:
+    with Recorder(broker, state_topic, device="monitor-watch1") as watcher:
         # A client that joins later still learns the lane is online: the state is retained.
         eventually(lambda: bool(watcher.payloads()), what="retained lane state")
         first = LaneState.from_json(watcher.payloads()[0])
@@ -113,7 +115,7 @@ def test_the_lane_state_is_retained_online_and_its_last_will_says_offline(
             return any(not LaneState.from_json(p).online for p in watcher.payloads())
 
         eventually(offline_seen, timeout=10, what="the lane's Last Will")
-    with Recorder(broker, state_topic, name="after-death") as later:
+    with Recorder(broker, state_topic, device="monitor-watch2") as later:
         eventually(lambda: bool(later.payloads()), what="retained offline state")
         assert LaneState.from_json(later.payloads()[-1]).online is False
 
@@ -122,7 +124,7 @@ def test_a_clean_lane_shutdown_leaves_a_retained_offline_state(
     site: SimulatedSite, broker: MosquittoBroker
 ) -> None:
     site.lanes["out1"].node.controller.stop()
-    with Recorder(broker, topics.lane_state(SITE, "out1"), name="reader") as reader:
+    with Recorder(broker, topics.lane_state(SITE, "out1"), device="monitor-watch1") as reader:
         eventually(lambda: bool(reader.payloads()), what="retained state")
         assert LaneState.from_json(reader.payloads()[-1]).online is False
 
@@ -139,12 +141,13 @@ def test_the_same_event_delivered_twice_is_stored_once(
 ) -> None:
     site.drive("in1", PLATE)
     site.settle()
-    stored: list[dict[str, Any]] = list(site.gateway.store.db.query(
-        "SELECT payload FROM events WHERE type = 'passed'"))
+    with site.gateway.store.reader() as db:
+        stored: list[dict[str, Any]] = list(db.query(
+            "SELECT payload FROM events WHERE type = 'passed'"))
     assert len(stored) == 1
     payload = stored[0]["payload"].encode()
-    with Recorder(broker, "nothing/#", name="replayer") as replayer:
-        replayer.bus.publish_and_wait(topics.lane_event(SITE, "in1"), payload)
+    # The lane's own connection sends it again, as a lane does after a reconnect.
+    site.lanes["in1"].node.bus.publish_and_wait(topics.lane_event(SITE, "in1"), payload)
     eventually(lambda: site.gateway.service.duplicates == 1, what="duplicate to be seen")
     site.gateway.service.wait_idle()
     assert site.gateway.store.count("sessions") == 1

@@ -414,8 +414,11 @@ def decode(topic: str, payload: bytes | str) -> WireValue:
     topic says, so one lane cannot speak for another by a field.
     """
     where = parse_topic(topic)
+    adapter = _ADAPTERS.get(where.kind)
+    if adapter is None:
+        raise ContractError(f"{where.kind} on {topic}: no message model for this topic yet")
     try:
-        value: WireValue = _ADAPTERS[where.kind].validate_json(payload)
+        value: WireValue = adapter.validate_json(payload)
     except ValidationError as error:
         reason = describe_validation_error(error)
         raise ContractError(f"{where.kind} on {topic}: {reason}") from error

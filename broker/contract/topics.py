@@ -35,6 +35,9 @@ TopicKind = Literal[
     "patrol_tap",
     "alarm",
     "alert",
+    "lane_replica",
+    "alert_ack",
+    "bridge_state",
 ]
 
 
@@ -76,6 +79,11 @@ def lane_decide_reply(site: str, lane: str) -> str:
     return _lane(site, lane, "decide/reply")
 
 
+def lane_replica(site: str, lane: str, part: str = "snapshot") -> str:
+    """What the gateway tells one lane so it can decide alone (read by that lane only)."""
+    return _lane(site, lane, f"replica/{check_segment(part, what='replica part')}")
+
+
 def _sensor(site: str, node: str, leaf: str) -> str:
     return f"{site_root(site)}/sensor/{check_segment(node, what='sensor node')}/{leaf}"
 
@@ -100,6 +108,16 @@ def alarm(site: str, kind: str) -> str:
 
 def alert(site: str, alert_id: str) -> str:
     return f"{site_root(site)}/alert/{check_segment(alert_id, what='alert id')}"
+
+
+def alert_ack(site: str, alert_id: str, staff: str) -> str:
+    """A staff member's acknowledgement; the staff id in the topic is what the ACL checks."""
+    return f"{alert(site, alert_id)}/ack/{check_segment(staff, what='staff id')}"
+
+
+def bridge_state(site: str) -> str:
+    """Where the site's bridge to the fleet broker says whether it is up (``1``/``0``)."""
+    return f"{site_root(site)}/bridge/state"
 
 
 # Subscription filters ------------------------------------------------------
@@ -146,6 +164,9 @@ _BODIES: Final[tuple[tuple[str, TopicKind], ...]] = (
     (r"patrol/(?P<node>[^/]+)/tap", "patrol_tap"),
     (r"alarm/(?P<node>[^/]+)", "alarm"),
     (r"alert/(?P<node>[^/]+)", "alert"),
+    (r"lane/(?P<node>[^/]+)/replica/[a-z0-9][a-z0-9_-]{0,31}", "lane_replica"),
+    (r"alert/(?P<node>[^/]+)/ack/[a-z0-9][a-z0-9_-]{0,31}", "alert_ack"),
+    (r"(?P<node>bridge)/state", "bridge_state"),
 )
 _PATTERNS: Final[tuple[tuple[re.Pattern[str], TopicKind], ...]] = tuple(
     (re.compile(rf"^{ROOT}/{VERSION}/(?P<site>[^/]+)/{body}$"), kind) for body, kind in _BODIES

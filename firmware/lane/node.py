@@ -45,7 +45,7 @@ class LaneNode:
         self.config = config
         self.hardware = LaneHardware(config.pins, pin_factory=pin_factory)
         self.bus = MqttBus(
-            BrokerAddress(config.broker.host, config.broker.port),
+            BrokerAddress.from_settings(config.broker),
             client_id=f"lane-{config.site}-{config.lane}",
             will=offline_will(config),
         )

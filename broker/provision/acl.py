@@ -1,0 +1,187 @@
+"""Least-privilege ACLs: what each device of a site may publish and receive.
+
+Once Mosquitto has an ``acl_file`` it denies everything not granted, so the rules below are
+the whole of what the bus allows. They are written once, as data, and rendered two ways:
+as the ACL file (one ``user`` block per device, explicit topics for its own node, no
+``pattern`` lines) and as the summary table in the docs, so the two cannot drift apart.
+
+Identity comes from the topic, enforced here: a lane can only write under its own
+``lane/{id}/``, a staff member can only acknowledge under ``ack/{their id}``. The gateway can
+therefore trust *who* sent a message from *where* it arrived, without any payload field
+that a compromised device could fake.
+
+>>> from broker.provision.inventory import SiteInventory
+>>> inv = SiteInventory.model_validate({"site": "s1", "broker": {"address": "gw"},
+...                                     "lanes": [{"id": "in1", "direction": "entry"}]})
+>>> block = render_acl(inv).split("user lane-in1")[1]
+>>> [line for line in block.splitlines() if line.startswith("topic")][:2]
+['topic write parkguard/v1/s1/lane/in1/event', 'topic write parkguard/v1/s1/lane/in1/state']
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Literal
+
+from broker.contract.topics import ALARM_KINDS, site_root
+from broker.provision.inventory import DeviceKind, DeviceSpec, SiteInventory
+
+Access = Literal["read", "write"]
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """One grant, as a template below ``parkguard/v1/{site}/``.
+
+    ``{self}`` is the device's own node id; ``{lane}`` expands to every lane of the site
+    (only the gateway has such rules). ``only`` limits a rule to one sensor kind.
+    """
+
+    access: Access
+    template: str
+    why: str
+    only: Literal["fire_panel", "flood"] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """A concrete ACL line for one device."""
+
+    access: Access
+    topic: str
+    why: str
+
+    def line(self) -> str:
+        return f"topic {self.access} {self.topic}"
+
+
+#: Every rule of the site, by device kind. Order is the order of the rendered file.
+RULES: dict[DeviceKind, tuple[Rule, ...]] = {
+    "gateway": (
+        Rule("read", "#", "ingests events, decide requests, readings, taps and acks; "
+             "watches every state"),
+        Rule("write", "lane/{lane}/cmd", "signed barrier and display commands, to each lane"),
+        Rule("write", "lane/{lane}/decide/reply", "answers each lane's decide requests"),
+        Rule("write", "lane/{lane}/replica/#", "keeps each lane's offline replica current"),
+        *(Rule("write", f"alarm/{kind}", f"sets and clears the {kind} alarm")
+          for kind in ALARM_KINDS),
+        Rule("write", "alert/+", "raises, escalates and resolves alerts"),
+    ),
+    "lane": (
+        Rule("write", "lane/{self}/event", "its own events"),
+        Rule("write", "lane/{self}/state", "its own retained state and Last Will"),
+        Rule("write", "lane/{self}/decide", "asks the gateway to decide on a read"),
+        Rule("read", "lane/{self}/cmd", "commands for this lane only"),
+        Rule("read", "lane/{self}/decide/reply", "the gateway's answers to its requests"),
+        Rule("read", "lane/{self}/replica/#", "its offline replica"),
+        Rule("read", "alarm/+", "site alarms: a fire opens the barrier even without the gateway"),
+    ),
+    "sensor": (
+        Rule("write", "sensor/{self}/reading", "its own readings"),
+        Rule("write", "sensor/{self}/state", "its own retained state and Last Will"),
+        Rule("write", "alarm/fire", "the fire panel sets the fire alarm directly, so lanes "
+             "open even with the gateway down", only="fire_panel"),
+    ),
+    "patrol": (
+        Rule("write", "patrol/{self}/tap", "its own checkpoint taps"),
+    ),
+    "staff": (
+        Rule("read", "alert/+", "alerts"),
+        Rule("write", "alert/+/ack/{self}", "acknowledges an alert as itself"),
+    ),
+    "monitor": (
+        Rule("read", "#", "watches the whole site, read-only (control-room screen, "
+             "commissioning, tests)"),
+    ),
+}
+
+#: What the site's bridge may do on the fleet broker (rendered by :mod:`bridge`).
+BRIDGE_RULES: tuple[Rule, ...] = (
+    Rule("write", "#", "forwards the whole site tree to the fleet"),
+    Rule("read", "lane/+/cmd", "brings fleet commands for this site's lanes back"),
+)
+
+
+def grants(device: DeviceSpec, inventory: SiteInventory) -> Iterator[Grant]:
+    """The concrete grants of one device, in rule order."""
+    root = site_root(inventory.site)
+    for rule in RULES[device.kind]:
+        if rule.only is not None and rule.only != device.sensor_kind:
+            continue
+        if "{lane}" in rule.template:
+            for lane in inventory.lanes:
+                yield Grant(rule.access, f"{root}/{rule.template.format(lane=lane.id)}", rule.why)
+        else:
+            node = device.node or ""
+            yield Grant(rule.access, f"{root}/{rule.template.format(self=node)}", rule.why)
+
+
+def bridge_grants(site: str) -> Iterator[Grant]:
+    """The fleet-side grants of one site's bridge user."""
+    root = site_root(site)
+    for rule in BRIDGE_RULES:
+        yield Grant(rule.access, f"{root}/{rule.template}", rule.why)
+
+
+def user_block(username: str, lines: Iterator[Grant]) -> str:
+    """One ``user`` block of an ACL file; ``#`` lines say why each grant exists."""
+    out = [f"user {username}"]
+    why = None
+    for grant in lines:
+        if grant.why != why:  # a rule expanded per lane is explained once
+            out.append(f"# {grant.why}")
+            why = grant.why
+        out.append(grant.line())
+    return "\n".join(out) + "\n"
+
+
+def render_acl(inventory: SiteInventory) -> str:
+    """The site broker's ACL file: one block per device, deny by default."""
+    parts = [
+        f"# ParkGuard ACL for site {inventory.site}. Generated by `parkguard broker init`",
+        "# from the site inventory; edits are overwritten on the next run.",
+        "# Mosquitto denies every topic not granted below. No `pattern` lines: each device's",
+        "# own topics are spelled out, so what a user may do is readable right here.",
+        "",
+    ]
+    parts.extend(user_block(d.device_id, grants(d, inventory)) for d in inventory.devices())
+    return "\n".join(parts)
+
+
+_PLACEHOLDER: dict[DeviceKind, str] = {
+    "gateway": "", "lane": "{lane}", "sensor": "{node}", "patrol": "{reader}", "staff": "{staff}",
+    "monitor": "{monitor}",
+}
+_WHO: dict[DeviceKind, str] = {
+    "gateway": "gateway",
+    "lane": "lane `lane-{lane}`",
+    "sensor": "sensor `sensor-{node}`",
+    "patrol": "patrol reader `patrol-{reader}`",
+    "staff": "staff app `staff-{staff}`",
+    "monitor": "monitor `monitor-{monitor}`",
+}
+
+
+def summary_table() -> str:
+    """The ACL rules as a Markdown table, topics relative to ``parkguard/v1/{site}/``.
+
+    ``docs/broker-provisioning.md`` embeds this text and a test keeps it current.
+    """
+    rows = [
+        "| device | may | topic (under `parkguard/v1/{site}/`) | why |",
+        "|---|---|---|---|",
+    ]
+    for kind, rules in RULES.items():
+        for rule in rules:
+            topic = rule.template.replace("{self}", _PLACEHOLDER[kind])
+            who = _WHO[kind] + (f" (kind `{rule.only}` only)" if rule.only else "")
+            verb = "publish" if rule.access == "write" else "receive"
+            rows.append(f"| {who} | {verb} | `{topic}` | {rule.why} |")
+    for rule in BRIDGE_RULES:
+        verb = "publish" if rule.access == "write" else "receive"
+        rows.append(
+            f"| bridge `bridge-{{site}}` (on the fleet broker) | {verb} | `{rule.template}` "
+            f"| {rule.why} |"
+        )
+    return "\n".join(rows) + "\n"

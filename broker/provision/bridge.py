@@ -1,0 +1,131 @@
+"""Bridge a site's broker to the fleet broker, so many sites are run from one place.
+
+The site broker dials out (a car park's network lets connections out, rarely in) and:
+
+- forwards its whole tree ``parkguard/v1/{site}/#`` to the fleet, QoS 1;
+- brings back commands for its lanes, ``parkguard/v1/{site}/lane/+/cmd``, QoS 1.
+
+Topics cross the bridge **unchanged**, without ``local-prefix``/``remote-prefix`` remapping.
+The topic root already contains the site slug, so a topic means the same on both brokers:
+fleet tools build topics with the same :mod:`broker.contract.topics` functions, logs and
+dashboards can be compared line by line, and the fleet ACL can confine each site's bridge to
+its own subtree. Prefix remapping would only help if sites shared one local tree, which the
+contract rules out.
+
+Commands from the fleet still carry the lane's HMAC signature, and only the site's gateway
+and the lane hold that key: a compromised fleet broker can replay nothing a lane accepts and
+cannot forge a barrier command. Loops are prevented by ``try_private`` (Mosquitto marks the
+connection as a bridge and the fleet does not echo the bridge's own messages back).
+
+On the fleet side the site needs one user (``bridge-{site}``) and one ACL block; both are
+written by ``parkguard broker init`` into ``fleet/`` for the fleet operator to append.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from broker.contract.topics import site_root
+from broker.provision.acl import bridge_grants, user_block
+
+#: Seconds between keepalives on the bridge link: notice a dead uplink within a minute.
+KEEPALIVE_S = 30
+#: Reconnect back-off (Mosquitto's ``restart_timeout base cap``): first retry after 5 s,
+#: then growing, never more than 60 s apart, with jitter so sites do not reconnect in step.
+RESTART_BASE_S = 5
+RESTART_CAP_S = 60
+
+
+def connection_name(site: str) -> str:
+    """The bridge's name on the site broker; unique per fleet, so it names the site."""
+    return f"parkguard-{site}"
+
+
+def notification_topic(site: str) -> str:
+    """Where the bridge says ``1`` (up) or ``0`` (down), retained, on both brokers.
+
+    Under the site tree so the fleet ACL already allows it and the fleet can tell which
+    sites are cut off. (Mosquitto's default, ``$SYS/broker/connection/...``, would be a
+    denied Last Will on the fleet broker, which refuses the whole connection.)
+    """
+    return f"{site_root(site)}/bridge/state"
+
+
+def outgoing_pattern(site: str) -> str:
+    return f"{site_root(site)}/#"
+
+
+def incoming_pattern(site: str) -> str:
+    return f"{site_root(site)}/lane/+/cmd"
+
+
+@dataclass(frozen=True, slots=True)
+class BridgeConf:
+    """One site-to-fleet bridge, as values (address and CA as the site broker sees them)."""
+
+    site: str
+    address: str
+    port: int
+    cafile: Path
+    username: str
+    password: str
+
+
+def _one_line(value: str, what: str) -> str:
+    if "\n" in value or "\r" in value:
+        raise ValueError(f"{what} must not contain a line break: {value!r}")
+    return value
+
+
+def render_bridge(conf: BridgeConf) -> str:
+    """The bridge section of the site broker's ``mosquitto.conf``."""
+    name = connection_name(conf.site)
+    lines = [
+        "# Bridge to the fleet broker: the site tree goes out, lane commands come back,",
+        "# topics unchanged (they already carry the site). See broker/provision/bridge.py.",
+        f"connection {name}",
+        f"address {_one_line(conf.address, 'address')}:{conf.port}",
+        "# TLS to the fleet, verified against the fleet's CA and its host name.",
+        f"bridge_cafile {_one_line(str(conf.cafile), 'cafile')}",
+        "bridge_insecure false",
+        "bridge_tls_version tlsv1.2",
+        "bridge_protocol_version mqttv311",
+        "# Tell the fleet this is a bridge, so it never echoes our own messages back (no loops).",
+        "try_private true",
+        f"remote_username {_one_line(conf.username, 'username')}",
+        f"remote_password {_one_line(conf.password, 'password')}",
+        "# Client ids unique across the fleet; on the fleet use_username_as_clientid makes the",
+        "# remote one the user name anyway.",
+        f"remote_clientid {conf.username}",
+        f"local_clientid {name}-local",
+        "# Persistent sessions on both sides: while the uplink is down the site broker queues",
+        "# for the fleet (up to max_queued_messages) and the fleet queues commands for us.",
+        "cleansession false",
+        "start_type automatic",
+        f"keepalive_interval {KEEPALIVE_S}",
+        f"restart_timeout {RESTART_BASE_S} {RESTART_CAP_S}",
+        "notifications true",
+        f"notification_topic {notification_topic(conf.site)}",
+        f"topic {outgoing_pattern(conf.site)} out 1",
+        f"topic {incoming_pattern(conf.site)} in 1",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def fleet_acl_grants(site: str) -> Iterator[tuple[str, str]]:
+    """(access, topic) pairs the site's bridge user needs on the fleet broker."""
+    for grant in bridge_grants(site):
+        yield grant.access, grant.topic
+
+
+def render_fleet_acl_block(site: str, username: str) -> str:
+    """The ``user`` block the fleet broker's ACL file needs for this site's bridge.
+
+    Write the whole site tree (that is what the bridge forwards, including its own
+    ``bridge/state`` Last Will), read only this site's lane commands: a site can neither
+    publish into another site's tree nor read anything but its own commands.
+    """
+    header = f"# Site {site}'s bridge. Generated by `parkguard broker init`.\n"
+    return header + user_block(username, bridge_grants(site))
