@@ -60,3 +60,4 @@ clean:
 
 bench: venv
 	$(BIN)/python -m simulator.bench --plot var/bench/latency.png
+	$(BIN)/python -m simulator.bench_plates

@@ -49,7 +49,8 @@ class GatewayApp:
             persistent=True,
         )
         self.service = Gateway(
-            site=config.site, clock=clock, store=self.store, bus=self.bus, tariff=config.tariff
+            site=config.site, clock=clock, store=self.store, bus=self.bus, tariff=config.tariff,
+            matching=config.matching,
         )
 
     def start(self) -> GatewayApp:

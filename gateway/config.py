@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, field_validator
 
 from parkguard.configfile import BrokerSettings, StrictModel
+from parkguard.core.plates import MatchPolicy
 from parkguard.core.tariff import SimpleTariff
 
 
@@ -19,6 +20,9 @@ class GatewayConfig(StrictModel):
     database: Path = Field(default=Path("var/gateway.db"), description="SQLite file")
     broker: BrokerSettings = BrokerSettings()
     tariff: SimpleTariff = SimpleTariff()
+    matching: MatchPolicy = Field(
+        default=MatchPolicy(), description="when a dirty exit read counts as a car inside"
+    )
 
     @field_validator("timezone")
     @classmethod

@@ -7,6 +7,7 @@ and the loop goes on with the next message.
 
 from __future__ import annotations
 
+import json
 import logging
 import queue
 import threading
@@ -25,8 +26,10 @@ from broker.contract.messages import (
     Passed,
     decode,
 )
+from gateway.inside import CarsInside, ocr_read
 from gateway.store import GatewayStore
 from parkguard.clock import Clock, utc_iso
+from parkguard.core.plates import MatchPolicy
 from parkguard.core.tariff import SimpleTariff, format_fen
 from parkguard.errors import ContractError
 
@@ -54,12 +57,16 @@ class Gateway:
         store: GatewayStore,
         bus: MqttBus,
         tariff: SimpleTariff,
+        matching: MatchPolicy | None = None,
     ) -> None:
         self.site = site
         self._clock = clock
         self.store = store
         self._bus = bus
         self.tariff = tariff
+        self.inside = CarsInside(matching or MatchPolicy())
+        for row in store.open_sessions():  # a restart forgets nobody inside
+            self.inside.enter(row["plate"], row["session_id"])
         self._inbox: queue.Queue[_Inbound | object] = queue.Queue()
         self._worker: threading.Thread | None = None
         self._idle = threading.Condition()
@@ -125,46 +132,58 @@ class Gateway:
             # records the decision before it looks at the next message (the pass that
             # needs it).
             now = self._clock.now()
-            reply = self._verdict(message, now)
+            reply, evidence = self._verdict(message, now)
             self._bus.publish(topics.lane_decide_reply(self.site, message.lane), reply)
-            self._record_decision(message, reply, now)
+            self._record_decision(message, reply, now, evidence)
         elif isinstance(message, LANE_EVENT_TYPES):
             self.ingest(message, item.received_at)
 
     # decisions ---------------------------------------------------------------------------
 
-    def _record_decision(self, request: DecideRequest, reply: DecideReply, now: datetime) -> None:
+    def _record_decision(
+        self, request: DecideRequest, reply: DecideReply, now: datetime, evidence: str | None
+    ) -> None:
         self.store.db.table("decisions").insert({
             "correlation_id": request.correlation_id, "lane": request.lane,
             "direction": request.direction, "plate": request.plate, "action": reply.action,
             "reason": reply.reason, "fee_fen": reply.fee_fen, "session_id": reply.session_id,
-            "requested_at": utc_iso(request.ts), "answered_at": utc_iso(now),
+            "requested_at": utc_iso(request.ts), "answered_at": utc_iso(now), "match": evidence,
         }, ignore=True)
 
-    def _verdict(self, request: DecideRequest, now: datetime) -> DecideReply:
+    def _verdict(self, request: DecideRequest, now: datetime) -> tuple[DecideReply, str | None]:
+        """The reply, and for an exit the matcher's evidence (kept with the decision)."""
+
         def reply(action: str, reason: str, zh: str, en: str, **extra: Any) -> DecideReply:
             return DecideReply(correlation_id=request.correlation_id, action=action,  # type: ignore[arg-type]
                                reason=reason, display_zh=zh, display_en=en, ts=now, **extra)
 
-        plate = request.plate
-        if plate is None:
+        read = request.plate
+        if read is None:
             return reply("refuse", "plate_unread", "未识别车牌 请按帮助键",
-                         "Plate not read: press Help")
-        session = self.store.open_session_for(plate)
+                         "Plate not read: press Help"), None
         if request.direction == "entry":
-            if session is not None:
+            plate = self.inside.spelling(read)
+            inside = self.inside.session_of(read)
+            if inside is not None:
                 return reply("open", "already_inside", f"{plate} 欢迎光临", f"Welcome {plate}",
-                             session_id=session["session_id"])
+                             session_id=inside), None
             return reply("open", "visitor_entry", f"{plate} 欢迎光临", f"Welcome {plate}",
-                         session_id=f"s-{uuid.uuid4().hex[:16]}")
+                         session_id=f"s-{uuid.uuid4().hex[:16]}"), None
+        result, session_id = self.inside.match(ocr_read(read, request.char_confidences))
+        evidence = json.dumps(result.evidence(), ensure_ascii=False)
+        session = self.store.session(session_id) if session_id else None
+        if result.outcome == "ambiguous":
+            return reply("refuse", "plate_ambiguous", "车牌不清 请稍候 保安核实",
+                         "Plate unclear: a guard will check"), evidence
         if session is None:
             return reply("refuse", "no_entry_record", "无入场记录 请按帮助键",
-                         "No entry record: press Help")
+                         "No entry record: press Help"), evidence
+        plate = session["plate"]
         quote = self.tariff.quote(datetime.fromisoformat(session["entry_at"]), now)
         money = format_fen(quote.total_fen)
         return reply("open", "paid_at_exit", f"{plate} 应付{money}元 一路顺风",
                      f"{plate} pay CNY {money}", fee_fen=quote.total_fen,
-                     session_id=session["session_id"])
+                     session_id=session["session_id"]), evidence
 
     # events ----------------------------------------------------------------------------
 
@@ -185,30 +204,40 @@ class Gateway:
 
     def _vehicle_passed(self, event: Passed) -> None:
         decision = self.store.decision(event.correlation_id)
-        sessions = self.store.db.table("sessions")
         if event.direction == "entry":
-            session_id = (decision or {}).get("session_id") or f"s-{uuid.uuid4().hex[:16]}"
-            review = None if decision else "entered while the gateway was unreachable"
-            if decision and decision["reason"] == "already_inside":
-                return
-            sessions.insert({
-                "session_id": session_id, "plate": event.plate or "", "state": "open",
-                "entry_lane": event.lane, "entry_at": utc_iso(event.ts),
-                "entry_event_id": event.event_id, "fee_fen": 0, "tariff": self.tariff.name,
-                "review": review,
-            }, ignore=True)
+            self._car_entered(event, decision)
+        else:
+            self._car_left(event, decision)
+
+    def _car_entered(self, event: Passed, decision: dict[str, Any] | None) -> None:
+        if decision and decision["reason"] == "already_inside":
             return
-        session = (
-            self.store.db.table("sessions").get(decision["session_id"])
-            if decision and decision["session_id"]
-            else (self.store.open_session_for(event.plate) if event.plate else None)
-        )
-        if session is None:
+        session_id = (decision or {}).get("session_id") or f"s-{uuid.uuid4().hex[:16]}"
+        plate = self.inside.spelling(event.plate) if event.plate else ""
+        review = None if decision else "entered while the gateway was unreachable"
+        if not plate:
+            review = "entered without a readable plate"
+        self.store.db.table("sessions").insert({
+            "session_id": session_id, "plate": plate, "state": "open",
+            "entry_lane": event.lane, "entry_at": utc_iso(event.ts),
+            "entry_event_id": event.event_id, "fee_fen": 0, "tariff": self.tariff.name,
+            "review": review, "entry_read": event.plate,
+        }, ignore=True)
+        self.inside.enter(plate, session_id)
+
+    def _car_left(self, event: Passed, decision: dict[str, Any] | None) -> None:
+        session_id = decision["session_id"] if decision else None
+        evidence = decision["match"] if decision else None
+        if session_id is None and event.plate:  # let out by the lane alone: find it now
+            result, session_id = self.inside.match(ocr_read(event.plate))
+            evidence = json.dumps(result.evidence(), ensure_ascii=False)
+        if session_id is None:
             log.warning("gateway: exit at %s with no session to close", event.lane)
             return
-        fee = decision["fee_fen"] if decision else 0
-        sessions.update(session["session_id"], {
+        self.store.db.table("sessions").update(session_id, {
             "state": "closed", "exit_lane": event.lane, "exit_at": utc_iso(event.ts),
-            "exit_event_id": event.event_id, "fee_fen": fee,
+            "exit_event_id": event.event_id, "fee_fen": decision["fee_fen"] if decision else 0,
+            "exit_read": event.plate, "exit_match": evidence,
             "review": None if decision else "left while the gateway was unreachable: unbilled",
         })
+        self.inside.leave(session_id)

@@ -53,6 +53,16 @@ def m001_events_sessions_dead_letters(db: sqlite_utils.Database) -> None:
     )
 
 
+@migrations()
+def m002_plate_reads_and_match_evidence(db: sqlite_utils.Database) -> None:
+    """Keep what the camera read beside the plate it was taken for, and why (fee disputes)."""
+    sessions = db.table("sessions")
+    sessions.add_column("entry_read", str)
+    sessions.add_column("exit_read", str)
+    sessions.add_column("exit_match", str)
+    db.table("decisions").add_column("match", str)
+
+
 def open_database(path: Path) -> sqlite_utils.Database:
     """Open (creating if needed) a SQLite file in WAL mode, usable from the one worker thread
     that owns it even though another thread opened it."""
@@ -106,11 +116,13 @@ class GatewayStore:
         )
         return cursor.rowcount == 1
 
-    def open_session_for(self, plate: str) -> dict[str, Any] | None:
-        rows = list(self.db.query(
-            "SELECT * FROM sessions WHERE plate = ? AND state = 'open' ORDER BY entry_at DESC "
-            "LIMIT 1", [plate],
-        ))
+    def open_sessions(self) -> list[dict[str, Any]]:
+        """Every car inside, oldest first."""
+        return list(self.db.query(
+            "SELECT session_id, plate FROM sessions WHERE state = 'open' ORDER BY entry_at"))
+
+    def session(self, session_id: str) -> dict[str, Any] | None:
+        rows = list(self.db.query("SELECT * FROM sessions WHERE session_id = ?", [session_id]))
         return rows[0] if rows else None
 
     def decision(self, correlation_id: str) -> dict[str, Any] | None:

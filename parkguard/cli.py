@@ -41,6 +41,7 @@ def main(log_level: str) -> None:
       parkguard broker init       provision a site: CA, TLS, users, ACLs, device bundles
       parkguard broker run        a local Mosquitto for development
       parkguard audit verify DB   check the hash-chained audit log
+      parkguard plate check TEXT  what a plate is (series, colour), or what is wrong
       parkguard contract docs     regenerate docs/protocol.md from the code
     """
     logging.basicConfig(
@@ -206,8 +207,10 @@ def contract_docs(check: bool) -> None:
 def _register() -> None:
     from broker.provision_cli import COMMANDS
     from gateway.audit_cli import audit
+    from parkguard.plate_cli import plate
 
     main.add_command(audit)
+    main.add_command(plate)
     for command in COMMANDS:
         broker.add_command(command)
 

@@ -19,7 +19,8 @@ def run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
 @pytest.mark.parametrize(
     "command",
     [(), ("demo",), ("sim",), ("gateway",), ("lane",), ("broker", "run"), ("audit", "verify"),
-     ("contract", "docs")],
+     ("contract", "docs"), ("plate", "check"), ("plate", "match"), ("broker", "init"),
+     ("broker", "rotate")],
     ids=lambda c: " ".join(c) or "top",
 )
 def test_every_command_explains_itself(command: tuple[str, ...]) -> None:

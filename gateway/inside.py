@@ -1,0 +1,77 @@
+"""The cars inside: which open session each plate (or no-plate identity) belongs to.
+
+Kept in memory by the gateway's worker for fast fuzzy matching at the exit, and rebuilt
+from the open sessions in SQLite when the gateway starts, so a restart forgets nobody.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from parkguard.core.plates import (
+    MatchPolicy,
+    MatchResult,
+    OcrRead,
+    PlateError,
+    PlateIndex,
+    match,
+    normalise_plate,
+)
+
+
+def ocr_read(text: str, confidences: Iterable[float] = ()) -> OcrRead:
+    """The read as the matcher wants it; confidences that do not line up with the text
+    (a reader that counted separators) are dropped rather than trusted."""
+    given = tuple(confidences)
+    if given:
+        try:
+            return OcrRead(text, given)
+        except PlateError:
+            pass
+    return OcrRead(text)
+
+
+class CarsInside:
+    """Open sessions by plate, with the confusion-aware matcher over them."""
+
+    def __init__(self, policy: MatchPolicy) -> None:
+        self.policy = policy
+        self._index = PlateIndex()
+        self._session_by_key: dict[str, str] = {}
+        self._key_by_session: dict[str, str] = {}
+
+    def __len__(self) -> int:
+        return len(self._session_by_key)
+
+    @staticmethod
+    def spelling(read: str) -> str:
+        """The one spelling a plate is stored under (normalised, look-alikes repaired)."""
+        return normalise_plate(read)
+
+    def enter(self, plate: str, session_id: str) -> None:
+        """A car is inside under ``plate`` (as stored); an empty plate cannot be matched."""
+        if not plate:
+            return
+        key = self._index.add(plate)
+        self._session_by_key[key] = session_id
+        self._key_by_session[session_id] = key
+
+    def leave(self, session_id: str) -> None:
+        key = self._key_by_session.pop(session_id, None)
+        if key is not None and self._session_by_key.get(key) == session_id:
+            del self._session_by_key[key]
+            self._index.discard(key)
+
+    def session_of(self, read: str) -> str | None:
+        """The session of a car inside whose plate is exactly this read (after spelling)."""
+        try:
+            key = PlateIndex.key(self.spelling(read))
+        except PlateError:
+            return None
+        return self._session_by_key.get(key)
+
+    def match(self, read: OcrRead) -> tuple[MatchResult, str | None]:
+        """The matcher's verdict and, when it found a car, that car's session."""
+        result = match(read, self._index, self.policy)
+        session = self._session_by_key.get(result.plate) if result.plate else None
+        return result, session
