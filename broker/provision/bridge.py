@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from broker.contract.topics import site_root
+from broker.contract.topics import bridge_state, site_root
 from broker.provision.acl import bridge_grants, user_block
 
 #: Seconds between keepalives on the bridge link: notice a dead uplink within a minute.
@@ -50,7 +50,7 @@ def notification_topic(site: str) -> str:
     sites are cut off. (Mosquitto's default, ``$SYS/broker/connection/...``, would be a
     denied Last Will on the fleet broker, which refuses the whole connection.)
     """
-    return f"{site_root(site)}/bridge/state"
+    return bridge_state(site)
 
 
 def outgoing_pattern(site: str) -> str:
