@@ -106,7 +106,7 @@ class MosquittoBroker:
         site: ProvisionResult | None = None,
     ) -> None:
         self._site = site
-        self._workdir = Path(workdir)
+        self._workdir = Path(workdir).resolve()  # mosquitto runs with this as its cwd
         self._requested_port = port
         self._port: int | None = port
         self._persistence = persistence

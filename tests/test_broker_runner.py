@@ -306,3 +306,14 @@ def test_a_provisioned_broker_lets_its_devices_in_and_nobody_else(
             anonymous.start(timeout=5)
         with pytest.raises(BrokerError, match="locked down"):
             locked.address()
+
+
+def test_a_relative_work_directory_works_from_any_current_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`make demo` passes var/demo: mosquitto runs inside it, so the runner must not hand it
+    paths relative to the caller's directory."""
+    monkeypatch.chdir(tmp_path)
+    with MosquittoBroker(Path("var/relative")) as relative:
+        assert relative.running
+        assert relative.config_path.is_absolute()
