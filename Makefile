@@ -61,3 +61,4 @@ clean:
 bench: venv
 	$(BIN)/python -m simulator.bench --plot var/bench/latency.png
 	$(BIN)/python -m simulator.bench_plates
+	$(BIN)/python -m simulator.bench_tariffs

@@ -42,6 +42,7 @@ def main(log_level: str) -> None:
       parkguard broker run        a local Mosquitto for development
       parkguard audit verify DB   check the hash-chained audit log
       parkguard plate check TEXT  what a plate is (series, colour), or what is wrong
+      parkguard tariff check F    validate a tariff file and run its golden vectors
       parkguard contract docs     regenerate docs/protocol.md from the code
     """
     logging.basicConfig(
@@ -208,9 +209,11 @@ def _register() -> None:
     from broker.provision_cli import COMMANDS
     from gateway.audit_cli import audit
     from parkguard.plate_cli import plate
+    from parkguard.tariff_cli import tariff
 
     main.add_command(audit)
     main.add_command(plate)
+    main.add_command(tariff)
     for command in COMMANDS:
         broker.add_command(command)
 

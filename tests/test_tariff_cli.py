@@ -1,0 +1,93 @@
+"""``parkguard tariff quote`` and ``check`` through click's CliRunner: output, JSON, exit codes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from parkguard.tariff_cli import tariff
+
+MALL = Path(__file__).resolve().parents[1] / "docs/examples/tariff-mall.toml"
+
+
+def _quote(*extra: str) -> tuple[int, str]:
+    done = CliRunner().invoke(tariff, ["quote", "--tariff", str(MALL), "--plate", "粤B12345",
+                                       *extra])
+    return done.exit_code, done.output
+
+
+def test_quote_prints_an_itemised_bilingual_receipt() -> None:
+    code, out = _quote("--in", "2026-03-02T21:00", "--out", "2026-03-02T23:00")
+    assert code == 0, out
+    assert "日间 day" in out and "夜间 night" in out
+    assert "¥5.00" in out and "¥10.00" in out
+    assert out.rstrip().endswith("应付 total: ¥15.00")
+
+
+def test_quote_with_a_coupon_class_and_json() -> None:
+    code, out = _quote("--in", "2026-10-02T10:00+08:00", "--out", "2026-10-02T05:00:00Z",
+                       "--coupon", "rule:spend_88", "--class", "large", "--json")
+    assert code == 0, out
+    receipt = json.loads(out)
+    assert receipt["minutes"] == 180 and receipt["vehicle_class"] == "large"
+    assert receipt["charged_fen"] == 1300 and receipt["class_fen"] == 1300
+    assert receipt["discounts"] == [{"code": "spend_88", "label_zh": "消费满88元免费停车",
+                                     "label_en": "spend ¥88, park free",
+                                     "reason": "coupon:free_minutes", "fen": 2600}]
+    assert receipt["total_fen"] == 0
+
+
+def test_quote_shows_the_exemption_reason_and_unused_coupons() -> None:
+    done = CliRunner().invoke(tariff, [
+        "quote", "--tariff", str(MALL), "--plate", "粤B1234警", "--in", "2026-03-02T10:00",
+        "--out", "2026-03-02T12:00", "--coupon", "amount_off:100"])
+    assert done.exit_code == 0, done.output
+    assert "执勤车辆免费 duty vehicle, free [duty_vehicle]" in done.output
+    assert "未使用 not used: amount_off:100 — exempt: not needed" in done.output
+    assert "应付 total: ¥0.00" in done.output
+
+
+def test_quote_refuses_bad_input_with_the_option_named() -> None:
+    code, out = _quote("--in", "yesterday", "--out", "2026-03-02T12:00")
+    assert code == 2 and "--in" in out and "not an ISO date-time" in out
+    code, out = _quote("--in", "2026-03-02T10:00", "--out", "2026-03-02T12:00",
+                       "--coupon", "amount_off:lots")
+    assert code == 2 and "--coupon" in out and "positive whole number" in out
+    code, out = _quote("--in", "2026-03-02T12:00", "--out", "2026-03-02T10:00")
+    assert code == 1 and "before entry" in out
+    code, out = _quote("--in", "2026-03-02T10:00", "--out", "2026-03-02T12:00", "--class", "bus")
+    assert code == 1 and "vehicle_class 'bus'" in out
+
+
+def test_check_passes_the_mall_file() -> None:
+    done = CliRunner().invoke(tariff, ["check", str(MALL)])
+    assert done.exit_code == 0, done.output
+    assert "ok   police car parks free" in done.output
+    assert "24/24 vectors pass" in done.output
+
+
+def test_check_fails_a_wrong_vector_and_names_it(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.toml"
+    broken.write_text(MALL.read_text("utf-8").replace("expect_fen = 1500", "expect_fen = 1400"),
+                      encoding="utf-8")
+    done = CliRunner().invoke(tariff, ["check", str(broken)])
+    assert done.exit_code == 1
+    assert ("FAIL evening into night: day hour plus night flat — expected 1400 fen, quoted 1500"
+            in done.output)
+
+
+def test_check_names_file_and_field_of_an_invalid_tariff(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.toml"
+    broken.write_text(MALL.read_text("utf-8").replace('mode = "threshold"', 'mode = "maybe"'),
+                      encoding="utf-8")
+    done = CliRunner().invoke(tariff, ["check", str(broken)])
+    assert done.exit_code == 1
+    assert f"{broken}: invalid tariff" in done.output
+    assert "tariffs.0.free.mode" in done.output
+
+
+def test_check_of_a_missing_file_is_a_usage_error(tmp_path: Path) -> None:
+    done = CliRunner().invoke(tariff, ["check", str(tmp_path / "nope.toml")])
+    assert done.exit_code == 2 and "cannot read tariff file" in done.output
