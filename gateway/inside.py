@@ -6,6 +6,7 @@ from the open sessions in SQLite when the gateway starts, so a restart forgets n
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 
 from parkguard.core.plates import (
@@ -17,6 +18,8 @@ from parkguard.core.plates import (
     match,
     normalise_plate,
 )
+
+log = logging.getLogger(__name__)
 
 
 def ocr_read(text: str, confidences: Iterable[float] = ()) -> OcrRead:
@@ -45,16 +48,31 @@ class CarsInside:
 
     @staticmethod
     def spelling(read: str) -> str:
-        """The one spelling a plate is stored under (normalised, look-alikes repaired)."""
-        return normalise_plate(read)
+        """The one spelling a plate is stored under (normalised, look-alikes repaired).
 
-    def enter(self, plate: str, session_id: str) -> None:
-        """A car is inside under ``plate`` (as stored); an empty plate cannot be matched."""
+        A read that is not even a well-formed identity (``#P12``) is kept as read: the car
+        is still recorded, a guard sorts it out, and the gateway never drops an entry.
+        """
+        try:
+            return normalise_plate(read)
+        except PlateError:
+            return read.strip()
+
+    def enter(self, plate: str, session_id: str) -> bool:
+        """A car is inside under ``plate`` (as stored); say whether it can be matched.
+
+        An empty or malformed plate cannot be indexed: the session exists, unmatched.
+        """
         if not plate:
-            return
-        key = self._index.add(plate)
+            return False
+        try:
+            key = self._index.add(plate)
+        except PlateError as error:
+            log.warning("gateway: session %s cannot be matched by plate: %s", session_id, error)
+            return False
         self._session_by_key[key] = session_id
         self._key_by_session[session_id] = key
+        return True
 
     def leave(self, session_id: str) -> None:
         key = self._key_by_session.pop(session_id, None)
@@ -72,6 +90,10 @@ class CarsInside:
 
     def match(self, read: OcrRead) -> tuple[MatchResult, str | None]:
         """The matcher's verdict and, when it found a car, that car's session."""
-        result = match(read, self._index, self.policy)
+        try:
+            result = match(read, self._index, self.policy)
+        except PlateError as error:  # e.g. a malformed no-plate identity
+            result = MatchResult("none", read.text, read.text, None, None,
+                                 f"unreadable identity: {error}", None, ())
         session = self._session_by_key.get(result.plate) if result.plate else None
         return result, session

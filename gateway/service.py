@@ -215,15 +215,14 @@ class Gateway:
         session_id = (decision or {}).get("session_id") or f"s-{uuid.uuid4().hex[:16]}"
         plate = self.inside.spelling(event.plate) if event.plate else ""
         review = None if decision else "entered while the gateway was unreachable"
-        if not plate:
-            review = "entered without a readable plate"
+        if not self.inside.enter(plate, session_id):
+            review = f"entered without a plate the exit can match (read {event.plate!r})"
         self.store.db.table("sessions").insert({
             "session_id": session_id, "plate": plate, "state": "open",
             "entry_lane": event.lane, "entry_at": utc_iso(event.ts),
             "entry_event_id": event.event_id, "fee_fen": 0, "tariff": self.tariff.name,
             "review": review, "entry_read": event.plate,
         }, ignore=True)
-        self.inside.enter(plate, session_id)
 
     def _car_left(self, event: Passed, decision: dict[str, Any] | None) -> None:
         session_id = decision["session_id"] if decision else None

@@ -92,3 +92,19 @@ def test_a_restarted_gateway_still_knows_every_car_inside(site: SimulatedSite) -
         assert result.outcome == "match" and session == sessions(site)["沪AD12345"]["session_id"]
     finally:
         restarted.store.close()
+
+
+@pytest.mark.parametrize("read", ["#P12", "???"])
+def test_a_garbled_entry_read_still_records_the_car_for_a_guard(
+    site: SimulatedSite, read: str
+) -> None:
+    enter(site, read)
+    with site.gateway.store.reader() as db:
+        rows = list(db.query("SELECT * FROM sessions"))
+        letters = list(db.query("SELECT * FROM dead_letters"))
+    assert letters == []
+    assert len(rows) == 1 and rows[0]["state"] == "open" and rows[0]["entry_read"] == read
+    if read == "#P12":
+        assert "the exit can match (read '#P12')" in rows[0]["review"]
+    passage = site.drive("out1", read)
+    assert passage.reason in {"paid_at_exit", "no_entry_record"}
