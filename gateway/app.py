@@ -7,6 +7,7 @@ import logging
 from broker.bus import BrokerAddress, MqttBus
 from gateway.audit import AuditLog
 from gateway.config import GatewayConfig
+from gateway.pricing import SitePricing
 from gateway.service import Gateway
 from gateway.store import GatewayStore
 from parkguard.clock import Clock
@@ -16,13 +17,13 @@ log = logging.getLogger(__name__)
 TARIFF_ACTION = "tariff.activate"
 
 
-def audit_tariff_change(audit: AuditLog, config: GatewayConfig) -> bool:
+def audit_tariff_change(audit: AuditLog, pricing: SitePricing) -> bool:
     """Record the tariff in force when it differs from the last one audited; say if it did.
 
     A tariff change is a money change: whoever edits the file, the trail shows
     when the gateway started charging by it and what it replaced.
     """
-    current = config.tariff.model_dump(mode="json")
+    current = pricing.audit_record()
     previous = None
     for entry in audit.entries():
         if entry.action == TARIFF_ACTION:
@@ -30,7 +31,7 @@ def audit_tariff_change(audit: AuditLog, config: GatewayConfig) -> bool:
     if previous == current:
         return False
     audit.record(
-        actor="gateway", action=TARIFF_ACTION, subject=f"tariff:{config.tariff.name}",
+        actor="gateway", action=TARIFF_ACTION, subject=f"tariff:{pricing.source}",
         reason="gateway started with this tariff file", before=previous, after=current,
     )
     return True
@@ -41,6 +42,7 @@ class GatewayApp:
 
     def __init__(self, config: GatewayConfig, *, clock: Clock) -> None:
         self.config = config
+        self.pricing = SitePricing.from_file(config.tariff_file)
         self.store = GatewayStore.open(config.database)
         self.audit = AuditLog(self.store.db, clock=clock)
         self.bus = MqttBus(
@@ -49,12 +51,16 @@ class GatewayApp:
             persistent=True,
         )
         self.service = Gateway(
-            site=config.site, clock=clock, store=self.store, bus=self.bus, tariff=config.tariff,
+            site=config.site, clock=clock, store=self.store, bus=self.bus, pricing=self.pricing,
             matching=config.matching,
         )
 
+    def audit_tariff(self) -> bool:
+        """Write the tariff in force to the audit log if it changed since the last start."""
+        return audit_tariff_change(self.audit, self.pricing)
+
     def start(self) -> GatewayApp:
-        audit_tariff_change(self.audit, self.config)
+        self.audit_tariff()
         self.service.start()
         self.bus.start()
         return self

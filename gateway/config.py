@@ -7,9 +7,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator
 
+from gateway.pricing import EXAMPLE_TARIFF
 from parkguard.configfile import BrokerSettings, StrictModel
 from parkguard.core.plates import MatchPolicy
-from parkguard.core.tariff import SimpleTariff
 
 
 class GatewayConfig(StrictModel):
@@ -19,7 +19,10 @@ class GatewayConfig(StrictModel):
     timezone: str = Field(default="Asia/Shanghai", description="site-local zone for screens")
     database: Path = Field(default=Path("var/gateway.db"), description="SQLite file")
     broker: BrokerSettings = BrokerSettings()
-    tariff: SimpleTariff = SimpleTariff()
+    tariff_file: Path = Field(
+        default=EXAMPLE_TARIFF,
+        description="tariff file (see docs/tariffs.md); `parkguard tariff check` validates it",
+    )
     matching: MatchPolicy = Field(
         default=MatchPolicy(), description="when a dirty exit read counts as a car inside"
     )

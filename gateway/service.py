@@ -27,10 +27,11 @@ from broker.contract.messages import (
     decode,
 )
 from gateway.inside import CarsInside, ocr_read
+from gateway.pricing import SitePricing
 from gateway.store import GatewayStore
 from parkguard.clock import Clock, utc_iso
 from parkguard.core.plates import MatchPolicy
-from parkguard.core.tariff import SimpleTariff, format_fen
+from parkguard.core.tariffs import format_yuan
 from parkguard.errors import ContractError
 
 log = logging.getLogger(__name__)
@@ -56,14 +57,14 @@ class Gateway:
         clock: Clock,
         store: GatewayStore,
         bus: MqttBus,
-        tariff: SimpleTariff,
+        pricing: SitePricing,
         matching: MatchPolicy | None = None,
     ) -> None:
         self.site = site
         self._clock = clock
         self.store = store
         self._bus = bus
-        self.tariff = tariff
+        self.pricing = pricing
         self.inside = CarsInside(matching or MatchPolicy())
         for row in store.open_sessions():  # a restart forgets nobody inside
             self.inside.enter(row["plate"], row["session_id"])
@@ -179,10 +180,11 @@ class Gateway:
             return reply("refuse", "no_entry_record", "无入场记录 请按帮助键",
                          "No entry record: press Help"), evidence
         plate = session["plate"]
-        quote = self.tariff.quote(datetime.fromisoformat(session["entry_at"]), now)
-        money = format_fen(quote.total_fen)
-        return reply("open", "paid_at_exit", f"{plate} 应付{money}元 一路顺风",
-                     f"{plate} pay CNY {money}", fee_fen=quote.total_fen,
+        quote = self.pricing.quote(plate=plate, entry=datetime.fromisoformat(session["entry_at"]),
+                                   exit=now)
+        money = format_yuan(quote.total_fen)
+        return reply("open", "paid_at_exit", f"{plate} 应付{money} 一路顺风",
+                     f"{plate} pay {money}", fee_fen=quote.total_fen,
                      session_id=session["session_id"]), evidence
 
     # events ----------------------------------------------------------------------------
@@ -220,7 +222,7 @@ class Gateway:
         self.store.db.table("sessions").insert({
             "session_id": session_id, "plate": plate, "state": "open",
             "entry_lane": event.lane, "entry_at": utc_iso(event.ts),
-            "entry_event_id": event.event_id, "fee_fen": 0, "tariff": self.tariff.name,
+            "entry_event_id": event.event_id, "fee_fen": 0, "tariff": self.pricing.source,
             "review": review, "entry_read": event.plate,
         }, ignore=True)
 

@@ -22,7 +22,7 @@ from broker.bus import BrokerAddress
 from broker.provision.generate import load_site
 from broker.runner import MosquittoBroker
 from parkguard.clock import ManualClock
-from parkguard.core.tariff import format_fen
+from parkguard.core.tariffs import format_yuan
 from parkguard.errors import ConfigError
 from simulator.plots import plot_day
 from simulator.provisioned import provision_simulated_site
@@ -136,7 +136,7 @@ def summary_table(result: DemoResult, *, cars_planned: int) -> Table:
     table.add_row("车辆出场 cars out", str(s.cars_out))
     table.add_row("场内剩余 still inside", str(s.still_inside))
     table.add_row("拒绝放行 refused", str(s.refused))
-    table.add_row("收入 revenue", f"¥{format_fen(s.revenue_fen)}  ({s.revenue_fen} fen)")
+    table.add_row("收入 revenue", f"{format_yuan(s.revenue_fen)}  ({s.revenue_fen} fen)")
     table.add_row("决策 gate decisions", f"{s.decisions} ({s.decided_by_lane} by lane alone)")
     table.add_row("决策耗时 decide p50 / p99",
                   f"{s.decide_p50_ms:.1f} ms / {s.decide_p99_ms:.1f} ms")

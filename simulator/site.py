@@ -21,9 +21,9 @@ from firmware.lane.config import LaneConfig
 from firmware.lane.node import LaneNode
 from gateway.app import GatewayApp
 from gateway.config import GatewayConfig
+from gateway.pricing import EXAMPLE_TARIFF
 from parkguard.clock import ManualClock
 from parkguard.configfile import BrokerSettings
-from parkguard.core.tariff import SimpleTariff
 from simulator.camera import GroundTruthReader, SimulatedCamera
 from simulator.driver import CarDriver, LaneStuck, Passage, SimulatedLaneWiring
 from simulator.traffic import Visit
@@ -86,7 +86,7 @@ class SimulatedSite:
         clock: ManualClock,
         entry_lanes: tuple[str, ...] = ("in1", "in2"),
         exit_lanes: tuple[str, ...] = ("out1", "out2"),
-        tariff: SimpleTariff | None = None,
+        tariff_file: Path = EXAMPLE_TARIFF,
         timezone: str = "Asia/Shanghai",
         pin_factory: Callable[[str], MockFactory] = lambda _lane: MockFactory(),
     ) -> None:
@@ -95,7 +95,7 @@ class SimulatedSite:
         self.gateway_config = GatewayConfig(
             site=site, timezone=timezone, database=workdir / "gateway.db",
             broker=settings_of(broker("gateway")),
-            tariff=tariff or SimpleTariff(),
+            tariff_file=tariff_file,
         )
         self.gateway = GatewayApp(self.gateway_config, clock=clock)
         self.lanes: dict[str, SimulatedLane] = {}

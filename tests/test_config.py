@@ -10,8 +10,9 @@ import pytest
 
 from firmware.lane.config import LaneConfig, PinMap
 from gateway.config import GatewayConfig
+from gateway.pricing import EXAMPLE_TARIFF
 from parkguard.configfile import load_config, parse_config
-from parkguard.core.tariff import SimpleTariff
+from parkguard.core.plates import MatchPolicy
 from parkguard.errors import ConfigError
 
 GOOD_LANE = """\
@@ -37,15 +38,14 @@ GOOD_GATEWAY = """\
 site = "mall-b2"
 timezone = "Europe/Berlin"
 database = "var/mall-b2.db"
+tariff_file = "/etc/parkguard/tariff.toml"
 
 [broker]
 host = "broker.local"
 port = 1884
 
-[tariff]
-free_minutes = 30
-first_fen = 600
-cap_24h_fen = 5000
+[matching]
+max_distance = 0.75
 """
 
 MINIMAL_LANE = 'site = "mall-b2"\nlane = "in1"\ndirection = "entry"\n'
@@ -83,14 +83,16 @@ def test_good_gateway_config_loads_with_every_value_it_sets(tmp_path: Path) -> N
     assert (config.site, config.timezone) == ("mall-b2", "Europe/Berlin")
     assert config.database == Path("var/mall-b2.db")
     assert (config.broker.host, config.broker.port) == ("broker.local", 1884)
-    assert config.tariff == SimpleTariff(free_minutes=30, first_fen=600, cap_24h_fen=5000)
+    assert config.tariff_file == Path("/etc/parkguard/tariff.toml")
+    assert config.matching.max_distance == 0.75
 
 
 def test_minimal_gateway_config_takes_the_documented_defaults(tmp_path: Path) -> None:
     config = load_config(GatewayConfig, _write(tmp_path, MINIMAL_GATEWAY))
     assert config.timezone == "Asia/Shanghai"
     assert config.database == Path("var/gateway.db")
-    assert config.tariff == SimpleTariff()
+    assert config.tariff_file == EXAMPLE_TARIFF
+    assert config.matching == MatchPolicy()
 
 
 def test_configs_are_frozen(tmp_path: Path) -> None:
@@ -130,8 +132,9 @@ BAD_FILES = [
                  "direcion", "Extra inputs are not permitted", id="lane-typo-key"),
     pytest.param(LaneConfig, MINIMAL_LANE + "[pins]\nsafty_loop = 5\n",
                  "pins.safty_loop", "Extra inputs are not permitted", id="lane-typo-nested-key"),
-    pytest.param(GatewayConfig, MINIMAL_GATEWAY + "[tariff]\nfirst_fenn = 600\n",
-                 "tariff.first_fenn", "Extra inputs are not permitted", id="gateway-typo-key"),
+    pytest.param(GatewayConfig, MINIMAL_GATEWAY + "[matching]\nmax_distanse = 1.0\n",
+                 "matching.max_distanse", "Extra inputs are not permitted",
+                 id="gateway-typo-key"),
     pytest.param(LaneConfig, 'site = "mall-b2"\nlane = "in1"\n',
                  "direction", "Field required", id="lane-missing-direction"),
     pytest.param(GatewayConfig, MINIMAL_GATEWAY + '[broker]\nport = "eighteen"\n',
@@ -156,8 +159,8 @@ BAD_FILES = [
                  id="two-pins-same-gpio-by-name"),
     pytest.param(GatewayConfig, MINIMAL_GATEWAY + 'timezone = "Mars/Olympus_Mons"\n',
                  "timezone", "unknown time zone 'Mars/Olympus_Mons'", id="unknown-time-zone"),
-    pytest.param(GatewayConfig, MINIMAL_GATEWAY + "[tariff]\nfirst_fen = 500\ncap_24h_fen = 400\n",
-                 "tariff", "cap_24h_fen must not be below first_fen", id="tariff-cap-below-first"),
+    pytest.param(GatewayConfig, MINIMAL_GATEWAY + "[matching]\nmax_distance = 0.3\n",
+                 "matching.max_distance", "multiple of 0.25", id="matching-off-the-quarter-grid"),
     pytest.param(LaneConfig, MINIMAL_LANE + "[timing]\ndecide_deadline_ms = 5\n",
                  "timing.decide_deadline_ms", "greater than or equal to 20",
                  id="lane-deadline-too-short"),

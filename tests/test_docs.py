@@ -15,7 +15,8 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_the_example_gateway_config_loads() -> None:
     config = load_config(GatewayConfig, ROOT / "docs/examples/gateway.toml")
     assert config.site == "mall-b2"
-    assert config.tariff.first_fen == 500
+    assert config.tariff_file.name == "tariff.toml"
+    assert config.matching.max_distance == 1.0
 
 
 def test_the_example_lane_config_loads() -> None:

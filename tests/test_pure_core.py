@@ -66,7 +66,7 @@ CORE_MODULES = _core_modules()
 
 
 def test_walking_the_core_package_finds_its_modules() -> None:
-    assert "parkguard.core.tariff" in CORE_MODULES
+    assert "parkguard.core.tariffs.quote" in CORE_MODULES
 
 
 @pytest.mark.parametrize("module", CORE_MODULES)

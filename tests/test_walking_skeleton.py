@@ -82,7 +82,7 @@ def test_a_car_enters_at_ten_and_leaves_at_half_past_eleven_paying_the_tariff(
     site.settle()
 
     assert entry.opened and exit_.opened
-    # default tariff: 15 min free, first hour 500 fen, then 200 fen per started 30 min
+    # the mall tariff by day: 15 min free, first hour 500 fen, then 200 fen per started 30 min
     assert exit_.fee_fen == 700
     for lane in ("in1", "out1"):
         assert_barrier_closed_only_after_safety_cleared(transitions(timeline, lane))
