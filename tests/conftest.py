@@ -11,18 +11,23 @@ as ``broker.address("monitor-watch1")``.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from broker.provision.generate import ProvisionResult
 from broker.runner import MosquittoBroker
+from parkguard.clock import ManualClock
 from simulator.provisioned import provision_simulated_site
+from simulator.site import SimulatedSite
 
 TEST_SITE = "test"
 ENTRY_LANES = ("in1", "in2", "in9")
 EXIT_LANES = ("out1", "out2")
 WATCHERS = ("watch1", "watch2", "watch3")
+#: When simulated time starts in the site fixture: 10:00 in Shanghai, a Wednesday.
+SITE_START = datetime(2026, 5, 6, 2, 0, tzinfo=UTC)
 
 
 @pytest.fixture(scope="session")
@@ -48,4 +53,14 @@ def session_broker(
 ) -> Iterator[MosquittoBroker]:
     """One locked-down broker shared by the whole run: use unique topics, never stop it."""
     with MosquittoBroker(tmp_path_factory.mktemp("session-mosquitto"), site=test_site) as running:
+        yield running
+
+
+@pytest.fixture
+def site(broker: MosquittoBroker, tmp_path: Path) -> Iterator[SimulatedSite]:
+    """The gateway and one entry (in1) and one exit (out1) lane on mock boards, on a
+    manual clock starting at :data:`SITE_START`."""
+    with SimulatedSite(site=TEST_SITE, broker=broker.address, workdir=tmp_path,
+                       clock=ManualClock(SITE_START), entry_lanes=("in1",),
+                       exit_lanes=("out1",)) as running:
         yield running

@@ -3,30 +3,20 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from datetime import timedelta
 
 import pytest
 
-from broker.runner import MosquittoBroker
 from gateway.app import GatewayApp
 from gateway.inside import ocr_read
 from parkguard.clock import ManualClock
 from simulator.site import SimulatedSite
-from tests.conftest import TEST_SITE
+from tests.conftest import SITE_START
 
 pytestmark = pytest.mark.integration
 
-START = datetime(2026, 5, 6, 2, 0, tzinfo=UTC)
+START = SITE_START
 
-
-@pytest.fixture
-def site(broker: MosquittoBroker, tmp_path: Path) -> Iterator[SimulatedSite]:
-    with SimulatedSite(site=TEST_SITE, broker=broker.address, workdir=tmp_path,
-                       clock=ManualClock(START), entry_lanes=("in1",),
-                       exit_lanes=("out1",)) as running:
-        yield running
 
 
 def sessions(site: SimulatedSite) -> dict[str, dict[str, object]]:

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from datetime import timedelta
 
 import pytest
 from gpiozero.pins.mock import MockFactory
@@ -18,21 +17,14 @@ from parkguard.clock import ManualClock
 from simulator.camera import GroundTruthReader, SimulatedCamera
 from simulator.driver import SimulatedLaneWiring
 from simulator.site import SimulatedSite, settings_of
-from tests.conftest import TEST_SITE
+from tests.conftest import SITE_START, TEST_SITE
 from tests.helpers import Recorder, eventually, give_the_lane_time_to_misbehave
 
 pytestmark = pytest.mark.integration
 
 SITE = TEST_SITE
-START = datetime(2026, 5, 6, 2, 0, tzinfo=UTC)
+START = SITE_START
 
-
-@pytest.fixture
-def site(broker: MosquittoBroker, tmp_path: Path) -> Iterator[SimulatedSite]:
-    with SimulatedSite(site=SITE, broker=broker.address, workdir=tmp_path,
-                       clock=ManualClock(START), entry_lanes=("in1",),
-                       exit_lanes=("out1",)) as running:
-        yield running
 
 
 @pytest.fixture
