@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import logging
+import secrets
+from zoneinfo import ZoneInfo
 
 from broker.bus import BrokerAddress, MqttBus
 from gateway.audit import AuditLog
+from gateway.billing import Billing
 from gateway.config import GatewayConfig
+from gateway.merchants import MerchantAccounts
+from gateway.passes import AccessDesk
+from gateway.payments import PaymentDesk, SimulatedProvider
 from gateway.pricing import SitePricing
 from gateway.service import Gateway
 from gateway.store import GatewayStore
@@ -44,14 +50,23 @@ class GatewayApp:
         self.config = config
         self.pricing = SitePricing.from_file(config.tariff_file)
         self.store = GatewayStore.open(config.database)
-        self.audit = AuditLog(self.store.db, clock=clock)
+        db, zone = self.store.db, ZoneInfo(config.timezone)
+        self.audit = AuditLog(db, clock=clock)
+        self.provider = SimulatedProvider(secrets.token_bytes(32), clock)
+        self.billing = Billing(
+            pricing=self.pricing,
+            merchants=MerchantAccounts(db, clock=clock, audit=self.audit, site_zone=zone),
+            access=AccessDesk(db, clock=clock, audit=self.audit),
+            payments=PaymentDesk(db, clock=clock, audit=self.audit, provider=self.provider,
+                                 grace_minutes=config.payments.grace_minutes),
+        )
         self.bus = MqttBus(
             BrokerAddress.from_settings(config.broker),
             client_id=f"gateway-{config.site}",
             persistent=True,
         )
         self.service = Gateway(
-            site=config.site, clock=clock, store=self.store, bus=self.bus, pricing=self.pricing,
+            site=config.site, clock=clock, store=self.store, bus=self.bus, billing=self.billing,
             matching=config.matching,
         )
 

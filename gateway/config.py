@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator
@@ -10,6 +11,17 @@ from pydantic import Field, field_validator
 from gateway.pricing import EXAMPLE_TARIFF
 from parkguard.configfile import BrokerSettings, StrictModel
 from parkguard.core.plates import MatchPolicy
+
+
+class PaymentSettings(StrictModel):
+    """Who takes drivers' money, and how long a driver has to leave after paying."""
+
+    provider: Literal["simulated"] = Field(
+        default="simulated",
+        description="payment provider; `simulated` signs its callbacks with a key made at start "
+                    "(tests, demo). Real providers plug in behind gateway.payments.PaymentProvider")
+    grace_minutes: int = Field(default=15, ge=0, le=240,
+                               description="minutes to reach the exit after paying in advance")
 
 
 class GatewayConfig(StrictModel):
@@ -23,6 +35,7 @@ class GatewayConfig(StrictModel):
         default=EXAMPLE_TARIFF,
         description="tariff file (see docs/tariffs.md); `parkguard tariff check` validates it",
     )
+    payments: PaymentSettings = PaymentSettings()
     matching: MatchPolicy = Field(
         default=MatchPolicy(), description="when a dirty exit read counts as a car inside"
     )

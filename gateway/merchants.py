@@ -8,7 +8,8 @@ actually applied, never more than the coupon's cap** — what a merchant expects
 coupon on a 40-minute stay costs it the 40 minutes' fee, not two hours. Until then the cap is
 held against the merchant's available money, so a redemption can never overdraw it.
 
-Every top-up and redemption is a balanced :class:`~parkguard.core.ledger.Entry`; every top-up,
+Every top-up and redemption is a balanced :class:`~parkguard.core.ledger.Entry` in the site's
+shared :class:`~gateway.books.Books`; every top-up,
 issue, claim-code batch, claim, revoke, redemption and settlement statement is audited in the
 same transaction as the write it describes (when the :class:`AuditLog` shares this database).
 
@@ -33,6 +34,7 @@ same transaction as the write it describes (when the :class:`AuditLog` shares th
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import logging
 import secrets
@@ -47,6 +49,7 @@ import sqlite_utils
 from sqlite_utils.migrations import Migrations
 
 from gateway.audit import AuditLog
+from gateway.books import Books, create_ledger_tables
 from parkguard.clock import Clock, utc_iso
 from parkguard.core.ledger import Account, Entry, Fen, Posting
 from parkguard.core.plates.normalise import normalise_plate
@@ -119,7 +122,12 @@ migrations = Migrations("parkguard.merchants")
 
 @migrations()
 def m001_merchants_coupons_ledger(db: sqlite_utils.Database) -> None:
-    """Merchant accounts, coupons, claim codes and the double-entry ledger, all integer fen."""
+    """Merchant accounts, coupons, claim codes and the double-entry ledger, all integer fen.
+
+    The ledger tables are now shared with driver payments and made by
+    :func:`gateway.books.create_ledger_tables` (the same schema this migration always
+    created), which skips them if the "parkguard.books" set got there first.
+    """
     db.create_table(
         "merchants",
         {"merchant_id": str, "name": str, "mode": str, "overdraft_limit_fen": int,
@@ -127,20 +135,7 @@ def m001_merchants_coupons_ledger(db: sqlite_utils.Database) -> None:
         pk="merchant_id", not_null={"name", "mode", "overdraft_limit_fen", "opened_at"},
         strict=True,
     )
-    db.create_table(
-        "ledger_entries",
-        {"entry_id": str, "ts": str, "memo": str, "merchant_id": str, "kind": str},
-        pk="entry_id", not_null={"ts", "memo", "kind"}, strict=True,
-    )
-    db.table("ledger_entries").create_index(["merchant_id", "ts"])
-    db.create_table(
-        "ledger_postings",
-        {"id": int, "entry_id": str, "account": str, "debit_fen": int, "credit_fen": int},
-        pk="id", not_null={"entry_id", "account", "debit_fen", "credit_fen"},
-        foreign_keys=[("entry_id", "ledger_entries", "entry_id")], strict=True,
-    )
-    db.table("ledger_postings").create_index(["account"])
-    db.table("ledger_postings").create_index(["entry_id"])
+    create_ledger_tables(db)
     db.create_table(
         "merchant_coupons",
         {"coupon_id": str, "merchant_id": str, "plate": str, "kind": str, "minutes": int,
@@ -181,7 +176,7 @@ class CouponGrant:
 
     >>> CouponGrant.amount_off(500), CouponGrant.full_free(cap_fen=6_000).as_tariff_coupon()
     (CouponGrant(kind='amount_off', minutes=0, fen=500, cap_fen=500), Coupon(kind='full_free', \
-minutes=0, fen=0, rule=None))
+minutes=0, fen=0, rule=None, ref=None))
     """
 
     kind: CouponKindName
@@ -253,6 +248,11 @@ class IssuedCoupon:
     grant: CouponGrant
     issued_at: str
     expires_at: str
+
+    def as_tariff_coupon(self) -> Coupon:
+        """The coupon to offer the exit quote, carrying this coupon's id so the discount it
+        earns can be charged to its merchant."""
+        return dataclasses.replace(self.grant.as_tariff_coupon(), ref=self.coupon_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -342,6 +342,7 @@ class MerchantAccounts:
         self._audit = audit
         self._zone = site_zone or ZoneInfo("Asia/Shanghai")
         migrations.apply(db)
+        self._books = Books(db, clock=clock)
 
     # --- accounts --------------------------------------------------------------------------
 
@@ -378,8 +379,8 @@ class MerchantAccounts:
             [merchant_id, now]).fetchone()[0]
         return Balance(
             merchant_id=merchant_id,
-            prepaid_fen=-self._account_balance(Account.merchant_prepaid(merchant_id)),
-            owed_fen=self._account_balance(Account.merchant_receivable(merchant_id)),
+            prepaid_fen=-self._books.balance(Account.merchant_prepaid(merchant_id)),
+            owed_fen=self._books.balance(Account.merchant_receivable(merchant_id)),
             held_fen=int(held),
             overdraft_limit_fen=int(row["overdraft_limit_fen"]),
         )
@@ -397,8 +398,8 @@ class MerchantAccounts:
             if amount_fen - repaid:
                 postings.append(Posting(Account.merchant_prepaid(merchant_id),
                                         credit_fen=amount_fen - repaid))
-            entry_id = self._post(merchant_id, "top_up", f"top-up {merchant_id}: {reason}",
-                                  postings)
+            entry_id = self._books.post("top_up", f"top-up {merchant_id}: {reason}", postings,
+                                        merchant_id=merchant_id)
             after = self.balance(merchant_id)
             self._audit.record(actor=actor, action="merchant.top_up",
                                subject=_subject(merchant_id), reason=reason,
@@ -471,9 +472,9 @@ class MerchantAccounts:
                 if charged - from_prepaid:
                     postings.append(Posting(Account.merchant_receivable(merchant_id),
                                             debit_fen=charged - from_prepaid))
-                entry_id = self._post(merchant_id, "redemption",
-                                      f"coupon {coupon_id} used by session {session_id}",
-                                      postings, ts=now)
+                entry_id = self._books.post("redemption",
+                                            f"coupon {coupon_id} used by session {session_id}",
+                                            postings, merchant_id=merchant_id, ts=now)
             cursor = self.db.execute(
                 "UPDATE merchant_coupons SET state = 'redeemed', redeemed_at = ?, "
                 "session_id = ?, applied_fen = ?, charged_fen = ?, entry_id = ? "
@@ -560,20 +561,10 @@ class MerchantAccounts:
                 "SELECT * FROM merchant_coupons WHERE merchant_id = ? AND state = 'redeemed' "
                 "AND redeemed_at >= ? AND redeemed_at < ? ORDER BY redeemed_at, coupon_id",
                 [merchant_id, start, end]))
-        accounts = [str(Account.merchant_prepaid(merchant_id)),
-                    str(Account.merchant_receivable(merchant_id))]
-
-        def sums(since: str, until: str) -> tuple[int, int]:
-            """Debits and credits on the merchant's accounts for entries in [since, until)."""
-            debit, credit = self.db.execute(
-                "SELECT coalesce(sum(p.debit_fen), 0), coalesce(sum(p.credit_fen), 0) "
-                "FROM ledger_postings p JOIN ledger_entries e USING (entry_id) "
-                "WHERE p.account IN (?, ?) AND e.ts >= ? AND e.ts < ?",
-                [*accounts, since, until]).fetchone()
-            return int(debit), int(credit)
-
-        before_debit, before_credit = sums("", start)
-        month_debit, month_credit = sums(start, end)
+        accounts = [Account.merchant_prepaid(merchant_id),
+                    Account.merchant_receivable(merchant_id)]
+        before_debit, before_credit = self._books.totals(accounts, since="", until=start)
+        month_debit, month_credit = self._books.totals(accounts, since=start, until=end)
         opening = before_credit - before_debit
         result = Statement(
             merchant_id=merchant_id, month=f"{year:04d}-{month:02d}", period_start=start,
@@ -591,14 +582,8 @@ class MerchantAccounts:
     # --- the books -------------------------------------------------------------------------
 
     def entries(self) -> Iterator[Entry]:
-        """Every ledger entry, rebuilt (and so re-checked for balance) from the tables."""
-        postings: dict[str, list[Posting]] = {}
-        for row in self.db.query("SELECT * FROM ledger_postings ORDER BY id"):
-            postings.setdefault(row["entry_id"], []).append(Posting(
-                Account.parse(row["account"]), row["debit_fen"], row["credit_fen"]))
-        for row in self.db.query("SELECT * FROM ledger_entries ORDER BY ts, entry_id"):
-            yield Entry(row["entry_id"], row["ts"], row["memo"],
-                        tuple(postings.get(row["entry_id"], ())))
+        """Every ledger entry of the site (merchants' and drivers'), re-checked for balance."""
+        return self._books.entries()
 
     # --- helpers ---------------------------------------------------------------------------
 
@@ -632,23 +617,6 @@ class MerchantAccounts:
                                   **_balance_json(self.balance(merchant_id))})
         _log.info("merchant %s issued coupon %s", merchant_id, coupon.coupon_id)
         return coupon
-
-    def _post(self, merchant_id: str, kind: str, memo: str, postings: list[Posting], *,
-              ts: str | None = None) -> str:
-        entry = Entry(uuid.uuid4().hex, ts or self._now_iso(), memo, tuple(postings))
-        self.db.table("ledger_entries").insert({"entry_id": entry.entry_id, "ts": entry.ts,
-                                                "memo": memo, "merchant_id": merchant_id,
-                                                "kind": kind})
-        self.db.table("ledger_postings").insert_all(
-            {"entry_id": entry.entry_id, "account": str(p.account), "debit_fen": p.debit_fen,
-             "credit_fen": p.credit_fen} for p in entry.postings)
-        return entry.entry_id
-
-    def _account_balance(self, account: Account) -> Fen:
-        value = self.db.execute(
-            "SELECT coalesce(sum(debit_fen - credit_fen), 0) FROM ledger_postings "
-            "WHERE account = ?", [str(account)]).fetchone()[0]
-        return int(value)
 
     def _merchant_row(self, merchant_id: str) -> dict[str, Any] | None:
         rows = list(self.db.query("SELECT * FROM merchants WHERE merchant_id = ?",

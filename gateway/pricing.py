@@ -6,13 +6,17 @@ offline from the same file gets the same receipt.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from parkguard.core.plates import PlateError, PlateSeries, parse_plate
-from parkguard.core.tariffs import Quote, TariffDocument, parse_tariff_document, quote
+from parkguard.core.tariffs import Coupon, Quote, TariffDocument, parse_tariff_document, quote
 from parkguard.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 #: Where the demo site's tariff lives (the source documents' mall rules).
 EXAMPLE_TARIFF = Path(__file__).resolve().parents[1] / "docs" / "examples" / "tariff-mall.toml"
@@ -52,10 +56,18 @@ class SitePricing:
     def from_file(cls, path: Path) -> SitePricing:
         return cls(load_tariff_file(path), source=str(path))
 
-    def quote(self, *, plate: str, entry: datetime, exit: datetime) -> Quote:
+    def quote(self, *, plate: str, entry: datetime, exit: datetime,
+              coupons: Iterable[Coupon] = (), vehicle_class: str | None = None) -> Quote:
+        """Price a stay; the class comes from the plate unless a pass names one."""
+        if vehicle_class is not None and vehicle_class not in self._classes:
+            log.warning("vehicle class %r is not in the tariff: %s priced by its plate",
+                        vehicle_class, plate)
+            vehicle_class = None
+        if vehicle_class is None:
+            vehicle_class = vehicle_class_for(plate, self._classes)
         return quote(
             self.document.book, entry=entry, exit=exit, plate=plate,
-            vehicle_class=vehicle_class_for(plate, self._classes),
+            vehicle_class=vehicle_class, coupons=coupons,
             calendar=self.document.calendar, timezone=self.document.zone,
         )
 

@@ -63,6 +63,16 @@ def m002_plate_reads_and_match_evidence(db: sqlite_utils.Database) -> None:
     db.table("decisions").add_column("match", str)
 
 
+@migrations()
+def m003_session_access_and_exit_bills(db: sqlite_utils.Database) -> None:
+    """How a car came in (visitor, pass, whitelisted) and the bill each exit decision showed:
+    the money at exit follows from them, and a disputed fee is answered with the same lines."""
+    sessions = db.table("sessions")
+    sessions.add_column("access", str)
+    sessions.add_column("pass_id", str)
+    db.table("decisions").add_column("bill", str)
+
+
 def open_database(path: Path) -> sqlite_utils.Database:
     """Open (creating if needed) a SQLite file in WAL mode, usable from the one worker thread
     that owns it even though another thread opened it."""
@@ -124,6 +134,13 @@ class GatewayStore:
     def session(self, session_id: str) -> dict[str, Any] | None:
         rows = list(self.db.query("SELECT * FROM sessions WHERE session_id = ?", [session_id]))
         return rows[0] if rows else None
+
+    def last_session_id(self, plate: str) -> str | None:
+        """The plate's latest session, open or closed (a payment code scanned after the fact)."""
+        row = self.db.execute(
+            "SELECT session_id FROM sessions WHERE plate = ? ORDER BY entry_at DESC LIMIT 1",
+            [plate]).fetchone()
+        return str(row[0]) if row else None
 
     def decision(self, correlation_id: str) -> dict[str, Any] | None:
         rows = list(self.db.query(

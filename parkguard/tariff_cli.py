@@ -3,7 +3,7 @@
 * ``parkguard tariff quote --tariff FILE --plate P --in T --out T`` prints the itemised fee
   in Chinese and English (``--json`` for one JSON document). Times without an offset are
   site-local; ``--coupon KIND:VALUE`` may be repeated (``rule:spend_88``, ``free_minutes:120``,
-  ``amount_off:500``, ``full_free``).
+  ``amount_off:500``, ``percent_off:20``, ``full_free``).
 * ``parkguard tariff check FILE`` validates the file and runs its golden vectors.
 
 Exit codes: 0 fine; 1 an invalid tariff, a failing vector or a stay it cannot price;
@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import click
 
@@ -57,24 +56,6 @@ def _moment(text: str, document: TariffDocument, option: str) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=document.zone)
 
 
-def _as_json(fee: Quote) -> dict[str, Any]:
-    return {
-        "tariff": fee.tariff, "version": fee.version, "entry": fee.entry.isoformat(),
-        "exit": fee.exit.isoformat(), "minutes": fee.minutes, "vehicle_class": fee.vehicle_class,
-        "lines": [{"code": line.code, "label_zh": line.label_zh, "label_en": line.label_en,
-                   "rule": line.rule, "start": line.start.isoformat(), "minutes": line.minutes,
-                   "rounded_minutes": line.rounded_minutes, "fen": line.fen}
-                  for line in fee.lines],
-        "caps": [{"scope": cap.scope, "key": cap.key, "fen": cap.fen} for cap in fee.caps],
-        "charged_fen": fee.charged_fen, "class_fen": fee.class_fen,
-        "discounts": [{"code": d.code, "label_zh": d.label_zh, "label_en": d.label_en,
-                       "reason": d.reason, "fen": d.fen} for d in fee.discounts],
-        "rejected_coupons": [{"coupon": str(c), "reason": why}
-                             for c, why in fee.rejected_coupons],
-        "exemption": fee.exemption, "total_fen": fee.total_fen,
-    }
-
-
 def _as_text(fee: Quote, zone_name: str) -> list[str]:
     lines = [f"收费标准 tariff: {fee.tariff} {fee.version}    车型 class: {fee.vehicle_class}",
              f"入场 entry: {fee.entry.isoformat()}    出场 exit: {fee.exit.isoformat()}"
@@ -110,7 +91,8 @@ def tariff() -> None:
 @click.option("--class", "vehicle_class", default="small", show_default=True,
               help="Vehicle class name from the tariff.")
 @click.option("--coupon", "coupon_texts", multiple=True, metavar="KIND:VALUE",
-              help="rule:CODE, free_minutes:N, amount_off:FEN or full_free (repeatable).")
+              help="rule:CODE, free_minutes:N, amount_off:FEN, percent_off:N (1-100) or "
+                   "full_free (repeatable).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 def quote_command(tariff_path: Path, plate: str, entry_text: str, exit_text: str,
                   vehicle_class: str, coupon_texts: tuple[str, ...], as_json: bool) -> None:
@@ -129,7 +111,7 @@ def quote_command(tariff_path: Path, plate: str, entry_text: str, exit_text: str
     except TariffError as error:
         raise click.ClickException(str(error)) from error
     if as_json:
-        click.echo(json.dumps(_as_json(fee), ensure_ascii=False, indent=2))
+        click.echo(json.dumps(fee.as_json(), ensure_ascii=False, indent=2))
         return
     for line in _as_text(fee, document.timezone):
         click.echo(line)

@@ -16,7 +16,8 @@ from pathlib import Path
 from gpiozero.pins.mock import MockFactory
 
 from broker.bus import BrokerAddress
-from broker.contract.messages import Direction
+from broker.contract import topics
+from broker.contract.messages import Direction, WireMessage
 from firmware.lane.config import LaneConfig
 from firmware.lane.node import LaneNode
 from gateway.app import GatewayApp
@@ -99,6 +100,7 @@ class SimulatedSite:
         )
         self.gateway = GatewayApp(self.gateway_config, clock=clock)
         self.lanes: dict[str, SimulatedLane] = {}
+        self._replayed = 0  # events stored that no lane controller counted (journal replays)
         roles: list[tuple[str, Direction]] = [(x, "entry") for x in entry_lanes]
         roles += [(x, "exit") for x in exit_lanes]
         for lane, direction in roles:
@@ -151,6 +153,21 @@ class SimulatedSite:
         self.settle()
         return time.perf_counter() - started
 
+    def replay_journal(self, lane: str, message: WireMessage, timeout: float = 10.0) -> None:
+        """Publish an event as ``lane`` does when it replays what it journaled offline, and
+        wait until the gateway has taken it (stored, or recognised as a duplicate)."""
+        service = self.gateway.service
+        stored, seen = service.events_stored, service.events_stored + service.duplicates
+        self.lanes[lane].node.bus.publish_and_wait(
+            topics.lane_event(self.gateway_config.site, lane), message.to_json())
+        deadline = time.monotonic() + timeout
+        while service.events_stored + service.duplicates <= seen:
+            if time.monotonic() > deadline:
+                raise LaneStuck(f"the gateway did not take the event {lane} replayed")
+            time.sleep(0.0005)
+        service.wait_idle()
+        self._replayed += service.events_stored - stored
+
     def settle(self, timeout: float = 30.0) -> None:
         """Wait until the gateway has stored every event the lanes have sent.
 
@@ -160,7 +177,7 @@ class SimulatedSite:
         emitted = sum(lane.node.controller.events_emitted for lane in self.lanes.values())
         service = self.gateway.service
         deadline = time.monotonic() + timeout
-        while service.events_stored < emitted:
+        while service.events_stored - self._replayed < emitted:
             if time.monotonic() > deadline:
                 raise LaneStuck(
                     f"gateway stored {service.events_stored} of {emitted} events after {timeout} s"

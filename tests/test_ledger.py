@@ -77,6 +77,8 @@ def test_merchant_accounts_need_a_merchant_and_site_accounts_refuse_one() -> Non
         Account(AccountKind.MERCHANT_RECEIVABLE, "M:1")
     with pytest.raises(InvalidPostingError):
         Account(AccountKind.CLEARING, "M001")
+    with pytest.raises(InvalidPostingError):
+        Account(AccountKind.PARKING_DEBTORS, "M001")
     with pytest.raises(InvalidPostingError, match="unknown account"):
         Account.parse("petty_cash")
 
@@ -89,7 +91,8 @@ def test_ledger_errors_are_value_errors_in_the_parkguard_family() -> None:
 
 
 ACCOUNTS = st.one_of(
-    st.sampled_from([Account.parking_revenue(), Account.coupon_discounts(), Account.clearing()]),
+    st.sampled_from([Account.parking_revenue(), Account.coupon_discounts(), Account.clearing(),
+                     Account.parking_debtors(), Account.refunds()]),
     st.builds(Account.merchant_prepaid, st.sampled_from(["M001", "M002"])),
     st.builds(Account.merchant_receivable, st.sampled_from(["M001", "M002"])),
 )

@@ -35,8 +35,20 @@ def test_quote_with_a_coupon_class_and_json() -> None:
     assert receipt["charged_fen"] == 1300 and receipt["class_fen"] == 1300
     assert receipt["discounts"] == [{"code": "spend_88", "label_zh": "消费满88元免费停车",
                                      "label_en": "spend ¥88, park free",
-                                     "reason": "coupon:free_minutes", "fen": 2600}]
+                                     "reason": "coupon:free_minutes", "fen": 2600,
+                                     "ref": None}]
     assert receipt["total_fen"] == 0
+
+
+def test_quote_takes_a_percent_coupon() -> None:
+    code, out = _quote("--in", "2026-03-02T10:00", "--out", "2026-03-02T11:10",
+                       "--coupon", "percent_off:20")
+    assert code == 0, out
+    assert "折扣减免 percent off [coupon:percent_off]" in out and "-¥1.40" in out
+    assert out.rstrip().endswith("应付 total: ¥5.60")
+    code, out = _quote("--in", "2026-03-02T10:00", "--out", "2026-03-02T11:10",
+                       "--coupon", "percent_off:120")
+    assert code == 2 and "--coupon" in out and "from 1 to 100" in out
 
 
 def test_quote_shows_the_exemption_reason_and_unused_coupons() -> None:

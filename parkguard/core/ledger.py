@@ -1,12 +1,13 @@
-"""Double-entry bookkeeping for merchant parking money: accounts, postings, balanced entries.
+"""Double-entry bookkeeping for parking money: accounts, postings, balanced entries.
 
 Pure: no IO and no clock (timestamps come in as text). The gateway stores entries in SQLite;
 this module only decides what a valid entry *is*, so every writer agrees on it.
 
 Sign convention: an account's balance is ``debits - credits``. Asset-like accounts (the
-merchant receivable, the clearing account, coupon discounts given) then read positive;
-liability- and income-like accounts (a merchant's prepaid balance, parking revenue) read
-negative. Because every entry balances, the trial balance of any set of entries sums to 0.
+merchant receivable, the clearing account, drivers' unpaid fees, coupon discounts given,
+refunds paid out) then read positive; liability- and income-like accounts (a merchant's
+prepaid balance, parking revenue) read negative. Because every entry balances, the trial
+balance of any set of entries sums to 0.
 
 >>> topup = Entry("e1", "2026-05-01T02:00:00.000Z", "top-up M001", (
 ...     Posting(Account.clearing(), debit_fen=10_000),
@@ -71,6 +72,12 @@ class AccountKind(StrEnum):
     """Parking fees waived at exit because a merchant's coupon paid for them."""
     CLEARING = "clearing"
     """Cash and payment-provider money in transit to the bank."""
+    PARKING_DEBTORS = "parking_debtors"
+    """Unpaid exit fees owed by drivers: booked when a car leaves without paying (or its
+    offline payment code fails later), cleared when the plate pays at a later visit."""
+    REFUNDS = "refunds"
+    """Parking fees paid back to drivers. Kept apart from ``parking_revenue`` (a contra-revenue
+    account) so refunds stay visible: net revenue is revenue minus refunds."""
 
 
 _MERCHANT_KINDS = frozenset({AccountKind.MERCHANT_PREPAID, AccountKind.MERCHANT_RECEIVABLE})
@@ -130,6 +137,14 @@ class Account:
     @classmethod
     def clearing(cls) -> Account:
         return cls(AccountKind.CLEARING)
+
+    @classmethod
+    def parking_debtors(cls) -> Account:
+        return cls(AccountKind.PARKING_DEBTORS)
+
+    @classmethod
+    def refunds(cls) -> Account:
+        return cls(AccountKind.REFUNDS)
 
 
 def _check_amount(name: str, value: object) -> None:

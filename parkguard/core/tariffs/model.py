@@ -15,11 +15,13 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from parkguard.core.plates import PlateSeries, parse_plate
 from parkguard.core.plates.errors import PlateError
+from parkguard.core.tariffs.holidays import DayKind
 
 Fen = int
 DAY_MINUTES = 24 * 60
 Rounding = Literal["ceil", "floor", "nearest"]
-CouponKind = Literal["free_minutes", "amount_off", "full_free"]
+CouponKind = Literal["free_minutes", "amount_off", "percent_off", "full_free"]
+DAY_KINDS: tuple[DayKind, ...] = ("workday", "weekend", "holiday")
 
 
 class _Frozen(BaseModel):
@@ -93,6 +95,20 @@ class Period(_Frozen):
     flat_fen: Fen | None = Field(default=None, ge=0,
                                  description="one fee per occurrence instead of tiers")
     cap_fen: Fen | None = Field(default=None, ge=0, description="most one occurrence costs")
+    days: list[DayKind] | None = Field(
+        default=None, description="day kinds (holiday, workday, weekend) this band prices; "
+                                  "without it the band prices every day kind that has no "
+                                  "bands of its own")
+
+    @field_validator("days")
+    @classmethod
+    def _days_listed_once(cls, value: list[DayKind] | None) -> list[DayKind] | None:
+        if value is not None:
+            if not value:
+                raise ValueError("give at least one day kind, or leave days out for any day")
+            if len(set(value)) != len(value):
+                raise ValueError("a day kind is listed twice")
+        return value
 
     @field_validator("when")
     @classmethod
@@ -130,12 +146,29 @@ class Period(_Frozen):
 
 
 class Caps(_Frozen):
-    """Most a stay pays per site-local calendar day and per rolling 24 h from entry."""
+    """Most a stay pays per site-local calendar day, per rolling 24 h from entry and per stay.
+
+    With ``share_reentry`` the day and 24 h caps also count what the same plate was already
+    charged (``quote(..., earlier_charges=...)``): leaving and coming back shares the cap.
+    """
 
     calendar_day_fen: Fen | None = Field(default=None, ge=0,
                                          description="most charged on one site-local date")
     rolling_24h_fen: Fen | None = Field(default=None, ge=0,
                                         description="most charged in each 24 h from entry")
+    session_fen: Fen | None = Field(default=None, ge=0,
+                                    description="most one stay pays in total, after the "
+                                                "other caps")
+    share_reentry: bool = Field(default=False,
+                                description="earlier stays of the same plate count toward the "
+                                            "calendar-day and rolling-24 h caps")
+
+    @model_validator(mode="after")
+    def _something_to_share(self) -> Self:
+        if self.share_reentry and self.calendar_day_fen is None and self.rolling_24h_fen is None:
+            raise ValueError("share_reentry: there is no calendar_day_fen or rolling_24h_fen "
+                             "cap to share")
+        return self
 
 
 class VehicleClass(_Frozen):
@@ -179,9 +212,11 @@ class CouponRule(_Frozen):
     code: str = Field(min_length=1, max_length=32, description="code a coupon refers to")
     label_zh: str = Field(min_length=1, description="name on the receipt")
     label_en: str = Field(min_length=1, description="English name on the receipt")
-    kind: CouponKind = Field(description="free_minutes | amount_off | full_free")
+    kind: CouponKind = Field(description="free_minutes | amount_off | percent_off | full_free")
     minutes: int = Field(default=0, ge=0, le=7 * DAY_MINUTES, description="for free_minutes")
     fen: Fen = Field(default=0, ge=0, description="for amount_off")
+    percent: int = Field(default=0, ge=0, le=100,
+                         description="for percent_off: percent taken off the fee, 1..100")
     upgrades: list[Upgrade] = Field(default_factory=list,
                                     description="bigger free_minutes on some entry dates")
 
@@ -191,6 +226,11 @@ class CouponRule(_Frozen):
             raise ValueError(f"coupon rule {self.code!r}: free_minutes needs minutes > 0")
         if self.kind == "amount_off" and self.fen == 0:
             raise ValueError(f"coupon rule {self.code!r}: amount_off needs fen > 0")
+        if self.kind == "percent_off" and not 1 <= self.percent <= 100:
+            raise ValueError(f"coupon rule {self.code!r}: percent_off needs percent "
+                             "from 1 to 100")
+        if self.percent and self.kind != "percent_off":
+            raise ValueError(f"coupon rule {self.code!r}: percent is only for percent_off")
         if self.upgrades and self.kind != "free_minutes":
             raise ValueError(f"coupon rule {self.code!r}: upgrades only for free_minutes")
         return self
@@ -237,16 +277,27 @@ class Tariff(_Frozen):
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
-        covered = [0] * DAY_MINUTES
         for period in self.periods:
-            start, end = period.band
-            for minute in range(start, end):
-                covered[minute % DAY_MINUTES] += 1
-        if any(count != 1 for count in covered):
-            gap = next(m for m, count in enumerate(covered) if count != 1)
-            what = "not covered" if covered[gap] == 0 else "covered twice"
-            raise ValueError(f"periods: the bands must cover the day exactly once; "
-                             f"{gap // 60:02d}:{gap % 60:02d} is {what}")
+            if period.days is not None or not self.has_day_selectors:
+                continue
+            if not any(self._applies(period, kind) for kind in DAY_KINDS):
+                raise ValueError(f"periods: period {period.name!r} has no days and applies on "
+                                 "no day kind (each has bands of its own); give it days or "
+                                 "remove it")
+        for kind in DAY_KINDS if self.has_day_selectors else DAY_KINDS[:1]:
+            covered = [0] * DAY_MINUTES
+            for period in self.periods:
+                if not self._applies(period, kind):
+                    continue
+                start, end = period.band
+                for minute in range(start, end):
+                    covered[minute % DAY_MINUTES] += 1
+            if any(count != 1 for count in covered):
+                gap = next(m for m, count in enumerate(covered) if count != 1)
+                what = "not covered" if covered[gap] == 0 else "covered twice"
+                where = f" on {kind} days" if self.has_day_selectors else ""
+                raise ValueError(f"periods: the bands must cover the day exactly once{where}; "
+                                 f"{gap // 60:02d}:{gap % 60:02d} is {what}")
         if len({p.name for p in self.periods}) != len(self.periods):
             raise ValueError("periods: names must be unique")
         if "small" not in self.classes:
@@ -257,18 +308,40 @@ class Tariff(_Frozen):
         return self
 
     @cached_property
-    def _period_by_minute(self) -> tuple[Period, ...]:
-        """One entry per minute of the day (the bands tile it): a lookup, not a search."""
-        table: list[Period | None] = [None] * DAY_MINUTES
-        for period in self.periods:
-            start, end = period.band
-            for minute in range(start, end):
-                table[minute % DAY_MINUTES] = period
-        return tuple(p for p in table if p is not None)
+    def has_day_selectors(self) -> bool:
+        """Whether any period carries ``days`` (then quote asks the calendar for day kinds)."""
+        return any(period.days is not None for period in self.periods)
 
-    def period_at(self, minute_of_day: int) -> Period:
-        """The period whose band holds this minute after local midnight."""
-        return self._period_by_minute[minute_of_day]
+    def _applies(self, period: Period, kind: DayKind) -> bool:
+        """A period with ``days`` prices those day kinds; one without prices every day kind
+        that no period selects."""
+        if period.days is not None:
+            return kind in period.days
+        return not any(p.days is not None and kind in p.days for p in self.periods)
+
+    @cached_property
+    def _period_by_minute(self) -> dict[DayKind, tuple[Period, ...]]:
+        """Per day kind, one entry per minute of the day (the bands tile it): a lookup, not a
+        search. Day kinds priced alike share one table."""
+        tables: dict[tuple[int, ...], tuple[Period, ...]] = {}
+        result: dict[DayKind, tuple[Period, ...]] = {}
+        for kind in DAY_KINDS:
+            chosen = [p for p in self.periods if self._applies(p, kind)]
+            key = tuple(id(p) for p in chosen)
+            if key not in tables:
+                table: list[Period | None] = [None] * DAY_MINUTES
+                for period in chosen:
+                    start, end = period.band
+                    for minute in range(start, end):
+                        table[minute % DAY_MINUTES] = period
+                tables[key] = tuple(p for p in table if p is not None)
+            result[kind] = tables[key]
+        return result
+
+    def period_at(self, minute_of_day: int, day_kind: DayKind = "workday") -> Period:
+        """The period whose band holds this minute after local midnight on a day of this kind
+        (the kind matters only when some period carries ``days``)."""
+        return self._period_by_minute[day_kind][minute_of_day]
 
     def exemption_for(self, plate: str) -> Exemption | None:
         """The first exemption this plate earns; an unreadable plate earns none by series."""

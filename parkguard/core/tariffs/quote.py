@@ -14,9 +14,11 @@ How a fee is built (``docs/tariffs.md`` has the long form):
    minute, floor: its last, nearest: its middle). A longer stay only adds charges, so the
    fee never falls as a stay grows.
 5. Caps, in time order: per occurrence, per site-local calendar day, per rolling 24 h from
-   entry. Then the vehicle class multiplier (thousandths, rounded half up).
+   entry (with ``share_reentry`` the last two also count ``earlier_charges`` of the plate);
+   then per stay. Then the vehicle class multiplier (thousandths, rounded half up).
 6. Exemptions make it free with a reason; otherwise coupons, by the stacking policy, in the
-   order free minutes, amount off, full free. A coupon never raises a fee or makes it negative.
+   order free minutes, amount off, percent off (half a fen in the driver's favour), full
+   free. A coupon never raises a fee or makes it negative.
 
 >>> from datetime import UTC, datetime, date
 >>> from parkguard.core.tariffs.model import Period, Tariff, Tier
@@ -34,15 +36,16 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
-from typing import Literal
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
-from parkguard.core.tariffs.holidays import EMPTY_CALENDAR, HolidayCalendar
+from parkguard.core.tariffs.holidays import EMPTY_CALENDAR, DayKind, HolidayCalendar
 from parkguard.core.tariffs.model import DAY_MINUTES, CouponKind, Fen, Period, Tariff, TariffBook
 from parkguard.errors import TariffError
 
 _MINUTE = timedelta(minutes=1)
-CapScope = Literal["occurrence", "calendar_day", "rolling_24h"]
+_DAY = timedelta(days=1)
+CapScope = Literal["occurrence", "calendar_day", "rolling_24h", "session"]
 
 
 def format_yuan(fen: Fen) -> str:
@@ -56,37 +59,78 @@ class Coupon:
     """A coupon presented at exit: a rule code the tariff knows, or an ad hoc typed grant.
 
     >>> Coupon.parse("rule:spend_88"), Coupon.parse("amount_off:500").fen
-    (Coupon(kind='rule', minutes=0, fen=0, rule='spend_88'), 500)
+    (Coupon(kind='rule', minutes=0, fen=0, rule='spend_88', ref=None), 500)
+    >>> Coupon.parse("percent_off:20")
+    Coupon(kind='percent_off', minutes=0, fen=0, rule=None, percent=20, ref=None)
     """
 
-    kind: Literal["rule", "free_minutes", "amount_off", "full_free"]
+    kind: Literal["rule", "free_minutes", "amount_off", "percent_off", "full_free"]
     minutes: int = 0
     fen: Fen = 0
     rule: str | None = None
+    ref: str | None = field(default=None, compare=False)
+    """Who issued it (a merchant coupon id): carried to the :class:`Discount` it earns, so the
+    issuer is charged what this coupon took off. Not part of its identity or text form."""
+    percent: int = 0
+    """For ``percent_off``: the percent of the fee it takes off, 1 to 100."""
+
+    def __post_init__(self) -> None:
+        if self.kind == "percent_off" and not 1 <= self.percent <= 100:
+            raise ValueError(f"coupon percent_off: percent must be 1 to 100, not {self.percent}")
+
+    def __repr__(self) -> str:
+        """Dataclass-style; ``percent`` is shown only for ``percent_off`` coupons."""
+        percent = f", percent={self.percent!r}" if self.kind == "percent_off" else ""
+        return (f"Coupon(kind={self.kind!r}, minutes={self.minutes!r}, fen={self.fen!r}, "
+                f"rule={self.rule!r}{percent}, ref={self.ref!r})")
 
     def __str__(self) -> str:
         """The ``KIND:VALUE`` text :meth:`parse` reads back."""
         value = {"rule": self.rule or "", "free_minutes": str(self.minutes),
-                 "amount_off": str(self.fen), "full_free": ""}[self.kind]
+                 "amount_off": str(self.fen), "percent_off": str(self.percent),
+                 "full_free": ""}[self.kind]
         return f"{self.kind}:{value}" if value else self.kind
 
     @classmethod
     def parse(cls, text: str) -> Coupon:
         """``KIND:VALUE`` as typed at the CLI: ``rule:CODE``, ``free_minutes:120``,
-        ``amount_off:500`` (fen) or ``full_free``; ValueError says what is wrong."""
+        ``amount_off:500`` (fen), ``percent_off:20`` (percent, 1..100) or ``full_free``;
+        ValueError says what is wrong."""
         kind, _, value = text.strip().partition(":")
         if kind == "rule" and value:
             return cls("rule", rule=value)
         if kind == "full_free" and not value:
             return cls("full_free")
+        if kind == "percent_off":
+            if not value.isdigit() or not 1 <= int(value) <= 100:
+                raise ValueError(f"coupon {text!r}: percent_off needs a whole number "
+                                 "from 1 to 100")
+            return cls("percent_off", percent=int(value))
         if kind in ("free_minutes", "amount_off"):
             if not value.isdigit() or int(value) <= 0:
                 raise ValueError(f"coupon {text!r}: {kind} needs a positive whole number")
             if kind == "free_minutes":
                 return cls("free_minutes", minutes=int(value))
             return cls("amount_off", fen=int(value))
-        raise ValueError(f"coupon {text!r}: expected rule:CODE, free_minutes:N, amount_off:FEN "
-                         "or full_free")
+        raise ValueError(f"coupon {text!r}: expected rule:CODE, free_minutes:N, amount_off:FEN, "
+                         "percent_off:N or full_free")
+
+
+@dataclass(frozen=True, slots=True)
+class EarlierCharge:
+    """What the same plate was already charged for an earlier stay, for caps shared across
+    re-entries (``caps.share_reentry``): the stay's entry and exit, and its tariff charge
+    ``fen`` in small-car fen after caps (a :class:`Quote`'s ``charged_fen``: before the class
+    multiplier and coupons, in the unit the caps are written in)."""
+
+    entry: datetime
+    exit: datetime
+    fen: Fen
+
+    @classmethod
+    def of(cls, earlier: Quote) -> EarlierCharge:
+        """The charge an earlier receipt stands for."""
+        return cls(earlier.entry, earlier.exit, earlier.charged_fen)
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,12 +158,12 @@ class CapApplied:
     @property
     def label_zh(self) -> str:
         return {"occurrence": "时段封顶", "calendar_day": "单日封顶",
-                "rolling_24h": "24小时封顶"}[self.scope]
+                "rolling_24h": "24小时封顶", "session": "单次封顶"}[self.scope]
 
     @property
     def label_en(self) -> str:
         return {"occurrence": "period cap", "calendar_day": "calendar-day cap",
-                "rolling_24h": "24 h cap"}[self.scope]
+                "rolling_24h": "24 h cap", "session": "per-stay cap"}[self.scope]
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +175,8 @@ class Discount:
     label_en: str
     reason: str
     fen: Fen
+    ref: str | None = None
+    """The presented coupon's ``ref`` (a merchant coupon id), None for exemptions."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +198,28 @@ class Quote:
     total_fen: Fen
     exemption: str | None = None
 
+    def as_json(self) -> dict[str, Any]:
+        """The receipt as plain JSON: what ``tariff quote --json`` prints and what the gateway
+        keeps with each exit decision, so a disputed fee is answered with the same lines."""
+        return {
+            "tariff": self.tariff, "version": self.version, "entry": self.entry.isoformat(),
+            "exit": self.exit.isoformat(), "minutes": self.minutes,
+            "vehicle_class": self.vehicle_class,
+            "lines": [{"code": line.code, "label_zh": line.label_zh,
+                       "label_en": line.label_en, "rule": line.rule,
+                       "start": line.start.isoformat(), "minutes": line.minutes,
+                       "rounded_minutes": line.rounded_minutes, "fen": line.fen}
+                      for line in self.lines],
+            "caps": [{"scope": cap.scope, "key": cap.key, "fen": cap.fen} for cap in self.caps],
+            "charged_fen": self.charged_fen, "class_fen": self.class_fen,
+            "discounts": [{"code": d.code, "label_zh": d.label_zh, "label_en": d.label_en,
+                           "reason": d.reason, "fen": d.fen, "ref": d.ref}
+                          for d in self.discounts],
+            "rejected_coupons": [{"coupon": str(c), "ref": c.ref, "reason": why}
+                                 for c, why in self.rejected_coupons],
+            "exemption": self.exemption, "total_fen": self.total_fen,
+        }
+
 
 @dataclass(slots=True)
 class _Priced:
@@ -172,6 +240,8 @@ class _Grant:
     code: str
     label_zh: str
     label_en: str
+    ref: str | None = None
+    percent: int = 0
 
 
 class _Clock:
@@ -256,14 +326,56 @@ def _price_segment(priced: _Priced, clock: _Clock, period: Period, start: int, e
                                       capped))
 
 
-def _apply_day_caps(priced: _Priced, tariff: Tariff, clock: _Clock) -> None:
-    """Trim charges, in time order, to the calendar-day and rolling-24 h allowances."""
+@dataclass(slots=True)
+class _Context:
+    """Everything pricing needs besides the minutes: the tariff, the clock, the day kinds
+    (looked up once per date) and the money earlier stays put toward shared caps."""
+
+    tariff: Tariff
+    clock: _Clock
+    calendar: HolidayCalendar
+    earlier_by_day: dict[date, Fen] = field(default_factory=dict)
+    chain_shift: timedelta | None = None
+    """entry minus the start of the shared 24 h windows (None: nothing shared)."""
+    earlier_by_window: dict[int, Fen] = field(default_factory=dict)
+    kinds: dict[date, DayKind] = field(default_factory=dict)
+
+    def period_at(self, minute: int) -> Period:
+        local = self.clock.local(minute)
+        kind: DayKind = "workday"
+        if self.tariff.has_day_selectors:
+            day = local.date()
+            found = self.kinds.get(day)
+            if found is None:
+                found = self.kinds[day] = self.calendar.day_kind(day)
+            kind = found
+        return self.tariff.period_at(local.hour * 60 + local.minute, kind)
+
+    def boundary(self, minute: int, period: Period, end: int) -> int:
+        """Where the occurrence running at ``minute`` stops: its band's end, or with day
+        selectors the next midnight (the day kind may change there), or the stay's end."""
+        stop = min(end, self.clock.band_end(minute, period))
+        if self.tariff.has_day_selectors:
+            stop = min(stop, self.clock.next_midnight(minute))
+        return stop
+
+
+def _apply_day_caps(priced: _Priced, ctx: _Context) -> None:
+    """Trim charges, in time order, to the calendar-day and rolling-24 h allowances; with
+    shared caps the earlier stays' money is already in the day and 24 h ledgers."""
+    tariff, clock = ctx.tariff, ctx.clock
     day_cap, roll_cap = tariff.caps.calendar_day_fen, tariff.caps.rolling_24h_fen
     if day_cap is None and roll_cap is None:
         return
-    day_used: dict[date, Fen] = {}
+    day_used: dict[date, Fen] = dict(ctx.earlier_by_day)
     roll_used: dict[int, Fen] = {}
+    chain_used: dict[int, Fen] = dict(ctx.earlier_by_window)
+    shift = ctx.chain_shift
     taken: dict[tuple[CapScope, str], Fen] = {}
+
+    def take(scope: CapScope, key: str, fen: Fen) -> None:
+        taken[(scope, key)] = taken.get((scope, key), 0) + fen
+
     day = clock.local(0).date()
     day_ends = clock.next_midnight(0)
     for minute, fen in priced.charges:
@@ -274,22 +386,32 @@ def _apply_day_caps(priced: _Priced, tariff: Tariff, clock: _Clock) -> None:
         if day_cap is not None:
             allowed = max(0, min(allowed, day_cap - day_used.get(day, 0)))
             if allowed < fen:
-                key: tuple[CapScope, str] = ("calendar_day", day.isoformat())
-                taken[key] = taken.get(key, 0) + fen - allowed
+                take("calendar_day", day.isoformat(), fen - allowed)
         window = minute // DAY_MINUTES
+        chained = 0
         if roll_cap is not None:
             rolled = max(0, min(allowed, roll_cap - roll_used.get(window, 0)))
             if rolled < allowed:
-                key = ("rolling_24h", f"24h #{window + 1}")
-                taken[key] = taken.get(key, 0) + allowed - rolled
+                take("rolling_24h", f"24h #{window + 1}", allowed - rolled)
             allowed = rolled
+            if shift is not None:
+                chained = (shift + minute * _MINUTE) // _DAY
+                shared = max(0, min(allowed, roll_cap - chain_used.get(chained, 0)))
+                if shared < allowed:
+                    starts = (clock.entry - shift + chained * _DAY).astimezone(clock.zone)
+                    take("rolling_24h", f"24h from {starts:%Y-%m-%d %H:%M} (shared)",
+                         allowed - shared)
+                allowed = shared
         day_used[day] = day_used.get(day, 0) + allowed
         roll_used[window] = roll_used.get(window, 0) + allowed
+        if shift is not None:
+            chain_used[chained] = chain_used.get(chained, 0) + allowed
     priced.caps.extend(CapApplied(scope, key, fen) for (scope, key), fen in taken.items())
 
 
-def _price(tariff: Tariff, clock: _Clock, start: int, end: int) -> _Priced:
+def _price(ctx: _Context, start: int, end: int) -> _Priced:
     """Lines, caps and charges for the minutes [start, end) of a stay (offsets from entry)."""
+    tariff, clock = ctx.tariff, ctx.clock
     priced = _Priced()
     free = tariff.free
     if end - start <= 0 or (free.mode == "threshold" and end - start <= free.minutes):
@@ -302,19 +424,24 @@ def _price(tariff: Tariff, clock: _Clock, start: int, end: int) -> _Priced:
         priced.lines.append(QuoteLine("free", "免费时段", "free time", "deduct",
                                       clock.local(start), skipped, skipped, 0))
         start += skipped
+    selectors = tariff.has_day_selectors
     minute = start
     while minute < end:
-        local = clock.local(minute)
-        period = tariff.period_at(local.hour * 60 + local.minute)
+        period = ctx.period_at(minute)
         if tariff.segmentation == "follow_through":
             segment_end = end
-        else:  # a whole-day band runs on past midnight: one occurrence, not one a day
-            segment_end = min(end, clock.band_end(minute, period))
-            while segment_end < end and period.band == (0, DAY_MINUTES):
-                segment_end = min(end, clock.band_end(segment_end, period))
+        else:  # one occurrence runs on while the same period holds the next minute: a
+            # whole-day band past midnight, a night band into a day of another kind priced alike
+            segment_end = ctx.boundary(minute, period, end)
+            while (segment_end < end and (selectors or period.band == (0, DAY_MINUTES))
+                   and ctx.period_at(segment_end) is period):
+                segment_end = ctx.boundary(segment_end, period, end)
         _price_segment(priced, clock, period, minute, segment_end)
         minute = segment_end
-    _apply_day_caps(priced, tariff, clock)
+    _apply_day_caps(priced, ctx)
+    session = tariff.caps.session_fen
+    if session is not None and priced.fen > session:
+        priced.caps.append(CapApplied("session", "stay", priced.fen - session))
     return priced
 
 
@@ -323,16 +450,26 @@ def _with_class(fen: Fen, permille: int) -> Fen:
     return (fen * permille + 500) // 1000
 
 
+def _percent_off(fee: Fen, percent: int) -> Fen:
+    """What ``percent`` takes off ``fee``, half a fen rounded up (in the driver's favour);
+    never more than the fee, since percent is at most 100."""
+    return min(fee, (fee * percent + 50) // 100)
+
+
+_AD_HOC_LABELS: dict[str, tuple[str, str]] = {
+    "free_minutes": ("免费时长", "free time"), "amount_off": ("减免金额", "amount off"),
+    "percent_off": ("折扣减免", "percent off"), "full_free": ("全免", "full free")}
+
+
 def _resolve(tariff: Tariff, coupons: Iterable[Coupon], entry_day: date,
              calendar: HolidayCalendar) -> tuple[list[_Grant], list[tuple[Coupon, str]]]:
     grants: list[_Grant] = []
     rejected: list[tuple[Coupon, str]] = []
-    kind_labels = {"free_minutes": ("免费时长", "free time"),
-                   "amount_off": ("减免金额", "amount off"), "full_free": ("全免", "full free")}
     for coupon in coupons:
         if coupon.kind != "rule":
-            zh, en = kind_labels[coupon.kind]
-            grants.append(_Grant(coupon.kind, coupon.minutes, coupon.fen, coupon.kind, zh, en))
+            zh, en = _AD_HOC_LABELS[coupon.kind]
+            grants.append(_Grant(coupon.kind, coupon.minutes, coupon.fen, coupon.kind, zh, en,
+                                 coupon.ref, coupon.percent))
             continue
         rule = tariff.rule(coupon.rule or "")
         if rule is None:
@@ -344,39 +481,83 @@ def _resolve(tariff: Tariff, coupons: Iterable[Coupon], entry_day: date,
             if kind in upgrade.day_kinds or periods.intersection(upgrade.periods):
                 minutes = max(minutes, upgrade.minutes)
         grants.append(_Grant(rule.kind, minutes, rule.fen, rule.code, rule.label_zh,
-                             rule.label_en))
+                             rule.label_en, coupon.ref, rule.percent))
     return grants, rejected
+
+
+_ORDER: dict[str, int] = {"free_minutes": 0, "amount_off": 1, "percent_off": 2, "full_free": 3}
 
 
 def _apply(grants: Sequence[_Grant], base: Fen,
            after_minutes: Callable[[int], Fen]) -> tuple[Fen, list[Discount]]:
-    """Free minutes, then amounts off, then full free. Free minutes add up grant by grant, and
-    each grant's discount is what its minutes took off; no step ever raises the fee."""
+    """Free minutes, then amounts off, then percents off, then full free. Free minutes add up
+    grant by grant, and each grant's discount is what its minutes took off; each percent
+    comes off what is left after the grants before it; no step ever raises the fee."""
     fee = base
     discounts: list[Discount] = []
-    order = {"free_minutes": 0, "amount_off": 1, "full_free": 2}
     minutes = 0
-    for grant in sorted(grants, key=lambda g: order[g.kind]):
+    for grant in sorted(grants, key=lambda g: _ORDER[g.kind]):
         before = fee
         if grant.kind == "free_minutes":
             minutes += grant.minutes
             fee = min(fee, after_minutes(minutes))
         elif grant.kind == "amount_off":
             fee = max(0, fee - grant.fen)
+        elif grant.kind == "percent_off":
+            fee -= _percent_off(fee, grant.percent)
         else:
             fee = 0
         discounts.append(Discount(grant.code, grant.label_zh, grant.label_en,
-                                  f"coupon:{grant.kind}", before - fee))
+                                  f"coupon:{grant.kind}", before - fee, grant.ref))
     return fee, discounts
+
+
+def _shared_context(tariff: Tariff, clock: _Clock, calendar: HolidayCalendar,
+                    earlier: Sequence[EarlierCharge]) -> _Context:
+    """The pricing context; with ``caps.share_reentry`` it carries the earlier stays' money:
+    by the site-local date of each exit, and by 24 h window counted from the entry of the
+    earliest earlier stay that left less than 24 h before this entry."""
+    ctx = _Context(tariff, clock, calendar)
+    entry = clock.entry
+    for charge in earlier:
+        if charge.entry.tzinfo is None or charge.exit.tzinfo is None:
+            raise TariffError("earlier_charges: entry and exit must be timezone-aware")
+        if charge.fen < 0:
+            raise TariffError(f"earlier_charges: fen {charge.fen} is negative")
+        if charge.exit < charge.entry:
+            raise TariffError(f"earlier_charges: exit {charge.exit.isoformat()} is before "
+                              f"entry {charge.entry.isoformat()}")
+        if charge.exit > entry:
+            raise TariffError(f"earlier_charges: a stay leaving at {charge.exit.isoformat()} "
+                              f"overlaps this stay (entry {entry.isoformat()})")
+    if not tariff.caps.share_reentry or not earlier:
+        return ctx
+    if tariff.caps.calendar_day_fen is not None:
+        for charge in earlier:
+            day = charge.exit.astimezone(clock.zone).date()
+            ctx.earlier_by_day[day] = ctx.earlier_by_day.get(day, 0) + charge.fen
+    recent = [charge for charge in earlier if charge.exit > entry - _DAY]
+    if tariff.caps.rolling_24h_fen is not None and recent:
+        anchor = min(charge.entry for charge in recent)
+        ctx.chain_shift = entry - anchor
+        for charge in earlier:
+            if charge.exit >= anchor:
+                window = (charge.exit - anchor) // _DAY
+                ctx.earlier_by_window[window] = ctx.earlier_by_window.get(window, 0) + charge.fen
+    return ctx
 
 
 def quote(tariff_or_book: Tariff | TariffBook, *, entry: datetime, exit: datetime, plate: str,
           vehicle_class: str = "small", coupons: Iterable[Coupon] = (),
           calendar: HolidayCalendar = EMPTY_CALENDAR,
-          timezone: ZoneInfo | str = "Asia/Shanghai") -> Quote:
+          timezone: ZoneInfo | str = "Asia/Shanghai",
+          earlier_charges: Iterable[EarlierCharge] = ()) -> Quote:
     """The itemised fee for one stay. A book prices the stay by the version in force on the
-    site-local date of entry. Raises :class:`TariffError` only for inputs no tariff can
-    price: naive times, exit before entry, no version in force, an unknown vehicle class."""
+    site-local date of entry. ``earlier_charges`` are the same plate's earlier stays (see
+    :class:`EarlierCharge`); they count only when the tariff's ``caps.share_reentry`` is set.
+    Raises :class:`TariffError` only for inputs no tariff can price: naive times, exit before
+    entry, no version in force, an unknown vehicle class, an earlier charge overlapping the
+    stay."""
     if entry.tzinfo is None or exit.tzinfo is None:
         raise TariffError("entry and exit must be timezone-aware")
     if exit < entry:
@@ -393,8 +574,9 @@ def quote(tariff_or_book: Tariff | TariffBook, *, entry: datetime, exit: datetim
         tariff = tariff_or_book
     if vehicle_class not in tariff.classes:
         raise TariffError(f"vehicle_class {vehicle_class!r} is not one of {sorted(tariff.classes)}")
+    ctx = _shared_context(tariff, clock, calendar, tuple(earlier_charges))
     minutes = clock.offset_of(exit)
-    priced = _price(tariff, clock, 0, minutes)
+    priced = _price(ctx, 0, minutes)
     permille = tariff.classes[vehicle_class].permille
     charged = priced.fen
     with_class = _with_class(charged, permille)
@@ -424,7 +606,7 @@ def quote(tariff_or_book: Tariff | TariffBook, *, entry: datetime, exit: datetim
                 window = (0, max(0, minutes - free_minutes))
             else:
                 window = (min(minutes, free_minutes), minutes)
-            cache[free_minutes] = _with_class(_price(tariff, clock, *window).fen, permille)
+            cache[free_minutes] = _with_class(_price(ctx, *window).fen, permille)
         return cache[free_minutes]
 
     def outcome(chosen: Sequence[_Grant]) -> tuple[Fen, list[Discount]]:
@@ -446,6 +628,7 @@ def quote(tariff_or_book: Tariff | TariffBook, *, entry: datetime, exit: datetim
 
 
 def _coupon_of(grant: _Grant) -> Coupon:
-    if grant.code in ("free_minutes", "amount_off", "full_free"):
-        return Coupon(grant.kind, minutes=grant.minutes, fen=grant.fen)
-    return Coupon("rule", rule=grant.code)
+    if grant.code in _ORDER:
+        return Coupon(grant.kind, minutes=grant.minutes, fen=grant.fen, ref=grant.ref,
+                      percent=grant.percent)
+    return Coupon("rule", rule=grant.code, ref=grant.ref)
