@@ -35,10 +35,13 @@ typecheck: venv
 docs: venv
 	$(BIN)/parkguard contract docs
 
-# System packages: the broker binary the tests and the demo start, and venv support.
+# System packages: the broker binary the tests and the demo start, venv support, and
+# Debian's Chromium with its WebDriver for the dashboard's browser tests.
 system-deps:
 	@missing=""; \
 	command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing="$$missing mosquitto"; \
+	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
+	[ -x /usr/bin/chromedriver ] || missing="$$missing chromium-driver"; \
 	$(PYTHON) -c 'import ensurepip, venv' >/dev/null 2>&1 || missing="$$missing python3-venv"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing system packages:$$missing"; \

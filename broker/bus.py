@@ -5,6 +5,13 @@ ends its network loop, so every handler here is guarded (counted, logged and
 handed to ``on_handler_error`` for dead-lettering); and paho leaves Nagle on,
 which costs 40-90 ms per request/response on loopback, so every socket gets
 ``TCP_NODELAY``.
+
+Acknowledgements: by default paho acknowledges a QoS 1 message as soon as the handler
+returns, i.e. before anyone has stored it, so a crash right after loses it for good. A
+consumer that must not lose messages (the gateway) opts in with ``manual_ack=True`` and
+:meth:`MqttBus.subscribe_deliveries`: its handler gets a :class:`Delivery` and calls
+:meth:`Delivery.ack` once the message is safe (committed); until then the broker keeps it
+and redelivers it on the next connection.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +38,55 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[str, bytes], None]
 HandlerErrorHook = Callable[[str, bytes, BaseException], None]
+
+
+class Delivery:
+    """One received message that stays the broker's responsibility until :meth:`ack`.
+
+    ``ack`` may be called from any thread, any number of times (the first one counts). An
+    ack is tied to the connection the message came on: after a reconnect the broker resends
+    what was not acknowledged (with the same packet id, which it may reuse once that copy is
+    acknowledged), so a late ack from an earlier connection is dropped rather than risk
+    acknowledging a different message; the resent copy is acknowledged instead.
+    """
+
+    __slots__ = ("_acked", "_bus", "_connection", "mid", "payload", "qos", "redelivered",
+                 "topic")
+
+    def __init__(self, bus: MqttBus | None, topic: str, payload: bytes, *, qos: int, mid: int,
+                 redelivered: bool = False, connection: int = 0) -> None:
+        self._bus = bus
+        self.topic = topic
+        self.payload = payload
+        self.qos = qos
+        self.mid = mid
+        self.redelivered = redelivered
+        self._connection = connection
+        self._acked = bus is None or qos == 0  # nothing to acknowledge
+
+    @classmethod
+    def detached(cls, topic: str, payload: bytes) -> Delivery:
+        """A delivery nobody needs to acknowledge (tests, messages made in-process)."""
+        return cls(None, topic, payload, qos=0, mid=0)
+
+    @property
+    def acked(self) -> bool:
+        return self._acked
+
+    def ack(self) -> None:
+        """Tell the broker we have the message for good (QoS 1 PUBACK); idempotent."""
+        if self._acked:
+            return
+        self._acked = True
+        if self._bus is not None:
+            self._bus._ack(self.mid, self.qos, self._connection)
+
+    def __repr__(self) -> str:
+        return (f"Delivery({self.topic!r}, mid={self.mid}, qos={self.qos}, "
+                f"acked={self._acked})")
+
+
+DeliveryHandler = Callable[[Delivery], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +127,13 @@ class MqttBus:
     ``persistent=True`` asks the broker to keep our subscriptions and queue
     QoS 1 messages while we are away (clean session off): what the gateway needs
     so nothing is lost while it restarts.
+
+    ``manual_ack=True`` defers the QoS 1 acknowledgement of messages taken through
+    :meth:`subscribe_deliveries` until their consumer calls :meth:`Delivery.ack`; messages
+    only plain :meth:`subscribe` handlers want are still acknowledged when the handlers
+    return, so one bus can serve both kinds. The broker sends at most its
+    ``max_inflight_messages`` unacknowledged messages at a time: a consumer that holds
+    acks for a batch should keep batches below that window.
     """
 
     def __init__(
@@ -81,18 +145,23 @@ class MqttBus:
         will: Will | None = None,
         keepalive: int = 15,
         on_handler_error: HandlerErrorHook | None = None,
+        manual_ack: bool = False,
     ) -> None:
         self.address = address
         self.client_id = client_id
+        self._manual_ack = manual_ack
         self._client = paho.Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=client_id,
             clean_session=not persistent,
             protocol=paho.MQTTv311,
+            manual_ack=manual_ack,
         )
         self._keepalive = keepalive
         self._handlers: list[tuple[str, int, Handler]] = []
+        self._delivery_handlers: list[tuple[str, int, DeliveryHandler]] = []
         self._lock = threading.Lock()
+        self._connection = 0  # bumped on every connect and disconnect: which socket a mid is on
         self._on_handler_error = on_handler_error
         self._connect_listeners: list[Callable[[], None]] = []
         self.connected = threading.Event()
@@ -100,6 +169,8 @@ class MqttBus:
         self.refused: str | None = None
         self.handler_errors = 0
         self.received = 0
+        self.acks_sent = 0
+        self.stale_acks = 0  # acks dropped because the message came on an earlier connection
         if address.ca_file is not None:
             self._client.tls_set(ca_certs=str(address.ca_file))
         if address.username is not None:
@@ -175,6 +246,24 @@ class MqttBus:
         if not info.is_published():
             raise BrokerError(f"{self.client_id}: {topic} not acknowledged within {timeout} s")
 
+    @property
+    def manual_ack(self) -> bool:
+        return self._manual_ack
+
+    def enable_manual_ack(self) -> None:
+        """Opt in to ``manual_ack`` after construction, before :meth:`start`.
+
+        For a consumer handed a bus it did not build (the gateway's service): it can insist
+        on acknowledging after commit without every assembler knowing why.
+        """
+        if self._manual_ack:
+            return
+        if self._client.is_connected() or self.connected.is_set():
+            raise BrokerError(f"{self.client_id}: manual acknowledgement must be chosen "
+                              "before the bus starts")
+        self._client.manual_ack_set(True)
+        self._manual_ack = True
+
     def subscribe(self, topic_filter: str, handler: Handler, *, qos: int = 1) -> None:
         """Call ``handler(topic, payload)`` for every message matching the filter.
 
@@ -185,6 +274,32 @@ class MqttBus:
             self._handlers.append((topic_filter, qos, handler))
         if self.connected.is_set():
             self._client.subscribe(topic_filter, qos=qos)
+
+    def subscribe_deliveries(
+        self, topic_filter: str, handler: DeliveryHandler, *, qos: int = 1
+    ) -> None:
+        """Call ``handler(delivery)`` for every matching message; the consumer acknowledges it.
+
+        Needs ``manual_ack=True``: without it paho has acknowledged the message before the
+        handler runs, and a consumer that believes otherwise would lose messages silently.
+        One delivery consumer per message: if several filters match, they share one
+        :class:`Delivery` and the first ``ack`` counts.
+        """
+        if not self._manual_ack:
+            raise BrokerError(f"{self.client_id}: subscribe_deliveries needs "
+                              "MqttBus(manual_ack=True)")
+        with self._lock:
+            self._delivery_handlers.append((topic_filter, qos, handler))
+        if self.connected.is_set():
+            self._client.subscribe(topic_filter, qos=qos)
+
+    def _ack(self, mid: int, qos: int, connection: int) -> None:
+        with self._lock:
+            if connection != self._connection:
+                self.stale_acks += 1
+                return
+            self._client.ack(mid, qos)
+            self.acks_sent += 1
 
     # paho callbacks --------------------------------------------------------------
 
@@ -206,7 +321,9 @@ class MqttBus:
             log.error("%s: broker refused connection: %s", self.client_id, reason)
             return
         with self._lock:
+            self._connection += 1
             filters = [(f, q) for f, q, _ in self._handlers]
+            filters += [(f, q) for f, q, _ in self._delivery_handlers]
         for topic_filter, qos in dict(filters).items():
             client.subscribe(topic_filter, qos=qos)
         self.connected.set()
@@ -226,22 +343,43 @@ class MqttBus:
         reason: ReasonCode,
         _properties: Properties | None,
     ) -> None:
+        with self._lock:
+            self._connection += 1  # what was not acknowledged will be resent: drop late acks
         self.connected.clear()
         log.info("%s: disconnected (%s)", self.client_id, reason)
 
     def _on_message(self, _client: paho.Client, _userdata: Any, msg: paho.MQTTMessage) -> None:
         self.received += 1
+        topic = msg.topic
         with self._lock:
-            handlers = [h for f, _q, h in self._handlers if paho.topic_matches_sub(f, msg.topic)]
+            handlers = [h for f, _q, h in self._handlers if paho.topic_matches_sub(f, topic)]
+            consumers = [h for f, _q, h in self._delivery_handlers
+                         if paho.topic_matches_sub(f, topic)]
+            connection = self._connection
         payload = bytes(msg.payload)
         for handler in handlers:
-            try:
-                handler(msg.topic, payload)
-            except Exception as error:  # a handler must never end paho's loop
-                self.handler_errors += 1
-                log.exception("%s: handler failed on %s", self.client_id, msg.topic)
-                if self._on_handler_error is not None:
-                    try:
-                        self._on_handler_error(msg.topic, payload, error)
-                    except Exception:
-                        log.exception("%s: handler error hook failed", self.client_id)
+            self._guarded(topic, payload, partial(handler, topic, payload))
+        if not self._manual_ack:
+            return
+        delivery = Delivery(self, topic, payload, qos=msg.qos, mid=msg.mid,
+                            redelivered=bool(msg.dup), connection=connection)
+        for consumer in consumers:
+            if not self._guarded(topic, payload, partial(consumer, delivery)):
+                delivery.ack()  # handed to on_handler_error: holding it would stall the window
+        if not consumers:
+            delivery.ack()  # only plain handlers wanted it: acknowledged as paho would
+
+    def _guarded(self, topic: str, payload: bytes, call: Callable[[], None]) -> bool:
+        """Run one handler; a failure is counted, logged and handed to the error hook."""
+        try:
+            call()
+        except Exception as error:  # a handler must never end paho's loop
+            self.handler_errors += 1
+            log.exception("%s: handler failed on %s", self.client_id, topic)
+            if self._on_handler_error is not None:
+                try:
+                    self._on_handler_error(topic, payload, error)
+                except Exception:
+                    log.exception("%s: handler error hook failed", self.client_id)
+            return False
+        return True

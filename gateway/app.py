@@ -4,19 +4,30 @@ from __future__ import annotations
 
 import logging
 import secrets
+from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from broker.bus import BrokerAddress, MqttBus
+from broker.provision.bundle import load_bundle
+from gateway.alarms import AlarmChange, AlarmMonitor
+from gateway.alerts import AlertDesk, AppriseNotifier, Ticker, load_or_create_key
 from gateway.audit import AuditLog
 from gateway.billing import Billing
-from gateway.config import GatewayConfig
+from gateway.capacity import Capacity
+from gateway.commands import LaneCommander
+from gateway.config import GatewayConfig, SafetySettings
+from gateway.incidents import IncidentDesk
 from gateway.merchants import MerchantAccounts
 from gateway.passes import AccessDesk
 from gateway.payments import PaymentDesk, SimulatedProvider
 from gateway.pricing import SitePricing
+from gateway.reconcile import Reconciler
+from gateway.replicas import ReplicaPublisher
 from gateway.service import Gateway
 from gateway.store import GatewayStore
+from gateway.web import WebServer, WebSettings, load_secret_key
 from parkguard.clock import Clock
+from parkguard.configfile import load_config
 
 log = logging.getLogger(__name__)
 
@@ -43,11 +54,21 @@ def audit_tariff_change(audit: AuditLog, pricing: SitePricing) -> bool:
     return True
 
 
+def lane_keys_of(config: GatewayConfig) -> dict[str, bytes]:
+    """Every lane's command key: from the gateway's device bundle, else from the config."""
+    keys = dict(config.lane_keys)
+    if config.broker.bundle is not None:
+        keys.update(load_bundle(config.broker.bundle).lane_keys)
+    return {lane: bytes.fromhex(key) for lane, key in keys.items()}
+
+
 class GatewayApp:
-    """The running gateway process: one persistent MQTT session, one SQLite file."""
+    """The running gateway process: one persistent MQTT session, one SQLite file, and the
+    dashboard when the config has a ``[web]`` section."""
 
     def __init__(self, config: GatewayConfig, *, clock: Clock) -> None:
         self.config = config
+        self.clock = clock
         self.pricing = SitePricing.from_file(config.tariff_file)
         self.store = GatewayStore.open(config.database)
         db, zone = self.store.db, ZoneInfo(config.timezone)
@@ -60,15 +81,77 @@ class GatewayApp:
             payments=PaymentDesk(db, clock=clock, audit=self.audit, provider=self.provider,
                                  grace_minutes=config.payments.grace_minutes),
         )
+        self.incidents = IncidentDesk(db, clock=clock, audit=self.audit)
+        self.reconciler = Reconciler(db, clock=clock, audit=self.audit)
         self.bus = MqttBus(
             BrokerAddress.from_settings(config.broker),
             client_id=f"gateway-{config.site}",
             persistent=True,
+            manual_ack=True,  # lane events are acknowledged once committed
         )
+        keys = lane_keys_of(config)
+        self.commander = LaneCommander(self.bus, config.site, keys, clock, self.audit)
+        self.replicas = ReplicaPublisher(
+            self.bus, config.site, clock, lanes=set(keys) | set(config.replicas.lanes),
+            store=self.store, access=self.billing.access, payments=self.billing.payments,
+            tariff_file=config.tariff_file, snapshot_every=config.replicas.snapshot_every)
+        self.capacity = None if config.capacity is None else Capacity.from_store(
+            config.capacity, self.store, site=config.site, clock=clock,
+            publish=self.replicas.publish_capacity)
         self.service = Gateway(
             site=config.site, clock=clock, store=self.store, bus=self.bus, billing=self.billing,
-            matching=config.matching,
+            matching=config.matching, capacity=self.capacity, replicas=self.replicas,
+            reconciler=self.reconciler,
         )
+        self.alarms: AlarmMonitor | None = None
+        self.alerts: AlertDesk | None = None
+        self._ticker: Ticker | None = None
+        if config.safety_file is not None:
+            self._watch_safety(load_config(SafetySettings, config.safety_file))
+        self.web: WebServer | None = None
+
+    def _watch_safety(self, safety: SafetySettings) -> None:
+        """Alarms and the alerts that reach a person; a fire raises every barrier."""
+        settings = safety.alerts
+        key = load_or_create_key(settings.ack_key_file) if settings.ack_key_file \
+            else secrets.token_bytes(32)
+        self.alerts = AlertDesk(self.store.db, site=self.config.site, clock=self.clock,
+                                audit=self.audit, settings=settings, notifier=AppriseNotifier(),
+                                ack_key=key, publisher=self.bus, run_on_owner=self.service.call)
+        self.alarms = AlarmMonitor(site=self.config.site, clock=self.clock, desk=self.alerts,
+                                   audit=self.audit, settings=safety.alarms, publisher=self.bus,
+                                   phones_inside=self._phones_inside)
+        self.alarms.add_listener(self._barriers_follow_fire)
+        self.service.attach_safety(self.alarms, self.alerts)
+        alarms, alerts, service = self.alarms, self.alerts, self.service
+
+        def tick(now: datetime) -> None:
+            alarms.tick(now)
+            alerts.tick(now)
+
+        self._ticker = Ticker(self.clock, lambda now: service.call(lambda: tick(now)))
+
+    def _barriers_follow_fire(self, change: AlarmChange) -> None:
+        """Belt and braces beside the retained alarm the lanes act on themselves: a signed
+        hold-open to every lane on fire, a close when it is reset."""
+        if change.kind != "fire":
+            return
+        for lane in self.commander.lanes:
+            if change.active:
+                self.commander.hold_open(lane, actor="gateway:fire-alarm", reason="fire alarm")
+            else:
+                self.commander.close(lane, actor="gateway:fire-alarm",
+                                     reason="fire alarm reset")
+
+    def _phones_inside(self) -> list[str]:
+        """Phones of the cars inside that we hold (their passes): "please move your car"."""
+        phones: list[str] = []
+        for row in self.store.db.query(
+                "SELECT session_id FROM sessions WHERE state = 'open' AND pass_id IS NOT NULL"):
+            held = self.billing.access.pass_of_session(row["session_id"])
+            if held is not None and held.phone:
+                phones.append(held.phone)
+        return phones
 
     def audit_tariff(self) -> bool:
         """Write the tariff in force to the audit log if it changed since the last start."""
@@ -78,11 +161,32 @@ class GatewayApp:
         self.audit_tariff()
         self.service.start()
         self.bus.start()
+        self.service.call(self._publish_replicas)
+        if self._ticker is not None:
+            self._ticker.start()
+        if self.config.web is not None:
+            web = self.config.web
+            self.web = WebServer(self, web.host, web.port, settings=WebSettings(
+                secret_key=load_secret_key(web.secret_key_file),
+                https_only=web.https_only)).start()
         return self
 
+    def _publish_replicas(self) -> None:
+        """What every lane needs to decide alone, sent at start (retained)."""
+        self.replicas.publish_snapshot()
+        if self.capacity is not None:
+            self.capacity.publish_now()
+
     def stop(self) -> None:
+        if self.web is not None:
+            self.web.stop()
+            self.web = None
+        if self._ticker is not None:
+            self._ticker.stop()
+        if self.alerts is not None:
+            self.alerts.close()
+        self.service.stop()  # its last batch is acknowledged while the bus is still up
         self.bus.stop()
-        self.service.stop()
         self.store.close()
 
     def __enter__(self) -> GatewayApp:

@@ -8,6 +8,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator
 
+from gateway.alarms import AlarmSettings
+from gateway.alerts import AlertSettings
+from gateway.capacity import CapacitySettings
 from gateway.pricing import EXAMPLE_TARIFF
 from parkguard.configfile import BrokerSettings, StrictModel
 from parkguard.core.plates import MatchPolicy
@@ -24,6 +27,34 @@ class PaymentSettings(StrictModel):
                                description="minutes to reach the exit after paying in advance")
 
 
+class WebConfig(StrictModel):
+    """The dashboard and the drivers' pay page (docs/dashboard.md)."""
+
+    host: str = Field(default="127.0.0.1", description="address to listen on")
+    port: int = Field(default=8080, ge=0, le=65535, description="TCP port; 0 picks a free one")
+    secret_key_file: Path = Field(default=Path("var/web-session.key"),
+                                  description="session-cookie key, made on first start (0600)")
+    https_only: bool = Field(default=False,
+                             description="mark cookies Secure (on when served behind HTTPS)")
+
+
+class ReplicaSettings(StrictModel):
+    """What each lane is sent so it can decide alone (docs/replicas.md)."""
+
+    snapshot_every: int = Field(default=200, ge=1,
+                                description="a fresh snapshot after this many deltas")
+    lanes: list[str] = Field(default_factory=list,
+                             description="lane ids, when the broker bundle does not list them")
+
+
+class SafetySettings(StrictModel):
+    """The safety file: the roster and escalation for alerts, and the alarm thresholds
+    (docs/alarms-and-alerts.md; example docs/examples/alerts.toml)."""
+
+    alerts: AlertSettings
+    alarms: AlarmSettings = AlarmSettings()
+
+
 class GatewayConfig(StrictModel):
     """Everything the site gateway needs to run."""
 
@@ -36,6 +67,18 @@ class GatewayConfig(StrictModel):
         description="tariff file (see docs/tariffs.md); `parkguard tariff check` validates it",
     )
     payments: PaymentSettings = PaymentSettings()
+    capacity: CapacitySettings | None = Field(
+        default=None, description="spaces per level and the lot-full rule (docs/capacity.md)")
+    replicas: ReplicaSettings = ReplicaSettings()
+    lane_keys: dict[str, str] = Field(
+        default_factory=dict,
+        description="lane id → hex HMAC key for signed commands, when the broker bundle "
+                    "does not carry them")
+    safety_file: Path | None = Field(
+        default=None, description="roster, escalation and alarm thresholds; absent: alarms "
+                                  "are not watched (docs/alarms-and-alerts.md)")
+    web: WebConfig | None = Field(default=None,
+                                  description="dashboard and pay page; absent: none")
     matching: MatchPolicy = Field(
         default=MatchPolicy(), description="when a dirty exit read counts as a car inside"
     )

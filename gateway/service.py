@@ -1,69 +1,74 @@
 """The gateway's message loop: ingest lane events once each, answer decide requests, keep sessions.
 
-MQTT callbacks only enqueue; one worker thread owns the database. A payload
-that fails validation is counted, logged with its reason and dead-lettered,
-and the loop goes on with the next message.
+MQTT callbacks only enqueue; one worker thread owns the database. Three rules make
+ingestion safe and quick (docs/ingestion.md):
+
+* **ack after commit** — a lane event is acknowledged to the broker only once the
+  transaction that stored it has committed (``synchronous=FULL``), so a SIGKILL or a power
+  cut loses nothing the lane was told is delivered: the broker redelivers the rest, and
+  ``event_id`` dedupes it;
+* **batches** — the worker stores up to :data:`BATCH_SIZE` queued lane events in one
+  transaction (one fsync), then acknowledges them all;
+* **decides first** — decide requests wait in their own queue, which the worker empties
+  before it takes the next batch, so a lane's deadline never waits behind a burst of
+  events. A decision is written before any event that arrived after its request, so the
+  ``passed`` that needs it always finds it.
+
+A payload that fails validation is counted, logged with its reason and dead-lettered (in
+the batch's transaction), and the loop goes on with the next message.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import queue
 import threading
 import uuid
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from functools import partial
+from typing import Any, TypeVar
 
-from broker.bus import MqttBus
+from broker.bus import Delivery, MqttBus
 from broker.contract import topics
 from broker.contract.messages import (
     LANE_EVENT_TYPES,
     DecideReply,
     DecideRequest,
     LaneEvent,
+    LaneState,
     Passed,
     PaymentCode,
     decode,
 )
+from gateway.alarms import AlarmMonitor
+from gateway.alerts import AlertDesk
 from gateway.billing import Bill, Billing
+from gateway.capacity import FULL_DISPLAY_EN, FULL_DISPLAY_ZH, LOT_FULL, Capacity
+from gateway.inbox import Inbound, Inbox, Job
 from gateway.inside import CarsInside, ocr_read
 from gateway.merchants import MerchantError
 from gateway.payments import Payment, PendingPayment
+from gateway.reconcile import Reconciler
+from gateway.replicas import ReplicaPublisher
 from gateway.store import GatewayStore
 from parkguard.clock import Clock, utc_iso
 from parkguard.core.access import AccessError
 from parkguard.core.plates import MatchPolicy
 from parkguard.core.tariffs import format_yuan
-from parkguard.errors import ContractError
+from parkguard.errors import ContractError, ParkGuardError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-
-@dataclass(frozen=True, slots=True)
-class _Inbound:
-    topic: str
-    payload: bytes
-    received_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class _Job(Generic[T]):
-    work: Callable[[], T]
-    result: Future[T]
-
-    def run(self) -> None:
-        try:
-            self.result.set_result(self.work())
-        except BaseException as error:  # handed to the caller, who decides
-            self.result.set_exception(error)
-
-
-_STOP = object()
+#: Most lane events one transaction stores: enough to make the fsync of ``synchronous=FULL``
+#: cheap per event, few enough that a transaction (and the acks it holds back) stays short.
+BATCH_SIZE = 256
+#: Verdicts that may only be wrong because events the lane sent earlier are still queued
+#: (the car's entry ``passed`` not yet ingested, or its exit): the worker ingests what is
+#: waiting and decides again before answering with one of these.
+_BACKLOG_SENSITIVE = frozenset({"no_entry_record", "plate_ambiguous", "already_inside"})
 
 
 class Gateway:
@@ -78,6 +83,9 @@ class Gateway:
         bus: MqttBus,
         billing: Billing,
         matching: MatchPolicy | None = None,
+        capacity: Capacity | None = None,
+        replicas: ReplicaPublisher | None = None,
+        reconciler: Reconciler | None = None,
     ) -> None:
         self.site = site
         self._clock = clock
@@ -85,27 +93,96 @@ class Gateway:
         self._bus = bus
         self.billing = billing
         self.pricing = billing.pricing
+        self.capacity = capacity
+        self.replicas = replicas
+        self.reconciler = reconciler
+        self.alarms: AlarmMonitor | None = None
+        self.alerts: AlertDesk | None = None
+        # What the lanes and the lot-full sign learn once the batch holding it has committed.
+        self._after_commit: list[Callable[[], object]] = []
         self.inside = CarsInside(matching or MatchPolicy())
         for row in store.open_sessions():  # a restart forgets nobody inside
             self.inside.enter(row["plate"], row["session_id"])
-        self._inbox: queue.Queue[_Inbound | _Job[Any] | object] = queue.Queue()
+        self.batch_size = BATCH_SIZE
+        self._inbox = Inbox()
+        # Answered decide requests whose decision is not written yet (worker thread only).
+        self._unrecorded: list[tuple[Inbound, DecideRequest, DecideReply, datetime,
+                                     str | None, str | None]] = []
         self._worker: threading.Thread | None = None
         self._idle = threading.Condition()
         self._in_flight = 0
+        # Counted once committed: what the database holds, not what is in a transaction.
         self.dead_letters = 0
         self.duplicates = 0
         self.events_stored = 0
+        self.batches = 0
+        self.decides_answered = 0
+        self.commit_failures = 0
 
     # lifecycle ------------------------------------------------------------------
 
     def start(self) -> None:
+        """Start the worker and subscribe; call before the bus starts (acks are manual)."""
+        self._bus.enable_manual_ack()
         self._worker = threading.Thread(target=self._run, name="gateway", daemon=True)
         self._worker.start()
-        self._bus.subscribe(topics.all_lane(self.site, "event"), self._enqueue)
-        self._bus.subscribe(topics.all_lane(self.site, "decide"), self._enqueue)
+        self._bus.subscribe_deliveries(topics.all_lane(self.site, "event"), self._enqueue_event)
+        self._bus.subscribe_deliveries(topics.all_lane(self.site, "decide"),
+                                       self._enqueue_decide)
+        if self.replicas is not None:
+            self._bus.subscribe(topics.all_lane(self.site, "state"), self._lane_state)
+
+    def attach_safety(self, alarms: AlarmMonitor, alerts: AlertDesk) -> None:
+        """Fire, flood and supervision (docs/alarms-and-alerts.md): sensor readings, node
+        states, the site alarms and staff acknowledgements are handled on the worker, in
+        arrival order with lane events. Call before :meth:`start`."""
+        self.alarms, self.alerts = alarms, alerts
+
+        def reading(topic: str, payload: bytes) -> None:
+            self._inbox.put(Job(lambda: self._safely(
+                topic, payload, lambda: alarms.handle(decode(topic, payload))), Future()))
+
+        def ack(topic: str, payload: bytes) -> None:
+            self._inbox.put(Job(lambda: self._safely(
+                topic, payload, lambda: alerts.handle_ack_message(topic, payload)), Future()))
+
+        for topic_filter in (topics.all_sensor(self.site, "reading"),
+                             topics.all_sensor(self.site, "state"),
+                             topics.all_alarms(self.site)):
+            self._bus.subscribe(topic_filter, reading)
+        self._bus.subscribe(alerts.ack_filter(), ack)
+        self._bus.when_connected(lambda: self._inbox.put(Job(alerts.republish, Future())))
+
+    def _safely(self, topic: str, payload: bytes, handle: Callable[[], object]) -> None:
+        """A safety message handled on the worker; a bad one is dead-lettered."""
+        try:
+            handle()
+        except (ContractError, ParkGuardError) as error:
+            self._dead_letter_now(topic, payload, str(error))
+
+    def _lane_state(self, topic: str, payload: bytes) -> None:
+        """A lane that comes back online gets a fresh replica snapshot (it may have missed
+        deltas while it was away)."""
+        try:
+            state = decode(topic, payload)
+        except ContractError:
+            return  # the lane's own retained state: not ours to dead-letter
+        if isinstance(state, LaneState) and state.online and self.replicas is not None:
+            replicas, lane = self.replicas, topics.parse_topic(topic).node
+            if lane in replicas.lanes:
+                self._inbox.put(Job(lambda: replicas.publish_snapshot(lanes=[lane]), Future()))
+
+    def _dead_letter_now(self, topic: str, payload: bytes, reason: str) -> None:
+        log.warning("gateway: dead-lettered message on %s: %s", topic, reason)
+        self.dead_letters += 1
+        with self.store.atomic():
+            self.store.dead_letter(received_at=utc_iso(self._clock.now()), topic=topic,
+                                   payload=payload, reason=reason)
 
     def stop(self) -> None:
-        self._inbox.put(_STOP)
+        """Handle what is queued, then end the worker. Whatever the bus can no longer
+        acknowledge (it stopped first) is redelivered next time and deduped."""
+        self._inbox.stop()
         if self._worker is not None:
             self._worker.join(timeout=10)
 
@@ -141,7 +218,13 @@ class Gateway:
         """The provider's signed "paid" notice, as its HTTP callback delivers it: recorded
         once however often it comes; a bad signature or unknown order raises and records
         nothing."""
-        return self.call(lambda: self.billing.payments.handle_callback(body, signature))
+        def record() -> Payment:
+            payment = self.billing.payments.handle_callback(body, signature)
+            if self.replicas is not None and payment.session_id is not None:
+                self.replicas.paid(payment.session_id)
+            return payment
+
+        return self.call(record)
 
     def _bill_for(self, plate: str) -> Bill | None:
         session_id = self.inside.session_of(plate)
@@ -150,10 +233,25 @@ class Gateway:
 
     # the loop ----------------------------------------------------------------------
 
-    def _enqueue(self, topic: str, payload: bytes) -> None:
+    def _enqueue_event(self, delivery: Delivery) -> None:
+        self._inbox.put(self._inbound(delivery))
+
+    def _enqueue_decide(self, delivery: Delivery) -> None:
+        self._inbox.put_decide(self._inbound(delivery))
+
+    def _inbound(self, delivery: Delivery) -> Inbound:
         with self._idle:
             self._in_flight += 1
-        self._inbox.put(_Inbound(topic, payload, self._clock.now()))
+        return Inbound(delivery.topic, delivery.payload, self._clock.now(), delivery)
+
+    def _settle(self, items: list[Inbound]) -> None:
+        """These messages are dealt with: ``wait_idle`` stops counting them."""
+        fresh = [item for item in items if not item.settled]
+        for item in fresh:
+            item.settled = True
+        with self._idle:
+            self._in_flight -= len(fresh)
+            self._idle.notify_all()
 
     def call(self, work: Callable[[], T], timeout: float = 10.0) -> T:
         """Run ``work`` on the worker thread, between messages, and return its result.
@@ -164,50 +262,182 @@ class Gateway:
         """
         if self._worker is None or not self._worker.is_alive():
             return work()  # not running: the caller's thread is the only one
-        job: _Job[T] = _Job(work, Future())
+        job: Job[T] = Job(self._office(work), Future())
         self._inbox.put(job)
         return job.result.result(timeout)
 
+    def _office(self, work: Callable[[], T]) -> Callable[[], T]:
+        """An office action, then tell the lanes if it changed passes or lists."""
+
+        def run() -> T:
+            result = work()
+            if self.replicas is not None:
+                self.replicas.passes_changed()
+            return result
+
+        return run
+
     def _run(self) -> None:
         while True:
-            item = self._inbox.get()
-            if isinstance(item, _Job):
-                item.run()
-                continue
-            if not isinstance(item, _Inbound):  # the stop marker
+            kind, work = self._inbox.next(self.batch_size)
+            if work is None:
                 return
-            try:
-                self._handle(item)
-            except ContractError as error:
-                self._dead_letter(item, str(error))
-            except Exception as error:  # never let one message stop the gateway
-                log.exception("gateway: failed to handle %s", item.topic)
-                self._dead_letter(item, f"handler error: {type(error).__name__}: {error}")
-            finally:
-                with self._idle:
-                    self._in_flight -= 1
-                    self._idle.notify_all()
+            if isinstance(work, Job):
+                work.run()
+            elif kind == "decides":
+                self._guard(self._answer, work)
+            else:
+                self._guard(self._ingest_batch, work)
 
-    def _dead_letter(self, item: _Inbound, reason: str) -> None:
-        self.dead_letters += 1
-        log.warning("gateway: dead-lettered message on %s: %s", item.topic, reason)
+    def _guard(self, step: Callable[[list[Inbound]], None], items: list[Inbound]) -> None:
+        """Run one step of the loop; if its transaction could not commit, acknowledge
+        nothing (the broker redelivers it all on the next connection) and reread what the
+        worker keeps in memory from the file."""
+        try:
+            step(items)
+        except Exception:
+            self.commit_failures += 1
+            log.critical("gateway: %d messages not committed and not acknowledged; they come "
+                         "back when the gateway reconnects", len(items), exc_info=True)
+            self._unrecorded.clear()
+            self._after_commit.clear()
+            if self.capacity is not None:
+                self.capacity.load(self.store.open_sessions_by_lane())
+            self.store.forget_seq_cache()
+            self.inside = CarsInside(self.inside.policy)
+            for row in self.store.open_sessions():
+                self.inside.enter(row["plate"], row["session_id"])
+            self._settle(items)
+
+    def _ingest_batch(self, items: list[Inbound]) -> None:
+        """Store a batch of lane events in one transaction, each in a savepoint of its own
+        (a bad one is dead-lettered, not the batch); acknowledge them once committed.
+
+        A decide request that arrives meanwhile cuts the batch short: what is done is
+        committed and the rest goes back to the head of the queue, so a request waits for
+        one event and one commit, not for a whole batch of billed exits.
+        """
+        stored = duplicates = 0
+        letters: list[tuple[Inbound, str]] = []
+        with self.store.atomic():
+            for index, item in enumerate(items):
+                if index and self._inbox.decides_waiting():
+                    self._inbox.put_back(items[index:])
+                    items = items[:index]
+                    break
+                is_new, reason = self._attempt(partial(self._store_inbound, item))
+                if reason is not None:
+                    letters.append((item, reason))
+                    self._write_dead_letter(item, reason)
+                elif is_new:
+                    stored += 1
+                else:
+                    duplicates += 1
+        self._committed(items, stored=stored, duplicates=duplicates, letters=letters)
+        self.batches += 1
+
+    def _store_inbound(self, item: Inbound) -> bool:
+        message = decode(item.topic, item.payload)
+        if not isinstance(message, LANE_EVENT_TYPES):
+            raise ContractError(f"{type(message).__name__} is not a lane event")
+        return self._store_event(message, item.received_at)
+
+    def _attempt(self, work: Callable[[], T]) -> tuple[T | None, str | None]:
+        """``work()`` in a savepoint: (its result, None), or (None, why) if it failed — the
+        savepoint rolled back and the batch goes on without it."""
+        try:
+            with self.store.atomic():
+                return work(), None
+        except ContractError as error:
+            return None, str(error)
+        except Exception as error:  # never let one message stop the gateway
+            log.exception("gateway: failed to handle a message")
+            return None, f"handler error: {type(error).__name__}: {error}"
+
+    def _committed(self, items: list[Inbound], *, stored: int = 0, duplicates: int = 0,
+                   letters: list[tuple[Inbound, str]] | None = None) -> None:
+        """After the commit: acknowledge, tell the lanes and the lot-full sign, count, and
+        tell ``wait_idle``."""
+        for item in items:
+            item.delivery.ack()
+        tell, self._after_commit = self._after_commit, []
+        for step in tell:
+            try:
+                step()
+            except Exception:  # a lane replica or sign is late, never the books
+                log.exception("gateway: could not publish a replica or capacity change")
+        self.events_stored += stored
+        self.duplicates += duplicates
+        for item, reason in letters or ():
+            self.dead_letters += 1
+            log.warning("gateway: dead-lettered message on %s: %s", item.topic, reason)
+        self._settle(items)
+
+    def _write_dead_letter(self, item: Inbound, reason: str) -> None:
         self.store.dead_letter(
             received_at=utc_iso(item.received_at), topic=item.topic, payload=item.payload,
             reason=reason,
         )
 
-    def _handle(self, item: _Inbound) -> None:
-        message = decode(item.topic, item.payload)
-        if isinstance(message, DecideRequest):
-            # Answer first, write after: the lane is waiting on its deadline, and this worker
-            # records the decision before it looks at the next message (the pass that
-            # needs it).
+    def _answer(self, items: list[Inbound]) -> None:
+        """Answer each waiting request at once, then write the decisions in one transaction
+        and acknowledge the requests.
+
+        Answer first, write after: the lane is waiting on its deadline. Every decision is
+        written before the worker takes any lane event that arrived after its request (the
+        pass that needs it): at the end of this step, or before a re-check ingests a batch.
+        """
+        letters: list[tuple[Inbound, str]] = []
+        for item in items:
+            try:
+                request = decode(item.topic, item.payload)
+                if not isinstance(request, DecideRequest):
+                    raise ContractError(f"{type(request).__name__} is not a decide request")
+                now, reply, evidence, terms = self._decide(request)
+            except ContractError as error:
+                letters.append((item, str(error)))
+                continue
+            except Exception as error:
+                log.exception("gateway: failed to decide on %s", item.topic)
+                letters.append((item, f"handler error: {type(error).__name__}: {error}"))
+                continue
+            self._bus.publish(topics.lane_decide_reply(self.site, request.lane), reply)
+            self._unrecorded.append((item, request, reply, now, evidence, terms))
+        self._record_decisions(letters)
+
+    def _record_decisions(self, letters: list[tuple[Inbound, str]] | None = None) -> None:
+        """Write the answered decisions (and dead letters) in one transaction; acknowledge."""
+        answered, self._unrecorded = self._unrecorded, []
+        if not answered and not letters:
+            return
+        with self.store.atomic():
+            for _item, request, reply, now, evidence, terms in answered:
+                _, reason = self._attempt(partial(self._record_decision, request, reply, now,
+                                                  evidence, terms))
+                if reason is not None:
+                    log.error("gateway: decision %s not recorded: %s", request.correlation_id,
+                              reason)
+            for item, reason in letters or ():
+                self._write_dead_letter(item, reason)
+        self.decides_answered += len(answered)
+        self._committed([entry[0] for entry in answered] + [item for item, _ in letters or ()],
+                        letters=letters)
+
+    def _decide(self, request: DecideRequest
+                ) -> tuple[datetime, DecideReply, str | None, str | None]:
+        """The verdict, taken again after ingesting what is queued if it may only be due to
+        events still waiting behind the request (see :data:`_BACKLOG_SENSITIVE`)."""
+        now = self._clock.now()
+        reply, evidence, terms = self._verdict(request, now)
+        while reply.reason in _BACKLOG_SENSITIVE:
+            waiting = self._inbox.take_events(self.batch_size)
+            if not waiting:
+                break
+            self._record_decisions()  # before any event that may need one of them
+            self._guard(self._ingest_batch, waiting)
             now = self._clock.now()
-            reply, evidence, terms = self._verdict(message, now)
-            self._bus.publish(topics.lane_decide_reply(self.site, message.lane), reply)
-            self._record_decision(message, reply, now, evidence, terms)
-        elif isinstance(message, LANE_EVENT_TYPES):
-            self.ingest(message, item.received_at)
+            reply, evidence, terms = self._verdict(request, now)
+        return now, reply, evidence, terms
 
     # decisions ---------------------------------------------------------------------------
 
@@ -236,7 +466,7 @@ class Gateway:
             return reply("refuse", "plate_unread", "未识别车牌 请按帮助键",
                          "Plate not read: press Help"), None, None
         if request.direction == "entry":
-            reply_, terms = self._entry_verdict(read, reply)
+            reply_, terms = self._entry_verdict(read, request.lane, reply)
             return reply_, None, terms
         result, session_id = self.inside.match(ocr_read(read, request.char_confidences))
         evidence = json.dumps(result.evidence(), ensure_ascii=False)
@@ -248,14 +478,25 @@ class Gateway:
             return reply("refuse", "no_entry_record", "无入场记录 请按帮助键",
                          "No entry record: press Help"), evidence, None
         bill = self.billing.bill(session, now)
+        if self.alarms is not None and self.alarms.billing_suspended():
+            zh, en = self.alarms.lane_display("exit") or ("火警 请立即离场", "FIRE - LEAVE NOW")
+            kept = {**bill.as_json(), "fee_fen": 0, "stay_due_fen": 0, "debts_fen": 0,
+                    "due_fen": 0, "coupons": [], "reason": "fire_free_exit",
+                    "suspended_fee_fen": bill.fee_fen}
+            return (reply("open", "fire_free_exit", zh, en, session_id=session["session_id"]),
+                    evidence, json.dumps(kept, ensure_ascii=False))
         zh, en = bill.display()
         return (reply("open", bill.reason, zh, en, fee_fen=bill.due_fen,
                       session_id=session["session_id"]),
                 evidence, json.dumps(bill.as_json(), ensure_ascii=False))
-    def _entry_verdict(self, read: str,
+    def _entry_verdict(self, read: str, lane: str,
                        reply: Callable[..., DecideReply]) -> tuple[DecideReply, str | None]:
-        """Blacklist, whitelist, pass or visitor, with the terms kept for the entry; old
-        debts are shown on the display (they are collected at the exit)."""
+        """Alarms, blacklist, lot full, then whitelist, pass or visitor, with the terms kept
+        for the entry; old debts are shown on the display (they are collected at the exit)."""
+        closed = self.alarms.entries_closed() if self.alarms is not None else None
+        if closed is not None and self.alarms is not None:
+            zh, en = self.alarms.lane_display("entry") or ("暂停入场", "Entry closed")
+            return reply("refuse", f"entries_closed_{closed}", zh, en), None
         plate = self.inside.spelling(read)
         inside = self.inside.session_of(read)
         if inside is not None:
@@ -264,6 +505,9 @@ class Gateway:
         access = self.billing.access.entry_access(plate)
         if access.refused:
             return reply("refuse", access.reason, access.display_zh, access.display_en), None
+        if self.capacity is not None and not self.capacity.admits(access.kind, lane):
+            return reply("refuse", LOT_FULL, f"{FULL_DISPLAY_ZH} 请勿进入",
+                         f"Car park {FULL_DISPLAY_EN}"), None
         terms: dict[str, Any] = {"access": access.kind, "pass_id": access.pass_id,
                                  "reason": access.reason}
         zh, en = access.display_zh, access.display_en
@@ -283,22 +527,34 @@ class Gateway:
 
     # events ----------------------------------------------------------------------------
 
-    def ingest(self, event: LaneEvent, received_at: datetime) -> None:
-        """Store each event once by ``event_id``; a pass opens or closes a session."""
+    def ingest(self, event: LaneEvent, received_at: datetime) -> bool:
+        """Store one event once by ``event_id`` in a transaction of its own (or a savepoint of
+        the caller's); say whether it was new. The worker batches through ``_store_event``."""
         with self.store.atomic():
-            is_new = self.store.insert_event_once({
-                "event_id": event.event_id, "lane": event.lane, "seq": event.seq,
-                "type": event.type, "ts": utc_iso(event.ts),
-                "payload": event.model_dump_json(), "received_at": utc_iso(received_at),
-            })
-            if not is_new:
-                self.duplicates += 1
-                return
+            is_new = self._store_event(event, received_at)
+        if is_new:
             self.events_stored += 1
-            if isinstance(event, Passed):
-                self._vehicle_passed(event)
-            elif isinstance(event, PaymentCode) and event.fee_fen:
-                self._payment_code(event)
+        else:
+            self.duplicates += 1
+        return is_new
+
+    def _store_event(self, event: LaneEvent, received_at: datetime) -> bool:
+        """Store the event unless its ``event_id`` is known, note its ``seq``, and act on it:
+        a pass opens or closes a session, a payment code is charged. True if it was new."""
+        arrived = utc_iso(received_at)
+        is_new = self.store.insert_event_once({
+            "event_id": event.event_id, "lane": event.lane, "seq": event.seq,
+            "type": event.type, "ts": utc_iso(event.ts),
+            "payload": event.model_dump_json(), "received_at": arrived,
+        })
+        if not is_new:
+            return False
+        if isinstance(event, Passed):
+            self._vehicle_passed(event)
+        elif isinstance(event, PaymentCode) and event.fee_fen:
+            self._payment_code(event)
+        self.store.track_seq(event.lane, event.seq, arrived)  # last: a failure above forgets it
+        return True
 
     def _vehicle_passed(self, event: Passed) -> None:
         decision = self.store.decision(event.correlation_id)
@@ -307,12 +563,27 @@ class Gateway:
         else:
             self._car_left(event, decision)
 
+    def _lane_alone(self, event: Passed) -> str:
+        """Why a passage has no gateway decision: a guard's manual open (the lane reports the
+        command's nonce as the correlation id), or the lane deciding alone."""
+        lane_decision = self.store.lane_decision(event.lane, event.correlation_id)
+        if lane_decision is not None and lane_decision.get("reason") == "manual_open":
+            return "opened by hand from the control room (lane.open in the audit log)"
+        return "while the gateway was unreachable"
+
     def _car_entered(self, event: Passed, decision: dict[str, Any] | None) -> None:
         if decision and decision["reason"] == "already_inside":
             return
         session_id = (decision or {}).get("session_id") or f"s-{uuid.uuid4().hex[:16]}"
         plate = self.inside.spelling(event.plate) if event.plate else ""
-        review = None if decision else "entered while the gateway was unreachable"
+        review = None if decision else f"entered {self._lane_alone(event)}"
+        if self.reconciler is not None and plate:
+            inside_id = self.inside.session_of(plate)
+            conflict = self.reconciler.check_entry(
+                event, self.store.session(inside_id) if inside_id else None,
+                "gateway" if decision else "lane")
+            if conflict is not None:  # the car is inside all the same: open its session
+                review = f"conflict {conflict.id}: {conflict.detail}"
         if not self.inside.enter(plate, session_id):
             review = f"entered without a plate the exit can match (read {event.plate!r})"
         terms = json.loads(decision["bill"]) if decision and decision.get("bill") else None
@@ -331,6 +602,13 @@ class Gateway:
             "entry_event_id": event.event_id, "fee_fen": 0, "tariff": self.pricing.source,
             "review": review, "entry_read": event.plate, "access": kind, "pass_id": pass_id,
         }, ignore=True)
+        if self.replicas is not None:
+            replicas = self.replicas
+            self._after_commit.append(lambda: replicas.session_opened(
+                session_id, plate, event.ts, kind, pass_id))
+        if self.capacity is not None:
+            capacity = self.capacity
+            self._after_commit.append(lambda: capacity.entered(session_id, event.lane, kind))
 
     def _occupy(self, pass_id: str, session_id: str, plate: str) -> bool:
         """Count the car on its pass; False (a visitor) when the pass already had its car
@@ -348,15 +626,15 @@ class Gateway:
             result, session_id = self.inside.match(ocr_read(event.plate))
             evidence = json.dumps(result.evidence(), ensure_ascii=False)
         session = self.store.session(session_id) if session_id else None
-        if session is None:
-            log.warning("gateway: exit at %s with no session to close", event.lane)
+        if session is None or session["state"] == "closed":
+            self._exit_conflict(event, session, decision)
             return
         if decision and decision.get("bill"):
             bill = json.loads(decision["bill"])
             review = None
         else:  # let out by the lane alone: bill the stay as it ended
             bill = self.billing.bill(session, event.ts).as_json()
-            review = "left while the gateway was unreachable"
+            review = f"left {self._lane_alone(event)}"
         review = self._take_exit_money(session, bill, event) or review
         self.store.db.table("sessions").update(session["session_id"], {
             "state": "closed", "exit_lane": event.lane, "exit_at": utc_iso(event.ts),
@@ -365,6 +643,22 @@ class Gateway:
         })
         self.billing.access.release(session["session_id"])
         self.inside.leave(session["session_id"])
+        closed_id = session["session_id"]
+        if self.replicas is not None:
+            replicas = self.replicas
+            self._after_commit.append(lambda: replicas.session_closed(closed_id, event.ts))
+        if self.capacity is not None:
+            capacity = self.capacity
+            self._after_commit.append(lambda: capacity.left(closed_id))
+
+    def _exit_conflict(self, event: Passed, session: dict[str, Any] | None,
+                       decision: dict[str, Any] | None) -> None:
+        """An exit with no open session (never seen coming in, or already out): recorded
+        for a person to review, never merged into a session silently."""
+        if self.reconciler is None:
+            log.warning("gateway: exit at %s with no session to close", event.lane)
+            return
+        self.reconciler.check_exit(event, session, "gateway" if decision else "lane")
 
     def _take_exit_money(self, session: dict[str, Any], bill: dict[str, Any],
                          event: Passed) -> str | None:

@@ -6,7 +6,7 @@ import logging
 import signal
 import sys
 import threading
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import click
@@ -124,15 +124,32 @@ def sim(cars: int, seed: int, day: object, entry_lanes: int, exit_lanes: int,
 @main.command()
 @click.option("-c", "--config", "config_path", type=click.Path(path_type=Path), required=True,
               help="Gateway TOML file (see docs/configuration.md).")
-def gateway(config_path: Path) -> None:
+@click.option("--time-origin", type=click.DateTime(["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S"]),
+              default=None, hidden=True,
+              help="Simulation only: run on a ScaledClock that reads this instant (UTC if no "
+              "offset) at --time-anchor.")
+@click.option("--time-scale", type=click.FloatRange(min=0, min_open=True), default=1.0,
+              hidden=True, help="Simulation only: simulated seconds per real second.")
+@click.option("--time-anchor", type=float, default=None, hidden=True,
+              help="Simulation only: the Unix time at which the simulated clock read "
+              "--time-origin (default: now). Processes given the same three values share "
+              "one simulated time, restarts included.")
+def gateway(config_path: Path, time_origin: datetime | None, time_scale: float,
+            time_anchor: float | None) -> None:
     """Run the site gateway until Ctrl-C: sessions, fees and the audit trail."""
     from gateway.app import GatewayApp
     from gateway.config import GatewayConfig
-    from parkguard.clock import SystemClock
+    from parkguard.clock import Clock, SystemClock
     from parkguard.configfile import load_config
 
     config = load_config(GatewayConfig, config_path)
-    with GatewayApp(config, clock=SystemClock()):
+    clock: Clock = SystemClock()
+    if time_origin is not None:
+        from simulator.site import shared_scaled_clock
+
+        origin = time_origin if time_origin.tzinfo else time_origin.replace(tzinfo=UTC)
+        clock = shared_scaled_clock(origin, time_scale, anchor=time_anchor)
+    with GatewayApp(config, clock=clock):
         click.echo(f"gateway for site {config.site} on {config.broker.host}:{config.broker.port}, "
                    f"database {config.database}; Ctrl-C to stop")
         _wait_for_signal()
@@ -208,10 +225,12 @@ def contract_docs(check: bool) -> None:
 def _register() -> None:
     from broker.provision_cli import COMMANDS
     from gateway.audit_cli import audit
+    from gateway.web.users_cli import users
     from parkguard.plate_cli import plate
     from parkguard.tariff_cli import tariff
 
     main.add_command(audit)
+    main.add_command(users)
     main.add_command(plate)
     main.add_command(tariff)
     for command in COMMANDS:

@@ -2,6 +2,10 @@
 
 Time is a :class:`~parkguard.clock.ManualClock` that jumps from one car to the
 next, so a day of traffic takes as long as its MQTT round trips, not a day.
+
+:class:`SimulatedLanes` is the same lanes without the in-process gateway, for a gateway
+that runs elsewhere (a ``parkguard gateway`` subprocess a test kills and restarts); the
+two then share time through :func:`shared_scaled_clock`.
 """
 
 from __future__ import annotations
@@ -9,8 +13,9 @@ from __future__ import annotations
 import json
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from gpiozero.pins.mock import MockFactory
@@ -18,12 +23,12 @@ from gpiozero.pins.mock import MockFactory
 from broker.bus import BrokerAddress
 from broker.contract import topics
 from broker.contract.messages import Direction, WireMessage
-from firmware.lane.config import LaneConfig
+from firmware.lane.config import CommandSettings, JournalSettings, LaneConfig, LaneTiming
 from firmware.lane.node import LaneNode
 from gateway.app import GatewayApp
 from gateway.config import GatewayConfig
 from gateway.pricing import EXAMPLE_TARIFF
-from parkguard.clock import ManualClock
+from parkguard.clock import Clock, ManualClock, ScaledClock
 from parkguard.configfile import BrokerSettings
 from simulator.camera import GroundTruthReader, SimulatedCamera
 from simulator.driver import CarDriver, LaneStuck, Passage, SimulatedLaneWiring
@@ -36,12 +41,87 @@ def settings_of(address: BrokerAddress) -> BrokerSettings:
                           username=address.username, password=address.password)
 
 
+def shared_scaled_clock(origin: datetime, scale: float, *, anchor: float | None = None
+                        ) -> ScaledClock:
+    """A :class:`ScaledClock` that read ``origin`` at Unix time ``anchor`` (default: now).
+
+    ``ScaledClock`` counts from its own creation, so two processes that each make one from
+    the same origin disagree by their start-up gap times the scale (a second at ×600 is ten
+    minutes). Anchoring both to the same wall-clock instant makes them agree, and a gateway
+    restarted mid-run picks up the same simulated time.
+    """
+    if origin.tzinfo is None:
+        raise ValueError("shared_scaled_clock needs a timezone-aware origin")
+    elapsed = 0.0 if anchor is None else time.time() - anchor
+    return ScaledClock(origin + timedelta(seconds=elapsed * scale), speed=scale)
+
+
 @dataclass
 class SimulatedLane:
     node: LaneNode
     camera: SimulatedCamera
     wiring: SimulatedLaneWiring
     driver: CarDriver
+
+
+def build_lane(
+    *, site: str, lane: str, direction: Direction, address: BrokerAddress, clock: Clock,
+    factory: MockFactory, timing: LaneTiming | None = None, command_key: bytes | None = None,
+    journal: Path | None = None,
+) -> SimulatedLane:
+    """One lane node on its own mock board, with its camera and the car driver that plays it;
+    with ``command_key`` it obeys the gateway's signed commands."""
+    config = LaneConfig(site=site, lane=lane, direction=direction,
+                        broker=settings_of(address), timing=timing or LaneTiming(),
+                        commands=CommandSettings(
+                            hmac_key=None if command_key is None else command_key.hex()),
+                        journal=JournalSettings(path=journal))
+    camera = SimulatedCamera(clock=clock)
+    node = LaneNode(config, clock=clock, camera=camera, reader=GroundTruthReader(),
+                    pin_factory=factory)
+    wiring = SimulatedLaneWiring(config, factory)
+    return SimulatedLane(node, camera, wiring, CarDriver(wiring, camera, node.controller))
+
+
+class SimulatedLanes:
+    """Entry and exit lanes on mock boards, and nothing else: the gateway runs elsewhere.
+
+    Any :class:`~parkguard.clock.Clock` will do; with a :class:`ScaledClock` remember that
+    ``timing.decide_deadline_ms`` is in the lane's (scaled) time.
+    """
+
+    def __init__(
+        self, *, site: str, broker: Callable[[str], BrokerAddress], clock: Clock,
+        entry_lanes: tuple[str, ...] = ("in1",), exit_lanes: tuple[str, ...] = ("out1",),
+        timing: LaneTiming | None = None, workdir: Path | None = None,
+    ) -> None:
+        self.clock = clock
+        roles: list[tuple[str, Direction]] = [(x, "entry") for x in entry_lanes]
+        roles += [(x, "exit") for x in exit_lanes]
+        self.lanes = {
+            lane: build_lane(site=site, lane=lane, direction=direction,
+                             address=broker(f"lane-{lane}"), clock=clock,
+                             factory=MockFactory(), timing=timing,
+                             journal=None if workdir is None else workdir / f"lane-{lane}.db")
+            for lane, direction in roles}
+
+    def start(self) -> SimulatedLanes:
+        for lane in self.lanes.values():
+            lane.node.start()
+        return self
+
+    def stop(self) -> None:
+        for lane in self.lanes.values():
+            lane.node.stop()
+
+    def __enter__(self) -> SimulatedLanes:
+        return self.start()
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
+
+    def drive(self, lane: str, plate: str | None) -> Passage:
+        return self.lanes[lane].driver.drive_through(plate)
 
 
 @dataclass(frozen=True)
@@ -90,13 +170,16 @@ class SimulatedSite:
         tariff_file: Path = EXAMPLE_TARIFF,
         timezone: str = "Asia/Shanghai",
         pin_factory: Callable[[str], MockFactory] = lambda _lane: MockFactory(),
+        lane_keys: Mapping[str, bytes] | None = None,
     ) -> None:
         self.clock = clock
         self.entry_lanes, self.exit_lanes = entry_lanes, exit_lanes
+        keys = dict(lane_keys or {})
         self.gateway_config = GatewayConfig(
             site=site, timezone=timezone, database=workdir / "gateway.db",
             broker=settings_of(broker("gateway")),
             tariff_file=tariff_file,
+            lane_keys={lane: key.hex() for lane, key in keys.items()},
         )
         self.gateway = GatewayApp(self.gateway_config, clock=clock)
         self.lanes: dict[str, SimulatedLane] = {}
@@ -104,15 +187,10 @@ class SimulatedSite:
         roles: list[tuple[str, Direction]] = [(x, "entry") for x in entry_lanes]
         roles += [(x, "exit") for x in exit_lanes]
         for lane, direction in roles:
-            config = LaneConfig(site=site, lane=lane, direction=direction,
-                                broker=settings_of(broker(f"lane-{lane}")))
-            factory = pin_factory(lane)  # each lane is its own board
-            camera = SimulatedCamera(clock=clock)
-            node = LaneNode(config, clock=clock, camera=camera, reader=GroundTruthReader(),
-                            pin_factory=factory)
-            wiring = SimulatedLaneWiring(config, factory)
-            self.lanes[lane] = SimulatedLane(node, camera, wiring,
-                                             CarDriver(wiring, camera, node.controller))
+            self.lanes[lane] = build_lane(  # each lane is its own board
+                site=site, lane=lane, direction=direction, address=broker(f"lane-{lane}"),
+                clock=clock, factory=pin_factory(lane), command_key=keys.get(lane),
+                journal=workdir / f"lane-{lane}.db")
 
     def start(self) -> SimulatedSite:
         self.gateway.start()

@@ -57,10 +57,12 @@ def session_broker(
 
 
 @pytest.fixture
-def site(broker: MosquittoBroker, tmp_path: Path) -> Iterator[SimulatedSite]:
+def site(broker: MosquittoBroker, tmp_path: Path,
+         test_site: ProvisionResult) -> Iterator[SimulatedSite]:
     """The gateway and one entry (in1) and one exit (out1) lane on mock boards, on a
     manual clock starting at :data:`SITE_START`."""
     with SimulatedSite(site=TEST_SITE, broker=broker.address, workdir=tmp_path,
                        clock=ManualClock(SITE_START), entry_lanes=("in1",),
-                       exit_lanes=("out1",)) as running:
+                       exit_lanes=("out1",),
+                       lane_keys=test_site.device("gateway").lane_keys) as running:
         yield running

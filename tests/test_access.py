@@ -21,10 +21,10 @@ from parkguard.core.access import (
     entry_access,
     list_entry_from_json,
     list_entry_to_json,
-    masked_phone,
     pass_from_json,
     pass_to_json,
 )
+from parkguard.core.privacy import mask_phone
 
 NOW = datetime(2026, 5, 10, 2, 0, tzinfo=UTC)
 DAY = timedelta(days=1)
@@ -183,7 +183,7 @@ def test_the_phone_is_never_printed_unmasked() -> None:
     assert "13812345678" not in repr(pass_)
     assert pass_.masked_phone == "138****5678"
     assert "13812345678" not in str(pass_to_json(pass_))
-    assert masked_phone("+86 138 1234 5678".replace(" ", "")) == "+86138****5678"
+    assert mask_phone("+86 138 1234 5678".replace(" ", "")) == "+86138****5678"
 
 
 # --- billing a lapse -------------------------------------------------------------------------

@@ -53,3 +53,5 @@ def test_a_tiny_bench_measures_every_row_against_its_baseline(tmp_path: Path) ->
     assert {r.unit for r in rows if r.kind == "latency"} == {"ms"}
     assert {r.unit for r in rows if r.kind == "throughput"} == {"msg/s"}
     assert results_table(rows).row_count == len(rows)
+    # ingestion is counted at the database, and says how many commits it took
+    assert "events per commit" in by_name[INGEST_TP].note

@@ -435,3 +435,91 @@ def test_protocol_reference_names_every_model_and_shows_its_example() -> None:
     for name, example in EXAMPLES.items():
         assert f"### {name}\n" in rendered
         assert json.dumps(example, ensure_ascii=False, indent=2) in rendered
+
+
+# Lane replicas and capacity (issue 6) -----------------------------------------
+
+REPLICA_TOPICS = [t.lane_replica(SITE, "in1", part) for part in t.REPLICA_PARTS]
+
+
+@pytest.mark.parametrize("part", t.REPLICA_PARTS)
+def test_replica_topic_parses_to_its_lane_and_part(part: str) -> None:
+    where = t.parse_topic(t.lane_replica(SITE, "in1", part))
+    assert (where.kind, where.node, where.part) == ("lane_replica", "in1", part)
+
+
+def test_replica_filter_matches_every_lane_of_one_part_only() -> None:
+    watch = t.all_lane_replicas(SITE, "snapshot")
+    assert topic_matches_sub(watch, t.lane_replica(SITE, "out2", "snapshot"))
+    assert not topic_matches_sub(watch, t.lane_replica(SITE, "out2", "delta"))
+
+
+def test_a_replica_part_without_a_model_is_refused_naming_it() -> None:
+    with pytest.raises(ContractError, match="no message model"):
+        m.decode(t.lane_replica(SITE, "in1", "sessions"), json.dumps(EXAMPLES["ReplicaDelta"]))
+
+
+def test_a_snapshot_on_the_delta_topic_is_refused() -> None:
+    with pytest.raises(ContractError):
+        m.decode(t.lane_replica(SITE, "in1", "delta"), json.dumps(EXAMPLES["ReplicaSnapshot"]))
+
+
+@pytest.mark.parametrize("name", ["ReplicaSnapshot", "ReplicaDelta", "CapacityState"])
+def test_replica_of_another_site_is_refused_naming_the_site(name: str) -> None:
+    with pytest.raises(ContractError, match="site='other'"):
+        m.decode(_topic_for(name), json.dumps({**EXAMPLES[name], "site": "other"}))
+
+
+def test_a_tariff_that_does_not_match_its_hash_is_refused() -> None:
+    snapshot = EXAMPLES["ReplicaSnapshot"]
+    damaged = {**snapshot, "tariff": {**snapshot["tariff"], "text": "tampered"}}
+    with pytest.raises(ContractError, match="sha256 does not match"):
+        m.ReplicaSnapshot.from_json(json.dumps(damaged))
+
+
+def test_a_pass_with_the_holders_phone_is_refused_so_it_never_reaches_a_lane() -> None:
+    snapshot = EXAMPLES["ReplicaSnapshot"]
+    leaky = {**snapshot, "passes": [{**snapshot["passes"][0], "phone": "13812345678"}]}
+    with pytest.raises(ContractError, match="phone"):
+        m.ReplicaSnapshot.from_json(json.dumps(leaky))
+
+
+def test_delta_data_of_another_kind_is_refused_naming_data_and_the_kind() -> None:
+    delta = {**EXAMPLES["ReplicaDelta"], "kind": "session_closed"}
+    with pytest.raises(ContractError, match=r"data: .*not session_closed data"):
+        m.ReplicaDelta.from_json(json.dumps(delta))
+
+
+def test_delta_data_is_decoded_to_the_record_its_kind_names() -> None:
+    delta = m.decode(t.lane_replica(SITE, "in1", "delta"), json.dumps(EXAMPLES["ReplicaDelta"]))
+    assert isinstance(delta, m.ReplicaDelta)
+    assert isinstance(delta.data, m.ReplicaSession)
+    assert delta.data.plate == "粤B54321"
+
+
+@pytest.mark.parametrize(("field", "value", "says"), [
+    ("free", 9, "free is 9"),
+    ("full", False, "full is False"),
+])
+def test_capacity_that_contradicts_itself_is_refused(field: str, value: Any, says: str) -> None:
+    with pytest.raises(ContractError, match=says):
+        m.CapacityState.from_json(json.dumps({**EXAMPLES["CapacityState"], field: value}))
+
+
+@pytest.mark.parametrize("payload", [b"", b"not json", b"{}", b"[]", b'{"kind": 5}'])
+@pytest.mark.parametrize("topic", REPLICA_TOPICS)
+def test_garbage_on_replica_topics_is_refused_with_contract_error(
+    topic: str, payload: bytes
+) -> None:
+    with pytest.raises(ContractError):
+        m.decode(topic, payload)
+
+
+@given(topic=st.sampled_from(REPLICA_TOPICS), payload=st.text())
+def test_decoding_arbitrary_text_on_replica_topics_only_raises_contract_error(
+    topic: str, payload: str
+) -> None:
+    try:
+        m.decode(topic, payload)
+    except ContractError:
+        pass

@@ -5,7 +5,16 @@ Tests validate each one and docs/protocol.md shows them.
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any, Final
+
+_TARIFF_TEXT = '[[tariff]]\nid = "mall-2026"\nvalid_from = 2026-01-01\n'
+_REPLICA = {"v": 1, "site": "mall-b2", "epoch": "7c1e0a9d4b2f4e61"}
+_SESSION = {"session_id": "s-01HZX3", "plate": "粤B12345", "entry_at": "2026-05-01T02:00:00.000Z",
+            "access": "visitor", "pass_id": None}
+_PASS = {"pass_id": "P-0042", "kind": "monthly", "holder": "王*", "plates": ["沪A12345"],
+         "valid_from": "2026-05-01T00:00:00.000Z", "valid_until": "2026-06-01T00:00:00.000Z",
+         "vehicle_class": None, "max_inside": 1, "revoked_at": None}
 
 _EVENT = {"v": 1, "seq": 41, "ts": "2026-05-01T02:00:00.120Z", "lane": "in1"}
 
@@ -62,4 +71,29 @@ EXAMPLES: Final[dict[str, dict[str, Any]]] = {
               "title_en": "B2 water level above alarm line", "detail": "35 mm at flood-b2",
               "raised_at": "2026-05-01T02:00:00.000Z", "acked_by": None,
               "ts": "2026-05-01T02:00:00.000Z"},
+    "ReplicaSnapshot": {**_REPLICA, "version": 118, "taken_at": "2026-05-01T03:00:00.000Z",
+                        "sessions": [_SESSION,
+                                     {"session_id": "s-01HZX9", "plate": "沪A12345",
+                                      "entry_at": "2026-05-01T02:10:00.000Z", "access": "pass",
+                                      "pass_id": "P-0042"}],
+                        "passes": [_PASS],
+                        "lists": [{"list_name": "whitelist", "plate": "粤B00001",
+                                   "reason": "landlord", "until": None},
+                                  {"list_name": "blacklist", "plate": "粤B66666",
+                                   "reason": "fraudulent plate, police report 2026-114",
+                                   "until": "2026-08-01T00:00:00.000Z"}],
+                        "tariff": {"source": "/etc/parkguard/tariff.toml",
+                                   "sha256": hashlib.sha256(_TARIFF_TEXT.encode()).hexdigest(),
+                                   "text": _TARIFF_TEXT},
+                        "prepaid": [{"session_id": "s-01HZX3", "paid_fen": 700,
+                                     "grace_until": "2026-05-01T03:15:00.000Z"}]},
+    "ReplicaDelta": {**_REPLICA, "version": 119, "ts": "2026-05-01T03:00:02.250Z",
+                     "kind": "session_opened", "data": {**_SESSION, "session_id": "s-01HZXA",
+                                                        "plate": "粤B54321",
+                                                        "entry_at": "2026-05-01T03:00:02.000Z"}},
+    "CapacityState": {"v": 1, "site": "mall-b2", "total": 240, "occupied": 232, "free": 8,
+                      "reserve": 10, "full": True,
+                      "levels": {"B1": {"capacity": 120, "occupied": 120, "full": True},
+                                 "B2": {"capacity": 120, "occupied": 112, "full": False}},
+                      "ts": "2026-05-01T03:00:02.300Z"},
 }

@@ -27,6 +27,8 @@ from pydantic import (
     PlainSerializer,
     TypeAdapter,
     ValidationError,
+    ValidationInfo,
+    field_validator,
     model_validator,
 )
 
@@ -373,12 +375,217 @@ class Alert(WireMessage):
     ts: UtcTime
 
 
+# Lane replicas and capacity (docs/replicas.md, docs/capacity.md) -------------
+
+SiteId = Annotated[
+    str,
+    AfterValidator(lambda v: check_segment(v, what="site")),
+    Field(description="site slug; must match the topic"),
+]
+SessionId = Annotated[str, Field(min_length=1, max_length=64, description="gateway session id")]
+Epoch = Annotated[
+    str,
+    Field(pattern=r"^[0-9a-f]{8,32}$",
+          description="changes whenever the gateway starts: versions count within one epoch"),
+]
+LevelName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$")]
+SessionAccess = Literal["visitor", "pass", "whitelisted"]
+DeltaKind = Literal["session_opened", "session_closed", "paid", "pass_changed", "list_changed"]
+
+
+class _Part(BaseModel):
+    """Base of the records inside a replica message: frozen, no unknown fields."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ReplicaSession(_Part):
+    """A car inside: what an exit lane needs to find and price it alone."""
+
+    session_id: SessionId
+    plate: str = Field(max_length=16, description="plate as the gateway keeps it; '' if unread")
+    entry_at: UtcTime
+    access: SessionAccess = Field(description="how it came in; a pass car pays only what "
+                                              "its pass did not cover")
+    pass_id: str | None = Field(default=None, max_length=64,
+                                description="the pass this car counts on, if any")
+
+
+class SessionClosed(_Part):
+    """A car has left: the lane drops it from its open sessions."""
+
+    session_id: SessionId
+    exit_at: UtcTime
+
+
+class ReplicaPass(_Part):
+    """A pass as ``parkguard.core.access.pass_to_json`` writes it for a lane: the holder's
+    name masked and no phone (a phone field is refused: customer data never reaches a lane)."""
+
+    pass_id: str = Field(min_length=1, max_length=64)
+    kind: Literal["monthly", "family"]
+    holder: str = Field(max_length=128, description="masked name, e.g. 王**")
+    plates: tuple[str, ...] = Field(min_length=1, max_length=5)
+    valid_from: UtcTime
+    valid_until: UtcTime
+    vehicle_class: str | None = Field(default=None, max_length=32)
+    max_inside: int = Field(default=1, ge=1, description="cars of this pass inside at once")
+    revoked_at: UtcTime | None = None
+
+
+class ReplicaListEntry(_Part):
+    """A whitelist or blacklist entry as ``parkguard.core.access.list_entry_to_json`` writes
+    it; entries past ``until`` are ignored by the access rules."""
+
+    list_name: Literal["whitelist", "blacklist"]
+    plate: str = Field(min_length=1, max_length=16)
+    reason: str = Field(max_length=256, description="for staff, never for the display")
+    until: UtcTime | None = None
+
+
+class ReplicaTariff(_Part):
+    """The tariff file the gateway prices by, verbatim, with its SHA-256 so a lane can tell a
+    damaged or stale copy and say which version it priced an offline exit with."""
+
+    source: str = Field(max_length=256, description="where the gateway read it")
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="SHA-256 of `text` (UTF-8), hex")
+    text: str = Field(max_length=262_144, description="the TOML file's text")
+
+    @model_validator(mode="after")
+    def _hash_matches(self) -> Self:
+        if hashlib.sha256(self.text.encode("utf-8")).hexdigest() != self.sha256:
+            raise ValueError("sha256 does not match the tariff text: damaged on the way")
+        return self
+
+    @classmethod
+    def of(cls, text: str, *, source: str) -> ReplicaTariff:
+        return cls(source=source, sha256=hashlib.sha256(text.encode("utf-8")).hexdigest(),
+                   text=text)
+
+
+class ReplicaPrepaid(_Part):
+    """What a car inside has paid in advance (net of refunds) and until when it may leave
+    without paying more; ``paid_fen`` 0 means nothing counts any more (refunded)."""
+
+    session_id: SessionId
+    paid_fen: Fen
+    grace_until: UtcTime | None = Field(
+        default=None, description="leaving by then costs nothing more; None if nothing paid")
+
+
+class PassesChanged(_Part):
+    """The whole set of passes now: it replaces the lane's passes."""
+
+    passes: tuple[ReplicaPass, ...]
+
+
+class ListsChanged(_Part):
+    """The whole of both lists now: it replaces the lane's lists."""
+
+    lists: tuple[ReplicaListEntry, ...]
+
+
+DeltaData: TypeAlias = (
+    ReplicaSession | SessionClosed | ReplicaPrepaid | PassesChanged | ListsChanged
+)
+_DELTA_DATA: Final[dict[str, type[_Part]]] = {
+    "session_opened": ReplicaSession,
+    "session_closed": SessionClosed,
+    "paid": ReplicaPrepaid,
+    "pass_changed": PassesChanged,
+    "list_changed": ListsChanged,
+}
+
+
+class ReplicaSnapshot(WireMessage):
+    """Retained, one per lane: everything the lane needs to decide alone. It replaces the
+    lane's replica whole; deltas with ``version`` + 1, + 2, ... of the same ``epoch`` follow."""
+
+    site: SiteId
+    epoch: Epoch
+    version: int = Field(ge=0, description="the last delta this snapshot includes")
+    taken_at: UtcTime
+    sessions: tuple[ReplicaSession, ...] = Field(description="every car inside, oldest first")
+    passes: tuple[ReplicaPass, ...] = Field(description="passes not lapsed beyond the history "
+                                                        "window (they explain a refusal)")
+    lists: tuple[ReplicaListEntry, ...] = Field(description="whitelist and blacklist in force")
+    tariff: ReplicaTariff
+    prepaid: tuple[ReplicaPrepaid, ...] = Field(description="cars inside that paid in advance")
+
+
+class ReplicaDelta(WireMessage):
+    """One change after a snapshot, QoS 1 and not retained. Apply only ``version`` = the
+    lane's + 1 of its epoch; an older one is a repeat, a gap means: ask for a sync."""
+
+    site: SiteId
+    epoch: Epoch
+    version: int = Field(ge=1, description="one more than the change before it")
+    ts: UtcTime
+    kind: DeltaKind
+    data: DeltaData = Field(description="the record `kind` names: ReplicaSession, "
+                                        "SessionClosed, ReplicaPrepaid, PassesChanged or "
+                                        "ListsChanged")
+
+    @field_validator("data", mode="before")
+    @classmethod
+    def _data_of_its_kind(cls, value: Any, info: ValidationInfo) -> Any:
+        model = _DELTA_DATA.get(info.data.get("kind", ""))
+        if model is None or isinstance(value, model):
+            return value  # a bad kind is reported on its own field
+        try:
+            return model.model_validate(value)
+        except ValidationError as error:
+            raise ValueError(
+                f"not {info.data['kind']} data: {describe_validation_error(error)}") from None
+
+    @model_validator(mode="after")
+    def _data_matches_kind(self) -> Self:
+        expected = _DELTA_DATA[self.kind]
+        if type(self.data) is not expected:
+            raise ValueError(f"kind {self.kind!r} carries {expected.__name__}, "
+                             f"not {type(self.data).__name__}")
+        return self
+
+
+class LevelState(_Part):
+    """One level's spaces and cars."""
+
+    capacity: int = Field(ge=0)
+    occupied: int = Field(ge=0, description="may exceed capacity: pass cars are never refused")
+    full: bool
+
+
+class CapacityState(WireMessage):
+    """Retained, one per lane: the lot's occupancy. When ``full`` an entry lane shows
+    车位已满 / FULL and refuses visitors; pass holders and whitelisted cars still enter."""
+
+    site: SiteId
+    total: int = Field(gt=0, description="spaces in the car park")
+    occupied: int = Field(ge=0, description="cars inside (sessions open)")
+    free: int = Field(ge=0, description="total - occupied, never below 0")
+    reserve: int = Field(default=0, ge=0, description="spaces kept for pass holders")
+    full: bool = Field(description="free <= reserve: visitors are refused")
+    levels: dict[LevelName, LevelState] = Field(description="per level, by name")
+    ts: UtcTime
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if self.free != max(0, self.total - self.occupied):
+            raise ValueError(f"free is {self.free} but total {self.total} - occupied "
+                             f"{self.occupied} leaves {max(0, self.total - self.occupied)}")
+        if self.full != (self.free <= self.reserve):
+            raise ValueError(f"full is {self.full} but free {self.free} vs reserve "
+                             f"{self.reserve} says {self.free <= self.reserve}")
+        return self
+
+
 # Decoding by topic -----------------------------------------------------------
 
 WireValue: TypeAlias = (
     VehicleDetected | PlateRead | Decision | BarrierMoved | Passed | Tailgate | HelpPressed
     | PaymentCode | Fault | LaneState | LaneCommand | DecideRequest | DecideReply
     | SensorReading | SensorState | PatrolTap | AlarmState | Alert
+    | ReplicaSnapshot | ReplicaDelta | CapacityState
 )
 
 _ADAPTERS: Final[dict[TopicKind, TypeAdapter[Any]]] = {
@@ -392,6 +599,13 @@ _ADAPTERS: Final[dict[TopicKind, TypeAdapter[Any]]] = {
     "patrol_tap": TypeAdapter(PatrolTap),
     "alarm": TypeAdapter(AlarmState),
     "alert": TypeAdapter(Alert),
+}
+
+# A lane's replica topic holds a different message per part (topics.REPLICA_PARTS).
+_REPLICA_ADAPTERS: Final[dict[str, TypeAdapter[Any]]] = {
+    "snapshot": TypeAdapter(ReplicaSnapshot),
+    "delta": TypeAdapter(ReplicaDelta),
+    "capacity": TypeAdapter(CapacityState),
 }
 
 # Which payload field must name the same node as the topic does.
@@ -414,7 +628,10 @@ def decode(topic: str, payload: bytes | str) -> WireValue:
     topic says, so one lane cannot speak for another by a field.
     """
     where = parse_topic(topic)
-    adapter = _ADAPTERS.get(where.kind)
+    if where.kind == "lane_replica":
+        adapter = _REPLICA_ADAPTERS.get(where.part)
+    else:
+        adapter = _ADAPTERS.get(where.kind)
     if adapter is None:
         raise ContractError(f"{where.kind} on {topic}: no message model for this topic yet")
     try:
@@ -427,5 +644,11 @@ def decode(topic: str, payload: bytes | str) -> WireValue:
         raise ContractError(
             f"{where.kind} on {topic}: payload {field}={getattr(value, field)!r} "
             f"does not match the topic's {where.node!r}"
+        )
+    site = getattr(value, "site", None)
+    if site is not None and site != where.site:
+        raise ContractError(
+            f"{where.kind} on {topic}: payload site={site!r} does not match the topic's "
+            f"{where.site!r}"
         )
     return value

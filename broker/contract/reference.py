@@ -41,10 +41,19 @@ TOPIC_TABLE: Final[tuple[tuple[str, str, str, tuple[type[BaseModel], ...], str],
      "site alarm `fire` or `flood`; lanes act on it directly"),
     ("alert/{id}", "gateway → staff", "1 / retained while active", (m.Alert,),
      "alert with severity, state and escalation step"),
+    ("lane/{lane}/replica/snapshot", "gateway → lane", "1 / retained", (m.ReplicaSnapshot,),
+     "the lane's offline replica, whole; see [replicas.md](replicas.md)"),
+    ("lane/{lane}/replica/delta", "gateway → lane", "1 / no", (m.ReplicaDelta,),
+     "one change after the snapshot, numbered; a gap means ask for a sync"),
+    ("lane/{lane}/replica/capacity", "gateway → lane", "1 / retained", (m.CapacityState,),
+     "occupancy and lot full (车位已满); see [capacity.md](capacity.md)"),
 )
 
 
 def _type_of(spec: dict[str, Any]) -> str:
+    if "$ref" in spec:
+        name = spec["$ref"].rsplit("/", 1)[-1]
+        return f"[{name}](#{name.lower()})"
     if "const" in spec:
         return f"`{json.dumps(spec['const'], ensure_ascii=False)}`"
     if "enum" in spec:
@@ -54,6 +63,8 @@ def _type_of(spec: dict[str, Any]) -> str:
     kind = spec.get("type", "object")
     if kind == "array":
         return f"array of {_type_of(spec.get('items', {}))}"
+    if kind == "object" and isinstance(spec.get("additionalProperties"), dict):
+        return f"object of {_type_of(spec['additionalProperties'])}"
     if spec.get("format") == "date-time":
         return "date-time"
     return str(kind)
@@ -65,10 +76,9 @@ def _limits(spec: dict[str, Any]) -> str:
     return ", ".join(found)
 
 
-def _model_section(model: type[BaseModel]) -> list[str]:
-    schema = model.model_json_schema(mode="serialization")
+def _field_table(title: str, doc: str, schema: dict[str, Any]) -> list[str]:
     required = set(schema.get("required", ()))
-    lines = [f"### {model.__name__}", "", (model.__doc__ or "").strip(), "",
+    lines = [title, "", " ".join(doc.split()), "",
              "| field | type | required | limits | description |",
              "|---|---|---|---|---|"]
     for name, spec in schema["properties"].items():
@@ -76,8 +86,19 @@ def _model_section(model: type[BaseModel]) -> list[str]:
             f"| `{name}` | {_type_of(spec)} | {'yes' if name in required else 'no'} "
             f"| {_limits(spec)} | {spec.get('description', '')} |"
         )
+    return lines
+
+
+def _model_section(model: type[BaseModel], shown: set[str]) -> list[str]:
+    """The model's table and example, then a table for each record it nests (once)."""
+    schema = model.model_json_schema(mode="serialization")
+    lines = _field_table(f"### {model.__name__}", (model.__doc__ or "").strip(), schema)
     example = json.dumps(EXAMPLES[model.__name__], ensure_ascii=False, indent=2)
     lines += ["", "```json", example, "```", ""]
+    for name, nested in schema.get("$defs", {}).items():
+        if name not in shown:
+            shown.add(name)
+            lines += [*_field_table(f"#### {name}", nested.get("description", ""), nested), ""]
     return lines
 
 
@@ -102,9 +123,10 @@ def render() -> str:
         names = ", ".join(f"[{x.__name__}](#{x.__name__.lower()})" for x in models)
         lines.append(f"| `.../{topic}` | {route} | {qos} | {names} | {what} |")
     lines += ["", "## Messages", ""]
+    shown: set[str] = set()
     for *_, models, _what in TOPIC_TABLE:
         for model in models:
-            lines += _model_section(model)
+            lines += _model_section(model, shown)
     return "\n".join(lines).rstrip() + "\n"
 
 

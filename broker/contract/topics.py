@@ -22,6 +22,10 @@ VERSION: Final = "v1"
 
 ALARM_KINDS: Final = ("fire", "flood")
 
+#: The parts of a lane's replica (``lane/{lane}/replica/{part}``), see docs/replicas.md:
+#: the retained snapshot, the deltas after it, and the retained capacity (lot full).
+REPLICA_PARTS: Final = ("snapshot", "delta", "capacity")
+
 _SEGMENT = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 
 TopicKind = Literal[
@@ -80,7 +84,12 @@ def lane_decide_reply(site: str, lane: str) -> str:
 
 
 def lane_replica(site: str, lane: str, part: str = "snapshot") -> str:
-    """What the gateway tells one lane so it can decide alone (read by that lane only)."""
+    """What the gateway tells one lane so it can decide alone (read by that lane only).
+
+    ``part`` is one of :data:`REPLICA_PARTS`; the builder accepts any valid segment so the
+    ACL tests can aim at parts nobody sends, but :func:`~broker.contract.messages.decode`
+    refuses a part it has no model for.
+    """
     return _lane(site, lane, f"replica/{check_segment(part, what='replica part')}")
 
 
@@ -128,6 +137,11 @@ def all_lane(site: str, leaf: Literal["event", "state", "decide"]) -> str:
     return f"{site_root(site)}/lane/+/{leaf}"
 
 
+def all_lane_replicas(site: str, part: str) -> str:
+    """Filter for one replica part of every lane, e.g. what a control-room screen watches."""
+    return f"{site_root(site)}/lane/+/replica/{check_segment(part, what='replica part')}"
+
+
 def all_sensor(site: str, leaf: Literal["reading", "state"]) -> str:
     return f"{site_root(site)}/sensor/+/{leaf}"
 
@@ -151,6 +165,8 @@ class Topic:
     site: str
     kind: TopicKind
     node: str
+    part: str = ""
+    """The replica part (``snapshot``, ``delta``, ...) of a ``lane_replica`` topic, else ''."""
 
 
 _BODIES: Final[tuple[tuple[str, TopicKind], ...]] = (
@@ -164,7 +180,7 @@ _BODIES: Final[tuple[tuple[str, TopicKind], ...]] = (
     (r"patrol/(?P<node>[^/]+)/tap", "patrol_tap"),
     (r"alarm/(?P<node>[^/]+)", "alarm"),
     (r"alert/(?P<node>[^/]+)", "alert"),
-    (r"lane/(?P<node>[^/]+)/replica/[a-z0-9][a-z0-9_-]{0,31}", "lane_replica"),
+    (r"lane/(?P<node>[^/]+)/replica/(?P<part>[a-z0-9][a-z0-9_-]{0,31})", "lane_replica"),
     (r"alert/(?P<node>[^/]+)/ack/[a-z0-9][a-z0-9_-]{0,31}", "alert_ack"),
     (r"(?P<node>bridge)/state", "bridge_state"),
 )
@@ -185,5 +201,6 @@ def parse_topic(topic: str) -> Topic:
                     raise ContractError(f"topic {topic!r}: unknown alarm kind {node!r}")
             else:
                 check_segment(node, what=kind.split("_")[0])
-            return Topic(site=site, kind=kind, node=node)
+            part = match.groupdict().get("part") or ""
+            return Topic(site=site, kind=kind, node=node, part=part)
     raise ContractError(f"topic {topic!r} is not part of the {ROOT}/{VERSION} tree")

@@ -1,16 +1,35 @@
-"""The lane's gate sequence: vehicle → read → decide → open → pass → close.
+"""The lane's gate sequence: vehicle → read → decide → open → pass → close, and signed commands.
 
 One worker thread owns the sequence; pin and MQTT callbacks only record what
 happened and wake it. Every wait runs on the injected clock, so the simulator
 can drive a lane through a whole day in seconds.
+
+A command from the gateway is checked the moment it arrives (on paho's thread:
+an HMAC and a dictionary look-up) and queued; the worker acts on it between
+vehicles, or at once when it is idle or a refused car is waiting for a guard.
+Rejections are queued too, so every event is emitted by the worker alone and
+``seq`` stays in publication order.
+
+Every event goes into the SQLite journal before it is published (the :class:`Outbox`
+publishes it and marks it sent on the broker's acknowledgement), so nothing is lost when the
+broker, the network or the power goes. When the gateway does not answer a decide in time,
+the lane decides from its replica (:mod:`firmware.lane.replica`).
+
+A fire (the retained ``alarm/fire`` or the hard-wired fire input) raises the barrier at
+once, on the thread that heard it, and holds it: ``Barrier.lower()`` refuses while it
+lasts. The worker then runs the lane in ``fire_open`` mode: no decide requests, every
+passage reported free. Only a retained ``alarm/fire`` that says inactive (and the fire
+input released) ends it; losing the broker changes nothing.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -19,12 +38,15 @@ from typing import Any
 from broker import bus as busmod
 from broker.contract import topics
 from broker.contract.messages import (
+    AlarmState,
     BarrierMoved,
     BarrierPosition,
     DecideReply,
     DecideRequest,
     Decision,
     Fault,
+    LaneCommand,
+    LaneMode,
     LaneState,
     Passed,
     PlateRead,
@@ -32,8 +54,12 @@ from broker.contract.messages import (
     VehicleDetected,
 )
 from firmware.lane.camera import Camera, PlateReader, PlateReading
+from firmware.lane.commands import CommandVerdict, CommandVerifier
 from firmware.lane.config import LaneConfig
+from firmware.lane.display import TEXTS, Display, RecordingDisplay
 from firmware.lane.hardware import LaneHardware
+from firmware.lane.journal import Journal, JournalRow, Outbox
+from firmware.lane.replica import LaneReplica
 from parkguard import __version__
 from parkguard.clock import Clock
 from parkguard.errors import ContractError
@@ -57,13 +83,19 @@ class Verdict:
     session_id: str | None
     decided_by: str
     wait_ms: float
+    display: tuple[str, str] | None = None
 
 
-def offline_verdict(direction: str, wait_ms: float) -> Verdict:
-    """The lane's own call when the gateway is silent (skeleton policy: let the car through
-    and journal it; the replica-based decision replaces this)."""
-    reason = "offline_entry" if direction == "entry" else "offline_exit_unbilled"
-    return Verdict("open", reason, 0, None, "lane", wait_ms)
+@dataclass(frozen=True, slots=True)
+class DisplayText:
+    """What the gateway last asked the lane display to show (the display driver reads it)."""
+
+    zh: str
+    en: str
+    issuer: str
+
+
+_ALARM_KEYS = {"fire": "alarm.fire", "flood": "alarm.flood"}
 
 
 class LaneController:
@@ -81,6 +113,10 @@ class LaneController:
         camera: Camera,
         reader: PlateReader,
         bus: busmod.MqttBus,
+        journal: Journal,
+        replica: LaneReplica | None = None,
+        display: Display | None = None,
+        verifier: CommandVerifier | None = None,
     ) -> None:
         self.config = config
         self._clock = clock
@@ -88,8 +124,21 @@ class LaneController:
         self._camera = camera
         self._reader = reader
         self._bus = bus
-        self._seq = 0
+        self._journal = journal
+        self.replica = replica or LaneReplica(site=config.site, lane=config.lane,
+                                              journal=journal, policy=config.matching)
+        self.screen: Display = display or RecordingDisplay()
+        self._outbox = Outbox(journal, bus, name=f"outbox-{config.lane}")
+        self._seq = journal.last_seq()  # seq continues across restarts
+        self._emitted = 0
         self._seq_lock = threading.Lock()
+        # Last known site alarms: kept through broker outages and reboots (journal).
+        self.fire_alarm = journal.get(_ALARM_KEYS["fire"]) == "1"
+        self.flood_alarm = journal.get(_ALARM_KEYS["flood"]) == "1"
+        self._in_fire = False
+        self._state_lock = threading.Lock()
+        self._gaps_reported = 0
+        self.fire_raised_at: float | None = None  # perf_counter when a fire raised the barrier
         self._pending: dict[str, _PendingDecision] = {}
         self._pending_lock = threading.Lock()
         self._changed = threading.Event()
@@ -100,8 +149,19 @@ class LaneController:
         self.verdicts = 0
         self.last_verdict: Verdict | None = None
         self.barrier_position: BarrierPosition = "closed"
+        self.mode: LaneMode = "normal"
+        self._verifier = verifier
+        self._commands: deque[LaneCommand] = deque()
+        self._rejections: deque[CommandVerdict] = deque()
+        self._held_open = False
+        self._last_read: tuple[int, str | None] | None = None  # (arming arrival, plate)
+        self.display: DisplayText | None = None
+        self.commands_done = 0
+        self.commands_rejected = 0
         hardware.arming_loop.when_changed(self._changed.set)
         hardware.safety_loop.when_changed(self._changed.set)
+        if hardware.fire_input is not None:
+            hardware.fire_input.when_changed(self._fire_changed)
 
     # lifecycle -------------------------------------------------------------------
 
@@ -111,11 +171,35 @@ class LaneController:
 
     @property
     def events_emitted(self) -> int:
+        """Events this controller emitted since it started (not counting earlier runs)."""
+        return self._emitted
+
+    @property
+    def last_seq(self) -> int:
         return self._seq
+
+    @property
+    def outbox(self) -> Outbox:
+        return self._outbox
+
+    def fire_active(self) -> bool:
+        """A fire holds the barrier: the last known ``alarm/fire`` or the fire input."""
+        fire_input = self._hw.fire_input
+        return self.fire_alarm or (fire_input is not None and fire_input.active)
 
     def start(self) -> None:
         site, lane = self.config.site, self.config.lane
+        self._fire_changed()  # a fire latched before a reboot holds the barrier from the start
+        for kind in _ALARM_KEYS:
+            self._bus.subscribe(topics.alarm(site, kind), self._on_alarm)
+        for topic in self.replica.topics():
+            self._bus.subscribe(topic, self._on_replica)
         self._bus.subscribe(topics.lane_decide_reply(site, lane), self._on_decide_reply)
+        self._bus.subscribe(topics.lane_cmd(site, lane), self._on_command)
+        self._outbox.start()
+        if self._verifier is None:
+            log.warning("lane %s: no command key configured, every command will be refused",
+                        lane)
         self._bus.when_connected(self.publish_state)
         if self._bus.connected.is_set():
             self.publish_state()
@@ -129,6 +213,7 @@ class LaneController:
         self._changed.set()
         if self._worker is not None:
             self._worker.join(timeout=5)
+        self._outbox.stop(flush_timeout=self.config.journal.flush_timeout_s)
         if self._bus.connected.is_set():
             self._bus.publish_and_wait(
                 topics.lane_state(self.config.site, self.lane), self.state(online=False),
@@ -137,12 +222,72 @@ class LaneController:
 
     def state(self, *, online: bool = True) -> LaneState:
         return LaneState(
-            lane=self.lane, online=online, direction=self.config.direction,
+            lane=self.lane, online=online, direction=self.config.direction, mode=self.mode,
             barrier=self.barrier_position, firmware=__version__, ts=self._clock.now(),
         )
 
     def publish_state(self) -> None:
-        self._bus.publish(topics.lane_state(self.config.site, self.lane), self.state(), retain=True)
+        with self._state_lock:
+            state = self.state()
+        self._bus.publish(topics.lane_state(self.config.site, self.lane), state, retain=True)
+
+    def _show(self, zh: str, en: str) -> None:
+        try:
+            self.screen.show(zh, en)
+        except Exception:  # a broken display must not stop the gate
+            log.exception("lane %s: display failed", self.lane)
+
+    # alarms ------------------------------------------------------------------------------
+
+    def _on_alarm(self, topic: str, payload: bytes) -> None:
+        """paho's thread: a retained site alarm. An empty or bad payload changes nothing: the
+        lane keeps the last alarm state it knew until one says otherwise."""
+        try:
+            alarm = AlarmState.from_json(payload)
+        except ContractError as error:
+            log.warning("lane %s: alarm on %s ignored: %s", self.lane, topic, error)
+            return
+        if not topic.endswith(f"/alarm/{alarm.kind}"):
+            log.warning("lane %s: %s alarm on %s ignored", self.lane, alarm.kind, topic)
+            return
+        if alarm.kind == "fire":
+            changed = alarm.active != self.fire_alarm
+            self.fire_alarm = alarm.active
+            self._fire_changed()
+        else:
+            changed = alarm.active != self.flood_alarm
+            self.flood_alarm = alarm.active
+            self._changed.set()
+        if changed:
+            log.warning("lane %s: %s alarm %s (from %s)", self.lane, alarm.kind,
+                        "ACTIVE" if alarm.active else "over", alarm.source)
+            self._journal.put(_ALARM_KEYS[alarm.kind], "1" if alarm.active else "0")
+
+    def _fire_changed(self) -> None:
+        """Any thread (paho, the fire input's pin thread, start): raise at once on a fire.
+
+        The relay goes on here, not on the worker, which may be waiting for the gateway:
+        a fire must not queue behind a car.
+        """
+        barrier = self._hw.barrier
+        barrier.fire_hold = self.fire_alarm
+        if self.fire_active():
+            barrier.raise_()
+            if self.fire_raised_at is None:
+                self.fire_raised_at = time.perf_counter()
+            with self._state_lock:
+                changed = (self.mode, self.barrier_position) != ("fire_open", "open")
+                self.mode, self.barrier_position = "fire_open", "open"
+            if changed and self._bus.connected.is_set():
+                self.publish_state()
+        else:
+            self.fire_raised_at = None
+        self._changed.set()
+
+    def _on_replica(self, topic: str, payload: bytes) -> None:
+        outcome = self.replica.on_message(topic, payload)
+        if outcome == "gap":
+            self._changed.set()  # the worker reports it
 
     # the sequence ----------------------------------------------------------------
 
@@ -150,13 +295,22 @@ class LaneController:
         arming = self._hw.arming_loop
         while not self._stopping.is_set():
             waiting = self._wait_until(
-                lambda: arming.vehicle_present and arming.arrivals > self._served_arrivals,
+                lambda: self._command_waiting() or self.fire_active()
+                or (arming.vehicle_present and arming.arrivals > self._served_arrivals),
                 timeout_s=None,
             )
             if not waiting:
                 continue
-            self._served_arrivals = arming.arrivals
             try:
+                if self.fire_active():
+                    self._fire_open()
+                    continue
+                # A guard's order comes before the next car: it is usually about that car.
+                command = self._next_command()
+                if command is not None:
+                    self._run_command(command)
+                    continue
+                self._served_arrivals = arming.arrivals
                 self._serve_vehicle()
             except Exception:  # the lane must keep serving the next car
                 log.exception("lane %s: sequence failed", self.lane)
@@ -165,14 +319,19 @@ class LaneController:
     def _serve_vehicle(self) -> None:
         direction = self.config.direction
         self._emit(VehicleDetected, loop="arming")
-        reading = self._reader.read(self._camera.capture())
-        self._emit(
-            PlateRead, plate=reading.plate, confidence=reading.confidence,
-            char_confidences=reading.char_confidences, reader=self._reader.name,
-            read_ms=reading.read_ms,
-        )
+        reading = self._read_plate()
         correlation_id = uuid.uuid4().hex[:20]
-        verdict = self._decide(correlation_id, reading)
+        if direction == "entry" and self.flood_alarm and not self.fire_active():
+            # Flood level 2+: entries closed, whatever the gateway would say.
+            verdict = Verdict("refuse", "flood_entries_closed", 0, None, "lane", 0.0,
+                              TEXTS["flood_entry"])
+        else:
+            verdict = self._decide(correlation_id, reading)
+        if self.fire_active():  # a fire broke out while we asked: out, free
+            verdict = Verdict("open", "fire_open", 0, None, "lane", verdict.wait_ms,
+                              TEXTS["fire"])
+        if verdict.display is not None:
+            self._show(*verdict.display)
         self.last_verdict = verdict
         self.verdicts += 1
         self._emit(
@@ -181,25 +340,54 @@ class LaneController:
             session_id=verdict.session_id, decided_by=verdict.decided_by, wait_ms=verdict.wait_ms,
         )
         if verdict.action != "open":
-            # Refused: the driver has to back out or call for help; wait until the lane is clear.
-            self._wait_until(lambda: not self._hw.arming_loop.vehicle_present, timeout_s=None)
+            # Refused: the driver has to back out or call for help; wait until the lane is
+            # clear, or until a guard's command (usually an open for this car) arrives.
+            self._wait_until(
+                lambda: not self._hw.arming_loop.vehicle_present or self._command_waiting()
+                # it left and the next one came before we looked:
+                or self._hw.arming_loop.arrivals > self._served_arrivals
+                or self.fire_active(),
+                timeout_s=None,
+            )
             return
         self._open_and_pass(correlation_id, reading.plate, verdict)
 
-    def _open_and_pass(self, correlation_id: str, plate: str | None, verdict: Verdict) -> None:
+    def _read_plate(self) -> PlateReading:
+        arrival = self._hw.arming_loop.arrivals
+        reading = self._reader.read(self._camera.capture())
+        self._last_read = (arrival, reading.plate)
+        self._emit(
+            PlateRead, plate=reading.plate, confidence=reading.confidence,
+            char_confidences=reading.char_confidences, reader=self._reader.name,
+            read_ms=reading.read_ms,
+        )
+        return reading
+
+    def _open_and_pass(self, correlation_id: str, plate: str | None, verdict: Verdict,
+                       *, cause: str = "decision") -> None:
         safety, arming = self._hw.safety_loop, self._hw.arming_loop
-        entries_before = safety.arrivals
+        entries_before, arrivals_before = safety.arrivals, arming.arrivals
+        # A guard may open before the car has reached the loops: then "gone" only counts
+        # once a car has come.
+        car_seen = arming.vehicle_present or safety.vehicle_present
         self._hw.barrier.raise_()
-        self._moved("open", "decision")
+        self._moved("open", cause)
+
+        def gone() -> bool:
+            if arming.vehicle_present or safety.vehicle_present:
+                return False
+            return car_seen or arming.arrivals > arrivals_before
+
         entered = self._wait_until(
-            lambda: safety.arrivals > entries_before
-            or not (arming.vehicle_present or safety.vehicle_present),
+            lambda: safety.arrivals > entries_before or gone() or self._close_waiting(),
             timeout_s=self.config.timing.pass_timeout_s,
         )
         if safety.arrivals == entries_before:
-            cause = "vehicle_backed_out" if entered else "pass_timeout"
-            self._emit(Fault, code=cause, detail="barrier opened but no vehicle passed")
-            self._close_barrier(cause)
+            if self._close_waiting():
+                return  # a guard closes it: the queued close lowers the barrier next
+            fault = "vehicle_backed_out" if entered else "pass_timeout"
+            self._emit(Fault, code=fault, detail="barrier opened but no vehicle passed")
+            self._close_barrier(fault)
             return
         self._wait_until(lambda: not safety.vehicle_present, timeout_s=None)
         vehicles = safety.arrivals - entries_before
@@ -212,20 +400,99 @@ class LaneController:
         self._close_barrier("vehicle_passed")
 
     def _close_barrier(self, cause: str) -> None:
+        if self._held_open or self.fire_active():
+            return  # a guard holds it open (only a close ends that), or a fire does
         # The interlock in Barrier.lower() refuses while the safety loop is occupied;
         # keep trying each time the loops change until it is clear.
         while not self._hw.barrier.lower():
-            self._wait_until(lambda: not self._hw.safety_loop.vehicle_present, timeout_s=None)
-            if self._stopping.is_set():
+            self._wait_until(lambda: not self._hw.safety_loop.vehicle_present
+                             or self.fire_active(), timeout_s=None)
+            if self._stopping.is_set() or self.fire_active():
                 return
         self._moved("closed", cause)
         # The vehicle that just passed may still stand on the arming loop of an exit ramp;
         # only a new arrival starts the next sequence.
 
     def _moved(self, position: BarrierPosition, cause: str) -> None:
-        self.barrier_position = position
+        with self._state_lock:
+            if position == "closed":
+                self.mode = "normal"
+            self.barrier_position = position
         self._emit(BarrierMoved, position=position, cause=cause)
         self.publish_state()
+
+    # fire ----------------------------------------------------------------------------------
+
+    def _fire_open(self) -> None:
+        """Hold the barrier up while the fire lasts; report every car that leaves, free."""
+        safety, arming = self._hw.safety_loop, self._hw.arming_loop
+        self._in_fire = True
+        self._hw.barrier.raise_()
+        with self._state_lock:
+            self.mode = "fire_open"
+        self._moved("open", "fire_alarm")
+        self._show(*TEXTS["fire"])
+        passages: deque[tuple[str, str | None]] = deque()  # (correlation id, plate) read
+        departures = safety.departures
+        while self.fire_active() and not self._stopping.is_set():
+            self._wait_until(
+                lambda: not self.fire_active() or self._command_waiting()
+                or arming.arrivals > self._served_arrivals
+                or safety.departures > departures,  # noqa: B023 - read now, on purpose
+                timeout_s=None)
+            command = self._next_command()
+            if command is not None:
+                self._fire_command(command)
+            if arming.arrivals > self._served_arrivals:  # even one already gone: read it
+                self._served_arrivals = arming.arrivals
+                self._emit(VehicleDetected, loop="arming")
+                passages.append(self._fire_decision(self._read_plate().plate))
+            while safety.departures > departures:
+                departures += 1
+                correlation_id, plate = (passages.popleft() if passages
+                                         else self._fire_decision(None))
+                self._emit(Passed, direction=self.config.direction, plate=plate,
+                           correlation_id=correlation_id, session_id=None, fee_fen=0)
+        self._in_fire = False
+        if self._stopping.is_set():
+            return
+        log.warning("lane %s: fire over, back to normal", self.lane)
+        with self._state_lock:
+            self.mode = "free_open" if self._held_open else "normal"
+        self._show(*TEXTS["idle"])
+        if self._held_open:
+            self.publish_state()
+            return
+        self._close_barrier("fire_over")
+        self._served_arrivals = arming.arrivals  # cars met during the fire have been let out
+
+    def _fire_decision(self, plate: str | None) -> tuple[str, str | None]:
+        correlation_id = uuid.uuid4().hex[:20]
+        verdict = Verdict("open", "fire_open", 0, None, "lane", 0.0, TEXTS["fire"])
+        self.last_verdict = verdict
+        self.verdicts += 1
+        self._emit(Decision, correlation_id=correlation_id, direction=self.config.direction,
+                   plate=plate, action="open", reason="fire_open", fee_fen=0, session_id=None,
+                   decided_by="lane", wait_ms=0.0)
+        return correlation_id, plate
+
+    def _fire_command(self, command: LaneCommand) -> None:
+        """During a fire the barrier stays up whatever a command says."""
+        if self._verifier is not None and not self._verifier.still_valid(command):
+            return
+        self.commands_done += 1
+        if command.command == "close":
+            self._held_open = False
+            self._emit(Fault, code="fire_hold",
+                       detail=f"close from {command.issuer} refused: the fire alarm holds "
+                              "the barrier open")
+        elif command.command == "hold_open":
+            self._held_open = True
+        elif command.command == "display":
+            self.display = DisplayText(zh=str(command.args.get("zh", "")),
+                                       en=str(command.args.get("en", "")),
+                                       issuer=command.issuer)
+        # open: the barrier is up already
 
     # deciding ------------------------------------------------------------------------
 
@@ -250,9 +517,26 @@ class LaneController:
         reply = pending.reply
         if not answered or reply is None:
             log.warning("lane %s: gateway silent for %d ms, deciding alone", lane, deadline_ms)
-            return offline_verdict(self.config.direction, wait_ms)
+            return self._decide_alone(correlation_id, reading, wait_ms)
+        shown = (reply.display_zh, reply.display_en) if reply.display_zh or reply.display_en \
+            else None
         return Verdict(reply.action, reply.reason, reply.fee_fen, reply.session_id, "gateway",
-                       wait_ms)
+                       wait_ms, shown)
+
+    def _decide_alone(self, correlation_id: str, reading: PlateReading,
+                      wait_ms: float) -> Verdict:
+        """The replica's answer, with the same pure cores as the gateway; its evidence is
+        journaled (the decision event itself goes into the journal too, synchronous FULL)."""
+        now = self._clock.now()
+        if self.config.direction == "entry":
+            offline = self.replica.entry(reading.plate, now)
+        else:
+            offline = self.replica.exit(reading.plate, reading.char_confidences, now)
+        self._journal.put(f"decision.{correlation_id}", json.dumps(
+            {"reason": offline.reason, "fee_fen": offline.fee_fen, **offline.evidence},
+            ensure_ascii=False, default=str))
+        return Verdict(offline.action, offline.reason, offline.fee_fen, offline.session_id,
+                       "lane", wait_ms, offline.display)
 
     def _on_decide_reply(self, _topic: str, payload: bytes) -> None:
         try:
@@ -269,6 +553,99 @@ class LaneController:
         pending.reply = reply
         pending.answered.set()
 
+    # commands ----------------------------------------------------------------------------
+
+    def _on_command(self, _topic: str, payload: bytes) -> None:
+        """paho's thread: check at once (a command's age counts from its arrival), queue the
+        outcome for the worker, wake it."""
+        if self._verifier is None:
+            verdict = CommandVerdict.reject("bad_signature", "this lane has no command key")
+        else:
+            verdict = self._verifier.check_payload(payload)
+        if verdict.accepted and verdict.command is not None:
+            log.info("lane %s: accepted %s", self.lane, verdict.detail)
+            self._commands.append(verdict.command)
+        else:
+            log.warning("lane %s: command rejected (%s): %s", self.lane, verdict.reason,
+                        verdict.detail)
+            self._rejections.append(verdict)
+        self._changed.set()
+
+    def _command_waiting(self) -> bool:
+        return bool(self._commands)
+
+    def _close_waiting(self) -> bool:
+        return any(command.command == "close" for command in list(self._commands))
+
+    def _next_command(self) -> LaneCommand | None:
+        try:
+            return self._commands.popleft()
+        except IndexError:
+            return None
+
+    def _report_rejections(self) -> None:
+        while True:
+            try:
+                verdict = self._rejections.popleft()
+            except IndexError:
+                return
+            self.commands_rejected += 1
+            self._emit(Fault, code="command_rejected",
+                       detail=f"{verdict.reason}: {verdict.detail}"[:512])
+
+    def _run_command(self, command: LaneCommand) -> None:
+        """Carry out one accepted command on the worker."""
+        if self._verifier is not None and not self._verifier.still_valid(command):
+            # It waited behind a car for longer than it was valid: the guard has moved on.
+            self._rejections.append(CommandVerdict.reject(
+                "expired", f"{command.command}: expired while the lane was busy", command))
+            self._report_rejections()
+            return
+        self.commands_done += 1
+        if command.command == "open":
+            self._manual_open(command)
+        elif command.command == "hold_open":
+            self._held_open = True
+            self._hw.barrier.raise_()
+            self.mode = "free_open"
+            self._moved("open", "command_hold_open")
+        elif command.command == "close":
+            self._held_open = False
+            if self._hw.barrier.is_up:
+                self._close_barrier("command_close")
+        elif command.command == "display":
+            self.display = DisplayText(zh=str(command.args.get("zh", "")),
+                                       en=str(command.args.get("en", "")),
+                                       issuer=command.issuer)
+            self._show(self.display.zh, self.display.en)
+        else:
+            self._emit(Fault, code="command_unsupported",
+                       detail=f"{command.command} from {command.issuer} is not supported yet")
+
+    def _manual_open(self, command: LaneCommand) -> None:
+        """Let one vehicle through on a guard's word: the normal open → passed → close path."""
+        arming = self._hw.arming_loop
+        plate: str | None = None
+        if arming.vehicle_present:
+            last = self._last_read
+            if last is not None and last[0] == arming.arrivals:
+                plate = last[1]  # the car that was read (and maybe refused) is still there
+            else:
+                plate = self._read_plate().plate
+        # The car at the gate now is this opening's; only a new arrival starts a sequence.
+        self._served_arrivals = arming.arrivals
+        correlation_id = command.nonce  # ties decision and passed to the audited order
+        verdict = Verdict("open", "manual_open", 0, None, "gateway", 0.0)
+        self.last_verdict = verdict
+        self.verdicts += 1
+        self._emit(
+            Decision, correlation_id=correlation_id, direction=self.config.direction,
+            plate=plate, action="open", reason="manual_open", fee_fen=0, session_id=None,
+            decided_by="gateway", wait_ms=0.0,
+        )
+        self._open_and_pass(correlation_id, plate, verdict, cause="manual_open")
+        self._served_arrivals = arming.arrivals
+
     # helpers ----------------------------------------------------------------------------
 
     def _wait_until(self, condition: Callable[[], bool], *, timeout_s: float | None) -> bool:
@@ -276,6 +653,8 @@ class LaneController:
         deadline = None if timeout_s is None else self._clock.now() + timedelta(seconds=timeout_s)
         while not self._stopping.is_set():
             self._changed.clear()
+            self._report_rejections()
+            self._report_replica_gap()
             if condition():
                 return True
             if deadline is None:
@@ -287,11 +666,25 @@ class LaneController:
             self._clock.wait(self._changed, remaining)
         return False
 
+    def _report_replica_gap(self) -> None:
+        gaps = self.replica.gaps
+        if gaps > self._gaps_reported:
+            self._gaps_reported = gaps
+            self._emit(Fault, code="replica_gap",
+                       detail=f"replica at {self.replica.epoch} v{self.replica.version} "
+                              "missed deltas: deciding from it until the next snapshot "
+                              "(please send one)")
+
     def _emit(self, kind: Any, **fields: Any) -> None:
+        """Journal the event (durable when this returns), then let the outbox publish it."""
+        topic = topics.lane_event(self.config.site, self.lane)
         with self._seq_lock:
             self._seq += 1
-            seq = self._seq
-        event = kind(
-            event_id=uuid.uuid4().hex, seq=seq, ts=self._clock.now(), lane=self.lane, **fields
-        )
-        self._bus.publish(topics.lane_event(self.config.site, self.lane), event)
+            event = kind(
+                event_id=uuid.uuid4().hex, seq=self._seq, ts=self._clock.now(), lane=self.lane,
+                **fields,
+            )
+            self._journal.append(JournalRow(event.seq, event.event_id, event.type, topic,
+                                            event.to_json()))
+            self._emitted += 1
+        self._outbox.wake()

@@ -3,19 +3,45 @@ in reverse."""
 
 from __future__ import annotations
 
+import logging
+import tempfile
+import threading
 from datetime import UTC, datetime
+from pathlib import Path
 
 from gpiozero.pins import Factory
+from gpiozero.pins.mock import MockFactory
 
 from broker.bus import BrokerAddress, MqttBus, Will
 from broker.contract import topics
 from broker.contract.messages import LaneState
 from firmware.lane.camera import Camera, PlateReader
+from firmware.lane.commands import CommandVerifier
 from firmware.lane.config import LaneConfig
 from firmware.lane.controller import LaneController
+from firmware.lane.display import Display
 from firmware.lane.hardware import LaneHardware
+from firmware.lane.journal import Journal
+from firmware.lane.replica import LaneReplica
 from parkguard import __version__
 from parkguard.clock import Clock
+from parkguard.errors import BrokerError
+
+log = logging.getLogger(__name__)
+
+BROKER_RETRY_S = 5.0
+"""How long each attempt to reach the broker at start waits before the lane retries."""
+
+
+def command_verifier(config: LaneConfig, clock: Clock) -> CommandVerifier | None:
+    """The checker for this lane's signed commands, or None when it has no key (every
+    command is then refused: an unkeyed lane must not obey whoever can publish)."""
+    key = config.command_key()
+    if key is None:
+        return None
+    settings = config.commands
+    return CommandVerifier(key, clock, config.lane, skew_s=settings.clock_skew_s,
+                           max_window_s=settings.max_window_s)
 
 
 def offline_will(config: LaneConfig) -> Will:
@@ -31,7 +57,12 @@ def offline_will(config: LaneConfig) -> Will:
 
 
 class LaneNode:
-    """One running lane: hardware, bus and controller with an explicit lifecycle."""
+    """One running lane: hardware, journal, replica, bus and controller with an explicit
+    lifecycle.
+
+    The lane starts without a broker: the barrier works, decisions come from the replica
+    and events wait in the journal, while a thread keeps trying to connect.
+    """
 
     def __init__(
         self,
@@ -41,27 +72,70 @@ class LaneNode:
         camera: Camera,
         reader: PlateReader,
         pin_factory: Factory | None = None,
+        display: Display | None = None,
     ) -> None:
         self.config = config
         self.hardware = LaneHardware(config.pins, pin_factory=pin_factory)
+        self._scratch: tempfile.TemporaryDirectory[str] | None = None
+        self.journal = Journal(self._journal_path(config, pin_factory))
+        self.replica = LaneReplica(site=config.site, lane=config.lane, journal=self.journal,
+                                   policy=config.matching)
+        self.replica.load()
+        self._stopping = threading.Event()
+        self._connector: threading.Thread | None = None
         self.bus = MqttBus(
             BrokerAddress.from_settings(config.broker),
             client_id=f"lane-{config.site}-{config.lane}",
             will=offline_will(config),
         )
         self.controller = LaneController(
-            config, clock=clock, hardware=self.hardware, camera=camera, reader=reader, bus=self.bus
+            config, clock=clock, hardware=self.hardware, camera=camera, reader=reader, bus=self.bus,
+            journal=self.journal, replica=self.replica, display=display,
+            verifier=command_verifier(config, clock),
         )
 
+    def _journal_path(self, config: LaneConfig, pin_factory: Factory | None) -> Path:
+        """``journal.path`` if set; a lane on mock pins without one (simulator, tests) gets a
+        private scratch journal, so simulated lanes never share ``var/lane-{lane}.db`` with
+        another run; a real lane uses ``var/lane-{lane}.db``."""
+        if config.journal.path is None and isinstance(pin_factory, MockFactory):
+            self._scratch = tempfile.TemporaryDirectory(prefix=f"parkguard-lane-{config.lane}-")
+            return Path(self._scratch.name) / "journal.db"
+        return config.journal_path()
+
     def start(self) -> LaneNode:
-        self.bus.start()
+        try:
+            self.bus.start(timeout=BROKER_RETRY_S)
+        except BrokerError as error:
+            if self.bus.refused is not None:
+                raise  # wrong login or certificate: an installer must fix it, retrying won't
+            log.warning("lane %s: %s; working offline and retrying", self.config.lane, error)
+            self._connector = threading.Thread(target=self._keep_connecting, daemon=True,
+                                               name=f"connect-{self.config.lane}")
+            self._connector.start()
         self.controller.start()
         return self
 
+    def _keep_connecting(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                self.bus.start(timeout=BROKER_RETRY_S)
+                log.info("lane %s: broker reached", self.config.lane)
+                return
+            except BrokerError as error:
+                log.info("lane %s: broker still unreachable: %s", self.config.lane, error)
+                self._stopping.wait(1.0)
+
     def stop(self) -> None:
+        self._stopping.set()
         self.controller.stop()
+        if self._connector is not None:
+            self._connector.join(timeout=BROKER_RETRY_S + 2)
         self.bus.stop()
+        self.journal.close()
         self.hardware.close()
+        if self._scratch is not None:
+            self._scratch.cleanup()
 
     def __enter__(self) -> LaneNode:
         return self.start()

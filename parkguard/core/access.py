@@ -42,6 +42,7 @@ from typing import Any, Final, Literal, TypeAlias
 
 from parkguard.core.plates.grammar import is_plate
 from parkguard.core.plates.normalise import normalise_plate
+from parkguard.core.privacy import mask_phone
 from parkguard.errors import ParkGuardError
 
 __all__ = [
@@ -60,7 +61,6 @@ __all__ = [
     "list_entry_from_json",
     "list_entry_to_json",
     "masked_name",
-    "masked_phone",
     "pass_from_json",
     "pass_to_json",
     "require_plate",
@@ -115,24 +115,6 @@ def require_plate(field_name: str, text: str) -> str:
     if not is_plate(plate):
         raise AccessError(field_name, f"{text!r} is not a plate (GA 36-2018)")
     return plate
-
-
-def masked_phone(phone: str) -> str:
-    """A phone number fit to print: the first 3 and last 4 digits of a mobile, the rest stars.
-
-    Phones are kept so the car park can ask a driver to move a car (flood plan); they are
-    customer data and never appear unmasked in logs, audit entries, displays or replicas.
-
-    >>> masked_phone("13812345678"), masked_phone("+8613812345678"), masked_phone("5551234")
-    ('138****5678', '+86138****5678', '*****34')
-    """
-    digits = phone.removeprefix("+")
-    prefix = "+" if phone.startswith("+") else ""
-    if len(digits) >= 11:
-        return f"{prefix}{digits[:-8]}{'*' * 4}{digits[-4:]}"
-    if len(digits) >= 8:
-        return f"{prefix}{digits[:3]}{'*' * (len(digits) - 7)}{digits[-4:]}"
-    return f"{prefix}{'*' * max(len(digits) - 2, 1)}{digits[-2:]}"
 
 
 def masked_name(name: str) -> str:
@@ -249,7 +231,7 @@ class Pass:
     @property
     def masked_phone(self) -> str | None:
         """The phone as it may be printed (``138****5678``), or None if there is none."""
-        return None if self.phone is None else masked_phone(self.phone)
+        return None if self.phone is None else mask_phone(self.phone)
 
     def is_revoked(self, now: datetime) -> bool:
         return self.revoked_at is not None and self.revoked_at <= now

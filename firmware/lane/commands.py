@@ -1,0 +1,212 @@
+"""Checks a signed lane command before the lane acts on it: key, lane, time window, nonce.
+
+Why a lane checks at all: the command topic opens a barrier, so anybody who can
+publish there — a stolen login, a bridged fleet broker, a recording of
+yesterday's traffic — must not be able to. The gateway signs every command with
+this lane's own key (HMAC-SHA256 over :meth:`LaneCommand.canonical_bytes`), and
+the lane accepts it only if
+
+- the signature is right (``bad_signature``),
+- it names this lane when it names one (``wrong_lane``),
+- its validity window is not absurdly long (``malformed``) — a short window
+  is what makes a bounded replay cache enough,
+- ``issued <= now < expires`` within a small clock skew (``not_yet_valid``,
+  ``expired``),
+- its nonce has not been accepted before (``replayed``),
+
+and the payload is a well-formed command in the first place (``malformed``).
+
+The signature covers the command's *meaning*, not the bytes on the wire: a byte
+change that is only another spelling of the same instant
+(``2026-05-06t02:00:00,000z``) decodes to the identical command, whose nonce
+is spent once — so it still runs at most once. Every other change either fails
+to decode or breaks the signature.
+
+Pure logic: no MQTT, no GPIO. Thread-safe, so the lane can check a command the
+moment it arrives (its age is judged at receipt, not when the worker gets to it).
+
+>>> from datetime import UTC, datetime, timedelta
+>>> from parkguard.clock import ManualClock
+>>> clock = ManualClock(datetime(2026, 5, 6, 2, 0, tzinfo=UTC))
+>>> key = bytes(32)
+>>> command = LaneCommand(command="open", args={"lane": "in1"}, reason="help button",
+...     issuer="guard:0042", nonce="9f86d081884c7d65", issued=clock.now(),
+...     expires=clock.now() + timedelta(seconds=30)).signed(key)
+>>> verifier = CommandVerifier(key, clock, "in1")
+>>> verifier.check(command).accepted
+True
+>>> verifier.check(command).reason
+'replayed'
+"""
+
+from __future__ import annotations
+
+import heapq
+import threading
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Final, Literal, TypeAlias
+
+from broker.contract.messages import LaneCommand
+from parkguard.clock import Clock, utc_iso
+from parkguard.errors import ContractError
+
+RejectReason: TypeAlias = Literal[
+    "bad_signature", "expired", "not_yet_valid", "replayed", "malformed", "wrong_lane"
+]
+
+DEFAULT_SKEW_S: Final = 5.0
+"""How far the gateway's and the lane's clocks may disagree (both run NTP on site)."""
+DEFAULT_MAX_WINDOW_S: Final = 300.0
+"""Longest ``expires - issued`` a lane accepts; the gateway uses 30 s."""
+DEFAULT_MAX_REMEMBERED: Final = 4096
+"""Nonces kept at most; far more than a lane can legitimately get within one window."""
+DISPLAY_TEXT_MAX: Final = 64
+
+
+@dataclass(frozen=True, slots=True)
+class CommandVerdict:
+    """Whether to act on a command; when not, the reason code and a sentence for the log."""
+
+    accepted: bool
+    reason: RejectReason | None
+    detail: str
+    command: LaneCommand | None = None
+
+    @classmethod
+    def accept(cls, command: LaneCommand) -> CommandVerdict:
+        return cls(True, None, f"{command.command} from {command.issuer}", command)
+
+    @classmethod
+    def reject(cls, reason: RejectReason, detail: str,
+               command: LaneCommand | None = None) -> CommandVerdict:
+        return cls(False, reason, detail, command)
+
+
+class CommandVerifier:
+    """Accepts each authentic, current command for one lane exactly once.
+
+    The replay cache remembers every accepted nonce until its command could no
+    longer pass the time check anyway (``expires`` + skew), so it stays small.
+    If it ever holds ``max_remembered`` live nonces, the one that expires first is
+    forgotten and a *floor* is raised to its expiry: from then on any command that
+    expires at or before the floor is refused as ``replayed``. Forgetting can thus
+    only refuse too much (under a flood of valid commands), never let a replay in.
+    """
+
+    def __init__(
+        self,
+        key: bytes,
+        clock: Clock,
+        lane: str,
+        *,
+        skew_s: float = DEFAULT_SKEW_S,
+        max_window_s: float = DEFAULT_MAX_WINDOW_S,
+        max_remembered: int = DEFAULT_MAX_REMEMBERED,
+    ) -> None:
+        if len(key) < 16:
+            raise ValueError(f"a lane command key must be at least 16 bytes, got {len(key)}")
+        if skew_s < 0 or max_window_s <= 0 or max_remembered < 1:
+            raise ValueError("skew_s >= 0, max_window_s > 0 and max_remembered >= 1 please")
+        self._key = key
+        self._clock = clock
+        self.lane = lane
+        self._skew = timedelta(seconds=skew_s)
+        self._max_window = timedelta(seconds=max_window_s)
+        self._max_remembered = max_remembered
+        self._lock = threading.Lock()
+        self._seen: dict[str, datetime] = {}
+        self._by_expiry: list[tuple[datetime, str]] = []
+        self._floor: datetime | None = None
+
+    @property
+    def remembered(self) -> int:
+        """Nonces currently held by the replay cache."""
+        with self._lock:
+            return len(self._seen)
+
+    def check_payload(self, payload: bytes | str) -> CommandVerdict:
+        """Decode a received payload and check it; a payload that is no command is
+        ``malformed``."""
+        try:
+            command = LaneCommand.from_json(payload)
+        except ContractError as error:
+            return CommandVerdict.reject("malformed", str(error)[:400])
+        return self.check(command)
+
+    def check(self, command: LaneCommand) -> CommandVerdict:
+        """Accept ``command`` (and spend its nonce) or say why not."""
+        if not command.signature_valid(self._key):
+            return CommandVerdict.reject(
+                "bad_signature", f"{command.command}: signature does not match this lane's key",
+                command)
+        named = command.args.get("lane")
+        if named is not None and named != self.lane:
+            return CommandVerdict.reject(
+                "wrong_lane", f"{command.command} is addressed to lane {named!r}, not "
+                f"{self.lane!r}", command)
+        problem = args_problem(command)
+        if problem is not None:
+            return CommandVerdict.reject("malformed", problem, command)
+        window = command.expires - command.issued
+        if window > self._max_window:
+            return CommandVerdict.reject(
+                "malformed", f"{command.command}: valid for {window.total_seconds():.0f} s, "
+                f"longer than the {self._max_window.total_seconds():.0f} s a lane accepts",
+                command)
+        now = self._clock.now()
+        if now + self._skew < command.issued:
+            return CommandVerdict.reject(
+                "not_yet_valid", f"{command.command}: issued {utc_iso(command.issued)}, "
+                f"lane clock says {utc_iso(now)}", command)
+        if now >= command.expires + self._skew:
+            return CommandVerdict.reject(
+                "expired", f"{command.command}: expired {utc_iso(command.expires)}, "
+                f"lane clock says {utc_iso(now)}", command)
+        with self._lock:
+            self._forget_until(now)
+            if command.nonce in self._seen or (
+                self._floor is not None and command.expires <= self._floor
+            ):
+                return CommandVerdict.reject(
+                    "replayed", f"{command.command}: nonce {command.nonce} was already used",
+                    command)
+            self._remember(command.nonce, command.expires)
+        return CommandVerdict.accept(command)
+
+    def still_valid(self, command: LaneCommand) -> bool:
+        """Whether an accepted command is still inside its window now (a lane that was busy
+        drops orders that went stale while they waited)."""
+        return self._clock.now() < command.expires + self._skew
+
+    # replay cache ---------------------------------------------------------------------
+
+    def _forget_until(self, now: datetime) -> None:
+        # A nonce whose command fails the time check anyway need not be remembered.
+        while self._by_expiry and self._by_expiry[0][0] + self._skew <= now:
+            _expires, nonce = heapq.heappop(self._by_expiry)
+            self._seen.pop(nonce, None)
+
+    def _remember(self, nonce: str, expires: datetime) -> None:
+        if len(self._seen) >= self._max_remembered:
+            dropped_expires, dropped = heapq.heappop(self._by_expiry)
+            self._seen.pop(dropped, None)
+            if self._floor is None or dropped_expires > self._floor:
+                self._floor = dropped_expires
+        self._seen[nonce] = expires
+        heapq.heappush(self._by_expiry, (expires, nonce))
+
+
+def args_problem(command: LaneCommand) -> str | None:
+    """What is wrong with a command's arguments for its kind, if anything."""
+    lane = command.args.get("lane")
+    if lane is not None and not isinstance(lane, str):
+        return f"{command.command}: args.lane must be a string"
+    if command.command == "display":
+        texts = {k: command.args.get(k) for k in ("zh", "en")}
+        if all(v is None for v in texts.values()):
+            return "display: needs args.zh or args.en"
+        for name, value in texts.items():
+            if value is not None and (not isinstance(value, str) or len(value) > DISPLAY_TEXT_MAX):
+                return f"display: args.{name} must be text of at most {DISPLAY_TEXT_MAX} characters"
+    return None

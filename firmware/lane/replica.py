@@ -1,0 +1,434 @@
+"""The lane's replica of what the gateway decides from, and the lane's own decisions from it.
+
+The gateway publishes to each lane (``docs/replicas.md``) a retained **snapshot**, ordered
+**deltas** after it and the retained **capacity**. :class:`LaneReplica` keeps them:
+
+- a snapshot replaces everything and sets the epoch and version;
+- a delta of the same epoch and exactly the next version is applied; one the lane already
+  has (same epoch, version not above its own) is a QoS 1 repeat and ignored; anything else
+  is a **gap**: the delta is not applied, the lane keeps deciding from what it has and
+  ignores every further delta until the next snapshot arrives (the gateway sends one every
+  ``snapshot_every`` deltas, at start and on a sync); the controller reports the gap once
+  as ``fault replica_gap`` so the control room (and the gateway) can send a snapshot;
+- everything applied is also written to the lane's journal (:mod:`firmware.lane.journal`),
+  so the replica survives a reboot.
+
+When the gateway does not answer a decide in time the lane decides here, with the **same
+pure cores** the gateway uses: :func:`~parkguard.core.access.entry_access` at the entry,
+the plate matcher (:func:`~parkguard.core.plates.match`) over the open sessions and
+:func:`~parkguard.core.tariffs.quote` over the replica's tariff file at the exit, with
+:func:`~parkguard.core.access.billable_span` for pass cars and
+:func:`~parkguard.core.payments.amount_due` for prepaid ones. Every reason starts with
+``offline_`` and the decision event says ``decided_by: "lane"``. Merchant coupons and older
+debts are not in the replica: the gateway settles them when the passage arrives.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from broker.contract import topics
+from broker.contract.messages import (
+    CapacityState,
+    ListsChanged,
+    PassesChanged,
+    ReplicaDelta,
+    ReplicaPrepaid,
+    ReplicaSession,
+    ReplicaSnapshot,
+    SessionClosed,
+    decode,
+)
+from firmware.lane.display import TEXTS, fee_due, goodbye
+from firmware.lane.journal import Journal
+from parkguard.core.access import (
+    ListEntry,
+    Pass,
+    billable_span,
+    entry_access,
+    list_entry_from_json,
+    pass_from_json,
+)
+from parkguard.core.payments import amount_due
+from parkguard.core.plates import (
+    MatchPolicy,
+    OcrRead,
+    PlateError,
+    PlateIndex,
+    PlateSeries,
+    match,
+    normalise_plate,
+    parse_plate,
+)
+from parkguard.core.tariffs import TariffDocument, parse_tariff_document, quote
+from parkguard.errors import ContractError, ParkGuardError
+
+log = logging.getLogger(__name__)
+
+DeltaOutcome = Literal["applied", "repeat", "gap", "no_snapshot"]
+
+_CAPACITY_KEY = "replica.capacity"
+
+
+@dataclass(frozen=True, slots=True)
+class OfflineVerdict:
+    """What the lane decided alone, with what the display shows and the evidence kept."""
+
+    action: Literal["open", "refuse"]
+    reason: str
+    fee_fen: int = 0
+    session_id: str | None = None
+    display: tuple[str, str] = TEXTS["welcome"]
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+
+def spelling(read: str) -> str:
+    """The one spelling a plate is stored under (as ``gateway.inside.CarsInside.spelling``)."""
+    try:
+        return normalise_plate(read)
+    except PlateError:
+        return read.strip()
+
+
+def ocr_read(text: str, confidences: Iterable[float] = ()) -> OcrRead:
+    """The read as the matcher wants it (as ``gateway.inside.ocr_read``)."""
+    given = tuple(confidences)
+    if given:
+        try:
+            return OcrRead(text, given)
+        except PlateError:
+            pass
+    return OcrRead(text)
+
+
+def vehicle_class_for(plate: str, classes: set[str]) -> str:
+    """The class a plate is priced as (as ``gateway.pricing.vehicle_class_for``)."""
+    try:
+        series = parse_plate(plate).series
+    except PlateError:
+        return "small"
+    if series is PlateSeries.NEW_ENERGY_SMALL and "new_energy" in classes:
+        return "new_energy"
+    return "small"
+
+
+class LaneReplica:
+    """The lane's copy of sessions, passes, lists, tariff, prepayments and capacity.
+
+    Fed on paho's thread (:meth:`on_message`), read by the lane's worker (``entry``,
+    ``exit``): one lock around both.
+    """
+
+    def __init__(self, *, site: str, lane: str, journal: Journal | None = None,
+                 policy: MatchPolicy | None = None) -> None:
+        self.site, self.lane = site, lane
+        self._journal = journal
+        self._policy = policy or MatchPolicy()
+        self._lock = threading.Lock()
+        self.epoch: str | None = None
+        self.version = 0
+        self.waiting_for_snapshot = False
+        self.gaps = 0
+        self.repeats = 0
+        self.rejected = 0
+        self._sessions: dict[str, ReplicaSession] = {}
+        self._index = PlateIndex()
+        self._session_by_key: dict[str, str] = {}
+        self._passes: list[Pass] = []
+        self._lists: list[ListEntry] = []
+        self._prepaid: dict[str, ReplicaPrepaid] = {}
+        self._tariff_sha: str | None = None
+        self._tariff_source = ""
+        self._document: TariffDocument | None = None
+        self.capacity: CapacityState | None = None
+
+    # feeding ------------------------------------------------------------------------------
+
+    @property
+    def has_snapshot(self) -> bool:
+        return self.epoch is not None
+
+    def topics(self) -> list[str]:
+        return [topics.lane_replica(self.site, self.lane, part)
+                for part in ("snapshot", "delta", "capacity")]
+
+    def on_message(self, topic: str, payload: bytes) -> str:
+        """Take one replica message (paho's thread); say what became of it."""
+        try:
+            value = decode(topic, payload)
+        except ContractError as error:
+            self.rejected += 1
+            log.warning("lane %s: replica message refused: %s", self.lane, error)
+            return "refused"
+        if isinstance(value, ReplicaSnapshot):
+            self.apply_snapshot(value)
+            return "snapshot"
+        if isinstance(value, ReplicaDelta):
+            return self.apply_delta(value)
+        if isinstance(value, CapacityState):
+            self.apply_capacity(value)
+            return "capacity"
+        self.rejected += 1
+        return "refused"
+
+    def load(self) -> None:
+        """Restore what the journal kept (at start, before the bus delivers anything)."""
+        if self._journal is None:
+            return
+        snapshot, deltas = self._journal.load_replica()
+        if snapshot is not None:
+            try:
+                self.apply_snapshot(ReplicaSnapshot.from_json(snapshot), persist=False)
+                for delta in deltas:
+                    self.apply_delta(ReplicaDelta.from_json(delta), persist=False)
+            except (ContractError, ParkGuardError) as error:
+                log.error("lane %s: stored replica unusable, waiting for a snapshot: %s",
+                          self.lane, error)
+        capacity = self._journal.get(_CAPACITY_KEY)
+        if capacity is not None:
+            try:
+                self.capacity = CapacityState.from_json(capacity)
+            except ContractError:
+                pass
+        if self.has_snapshot:
+            log.info("lane %s: replica restored at %s v%d, %d inside", self.lane, self.epoch,
+                     self.version, len(self._sessions))
+
+    def apply_snapshot(self, snapshot: ReplicaSnapshot, *, persist: bool = True) -> None:
+        document = self._document
+        if snapshot.tariff.sha256 != self._tariff_sha:
+            document = parse_tariff_document(snapshot.tariff.text, source=snapshot.tariff.source)
+        passes = _passes(snapshot.passes)
+        lists = _lists(snapshot.lists)
+        with self._lock:
+            self._document = document
+            self._tariff_sha = snapshot.tariff.sha256
+            self._tariff_source = snapshot.tariff.source
+            self._passes, self._lists = passes, lists
+            self._sessions = {}
+            self._index = PlateIndex()
+            self._session_by_key = {}
+            for session in snapshot.sessions:
+                self._open(session)
+            self._prepaid = {p.session_id: p for p in snapshot.prepaid}
+            self.epoch, self.version = snapshot.epoch, snapshot.version
+            self.waiting_for_snapshot = False
+        if persist and self._journal is not None:
+            self._journal.save_snapshot(snapshot.model_dump_json())
+
+    def apply_delta(self, delta: ReplicaDelta, *, persist: bool = True) -> DeltaOutcome:
+        with self._lock:
+            if self.epoch is None:
+                return "no_snapshot"
+            if delta.epoch == self.epoch and delta.version <= self.version:
+                self.repeats += 1
+                return "repeat"
+            if self.waiting_for_snapshot or delta.epoch != self.epoch \
+                    or delta.version != self.version + 1:
+                if not self.waiting_for_snapshot:
+                    self.gaps += 1
+                    log.warning("lane %s: replica gap (have %s v%d, got %s v%d): waiting for "
+                                "a snapshot", self.lane, self.epoch, self.version, delta.epoch,
+                                delta.version)
+                self.waiting_for_snapshot = True
+                return "gap"
+            data = delta.data
+            if isinstance(data, ReplicaSession):
+                self._open(data)
+            elif isinstance(data, SessionClosed):
+                self._close(data.session_id)
+            elif isinstance(data, ReplicaPrepaid):
+                if data.paid_fen > 0:
+                    self._prepaid[data.session_id] = data
+                else:
+                    self._prepaid.pop(data.session_id, None)
+            elif isinstance(data, PassesChanged):
+                self._passes = _passes(data.passes)
+            elif isinstance(data, ListsChanged):
+                self._lists = _lists(data.lists)
+            self.version = delta.version
+        if persist and self._journal is not None:
+            self._journal.save_delta(delta.version, delta.model_dump_json())
+        return "applied"
+
+    def apply_capacity(self, state: CapacityState) -> None:
+        with self._lock:
+            self.capacity = state
+        if self._journal is not None:
+            self._journal.put(_CAPACITY_KEY, state.model_dump_json(), durable=False)
+
+    def _open(self, session: ReplicaSession) -> None:
+        self._close(session.session_id)
+        self._sessions[session.session_id] = session
+        if not session.plate:
+            return
+        try:
+            key = self._index.add(session.plate)
+        except PlateError:
+            return  # unmatched by plate, as at the gateway: a guard sorts it out
+        self._session_by_key[key] = session.session_id
+
+    def _close(self, session_id: str) -> None:
+        session = self._sessions.pop(session_id, None)
+        self._prepaid.pop(session_id, None)
+        if session is None or not session.plate:
+            return
+        for key, owner in list(self._session_by_key.items()):
+            if owner == session_id:
+                del self._session_by_key[key]
+                self._index.discard(key)
+
+    @property
+    def sessions_inside(self) -> int:
+        with self._lock:
+            return len(self._sessions)
+
+    # deciding -----------------------------------------------------------------------------
+
+    def entry(self, read: str | None, now: datetime) -> OfflineVerdict:
+        """The entry answer the gateway would give, from the replica (see module doc)."""
+        if read is None:
+            return OfflineVerdict("refuse", "offline_plate_unread", display=TEXTS["unread"])
+        with self._lock:
+            if self.epoch is None:
+                # Never had a replica: nothing to check against. Let the car in and say so;
+                # the gateway checks the entry when the journal reaches it.
+                return OfflineVerdict("open", "offline_entry", display=TEXTS["welcome"],
+                                      evidence={"replica": None})
+            plate = spelling(read)
+            evidence: dict[str, Any] = {"replica": f"{self.epoch}:{self.version}"}
+            inside = self._session_of(read)
+            if inside is not None:
+                return OfflineVerdict("open", "offline_already_inside", session_id=inside,
+                                      display=(f"{plate} 欢迎光临", f"Welcome {plate}"),
+                                      evidence=evidence)
+            access = entry_access(plate, now, passes=self._passes, lists=self._lists,
+                                  occupied=self._occupied())
+            full = self.capacity is not None and self.capacity.full
+        if access.refused:
+            return OfflineVerdict("refuse", f"offline_{access.reason}",
+                                  display=(access.display_zh, access.display_en),
+                                  evidence=evidence)
+        if full and access.kind == "visitor":
+            return OfflineVerdict("refuse", "offline_lot_full", display=TEXTS["lot_full"],
+                                  evidence=evidence)
+        reason = {"visitor": "visitor_entry", "pass": "pass_entry",
+                  "whitelisted": "whitelisted_entry"}[access.kind]
+        if access.reason == "pass_in_use":
+            reason = "pass_in_use"
+        zh, en = access.display_zh, access.display_en
+        if access.reason == "no_pass":
+            zh, en = f"{plate} 欢迎光临", f"Welcome {plate}"
+        return OfflineVerdict("open", f"offline_{reason}", display=(zh, en),
+                              evidence={**evidence, "access": access.kind,
+                                        "pass_id": access.pass_id})
+
+    def exit(self, read: str | None, char_confidences: Iterable[float],
+             now: datetime) -> OfflineVerdict:
+        """The exit answer the gateway would give, from the replica (no coupons, no debts)."""
+        if read is None:
+            return OfflineVerdict("refuse", "offline_plate_unread", display=TEXTS["unread"])
+        with self._lock:
+            if self.epoch is None or self._document is None:
+                return OfflineVerdict("refuse", "offline_no_replica",
+                                      display=TEXTS["no_replica"], evidence={"replica": None})
+            evidence: dict[str, Any] = {"replica": f"{self.epoch}:{self.version}",
+                                        "tariff_sha256": self._tariff_sha}
+            try:
+                result = match(ocr_read(read, char_confidences), self._index, self._policy)
+            except PlateError as error:
+                return OfflineVerdict("refuse", "offline_no_entry_record",
+                                      display=TEXTS["no_entry"],
+                                      evidence={**evidence, "match": f"unreadable: {error}"})
+            evidence["match"] = result.reason
+            if result.outcome == "ambiguous":
+                return OfflineVerdict("refuse", "offline_plate_ambiguous",
+                                      display=TEXTS["ambiguous"], evidence=evidence)
+            session_id = self._session_by_key.get(result.plate) if result.plate else None
+            session = self._sessions.get(session_id) if session_id else None
+            if session is None:
+                return OfflineVerdict("refuse", "offline_no_entry_record",
+                                      display=TEXTS["no_entry"], evidence=evidence)
+            fee, exemption = self._fee(session, now)
+            prepaid = self._prepaid.get(session.session_id)
+        paid = prepaid.paid_fen if prepaid is not None else 0
+        due = amount_due(fee_now_fen=fee, paid_fen=paid,
+                         last_paid_at=prepaid.grace_until if prepaid else None,
+                         grace_minutes=0, now=now).due_fen
+        if due:
+            reason = "paid_at_exit"
+        elif session.access in ("pass", "whitelisted") and fee == 0:
+            reason = session.access
+        elif exemption:
+            reason = "exempt"
+        else:
+            reason = "prepaid" if paid else "free"
+        plate = session.plate or None
+        display = fee_due(plate, due) if due else goodbye(plate)
+        return OfflineVerdict("open", f"offline_{reason}", fee_fen=due,
+                              session_id=session.session_id, display=display,
+                              evidence={**evidence, "fee_fen": fee, "paid_fen": paid})
+
+    def _session_of(self, read: str) -> str | None:
+        try:
+            key = PlateIndex.key(spelling(read))
+        except PlateError:
+            return None
+        return self._session_by_key.get(key)
+
+    def _occupied(self) -> set[str]:
+        """Passes with ``max_inside`` or more of their cars inside."""
+        counts: dict[str, int] = {}
+        for session in self._sessions.values():
+            if session.pass_id:
+                counts[session.pass_id] = counts.get(session.pass_id, 0) + 1
+        return {p.pass_id for p in self._passes if counts.get(p.pass_id, 0) >= p.max_inside}
+
+    def _fee(self, session: ReplicaSession, now: datetime) -> tuple[int, bool]:
+        """The stay's fee as ``gateway.billing.Billing`` prices it (without coupons)."""
+        document = self._document
+        if document is None or session.access == "whitelisted":
+            return 0, False
+        span: tuple[datetime, datetime] | None = (session.entry_at, now)
+        vehicle_class: str | None = None
+        if session.access == "pass":
+            held = next((p for p in self._passes if p.pass_id == session.pass_id), None)
+            if held is not None:
+                span = billable_span(session.entry_at, now, held)
+                vehicle_class = held.vehicle_class
+        if span is None:
+            return 0, False
+        classes = set(document.tariffs[0].classes)
+        if vehicle_class is not None and vehicle_class not in classes:
+            vehicle_class = None
+        if vehicle_class is None:
+            vehicle_class = vehicle_class_for(session.plate, classes)
+        priced = quote(document.book, entry=span[0], exit=span[1], plate=session.plate,
+                       vehicle_class=vehicle_class, coupons=(), calendar=document.calendar,
+                       timezone=document.zone)
+        return priced.total_fen, priced.exemption is not None
+
+
+def _passes(records: Iterable[Any]) -> list[Pass]:
+    passes = []
+    for record in records:
+        try:
+            passes.append(pass_from_json(record.model_dump(mode="json")))
+        except (ParkGuardError, ValueError, KeyError) as error:
+            log.warning("replica pass %s ignored: %s", getattr(record, "pass_id", "?"), error)
+    return passes
+
+
+def _lists(records: Iterable[Any]) -> list[ListEntry]:
+    entries = []
+    for record in records:
+        try:
+            entries.append(list_entry_from_json(record.model_dump(mode="json")))
+        except (ParkGuardError, ValueError, KeyError) as error:
+            log.warning("replica list entry ignored: %s", error)
+    return entries

@@ -1,0 +1,64 @@
+"""Uvicorn in a thread, so the gateway process serves its dashboard beside its worker."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from typing import TYPE_CHECKING
+
+import uvicorn
+
+from gateway.web.app import create_web_app
+from gateway.web.settings import WebSettings
+from parkguard.clock import Clock
+
+if TYPE_CHECKING:
+    from gateway.app import GatewayApp
+
+
+class WebServer:
+    """The dashboard on ``host:port`` (port 0: a free one), started and stopped with the
+    gateway. ``url`` is where it listens once started."""
+
+    def __init__(self, gateway_app: GatewayApp, host: str = "127.0.0.1", port: int = 0, *,
+                 settings: WebSettings | None = None, clock: Clock | None = None) -> None:
+        self.app = create_web_app(gateway_app, settings=settings, clock=clock)
+        self.host = host
+        self._socket = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._socket.bind((host, port))
+        self.port: int = self._socket.getsockname()[1]
+        self._server = uvicorn.Server(uvicorn.Config(
+            self.app, log_level="warning", access_log=False, lifespan="off",
+            timeout_graceful_shutdown=2))
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    def start(self, timeout: float = 10.0) -> WebServer:
+        self._thread = threading.Thread(target=self._server.run,
+                                        kwargs={"sockets": [self._socket]},
+                                        name="web", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"the web server did not start on {self.url}")
+            time.sleep(0.01)
+        return self
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        self._socket.close()
+
+    def __enter__(self) -> WebServer:
+        return self.start()
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
