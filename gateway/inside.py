@@ -7,7 +7,6 @@ from the open sessions in SQLite when the gateway starts, so a restart forgets n
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
 
 from parkguard.core.plates import (
     MatchPolicy,
@@ -16,22 +15,10 @@ from parkguard.core.plates import (
     PlateError,
     PlateIndex,
     match,
-    normalise_plate,
+    stored_spelling,
 )
 
 log = logging.getLogger(__name__)
-
-
-def ocr_read(text: str, confidences: Iterable[float] = ()) -> OcrRead:
-    """The read as the matcher wants it; confidences that do not line up with the text
-    (a reader that counted separators) are dropped rather than trusted."""
-    given = tuple(confidences)
-    if given:
-        try:
-            return OcrRead(text, given)
-        except PlateError:
-            pass
-    return OcrRead(text)
 
 
 class CarsInside:
@@ -46,17 +33,8 @@ class CarsInside:
     def __len__(self) -> int:
         return len(self._session_by_key)
 
-    @staticmethod
-    def spelling(read: str) -> str:
-        """The one spelling a plate is stored under (normalised, look-alikes repaired).
-
-        A read that is not even a well-formed identity (``#P12``) is kept as read: the car
-        is still recorded, a guard sorts it out, and the gateway never drops an entry.
-        """
-        try:
-            return normalise_plate(read)
-        except PlateError:
-            return read.strip()
+    #: The one spelling a plate is stored under (see :func:`stored_spelling`).
+    spelling = staticmethod(stored_spelling)
 
     def enter(self, plate: str, session_id: str) -> bool:
         """A car is inside under ``plate`` (as stored); say whether it can be matched.

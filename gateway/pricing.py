@@ -12,8 +12,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from parkguard.core.plates import PlateError, PlateSeries, parse_plate
-from parkguard.core.tariffs import Coupon, Quote, TariffDocument, parse_tariff_document, quote
+from parkguard.core.tariffs import (
+    Coupon,
+    Quote,
+    TariffDocument,
+    parse_tariff_document,
+    quote,
+    vehicle_class_for,
+)
 from parkguard.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -29,19 +35,6 @@ def load_tariff_file(path: Path) -> TariffDocument:
     except (OSError, UnicodeDecodeError) as error:
         raise ConfigError(f"{path}: cannot read tariff file: {error}") from error
     return parse_tariff_document(text, source=str(path))
-
-
-def vehicle_class_for(plate: str, classes: set[str]) -> str:
-    """The class a plate is priced as: a small new-energy plate as ``new_energy`` when the
-    tariff has that class; everything else ``small`` (a yellow large-car plate reads the
-    same as a blue one, so "large" needs a pass or a guard, not the plate text)."""
-    try:
-        series = parse_plate(plate).series
-    except PlateError:
-        return "small"
-    if series is PlateSeries.NEW_ENERGY_SMALL and "new_energy" in classes:
-        return "new_energy"
-    return "small"
 
 
 class SitePricing:

@@ -36,6 +36,7 @@ from broker.contract.messages import (
     LANE_EVENT_TYPES,
     DecideReply,
     DecideRequest,
+    Fault,
     LaneEvent,
     LaneState,
     Passed,
@@ -47,7 +48,7 @@ from gateway.alerts import AlertDesk
 from gateway.billing import Bill, Billing
 from gateway.capacity import FULL_DISPLAY_EN, FULL_DISPLAY_ZH, LOT_FULL, Capacity
 from gateway.inbox import Inbound, Inbox, Job
-from gateway.inside import CarsInside, ocr_read
+from gateway.inside import CarsInside
 from gateway.merchants import MerchantError
 from gateway.payments import Payment, PendingPayment
 from gateway.reconcile import Reconciler
@@ -55,7 +56,7 @@ from gateway.replicas import ReplicaPublisher
 from gateway.store import GatewayStore
 from parkguard.clock import Clock, utc_iso
 from parkguard.core.access import AccessError
-from parkguard.core.plates import MatchPolicy
+from parkguard.core.plates import MatchPolicy, ocr_read
 from parkguard.core.tariffs import format_yuan
 from parkguard.errors import ContractError, ParkGuardError
 
@@ -480,11 +481,8 @@ class Gateway:
         bill = self.billing.bill(session, now)
         if self.alarms is not None and self.alarms.billing_suspended():
             zh, en = self.alarms.lane_display("exit") or ("火警 请立即离场", "FIRE - LEAVE NOW")
-            kept = {**bill.as_json(), "fee_fen": 0, "stay_due_fen": 0, "debts_fen": 0,
-                    "due_fen": 0, "coupons": [], "reason": "fire_free_exit",
-                    "suspended_fee_fen": bill.fee_fen}
             return (reply("open", "fire_free_exit", zh, en, session_id=session["session_id"]),
-                    evidence, json.dumps(kept, ensure_ascii=False))
+                    evidence, json.dumps(_fire_free(bill.as_json()), ensure_ascii=False))
         zh, en = bill.display()
         return (reply("open", bill.reason, zh, en, fee_fen=bill.due_fen,
                       session_id=session["session_id"]),
@@ -553,6 +551,9 @@ class Gateway:
             self._vehicle_passed(event)
         elif isinstance(event, PaymentCode) and event.fee_fen:
             self._payment_code(event)
+        elif isinstance(event, Fault) and event.code == "replica_gap" and self.replicas:
+            replicas, lane = self.replicas, event.lane  # it missed deltas: a fresh snapshot
+            self._after_commit.append(lambda: replicas.publish_snapshot(lanes=[lane]))
         self.store.track_seq(event.lane, event.seq, arrived)  # last: a failure above forgets it
         return True
 
@@ -567,8 +568,11 @@ class Gateway:
         """Why a passage has no gateway decision: a guard's manual open (the lane reports the
         command's nonce as the correlation id), or the lane deciding alone."""
         lane_decision = self.store.lane_decision(event.lane, event.correlation_id)
-        if lane_decision is not None and lane_decision.get("reason") == "manual_open":
+        reason = (lane_decision or {}).get("reason")
+        if reason == "manual_open":
             return "opened by hand from the control room (lane.open in the audit log)"
+        if reason == "fire_open":
+            return "through a barrier held open by the fire alarm (not billed)"
         return "while the gateway was unreachable"
 
     def _car_entered(self, event: Passed, decision: dict[str, Any] | None) -> None:
@@ -634,6 +638,9 @@ class Gateway:
             review = None
         else:  # let out by the lane alone: bill the stay as it ended
             bill = self.billing.bill(session, event.ts).as_json()
+            lane_decision = self.store.lane_decision(event.lane, event.correlation_id) or {}
+            if lane_decision.get("reason") == "fire_open":  # everyone out, nobody billed
+                bill = _fire_free(bill)
             review = f"left {self._lane_alone(event)}"
         review = self._take_exit_money(session, bill, event) or review
         self.store.db.table("sessions").update(session["session_id"], {
@@ -701,3 +708,10 @@ class Gateway:
                                 "which has no session: kept for a person to settle")
         self.billing.payments.pay_with_code(session_id, plate, event.code, event.fee_fen,
                                             captured_at=event.ts, event_id=event.event_id)
+
+
+def _fire_free(bill: dict[str, Any]) -> dict[str, Any]:
+    """A bill with billing suspended by the fire alarm: nothing due, nothing booked; the fee
+    it would have been is kept for the record."""
+    return {**bill, "fee_fen": 0, "stay_due_fen": 0, "debts_fen": 0, "due_fen": 0,
+            "coupons": [], "reason": "fire_free_exit", "suspended_fee_fen": bill["fee_fen"]}

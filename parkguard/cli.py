@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 import threading
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -52,10 +54,11 @@ def main(log_level: str) -> None:
 
 def _run_simulation(*, cars: int, seed: int, out: Path, day: date | None, plots: bool,
                     broker: str | None, site_dir: Path | None, site: str,
-                    entry_lanes: int, exit_lanes: int) -> None:
+                    entry_lanes: int, exit_lanes: int, serve: bool = False) -> None:
     from rich.console import Console
 
-    from simulator.demo import DemoOptions, run_demo, summary_table
+    from simulator.demo import DemoOptions, DemoResult, run_demo, summary_table
+    from simulator.site import SimulatedSite
 
     address = None
     if broker:
@@ -73,8 +76,13 @@ def _run_simulation(*, cars: int, seed: int, out: Path, day: date | None, plots:
         exit_lanes=tuple(f"out{i + 1}" for i in range(exit_lanes)),
     )
     console = Console()
-    result = run_demo(options, console)
-    console.print(summary_table(result, cars_planned=cars))
+
+    def ready(result: DemoResult, running: SimulatedSite) -> None:
+        console.print(summary_table(result, cars_planned=cars))
+        if serve:
+            _serve_dashboard(running, console)
+
+    result = run_demo(options, console, on_ready=ready)
     s = result.summary
     if s.cars_in != cars or s.cars_out != cars or s.dead_letters:
         raise click.ClickException(
@@ -83,17 +91,47 @@ def _run_simulation(*, cars: int, seed: int, out: Path, day: date | None, plots:
         )
 
 
+def _serve_dashboard(site: Any, console: Any) -> None:
+    """Keep the simulated site up and serve its dashboard and pay page until Ctrl-C."""
+    from gateway.web import WebServer
+    from simulator.office import DEMO_USERS, add_demo_users
+
+    password = add_demo_users(site)
+    try:
+        web = WebServer(site.gateway, "127.0.0.1", 8080).start()
+    except OSError:  # 8080 taken: any free port
+        web = WebServer(site.gateway, "127.0.0.1", 0).start()
+    console.print(f"\n看板 dashboard:  {web.url}/", soft_wrap=True)
+    console.print(f"缴费页 pay page: {web.url}/pay", soft_wrap=True)
+    for name, role, _ in DEMO_USERS:
+        console.print(f"  login {name:<11} ({role}), password {password}", soft_wrap=True)
+    console.print("Ctrl-C stops the demo.")
+    try:
+        _wait_for_signal()
+    finally:
+        web.stop()
+
+
+def _interactive() -> bool:
+    return sys.stdin.isatty() and not os.environ.get("CI")
+
+
 @main.command()
 @click.option("--cars", default=300, show_default=True, help="Cars that visit during the day.")
 @click.option("--seed", default=7, show_default=True, help="Traffic seed (same seed, same day).")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("var/demo"),
               show_default=True, help="Where the broker, database and plot go.")
 @click.option("--plot/--no-plot", default=True, show_default=True, help="Write demo-day.png.")
-def demo(cars: int, seed: int, out: Path, plot: bool) -> None:
+@click.option("--serve/--no-serve", default=None,
+              help="After the day, serve the dashboard until Ctrl-C [default: when run from a "
+                   "terminal and not under CI]")
+def demo(cars: int, seed: int, out: Path, plot: bool, serve: bool | None) -> None:
     """Run a small simulated site end to end: its own Mosquitto, the gateway, 2 entry and
-    2 exit lanes on mock pins, a day of traffic in seconds; then print the summary."""
+    2 exit lanes on mock pins, a day of traffic in seconds with passes, merchant coupons
+    and pay-page payments; print the summary, then serve the dashboard."""
     _run_simulation(cars=cars, seed=seed, out=out, day=None, plots=plot, broker=None,
-                    site_dir=None, site="demo", entry_lanes=2, exit_lanes=2)
+                    site_dir=None, site="demo", entry_lanes=2, exit_lanes=2,
+                    serve=_interactive() if serve is None else serve)
 
 
 @main.command()

@@ -7,10 +7,10 @@ it works the same on a laptop, a Pi and CI.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -24,6 +24,7 @@ from broker.runner import MosquittoBroker
 from parkguard.clock import ManualClock
 from parkguard.core.tariffs import format_yuan
 from parkguard.errors import ConfigError
+from simulator.office import Office, open_the_office, pay_on_the_way_out
 from simulator.plots import plot_day
 from simulator.provisioned import provision_simulated_site
 from simulator.site import SimulatedSite, SiteSummary
@@ -31,7 +32,6 @@ from simulator.traffic import day_of_visits
 
 log = logging.getLogger(__name__)
 
-DASHBOARD_URL = "http://127.0.0.1:8080/"
 
 
 @dataclass(frozen=True)
@@ -48,16 +48,33 @@ class DemoOptions:
     broker: tuple[str, int] | None = None
     site_dir: Path | None = None
     plots: bool = True
+    office: bool = True  # passes, a merchant's coupons and pay-page payments during the day
+
+
+@dataclass(frozen=True)
+class Money:
+    """The day's takings by how they were paid, and what the office did."""
+
+    by_method: dict[str, int]
+    debts_fen: int
+    passes: int
+    coupons: int
+    prepaid: int
 
 
 @dataclass(frozen=True)
 class DemoResult:
     summary: SiteSummary
     plot: Path | None
+    money: Money | None = None
 
 
-def run_demo(options: DemoOptions, console: Console | None = None) -> DemoResult:
-    """Start a broker (unless given one), the gateway and the lanes; play a day; summarise."""
+def run_demo(options: DemoOptions, console: Console | None = None,
+             on_ready: Callable[[DemoResult, SimulatedSite], None] | None = None) -> DemoResult:
+    """Start a broker (unless given one), the gateway and the lanes; play a day; summarise.
+
+    ``on_ready`` runs with the site still up once the day is summarised (the CLI prints the
+    summary there and may serve the dashboard until Ctrl-C)."""
     console = console or Console()
     options.workdir.mkdir(parents=True, exist_ok=True)
     for stale in options.workdir.glob("gateway.db*"):
@@ -70,31 +87,53 @@ def run_demo(options: DemoOptions, console: Console | None = None) -> DemoResult
     start = (visits[0].arrive if visits else day_start(day, options.timezone)).astimezone(UTC)
     clock = ManualClock(start)
     with ExitStack() as stack:
-        address_of = _own_broker(options, stack, console) if options.broker is None else (
+        provisioned = _own_broker(options, stack, console) if options.broker is None else (
             _existing_broker(options))
         site = stack.enter_context(SimulatedSite(
-            site=options.site, broker=address_of, workdir=options.workdir, clock=clock,
-            entry_lanes=options.entry_lanes, exit_lanes=options.exit_lanes,
-            timezone=options.timezone,
+            site=options.site, broker=provisioned.address_of, workdir=options.workdir,
+            clock=clock, entry_lanes=options.entry_lanes, exit_lanes=options.exit_lanes,
+            timezone=options.timezone, lane_keys=provisioned.lane_keys,
         ))
+        office = open_the_office(site, visits, seed=options.seed) if options.office else None
         with Progress(
             TextColumn("[bold]simulating {task.fields[day]}"), BarColumn(),
             MofNCompleteColumn(), TextColumn("passages"), TimeElapsedColumn(),
             console=console, transient=True,
         ) as progress:
             task = progress.add_task("day", total=2 * len(visits), day=day.isoformat())
-            wall = site.run_day(visits, on_step=lambda: progress.advance(task))
+            wall = site.run_day(
+                visits, on_step=lambda: progress.advance(task),
+                before_exit=None if office is None else (
+                    lambda visit: pay_on_the_way_out(site, office, visit)))
         summary = site.summary(wall)
-    plot = None
-    if options.plots:
-        plot = plot_day(summary.database, options.workdir / "demo-day.png",
-                        timezone=options.timezone, waits_ms=list(summary.decide_waits_ms))
-    return DemoResult(summary, plot)
+        plot = None
+        if options.plots:
+            plot = plot_day(summary.database, options.workdir / "demo-day.png",
+                            timezone=options.timezone, waits_ms=list(summary.decide_waits_ms))
+        result = DemoResult(summary, plot, _money(site, office, start))
+        if on_ready is not None:
+            on_ready(result, site)
+    return result
 
 
-def _own_broker(
-    options: DemoOptions, stack: ExitStack, console: Console
-) -> Callable[[str], BrokerAddress]:
+def _money(site: SimulatedSite, office: Office | None, start: datetime) -> Money:
+    payments = site.gateway.billing.payments
+    report = site.gateway.service.call(
+        lambda: payments.revenue_report(start - timedelta(days=1), start + timedelta(days=3)))
+    return Money(dict(report.fees_by_method), report.debts_recorded_fen,
+                 office.passes if office else 0, office.coupons if office else 0,
+                 office.prepaid if office else 0)
+
+
+@dataclass(frozen=True)
+class _Provisioned:
+    """How each simulated device logs in, and the lanes' command keys."""
+
+    address_of: Callable[[str], BrokerAddress]
+    lane_keys: Mapping[str, bytes]
+
+
+def _own_broker(options: DemoOptions, stack: ExitStack, console: Console) -> _Provisioned:
     """Provision the simulated site (CA, TLS, users, ACLs) and start Mosquitto locked down."""
     provisioned = provision_simulated_site(
         options.workdir / "site", options.site, entry_lanes=options.entry_lanes,
@@ -103,10 +142,10 @@ def _own_broker(
     broker = stack.enter_context(MosquittoBroker(options.workdir / "broker", site=provisioned))
     console.print(f"broker: mosquitto with TLS, per-device users and ACLs on "
                   f"{broker.host}:{broker.port} (log {broker.log_path})")
-    return broker.address
+    return _Provisioned(broker.address, provisioned.device("gateway").lane_keys)
 
 
-def _existing_broker(options: DemoOptions) -> Callable[[str], BrokerAddress]:
+def _existing_broker(options: DemoOptions) -> _Provisioned:
     """Devices' logins from a `parkguard broker init` directory, aimed at a running broker."""
     if options.broker is None or options.site_dir is None:
         raise ConfigError("an existing broker needs the site directory made by `broker init`")
@@ -120,7 +159,7 @@ def _existing_broker(options: DemoOptions) -> Callable[[str], BrokerAddress]:
         login = provisioned.device(device)
         return BrokerAddress(host, port, login.ca_path, login.username, login.password)
 
-    return address_of
+    return _Provisioned(address_of, provisioned.device("gateway").lane_keys)
 
 
 def day_start(day: date, timezone: str) -> datetime:
@@ -137,6 +176,14 @@ def summary_table(result: DemoResult, *, cars_planned: int) -> Table:
     table.add_row("场内剩余 still inside", str(s.still_inside))
     table.add_row("拒绝放行 refused", str(s.refused))
     table.add_row("收入 revenue", f"{format_yuan(s.revenue_fen)}  ({s.revenue_fen} fen)")
+    if result.money is not None:
+        m = result.money
+        paid = ", ".join(f"{method} {format_yuan(fen)}" for method, fen in m.by_method.items()
+                         if fen)
+        table.add_row("收款方式 paid by", paid or "—")
+        table.add_row("欠费 unpaid (debts)", format_yuan(m.debts_fen))
+        table.add_row("月卡 / 商户券 / 预付", f"{m.passes} passes, {m.coupons} merchant coupons, "
+                      f"{m.prepaid} paid on the pay page")
     table.add_row("决策 gate decisions", f"{s.decisions} ({s.decided_by_lane} by lane alone)")
     table.add_row("决策耗时 decide p50 / p99",
                   f"{s.decide_p50_ms:.1f} ms / {s.decide_p99_ms:.1f} ms")
@@ -145,6 +192,4 @@ def summary_table(result: DemoResult, *, cars_planned: int) -> Table:
     table.add_row("数据库 database", str(s.database))
     if result.plot is not None:
         table.add_row("图表 plot", str(result.plot))
-    table.add_row("看板 dashboard", f"{DASHBOARD_URL} (served by `parkguard gateway` once the "
-                  "dashboard lands)")
     return table

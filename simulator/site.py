@@ -26,6 +26,7 @@ from broker.contract.messages import Direction, WireMessage
 from firmware.lane.config import CommandSettings, JournalSettings, LaneConfig, LaneTiming
 from firmware.lane.node import LaneNode
 from gateway.app import GatewayApp
+from gateway.capacity import CapacitySettings
 from gateway.config import GatewayConfig
 from gateway.pricing import EXAMPLE_TARIFF
 from parkguard.clock import Clock, ManualClock, ScaledClock
@@ -171,6 +172,8 @@ class SimulatedSite:
         timezone: str = "Asia/Shanghai",
         pin_factory: Callable[[str], MockFactory] = lambda _lane: MockFactory(),
         lane_keys: Mapping[str, bytes] | None = None,
+        capacity: CapacitySettings | None = None,
+        safety_file: Path | None = None,
     ) -> None:
         self.clock = clock
         self.entry_lanes, self.exit_lanes = entry_lanes, exit_lanes
@@ -180,6 +183,7 @@ class SimulatedSite:
             broker=settings_of(broker("gateway")),
             tariff_file=tariff_file,
             lane_keys={lane: key.hex() for lane, key in keys.items()},
+            capacity=capacity, safety_file=safety_file,
         )
         self.gateway = GatewayApp(self.gateway_config, clock=clock)
         self.lanes: dict[str, SimulatedLane] = {}
@@ -213,18 +217,25 @@ class SimulatedSite:
         return self.lanes[lane].driver.drive_through(plate)
 
     def run_day(
-        self, visits: list[Visit], *, on_step: Callable[[], None] | None = None
+        self, visits: list[Visit], *, on_step: Callable[[], None] | None = None,
+        before_exit: Callable[[Visit], None] | None = None,
     ) -> float:
-        """Play every arrival and departure in time order; return the wall seconds it took."""
+        """Play every arrival and departure in time order; return the wall seconds it took.
+
+        ``before_exit`` runs at each departure's time just before the car drives to the exit
+        (a driver paying at the pay station on the way to the car)."""
         started = time.perf_counter()
         steps = sorted(
-            [(v.arrive, v.entry_lane, v.plate) for v in visits]
-            + [(v.leave, v.exit_lane, v.plate) for v in visits]
+            [(v.arrive, 0, index) for index, v in enumerate(visits)]
+            + [(v.leave, 1, index) for index, v in enumerate(visits)]
         )
-        for moment, lane, plate in steps:
+        for moment, leaving, index in steps:
+            visit = visits[index]
             if moment > self.clock.now():
                 self.clock.set(moment)
-            self.drive(lane, plate)
+            if leaving and before_exit is not None:
+                before_exit(visit)
+            self.drive(visit.exit_lane if leaving else visit.entry_lane, visit.plate)
             self.settle()
             if on_step is not None:
                 on_step()

@@ -8,8 +8,8 @@ from datetime import timedelta
 import pytest
 
 from gateway.app import GatewayApp
-from gateway.inside import ocr_read
 from parkguard.clock import ManualClock
+from parkguard.core.plates import ocr_read
 from simulator.site import SimulatedSite
 from tests.conftest import SITE_START
 

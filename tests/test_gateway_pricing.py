@@ -9,8 +9,9 @@ import pytest
 
 from gateway.app import TARIFF_ACTION, GatewayApp
 from gateway.config import GatewayConfig
-from gateway.pricing import EXAMPLE_TARIFF, SitePricing, vehicle_class_for
+from gateway.pricing import EXAMPLE_TARIFF, SitePricing
 from parkguard.clock import ManualClock
+from parkguard.core.tariffs import vehicle_class_for
 from parkguard.errors import ParkGuardError
 
 NOON = datetime(2026, 5, 6, 4, 0, tzinfo=UTC)  # 12:00 in Shanghai, a Wednesday

@@ -57,15 +57,18 @@ from parkguard.core.access import (
 from parkguard.core.payments import amount_due
 from parkguard.core.plates import (
     MatchPolicy,
-    OcrRead,
     PlateError,
     PlateIndex,
-    PlateSeries,
     match,
-    normalise_plate,
-    parse_plate,
+    ocr_read,
+    stored_spelling,
 )
-from parkguard.core.tariffs import TariffDocument, parse_tariff_document, quote
+from parkguard.core.tariffs import (
+    TariffDocument,
+    parse_tariff_document,
+    quote,
+    vehicle_class_for,
+)
 from parkguard.errors import ContractError, ParkGuardError
 
 log = logging.getLogger(__name__)
@@ -85,36 +88,6 @@ class OfflineVerdict:
     session_id: str | None = None
     display: tuple[str, str] = TEXTS["welcome"]
     evidence: dict[str, Any] = field(default_factory=dict)
-
-
-def spelling(read: str) -> str:
-    """The one spelling a plate is stored under (as ``gateway.inside.CarsInside.spelling``)."""
-    try:
-        return normalise_plate(read)
-    except PlateError:
-        return read.strip()
-
-
-def ocr_read(text: str, confidences: Iterable[float] = ()) -> OcrRead:
-    """The read as the matcher wants it (as ``gateway.inside.ocr_read``)."""
-    given = tuple(confidences)
-    if given:
-        try:
-            return OcrRead(text, given)
-        except PlateError:
-            pass
-    return OcrRead(text)
-
-
-def vehicle_class_for(plate: str, classes: set[str]) -> str:
-    """The class a plate is priced as (as ``gateway.pricing.vehicle_class_for``)."""
-    try:
-        series = parse_plate(plate).series
-    except PlateError:
-        return "small"
-    if series is PlateSeries.NEW_ENERGY_SMALL and "new_energy" in classes:
-        return "new_energy"
-    return "small"
 
 
 class LaneReplica:
@@ -300,7 +273,7 @@ class LaneReplica:
                 # the gateway checks the entry when the journal reaches it.
                 return OfflineVerdict("open", "offline_entry", display=TEXTS["welcome"],
                                       evidence={"replica": None})
-            plate = spelling(read)
+            plate = stored_spelling(read)
             evidence: dict[str, Any] = {"replica": f"{self.epoch}:{self.version}"}
             inside = self._session_of(read)
             if inside is not None:
@@ -376,7 +349,7 @@ class LaneReplica:
 
     def _session_of(self, read: str) -> str | None:
         try:
-            key = PlateIndex.key(spelling(read))
+            key = PlateIndex.key(stored_spelling(read))
         except PlateError:
             return None
         return self._session_by_key.get(key)

@@ -39,6 +39,7 @@ from parkguard.core.plates.normalise import (
     normalise_with_corrections,
 )
 from parkguard.core.plates.policy import DEFAULT_POLICY, MatchPolicy
+from parkguard.core.plates.reads import ocr_read, stored_spelling
 
 __all__ = [
     "CONFUSION_GROUPS",
@@ -67,5 +68,7 @@ __all__ = [
     "match",
     "normalise_plate",
     "normalise_with_corrections",
+    "ocr_read",
     "parse_plate",
+    "stored_spelling",
 ]

@@ -23,6 +23,7 @@ explains every field with the mall example (``docs/examples/tariff-mall.toml``).
 '¥7.00'
 """
 
+from parkguard.core.tariffs.classes import vehicle_class_for
 from parkguard.core.tariffs.document import (
     GoldenVector,
     TariffDocument,
@@ -85,4 +86,5 @@ __all__ = [
     "parse_tariff_document",
     "quote",
     "run_vectors",
+    "vehicle_class_for",
 ]
