@@ -65,3 +65,4 @@ bench: venv
 	$(BIN)/python -m simulator.bench --plot var/bench/latency.png
 	$(BIN)/python -m simulator.bench_plates
 	$(BIN)/python -m simulator.bench_tariffs
+	$(BIN)/python -m simulator.bench_fire

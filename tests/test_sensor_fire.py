@@ -10,8 +10,7 @@ import pytest
 from broker.contract import topics
 from broker.contract.messages import AlarmState, SensorReading, SensorState, decode
 from broker.runner import MosquittoBroker
-from tests.helpers import Recorder, eventually, give_the_lane_time_to_misbehave
-from tests.sensor_harness import (
+from simulator.sensor_node import (
     LOOP_ACTIVE,
     LOOP_NORMAL,
     LOOP_OPEN,
@@ -21,6 +20,7 @@ from tests.sensor_harness import (
     fire_panel_inputs,
     loop_key,
 )
+from tests.helpers import Recorder, eventually, give_the_lane_time_to_misbehave
 
 pytestmark = pytest.mark.integration
 

