@@ -19,6 +19,7 @@ from gateway.config import GatewayConfig, SafetySettings
 from gateway.incidents import IncidentDesk
 from gateway.merchants import MerchantAccounts
 from gateway.passes import AccessDesk
+from gateway.patrols import PatrolDesk
 from gateway.payments import PaymentDesk, SimulatedProvider
 from gateway.pricing import SitePricing
 from gateway.reconcile import Reconciler
@@ -28,6 +29,7 @@ from gateway.store import GatewayStore
 from gateway.web import WebServer, WebSettings, load_secret_key
 from parkguard.clock import Clock
 from parkguard.configfile import load_config
+from parkguard.core.patrol import load_patrol_config
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +110,12 @@ class GatewayApp:
         self._ticker: Ticker | None = None
         if config.safety_file is not None:
             self._watch_safety(load_config(SafetySettings, config.safety_file))
+        self.patrols: PatrolDesk | None = None
+        if config.patrol_file is not None:
+            self.patrols = PatrolDesk(
+                self.store.db, config=load_patrol_config(config.patrol_file), clock=clock,
+                raise_alert=self.alerts.raise_alert if self.alerts is not None else None)
+            self.service.attach_patrols(self.patrols)
         self.web: WebServer | None = None
 
     def _watch_safety(self, safety: SafetySettings) -> None:
@@ -128,6 +136,8 @@ class GatewayApp:
         def tick(now: datetime) -> None:
             alarms.tick(now)
             alerts.tick(now)
+            if self.patrols is not None and now.second < 2:  # about once a minute
+                self.patrols.check_overdue(now)
 
         self._ticker = Ticker(self.clock, lambda now: service.call(lambda: tick(now)))
 

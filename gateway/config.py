@@ -74,6 +74,9 @@ class GatewayConfig(StrictModel):
         default_factory=dict,
         description="lane id → hex HMAC key for signed commands, when the broker bundle "
                     "does not carry them")
+    patrol_file: Path | None = Field(
+        default=None, description="patrol regime: checkpoints, routes, roster, tag keys "
+                                  "(docs/patrols.md); absent: taps are not checked")
     safety_file: Path | None = Field(
         default=None, description="roster, escalation and alarm thresholds; absent: alarms "
                                   "are not watched (docs/alarms-and-alerts.md)")

@@ -40,6 +40,7 @@ from broker.contract.messages import (
     LaneEvent,
     LaneState,
     Passed,
+    PatrolTap,
     PaymentCode,
     decode,
 )
@@ -50,6 +51,7 @@ from gateway.capacity import FULL_DISPLAY_EN, FULL_DISPLAY_ZH, LOT_FULL, Capacit
 from gateway.inbox import Inbound, Inbox, Job
 from gateway.inside import CarsInside
 from gateway.merchants import MerchantError
+from gateway.patrols import PatrolDesk
 from gateway.payments import Payment, PendingPayment
 from gateway.reconcile import Reconciler
 from gateway.replicas import ReplicaPublisher
@@ -153,6 +155,23 @@ class Gateway:
             self._bus.subscribe(topic_filter, reading)
         self._bus.subscribe(alerts.ack_filter(), ack)
         self._bus.when_connected(lambda: self._inbox.put(Job(alerts.republish, Future())))
+
+    def attach_patrols(self, desk: PatrolDesk) -> None:
+        """Checkpoint taps (docs/patrols.md), ingested on the worker in arrival order; a bad
+        one is dead-lettered. Call before :meth:`start`."""
+
+        def tap(topic: str, payload: bytes) -> None:
+            received = self._clock.now()
+
+            def handle() -> None:
+                value = decode(topic, payload)
+                if not isinstance(value, PatrolTap):
+                    raise ContractError(f"{topic}: not a patrol tap")
+                desk.ingest(value, received)
+
+            self._inbox.put(Job(lambda: self._safely(topic, payload, handle), Future()))
+
+        self._bus.subscribe(topics.all_patrol_taps(self.site), tap)
 
     def _safely(self, topic: str, payload: bytes, handle: Callable[[], object]) -> None:
         """A safety message handled on the worker; a bad one is dead-lettered."""

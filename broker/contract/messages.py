@@ -346,6 +346,9 @@ class PatrolTap(WireMessage):
     badge: str = Field(min_length=1, max_length=32, description="guard badge id")
     reader_time: NaiveDatetime = Field(description="the reader's local clock at the tap")
     uploaded: UtcTime | None = None
+    answers: dict[str, Annotated[str, Field(max_length=200)]] = Field(
+        default_factory=dict, max_length=32,
+        description="checklist answered at the checkpoint: item → ok / fault / a note")
 
 
 class AlarmState(WireMessage):
