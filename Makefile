@@ -66,3 +66,4 @@ bench: venv
 	$(BIN)/python -m simulator.bench_plates
 	$(BIN)/python -m simulator.bench_tariffs
 	$(BIN)/python -m simulator.bench_fire
+	$(BIN)/python -m simulator.bench_gate

@@ -11,6 +11,7 @@ import logging
 from parkguard.core.plates import (
     MatchPolicy,
     MatchResult,
+    NoPlateId,
     OcrRead,
     PlateError,
     PlateIndex,
@@ -66,7 +67,7 @@ class CarsInside:
             return None
         return self._session_by_key.get(key)
 
-    def match(self, read: OcrRead) -> tuple[MatchResult, str | None]:
+    def match(self, read: OcrRead | NoPlateId) -> tuple[MatchResult, str | None]:
         """The matcher's verdict and, when it found a car, that car's session."""
         try:
             result = match(read, self._index, self.policy)

@@ -58,7 +58,7 @@ from gateway.replicas import ReplicaPublisher
 from gateway.store import GatewayStore
 from parkguard.clock import Clock, utc_iso
 from parkguard.core.access import AccessError
-from parkguard.core.plates import MatchPolicy, ocr_read
+from parkguard.core.plates import MatchPolicy, matchable_read
 from parkguard.core.tariffs import format_yuan
 from parkguard.errors import ContractError, ParkGuardError
 
@@ -120,6 +120,7 @@ class Gateway:
         self.events_stored = 0
         self.batches = 0
         self.decides_answered = 0
+        self.late_decisions_ignored = 0  # answers a lane had already decided without
         self.commit_failures = 0
 
     # lifecycle ------------------------------------------------------------------
@@ -481,14 +482,14 @@ class Gateway:
                                reason=reason, display_zh=zh[:64], display_en=en[:64], ts=now,
                                **extra)
 
-        read = request.plate
+        read = request.plate or request.identity  # a no-plate car: the kiosk's identity
         if read is None:
             return reply("refuse", "plate_unread", "未识别车牌 请按帮助键",
                          "Plate not read: press Help"), None, None
         if request.direction == "entry":
             reply_, terms = self._entry_verdict(read, request.lane, reply)
             return reply_, None, terms
-        result, session_id = self.inside.match(ocr_read(read, request.char_confidences))
+        result, session_id = self.inside.match(matchable_read(read, request.char_confidences))
         evidence = json.dumps(result.evidence(), ensure_ascii=False)
         session = self.store.session(session_id) if session_id else None
         if result.outcome == "ambiguous":
@@ -578,6 +579,12 @@ class Gateway:
 
     def _vehicle_passed(self, event: Passed) -> None:
         decision = self.store.decision(event.correlation_id)
+        lane_decision = self.store.lane_decision(event.lane, event.correlation_id)
+        if decision is not None and (lane_decision or {}).get("decided_by") == "lane":
+            # The gateway answered after the lane's deadline (a request queued while the
+            # broker or the gateway was down): the lane's own verdict is what happened.
+            self.late_decisions_ignored += 1
+            decision = None
         if event.direction == "entry":
             self._car_entered(event, decision)
         else:
@@ -598,7 +605,8 @@ class Gateway:
         if decision and decision["reason"] == "already_inside":
             return
         session_id = (decision or {}).get("session_id") or f"s-{uuid.uuid4().hex[:16]}"
-        plate = self.inside.spelling(event.plate) if event.plate else ""
+        read = event.plate or event.identity
+        plate = self.inside.spelling(read) if read else ""
         review = None if decision else f"entered {self._lane_alone(event)}"
         if self.reconciler is not None and plate:
             inside_id = self.inside.session_of(plate)
@@ -623,7 +631,7 @@ class Gateway:
             "session_id": session_id, "plate": plate, "state": "open",
             "entry_lane": event.lane, "entry_at": utc_iso(event.ts),
             "entry_event_id": event.event_id, "fee_fen": 0, "tariff": self.pricing.source,
-            "review": review, "entry_read": event.plate, "access": kind, "pass_id": pass_id,
+            "review": review, "entry_read": read, "access": kind, "pass_id": pass_id,
         }, ignore=True)
         if self.replicas is not None:
             replicas = self.replicas
@@ -645,8 +653,9 @@ class Gateway:
     def _car_left(self, event: Passed, decision: dict[str, Any] | None) -> None:
         session_id = decision["session_id"] if decision else None
         evidence = decision["match"] if decision else None
-        if session_id is None and event.plate:  # let out by the lane alone: find it now
-            result, session_id = self.inside.match(ocr_read(event.plate))
+        read = event.plate or event.identity
+        if session_id is None and read:  # let out by the lane alone: find it now
+            result, session_id = self.inside.match(matchable_read(read))
             evidence = json.dumps(result.evidence(), ensure_ascii=False)
         session = self.store.session(session_id) if session_id else None
         if session is None or session["state"] == "closed":
@@ -655,9 +664,11 @@ class Gateway:
         if decision and decision.get("bill"):
             bill = json.loads(decision["bill"])
             review = None
-        else:  # let out by the lane alone: bill the stay as it ended
-            bill = self.billing.bill(session, event.ts).as_json()
+        else:  # let out by the lane alone: bill the stay as the lane priced it
             lane_decision = self.store.lane_decision(event.lane, event.correlation_id) or {}
+            decided_at = lane_decision.get("ts")
+            at = datetime.fromisoformat(decided_at) if decided_at else event.ts
+            bill = self.billing.bill(session, at).as_json()
             if lane_decision.get("reason") == "fire_open":  # everyone out, nobody billed
                 bill = _fire_free(bill)
             review = f"left {self._lane_alone(event)}"
@@ -665,7 +676,7 @@ class Gateway:
         self.store.db.table("sessions").update(session["session_id"], {
             "state": "closed", "exit_lane": event.lane, "exit_at": utc_iso(event.ts),
             "exit_event_id": event.event_id, "fee_fen": bill["fee_fen"],
-            "exit_read": event.plate, "exit_match": evidence, "review": review,
+            "exit_read": read, "exit_match": evidence, "review": review,
         })
         self.billing.access.release(session["session_id"])
         self.inside.leave(session["session_id"])

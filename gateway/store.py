@@ -104,6 +104,15 @@ class SeqGap:
     filled_at: str | None
 
 
+@migrations()
+def m005_lane_decisions_by_correlation(db: sqlite_utils.Database) -> None:
+    """Each passage looks up the lane's own ``decision`` event (offline, manual open, fire):
+    an index keeps that a lookup as the events table grows."""
+    db.execute(
+        "CREATE INDEX IF NOT EXISTS events_decision_correlation ON events "
+        "(lane, json_extract(payload, '$.correlation_id')) WHERE type = 'decision'")
+
+
 def open_database(path: Path) -> sqlite_utils.Database:
     """Open (creating if needed) a SQLite file in WAL mode, usable from the one worker thread
     that owns it even though another thread opened it."""

@@ -193,13 +193,19 @@ def gateway(config_path: Path, time_origin: datetime | None, time_scale: float,
         _wait_for_signal()
 
 
-@main.command()
-@click.option("-c", "--config", "config_path", type=click.Path(path_type=Path), required=True,
+@main.group(invoke_without_command=True)
+@click.option("-c", "--config", "config_path", type=click.Path(path_type=Path), default=None,
               help="Lane TOML file (see docs/configuration.md).")
 @click.option("--mock-pins", is_flag=True,
               help="Use gpiozero's MockFactory instead of real GPIO (bench testing off a Pi).")
-def lane(config_path: Path, mock_pins: bool) -> None:
-    """Run one lane node until Ctrl-C: loops, camera, decision, barrier."""
+@click.pass_context
+def lane(ctx: click.Context, config_path: Path | None, mock_pins: bool) -> None:
+    """Run one lane node until Ctrl-C: loops, camera, decision, barrier
+    (`parkguard lane selftest` walks an installer through the pins)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if config_path is None:
+        raise click.UsageError("Missing option '-c' / '--config'.")
     from firmware.lane.config import LaneConfig
     from firmware.lane.node import LaneNode
     from parkguard.clock import SystemClock
@@ -260,6 +266,16 @@ def contract_docs(check: bool) -> None:
     click.echo(f"wrote {write()}")
 
 
+@click.command("selftest", context_settings={"ignore_unknown_options": True},
+               add_help_option=False)
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def _lane_selftest(args: tuple[str, ...]) -> None:
+    """Walk an installer through each input and output on the lane's real pins."""
+    from firmware.lane.selftest import selftest  # gpiozero only when asked for
+
+    selftest.main(args=list(args), prog_name="parkguard lane selftest", standalone_mode=True)
+
+
 def _register() -> None:
     from broker.provision_cli import COMMANDS
     from gateway.audit_cli import audit
@@ -269,6 +285,7 @@ def _register() -> None:
 
     main.add_command(audit)
     main.add_command(users)
+    lane.add_command(_lane_selftest)
     main.add_command(plate)
     main.add_command(tariff)
     for command in COMMANDS:

@@ -76,6 +76,11 @@ CorrelationId = Annotated[
           description="ties a decide reply to its request"),
 ]
 Seq = Annotated[int, Field(ge=0, description="per-node monotonic sequence number")]
+NoPlateIdentity = Annotated[
+    str | None,
+    Field(max_length=40, pattern=r"^#[PQ][0-9A-Za-z:_-]+$",
+          description="no-plate identity from the kiosk (phone or QR ticket); plate is null"),
+]
 Direction = Literal["entry", "exit"]
 BarrierPosition = Literal["opening", "open", "closing", "closed", "unknown"]
 LaneMode = Literal["normal", "free_open", "locked", "fire_open", "maintenance"]
@@ -144,6 +149,7 @@ class Decision(_LaneEventBase):
     correlation_id: CorrelationId
     direction: Direction
     plate: str | None = Field(max_length=16)
+    identity: NoPlateIdentity = None
     action: GateAction
     reason: str = Field(max_length=64, description="machine-readable reason code")
     fee_fen: Fen = 0
@@ -166,6 +172,7 @@ class Passed(_LaneEventBase):
     type: Literal["passed"] = "passed"
     direction: Direction
     plate: str | None = Field(max_length=16)
+    identity: NoPlateIdentity = None
     correlation_id: CorrelationId
     session_id: str | None = Field(default=None, max_length=64)
     fee_fen: Fen = 0
@@ -278,6 +285,7 @@ class DecideRequest(WireMessage):
     lane: NodeId
     direction: Direction
     plate: str | None = Field(max_length=16, description="the read as the lane's reader gave it")
+    identity: NoPlateIdentity = None
     confidence: float = Field(ge=0.0, le=1.0)
     char_confidences: tuple[float, ...] = Field(
         default=(), description="per-character confidence of the read, for fuzzy matching"

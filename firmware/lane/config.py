@@ -18,7 +18,17 @@ class PinMap(StrictModel):
 
     arming_loop: PinName = Field(default=17, description="loop detector A output (vehicle present)")
     safety_loop: PinName = Field(default=27, description="loop detector B output under the boom")
-    barrier_relay: PinName = Field(default=22, description="relay that holds the barrier up")
+    barrier_relay: PinName = Field(
+        default=22, description="hold controller: relay that holds the barrier up; "
+                                "pulse controller: the OPEN pulse output")
+    barrier_close: PinName = Field(
+        default=24, description="pulse controller only: the CLOSE pulse output")
+    up_limit: PinName = Field(default=16, description="limit switch: boom fully up (active high)")
+    down_limit: PinName = Field(default=26,
+                                description="limit switch: boom fully down (active high)")
+    help_button: PinName = Field(default=12, description="intercom help button (active high)")
+    light_green: PinName = Field(default=25, description="lane light, green lamp relay")
+    light_red: PinName = Field(default=4, description="lane light, red lamp relay")
     fire_input: PinName | None = Field(
         default=None, exclude_if=lambda pin: pin is None,
         description="optional hard-wired fire input (fire panel's alarm relay, active high): "
@@ -27,7 +37,10 @@ class PinMap(StrictModel):
     @model_validator(mode="after")
     def _pins_distinct(self) -> Self:
         pins = {"arming_loop": self.arming_loop, "safety_loop": self.safety_loop,
-                "barrier_relay": self.barrier_relay, "fire_input": self.fire_input}
+                "barrier_relay": self.barrier_relay, "barrier_close": self.barrier_close,
+                "up_limit": self.up_limit, "down_limit": self.down_limit,
+                "help_button": self.help_button, "light_green": self.light_green,
+                "light_red": self.light_red, "fire_input": self.fire_input}
         seen: dict[str, str] = {}
         for role, pin in pins.items():
             if pin is None:
@@ -46,6 +59,67 @@ class LaneTiming(StrictModel):
                                     description="after this the lane decides alone")
     pass_timeout_s: float = Field(default=120.0, gt=0, le=3600,
                                   description="barrier stays open this long waiting for the car")
+    limit_timeout_s: float = Field(default=6.0, gt=0, le=120,
+                                   description="the boom must reach its limit switch within "
+                                               "this (only with barrier.limit_switches)")
+    refused_timeout_s: float = Field(default=600.0, gt=0, le=86_400,
+                                     description="a refused car that neither leaves nor gets "
+                                                 "help is reported (fault refused_waiting) "
+                                                 "after this")
+    kiosk_timeout_s: float = Field(default=60.0, gt=0, le=600,
+                                   description="the driver has this long to confirm at the "
+                                               "kiosk (last four digits or one-time code)")
+
+
+class BarrierSettings(StrictModel):
+    """Which kind of barrier controller the lane drives (see hardware/lane-wiring.md)."""
+
+    kind: Literal["hold", "pulse"] = Field(
+        default="hold",
+        description="hold: one relay held on keeps the boom up (pins.barrier_relay); "
+                    "pulse: a pulse on pins.barrier_relay opens, one on pins.barrier_close "
+                    "closes")
+    pulse_ms: int = Field(default=500, ge=50, le=5000,
+                          description="pulse controller: how long each pulse lasts")
+    limit_switches: bool = Field(
+        default=False,
+        description="the up and down limit switches are wired: the lane then checks that "
+                    "the boom reaches them within timing.limit_timeout_s "
+                    "(fault barrier_limit_timeout). Turn on once commissioned")
+
+
+class KioskSettings(StrictModel):
+    """The no-plate kiosk: keypad for a phone number, scanner for QR tickets and payment
+    codes (see docs/lane.md)."""
+
+    site_key: str | None = Field(
+        default=None, repr=False,
+        description="hex key (16 bytes or more, the site's no-plate key, the same on every "
+                    "lane and the gateway) that turns a phone number into a no-plate "
+                    "identity; without it the keypad takes no phone numbers")
+    confirm: Literal["last4", "otp"] = Field(
+        default="last4",
+        description="how an exit confirms a phone identity: its last four digits, or a "
+                    "one-time code sent to the phone (needs a code sender)")
+
+    @field_validator("site_key")
+    @classmethod
+    def _hex_key(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            raw = bytes.fromhex(value)
+        except ValueError:
+            raise ValueError("must be hexadecimal") from None
+        if len(raw) < 16:
+            raise ValueError(f"must be at least 16 bytes (32 hex digits), got {len(raw)} bytes")
+        return value.lower()
+
+
+class WatchdogSettings(StrictModel):
+    """systemd watchdog pings (sd_notify); only active when systemd sets NOTIFY_SOCKET."""
+
+    enabled: bool = Field(default=True, description="ping systemd's watchdog when run under it")
 
 
 class CameraSettings(StrictModel):
@@ -101,10 +175,13 @@ class LaneConfig(StrictModel):
     direction: Literal["entry", "exit"]
     broker: BrokerSettings = BrokerSettings()
     pins: PinMap = PinMap()
+    barrier: BarrierSettings = BarrierSettings()
     timing: LaneTiming = LaneTiming()
     camera: CameraSettings = CameraSettings()
     commands: CommandSettings = CommandSettings()
     journal: JournalSettings = JournalSettings()
+    kiosk: KioskSettings = KioskSettings()
+    watchdog: WatchdogSettings = WatchdogSettings()
     matching: MatchPolicy = Field(
         default_factory=MatchPolicy,
         description="plate matcher for offline exits: use the gateway's [matching] values")

@@ -32,7 +32,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from broker import bus as busmod
@@ -45,10 +45,12 @@ from broker.contract.messages import (
     DecideRequest,
     Decision,
     Fault,
+    HelpPressed,
     LaneCommand,
     LaneMode,
     LaneState,
     Passed,
+    PaymentCode,
     PlateRead,
     Tailgate,
     VehicleDetected,
@@ -59,9 +61,12 @@ from firmware.lane.config import LaneConfig
 from firmware.lane.display import TEXTS, Display, RecordingDisplay
 from firmware.lane.hardware import LaneHardware
 from firmware.lane.journal import Journal, JournalRow, Outbox
-from firmware.lane.replica import LaneReplica
+from firmware.lane.kiosk import Confirmation, InputSource, KioskInput, LastFourDigits
+from firmware.lane.replica import LaneReplica, OfflineVerdict
+from firmware.lane.states import Action, Event, GateMachine, State, Transition
 from parkguard import __version__
 from parkguard.clock import Clock
+from parkguard.core.plates import NoPlateId, PlateError
 from parkguard.errors import ContractError
 
 log = logging.getLogger(__name__)
@@ -96,6 +101,18 @@ class DisplayText:
 
 
 _ALARM_KEYS = {"fire": "alarm.fire", "flood": "alarm.flood"}
+_WAITING = (State.REFUSED, State.WAITING_HELP)
+_UNREAD = PlateReading(None, 0.0, (), 0.0)
+
+@dataclass(slots=True)
+class _AtTheGate:
+    """The car the lane last decided on: what a kiosk input or a payment code refers to."""
+
+    arrival: int
+    plate: str | None
+    fee_fen: int
+    identity: NoPlateId | None = None
+    confirming: tuple[NoPlateId, str] | None = None  # (identity, phone) awaiting its digits
 
 
 class LaneController:
@@ -117,6 +134,9 @@ class LaneController:
         replica: LaneReplica | None = None,
         display: Display | None = None,
         verifier: CommandVerifier | None = None,
+        kiosk: InputSource | None = None,
+        scanner: InputSource | None = None,
+        confirmation: Confirmation | None = None,
     ) -> None:
         self.config = config
         self._clock = clock
@@ -158,7 +178,25 @@ class LaneController:
         self.display: DisplayText | None = None
         self.commands_done = 0
         self.commands_rejected = 0
+        self.machine = GateMachine()
+        self._fault_retry = True
+        self._helps = 0
+        self._helps_reported = 0
+        self.help_requests = 0
+        self._inputs: deque[KioskInput] = deque()
+        self._gate: _AtTheGate | None = None
+        self._confirmation: Confirmation = confirmation or LastFourDigits()
+        self.last_identity: NoPlateId | None = None
+        self.last_decide_request: DecideRequest | None = None
+        self.heartbeat = time.monotonic()
+        """monotonic time the worker last went round its loop (the watchdog reads it)"""
+        for source in (kiosk, scanner):
+            if source is not None:
+                source.when_input(self._on_input)
+        hardware.help_button.when_activated(self._on_help)
         hardware.arming_loop.when_changed(self._changed.set)
+        hardware.up_limit.when_changed(self._changed.set)
+        hardware.down_limit.when_changed(self._changed.set)
         hardware.safety_loop.when_changed(self._changed.set)
         if hardware.fire_input is not None:
             hardware.fire_input.when_changed(self._fire_changed)
@@ -181,6 +219,13 @@ class LaneController:
     @property
     def outbox(self) -> Outbox:
         return self._outbox
+
+    def healthy(self, *, stall_s: float = 7500.0) -> bool:
+        """For the watchdog: the worker and outbox threads are alive and the worker went
+        round its loop within ``stall_s`` (an idle worker wakes at least hourly)."""
+        worker = self._worker
+        return (worker is not None and worker.is_alive() and self._outbox.alive()
+                and time.monotonic() - self.heartbeat < stall_s)
 
     def fire_active(self) -> bool:
         """A fire holds the barrier: the last known ``alarm/fire`` or the fire input."""
@@ -296,6 +341,7 @@ class LaneController:
         while not self._stopping.is_set():
             waiting = self._wait_until(
                 lambda: self._command_waiting() or self.fire_active()
+                or self.machine.state in _WAITING or self.machine.state is State.FAULT
                 or (arming.vehicle_present and arming.arrivals > self._served_arrivals),
                 timeout_s=None,
             )
@@ -310,23 +356,66 @@ class LaneController:
                 if command is not None:
                     self._run_command(command)
                     continue
+                if self.machine.state in _WAITING:
+                    self._wait_refused()
+                    continue
+                if self.machine.state is State.FAULT:
+                    self._wait_fault()
+                    continue
+                if self.machine.state is not State.IDLE:
+                    log.warning("lane %s: new car in state %s, starting afresh", self.lane,
+                                self.machine.state)
+                    self.machine.reset()
                 self._served_arrivals = arming.arrivals
                 self._serve_vehicle()
             except Exception:  # the lane must keep serving the next car
                 log.exception("lane %s: sequence failed", self.lane)
                 self._emit(Fault, code="sequence_error", detail="see lane log")
+                # Start afresh; a boom left up waits (fault) until the loops are clear.
+                self._fault_retry = True
+                self.machine.reset(State.FAULT if self._hw.barrier.is_up else State.IDLE)
+
+    def _step(self, event: Event, cause: str = "") -> Transition:
+        """Feed ``event`` to the state machine and carry out the barrier action it returns."""
+        transition = self.machine.step(event)
+        if transition.action is Action.RAISE:
+            self._hw.barrier.raise_()
+            self._moved("open", cause or event.value)
+            if self._hw.limit_switches and transition.next is State.OPEN:
+                up = self._hw.up_limit
+                if self._wait_until(lambda: up.active or self.fire_active(),
+                                    timeout_s=self.config.timing.limit_timeout_s):
+                    if up.active:
+                        self._step(Event.UP_REACHED)
+                elif not self._stopping.is_set():
+                    self._emit(Fault, code="barrier_limit_timeout",
+                               detail="the boom did not reach its up limit switch in "
+                                      f"{self.config.timing.limit_timeout_s:g} s")
+                    self._fault_retry = True
+                    self._step(Event.LIMIT_TIMEOUT)
+        elif transition.action is Action.LOWER:
+            self._lower(cause or event.value)
+        return transition
 
     def _serve_vehicle(self) -> None:
-        direction = self.config.direction
+        self._step(Event.VEHICLE_ARRIVED)
         self._emit(VehicleDetected, loop="arming")
+        self._step(Event.READ_STARTED)
         reading = self._read_plate()
+        self._step(Event.PLATE_READ if reading.plate is not None else Event.READ_FAILED)
+        self._decide_and_act(reading)
+
+    def _decide_and_act(self, reading: PlateReading, identity: NoPlateId | None = None) -> None:
+        """In ``deciding``: ask (gateway, else replica), report the decision, then open or
+        leave the car waiting (``refused``)."""
+        direction = self.config.direction
         correlation_id = uuid.uuid4().hex[:20]
         if direction == "entry" and self.flood_alarm and not self.fire_active():
             # Flood level 2+: entries closed, whatever the gateway would say.
             verdict = Verdict("refuse", "flood_entries_closed", 0, None, "lane", 0.0,
                               TEXTS["flood_entry"])
         else:
-            verdict = self._decide(correlation_id, reading)
+            verdict = self._decide(correlation_id, reading, identity)
         if self.fire_active():  # a fire broke out while we asked: out, free
             verdict = Verdict("open", "fire_open", 0, None, "lane", verdict.wait_ms,
                               TEXTS["fire"])
@@ -334,27 +423,76 @@ class LaneController:
             self._show(*verdict.display)
         self.last_verdict = verdict
         self.verdicts += 1
+        self._gate = _AtTheGate(self._hw.arming_loop.arrivals, reading.plate, verdict.fee_fen,
+                                identity)
         self._emit(
             Decision, correlation_id=correlation_id, direction=direction, plate=reading.plate,
+            identity=identity.text if identity is not None else None,
             action=verdict.action, reason=verdict.reason, fee_fen=verdict.fee_fen,
             session_id=verdict.session_id, decided_by=verdict.decided_by, wait_ms=verdict.wait_ms,
         )
         if verdict.action != "open":
-            # Refused: the driver has to back out or call for help; wait until the lane is
-            # clear, or until a guard's command (usually an open for this car) arrives.
-            self._wait_until(
-                lambda: not self._hw.arming_loop.vehicle_present or self._command_waiting()
-                # it left and the next one came before we looked:
-                or self._hw.arming_loop.arrivals > self._served_arrivals
-                or self.fire_active(),
-                timeout_s=None,
-            )
+            # Refused: the driver has to back out, use the kiosk or call for help.
+            self._step(Event.DECIDED_REFUSE)
+            self._wait_refused()
             return
         self._open_and_pass(correlation_id, reading.plate, verdict)
 
+    def _wait_refused(self) -> None:
+        """A refused car waits at the barrier: until it leaves, the kiosk gives an identity,
+        or a guard's command (usually an open for this car) or a fire arrives."""
+        arming = self._hw.arming_loop
+        reported = False
+        while not self._stopping.is_set():
+            answered = self._wait_until(
+                lambda: not arming.vehicle_present or self._command_waiting()
+                # it left and the next one came before we looked:
+                or arming.arrivals > self._served_arrivals
+                or self.fire_active() or bool(self._inputs),
+                timeout_s=None if reported else self.config.timing.refused_timeout_s,
+            )
+            if self._stopping.is_set():
+                return
+            if not answered:
+                reported = True
+                self._emit(Fault, code="refused_waiting",
+                           detail="a refused vehicle has waited at the barrier for "
+                                  f"{self.config.timing.refused_timeout_s:g} s")
+                continue
+            if self.fire_active() or self._command_waiting():
+                return  # the worker's loop carries it out, then comes back here
+            if self._inputs:
+                if self._kiosk_input(self._inputs.popleft()):
+                    return  # decided again: opened, or refused and waited out
+                continue
+            self._step(Event.VEHICLE_LEFT)
+            self._gate = None
+            return
+
+    def _wait_fault(self) -> None:
+        """After a barrier fault the boom stays up. A boom that missed its *up* switch (or a
+        sequence error) is tried down once both loops are clear; one that missed its *down*
+        switch stays up until a guard's command (a broken switch must not make it bob up
+        and down every few seconds)."""
+        safety, arming = self._hw.safety_loop, self._hw.arming_loop
+        retry = self._fault_retry
+        self._wait_until(lambda: (retry and not (safety.vehicle_present
+                                                 or arming.vehicle_present))
+                         or self._command_waiting() or self.fire_active(), timeout_s=None)
+        if self._stopping.is_set() or self._command_waiting() or self.fire_active():
+            return
+        self._fault_retry = False
+        self._step(Event.FAULT_CLEARED, "fault_cleared")
+        self._served_arrivals = arming.arrivals
+
     def _read_plate(self) -> PlateReading:
         arrival = self._hw.arming_loop.arrivals
-        reading = self._reader.read(self._camera.capture())
+        try:
+            reading = self._reader.read(self._camera.capture())
+        except Exception as error:  # a broken camera or reader is a failed read, not a stop
+            log.exception("lane %s: plate read failed", self.lane)
+            self._emit(Fault, code="read_failed", detail=f"camera or reader: {error}"[:512])
+            reading = _UNREAD
         self._last_read = (arrival, reading.plate)
         self._emit(
             PlateRead, plate=reading.plate, confidence=reading.confidence,
@@ -370,8 +508,9 @@ class LaneController:
         # A guard may open before the car has reached the loops: then "gone" only counts
         # once a car has come.
         car_seen = arming.vehicle_present or safety.vehicle_present
-        self._hw.barrier.raise_()
-        self._moved("open", cause)
+        self._step(Event.MANUAL_OPEN if cause == "manual_open" else Event.DECIDED_OPEN, cause)
+        if self.machine.state is not State.OPEN:
+            return  # the boom did not reach its up limit: fault reported, a person looks
 
         def gone() -> bool:
             if arming.vehicle_present or safety.vehicle_present:
@@ -385,41 +524,179 @@ class LaneController:
         if safety.arrivals == entries_before:
             if self._close_waiting():
                 return  # a guard closes it: the queued close lowers the barrier next
+            if self._stopping.is_set():
+                return
             fault = "vehicle_backed_out" if entered else "pass_timeout"
             self._emit(Fault, code=fault, detail="barrier opened but no vehicle passed")
-            self._close_barrier(fault)
+            self._step(Event.VEHICLE_LEFT if entered else Event.PASS_TIMEOUT, fault)
             return
+        self._step(Event.VEHICLE_ENTERED)
         self._wait_until(lambda: not safety.vehicle_present, timeout_s=None)
+        if self._stopping.is_set():
+            return
         vehicles = safety.arrivals - entries_before
+        identity = self._gate.identity if self._gate is not None else None
         self._emit(
             Passed, direction=self.config.direction, plate=plate, correlation_id=correlation_id,
+            identity=identity.text if identity is not None else None,
             session_id=verdict.session_id, fee_fen=verdict.fee_fen,
         )
+        self._gate = None
         if vehicles > 1:
             self._emit(Tailgate, vehicles=vehicles)
-        self._close_barrier("vehicle_passed")
+            self._step(Event.TAILGATE, "vehicle_passed")
+        else:
+            self._step(Event.VEHICLE_PASSED, "vehicle_passed")
 
     def _close_barrier(self, cause: str) -> None:
-        if self._held_open or self.fire_active():
-            return  # a guard holds it open (only a close ends that), or a fire does
-        # The interlock in Barrier.lower() refuses while the safety loop is occupied;
-        # keep trying each time the loops change until it is clear.
-        while not self._hw.barrier.lower():
-            self._wait_until(lambda: not self._hw.safety_loop.vehicle_present
-                             or self.fire_active(), timeout_s=None)
-            if self._stopping.is_set() or self.fire_active():
+        """A guard's close (or the end of a fire): through the state machine."""
+        self._step(Event.CLOSE_COMMAND, cause)
+
+    def _lower(self, cause: str) -> None:
+        """The ``lower`` action (state ``closing``): let the boom down through the interlock,
+        then (limit switches wired) see it reach the down limit."""
+        barrier, safety = self._hw.barrier, self._hw.safety_loop
+        while True:
+            if self._held_open or self.fire_active():
+                # A guard holds it open (only a close ends that), or a fire does.
+                self._step(Event.KEPT_UP)
                 return
-        self._moved("closed", cause)
-        # The vehicle that just passed may still stand on the arming loop of an exit ramp;
-        # only a new arrival starts the next sequence.
+            # The interlock in Barrier.lower() refuses while the safety loop is occupied;
+            # keep trying each time the loops change until it is clear.
+            if barrier.lower():
+                break
+            self._wait_until(lambda: not safety.vehicle_present or self.fire_active(),
+                             timeout_s=None)
+            if self._stopping.is_set():
+                return
+        if not self._hw.limit_switches:
+            self._moved("closed", cause)
+            self._step(Event.DOWN_REACHED)
+            return
+        self._moved("closing", cause)
+        down = self._hw.down_limit
+        reached = self._wait_until(lambda: down.active or safety.vehicle_present
+                                   or self.fire_active(),
+                                   timeout_s=self.config.timing.limit_timeout_s)
+        if self._stopping.is_set():
+            return
+        if safety.vehicle_present and not down.active:
+            # A car came under the boom on its way down: back up, let it pass, close again.
+            self._step(Event.SAFETY_OCCUPIED, "safety_loop")
+            self._wait_until(lambda: not safety.vehicle_present, timeout_s=None)
+            if not self._stopping.is_set():
+                self._step(Event.VEHICLE_PASSED, cause)
+            return
+        if self.fire_active():
+            return  # the worker's loop steps fire_started
+        if reached:
+            self._moved("closed", cause)
+            self._step(Event.DOWN_REACHED)
+            return
+        self._emit(Fault, code="barrier_limit_timeout",
+                   detail="the boom did not reach its down limit switch in "
+                          f"{self.config.timing.limit_timeout_s:g} s: raised again")
+        self._fault_retry = False
+        self._step(Event.LIMIT_TIMEOUT, "barrier_limit_timeout")
 
     def _moved(self, position: BarrierPosition, cause: str) -> None:
         with self._state_lock:
             if position == "closed":
                 self.mode = "normal"
             self.barrier_position = position
+        if position == "open":
+            self._hw.light.go()
+        elif position in ("closing", "closed"):
+            self._hw.light.stop()
         self._emit(BarrierMoved, position=position, cause=cause)
         self.publish_state()
+
+    # help, kiosk, scanner -------------------------------------------------------------
+
+    def _on_help(self) -> None:
+        """The help button's pin thread: count it, wake the worker (which reports it)."""
+        self._helps += 1
+        self._changed.set()
+
+    def _on_input(self, item: KioskInput) -> None:
+        """A keypad or scanner thread: queue it for the worker."""
+        self._inputs.append(item)
+        self._changed.set()
+
+    def _report_help(self) -> None:
+        while self._helps_reported < self._helps:
+            self._helps_reported += 1
+            self.help_requests += 1
+            self._emit(HelpPressed)
+            self._show(*TEXTS["help"])
+            self._step(Event.HELP_PRESSED)
+
+    def _capture_payment_codes(self) -> None:
+        """Offline payment codes are captured wherever the worker waits: journaled as a
+        ``payment_code`` event (with the plate and fee of the car at the gate) for the
+        gateway to charge; other inputs wait for the refused-car loop."""
+        if not self._inputs:
+            return
+        kept: deque[KioskInput] = deque()
+        while self._inputs:
+            item = self._inputs.popleft()
+            if item.kind != "payment_code":
+                if self.machine.state in _WAITING:
+                    kept.append(item)  # for the refused car: _wait_refused acts on it
+                else:  # only a car waiting at the barrier may use the kiosk
+                    self._show(*TEXTS["kiosk_no_vehicle"])
+                continue
+            gate = self._gate
+            if self.config.direction != "exit" or gate is None \
+                    or not self._hw.arming_loop.vehicle_present:
+                self._show(*TEXTS["kiosk_no_vehicle"])
+                continue
+            self._emit(PaymentCode, code=item.text[:128], plate=gate.plate,
+                       fee_fen=gate.fee_fen)
+            self._show(*TEXTS["payment_code"])
+        self._inputs.extendleft(reversed(kept))
+
+    def _kiosk_input(self, item: KioskInput) -> bool:
+        """A refused car's driver typed or scanned something; True if the lane decided
+        again (the car was opened for, or refused and has gone)."""
+        gate = self._gate
+        if not self._hw.arming_loop.vehicle_present or gate is None:
+            self._show(*TEXTS["kiosk_no_vehicle"])  # only while the arming loop holds a car
+            return False
+        identity: NoPlateId | None = None
+        try:
+            if item.kind == "ticket":
+                identity = NoPlateId.for_ticket(item.text)
+            elif item.kind == "phone":
+                key = self.config.kiosk.site_key
+                if key is None:
+                    self._show(*TEXTS["kiosk_unavailable"])
+                    return False
+                phone_id = NoPlateId.for_phone(item.text, site_key=bytes.fromhex(key))
+                if self.config.direction == "entry":
+                    identity = phone_id
+                else:
+                    gate.confirming = (phone_id, item.text)
+                    self._show(*self._confirmation.challenge(item.text, phone_id))
+                    return False
+            elif item.kind == "digits":
+                if gate.confirming is None:
+                    return False
+                phone_id, _phone = gate.confirming
+                gate.confirming = None
+                if not self._confirmation.check(phone_id, item.text):
+                    self._show(*TEXTS["kiosk_not_confirmed"])
+                    return False
+                identity = phone_id
+        except PlateError:
+            self._show(*TEXTS["kiosk_bad_input"])
+            return False
+        if identity is None:
+            return False
+        self.last_identity = identity
+        self._step(Event.KIOSK_IDENTITY)
+        self._decide_and_act(_UNREAD, identity)
+        return True
 
     # fire ----------------------------------------------------------------------------------
 
@@ -427,10 +704,9 @@ class LaneController:
         """Hold the barrier up while the fire lasts; report every car that leaves, free."""
         safety, arming = self._hw.safety_loop, self._hw.arming_loop
         self._in_fire = True
-        self._hw.barrier.raise_()
         with self._state_lock:
             self.mode = "fire_open"
-        self._moved("open", "fire_alarm")
+        self._step(Event.FIRE_STARTED, "fire_alarm")
         self._show(*TEXTS["fire"])
         passages: deque[tuple[str, str | None]] = deque()  # (correlation id, plate) read
         departures = safety.departures
@@ -462,8 +738,9 @@ class LaneController:
         self._show(*TEXTS["idle"])
         if self._held_open:
             self.publish_state()
+        self._step(Event.FIRE_OVER, "fire_over")  # a guard's hold_open keeps it up
+        if self._held_open:
             return
-        self._close_barrier("fire_over")
         self._served_arrivals = arming.arrivals  # cars met during the fire have been let out
 
     def _fire_decision(self, plate: str | None) -> tuple[str, str | None]:
@@ -496,7 +773,8 @@ class LaneController:
 
     # deciding ------------------------------------------------------------------------
 
-    def _decide(self, correlation_id: str, reading: PlateReading) -> Verdict:
+    def _decide(self, correlation_id: str, reading: PlateReading,
+                identity: NoPlateId | None = None) -> Verdict:
         site, lane = self.config.site, self.lane
         deadline_ms = self.config.timing.decide_deadline_ms
         pending = _PendingDecision()
@@ -505,10 +783,11 @@ class LaneController:
         started = time.perf_counter()
         request = DecideRequest(
             correlation_id=correlation_id, lane=lane, direction=self.config.direction,
-            plate=reading.plate, confidence=reading.confidence,
-            char_confidences=reading.char_confidences, ts=self._clock.now(),
-            deadline_ms=deadline_ms,
+            plate=reading.plate, identity=identity.text if identity is not None else None,
+            confidence=reading.confidence, char_confidences=reading.char_confidences,
+            ts=self._clock.now(), deadline_ms=deadline_ms,
         )
+        self.last_decide_request = request
         self._bus.publish(topics.lane_decide(site, lane), request)
         answered = self._clock.wait(pending.answered, deadline_ms / 1000)
         wait_ms = (time.perf_counter() - started) * 1000
@@ -517,18 +796,20 @@ class LaneController:
         reply = pending.reply
         if not answered or reply is None:
             log.warning("lane %s: gateway silent for %d ms, deciding alone", lane, deadline_ms)
-            return self._decide_alone(correlation_id, reading, wait_ms)
+            return self._decide_alone(correlation_id, reading, wait_ms, identity)
         shown = (reply.display_zh, reply.display_en) if reply.display_zh or reply.display_en \
             else None
         return Verdict(reply.action, reply.reason, reply.fee_fen, reply.session_id, "gateway",
                        wait_ms, shown)
 
     def _decide_alone(self, correlation_id: str, reading: PlateReading,
-                      wait_ms: float) -> Verdict:
+                      wait_ms: float, identity: NoPlateId | None = None) -> Verdict:
         """The replica's answer, with the same pure cores as the gateway; its evidence is
         journaled (the decision event itself goes into the journal too, synchronous FULL)."""
         now = self._clock.now()
-        if self.config.direction == "entry":
+        if identity is not None:
+            offline = self._no_plate_alone(identity, now)
+        elif self.config.direction == "entry":
             offline = self.replica.entry(reading.plate, now)
         else:
             offline = self.replica.exit(reading.plate, reading.char_confidences, now)
@@ -537,6 +818,20 @@ class LaneController:
             ensure_ascii=False, default=str))
         return Verdict(offline.action, offline.reason, offline.fee_fen, offline.session_id,
                        "lane", wait_ms, offline.display)
+
+    def _no_plate_alone(self, identity: NoPlateId, now: datetime) -> OfflineVerdict:
+        """Offline answer for a no-plate identity: an entry opens (unless the car park is
+        full); an exit looks the identity up in the replica (exact match only)."""
+        if self.config.direction == "entry":
+            capacity = self.replica.capacity
+            if capacity is not None and capacity.full:
+                return OfflineVerdict("refuse", "offline_lot_full", display=TEXTS["lot_full"],
+                                      evidence={"identity": identity.masked})
+            return OfflineVerdict("open", "offline_no_plate_entry",
+                                  display=(f"{identity.masked} 欢迎光临",
+                                           f"Welcome ({identity.text[-4:]})"),
+                                  evidence={"identity": identity.masked})
+        return self.replica.exit(identity.text, (), now)
 
     def _on_decide_reply(self, _topic: str, payload: bytes) -> None:
         try:
@@ -606,9 +901,8 @@ class LaneController:
             self._manual_open(command)
         elif command.command == "hold_open":
             self._held_open = True
-            self._hw.barrier.raise_()
             self.mode = "free_open"
-            self._moved("open", "command_hold_open")
+            self._step(Event.HOLD_OPEN, "command_hold_open")
         elif command.command == "close":
             self._held_open = False
             if self._hw.barrier.is_up:
@@ -655,6 +949,9 @@ class LaneController:
             self._changed.clear()
             self._report_rejections()
             self._report_replica_gap()
+            self._report_help()
+            self._capture_payment_codes()
+            self.heartbeat = time.monotonic()
             if condition():
                 return True
             if deadline is None:

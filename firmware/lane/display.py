@@ -35,6 +35,12 @@ TEXTS: Final[dict[str, tuple[str, str]]] = {
     "no_replica": ("暂无数据 请按帮助键", "Offline: press Help"),
     "goodbye": ("一路平安", "Goodbye"),
     "welcome": ("欢迎光临", "Welcome"),
+    "help": ("已呼叫保安", "Help is coming"),
+    "kiosk_no_vehicle": ("请先将车驶入车道", "Please drive up to the barrier first"),
+    "kiosk_unavailable": ("暂不支持手机号入场 请按帮助键", "Phone entry unavailable: press Help"),
+    "kiosk_bad_input": ("号码无效 请重新输入", "Invalid number: please try again"),
+    "kiosk_not_confirmed": ("尾号不符 请重新输入", "Not confirmed: please try again"),
+    "payment_code": ("已收到付款码", "Payment code received"),
 }
 
 

@@ -240,6 +240,10 @@ class Outbox:
         self._connects += 1
         self._wake.set()
 
+    def alive(self) -> bool:
+        """Whether the outbox thread runs (the watchdog asks)."""
+        return self._thread is not None and self._thread.is_alive()
+
     def wake(self) -> None:
         """A new event is in the journal."""
         self._idle.clear()

@@ -22,7 +22,9 @@ from firmware.lane.controller import LaneController
 from firmware.lane.display import Display
 from firmware.lane.hardware import LaneHardware
 from firmware.lane.journal import Journal
+from firmware.lane.kiosk import Confirmation, InputSource
 from firmware.lane.replica import LaneReplica
+from firmware.lane.watchdog import Notifier, Watchdog, watchdog_period_s
 from parkguard import __version__
 from parkguard.clock import Clock
 from parkguard.errors import BrokerError
@@ -73,9 +75,13 @@ class LaneNode:
         reader: PlateReader,
         pin_factory: Factory | None = None,
         display: Display | None = None,
+        kiosk: InputSource | None = None,
+        scanner: InputSource | None = None,
+        confirmation: Confirmation | None = None,
     ) -> None:
         self.config = config
-        self.hardware = LaneHardware(config.pins, pin_factory=pin_factory)
+        self.hardware = LaneHardware(config.pins, pin_factory=pin_factory,
+                                     barrier=config.barrier)
         self._scratch: tempfile.TemporaryDirectory[str] | None = None
         self.journal = Journal(self._journal_path(config, pin_factory))
         self.replica = LaneReplica(site=config.site, lane=config.lane, journal=self.journal,
@@ -83,6 +89,7 @@ class LaneNode:
         self.replica.load()
         self._stopping = threading.Event()
         self._connector: threading.Thread | None = None
+        self.watchdog: Watchdog | None = None
         self.bus = MqttBus(
             BrokerAddress.from_settings(config.broker),
             client_id=f"lane-{config.site}-{config.lane}",
@@ -91,7 +98,8 @@ class LaneNode:
         self.controller = LaneController(
             config, clock=clock, hardware=self.hardware, camera=camera, reader=reader, bus=self.bus,
             journal=self.journal, replica=self.replica, display=display,
-            verifier=command_verifier(config, clock),
+            verifier=command_verifier(config, clock), kiosk=kiosk, scanner=scanner,
+            confirmation=confirmation,
         )
 
     def _journal_path(self, config: LaneConfig, pin_factory: Factory | None) -> Path:
@@ -114,6 +122,10 @@ class LaneNode:
                                                name=f"connect-{self.config.lane}")
             self._connector.start()
         self.controller.start()
+        if self.config.watchdog.enabled:
+            self.watchdog = Watchdog(Notifier.from_environment(), watchdog_period_s(),
+                                     self.controller.healthy)
+            self.watchdog.start(status=f"lane {self.config.lane} running")
         return self
 
     def _keep_connecting(self) -> None:
@@ -128,6 +140,8 @@ class LaneNode:
 
     def stop(self) -> None:
         self._stopping.set()
+        if self.watchdog is not None:
+            self.watchdog.stop()
         self.controller.stop()
         if self._connector is not None:
             self._connector.join(timeout=BROKER_RETRY_S + 2)

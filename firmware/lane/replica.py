@@ -60,7 +60,7 @@ from parkguard.core.plates import (
     PlateError,
     PlateIndex,
     match,
-    ocr_read,
+    matchable_read,
     stored_spelling,
 )
 from parkguard.core.tariffs import (
@@ -313,7 +313,7 @@ class LaneReplica:
             evidence: dict[str, Any] = {"replica": f"{self.epoch}:{self.version}",
                                         "tariff_sha256": self._tariff_sha}
             try:
-                result = match(ocr_read(read, char_confidences), self._index, self._policy)
+                result = match(matchable_read(read, char_confidences), self._index, self._policy)
             except PlateError as error:
                 return OfflineVerdict("refuse", "offline_no_entry_record",
                                       display=TEXTS["no_entry"],

@@ -39,7 +39,7 @@ from parkguard.core.plates.normalise import (
     normalise_with_corrections,
 )
 from parkguard.core.plates.policy import DEFAULT_POLICY, MatchPolicy
-from parkguard.core.plates.reads import ocr_read, stored_spelling
+from parkguard.core.plates.reads import matchable_read, ocr_read, stored_spelling
 
 __all__ = [
     "CONFUSION_GROUPS",
@@ -66,6 +66,7 @@ __all__ = [
     "is_no_plate",
     "is_plate",
     "match",
+    "matchable_read",
     "normalise_plate",
     "normalise_with_corrections",
     "ocr_read",

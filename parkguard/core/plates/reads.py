@@ -11,6 +11,7 @@ from collections.abc import Iterable
 
 from parkguard.core.plates.distance import OcrRead
 from parkguard.core.plates.errors import PlateError
+from parkguard.core.plates.identity import NoPlateId, is_no_plate
 from parkguard.core.plates.normalise import normalise_plate
 
 
@@ -39,3 +40,14 @@ def ocr_read(text: str, confidences: Iterable[float] = ()) -> OcrRead:
         except PlateError:
             pass
     return OcrRead(text)
+
+
+def matchable_read(text: str, confidences: Iterable[float] = ()) -> OcrRead | NoPlateId:
+    """What the matcher gets for a read: a no-plate identity from the kiosk (``#P…``/``#Q…``)
+    as itself, matched exactly, anything else as a camera read."""
+    if is_no_plate(text.strip()):
+        try:
+            return NoPlateId.parse(text.strip())
+        except PlateError:
+            pass
+    return ocr_read(text, confidences)

@@ -1,0 +1,64 @@
+"""The gate bench runs end to end (lanes on mock pins, gateway, then the gateway stopped) and
+yields sane rows; no timing targets here."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from simulator.bench import BASELINE_RR, results_table
+from simulator.bench_gate import (
+    GATE_DEADLINE,
+    GATE_OFFLINE,
+    GATE_OFFLINE_OWN,
+    GATE_ONLINE,
+    GATE_ONLINE_ENTRY,
+    GATE_ONLINE_EXIT,
+    main,
+    run_bench_gate,
+)
+
+pytestmark = pytest.mark.integration
+
+DEADLINE_MS = 60
+
+
+@pytest.mark.timeout(90)
+def test_a_tiny_gate_bench_measures_online_and_offline_against_the_ping_pong(
+    tmp_path: Path,
+) -> None:
+    rows = run_bench_gate(4, 3, tmp_path, warmup=1, deadline_ms=DEADLINE_MS)
+    by_name = {row.name: row for row in rows}
+    assert list(by_name) == [BASELINE_RR, GATE_ONLINE, GATE_ONLINE_ENTRY, GATE_ONLINE_EXIT,
+                             GATE_OFFLINE, GATE_DEADLINE, GATE_OFFLINE_OWN]
+    counts = {GATE_ONLINE: 8, GATE_ONLINE_ENTRY: 4, GATE_ONLINE_EXIT: 4, GATE_OFFLINE: 6,
+              GATE_DEADLINE: 6, GATE_OFFLINE_OWN: 6}
+    for name, count in counts.items():
+        assert by_name[name].count == count, name
+    for row in rows:
+        figures = (row.p50, row.p90, row.p99, row.maximum, row.mean)
+        assert all(math.isfinite(v) and v > 0 for v in figures), row
+        assert row.p50 <= row.p90 <= row.p99 <= row.maximum, row
+        assert row.unit == "ms"
+        if row.name != BASELINE_RR:
+            assert row.baseline == BASELINE_RR and row.ratio is not None
+    # offline = the deadline the lane waited out + its own work
+    deadline, offline = by_name[GATE_DEADLINE], by_name[GATE_OFFLINE]
+    assert deadline.p50 >= DEADLINE_MS
+    assert offline.p50 > deadline.p50
+    for total, waited, own in zip(offline.samples, deadline.samples,
+                                  by_name[GATE_OFFLINE_OWN].samples, strict=True):
+        assert math.isclose(total, waited + own)
+    assert f"{DEADLINE_MS} ms" in offline.note
+    assert results_table(rows).row_count == len(rows)
+
+
+@pytest.mark.timeout(90)
+def test_the_command_line_prints_the_table(tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--cars", "2", "--offline-cars", "1", "--warmup", "0", "--deadline-ms",
+                 str(DEADLINE_MS), "--workdir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert GATE_ONLINE in out and GATE_OFFLINE in out and GATE_DEADLINE.strip(" …") in out
