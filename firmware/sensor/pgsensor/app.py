@@ -4,9 +4,17 @@ import time
 from pgsensor import VERSION, board, config
 from pgsensor.link import Link
 
+# MicroPython has no `typing` module: mypy treats any name TYPE_CHECKING as true, the runtime
+# sees False (the node modules stay imported on demand, to keep RAM free).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from pgsensor.fire import FireNode
+    from pgsensor.flood import FloodNode
+
 
 def build(cfg, wdt):
     link = Link(cfg, wdt)
+    node: "FireNode | FloodNode"
     if cfg["kind"] == "fire_panel":
         from pgsensor.fire import FireNode
 

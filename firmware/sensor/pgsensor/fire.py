@@ -73,7 +73,7 @@ class FireNode:
         return None
 
     def poll(self, now):
-        changed = []
+        changed: "list[Loop | None]" = []  # None: the first complete picture (no one loop)
         for lp in self.loops:
             if lp.state.update(classify_loop(lp.source.read(), self.th), now):
                 changed.append(lp)
@@ -90,10 +90,10 @@ class FireNode:
         elif not fire and self.fire and self.clear_on_normal:
             self._latch(False)
         self.fire = fire
-        for lp in changed:
-            zone = lp.zone if lp is not None and lp.role == "zone" else None
-            if lp is not None:
-                print("loop", lp.name, lp.state.value)
+        for ch in changed:
+            zone = ch.zone if ch is not None and ch.role == "zone" else None
+            if ch is not None:
+                print("loop", ch.name, ch.state.value)
             self._reading(fire, trouble, supervisory, zone, now)
         if self.report_ms and not changed and self.ready:
             if time.ticks_diff(now, self.last_report) >= self.report_ms:

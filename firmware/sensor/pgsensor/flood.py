@@ -54,6 +54,7 @@ class FloodNode:
         self.ready = False
 
     def _analog_mm(self):
+        assert self.analog is not None  # poll() calls this only with a level_adc
         raw = self.analog.read()
         self.samples.append(raw)
         if len(self.samples) > self.nsamples:
@@ -123,6 +124,7 @@ class FloodNode:
         if changed:
             print("level", self.level.value, "mm", mm, "pump", self.pump.value, "trouble", trouble)
             self._reading(now)
+            assert self.level.value is not None  # ready: the level has settled
             led, buzz = PATTERNS[self.level.value]
             if trouble and not led:
                 led = (100, 900)

@@ -64,7 +64,9 @@ class DigitalIn:
         mode_pull = None
         if pull:
             mode_pull = machine.Pin.PULL_UP if active_low else machine.Pin.PULL_DOWN
-        self.pin = machine.Pin(pin, machine.Pin.IN, mode_pull)
+        # pull=None (no resistor) is documented by MicroPython, and by the stub's own docstring,
+        # but the stub types pull as int.
+        self.pin = machine.Pin(pin, machine.Pin.IN, mode_pull)  # type: ignore[arg-type]
         self.active_low = active_low
 
     def active(self):

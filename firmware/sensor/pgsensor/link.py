@@ -11,6 +11,12 @@ from pgsensor.clock import utc_iso
 from pgsensor.mqtt import MQTTClient, der_from_pem
 from pgsensor.outbox import Outbox
 
+# MicroPython has no `typing` module: mypy treats any name TYPE_CHECKING as true, the runtime
+# sees False, and the annotations that use these names are strings (never evaluated).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from _mpy_shed.time_mp import _TicksMs
+
 # Packet ids: readings use 1 + seq % 60000 (so a resend reuses its id); the rest are fixed.
 _PID_STATE = 60001
 _PID_SUB = 60002
@@ -51,7 +57,7 @@ class Link:
         self.sent_ever = self.outbox.acked  # highest seq ever written: a resend carries DUP
         self.backoff_ms = b["backoff_min_ms"]
         self.next_attempt = time.ticks_ms()
-        self.last_heartbeat = 0
+        self.last_heartbeat: "_TicksMs | int" = 0  # 0: the first service() sends the state
         self.alarm_handlers = []
         self.connects = 0
         self.heartbeat_ms = cfg["heartbeat_s"] * 1000

@@ -7,14 +7,22 @@
 import select
 import socket
 
+# MicroPython has no `typing` module: mypy treats any name TYPE_CHECKING as true, the runtime
+# sees False, and the annotations that use these names are strings (never evaluated).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from _mpy_shed.time_mp import _TicksMs
+
 try:
     import time
 
     _ticks_ms = time.ticks_ms
     _ticks_diff = time.ticks_diff
 except AttributeError:  # CPython: only the packet functions are used there
-    _ticks_ms = None
-    _ticks_diff = None
+    # The stubs describe MicroPython's time; this branch runs only under CPython, whose packet
+    # tests never call the clock.
+    _ticks_ms = None  # type: ignore[assignment]  # CPython-only branch
+    _ticks_diff = None  # type: ignore[assignment]  # CPython-only branch
 
 CONNECT = 0x10
 CONNACK = 0x20
@@ -212,8 +220,8 @@ class MQTTClient:
         self.sock = None
         self._poller = None
         self._buf = bytearray()
-        self._last_tx = 0
-        self._last_rx = 0
+        self._last_tx: "_TicksMs | int" = 0
+        self._last_rx: "_TicksMs | int" = 0
         self._ping_out = False
         self.on_message = None
         self.on_puback = None
@@ -239,7 +247,9 @@ class MQTTClient:
                 import ssl
 
                 ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-                ctx.verify_mode = ssl.CERT_REQUIRED
+                # The stub's SSLContext lacks verify_mode; MicroPython's ssl documents and
+                # implements it (mbedTLS verification of the broker's certificate).
+                ctx.verify_mode = ssl.CERT_REQUIRED  # type: ignore[attr-defined]
                 ctx.load_verify_locations(cadata=self.cadata)
                 sock = ctx.wrap_socket(raw, server_hostname=self.server_hostname)
             self.sock = sock
@@ -269,6 +279,7 @@ class MQTTClient:
         return bool(reply[2] & 1)
 
     def _read_exact(self, n):
+        assert self.sock is not None  # only called by connect(), after the socket is open
         data = b""
         while len(data) < n:
             chunk = self.sock.read(n - len(data))
@@ -334,6 +345,7 @@ class MQTTClient:
         Raises OSError when the connection is gone (closed, keep-alive lapsed)."""
         if self.sock is None:
             raise OSError("not connected")
+        assert self._poller is not None  # connect() sets both; close() clears both
         closed = False
         while self._poller.poll(0):
             try:

@@ -33,7 +33,7 @@ LI_ION_CURVE = ((3300, 0), (3500, 5), (3600, 12), (3700, 30), (3800, 50), (3900,
                 (4000, 80), (4100, 92), (4180, 100))
 
 # Feedback: per output, a list of (on_ms, off_ms) pulses played once. Counted by the tests.
-PATTERNS = {
+PATTERNS: "dict[str, dict[str, tuple[tuple[int, int], ...]]]" = {
     "ok": {"green": ((400, 0),), "buzzer": ((80, 0),)},  # at the broker
     "stored": {"green": ((120, 120), (120, 0)), "buzzer": ((60, 90), (60, 0))},  # on flash
     "logon": {"green": ((800, 0),), "buzzer": ((50, 60), (50, 60), (50, 0))},
