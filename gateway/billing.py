@@ -31,6 +31,7 @@ from gateway.payments import PaymentDesk
 from gateway.pricing import SitePricing
 from parkguard.core.access import billable_span
 from parkguard.core.ledger import Fen
+from parkguard.core.plates import NoPlateId, PlateError, is_no_plate
 from parkguard.core.tariffs import Quote, format_yuan
 
 
@@ -79,15 +80,16 @@ class Bill:
 
     def display(self) -> tuple[str, str]:
         """The exit display's two lines (Chinese, English)."""
+        shown = shown_on_display(self.plate)
         if self.due_fen:
             money = format_yuan(self.due_fen)
             owed = f" 含欠费{format_yuan(self.debts_fen)}" if self.debts_fen else ""
-            return (f"{self.plate} 应付{money}{owed}"[:64], f"{self.plate} please pay {money}")
+            return (f"{shown} 应付{money}{owed}"[:64], f"{shown} please pay {money}")
         words = {"pass": ("月卡", "Pass"), "whitelisted": ("免费放行", "Free exit"),
                  "exempt": ("免费放行", "Free exit"), "prepaid": ("已缴费", "Paid"),
                  "free": ("免费", "No charge")}
         zh, en = words[self.reason]
-        return f"{self.plate} {zh} 一路平安", f"{self.plate} {en}: goodbye"
+        return f"{shown} {zh} 一路平安", f"{shown} {en}: goodbye"
 
     def as_json(self) -> dict[str, Any]:
         """What the decision keeps: the receipt and the money beside it."""
@@ -100,6 +102,17 @@ class Bill:
             "grace_until": self.grace_until.isoformat() if self.grace_until else None,
             "coupons": [list(pair) for pair in self.coupons],
         }
+
+
+def shown_on_display(plate: str) -> str:
+    """What a lane display may show for a session's plate: the plate itself, or for a
+    no-plate identity only its masked form (尾号5678, 票…31QZ), as the lane shows offline."""
+    if not is_no_plate(plate):
+        return plate
+    try:
+        return NoPlateId.parse(plate).masked
+    except PlateError:
+        return "无牌车"
 
 
 class Billing:

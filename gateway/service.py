@@ -46,7 +46,7 @@ from broker.contract.messages import (
 )
 from gateway.alarms import AlarmMonitor
 from gateway.alerts import AlertDesk
-from gateway.billing import Bill, Billing
+from gateway.billing import Bill, Billing, shown_on_display
 from gateway.capacity import FULL_DISPLAY_EN, FULL_DISPLAY_ZH, LOT_FULL, Capacity
 from gateway.inbox import Inbound, Inbox, Job
 from gateway.inside import CarsInside
@@ -516,9 +516,10 @@ class Gateway:
             zh, en = self.alarms.lane_display("entry") or ("暂停入场", "Entry closed")
             return reply("refuse", f"entries_closed_{closed}", zh, en), None
         plate = self.inside.spelling(read)
+        shown = shown_on_display(plate)
         inside = self.inside.session_of(read)
         if inside is not None:
-            return reply("open", "already_inside", f"{plate} 欢迎光临", f"Welcome {plate}",
+            return reply("open", "already_inside", f"{shown} 欢迎光临", f"Welcome {shown}",
                          session_id=inside), None
         access = self.billing.access.entry_access(plate)
         if access.refused:
@@ -532,10 +533,10 @@ class Gateway:
         owed = sum(debt.amount_fen for debt in self.billing.payments.debts_for(plate))
         if owed:
             terms["owed_fen"] = owed
-            zh = f"{plate} 欠费{format_yuan(owed)} 出场补缴"
+            zh = f"{shown} 欠费{format_yuan(owed)} 出场补缴"
             en = f"Unpaid {format_yuan(owed)}: pay at exit"
         elif access.reason == "no_pass":
-            zh, en = f"{plate} 欢迎光临", f"Welcome {plate}"
+            zh, en = f"{shown} 欢迎光临", f"Welcome {shown}"
         reason = {"visitor": "visitor_entry", "pass": "pass_entry",
                   "whitelisted": "whitelisted_entry"}[access.kind]
         if access.reason == "pass_in_use":

@@ -37,12 +37,67 @@ class Passage:
 
 
 class SimulatedLaneWiring:
-    """The pins of one lane's mock board, by their role."""
+    """The pins of one lane's mock board, by their role (``config.pins``).
+
+    Inputs (loops, limit switches, help button, fire input) are driven by the simulation
+    (``drive_high``/``drive_low``, or the helpers below); outputs (barrier relay or
+    open/close pulses, lane light) are read (``.state``).
+    """
 
     def __init__(self, config: LaneConfig, factory: MockFactory) -> None:
-        self.arming: MockPin = factory.pin(config.pins.arming_loop)
-        self.safety: MockPin = factory.pin(config.pins.safety_loop)
-        self.relay: MockPin = factory.pin(config.pins.barrier_relay)
+        pins = config.pins
+        self.config = config
+        # inputs: what the loops, the boom's switches, the driver and the fire panel say
+        self.arming: MockPin = factory.pin(pins.arming_loop)
+        self.safety: MockPin = factory.pin(pins.safety_loop)
+        self.up_limit: MockPin = factory.pin(pins.up_limit)
+        self.down_limit: MockPin = factory.pin(pins.down_limit)
+        self.help_button: MockPin = factory.pin(pins.help_button)
+        self.fire_input: MockPin | None = (
+            None if pins.fire_input is None else factory.pin(pins.fire_input))
+        # outputs: what the lane drives
+        self.relay: MockPin = factory.pin(pins.barrier_relay)
+        """Hold controller: on = boom held up. Pulse controller: the OPEN pulse output."""
+        self.close: MockPin = factory.pin(pins.barrier_close)
+        """Pulse controller only: the CLOSE pulse output."""
+        self.light_green: MockPin = factory.pin(pins.light_green)
+        self.light_red: MockPin = factory.pin(pins.light_red)
+
+    @property
+    def light(self) -> str:
+        """What the lane light shows: ``green``, ``red``, ``off`` or ``both`` (a wiring
+        fault)."""
+        green, red = bool(self.light_green.state), bool(self.light_red.state)
+        return {(True, False): "green", (False, True): "red",
+                (False, False): "off"}.get((green, red), "both")
+
+    def press_help(self) -> None:
+        """The driver presses and releases the help button."""
+        self.help_button.drive_high()
+        self.help_button.drive_low()
+
+    def boom_at(self, position: str) -> None:
+        """Set the limit switches as a boom at ``up``, ``down`` or ``between`` would (the
+        lane reads them only with ``barrier.limit_switches = true``)."""
+        if position not in ("up", "down", "between"):
+            raise ValueError(f"boom position must be up, down or between, not {position!r}")
+        if position != "up":
+            self.up_limit.drive_low()
+        if position != "down":
+            self.down_limit.drive_low()
+        if position == "up":
+            self.up_limit.drive_high()
+        elif position == "down":
+            self.down_limit.drive_high()
+
+    def fire_panel(self, active: bool) -> None:
+        """The fire panel's alarm contact as the lane's fire input sees it (active = fire)."""
+        if self.fire_input is None:
+            raise LaneStuck(f"lane {self.config.lane} has no fire input wired (pins.fire_input)")
+        if active:
+            self.fire_input.drive_high()
+        else:
+            self.fire_input.drive_low()
 
 
 class CarDriver:

@@ -44,3 +44,11 @@ def test_every_doc_the_readme_links_exists() -> None:
     for target in re.findall(r"\]\(([^)#]+)\)", readme):
         if "://" not in target:
             assert (ROOT / target).exists(), f"README links to missing {target}"
+
+
+def test_every_link_in_the_hardware_docs_and_the_lane_doc_resolves() -> None:
+    docs = [*sorted((ROOT / "hardware").glob("*.md")), ROOT / "docs/lane.md"]
+    for doc in docs:
+        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", doc.read_text(encoding="utf-8")):
+            if "://" not in target:
+                assert (doc.parent / target).exists(), f"{doc.name} links to missing {target}"
