@@ -26,7 +26,7 @@ import threading
 import uuid
 from collections.abc import Callable
 from concurrent.futures import Future
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import partial
 from typing import Any, TypeVar
 
@@ -409,11 +409,15 @@ class Gateway:
         pass that needs it): at the end of this step, or before a re-check ingests a batch.
         """
         letters: list[tuple[Inbound, str]] = []
+        too_late: list[Inbound] = []
         for item in items:
             try:
                 request = decode(item.topic, item.payload)
                 if not isinstance(request, DecideRequest):
                     raise ContractError(f"{type(request).__name__} is not a decide request")
+                if self._past_deadline(request):
+                    too_late.append(item)
+                    continue
                 now, reply, evidence, terms = self._decide(request)
             except ContractError as error:
                 letters.append((item, str(error)))
@@ -424,12 +428,25 @@ class Gateway:
                 continue
             self._bus.publish(topics.lane_decide_reply(self.site, request.lane), reply)
             self._unrecorded.append((item, request, reply, now, evidence, terms))
-        self._record_decisions(letters)
+        self._record_decisions(letters, skipped=too_late)
 
-    def _record_decisions(self, letters: list[tuple[Inbound, str]] | None = None) -> None:
-        """Write the answered decisions (and dead letters) in one transaction; acknowledge."""
+    def _past_deadline(self, request: DecideRequest) -> bool:
+        """A request the lane has stopped waiting for (queued while the broker or the gateway
+        was down): the lane decided alone and journals that decision, so an answer now would
+        only be a second, different verdict on the same car. Not answered, not recorded."""
+        if self._clock.now() <= request.ts + timedelta(milliseconds=request.deadline_ms):
+            return False
+        self.late_decisions_ignored += 1
+        return True
+
+    def _record_decisions(self, letters: list[tuple[Inbound, str]] | None = None, *,
+                          skipped: list[Inbound] | None = None) -> None:
+        """Write the answered decisions (and dead letters) in one transaction; acknowledge
+        them, and the requests skipped as too late."""
         answered, self._unrecorded = self._unrecorded, []
         if not answered and not letters:
+            if skipped:
+                self._committed(skipped)
             return
         with self.store.atomic():
             for _item, request, reply, now, evidence, terms in answered:
@@ -441,8 +458,8 @@ class Gateway:
             for item, reason in letters or ():
                 self._write_dead_letter(item, reason)
         self.decides_answered += len(answered)
-        self._committed([entry[0] for entry in answered] + [item for item, _ in letters or ()],
-                        letters=letters)
+        self._committed([entry[0] for entry in answered] + [item for item, _ in letters or ()]
+                        + list(skipped or ()), letters=letters)
 
     def _decide(self, request: DecideRequest
                 ) -> tuple[datetime, DecideReply, str | None, str | None]:

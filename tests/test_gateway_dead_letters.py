@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -24,7 +24,8 @@ pytestmark = pytest.mark.integration
 
 SITE = TEST_SITE
 NOW = datetime(2026, 5, 6, 2, 0, tzinfo=UTC)
-GOOD = DecideRequest.model_validate(EXAMPLES["DecideRequest"])  # an exit read on out1
+# An exit read on out1, asked now (a request older than its deadline is not answered).
+GOOD = DecideRequest.model_validate({**EXAMPLES["DecideRequest"], "ts": NOW})
 
 # What a buggy or compromised lane in1 can still put on its own topics (the ACL stops it
 # from writing anywhere else, so a badly formed *topic* never reaches the gateway).
@@ -98,3 +99,20 @@ def test_a_burst_of_garbage_loses_no_good_message(
     eventually(lambda: gateway.store.count("dead_letters") == 50, what="50 dead letters")
     gateway.service.wait_idle()
     assert gateway.store.count("decisions") == 50
+
+
+def test_a_request_the_lane_stopped_waiting_for_is_neither_answered_nor_recorded(
+    gateway: GatewayApp, lane_out1: Recorder,
+) -> None:
+    """Queued while the broker was down: the lane decided alone long ago, so a gateway verdict
+    now would be a second, different decision on the same car."""
+    stale = GOOD.model_copy(update={"correlation_id": "stale0001",
+                                    "ts": NOW - timedelta(minutes=5)})
+    lane_out1.bus.publish_and_wait(topics.lane_decide(SITE, "out1"), stale)
+    eventually(lambda: gateway.service.late_decisions_ignored == 1, what="the stale request")
+    lane_out1.bus.publish_and_wait(topics.lane_decide(SITE, "out1"), GOOD)
+    eventually(lambda: bool(lane_out1.payloads()), what="the reply to the fresh request")
+    gateway.service.wait_idle()
+    replies = [DecideReply.from_json(p).correlation_id for p in lane_out1.payloads()]
+    assert replies == [GOOD.correlation_id]
+    assert gateway.store.count("decisions") == 1
