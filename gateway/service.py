@@ -37,6 +37,7 @@ from broker.contract.messages import (
     DecideReply,
     DecideRequest,
     Fault,
+    HelpPressed,
     LaneEvent,
     LaneState,
     Passed,
@@ -587,6 +588,9 @@ class Gateway:
             return False
         if isinstance(event, Passed):
             self._vehicle_passed(event)
+            self._help_answered(event.lane, "a car went through")
+        elif isinstance(event, HelpPressed):
+            self._help_requested(event)
         elif isinstance(event, PaymentCode) and event.fee_fen:
             self._payment_code(event)
         elif isinstance(event, Fault) and event.code == "replica_gap" and self.replicas:
@@ -594,6 +598,25 @@ class Gateway:
             self._after_commit.append(lambda: replicas.publish_snapshot(lanes=[lane]))
         self.store.track_seq(event.lane, event.seq, arrived)  # last: a failure above forgets it
         return True
+
+    def _help_requested(self, event: HelpPressed) -> None:
+        """The driver pressed the help button: the guard on duty is alerted (and the ladder
+        escalates until someone acknowledges); a guard can open the lane remotely."""
+        if self.alerts is None:
+            log.warning("gateway: help pressed at %s and no alert roster to tell", event.lane)
+            return
+        alerts, lane = self.alerts, event.lane
+        self._after_commit.append(lambda: alerts.raise_alert(
+            f"help:{lane}", kind="help", severity="warning",
+            title_zh=f"{lane} 车道求助", title_en=f"Help requested at lane {lane}",
+            detail=f"help button pressed at {utc_iso(event.ts)}"))
+
+    def _help_answered(self, lane: str, reason: str) -> None:
+        """A car went through the lane (often on a guard's remote open): its help call is over."""
+        if self.alerts is not None:
+            alerts = self.alerts
+            self._after_commit.append(
+                lambda: alerts.resolve_key(f"help:{lane}", "gateway", reason))
 
     def _vehicle_passed(self, event: Passed) -> None:
         decision = self.store.decision(event.correlation_id)

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from broker.contract import topics
-from broker.contract.messages import Decision, Passed, ReplicaDelta, decode
+from broker.contract.messages import Decision, HelpPressed, Passed, ReplicaDelta, decode
 from broker.provision.generate import ProvisionResult
 from broker.runner import MosquittoBroker
 from gateway.capacity import CapacitySettings
@@ -131,3 +131,40 @@ def test_a_car_let_out_by_a_barrier_held_up_for_fire_is_not_billed(
     assert session["state"] == "closed" and session["fee_fen"] == 0
     assert "fire alarm" in session["review"] and debts == []
     assert json.loads(json.dumps(session))["exit_lane"] == "out1"
+
+
+HELP_ROSTER = """
+[alerts]
+timezone = "Asia/Shanghai"
+shifts = [{ name = "a", start = 08:00:00 }, { name = "b", start = 16:00:00 },
+          { name = "c", start = 00:00:00 }]
+
+[[alerts.people]]
+id = "gina"
+name = "Gina"
+role = "guard"
+shift = "a"
+"""
+
+
+def test_the_help_button_alerts_the_guard_on_duty_until_the_car_goes_through(
+    broker: MosquittoBroker, tmp_path: Path, test_site: ProvisionResult,
+) -> None:
+    roster = tmp_path / "safety.toml"
+    roster.write_text(HELP_ROSTER, encoding="utf-8")
+    with SimulatedSite(site=TEST_SITE, broker=broker.address, workdir=tmp_path,
+                       clock=ManualClock(SITE_START), entry_lanes=("in1",),
+                       exit_lanes=("out1",), safety_file=roster,
+                       lane_keys=test_site.device("gateway").lane_keys) as site:
+        alerts = site.gateway.alerts
+        assert alerts is not None
+        drive(site, "in1", "粤B12345")
+        site.replay_journal("out1", HelpPressed(**_lane_event(site, "out1")))
+        raised = site.gateway.service.call(lambda: alerts.open_alert("help:out1"))
+        assert raised is not None and raised.kind == "help"
+        told = site.gateway.service.call(lambda: alerts.events(raised.alert_id))
+        assert [e["detail"] for e in told if e["event"] == "escalated"] == ["round 0 step 0: gina"]
+        site.clock.advance(timedelta(minutes=30))
+        drive(site, "out1", "粤B12345")
+        eventually(lambda: site.gateway.service.call(
+            lambda: alerts.open_alert("help:out1")) is None, what="the help call resolved")
