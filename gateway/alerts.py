@@ -41,10 +41,10 @@ from pathlib import Path
 from time import perf_counter
 from typing import Any, Final, Literal, Protocol, Self, TypeAlias
 from urllib.parse import quote
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 import sqlite_utils
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 from sqlite_utils.migrations import Migrations
 
 from broker.contract import topics
@@ -53,6 +53,7 @@ from gateway.audit import AuditLog
 from gateway.reports import mask_phone
 from parkguard.clock import Clock, utc_iso
 from parkguard.configfile import StrictModel
+from parkguard.core.zones import TimeZoneName
 from parkguard.errors import ContractError, ParkGuardError
 
 __all__ = [
@@ -164,7 +165,8 @@ DEFAULT_STEPS: Final = (
 class AlertSettings(StrictModel):
     """The roster, the escalation ladder and the acknowledgement links."""
 
-    timezone: str = Field(default="Asia/Shanghai", description="zone of the shift start times")
+    timezone: TimeZoneName = Field(default="Asia/Shanghai",
+                                   description="zone of the shift start times")
     shifts: tuple[Shift, ...] = Field(min_length=1, description="the shifts of a day")
     people: tuple[Person, ...] = Field(min_length=1)
     steps: tuple[Step, ...] = Field(default=DEFAULT_STEPS, min_length=1)
@@ -181,14 +183,6 @@ class AlertSettings(StrictModel):
         default=None, description="Apprise URL template with {phone} for messages to car "
                                   "owners (an SMS gateway); none: not sent")
 
-    @field_validator("timezone")
-    @classmethod
-    def _known_zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as error:
-            raise ValueError(f"unknown time zone {value!r}") from error
-        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:

@@ -12,11 +12,12 @@ from datetime import time
 from functools import cached_property
 from pathlib import Path
 from typing import Final, Literal, Self, TypeAlias
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
 from parkguard.configfile import StrictModel, load_config
+from parkguard.core.zones import TimeZoneName
 
 __all__ = [
     "ROLES",
@@ -134,7 +135,7 @@ class Obligation(StrictModel):
 class PatrolConfig(StrictModel):
     """The whole regime (docs/patrols.md)."""
 
-    timezone: str = "Asia/Shanghai"
+    timezone: TimeZoneName = "Asia/Shanghai"
     walking_speed_m_s: float = Field(
         default=2.5, gt=0, le=10, description="faster than this between two checkpoints is "
                                               "impossible on foot")
@@ -150,14 +151,6 @@ class PatrolConfig(StrictModel):
     routes: tuple[Route, ...] = Field(min_length=1)
     obligations: tuple[Obligation, ...] = Field(default=())
 
-    @field_validator("timezone")
-    @classmethod
-    def _known_zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as error:
-            raise ValueError(f"unknown time zone {value!r}") from error
-        return value
 
     @model_validator(mode="after")
     def _references(self) -> Self:

@@ -10,13 +10,14 @@ import tomllib
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Self
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from parkguard.core.tariffs.holidays import HolidayCalendar
 from parkguard.core.tariffs.model import Fen, Tariff, TariffBook
 from parkguard.core.tariffs.quote import Coupon, quote
+from parkguard.core.zones import TimeZoneName
 from parkguard.errors import TariffError
 
 
@@ -47,20 +48,13 @@ class TariffDocument(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    timezone: str = Field(default="Asia/Shanghai", description="site time zone (IANA name)")
+    timezone: TimeZoneName = Field(default="Asia/Shanghai",
+                                   description="site time zone (IANA name)")
     tariffs: list[Tariff] = Field(min_length=1, description="tariff versions")
     calendar: HolidayCalendar = Field(default_factory=HolidayCalendar,
                                       description="holidays, make-up workdays, named periods")
     vectors: list[GoldenVector] = Field(default_factory=list, description="golden vectors")
 
-    @field_validator("timezone")
-    @classmethod
-    def _zone_known(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as error:
-            raise ValueError(f"unknown time zone {value!r}") from error
-        return value
 
     @model_validator(mode="after")
     def _book_valid(self) -> Self:
