@@ -11,7 +11,7 @@ from gateway.alarms import AlarmSettings
 from gateway.alerts import AlertSettings
 from gateway.capacity import CapacitySettings
 from gateway.pricing import EXAMPLE_TARIFF
-from parkguard.configfile import BrokerSettings, StrictModel
+from parkguard.configfile import BrokerSettings, CommandKeyHex, StrictModel
 from parkguard.core.plates import MatchPolicy
 from parkguard.core.zones import TimeZoneName
 
@@ -71,7 +71,7 @@ class GatewayConfig(StrictModel):
     capacity: CapacitySettings | None = Field(
         default=None, description="spaces per level and the lot-full rule (docs/capacity.md)")
     replicas: ReplicaSettings = ReplicaSettings()
-    lane_keys: dict[str, str] = Field(
+    lane_keys: dict[str, CommandKeyHex] = Field(
         default_factory=dict,
         description="lane id → hex HMAC key for signed commands, when the broker bundle "
                     "does not carry them")

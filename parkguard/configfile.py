@@ -3,14 +3,44 @@
 from __future__ import annotations
 
 import tomllib
+from functools import partial
 from pathlib import Path
-from typing import Any, Self, TypeVar
+from typing import Annotated, Any, Self, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 
 from parkguard.errors import ConfigError
 
 M = TypeVar("M", bound=BaseModel)
+
+
+def hex_key(value: str, *, min_bytes: int) -> str:
+    """A secret key written as hex, at least ``min_bytes`` long; lower-cased.
+
+    >>> hex_key("AB" * 16, min_bytes=16)[:4]
+    'abab'
+    """
+    try:
+        raw = bytes.fromhex(value)
+    except ValueError:
+        raise ValueError("must be hexadecimal") from None
+    if len(raw) < min_bytes:
+        raise ValueError(f"must be at least {min_bytes} bytes ({2 * min_bytes} hex digits), "
+                         f"got {len(raw)} bytes")
+    return value.lower()
+
+
+#: An HMAC key for signed commands (32 bytes or more, hex).
+CommandKeyHex = Annotated[str, AfterValidator(partial(hex_key, min_bytes=32))]
+#: A site secret for no-plate identities (16 bytes or more, hex).
+SiteKeyHex = Annotated[str, AfterValidator(partial(hex_key, min_bytes=16))]
 
 
 class StrictModel(BaseModel):

@@ -18,24 +18,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from broker.provision.files import write_public, write_secret
 from broker.provision.inventory import DeviceKind
-from parkguard.configfile import StrictModel, load_config
+from parkguard.configfile import CommandKeyHex, StrictModel, load_config
 
 BUNDLE_FILE = "device.toml"
 CA_FILE = "ca.crt"
-
-
-def _hex_key(value: str) -> str:
-    try:
-        raw = bytes.fromhex(value)
-    except ValueError:
-        raise ValueError("must be hexadecimal") from None
-    if len(raw) < 32:
-        raise ValueError(f"must be at least 32 bytes (64 hex digits), got {len(raw)} bytes")
-    return value.lower()
 
 
 class BundleBroker(StrictModel):
@@ -60,22 +50,12 @@ class DeviceBundle(StrictModel):
     kind: DeviceKind = Field(description="gateway, lane, sensor, patrol, staff or monitor")
     node: str | None = Field(default=None, description="lane, sensor, reader or staff id")
     broker: BundleBroker = Field(description="broker address and credentials")
-    hmac_key: str | None = Field(
+    hmac_key: CommandKeyHex | None = Field(
         default=None, description="lanes: hex key that verifies the gateway's signed commands"
     )
-    lane_keys: dict[str, str] = Field(
+    lane_keys: dict[str, CommandKeyHex] = Field(
         default_factory=dict, description="gateway: every lane's hex HMAC key, by lane id"
     )
-
-    @field_validator("hmac_key")
-    @classmethod
-    def _key(cls, value: str | None) -> str | None:
-        return None if value is None else _hex_key(value)
-
-    @field_validator("lane_keys")
-    @classmethod
-    def _keys(cls, value: dict[str, str]) -> dict[str, str]:
-        return {lane: _hex_key(key) for lane, key in value.items()}
 
     def hmac_key_bytes(self) -> bytes | None:
         return None if self.hmac_key is None else bytes.fromhex(self.hmac_key)

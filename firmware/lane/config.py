@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal, Self
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
-from parkguard.configfile import BrokerSettings, StrictModel
+from parkguard.configfile import BrokerSettings, CommandKeyHex, SiteKeyHex, StrictModel
 from parkguard.core.plates import MatchPolicy
 
 PinName = int | str
@@ -92,7 +92,7 @@ class KioskSettings(StrictModel):
     """The no-plate kiosk: keypad for a phone number, scanner for QR tickets and payment
     codes (see docs/lane.md)."""
 
-    site_key: str | None = Field(
+    site_key: SiteKeyHex | None = Field(
         default=None, repr=False,
         description="hex key (16 bytes or more, the site's no-plate key, the same on every "
                     "lane and the gateway) that turns a phone number into a no-plate "
@@ -101,19 +101,6 @@ class KioskSettings(StrictModel):
         default="last4",
         description="how an exit confirms a phone identity: its last four digits, or a "
                     "one-time code sent to the phone (needs a code sender)")
-
-    @field_validator("site_key")
-    @classmethod
-    def _hex_key(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        try:
-            raw = bytes.fromhex(value)
-        except ValueError:
-            raise ValueError("must be hexadecimal") from None
-        if len(raw) < 16:
-            raise ValueError(f"must be at least 16 bytes (32 hex digits), got {len(raw)} bytes")
-        return value.lower()
 
 
 class WatchdogSettings(StrictModel):
@@ -130,7 +117,7 @@ class CameraSettings(StrictModel):
 class CommandSettings(StrictModel):
     """How the lane checks the gateway's signed commands (see docs/lane-commands.md)."""
 
-    hmac_key: str | None = Field(
+    hmac_key: CommandKeyHex | None = Field(
         default=None, repr=False,
         description="hex HMAC key of this lane, when the broker section names no bundle; "
                     "a bundle's hmac_key takes precedence. Without a key every command is refused",
@@ -139,19 +126,6 @@ class CommandSettings(StrictModel):
                                 description="tolerated disagreement of gateway and lane clocks")
     max_window_s: float = Field(default=300.0, gt=0, le=3600,
                                 description="longest expires - issued the lane accepts")
-
-    @field_validator("hmac_key")
-    @classmethod
-    def _hex_key(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        try:
-            raw = bytes.fromhex(value)
-        except ValueError:
-            raise ValueError("must be hexadecimal") from None
-        if len(raw) < 32:
-            raise ValueError(f"must be at least 32 bytes (64 hex digits), got {len(raw)} bytes")
-        return value.lower()
 
 
 class JournalSettings(StrictModel):
