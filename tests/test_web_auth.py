@@ -33,11 +33,14 @@ PEOPLE = {"gina": ("guard", None), "sam": ("supervisor", None), "max": ("manager
 
 def add_people(gateway: GatewayApp) -> None:
     """One user per role, all with :data:`PASSWORD`; the merchant's account opened."""
-    db = gateway.store.db
-    UserStore.migrate(db)
-    store = UserStore(db, hasher=FAST_HASHER)
-    for name, (role, merchant) in PEOPLE.items():
-        store.add(name, role, PASSWORD, now=datetime.now(UTC), merchant_id=merchant)
+    def add() -> None:  # on the gateway's worker: it owns the connection
+        db = gateway.store.db
+        UserStore.migrate(db)
+        store = UserStore(db, hasher=FAST_HASHER)
+        for name, (role, merchant) in PEOPLE.items():
+            store.add(name, role, PASSWORD, now=datetime.now(UTC), merchant_id=merchant)
+
+    gateway.service.call(add)
     gateway.service.call(lambda: gateway.billing.merchants.open_account(
         "m-tea", name="茶饮 Tea shop", actor="test", reason="test merchant"))
     gateway.service.call(lambda: gateway.billing.merchants.top_up(
