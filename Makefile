@@ -11,12 +11,13 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get
 PYTEST_ARGS ?=
 
-.PHONY: help demo test bench lint typecheck docs system-deps venv clean
+.PHONY: help demo test bench bench-reader models lint typecheck docs system-deps venv clean
 
 help:
 	@echo "make demo   install what is missing, then run a simulated car park end to end"
 	@echo "make test   install what is missing, then lint, type-check and run every test"
 	@echo "make bench  latency and throughput against same-run baselines, as a table"
+	@echo "make models train the plate reader's TFLite models (TensorFlow; minutes, not seconds)"
 	@echo "make docs   regenerate docs/protocol.md from the wire contract"
 	@echo "make clean  remove the virtualenv and run artefacts"
 
@@ -42,6 +43,9 @@ system-deps:
 	command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing="$$missing mosquitto"; \
 	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
 	[ -x /usr/bin/chromedriver ] || missing="$$missing chromium-driver"; \
+	[ -f /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ] || missing="$$missing fonts-wqy-microhei"; \
+	[ -f /usr/share/fonts/truetype/dejavu/DejaVuSansCondensed-Bold.ttf ] || missing="$$missing fonts-dejavu-core"; \
+	[ -f /usr/share/fonts/truetype/liberation/LiberationSansNarrow-Regular.ttf ] || missing="$$missing fonts-liberation"; \
 	$(PYTHON) -c 'import ensurepip, venv' >/dev/null 2>&1 || missing="$$missing python3-venv"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing system packages:$$missing"; \
@@ -67,3 +71,16 @@ bench: venv
 	$(BIN)/python -m simulator.bench_tariffs
 	$(BIN)/python -m simulator.bench_fire
 	$(BIN)/python -m simulator.bench_gate
+	$(BIN)/python -m simulator.bench_reader --count 200
+
+# Train the plate reader's TFLite models from our own synthetic plates (docs/reader.md,
+# models/README.md). Needs TensorFlow (the `train` extra); the lane and CI only need the runtime.
+models: venv
+	$(BIN)/python -m pip install --quiet -e '.[train]'
+	nice -n 19 $(BIN)/python scripts/make_reader_data.py --out var/reader-data --count 30000 --shards 6
+	nice -n 19 $(BIN)/python scripts/make_reader_data.py --out var/reader-data --count 20000 --shards 4 --seed 31337 --jitter 0.2
+	TRAIN_THREADS=1 nice -n 19 $(BIN)/python scripts/train_reader.py detector --data var/reader-data --out models --minutes 13 --resume var/reader-train
+	TRAIN_THREADS=2 nice -n 19 $(BIN)/python scripts/train_reader.py recogniser --data var/reader-data --out models --minutes 14 --resume var/reader-train
+
+bench-reader: venv
+	$(BIN)/python -m simulator.bench_reader

@@ -219,9 +219,17 @@ def lane(ctx: click.Context, config_path: Path | None, mock_pins: bool) -> None:
         from gpiozero.pins.mock import MockFactory
 
         factory = MockFactory()
-    camera = SimulatedCamera(clock=clock)  # the only camera.type so far
-    with LaneNode(config, clock=clock, camera=camera, reader=GroundTruthReader(),
-                  pin_factory=factory):
+    camera: Any
+    reader: Any
+    if config.camera.type == "tflite":  # our TFLite reader on rendered frames (no Pi camera yet)
+        from firmware.lane.reader import DEFAULT_MODELS, make_reader
+        from simulator.plates_render import RenderingCamera
+
+        camera = RenderingCamera(clock=clock)
+        reader = make_reader("tflite", models=config.camera.models or DEFAULT_MODELS)
+    else:
+        camera, reader = SimulatedCamera(clock=clock), GroundTruthReader()
+    with LaneNode(config, clock=clock, camera=camera, reader=reader, pin_factory=factory):
         click.echo(f"lane {config.lane} ({config.direction}) of site {config.site}; "
                    "Ctrl-C to stop")
         _wait_for_signal()
@@ -281,12 +289,14 @@ def _register() -> None:
     from gateway.audit_cli import audit
     from gateway.web.users_cli import users
     from parkguard.plate_cli import plate
+    from parkguard.read_cli import read
     from parkguard.tariff_cli import tariff
 
     main.add_command(audit)
     main.add_command(users)
     lane.add_command(_lane_selftest)
     main.add_command(plate)
+    main.add_command(read)
     main.add_command(tariff)
     for command in COMMANDS:
         broker.add_command(command)

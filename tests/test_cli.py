@@ -20,7 +20,8 @@ def run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     "command",
     [(), ("demo",), ("sim",), ("gateway",), ("lane",), ("broker", "run"), ("audit", "verify"),
      ("contract", "docs"), ("plate", "check"), ("plate", "match"), ("broker", "init"),
-     ("broker", "rotate"), ("tariff", "quote"), ("tariff", "check")],
+     ("broker", "rotate"), ("tariff", "quote"), ("tariff", "check"), ("read",),
+     ("users", "add"), ("lane", "selftest")],
     ids=lambda c: " ".join(c) or "top",
 )
 def test_every_command_explains_itself(command: tuple[str, ...]) -> None:

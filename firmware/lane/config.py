@@ -110,8 +110,15 @@ class WatchdogSettings(StrictModel):
 
 
 class CameraSettings(StrictModel):
-    type: Literal["simulated"] = Field(default="simulated",
-                                       description="camera and plate reader backend")
+    """Which camera and plate reader the lane uses (docs/reader.md)."""
+
+    type: Literal["simulated", "tflite"] = Field(
+        default="simulated",
+        description="simulated: the simulator's ground truth; tflite: our TFLite reader")
+    models: Path | None = Field(default=None,
+                                description="directory with reader.json and the .tflite files; "
+                                            "default: the repo's models/")
+    fuse_frames: int = Field(default=3, ge=1, le=5, description="frames fused per arriving car")
 
 
 class CommandSettings(StrictModel):

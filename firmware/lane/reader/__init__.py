@@ -1,0 +1,30 @@
+"""The lane's TFLite plate reader: detector + CNN/CTC recogniser, multi-frame fusion.
+
+>>> from firmware.lane.reader import make_reader
+>>> make_reader("ground_truth").name
+'ground_truth'
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from firmware.lane.camera import PlateReader
+from firmware.lane.reader.fusion import FusedPlate, fuse
+from firmware.lane.reader.reader import DEFAULT_MODELS, PlateRead, TfliteReader, fused_reading
+
+
+def make_reader(kind: str, *, models: Path = DEFAULT_MODELS, threads: int = 1) -> PlateReader:
+    """The reader a lane config's ``camera.type`` asks for: ``tflite`` (the real reader on
+    rendered or real frames) or ``simulated``/``ground_truth`` (the simulator's oracle)."""
+    if kind == "tflite":
+        return TfliteReader(models, threads=threads)
+    if kind in ("simulated", "ground_truth"):
+        from simulator.camera import GroundTruthReader
+
+        return GroundTruthReader()
+    raise ValueError(f"unknown reader type {kind!r}: tflite, simulated")
+
+
+__all__ = ["DEFAULT_MODELS", "FusedPlate", "PlateRead", "TfliteReader", "fuse",
+           "fused_reading", "make_reader"]

@@ -1,0 +1,78 @@
+"""Quadrilaterals and perspective: straightening a plate from its four corners.
+
+Corners are always ``(top-left, top-right, bottom-right, bottom-left)`` in pixels of the
+image they belong to. Only numpy and Pillow: this runs on the lane.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from numpy.typing import NDArray
+from PIL import Image
+
+Point = tuple[float, float]
+Quad = tuple[Point, Point, Point, Point]
+
+
+def as_quad(points: Sequence[Sequence[float]] | NDArray[np.floating]) -> Quad:
+    """Four ``(x, y)`` pairs as a :data:`Quad` of floats."""
+    pts = [(float(p[0]), float(p[1])) for p in points]
+    if len(pts) != 4:
+        raise ValueError(f"a quad has 4 corners, got {len(pts)}")
+    return (pts[0], pts[1], pts[2], pts[3])
+
+
+def perspective_coeffs(src: Quad, dst: Quad) -> tuple[float, ...]:
+    """The 8 coefficients Pillow's ``Image.transform(PERSPECTIVE)`` wants to map points of
+    ``dst`` (the output image) onto points of ``src`` (the input image)."""
+    rows = []
+    rhs = []
+    for (x, y), (u, v) in zip(dst, src, strict=True):
+        rows.append([x, y, 1, 0, 0, 0, -u * x, -u * y])
+        rows.append([0, 0, 0, x, y, 1, -v * x, -v * y])
+        rhs.extend([u, v])
+    solution = np.linalg.solve(np.asarray(rows, dtype=np.float64), np.asarray(rhs))
+    return tuple(float(c) for c in solution)
+
+
+def expand(quad: Quad, margin_x: float, margin_y: float) -> Quad:
+    """The quad grown by a fraction of its width (``margin_x``) and height on each side."""
+    pts = np.asarray(quad, dtype=np.float64)
+    top, bottom = pts[[0, 1]].mean(0), pts[[3, 2]].mean(0)
+    left, right = pts[[0, 3]].mean(0), pts[[1, 2]].mean(0)
+    across = (right - left) * margin_x
+    down = (bottom - top) * margin_y
+    grown = pts + np.array([-across - down, across - down, across + down, -across + down])
+    return as_quad(grown)
+
+
+def straighten(image: Image.Image, quad: Quad, size: tuple[int, int], *,
+               margin: tuple[float, float] = (0.0, 0.0)) -> Image.Image:
+    """The plate inside ``quad`` warped flat into an image of ``size`` (width, height)."""
+    width, height = size
+    src = expand(quad, *margin)
+    dst: Quad = ((0.0, 0.0), (float(width), 0.0), (float(width), float(height)),
+                 (0.0, float(height)))
+    coeffs = perspective_coeffs(src, dst)
+    return image.transform(size, Image.Transform.PERSPECTIVE, coeffs,
+                           Image.Resampling.BILINEAR)
+
+
+def box_of(quad: Quad) -> tuple[float, float, float, float]:
+    """The axis-aligned box ``(x0, y0, x1, y1)`` around a quad."""
+    xs = [p[0] for p in quad]
+    ys = [p[1] for p in quad]
+    return min(xs), min(ys), max(xs), max(ys)
+
+
+def box_iou(a: Quad, b: Quad) -> float:
+    """Intersection over union of the boxes around two quads (detection recall uses 0.5)."""
+    ax0, ay0, ax1, ay1 = box_of(a)
+    bx0, by0, bx1, by1 = box_of(b)
+    iw = max(0.0, min(ax1, bx1) - max(ax0, bx0))
+    ih = max(0.0, min(ay1, by1) - max(ay0, by0))
+    inter = iw * ih
+    union = (ax1 - ax0) * (ay1 - ay0) + (bx1 - bx0) * (by1 - by0) - inter
+    return inter / union if union > 0 else 0.0

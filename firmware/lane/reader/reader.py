@@ -1,0 +1,176 @@
+"""The TFLite plate reader behind the lane's ``PlateReader`` seam.
+
+Two models from ``models/`` (see ``models/README.md``): a detector that finds the plate's
+four corners in the whole frame, and a CNN + CTC recogniser that reads the straightened
+crop. :meth:`TfliteReader.read_frames` fuses 3–5 frames of one car (see
+:mod:`firmware.lane.reader.fusion`).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from PIL import Image
+
+from firmware.lane.camera import Frame, PlateReading
+from firmware.lane.reader.alphabet import ALPHABET, NUM_CLASSES
+from firmware.lane.reader.decode import CharRead, greedy
+from firmware.lane.reader.fusion import FusedPlate, fuse
+from firmware.lane.reader.geometry import Quad, as_quad, box_of
+from firmware.lane.reader.preprocess import (
+    corners_from_output,
+    detector_tensor,
+    recogniser_crop,
+    recogniser_tensor,
+)
+from firmware.lane.reader.runtime import Runtime, TfliteModel
+
+#: Where the committed models live (the repository's ``models/``).
+DEFAULT_MODELS: Final = Path(__file__).resolve().parents[3] / "models"
+#: Width / height above which an image is taken to be a plate crop, not a whole frame.
+CROP_ASPECT: Final = 2.2
+#: Crops of one detection the recogniser reads and fuses: the detector's corners are a few
+#: pixels off; more margins can be read and voted (measured: no gain with these models).
+CROP_MARGINS: Final = ((0.04, 0.10),)
+#: The refining pass looks at a window this many plate widths wide.
+REFINE_ZOOM: Final = 2.5
+
+
+class ModelMismatchError(RuntimeError):
+    """The model files do not fit this code (alphabet or shapes changed: retrain)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PlateRead:
+    """One image read: the (grammar-repaired) plate, the raw CTC text, per-character
+    confidences, where the plate is, and how long each stage took."""
+
+    plate: str | None
+    confidence: float
+    char_confidences: tuple[float, ...]
+    raw: str
+    corners: Quad | None
+    detect_ms: float
+    recognise_ms: float
+    #: The recogniser's reads of each crop of this image (fused into ``plate``).
+    crop_reads: tuple[tuple[CharRead, ...], ...]
+    grammar_ok: bool
+
+    @property
+    def box(self) -> tuple[float, float, float, float] | None:
+        return None if self.corners is None else box_of(self.corners)
+
+    @property
+    def total_ms(self) -> float:
+        return self.detect_ms + self.recognise_ms
+
+    def reading(self) -> PlateReading:
+        return PlateReading(self.plate, self.confidence, self.char_confidences, self.total_ms)
+
+
+class TfliteReader:
+    """Detector + recogniser on ``threads`` CPU threads (1 on a Pi lane: the rest is the
+    lane's own work)."""
+
+    name = "tflite"
+
+    def __init__(self, models: Path = DEFAULT_MODELS, *, threads: int = 1,
+                 runtime: Runtime | None = None, refine: bool = False,
+                 margins: Sequence[tuple[float, float]] = CROP_MARGINS) -> None:
+        self.refine = refine
+        self.margins = tuple(margins)
+        meta = json.loads((models / "reader.json").read_text(encoding="utf-8"))
+        rec, det = meta["recogniser"], meta["detector"]
+        if rec["alphabet"] != ALPHABET:
+            raise ModelMismatchError("the recogniser was trained on another alphabet: retrain")
+        self.recogniser = TfliteModel(models / rec["file"], threads=threads, runtime=runtime)
+        self.detector = TfliteModel(models / det["file"], threads=threads, runtime=runtime)
+        self.runtime = self.recogniser.runtime
+        if self.recogniser.output_shape[-1] != NUM_CLASSES:
+            raise ModelMismatchError(
+                f"recogniser has {self.recogniser.output_shape[-1]} classes, "
+                f"code expects {NUM_CLASSES}")
+
+    def detect(self, image: Image.Image) -> tuple[Quad, float]:
+        """The plate's corners in ``image`` and the milliseconds it took.
+
+        Two passes of the same detector: the whole frame, then a 4:3 window around the first
+        guess sized so the plate fills it as much as it did in training (about 40 % of the
+        width): the second pass sees the plate larger, so its corners are finer.
+        """
+        start = time.perf_counter()
+        quad = corners_from_output(self.detector(detector_tensor(image))[0], image.size)
+        if self.refine:
+            x0, y0, x1, y1 = box_of(quad)
+            width = max(x1 - x0, 8.0) * REFINE_ZOOM
+            cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+            left, top = cx - width / 2, cy - width * 3 / 8
+            window = image.crop((round(left), round(top), round(left + width),
+                                 round(top + width * 3 / 4)))
+            inner = corners_from_output(self.detector(detector_tensor(window))[0], window.size)
+            quad = as_quad([(x + round(left), y + round(top)) for x, y in inner])
+        return quad, (time.perf_counter() - start) * 1000
+
+    def recognise(self, crop: Image.Image) -> tuple[list[CharRead], float]:
+        """The characters of a straightened crop and the milliseconds it took."""
+        start = time.perf_counter()
+        probs = self.recogniser(recogniser_tensor(crop))[0]
+        return greedy(probs), (time.perf_counter() - start) * 1000
+
+    def read_image(self, image: Image.Image, *, is_crop: bool | None = None) -> PlateRead:
+        """Read one picture: a whole frame (detect, straighten, recognise) or a plate crop
+        (``is_crop`` None: decided from the aspect ratio)."""
+        if is_crop is None:
+            is_crop = image.width / max(image.height, 1) > CROP_ASPECT
+        corners: Quad | None = None
+        detect_ms = 0.0
+        if is_crop:
+            crops = [image]
+        else:
+            corners, detect_ms = self.detect(image)
+            start = time.perf_counter()
+            crops = [recogniser_crop(image, corners, margin) for margin in self.margins]
+            detect_ms += (time.perf_counter() - start) * 1000
+        reads = []
+        rec_ms = 0.0
+        for crop in crops:
+            chars, ms = self.recognise(crop)
+            reads.append(chars)
+            rec_ms += ms
+        fused = fuse(reads)
+        raw = "".join(c.char for c in reads[0])
+        return PlateRead(fused.plate, fused.confidence, fused.char_confidences, raw, corners,
+                         detect_ms, rec_ms, tuple(tuple(r) for r in reads),
+                         fused.grammar_ok)
+
+    def read(self, frame: Frame) -> PlateReading:
+        """The lane's seam: one frame (encoded image bytes) in, one reading out."""
+        if frame.image is None:
+            return PlateReading(None, 0.0, (), 0.0)
+        with Image.open(io.BytesIO(frame.image)) as picture:
+            image = picture.convert("RGB")
+        return self.read_image(image, is_crop=False).reading()
+
+    def read_frames(self, frames: Sequence[Frame | Image.Image]) -> tuple[FusedPlate,
+                                                                          list[PlateRead]]:
+        """Read 3–5 frames of one arriving car and fuse them into one plate."""
+        reads = []
+        for frame in frames:
+            if isinstance(frame, Image.Image):
+                reads.append(self.read_image(frame, is_crop=False))
+            elif frame.image is not None:
+                with Image.open(io.BytesIO(frame.image)) as picture:
+                    reads.append(self.read_image(picture.convert("RGB"), is_crop=False))
+        return fuse([list(c) for r in reads for c in r.crop_reads]), reads
+
+
+def fused_reading(fused: FusedPlate, reads: Sequence[PlateRead]) -> PlateReading:
+    """A fused plate as the lane's :class:`PlateReading` (time: all frames' reads)."""
+    return PlateReading(fused.plate, fused.confidence, fused.char_confidences,
+                        sum(r.total_ms for r in reads))

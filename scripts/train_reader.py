@@ -1,0 +1,254 @@
+"""Train the plate reader's two models with TensorFlow (CPU) and export them to ``.tflite``.
+
+    python scripts/train_reader.py recogniser --data var/reader-data --out models --minutes 11
+    python scripts/train_reader.py detector --data var/reader-data --out models --minutes 5
+
+Only this script needs ``tensorflow-cpu`` (the ``train`` extra); the lane, the tests and the
+bench load the exported ``.tflite`` files with ``ai-edge-litert``. Weights are stored fp16.
+
+* recogniser: CNN + CTC (no recurrent head: it converts badly); input 40 × 128 grey, output
+  (32 time steps, 77 classes) softmax, class 0 = CTC blank.
+* detector: a small CNN regressing the plate's 4 corners from the 96 × 128 grey frame.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+THREADS = int(os.environ.get("TRAIN_THREADS", "2"))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("OMP_NUM_THREADS", str(THREADS))
+
+import tensorflow as tf  # noqa: E402  (thread settings must come first)
+
+tf.config.threading.set_intra_op_parallelism_threads(THREADS)
+tf.config.threading.set_inter_op_parallelism_threads(1)
+
+
+def load(data: Path) -> dict[str, np.ndarray]:
+    parts = [np.load(p) for p in sorted(glob.glob(str(data / "train-*.npz")))]
+    print("shards", len(parts), flush=True)
+    if not parts:
+        raise SystemExit(f"no shards in {data}: run scripts/make_reader_data.py first")
+    out = {k: np.concatenate([p[k] for p in parts]) for k in
+           ("crops", "labels", "lengths", "frames", "corners")}
+    out["alphabet"] = parts[0]["alphabet"]
+    return out
+
+
+def conv(x: tf.Tensor, filters: int, kernel: tuple[int, int] = (3, 3), **kw: object) -> tf.Tensor:
+    x = tf.keras.layers.Conv2D(filters, kernel, padding=kw.pop("padding", "same"),
+                               use_bias=False, **kw)(x)
+    x = tf.keras.layers.BatchNormalization()(x)
+    return tf.keras.layers.ReLU()(x)
+
+
+def recogniser(num_classes: int) -> tf.keras.Model:
+    inp = tf.keras.Input((40, 128, 1), name="crop")
+    x = conv(inp, 24)
+    x = tf.keras.layers.MaxPool2D((2, 2))(x)          # 20 x 64
+    x = conv(x, 48)
+    x = tf.keras.layers.MaxPool2D((2, 2))(x)          # 10 x 32
+    x = conv(x, 64)
+    x = conv(x, 64)
+    x = tf.keras.layers.MaxPool2D((2, 1))(x)          # 5 x 32
+    x = conv(x, 96)
+    x = conv(x, 160, (5, 1), padding="valid")         # 1 x 32
+    x = tf.keras.layers.Dropout(0.15)(x)
+    x = conv(x, 160, (1, 3))
+    x = tf.keras.layers.Conv2D(num_classes, (1, 1))(x)
+    x = tf.keras.layers.Reshape((32, num_classes))(x)
+    out = tf.keras.layers.Softmax(name="probs")(x)
+    return tf.keras.Model(inp, out, name="plate_recogniser")
+
+
+def detector() -> tf.keras.Model:
+    inp = tf.keras.Input((96, 128, 1), name="frame")
+    x = inp
+    for filters in (16, 32, 48, 64, 96):
+        x = conv(x, filters, strides=2)            # 48x64, 24x32, 12x16, 6x8, 3x4
+        x = conv(x, filters)
+    x = tf.keras.layers.Flatten()(x)
+    x = tf.keras.layers.Dense(128, activation="relu")(x)
+    out = tf.keras.layers.Dense(8, activation="sigmoid", name="corners")(x)
+    return tf.keras.Model(inp, out, name="plate_detector")
+
+
+def augment_brightness(x: tf.Tensor) -> tf.Tensor:
+    b = tf.shape(x)[0]
+    gain = tf.random.uniform((b, 1, 1, 1), 0.7, 1.3)
+    bias = tf.random.uniform((b, 1, 1, 1), -0.1, 0.1)
+    invert = tf.cast(tf.random.uniform((b, 1, 1, 1)) < 0.1, tf.float32)
+    x = tf.clip_by_value(x * gain + bias, 0.0, 1.0)
+    return invert * (1.0 - x) + (1.0 - invert) * x
+
+
+def cosine_lr(start: float, step: int, args: argparse.Namespace) -> float:
+    """Cosine decay over whichever budget runs out first: steps or wall-clock minutes."""
+    frac = max(step / args.max_steps, (time.monotonic() - start) / (args.minutes * 60))
+    return float(args.lr) * (0.02 + 0.98 * 0.5 * (1 + np.cos(np.pi * min(frac, 1.0))))
+
+
+def export(model: tf.keras.Model, path: Path) -> int:
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.target_spec.supported_types = [tf.float16]
+    blob = converter.convert()
+    path.write_bytes(blob)
+    return len(blob)
+
+
+def train_recogniser(args: argparse.Namespace) -> None:
+    tf.keras.utils.set_random_seed(args.seed)
+    d = load(args.data)
+    alphabet = str(d["alphabet"])
+    n_cls = len(alphabet) + 1
+    x_all = d["crops"][..., None]  # uint8; scaled per batch
+    y_all, len_all = d["labels"], d["lengths"]
+    n_val = 1000
+    x_val, y_val, l_val = x_all[:n_val], y_all[:n_val], len_all[:n_val]
+    x_tr, y_tr, l_tr = x_all[n_val:], y_all[n_val:], len_all[n_val:]
+    model = recogniser(n_cls)
+    if args.resume and (args.resume / "recogniser.weights.h5").exists():
+        model.load_weights(args.resume / "recogniser.weights.h5")
+        print("resumed from", args.resume, flush=True)
+    print("recogniser params", model.count_params(), flush=True)
+    steps_per_epoch = len(x_tr) // args.batch
+    opt = tf.keras.optimizers.Adam(2e-3)
+
+    @tf.function(reduce_retracing=True)
+    def step(x: tf.Tensor, y: tf.Tensor, lens: tf.Tensor) -> tf.Tensor:
+        x = augment_brightness(x)
+        with tf.GradientTape() as tape:
+            probs = model(x, training=True)
+            logits = tf.math.log(probs + 1e-8)
+            loss = tf.reduce_mean(tf.nn.ctc_loss(
+                labels=y, logits=logits, label_length=lens,
+                logit_length=tf.fill([tf.shape(x)[0]], 32), logits_time_major=False,
+                blank_index=0))
+        grads = tape.gradient(loss, model.trainable_variables)
+        opt.apply_gradients(zip(grads, model.trainable_variables, strict=True))
+        return loss
+
+    def accuracy() -> float:
+        probs = model.predict(x_val.astype(np.float32) / 255.0, batch_size=256, verbose=0)
+        best = probs.argmax(-1)
+        ok = 0
+        for k in range(n_val):
+            row = best[k]
+            seq = [int(c) for i, c in enumerate(row) if c != 0 and (i == 0 or c != row[i - 1])]
+            ok += seq == list(y_val[k, : l_val[k]])
+        return ok / n_val
+
+    rng = np.random.default_rng(args.seed)
+    start = time.monotonic()
+    done = 0
+    while done < args.max_steps and time.monotonic() - start < args.minutes * 60:
+        order = rng.permutation(len(x_tr))
+        for b in range(steps_per_epoch):
+            idx = order[b * args.batch:(b + 1) * args.batch]
+            opt.learning_rate.assign(cosine_lr(start, done, args))
+            batch = tf.constant(x_tr[idx].astype(np.float32) / 255.0)
+            loss = step(batch, tf.constant(y_tr[idx]), tf.constant(l_tr[idx]))
+            done += 1
+            if done % 200 == 0:
+                print(f"step {done} loss {float(loss):.3f} "
+                      f"{time.monotonic() - start:.0f}s", flush=True)
+            if done % 1000 == 0:
+                print(f"  val plate accuracy {accuracy():.3f}", flush=True)
+            if done >= args.max_steps or time.monotonic() - start > args.minutes * 60:
+                break
+    acc = accuracy()
+    print(f"final val plate accuracy {acc:.4f} after {done} steps", flush=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    if args.resume:
+        args.resume.mkdir(parents=True, exist_ok=True)
+        model.save_weights(args.resume / "recogniser.weights.h5")
+    size = export(model, args.out / "plate_recogniser.tflite")
+    meta_path = args.out / "reader.json"
+    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+    meta["recogniser"] = {"file": "plate_recogniser.tflite", "input": [40, 128, 1],
+                          "time_steps": 32, "alphabet": alphabet, "blank": 0,
+                          "params": int(model.count_params()), "bytes": size,
+                          "steps": done, "batch": args.batch, "seed": args.seed,
+                          "train_samples": len(x_tr), "val_plate_accuracy": acc}
+    meta_path.write_text(json.dumps(meta, ensure_ascii=False, indent=2) + "\n")
+    print("exported", size, "bytes")
+
+
+def train_detector(args: argparse.Namespace) -> None:
+    tf.keras.utils.set_random_seed(args.seed)
+    d = load(args.data)
+    x = d["frames"].astype(np.float32)[..., None] / 255.0
+    y = d["corners"]
+    model = detector()
+    if args.resume and (args.resume / "detector.weights.h5").exists():
+        model.load_weights(args.resume / "detector.weights.h5")
+        print("resumed from", args.resume, flush=True)
+    print("detector params", model.count_params(), flush=True)
+    steps = len(x) // args.batch
+    epochs = max(1, args.max_steps // steps)
+    opt = tf.keras.optimizers.Adam(2e-3)
+    model.compile(opt, loss=tf.keras.losses.Huber(delta=0.02))
+
+    class Deadline(tf.keras.callbacks.Callback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.start = time.monotonic()
+            self.step = 0
+
+        def on_train_batch_begin(self, batch: int, logs: dict[str, float] | None = None) -> None:
+            opt.learning_rate.assign(cosine_lr(self.start, self.step, args))
+            self.step += 1
+
+        def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+            print(f"epoch {epoch} {logs} {time.monotonic() - self.start:.0f}s", flush=True)
+            if time.monotonic() - self.start > args.minutes * 60:
+                self.model.stop_training = True
+
+    model.fit(x[1000:], y[1000:], batch_size=args.batch, epochs=epochs, verbose=0,
+              validation_data=(x[:1000], y[:1000]), callbacks=[Deadline()])
+    err = np.abs(model.predict(x[:1000], verbose=0) - y[:1000]).mean()
+    print(f"val mean corner error {err:.4f} of the frame", flush=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    if args.resume:
+        args.resume.mkdir(parents=True, exist_ok=True)
+        model.save_weights(args.resume / "detector.weights.h5")
+    size = export(model, args.out / "plate_detector.tflite")
+    meta_path = args.out / "reader.json"
+    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+    meta["detector"] = {"file": "plate_detector.tflite", "input": [96, 128, 1],
+                        "output": "8 corner coordinates (x, y) * 4 as fractions, TL TR BR BL",
+                        "params": int(model.count_params()), "bytes": size,
+                        "epochs": epochs, "batch": args.batch, "seed": args.seed,
+                        "val_mean_corner_error": float(err)}
+    meta_path.write_text(json.dumps(meta, ensure_ascii=False, indent=2) + "\n")
+    print("exported", size, "bytes")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("model", choices=["recogniser", "detector"])
+    parser.add_argument("--data", type=Path, default=Path("var/reader-data"))
+    parser.add_argument("--out", type=Path, default=Path("models"))
+    parser.add_argument("--minutes", type=float, default=11.0)
+    parser.add_argument("--max-steps", type=int, default=12000)
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--seed", type=int, default=8)
+    parser.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (cosine)")
+    parser.add_argument("--resume", type=Path, default=None,
+                        help="keep Keras weights here and continue from them next run "
+                             "(a run is bounded by --minutes; chain runs to train longer)")
+    args = parser.parse_args()
+    (train_recogniser if args.model == "recogniser" else train_detector)(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,199 @@
+"""Bench of the plate reader on the held-out set, beside the PP-OCRv4 recogniser baseline.
+
+    python -m simulator.bench_reader [--count 300] [--json]
+
+Held-out frames: other fonts, backgrounds and seeds than training (see
+``simulator/plates_render/dataset.py``); ``--count`` clean and as many degraded. Figures:
+
+* plate-level accuracy, clean and degraded: end to end (detector + straighten + recogniser
+  + grammar) and recogniser only on true-corner crops (the crops the baseline gets too);
+* per-character accuracy (1 - edit distance / length);
+* detection recall at IoU ≥ 0.5 (boxes around the corners);
+* 3-frame fusion on degraded cars;
+* latency per frame on 1 thread, p50 / p99; model sizes.
+
+The baseline is the PP-OCRv4 recogniser in ``rapidocr-onnxruntime`` (dev dependency, run
+through onnxruntime on 1 thread) on the same crops, in colour at its native 48 px height.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from firmware.lane.reader import DEFAULT_MODELS, TfliteReader, fuse
+from firmware.lane.reader.geometry import box_iou, straighten
+from firmware.lane.reader.preprocess import REC_MARGIN, recogniser_crop
+from parkguard.core.plates.charset import serial_letters_to_digits, tidy
+from simulator.plates_render.dataset import HELDOUT_SEED, frames_of_one_car, sample
+from simulator.plates_render.render import Scene
+
+
+def edit_distance(a: str, b: str) -> int:
+    row = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        prev, row[0] = row[0], i
+        for j, cb in enumerate(b, 1):
+            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (ca != cb))
+    return row[-1]
+
+
+def char_accuracy(reads: Sequence[str | None], truths: Sequence[str]) -> float:
+    total = sum(len(t) for t in truths)
+    errors = sum(min(len(t), edit_distance(r or "", t)) for r, t in zip(reads, truths, strict=True))
+    return 1 - errors / total if total else 0.0
+
+
+def plate_accuracy(reads: Sequence[str | None], truths: Sequence[str]) -> float:
+    return sum(r == t for r, t in zip(reads, truths, strict=True)) / max(len(truths), 1)
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values), q)) if values else float("nan")
+
+
+class Baseline:
+    """PP-OCRv4 text recogniser of rapidocr-onnxruntime, 1 onnxruntime thread."""
+
+    def __init__(self) -> None:
+        package = importlib.import_module("rapidocr_onnxruntime")
+        recogniser = importlib.import_module("rapidocr_onnxruntime.ch_ppocr_rec")
+        root = Path(str(package.__file__)).parent
+        self.model = root / "models" / "ch_PP-OCRv4_rec_infer.onnx"
+        self.rec = recogniser.TextRecognizer({
+            "intra_op_num_threads": 1, "inter_op_num_threads": 1, "use_cuda": False,
+            "use_dml": False, "model_path": str(self.model),
+            "rec_img_shape": [3, 48, 320], "rec_batch_num": 1})
+
+    def read(self, crop: Image.Image) -> str:
+        bgr = np.ascontiguousarray(np.asarray(crop.convert("RGB"))[:, :, ::-1])
+        result: Any = self.rec([bgr])
+        text = str(result[0][0][0])
+        return serial_letters_to_digits(tidy(text))
+
+
+def run(count: int, *, seed: int = HELDOUT_SEED, baseline: bool = True,
+        fusion_cars: int = 100, models: Path = DEFAULT_MODELS) -> dict[str, Any]:
+    reader = TfliteReader(models, threads=1)
+    sets: dict[str, list[Scene]] = {
+        "clean": [sample("heldout", seed, i, degraded=False) for i in range(count)],
+        "degraded": [sample("heldout", seed, count + i, degraded=True) for i in range(count)],
+    }
+    ours: dict[str, Any] = {}
+    theirs: dict[str, Any] = {}
+    latency: list[float] = []
+    base_latency: list[float] = []
+    hits = 0
+    base = Baseline() if baseline else None
+    for kind, scenes in sets.items():
+        truths = [s.text for s in scenes]
+        e2e, rec_only, base_reads = [], [], []
+        for scene in scenes:
+            start = time.perf_counter()
+            read = reader.read_image(scene.image, is_crop=False)
+            latency.append((time.perf_counter() - start) * 1000)
+            e2e.append(read.plate)
+            hits += read.corners is not None and box_iou(read.corners, scene.corners) >= 0.5
+            crop = recogniser_crop(scene.image, scene.corners)
+            rec_only.append(fuse([reader.recognise(crop)[0]]).plate)
+            if base is not None:
+                colour = straighten(scene.image, scene.corners, (160, 48), margin=REC_MARGIN)
+                start = time.perf_counter()
+                text = base.read(colour)
+                base_latency.append((time.perf_counter() - start) * 1000)
+                base_reads.append(text)
+        ours[kind] = {"plate_e2e": plate_accuracy(e2e, truths),
+                      "plate_crops": plate_accuracy(rec_only, truths),
+                      "char_e2e": char_accuracy(e2e, truths),
+                      "char_crops": char_accuracy(rec_only, truths)}
+        if base is not None:
+            theirs[kind] = {"plate_crops": plate_accuracy(base_reads, truths),
+                            "char_crops": char_accuracy(base_reads, truths)}
+    fused_ok = single_ok = 0
+    for i in range(fusion_cars):
+        frames = frames_of_one_car("heldout", seed + 1, i, 3, degraded=True)
+        result, reads = reader.read_frames([f.image for f in frames])
+        fused_ok += result.plate == frames[0].text
+        single_ok += reads[0].plate == frames[0].text
+    rec_path = models / "plate_recogniser.tflite"
+    det_path = models / "plate_detector.tflite"
+    report: dict[str, Any] = {
+        "held_out_count": {"clean": count, "degraded": count},
+        "ours": {
+            **ours,
+            "detection_recall_iou50": hits / (2 * count),
+            "fusion_3_frames_degraded": {"single_frame": single_ok / max(fusion_cars, 1),
+                                         "fused": fused_ok / max(fusion_cars, 1)},
+            "latency_ms_per_frame_1_thread": {"p50": percentile(latency, 50),
+                                              "p99": percentile(latency, 99)},
+            "model_bytes": {"recogniser": rec_path.stat().st_size,
+                            "detector": det_path.stat().st_size},
+            "runtime": reader.runtime,
+        },
+    }
+    if base is not None:
+        report["pp_ocrv4_baseline"] = {
+            **theirs,
+            "latency_ms_per_crop_1_thread": {"p50": percentile(base_latency, 50),
+                                             "p99": percentile(base_latency, 99)},
+            "model_bytes": base.model.stat().st_size,
+        }
+    return report
+
+
+def table(report: dict[str, Any]) -> str:
+    ours, base = report["ours"], report.get("pp_ocrv4_baseline")
+    lat = ours["latency_ms_per_frame_1_thread"]
+    lines = [
+        f"held-out: {report['held_out_count']['clean']} clean + "
+        f"{report['held_out_count']['degraded']} degraded frames (runtime {ours['runtime']})",
+        f"{'figure':<48}{'ours':>10}{'PP-OCRv4':>10}",
+    ]
+
+    def row(label: str, mine: float, other: float | None, fmt: str = "{:.1%}") -> None:
+        theirs = "" if other is None else fmt.format(other)
+        lines.append(f"{label:<48}{fmt.format(mine):>10}{theirs:>10}")
+
+    for kind in ("clean", "degraded"):
+        row(f"plate accuracy {kind}, crops", ours[kind]["plate_crops"],
+            base[kind]["plate_crops"] if base else None)
+        row(f"plate accuracy {kind}, whole frame (det+rec)", ours[kind]["plate_e2e"], None)
+        row(f"char accuracy {kind}, crops", ours[kind]["char_crops"],
+            base[kind]["char_crops"] if base else None)
+    row("detection recall IoU>=0.5", ours["detection_recall_iou50"], None)
+    fusion = ours["fusion_3_frames_degraded"]
+    row("degraded car, 1 frame (det+rec)", fusion["single_frame"], None)
+    row("degraded car, 3 frames fused", fusion["fused"], None)
+    blat = base["latency_ms_per_crop_1_thread"] if base else None
+    row("latency p50 ms (ours: frame; base: crop)", lat["p50"], blat["p50"] if blat else None,
+        "{:.2f}")
+    row("latency p99 ms", lat["p99"], blat["p99"] if blat else None, "{:.2f}")
+    sizes = ours["model_bytes"]
+    row("model size KiB", (sizes["recogniser"] + sizes["detector"]) / 1024,
+        base["model_bytes"] / 1024 if base else None, "{:.0f}")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--count", type=int, default=300, help="clean and degraded frames each")
+    parser.add_argument("--fusion-cars", type=int, default=100)
+    parser.add_argument("--no-baseline", action="store_true")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    report = run(args.count, baseline=not args.no_baseline, fusion_cars=args.fusion_cars)
+    print(json.dumps(report, indent=2) if args.json else table(report))
+
+
+if __name__ == "__main__":
+    main()
+

@@ -1,0 +1,58 @@
+"""A simulated gate camera that *renders* the plate it is shown, so a simulated lane runs the
+real TFLite reader on pixels instead of reading a canned string.
+
+Drop-in for :class:`simulator.camera.SimulatedCamera` (same ``show``/``capture``); frames
+carry JPEG bytes in ``Frame.image`` and the shown plate in ``Frame.truth`` (for scoring).
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+import threading
+
+import numpy as np
+
+from firmware.lane.camera import Frame
+from parkguard.clock import Clock
+from parkguard.core.plates import PlateError, parse_plate
+from simulator.plates_render.render import Split, render_scene
+
+
+class RenderingCamera:
+    """Renders the shown plate into a fresh scene at every capture (seeded, reproducible);
+    ``degraded_every`` > 0 makes every n-th frame a degraded one (night, rain, dirt ...)."""
+
+    def __init__(self, *, clock: Clock, seed: int = 0, split: Split = "heldout",
+                 degraded_every: int = 0, jpeg_quality: int = 90) -> None:
+        self._clock = clock
+        self._seed = seed
+        self._split: Split = split
+        self._degraded_every = degraded_every
+        self._quality = jpeg_quality
+        self._lock = threading.Lock()
+        self._plate: str | None = None
+        self._count = itertools.count()
+
+    def show(self, plate: str | None) -> None:
+        with self._lock:
+            self._plate = plate
+
+    def capture(self) -> Frame:
+        with self._lock:
+            plate = self._plate
+            index = next(self._count)
+        taken = self._clock.now()
+        if plate is None:
+            return Frame(taken=taken)
+        try:
+            parsed = parse_plate(plate)
+        except PlateError:  # a no-plate car (#P12...): nothing a camera could read
+            return Frame(taken=taken, truth=plate)
+        rng = np.random.default_rng([self._seed, index])
+        degraded = self._degraded_every > 0 and index % self._degraded_every == 0
+        scene = render_scene(parsed.text, parsed.series, rng, split=self._split,
+                             degraded=degraded)
+        buffer = io.BytesIO()
+        scene.image.save(buffer, format="JPEG", quality=self._quality)
+        return Frame(taken=taken, image=buffer.getvalue(), truth=parsed.text)

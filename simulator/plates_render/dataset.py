@@ -1,0 +1,96 @@
+"""Reproducible data sets: sample ``i`` of a split is a pure function of ``(split, seed, i)``.
+
+* ``train`` — training fonts and backgrounds, half the frames degraded.
+* ``heldout`` — other fonts (WenQuanYi Micro Hei Mono face, Liberation Narrow/Sans, DejaVu
+  Mono), other background generators, other seeds; ``clean`` and ``degraded`` variants.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+import numpy as np
+from numpy.typing import NDArray
+from PIL import Image
+
+from firmware.lane.reader.geometry import Quad
+from firmware.lane.reader.preprocess import (
+    DET_SIZE,
+    REC_SIZE,
+    corners_to_target,
+    detector_tensor,
+    recogniser_crop,
+)
+from simulator.plates_render.render import SCENE_SIZE, Scene, Split, render_scene
+from simulator.plates_render.texts import random_plate
+
+#: Default seeds: training and held-out never share one.
+TRAIN_SEED: Final = 20261130
+HELDOUT_SEED: Final = 77_000_001
+
+
+def sample(split: Split, seed: int, index: int, *, degraded: bool | None = None) -> Scene:
+    """Scene ``index`` of a split; ``degraded`` None: every other frame degraded."""
+    rng = np.random.default_rng([seed, index, 0 if split == "train" else 1])
+    series, text = random_plate(rng)
+    bad = bool(index % 2) if degraded is None else degraded
+    return render_scene(text, series, rng, split=split, degraded=bad)
+
+
+def jitter(quad: Quad, rng: np.random.Generator, amount: float) -> Quad:
+    """The corners moved by up to ``amount`` of the plate height (a detector's error)."""
+    pts = np.asarray(quad, dtype=np.float64)
+    height = float(np.linalg.norm(pts[3] - pts[0]))
+    moved = pts + rng.uniform(-amount, amount, pts.shape) * height
+    return ((moved[0, 0], moved[0, 1]), (moved[1, 0], moved[1, 1]),
+            (moved[2, 0], moved[2, 1]), (moved[3, 0], moved[3, 1]))
+
+
+@dataclass(frozen=True, slots=True)
+class Arrays:
+    """A batch as arrays: recogniser crops, labels, detector frames and corner targets."""
+
+    crops: NDArray[np.uint8]  # (n, H, W) grey
+    texts: list[str]
+    frames: NDArray[np.uint8]  # (n, H, W) grey, detector size
+    corners: NDArray[np.float32]  # (n, 8) fractions of the frame
+    degraded: NDArray[np.bool_]
+
+
+def arrays(split: Split, seed: int, start: int, count: int, *, degraded: bool | None = None,
+           corner_jitter: float = 0.0) -> Arrays:
+    """``count`` samples from ``start`` as arrays (crops from the true corners, jittered)."""
+    crops = np.empty((count, REC_SIZE[1], REC_SIZE[0]), dtype=np.uint8)
+    frames = np.empty((count, DET_SIZE[1], DET_SIZE[0]), dtype=np.uint8)
+    corners = np.empty((count, 8), dtype=np.float32)
+    bad = np.empty(count, dtype=bool)
+    texts = []
+    for k in range(count):
+        scene = sample(split, seed, start + k, degraded=degraded)
+        rng = np.random.default_rng([seed, start + k, 2])
+        quad = jitter(scene.corners, rng, corner_jitter) if corner_jitter else scene.corners
+        crops[k] = np.asarray(recogniser_crop(scene.image, quad))
+        frames[k] = (detector_tensor(scene.image)[0, :, :, 0] * 255).round().astype(np.uint8)
+        corners[k] = corners_to_target(scene.corners, SCENE_SIZE)
+        bad[k] = bool(scene.degradations)
+        texts.append(scene.text)
+    return Arrays(crops, texts, frames, corners, bad)
+
+
+def crop_image(scene: Scene) -> Image.Image:
+    """The true-corner crop of a scene (what the baseline and the recogniser bench read)."""
+    return recogniser_crop(scene.image, scene.corners)
+
+
+def frames_of_one_car(split: Split, seed: int, index: int, count: int, *,
+                      degraded: bool = True) -> list[Scene]:
+    """``count`` frames of the same plate (as a car arrives): same text, series and colour
+    draw, different placement and camera trouble per frame."""
+    first = sample(split, seed, index, degraded=degraded)
+    scenes = [first]
+    for k in range(1, count):
+        rng = np.random.default_rng([seed, index, 3, k])
+        scenes.append(render_scene(first.text, first.series, rng, split=split,
+                                   degraded=degraded))
+    return scenes

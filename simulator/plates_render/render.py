@@ -1,0 +1,317 @@
+"""Plates drawn as GA 36-2018 paints them, and gate-camera scenes with a plate in them.
+
+A plate is drawn at 1 px per mm (440 × 140, new-energy 480 × 140), character boxes 45 × 90
+with the gap after the issuing authority, in its series' colours; then warped into a frame
+with perspective and whatever the camera suffers (blur, dirt, occlusion, night, glare, rain).
+
+Fonts come from Debian packages: ``fonts-wqy-microhei`` (Chinese), ``fonts-dejavu-core`` and
+``fonts-liberation`` (letters and digits). Every random choice comes from the numpy
+``Generator`` passed in, so a sample is a pure function of its seed.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final, Literal
+
+import numpy as np
+from numpy.typing import NDArray
+from PIL import Image, ImageDraw, ImageFilter, ImageFont
+
+from firmware.lane.reader.geometry import Quad, perspective_coeffs
+from parkguard.core.plates.grammar import PlateSeries
+
+Rng = np.random.Generator
+RGB = tuple[int, int, int]
+Split = Literal["train", "heldout"]
+
+FONT_DIRS: Final = (Path("/usr/share/fonts/truetype"), Path("/usr/share/fonts"))
+#: (file, ttc index) per split. The held-out split uses other faces than training.
+CJK_FONTS: Final[dict[Split, tuple[tuple[str, int], ...]]] = {
+    "train": (("wqy/wqy-microhei.ttc", 0),),
+    "heldout": (("wqy/wqy-microhei.ttc", 1),),
+}
+LATIN_FONTS: Final[dict[Split, tuple[tuple[str, int], ...]]] = {
+    "train": (("dejavu/DejaVuSansCondensed-Bold.ttf", 0), ("dejavu/DejaVuSansCondensed.ttf", 0),
+              ("liberation/LiberationSansNarrow-Bold.ttf", 0)),
+    "heldout": (("liberation/LiberationSansNarrow-Regular.ttf", 0),
+                ("liberation/LiberationSans-Bold.ttf", 0),
+                ("dejavu/DejaVuSansMono-Bold.ttf", 0)),
+}
+#: Debian packages the renderer needs (``make test`` installs them).
+FONT_PACKAGES: Final = ("fonts-wqy-microhei", "fonts-dejavu-core", "fonts-liberation")
+
+WHITE: Final = (245, 245, 245)
+BLACK: Final = (20, 20, 20)
+RED: Final = (200, 25, 25)
+BLUE: Final = (10, 70, 190)
+YELLOW: Final = (245, 190, 20)
+GREEN: Final = (70, 190, 90)
+
+
+class FontMissingError(RuntimeError):
+    """A font the renderer needs is not installed."""
+
+
+def font_path(name: str) -> Path:
+    for base in FONT_DIRS:
+        path = base / name
+        if path.exists():
+            return path
+    raise FontMissingError(
+        f"font {name} not found; install the Debian packages {' '.join(FONT_PACKAGES)}")
+
+
+@functools.lru_cache(maxsize=64)
+def _font(name: str, index: int) -> ImageFont.FreeTypeFont:
+    return ImageFont.truetype(str(font_path(name)), 96, index=index)
+
+
+@functools.lru_cache(maxsize=4096)
+def _glyph(char: str, name: str, index: int, stroke: int) -> Image.Image:
+    """The glyph's ink, tightly cropped, as an L mask (cached: rendering is the slow part)."""
+    font = _font(name, index)
+    canvas = Image.new("L", (160, 160), 0)
+    ImageDraw.Draw(canvas).text((20, 10), char, font=font, fill=255, stroke_width=stroke,
+                                stroke_fill=255)
+    bbox = canvas.getbbox()
+    return canvas.crop(bbox) if bbox else canvas
+
+
+@dataclass(frozen=True, slots=True)
+class PlateStyle:
+    """Colours of one plate: background (one colour, or a top→bottom / left-part gradient),
+    text colour, and which character positions are painted red."""
+
+    background: RGB
+    text: RGB
+    background2: RGB | None = None
+    gradient: Literal["none", "vertical", "split"] = "none"
+    red: frozenset[int] = field(default_factory=frozenset)
+
+
+def style_for(series: PlateSeries, text: str, rng: Rng) -> PlateStyle:
+    """The colours of a plate of ``series`` (ordinary plates: blue for cars, yellow for large)."""
+    if series is PlateSeries.ORDINARY:
+        return (PlateStyle(BLUE, WHITE) if rng.random() < 0.8 else PlateStyle(YELLOW, BLACK))
+    if series in (PlateSeries.TRAILER, PlateSeries.COACH):
+        return PlateStyle(YELLOW, BLACK)
+    if series is PlateSeries.NEW_ENERGY_SMALL:
+        return PlateStyle((235, 250, 235), BLACK, GREEN, "vertical")
+    if series is PlateSeries.NEW_ENERGY_LARGE:
+        return PlateStyle(YELLOW, BLACK, GREEN, "split")
+    if series is PlateSeries.POLICE:
+        return PlateStyle(WHITE, BLACK, red=frozenset({len(text) - 1}))
+    if series is PlateSeries.EMERGENCY:
+        return PlateStyle(WHITE, BLACK, red=frozenset({len(text) - 2, len(text) - 1}))
+    if series is PlateSeries.ARMED_POLICE:
+        return PlateStyle(WHITE, BLACK, red=frozenset({0, 1}))
+    if series is PlateSeries.MILITARY:
+        return PlateStyle(WHITE, BLACK, red=frozenset({0}))
+    if series in (PlateSeries.CONSULATE, PlateSeries.EMBASSY):
+        red = text.index("领") if "领" in text else text.index("使")
+        return PlateStyle(BLACK, WHITE, red=frozenset({red}))
+    return PlateStyle(BLACK, WHITE)  # Hong Kong / Macau
+
+
+def _background(style: PlateStyle, width: int, height: int) -> Image.Image:
+    if style.gradient == "none" or style.background2 is None:
+        return Image.new("RGB", (width, height), style.background)
+    a = np.asarray(style.background, dtype=np.float32)
+    b = np.asarray(style.background2, dtype=np.float32)
+    if style.gradient == "vertical":
+        t = np.linspace(0.0, 1.0, height, dtype=np.float32)[:, None, None]
+        pixels = np.broadcast_to(a + (b - a) * t, (height, width, 3))
+    else:  # yellow left part (province + authority), green the rest
+        cut = int(width * 0.27)
+        pixels = np.empty((height, width, 3), dtype=np.float32)
+        pixels[:, :cut] = a
+        pixels[:, cut:] = b
+    return Image.fromarray(pixels.astype(np.uint8), "RGB")
+
+
+def _is_cjk(char: str) -> bool:
+    return ord(char) > 0x2E80
+
+
+def render_plate(text: str, series: PlateSeries, rng: Rng, split: Split = "train") -> Image.Image:
+    """The plate ``text`` painted flat, 1 px per mm, in its series' colours."""
+    n = len(text)
+    width = 480 if n == 8 else 440
+    height = 140
+    style = style_for(series, text, rng)
+    plate = _background(style, width, height)
+    draw = ImageDraw.Draw(plate)
+    # the border line, in the text colour, 3 mm in
+    draw.rounded_rectangle((3, 3, width - 4, height - 4), radius=8, outline=style.text, width=3)
+    cjk_name, cjk_index = CJK_FONTS[split][int(rng.integers(len(CJK_FONTS[split])))]
+    latin_name, latin_index = LATIN_FONTS[split][int(rng.integers(len(LATIN_FONTS[split])))]
+    stroke = int(rng.integers(0, 3)) if split == "train" else int(rng.integers(1, 4))
+    gap = 34 if n == 7 else 18  # the dot gap after the 2nd character
+    margin = 15.5
+    char_w = (width - 2 * margin - gap - 12 * (n - 1)) / n
+    x = margin
+    for i, char in enumerate(text):
+        name, index = (cjk_name, cjk_index) if _is_cjk(char) else (latin_name, latin_index)
+        glyph = _glyph(char, name, index, stroke if not _is_cjk(char) else min(stroke, 1))
+        box_w = round(char_w * (0.75 if char == "1" else 1.0))
+        mask = glyph.resize((max(box_w, 4), 90), Image.Resampling.BILINEAR)
+        colour = RED if i in style.red else style.text
+        left = round(x + (char_w - box_w) / 2)
+        plate.paste(Image.new("RGB", mask.size, colour), (left, 25), mask)
+        x += char_w + 12 + (gap if i == 1 else 0)
+        if i == 1 and n <= 8 and text[:2] != "WJ":
+            cx = round(x - 12 - gap / 2 - 6)
+            draw.ellipse((cx - 5, 65, cx + 5, 75), fill=style.text)
+    return plate
+
+
+# Scenes ----------------------------------------------------------------------------------
+
+SCENE_SIZE: Final = (320, 240)
+DEGRADATIONS: Final = ("blur", "dirt", "occlusion", "night", "glare", "rain")
+
+
+@dataclass(frozen=True, slots=True)
+class Scene:
+    """A gate-camera frame with one plate: the image, the plate's corners, what it says."""
+
+    image: Image.Image
+    corners: Quad
+    text: str
+    series: PlateSeries
+    degradations: tuple[str, ...]
+
+
+def _scene_background(rng: Rng, split: Split) -> Image.Image:
+    """Concrete floor, a car body in some paint, a bumper; other generators for held-out."""
+    w, h = SCENE_SIZE
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    if split == "train":
+        base = rng.uniform(60, 160)
+        img = (base + rng.uniform(-40, 40) * (yy / h)
+               + 6 * rng.standard_normal((h, w), dtype=np.float32))
+    else:  # stripes and blotches: a floor and walls the model has not seen
+        base = rng.uniform(40, 180)
+        img = (base + 25 * np.sin(xx / rng.uniform(6, 30) + rng.uniform(0, 6))
+               + 10 * rng.standard_normal((h, w), dtype=np.float32))
+    rgb = np.repeat(img[:, :, None], 3, axis=2)
+    tint = rng.uniform(0.85, 1.15, 3)
+    rgb = np.clip(rgb * tint, 0, 255).astype(np.uint8)
+    scene = Image.fromarray(rgb, "RGB")
+    draw = ImageDraw.Draw(scene)
+    paint = tuple(int(c) for c in rng.integers(0, 256, 3))
+    x0, x1 = int(rng.integers(-40, 60)), int(rng.integers(260, 360))
+    y0, y1 = int(rng.integers(20, 90)), int(rng.integers(200, 260))
+    if split == "train":
+        draw.rounded_rectangle((x0, y0, x1, y1), radius=30, fill=paint)
+    else:
+        draw.polygon([(x0, y1), (x0 + 30, y0), (x1 - 30, y0), (x1, y1)], fill=paint)
+    for _ in range(int(rng.integers(1, 4))):  # lights, grille bars, a bumper line
+        c = int(rng.integers(0, 256))
+        bx, by = int(rng.integers(0, w)), int(rng.integers(0, h))
+        draw.rectangle((bx, by, bx + int(rng.integers(10, 80)), by + int(rng.integers(3, 20))),
+                       fill=(c, c, c))
+    return scene
+
+
+def _place(rng: Rng, plate_size: tuple[int, int]) -> Quad:
+    """Where the plate's corners land: a plate 70–170 px wide, seen a little from the side."""
+    w, h = SCENE_SIZE
+    pw = float(rng.uniform(70, 170))
+    ph = pw * plate_size[1] / plate_size[0] * float(rng.uniform(0.85, 1.15))
+    cx = float(rng.uniform(pw / 2 + 8, w - pw / 2 - 8))
+    cy = float(rng.uniform(ph / 2 + 8, h - ph / 2 - 8))
+    angle = float(rng.uniform(-0.12, 0.12))
+    ca, sa = np.cos(angle), np.sin(angle)
+    yaw = float(rng.uniform(-0.12, 0.12)) * ph  # one side taller than the other
+    pitch = float(rng.uniform(-0.10, 0.10)) * pw  # top wider than bottom
+    base = [(-pw / 2 - pitch, -ph / 2 - yaw), (pw / 2 + pitch, -ph / 2 + yaw),
+            (pw / 2 - pitch, ph / 2 - yaw), (-pw / 2 + pitch, ph / 2 + yaw)]
+    pts = [(cx + x * ca - y * sa, cy + x * sa + y * ca) for x, y in base]
+    return (pts[0], pts[1], pts[2], pts[3])
+
+
+def _dirt(plate: Image.Image, rng: Rng) -> Image.Image:
+    overlay = plate.copy()
+    draw = ImageDraw.Draw(overlay)
+    w, h = plate.size
+    for _ in range(int(rng.integers(4, 12))):
+        x, y, r = int(rng.integers(0, w)), int(rng.integers(0, h)), int(rng.integers(6, 26))
+        c = int(rng.integers(60, 130))
+        draw.ellipse((x - r, y - r, x + r, y + r), fill=(c, c - 10, c - 25))
+    return Image.blend(plate, overlay, float(rng.uniform(0.3, 0.55)))
+
+
+def _occlude(plate: Image.Image, rng: Rng) -> Image.Image:
+    """A tow bar, a bracket or a leaf over part of the plate (at most a third of a glyph)."""
+    draw = ImageDraw.Draw(plate)
+    w, h = plate.size
+    c = int(rng.integers(0, 90))
+    if rng.random() < 0.5:  # a bar across the bottom edge
+        y = int(rng.integers(int(h * 0.78), int(h * 0.9)))
+        draw.rectangle((0, y, w, h), fill=(c, c, c))
+    else:  # a blob at a side edge
+        x = int(rng.choice([0, w]))
+        r = int(rng.integers(10, 20))
+        y = int(rng.integers(0, h))
+        draw.ellipse((x - r, y - r, x + r, y + r), fill=(c, c, c))
+    return plate
+
+
+def render_scene(text: str, series: PlateSeries, rng: Rng, *, split: Split = "train",
+                 degraded: bool = False) -> Scene:
+    """A frame with the plate ``text`` placed in it; ``degraded`` applies 1–3 of
+    :data:`DEGRADATIONS` (clean frames still get mild blur, noise and exposure changes)."""
+    chosen: tuple[str, ...] = ()
+    if degraded:
+        k = int(rng.integers(1, 4))
+        chosen = tuple(sorted(str(d) for d in rng.choice(DEGRADATIONS, size=k, replace=False)))
+    plate = render_plate(text, series, rng, split)
+    if "dirt" in chosen:
+        plate = _dirt(plate, rng)
+    if "occlusion" in chosen:
+        plate = _occlude(plate, rng)
+    corners = _place(rng, plate.size)
+    scene = _scene_background(rng, split)
+    pw, ph = plate.size
+    flat: Quad = ((0.0, 0.0), (float(pw), 0.0), (float(pw), float(ph)), (0.0, float(ph)))
+    coeffs = perspective_coeffs(flat, corners)
+    warped = plate.transform(SCENE_SIZE, Image.Transform.PERSPECTIVE, coeffs,
+                             Image.Resampling.BILINEAR)
+    mask = Image.new("L", plate.size, 255).transform(
+        SCENE_SIZE, Image.Transform.PERSPECTIVE, coeffs, Image.Resampling.BILINEAR)
+    scene.paste(warped, (0, 0), mask)
+    scene = _camera(scene, rng, chosen, corners)
+    return Scene(scene, corners, text, series, chosen)
+
+
+def _camera(scene: Image.Image, rng: Rng, chosen: tuple[str, ...], corners: Quad) -> Image.Image:
+    w, h = SCENE_SIZE
+    blur = float(rng.uniform(1.0, 2.0)) if "blur" in chosen else float(rng.uniform(0.0, 0.6))
+    if blur > 0.1:
+        scene = scene.filter(ImageFilter.GaussianBlur(blur))
+    px: NDArray[np.float32] = np.asarray(scene, dtype=np.float32)
+    if "glare" in chosen:
+        cx = float(np.mean([p[0] for p in corners]) + rng.uniform(-50, 50))
+        cy = float(np.mean([p[1] for p in corners]) + rng.uniform(-25, 25))
+        yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+        r = float(rng.uniform(15, 45))
+        spot = np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * r * r)).astype(np.float32)
+        px = px + np.float32(rng.uniform(100, 170)) * spot[:, :, None]
+    if "rain" in chosen:
+        streaks = Image.new("L", SCENE_SIZE, 0)
+        draw = ImageDraw.Draw(streaks)
+        slant = float(rng.uniform(-4, 4))
+        for _ in range(int(rng.integers(60, 160))):
+            x, y = float(rng.uniform(0, w)), float(rng.uniform(0, h))
+            length = float(rng.uniform(6, 16))
+            draw.line((x, y, x + slant, y + length), fill=int(rng.integers(60, 140)), width=1)
+        px = px + np.asarray(streaks, dtype=np.float32)[:, :, None] * np.float32(0.6)
+    gain = float(rng.uniform(0.25, 0.45)) if "night" in chosen else float(rng.uniform(0.8, 1.2))
+    noise = float(rng.uniform(8, 14)) if "night" in chosen else float(rng.uniform(0, 4))
+    grain = noise * rng.standard_normal((h, w, 1), dtype=np.float32)
+    px = px * np.float32(gain) + grain + np.float32(rng.uniform(-15, 15))
+    return Image.fromarray(np.clip(px, 0, 255).astype(np.uint8), "RGB")
