@@ -36,8 +36,9 @@ typecheck: venv
 docs: venv
 	$(BIN)/parkguard contract docs
 
-# System packages: the broker binary the tests and the demo start, venv support, and
-# Debian's Chromium with its WebDriver for the dashboard's browser tests.
+# System packages: the broker binary the tests and the demo start, venv support, Debian's
+# Chromium with its WebDriver for the dashboard's browser tests, the fonts the plate renderer
+# draws with, and the GL/GLib libraries OpenCV (the reader bench's PP-OCRv4 baseline) loads.
 system-deps:
 	@missing=""; \
 	command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing="$$missing mosquitto"; \
@@ -46,6 +47,8 @@ system-deps:
 	[ -f /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ] || missing="$$missing fonts-wqy-microhei"; \
 	[ -f /usr/share/fonts/truetype/dejavu/DejaVuSansCondensed-Bold.ttf ] || missing="$$missing fonts-dejavu-core"; \
 	[ -f /usr/share/fonts/truetype/liberation/LiberationSansNarrow-Regular.ttf ] || missing="$$missing fonts-liberation"; \
+	ldconfig -p 2>/dev/null | grep -q 'libGL.so.1 ' || missing="$$missing libgl1"; \
+	ldconfig -p 2>/dev/null | grep -q 'libgthread-2.0.so.0 ' || missing="$$missing libglib2.0-0"; \
 	$(PYTHON) -c 'import ensurepip, venv' >/dev/null 2>&1 || missing="$$missing python3-venv"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing system packages:$$missing"; \
