@@ -221,12 +221,18 @@ def lane(ctx: click.Context, config_path: Path | None, mock_pins: bool) -> None:
         factory = MockFactory()
     camera: Any
     reader: Any
-    if config.camera.type == "tflite":  # our TFLite reader on rendered frames (no Pi camera yet)
+    if config.camera.type in ("tflite", "picamera"):  # our TFLite reader (docs/reader.md)
         from firmware.lane.reader import DEFAULT_MODELS, make_reader
-        from simulator.plates_render import RenderingCamera
 
-        camera = RenderingCamera(clock=clock)
         reader = make_reader("tflite", models=config.camera.models or DEFAULT_MODELS)
+        if config.camera.type == "picamera":
+            from firmware.lane.picamera import PiCamera
+
+            camera = PiCamera(clock=clock)
+        else:  # rendered gate-camera frames of the plate the simulator shows
+            from simulator.plates_render import RenderingCamera
+
+            camera = RenderingCamera(clock=clock)
     else:
         camera, reader = SimulatedCamera(clock=clock), GroundTruthReader()
     with LaneNode(config, clock=clock, camera=camera, reader=reader, pin_factory=factory):

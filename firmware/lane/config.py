@@ -112,9 +112,10 @@ class WatchdogSettings(StrictModel):
 class CameraSettings(StrictModel):
     """Which camera and plate reader the lane uses (docs/reader.md)."""
 
-    type: Literal["simulated", "tflite"] = Field(
+    type: Literal["simulated", "tflite", "picamera"] = Field(
         default="simulated",
-        description="simulated: the simulator's ground truth; tflite: our TFLite reader")
+        description="simulated: the simulator's ground truth; tflite: our TFLite reader on "
+                    "rendered frames; picamera: the Pi camera (picamera2) and the TFLite reader")
     models: Path | None = Field(default=None,
                                 description="directory with reader.json and the .tflite files; "
                                             "default: the repo's models/")
