@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from selenium import webdriver
-from selenium.common.exceptions import WebDriverException
+from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
@@ -99,7 +99,12 @@ def log_out(browser: WebDriver) -> None:
 
 
 def text_of(browser: WebDriver) -> str:
-    return str(browser.find_element(By.TAG_NAME, "body").text)
+    """The page's text; "" while the browser is between pages (the body went stale), so a
+    waiting check looks again instead of failing on the navigation."""
+    try:
+        return str(browser.find_element(By.TAG_NAME, "body").text)
+    except StaleElementReferenceException:
+        return ""
 
 
 def test_each_role_logs_in_and_sees_only_what_it_may(browser: WebDriver,
