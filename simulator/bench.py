@@ -725,29 +725,47 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
+def report_console() -> Console:
+    """The console a bench prints to; wide enough that a log file does not wrap the table."""
     console = Console()
-    if not console.is_terminal:
-        console = Console(width=max(console.width, 120))  # a log file should not wrap the table
+    return console if console.is_terminal else Console(width=max(console.width, 120))
+
+
+def run_and_report(
+    run: Callable[[Path], list[BenchRow]], *, workdir: Path | None, prefix: str,
+    title: Callable[[float], str], console: Console,
+) -> list[BenchRow] | None:
+    """Run one bench in ``workdir`` (default: a temporary directory, removed afterwards),
+    print its table and notes; None, after saying why, if it failed. ``title`` gets the
+    wall seconds."""
     with ExitStack() as stack:
-        workdir = args.workdir
         if workdir is None:
-            workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="pg-bench-")))
+            workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=prefix)))
         started = time.perf_counter()
         try:
-            rows = run_bench(args.requests, args.events, workdir, warmup=args.warmup,
-                             console=console)
+            rows = run(workdir)
         except ParkGuardError as error:
             console.print(f"[red]bench failed:[/red] {error}")
-            return 1
+            return None
         wall = time.perf_counter() - started
-    console.print(results_table(
-        rows, title=f"ParkGuard bench — {args.requests} requests, {args.events} events, "
-        f"warm-up {args.warmup}, {wall:.0f} s"))
+    console.print(results_table(rows, title=title(wall)))
     for row in rows:
         if row.note:
             console.print(f"note: {row.name.strip()}: {row.note}")
+    return rows
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    console = report_console()
+    rows = run_and_report(
+        lambda workdir: run_bench(args.requests, args.events, workdir, warmup=args.warmup,
+                                  console=console),
+        workdir=args.workdir, prefix="pg-bench-", console=console,
+        title=lambda wall: f"ParkGuard bench — {args.requests} requests, {args.events} events, "
+                           f"warm-up {args.warmup}, {wall:.0f} s")
+    if rows is None:
+        return 1
     if args.plot is not None:
         plot = plot_latencies(rows, args.plot)
         console.print(f"plot: {plot}" if plot else "plot skipped: matplotlib is not installed")

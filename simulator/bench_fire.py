@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import tempfile
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -45,7 +44,6 @@ from broker.runner import MosquittoBroker
 from gateway.app import GatewayApp
 from gateway.config import GatewayConfig
 from parkguard.clock import ManualClock, SystemClock
-from parkguard.errors import ParkGuardError
 from simulator.bench import (
     BASELINE_RR,
     SITE,
@@ -53,8 +51,9 @@ from simulator.bench import (
     BenchRow,
     compared,
     describe,
+    report_console,
     request_response,
-    results_table,
+    run_and_report,
 )
 from simulator.provisioned import provision_simulated_site
 from simulator.site import SimulatedLanes, settings_of
@@ -250,29 +249,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.CRITICAL + 1)  # a hundred FIRE logs: keep the table clean
-    console = Console()
-    if not console.is_terminal:
-        console = Console(width=max(console.width, 120))
-    with ExitStack() as stack:
-        workdir = args.workdir
-        if workdir is None:
-            workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="pg-fire-")))
-        started = time.perf_counter()
-        try:
-            rows = run_bench_fire(args.runs, workdir, warmup=args.warmup,
-                                  debounce_ms=args.debounce_ms, console=console)
-        except ParkGuardError as error:
-            console.print(f"[red]bench failed:[/red] {error}")
-            return 1
-        wall = time.perf_counter() - started
-    console.print(results_table(
-        rows, title=f"ParkGuard fire bench — {args.runs} fires, warm-up {args.warmup}, "
-                    f"{wall:.0f} s"))
-    for row in rows:
-        if row.note:
-            console.print(f"note: {row.name.strip()}: {row.note}")
-    return 0
-
+    console = report_console()
+    rows = run_and_report(
+        lambda workdir: run_bench_fire(args.runs, workdir, warmup=args.warmup,
+                                       debounce_ms=args.debounce_ms, console=console),
+        workdir=args.workdir, prefix="pg-fire-", console=console,
+        title=lambda wall: f"ParkGuard fire bench — {args.runs} fires, warm-up {args.warmup}, "
+                           f"{wall:.0f} s")
+    return 0 if rows is not None else 1
 
 if __name__ == "__main__":
     raise SystemExit(main())

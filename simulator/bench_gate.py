@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -46,7 +45,6 @@ from firmware.lane.config import LaneTiming
 from gateway.app import GatewayApp
 from gateway.config import GatewayConfig, ReplicaSettings
 from parkguard.clock import SystemClock
-from parkguard.errors import ParkGuardError
 from simulator.bench import (
     BASELINE_RR,
     SITE,
@@ -55,8 +53,9 @@ from simulator.bench import (
     compared,
     describe,
     plate_for,
+    report_console,
     request_response,
-    results_table,
+    run_and_report,
 )
 from simulator.provisioned import provision_simulated_site
 from simulator.site import SimulatedLane, SimulatedLanes, settings_of
@@ -304,30 +303,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.ERROR)  # "deciding alone" warnings are the point here
-    console = Console()
-    if not console.is_terminal:
-        console = Console(width=max(console.width, 120))
-    with ExitStack() as stack:
-        workdir = args.workdir
-        if workdir is None:
-            workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="pg-gate-")))
-        started = time.perf_counter()
-        try:
-            rows = run_bench_gate(args.cars, args.offline_cars, workdir, warmup=args.warmup,
-                                  deadline_ms=args.deadline_ms, console=console)
-        except ParkGuardError as error:
-            console.print(f"[red]bench failed:[/red] {error}")
-            return 1
-        wall = time.perf_counter() - started
-    console.print(results_table(
-        rows, title=f"ParkGuard gate bench — {args.cars} cars online, {args.offline_cars} "
-                    f"out + {args.offline_cars} in offline, decide deadline "
-                    f"{args.deadline_ms} ms, warm-up {args.warmup}, {wall:.0f} s"))
-    for row in rows:
-        if row.note:
-            console.print(f"note: {row.name.strip()}: {row.note}")
-    return 0
-
+    console = report_console()
+    rows = run_and_report(
+        lambda workdir: run_bench_gate(args.cars, args.offline_cars, workdir,
+                                       warmup=args.warmup, deadline_ms=args.deadline_ms,
+                                       console=console),
+        workdir=args.workdir, prefix="pg-gate-", console=console,
+        title=lambda wall: f"ParkGuard gate bench — {args.cars} cars online, "
+                           f"{args.offline_cars} out + {args.offline_cars} in offline, decide "
+                           f"deadline {args.deadline_ms} ms, warm-up {args.warmup}, {wall:.0f} s")
+    return 0 if rows is not None else 1
 
 if __name__ == "__main__":
     raise SystemExit(main())
