@@ -106,20 +106,32 @@ class Link:
                            "heartbeat_s": self.cfg["heartbeat_s"], "firmware": VERSION,
                            "ts": utc_iso()})
 
+    def _network_ready(self):
+        """Join Wi-Fi (blocking, feeding the watchdog); False to retry later."""
+        return board.wifi_join(self.cfg.get("wifi"), self.wdt)
+
+    def _will(self):
+        """CONNECT's Last Will: the retained "offline" state."""
+        return {"will_topic": self.topic_state, "will_payload": self._state_payload(False),
+                "will_qos": 1, "will_retain": True}
+
+    def _start_session(self):
+        """After CONNECT, before the outbox: the alarm subscription, the retained online
+        state, and a fire alarm still waiting for its acknowledgement."""
+        self.client.subscribe([(self.topic_alarm + "+", 1)], _PID_SUB)
+        self._send_state(True)
+        self._send_latched()
+
     def _connect(self):
-        if not board.wifi_join(self.cfg.get("wifi"), self.wdt):
+        if not self._network_ready():
             self._schedule_retry("wifi down")
             return
         try:
-            present = self.client.connect(
-                clean=False, will_topic=self.topic_state,
-                will_payload=self._state_payload(False), will_qos=1, will_retain=True)
+            present = self.client.connect(clean=False, **self._will())
             self.connects += 1
             self.inflight = {}
             self.sent_upto = -1
-            self.client.subscribe([(self.topic_alarm + "+", 1)], _PID_SUB)
-            self._send_state(True)
-            self._send_latched()
+            self._start_session()
             self._send_outbox()
         except Exception as exc:  # OSError, MQTTError, TLS errors: all mean "try again later"
             self.client.close()

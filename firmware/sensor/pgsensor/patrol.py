@@ -292,23 +292,14 @@ class PatrolLink(Link):
             self._wlan.connect(wifi["ssid"], wifi.get("password", ""))  # returns at once
         return False
 
-    def _connect(self):
-        if not self._wifi_ready():
-            self._schedule_retry("no wifi")
-            return
-        try:
-            present = self.client.connect(clean=False)
-            self.connects += 1
-            self.inflight = {}
-            self.sent_upto = -1
-            self._send_outbox()
-        except Exception as exc:  # OSError, MQTTError, TLS errors: all mean "try again later"
-            self.client.close()
-            self._schedule_retry(exc)
-            return
-        print("mqtt: connected", self.bcfg["host"], self.bcfg["port"], "session", present,
-              "backlog", self.outbox.pending)
-        self.backoff_ms = self.bcfg["backoff_min_ms"]
+    def _network_ready(self):
+        return self._wifi_ready()  # never blocks: taps are read while Wi-Fi is looked for
+
+    def _will(self):
+        return {}  # the patrol ACL allows the tap topic only: no state, no Last Will
+
+    def _start_session(self):
+        pass  # taps only: no alarm subscription, no retained state
 
     def _lost(self, exc):
         super()._lost(exc)
