@@ -169,9 +169,16 @@ class AccessDesk:
         self.db = db
         self._clock = clock
         self._audit = audit
+        self.changes = 0
+        """Passes and lists changed by this desk since start (lane replicas follow it)."""
         migrations.apply(db)
 
     # --- passes ----------------------------------------------------------------------------
+
+    def _audited(self, **entry: Any) -> None:
+        """Every change of a pass or a list is audited here, and counted for the replicas."""
+        self._audit.record(**entry)
+        self.changes += 1
 
     def issue_pass(self, kind: PassKind, plates: Iterable[str], valid_from: datetime,
                    valid_until: datetime, holder: str, actor: str, reason: str,
@@ -201,7 +208,7 @@ class AccessDesk:
             })
             self._store_plates(pass_id, draft.plates)
             issued = self._require_pass(pass_id)
-            self._audit.record(actor=actor, action="pass.issue", subject=_subject(pass_id),
+            self._audited(actor=actor, action="pass.issue", subject=_subject(pass_id),
                                reason=reason, after=_audit_json(issued))
         _log.info("pass %s issued (%s, %d plates)", pass_id, kind, len(issued.plates))
         return issued
@@ -229,7 +236,7 @@ class AccessDesk:
             self.db.execute("UPDATE passes SET valid_until_ms = ? WHERE pass_id = ?",
                             [until_ms, pass_id])
             after = self._require_pass(pass_id)
-            self._audit.record(actor=actor, action="pass.renew", subject=_subject(pass_id),
+            self._audited(actor=actor, action="pass.renew", subject=_subject(pass_id),
                                reason=reason,
                                before={"valid_until": utc_iso(before.valid_until)},
                                after={"valid_until": utc_iso(after.valid_until)})
@@ -249,7 +256,7 @@ class AccessDesk:
                             "WHERE pass_id = ? AND revoked_at_ms IS NULL",
                             [now_ms, reason, pass_id])
             after = self._require_pass(pass_id)
-            self._audit.record(actor=actor, action="pass.revoke", subject=_subject(pass_id),
+            self._audited(actor=actor, action="pass.revoke", subject=_subject(pass_id),
                                reason=reason,
                                before={"state": "live",
                                        "valid_until": utc_iso(before.valid_until)},
@@ -272,7 +279,7 @@ class AccessDesk:
             self.db.execute("DELETE FROM pass_plates WHERE pass_id = ?", [pass_id])
             self._store_plates(pass_id, changed.plates)
             after = self._require_pass(pass_id)
-            self._audit.record(actor=actor, action="pass.set_plates", subject=_subject(pass_id),
+            self._audited(actor=actor, action="pass.set_plates", subject=_subject(pass_id),
                                reason=reason, before={"plates": sorted(before.plates)},
                                after={"plates": sorted(after.plates)})
         return after
@@ -315,7 +322,7 @@ class AccessDesk:
                 "until_ms": None if entry.until is None else _ms("until", entry.until),
                 "listed_at_ms": self._now_ms(), "listed_by": actor,
             }, pk=("list_name", "plate"))
-            self._audit.record(actor=actor, action=f"{entry.list_name}.add",
+            self._audited(actor=actor, action=f"{entry.list_name}.add",
                                subject=f"plate:{entry.plate}", reason=reason,
                                before=None if before is None else list_entry_to_json(before),
                                after=list_entry_to_json(entry))
@@ -334,7 +341,7 @@ class AccessDesk:
                 raise AccessError("plate", f"{key} is not on the {list_name}")
             self.db.execute("DELETE FROM access_lists WHERE list_name = ? AND plate = ?",
                             [list_name, key])
-            self._audit.record(actor=actor, action=f"{list_name}.remove",
+            self._audited(actor=actor, action=f"{list_name}.remove",
                                subject=f"plate:{key}", reason=reason,
                                before=list_entry_to_json(before), after=None)
 

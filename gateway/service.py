@@ -289,11 +289,13 @@ class Gateway:
         return job.result.result(timeout)
 
     def _office(self, work: Callable[[], T]) -> Callable[[], T]:
-        """An office action, then tell the lanes if it changed passes or lists."""
+        """An office action, then tell the lanes if it changed passes or lists (the pay page
+        and the dashboard's reads cost nothing more)."""
 
         def run() -> T:
+            before = self.billing.access.changes
             result = work()
-            if self.replicas is not None:
+            if self.replicas is not None and self.billing.access.changes != before:
                 self.replicas.passes_changed()
             return result
 

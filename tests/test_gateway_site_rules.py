@@ -168,3 +168,25 @@ def test_the_help_button_alerts_the_guard_on_duty_until_the_car_goes_through(
         drive(site, "out1", "粤B12345")
         eventually(lambda: site.gateway.service.call(
             lambda: alerts.open_alert("help:out1")) is None, what="the help call resolved")
+
+
+def test_a_pass_issued_in_the_office_reaches_the_lanes_and_a_pay_page_read_sends_nothing(
+    site: SimulatedSite, broker: MosquittoBroker,
+) -> None:
+    deltas = Recorder(broker, topics.lane_replica(TEST_SITE, "in1", "delta"),
+                      device="monitor-watch1")
+    try:
+        now = site.clock.now()
+        site.gateway.service.call(lambda: site.gateway.billing.access.issue_pass(
+            "monthly", ["沪A12345"], now, now + timedelta(days=30), "李雷", actor="office:01",
+            reason="paid"))
+        eventually(lambda: bool(deltas.payloads()), what="the pass delta")
+        assert site.gateway.service.bill_for("粤B99999") is None  # a read: no delta
+        site.gateway.service.call(lambda: site.gateway.billing.access.list_plate(
+            "blacklist", "京A00001", "fled", actor="manager:01"))
+        eventually(lambda: len(deltas.payloads()) >= 2, what="the list delta")
+    finally:
+        deltas.close()
+    kinds = [decode(topics.lane_replica(TEST_SITE, "in1", "delta"), p).kind  # type: ignore[union-attr]
+             for p in deltas.payloads()]
+    assert kinds == ["pass_changed", "list_changed"]
