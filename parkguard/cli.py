@@ -54,7 +54,8 @@ def main(log_level: str) -> None:
 
 def _run_simulation(*, cars: int, seed: int, out: Path, day: date | None, plots: bool,
                     broker: str | None, site_dir: Path | None, site: str,
-                    entry_lanes: int, exit_lanes: int, serve: bool = False) -> None:
+                    entry_lanes: int, exit_lanes: int, serve: bool = False,
+                    reader: str = "ground_truth") -> None:
     from rich.console import Console
 
     from simulator.demo import DemoOptions, DemoResult, run_demo, summary_table
@@ -71,7 +72,7 @@ def _run_simulation(*, cars: int, seed: int, out: Path, day: date | None, plots:
         address = (host, int(port))
     options = DemoOptions(
         workdir=out, cars=cars, seed=seed, day=day, plots=plots, broker=address,
-        site_dir=site_dir, site=site,
+        site_dir=site_dir, site=site, reader="tflite" if reader == "tflite" else "ground_truth",
         entry_lanes=tuple(f"in{i + 1}" for i in range(entry_lanes)),
         exit_lanes=tuple(f"out{i + 1}" for i in range(exit_lanes)),
     )
@@ -84,7 +85,13 @@ def _run_simulation(*, cars: int, seed: int, out: Path, day: date | None, plots:
 
     result = run_demo(options, console, on_ready=ready)
     s = result.summary
-    if s.cars_in != cars or s.cars_out != cars or s.dead_letters:
+    if reader == "tflite" and s.cars_in == cars and s.cars_out < cars and not s.dead_letters:
+        # The real reader misreads now and then; a car whose exit read matched nobody inside
+        # is refused and, at a real site, let out by the guard it calls with the help button.
+        console.print(f"[yellow]{cars - s.cars_out} car(s) refused at the exit after a misread "
+                      "that fuzzy matching could not place (a guard opens for them on a help "
+                      "call)[/yellow]")
+    elif s.cars_in != cars or s.cars_out != cars or s.dead_letters:
         raise click.ClickException(
             f"the simulated day did not balance: {s.cars_in} in, {s.cars_out} out of {cars} cars, "
             f"{s.dead_letters} dead letters"
@@ -125,13 +132,17 @@ def _interactive() -> bool:
 @click.option("--serve/--no-serve", default=None,
               help="After the day, serve the dashboard until Ctrl-C [default: when run from a "
                    "terminal and not under CI]")
-def demo(cars: int, seed: int, out: Path, plot: bool, serve: bool | None) -> None:
+@click.option("--reader", type=click.Choice(["ground_truth", "tflite"]), default="ground_truth",
+              show_default=True,
+              help="ground_truth: lanes are handed the plate; tflite: each frame is rendered and "
+                   "read by the lane's TFLite reader (misreads and fuzzy matching included)")
+def demo(cars: int, seed: int, out: Path, plot: bool, serve: bool | None, reader: str) -> None:
     """Run a small simulated site end to end: its own Mosquitto, the gateway, 2 entry and
     2 exit lanes on mock pins, a day of traffic in seconds with passes, merchant coupons
     and pay-page payments; print the summary, then serve the dashboard."""
     _run_simulation(cars=cars, seed=seed, out=out, day=None, plots=plot, broker=None,
                     site_dir=None, site="demo", entry_lanes=2, exit_lanes=2,
-                    serve=_interactive() if serve is None else serve)
+                    serve=_interactive() if serve is None else serve, reader=reader)
 
 
 @main.command()
@@ -149,14 +160,20 @@ def demo(cars: int, seed: int, out: Path, plot: bool, serve: bool | None) -> Non
 @click.option("--out", type=click.Path(path_type=Path), default=Path("var/sim"),
               show_default=True)
 @click.option("--plot/--no-plot", default=True, show_default=True)
+@click.option("--reader", type=click.Choice(["ground_truth", "tflite"]), default="ground_truth",
+              show_default=True,
+              help="ground_truth: lanes are handed the plate; tflite: each frame is rendered and "
+                   "read by the lane's TFLite reader (misreads and fuzzy matching included)")
 def sim(cars: int, seed: int, day: object, entry_lanes: int, exit_lanes: int,
-        broker: str | None, site_dir: Path | None, site: str, out: Path, plot: bool) -> None:
+        broker: str | None, site_dir: Path | None, site: str, out: Path, plot: bool,
+        reader: str) -> None:
     """Simulate a day at a site of your choosing, optionally against an existing broker."""
     from datetime import datetime
 
     chosen = day.date() if isinstance(day, datetime) else None
     _run_simulation(cars=cars, seed=seed, out=out, day=chosen, plots=plot, broker=broker,
-                    site_dir=site_dir, site=site, entry_lanes=entry_lanes, exit_lanes=exit_lanes)
+                    site_dir=site_dir, site=site, entry_lanes=entry_lanes, exit_lanes=exit_lanes,
+                    reader=reader)
 
 
 @main.command()

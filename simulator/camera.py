@@ -3,9 +3,19 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
+from typing import Protocol
 
 from firmware.lane.camera import Frame, PlateReading
 from parkguard.clock import Clock
+
+
+class ShowingCamera(Protocol):
+    """A simulated camera the car driver puts a plate in front of (ground truth or rendered)."""
+
+    def show(self, plate: str | None) -> None: ...
+
+    def capture(self) -> Frame: ...
 
 
 class SimulatedCamera:
@@ -34,3 +44,7 @@ class GroundTruthReader:
         if frame.truth is None:
             return PlateReading(None, 0.0, (), 0.0)
         return PlateReading(frame.truth, 0.99, tuple(0.99 for _ in frame.truth), 0.0)
+
+    def read_many(self, frames: Sequence[Frame]) -> PlateReading:
+        """Every frame shows the same truth: the first says it all."""
+        return self.read(frames[0]) if frames else PlateReading(None, 0.0, (), 0.0)

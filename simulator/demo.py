@@ -27,7 +27,7 @@ from parkguard.errors import ConfigError
 from simulator.office import Office, open_the_office, pay_on_the_way_out
 from simulator.plots import plot_day
 from simulator.provisioned import provision_simulated_site
-from simulator.site import SimulatedSite, SiteSummary
+from simulator.site import ReaderKind, SimulatedSite, SiteSummary
 from simulator.traffic import day_of_visits
 
 log = logging.getLogger(__name__)
@@ -49,6 +49,7 @@ class DemoOptions:
     site_dir: Path | None = None
     plots: bool = True
     office: bool = True  # passes, a merchant's coupons and pay-page payments during the day
+    reader: ReaderKind = "ground_truth"  # tflite: lanes read rendered frames with the real reader
 
 
 @dataclass(frozen=True)
@@ -92,7 +93,7 @@ def run_demo(options: DemoOptions, console: Console | None = None,
         site = stack.enter_context(SimulatedSite(
             site=options.site, broker=provisioned.address_of, workdir=options.workdir,
             clock=clock, entry_lanes=options.entry_lanes, exit_lanes=options.exit_lanes,
-            timezone=options.timezone, lane_keys=provisioned.lane_keys,
+            timezone=options.timezone, lane_keys=provisioned.lane_keys, reader=options.reader,
         ))
         office = open_the_office(site, visits, seed=options.seed) if options.office else None
         with Progress(

@@ -14,7 +14,7 @@ from gpiozero.pins.mock import MockFactory, MockPin
 
 from firmware.lane.config import LaneConfig
 from firmware.lane.controller import LaneController
-from simulator.camera import SimulatedCamera
+from simulator.camera import ShowingCamera
 
 
 class LaneStuck(RuntimeError):
@@ -106,7 +106,7 @@ class CarDriver:
     def __init__(
         self,
         wiring: SimulatedLaneWiring,
-        camera: SimulatedCamera,
+        camera: ShowingCamera,
         controller: LaneController,
         *,
         patience_s: float = 10.0,

@@ -17,13 +17,21 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Literal
 
 from gpiozero.pins.mock import MockFactory
 
 from broker.bus import BrokerAddress
 from broker.contract import topics
 from broker.contract.messages import Direction, WireMessage
-from firmware.lane.config import CommandSettings, JournalSettings, LaneConfig, LaneTiming
+from firmware.lane.camera import PlateReader
+from firmware.lane.config import (
+    CameraSettings,
+    CommandSettings,
+    JournalSettings,
+    LaneConfig,
+    LaneTiming,
+)
 from firmware.lane.node import LaneNode
 from gateway.app import GatewayApp
 from gateway.capacity import CapacitySettings
@@ -31,7 +39,7 @@ from gateway.config import GatewayConfig
 from gateway.pricing import EXAMPLE_TARIFF
 from parkguard.clock import Clock, ManualClock, ScaledClock
 from parkguard.configfile import BrokerSettings
-from simulator.camera import GroundTruthReader, SimulatedCamera
+from simulator.camera import GroundTruthReader, ShowingCamera, SimulatedCamera
 from simulator.driver import CarDriver, LaneStuck, Passage, SimulatedLaneWiring
 from simulator.traffic import Visit
 
@@ -57,10 +65,27 @@ def shared_scaled_clock(origin: datetime, scale: float, *, anchor: float | None 
     return ScaledClock(origin + timedelta(seconds=elapsed * scale), speed=scale)
 
 
+#: How simulated lanes see plates: ``ground_truth`` hands the reader the plate shown (fast,
+#: perfect); ``tflite`` renders each frame (``simulator.plates_render``) and runs the lane's
+#: real TFLite reader on the pixels, so misreads, fusion and fuzzy matching are exercised.
+ReaderKind = Literal["ground_truth", "tflite"]
+
+
+def camera_and_reader(kind: ReaderKind, clock: Clock, *, seed: int = 0
+                      ) -> tuple[ShowingCamera, PlateReader]:
+    """A simulated camera and the reader that goes with it."""
+    if kind == "tflite":
+        from firmware.lane.reader import TfliteReader  # loads the models: only when asked
+        from simulator.plates_render import RenderingCamera
+
+        return RenderingCamera(clock=clock, seed=seed), TfliteReader()
+    return SimulatedCamera(clock=clock), GroundTruthReader()
+
+
 @dataclass
 class SimulatedLane:
     node: LaneNode
-    camera: SimulatedCamera
+    camera: ShowingCamera
     wiring: SimulatedLaneWiring
     driver: CarDriver
 
@@ -68,7 +93,7 @@ class SimulatedLane:
 def build_lane(
     *, site: str, lane: str, direction: Direction, address: BrokerAddress, clock: Clock,
     factory: MockFactory, timing: LaneTiming | None = None, command_key: bytes | None = None,
-    journal: Path | None = None,
+    journal: Path | None = None, reader: ReaderKind = "ground_truth",
 ) -> SimulatedLane:
     """One lane node on its own mock board, with its camera and the car driver that plays it;
     with ``command_key`` it obeys the gateway's signed commands."""
@@ -76,9 +101,12 @@ def build_lane(
                         broker=settings_of(address), timing=timing or LaneTiming(),
                         commands=CommandSettings(
                             hmac_key=None if command_key is None else command_key.hex()),
-                        journal=JournalSettings(path=journal))
-    camera = SimulatedCamera(clock=clock)
-    node = LaneNode(config, clock=clock, camera=camera, reader=GroundTruthReader(),
+                        journal=JournalSettings(path=journal),
+                        camera=CameraSettings(
+                            type="tflite" if reader == "tflite" else "simulated"))
+    seed = sum(lane.encode())  # each lane's camera renders its own scenes
+    camera, plate_reader = camera_and_reader(reader, clock, seed=seed)
+    node = LaneNode(config, clock=clock, camera=camera, reader=plate_reader,
                     pin_factory=factory)
     wiring = SimulatedLaneWiring(config, factory)
     return SimulatedLane(node, camera, wiring, CarDriver(wiring, camera, node.controller))
@@ -95,6 +123,7 @@ class SimulatedLanes:
         self, *, site: str, broker: Callable[[str], BrokerAddress], clock: Clock,
         entry_lanes: tuple[str, ...] = ("in1",), exit_lanes: tuple[str, ...] = ("out1",),
         timing: LaneTiming | None = None, workdir: Path | None = None,
+        reader: ReaderKind = "ground_truth",
     ) -> None:
         self.clock = clock
         roles: list[tuple[str, Direction]] = [(x, "entry") for x in entry_lanes]
@@ -102,7 +131,7 @@ class SimulatedLanes:
         self.lanes = {
             lane: build_lane(site=site, lane=lane, direction=direction,
                              address=broker(f"lane-{lane}"), clock=clock,
-                             factory=MockFactory(), timing=timing,
+                             factory=MockFactory(), timing=timing, reader=reader,
                              journal=None if workdir is None else workdir / f"lane-{lane}.db")
             for lane, direction in roles}
 
@@ -174,6 +203,7 @@ class SimulatedSite:
         lane_keys: Mapping[str, bytes] | None = None,
         capacity: CapacitySettings | None = None,
         safety_file: Path | None = None,
+        reader: ReaderKind = "ground_truth",
     ) -> None:
         self.clock = clock
         self.entry_lanes, self.exit_lanes = entry_lanes, exit_lanes
@@ -194,7 +224,7 @@ class SimulatedSite:
             self.lanes[lane] = build_lane(  # each lane is its own board
                 site=site, lane=lane, direction=direction, address=broker(f"lane-{lane}"),
                 clock=clock, factory=pin_factory(lane), command_key=keys.get(lane),
-                journal=workdir / f"lane-{lane}.db")
+                journal=workdir / f"lane-{lane}.db", reader=reader)
 
     def start(self) -> SimulatedSite:
         self.gateway.start()

@@ -1,10 +1,12 @@
 """Camera and plate-reader seams: one small interface each, a real and a simulated backend.
 
-Must override: ``Camera.capture``, ``PlateReader.read``.
+Must override: ``Camera.capture``, ``PlateReader.read`` and ``PlateReader.read_many`` (several
+frames of one arriving car, fused into one reading).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -37,3 +39,5 @@ class PlateReader(Protocol):
     name: str
 
     def read(self, frame: Frame) -> PlateReading: ...
+
+    def read_many(self, frames: Sequence[Frame]) -> PlateReading: ...

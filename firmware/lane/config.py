@@ -119,7 +119,14 @@ class CameraSettings(StrictModel):
     models: Path | None = Field(default=None,
                                 description="directory with reader.json and the .tflite files; "
                                             "default: the repo's models/")
-    fuse_frames: int = Field(default=3, ge=1, le=5, description="frames fused per arriving car")
+    fuse_frames: int = Field(default=3, ge=1, le=5,
+                             description="most frames read and fused per arriving car, when the "
+                                         "first frame's read is not trusted")
+    trust_confidence: float = Field(
+        default=0.98, ge=0.0, le=1.0,
+        description="a first-frame read at least this confident is used alone (the barrier "
+                    "goes up sooner); below it the lane reads up to fuse_frames frames and "
+                    "fuses them")
 
 
 class CommandSettings(StrictModel):

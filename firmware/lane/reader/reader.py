@@ -157,6 +157,10 @@ class TfliteReader:
             image = picture.convert("RGB")
         return self.read_image(image, is_crop=False).reading()
 
+    def read_many(self, frames: Sequence[Frame]) -> PlateReading:
+        """The lane's seam for several frames of one car: read each, fuse (see ``fusion``)."""
+        return fused_reading(*self.read_frames(frames))
+
     def read_frames(self, frames: Sequence[Frame | Image.Image]) -> tuple[FusedPlate,
                                                                           list[PlateRead]]:
         """Read 3–5 frames of one arriving car and fuse them into one plate."""
