@@ -84,6 +84,8 @@ models: venv
 	nice -n 19 $(BIN)/python scripts/make_reader_data.py --out var/reader-data --count 20000 --shards 4 --seed 31337 --jitter 0.2
 	TRAIN_THREADS=1 nice -n 19 $(BIN)/python scripts/train_reader.py detector --data var/reader-data --out models --minutes 13 --resume var/reader-train
 	TRAIN_THREADS=2 nice -n 19 $(BIN)/python scripts/train_reader.py recogniser --data var/reader-data --out models --minutes 14 --resume var/reader-train
+	nice -n 19 $(BIN)/python scripts/make_refiner_data.py --out var/refiner-data --count 40000 --shards 8
+	TRAIN_THREADS=1 nice -n 19 $(BIN)/python scripts/train_refiner.py --data var/refiner-data --out models --minutes 14 --resume var/refiner-train
 
 bench-reader: venv
 	$(BIN)/python -m simulator.bench_reader

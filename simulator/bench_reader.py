@@ -8,7 +8,8 @@ Held-out frames: other fonts, backgrounds and seeds than training (see
 * plate-level accuracy, clean and degraded: end to end (detector + straighten + recogniser
   + grammar) and recogniser only on true-corner crops (the crops the baseline gets too);
 * per-character accuracy (1 - edit distance / length);
-* detection recall at IoU ≥ 0.5 (boxes around the corners);
+* detection recall at IoU ≥ 0.5 (boxes around the corners) and the corners' mean error in
+  pixels; with a corner refiner in ``models/``, whole-frame accuracy without it too;
 * 3-frame fusion on degraded cars;
 * latency per frame on 1 thread, p50 / p99; model sizes.
 
@@ -83,6 +84,7 @@ class Baseline:
 def run(count: int, *, seed: int = HELDOUT_SEED, baseline: bool = True,
         fusion_cars: int = 100, models: Path = DEFAULT_MODELS) -> dict[str, Any]:
     reader = TfliteReader(models, threads=1)
+    unrefined = TfliteReader(models, threads=1, refine=False) if reader.refiner else None
     sets: dict[str, list[Scene]] = {
         "clean": [sample("heldout", seed, i, degraded=False) for i in range(count)],
         "degraded": [sample("heldout", seed, count + i, degraded=True) for i in range(count)],
@@ -92,16 +94,22 @@ def run(count: int, *, seed: int = HELDOUT_SEED, baseline: bool = True,
     latency: list[float] = []
     base_latency: list[float] = []
     hits = 0
+    corner_errors: list[float] = []
     base = Baseline() if baseline else None
     for kind, scenes in sets.items():
         truths = [s.text for s in scenes]
-        e2e, rec_only, base_reads = [], [], []
+        e2e, e2e_unrefined, rec_only, base_reads = [], [], [], []
         for scene in scenes:
             start = time.perf_counter()
             read = reader.read_image(scene.image, is_crop=False)
             latency.append((time.perf_counter() - start) * 1000)
             e2e.append(read.plate)
-            hits += read.corners is not None and box_iou(read.corners, scene.corners) >= 0.5
+            if read.corners is not None:
+                hits += box_iou(read.corners, scene.corners) >= 0.5
+                corner_errors.append(float(np.linalg.norm(
+                    np.subtract(read.corners, scene.corners), axis=1).mean()))
+            if unrefined is not None:
+                e2e_unrefined.append(unrefined.read_image(scene.image, is_crop=False).plate)
             crop = recogniser_crop(scene.image, scene.corners)
             rec_only.append(fuse([reader.recognise(crop)[0]]).plate)
             if base is not None:
@@ -114,6 +122,8 @@ def run(count: int, *, seed: int = HELDOUT_SEED, baseline: bool = True,
                       "plate_crops": plate_accuracy(rec_only, truths),
                       "char_e2e": char_accuracy(e2e, truths),
                       "char_crops": char_accuracy(rec_only, truths)}
+        if unrefined is not None:
+            ours[kind]["plate_e2e_unrefined"] = plate_accuracy(e2e_unrefined, truths)
         if base is not None:
             theirs[kind] = {"plate_crops": plate_accuracy(base_reads, truths),
                             "char_crops": char_accuracy(base_reads, truths)}
@@ -123,19 +133,22 @@ def run(count: int, *, seed: int = HELDOUT_SEED, baseline: bool = True,
         result, reads = reader.read_frames([f.image for f in frames])
         fused_ok += result.plate == frames[0].text
         single_ok += reads[0].plate == frames[0].text
-    rec_path = models / "plate_recogniser.tflite"
-    det_path = models / "plate_detector.tflite"
+    sizes = {"recogniser": (models / "plate_recogniser.tflite").stat().st_size,
+             "detector": (models / "plate_detector.tflite").stat().st_size}
+    if reader.refiner is not None:
+        sizes["refiner"] = reader.refiner.path.stat().st_size
     report: dict[str, Any] = {
         "held_out_count": {"clean": count, "degraded": count},
         "ours": {
             **ours,
             "detection_recall_iou50": hits / (2 * count),
+            "corner_error_px": {"mean": float(np.mean(corner_errors)),
+                                "median": float(np.median(corner_errors))},
             "fusion_3_frames_degraded": {"single_frame": single_ok / max(fusion_cars, 1),
                                          "fused": fused_ok / max(fusion_cars, 1)},
             "latency_ms_per_frame_1_thread": {"p50": percentile(latency, 50),
                                               "p99": percentile(latency, 99)},
-            "model_bytes": {"recogniser": rec_path.stat().st_size,
-                            "detector": det_path.stat().st_size},
+            "model_bytes": sizes,
             "runtime": reader.runtime,
         },
     }
@@ -166,9 +179,13 @@ def table(report: dict[str, Any]) -> str:
         row(f"plate accuracy {kind}, crops", ours[kind]["plate_crops"],
             base[kind]["plate_crops"] if base else None)
         row(f"plate accuracy {kind}, whole frame (det+rec)", ours[kind]["plate_e2e"], None)
+        if "plate_e2e_unrefined" in ours[kind]:
+            row("  ... without the corner refiner", ours[kind]["plate_e2e_unrefined"], None)
         row(f"char accuracy {kind}, crops", ours[kind]["char_crops"],
             base[kind]["char_crops"] if base else None)
     row("detection recall IoU>=0.5", ours["detection_recall_iou50"], None)
+    row("corner error px, mean (320x240 frames)", ours["corner_error_px"]["mean"], None,
+        "{:.2f}")
     fusion = ours["fusion_3_frames_degraded"]
     row("degraded car, 1 frame (det+rec)", fusion["single_frame"], None)
     row("degraded car, 3 frames fused", fusion["fused"], None)
@@ -177,7 +194,7 @@ def table(report: dict[str, Any]) -> str:
         "{:.2f}")
     row("latency p99 ms", lat["p99"], blat["p99"] if blat else None, "{:.2f}")
     sizes = ours["model_bytes"]
-    row("model size KiB", (sizes["recogniser"] + sizes["detector"]) / 1024,
+    row("model size KiB", sum(sizes.values()) / 1024,
         base["model_bytes"] / 1024 if base else None, "{:.0f}")
     return "\n".join(lines)
 

@@ -37,6 +37,14 @@ def perspective_coeffs(src: Quad, dst: Quad) -> tuple[float, ...]:
     return tuple(float(c) for c in solution)
 
 
+def apply_perspective(coeffs: Sequence[float], point: Point) -> Point:
+    """Where ``coeffs`` (as :func:`perspective_coeffs` makes them) send ``point``."""
+    a, b, c, d, e, f, g, h = coeffs
+    x, y = point
+    w = g * x + h * y + 1.0
+    return ((a * x + b * y + c) / w, (d * x + e * y + f) / w)
+
+
 def expand(quad: Quad, margin_x: float, margin_y: float) -> Quad:
     """The quad grown by a fraction of its width (``margin_x``) and height on each side."""
     pts = np.asarray(quad, dtype=np.float64)

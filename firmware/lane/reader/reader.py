@@ -22,13 +22,14 @@ from firmware.lane.camera import Frame, PlateReading
 from firmware.lane.reader.alphabet import ALPHABET, NUM_CLASSES
 from firmware.lane.reader.decode import CharRead, greedy
 from firmware.lane.reader.fusion import FusedPlate, fuse
-from firmware.lane.reader.geometry import Quad, as_quad, box_of
+from firmware.lane.reader.geometry import Quad, box_of
 from firmware.lane.reader.preprocess import (
     corners_from_output,
     detector_tensor,
     recogniser_crop,
     recogniser_tensor,
 )
+from firmware.lane.reader.refine import corners_from_window, window, window_tensor
 from firmware.lane.reader.runtime import Runtime, TfliteModel
 
 #: Where the committed models live (the repository's ``models/``).
@@ -38,8 +39,6 @@ CROP_ASPECT: Final = 2.2
 #: Crops of one detection the recogniser reads and fuses: the detector's corners are a few
 #: pixels off; more margins can be read and voted (measured: no gain with these models).
 CROP_MARGINS: Final = ((0.04, 0.10),)
-#: The refining pass looks at a window this many plate widths wide.
-REFINE_ZOOM: Final = 2.5
 
 
 class ModelMismatchError(RuntimeError):
@@ -75,15 +74,14 @@ class PlateRead:
 
 
 class TfliteReader:
-    """Detector + recogniser on ``threads`` CPU threads (1 on a Pi lane: the rest is the
-    lane's own work)."""
+    """Detector (+ corner refiner, when ``reader.json`` names one and ``refine`` is on) +
+    recogniser on ``threads`` CPU threads (1 on a Pi lane: the rest is the lane's own work)."""
 
     name = "tflite"
 
     def __init__(self, models: Path = DEFAULT_MODELS, *, threads: int = 1,
-                 runtime: Runtime | None = None, refine: bool = False,
+                 runtime: Runtime | None = None, refine: bool = True,
                  margins: Sequence[tuple[float, float]] = CROP_MARGINS) -> None:
-        self.refine = refine
         self.margins = tuple(margins)
         meta = json.loads((models / "reader.json").read_text(encoding="utf-8"))
         rec, det = meta["recogniser"], meta["detector"]
@@ -91,6 +89,9 @@ class TfliteReader:
             raise ModelMismatchError("the recogniser was trained on another alphabet: retrain")
         self.recogniser = TfliteModel(models / rec["file"], threads=threads, runtime=runtime)
         self.detector = TfliteModel(models / det["file"], threads=threads, runtime=runtime)
+        self.refiner = (TfliteModel(models / meta["refiner"]["file"], threads=threads,
+                                    runtime=runtime)
+                        if refine and "refiner" in meta else None)
         self.runtime = self.recogniser.runtime
         if self.recogniser.output_shape[-1] != NUM_CLASSES:
             raise ModelMismatchError(
@@ -98,23 +99,13 @@ class TfliteReader:
                 f"code expects {NUM_CLASSES}")
 
     def detect(self, image: Image.Image) -> tuple[Quad, float]:
-        """The plate's corners in ``image`` and the milliseconds it took.
-
-        Two passes of the same detector: the whole frame, then a 4:3 window around the first
-        guess sized so the plate fills it as much as it did in training (about 40 % of the
-        width): the second pass sees the plate larger, so its corners are finer.
-        """
+        """The plate's corners in ``image`` and the milliseconds it took: the detector's on
+        the whole frame, then (with a refiner) made exact on a close-up (``refine.py``)."""
         start = time.perf_counter()
         quad = corners_from_output(self.detector(detector_tensor(image))[0], image.size)
-        if self.refine:
-            x0, y0, x1, y1 = box_of(quad)
-            width = max(x1 - x0, 8.0) * REFINE_ZOOM
-            cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
-            left, top = cx - width / 2, cy - width * 3 / 8
-            window = image.crop((round(left), round(top), round(left + width),
-                                 round(top + width * 3 / 4)))
-            inner = corners_from_output(self.detector(detector_tensor(window))[0], window.size)
-            quad = as_quad([(x + round(left), y + round(top)) for x, y in inner])
+        if self.refiner is not None:
+            close_up = window_tensor(window(image, quad))
+            quad = corners_from_window(self.refiner(close_up)[0], quad)
         return quad, (time.perf_counter() - start) * 1000
 
     def recognise(self, crop: Image.Image) -> tuple[list[CharRead], float]:
