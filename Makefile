@@ -45,8 +45,17 @@ system-deps:
 	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
 	[ -x /usr/bin/chromedriver ] || missing="$$missing chromium-driver"; \
 	[ -f /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ] || missing="$$missing fonts-wqy-microhei"; \
-	[ -f /usr/share/fonts/truetype/dejavu/DejaVuSansCondensed-Bold.ttf ] || missing="$$missing fonts-dejavu-core"; \
+	[ -f /usr/share/fonts/truetype/dejavu/DejaVuSansMono-Bold.ttf ] || missing="$$missing fonts-dejavu-core"; \
+	[ -f /usr/share/fonts/truetype/dejavu/DejaVuSansCondensed-Bold.ttf ] || missing="$$missing fonts-dejavu-extra"; \
 	[ -f /usr/share/fonts/truetype/liberation/LiberationSansNarrow-Regular.ttf ] || missing="$$missing fonts-liberation"; \
+	[ -f /usr/share/fonts/truetype/wqy/wqy-zenhei.ttc ] || missing="$$missing fonts-wqy-zenhei"; \
+	[ -f /usr/share/fonts/opentype/noto/NotoSansCJK-Bold.ttc ] || missing="$$missing fonts-noto-cjk"; \
+	[ -f /usr/share/fonts/opentype/urw-base35/NimbusSansNarrow-Bold.otf ] || missing="$$missing fonts-urw-base35"; \
+	[ -f /usr/share/fonts/truetype/freefont/FreeSansBold.ttf ] || missing="$$missing fonts-freefont-ttf"; \
+	[ -f /usr/share/fonts/truetype/jetbrains-mono/JetBrainsMono-Bold.ttf ] || missing="$$missing fonts-jetbrains-mono"; \
+	[ -f /usr/share/fonts/truetype/firacode/FiraCode-Bold.ttf ] || missing="$$missing fonts-firacode"; \
+	[ -f /usr/share/fonts/fonts-go/Go-Mono-Bold.ttf ] || missing="$$missing fonts-go"; \
+	[ -f /usr/share/fonts/truetype/mononoki/mononoki-Bold.ttf ] || missing="$$missing fonts-mononoki"; \
 	ldconfig -p 2>/dev/null | grep -q 'libGL.so.1 ' || missing="$$missing libgl1"; \
 	ldconfig -p 2>/dev/null | grep -q 'libgthread-2.0.so.0 ' || missing="$$missing libglib2.0-0"; \
 	$(PYTHON) -c 'import ensurepip, venv' >/dev/null 2>&1 || missing="$$missing python3-venv"; \
@@ -80,10 +89,14 @@ bench: venv
 # models/README.md). Needs TensorFlow (the `train` extra); the lane and CI only need the runtime.
 models: venv
 	$(BIN)/python -m pip install --quiet -e '.[train]'
-	nice -n 19 $(BIN)/python scripts/make_reader_data.py --out var/reader-data --count 30000 --shards 6
-	nice -n 19 $(BIN)/python scripts/make_reader_data.py --out var/reader-data --count 20000 --shards 4 --seed 31337 --jitter 0.2
-	TRAIN_THREADS=1 nice -n 19 $(BIN)/python scripts/train_reader.py detector --data var/reader-data --out models --minutes 13 --resume var/reader-train
-	TRAIN_THREADS=2 nice -n 19 $(BIN)/python scripts/train_reader.py recogniser --data var/reader-data --out models --minutes 14 --resume var/reader-train
+	nice -n 19 $(BIN)/python scripts/make_reader_data.py --out var/reader-data --count 30000 --shards 6 --jitter 0.08
+	nice -n 19 $(BIN)/python scripts/make_reader_data.py --out var/reader-data --count 24000 --shards 4 --seed 31337 --jitter 0.2
+	nice -n 19 $(BIN)/python scripts/make_reader_data.py --out var/reader-data --count 24000 --shards 4 --seed 4242 --jitter 0.12
+	nice -n 19 $(BIN)/python scripts/make_reader_data.py --out var/reader-data --count 24000 --shards 4 --seed 5151 --jitter 0.05
+	nice -n 19 $(BIN)/python scripts/make_reader_data.py --out var/reader-data --count 24000 --shards 4 --seed 5150 --jitter 0.08
+	TRAIN_THREADS=1 nice -n 19 $(BIN)/python scripts/train_reader.py detector --data var/reader-data --out models --minutes 21 --resume var/reader-train
+	TRAIN_THREADS=2 nice -n 19 $(BIN)/python scripts/train_reader.py recogniser --data var/reader-data --out models --minutes 45 --max-steps 100000 --lr 1e-3 --resume var/reader-train
+	TRAIN_THREADS=2 nice -n 19 $(BIN)/python scripts/train_reader.py recogniser --data var/reader-data --out models --minutes 34 --max-steps 100000 --lr 6e-4 --resume var/reader-train
 	nice -n 19 $(BIN)/python scripts/make_refiner_data.py --out var/refiner-data --count 40000 --shards 8
 	TRAIN_THREADS=1 nice -n 19 $(BIN)/python scripts/train_refiner.py --data var/refiner-data --out models --minutes 14 --resume var/refiner-train
 

@@ -90,6 +90,57 @@ def augment_brightness(x: tf.Tensor) -> tf.Tensor:
     return invert * (1.0 - x) + (1.0 - invert) * x
 
 
+def init_from_tflite(model: tf.keras.Model, path: Path, sample: np.ndarray) -> None:
+    """Warm-start the Keras recogniser from an exported ``.tflite`` of the same architecture.
+
+    The export folded each BatchNorm into its conv (kernel scaled, bias added), so every
+    ``Conv2D`` takes the folded kernel and its ``BatchNormalization`` is set to pass it through
+    both in inference *and* in training mode: moving mean/variance and gamma/beta are the
+    per-channel mean and spread of the conv's output on ``sample`` (uint8 crops), so
+    ``gamma * (x - mean) / std + beta`` = ``x + bias`` for batches like the sample.
+    """
+    interp = tf.lite.Interpreter(
+        model_path=str(path),
+        experimental_op_resolver_type=(
+            tf.lite.experimental.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES))
+    interp.allocate_tensors()
+    ops = interp._get_ops_details()  # the only way to read the graph
+    source = {int(op["outputs"][0]): int(op["inputs"][0]) for op in ops
+              if op["op_name"] == "DEQUANTIZE"}
+
+    def tensor(index: int) -> np.ndarray:
+        return np.asarray(interp.get_tensor(source.get(index, index)), dtype=np.float32)
+
+    folded = [(tensor(int(op["inputs"][1])), tensor(int(op["inputs"][2]))) for op in ops
+              if op["op_name"] == "CONV_2D"]
+    convs = [layer for layer in model.layers if isinstance(layer, tf.keras.layers.Conv2D)]
+    if len(folded) != len(convs):
+        raise SystemExit(f"{path}: {len(folded)} convs, the model has {len(convs)}")
+    x = sample.astype(np.float32)[..., None] / 255.0
+    for k, (layer, (kernel, bias)) in enumerate(zip(convs, folded, strict=True)):
+        w = kernel.transpose(1, 2, 3, 0)  # TFLite OHWI -> Keras HWIO
+        if tuple(layer.kernel.shape) != w.shape:
+            raise SystemExit(f"{path}: conv {k} is {w.shape}, the model's {layer.kernel.shape}")
+        if layer.use_bias:
+            layer.set_weights([w, bias])
+            continue
+        layer.set_weights([w])
+        bn = model.layers[model.layers.index(layer) + 1]
+        out = tf.keras.Model(model.input, layer.output)(x, training=False).numpy()
+        mean = out.reshape(-1, out.shape[-1]).mean(0)
+        var = out.reshape(-1, out.shape[-1]).var(0) + 1e-6
+        std = np.sqrt(var + bn.epsilon)
+        bn.set_weights([std, mean + bias, mean, var])
+    probs = model.predict(x[:64], verbose=0)
+    interp.resize_tensor_input(interp.get_input_details()[0]["index"], [64, 40, 128, 1])
+    interp.allocate_tensors()
+    interp.set_tensor(interp.get_input_details()[0]["index"], x[:64])
+    interp.invoke()
+    ref = interp.get_tensor(interp.get_output_details()[0]["index"])
+    print(f"warm start from {path}: max |keras - tflite| = {np.abs(probs - ref).max():.4f}",
+          flush=True)
+
+
 def cosine_lr(start: float, step: int, args: argparse.Namespace) -> float:
     """Cosine decay over whichever budget runs out first: steps or wall-clock minutes."""
     frac = max(step / args.max_steps, (time.monotonic() - start) / (args.minutes * 60))
@@ -119,6 +170,8 @@ def train_recogniser(args: argparse.Namespace) -> None:
     if args.resume and (args.resume / "recogniser.weights.h5").exists():
         model.load_weights(args.resume / "recogniser.weights.h5")
         print("resumed from", args.resume, flush=True)
+    elif args.init_tflite:
+        init_from_tflite(model, args.init_tflite, x_tr[:512, :, :, 0])
     print("recogniser params", model.count_params(), flush=True)
     steps_per_epoch = len(x_tr) // args.batch
     opt = tf.keras.optimizers.Adam(2e-3)
@@ -246,6 +299,9 @@ def main() -> None:
     parser.add_argument("--resume", type=Path, default=None,
                         help="keep Keras weights here and continue from them next run "
                              "(a run is bounded by --minutes; chain runs to train longer)")
+    parser.add_argument("--init-tflite", type=Path, default=None,
+                        help="recogniser only, when --resume has no weights yet: start from "
+                             "this exported .tflite (same architecture; BatchNorm refitted)")
     args = parser.parse_args()
     (train_recogniser if args.model == "recogniser" else train_detector)(args)
 

@@ -10,7 +10,15 @@ from firmware.lane.reader.geometry import box_iou, straighten
 from firmware.lane.reader.preprocess import DET_SIZE, REC_SIZE
 from parkguard.core.plates import PlateSeries, parse_plate
 from simulator.plates_render.dataset import arrays, sample
-from simulator.plates_render.render import SCENE_SIZE, render_plate, render_scene
+from simulator.plates_render.render import (
+    CJK_FONTS,
+    LATIN_FONTS,
+    SCENE_SIZE,
+    _font,
+    _glyph,
+    render_plate,
+    render_scene,
+)
 from simulator.plates_render.texts import GENERATORS, random_plate
 
 
@@ -87,3 +95,23 @@ def test_straighten_returns_the_plate_upright() -> None:
     scene = sample("train", 2, 0, degraded=False)
     crop = straighten(scene.image, scene.corners, (220, 70))
     assert crop.size == (220, 70)
+
+
+def test_training_never_draws_with_a_heldout_face() -> None:
+    """Every face resolves, and no training face is a held-out one (file or family + style)."""
+    for fonts in (CJK_FONTS, LATIN_FONTS):
+        train, held = set(fonts["train"]), set(fonts["heldout"])
+        assert not train & held
+        names = {split: {_font(name, index).getname() for name, index in fonts[split]}
+                 for split in ("train", "heldout")}
+        assert not names["train"] & names["heldout"], names
+
+
+def test_every_face_draws_every_character_it_is_used_for() -> None:
+    for split in ("train", "heldout"):
+        for name, index in CJK_FONTS[split]:
+            for char in "京粤警学挂领使港澳应急":
+                assert _glyph(char, name, index, 0).size[1] > 40, (name, char)
+        for name, index in LATIN_FONTS[split]:
+            for char in "0123456789ABDHJKLMNPQRSTUVWXYZ":
+                assert _glyph(char, name, index, 0).size[1] > 40, (name, char)

@@ -4,9 +4,12 @@ A plate is drawn at 1 px per mm (440 × 140, new-energy 480 × 140), character b
 with the gap after the issuing authority, in its series' colours; then warped into a frame
 with perspective and whatever the camera suffers (blur, dirt, occlusion, night, glare, rain).
 
-Fonts come from Debian packages: ``fonts-wqy-microhei`` (Chinese), ``fonts-dejavu-core`` and
-``fonts-liberation`` (letters and digits). Every random choice comes from the numpy
-``Generator`` passed in, so a sample is a pure function of its seed.
+Fonts come from Debian packages: ``fonts-wqy-microhei`` (Chinese), ``fonts-dejavu-core``,
+``fonts-dejavu-extra`` (the Condensed faces) and ``fonts-liberation`` (letters and digits);
+training also draws with ``fonts-wqy-zenhei`` and ``fonts-noto-cjk`` (Chinese),
+``fonts-urw-base35``, ``fonts-freefont-ttf``, ``fonts-jetbrains-mono``, ``fonts-firacode``,
+``fonts-go`` and ``fonts-mononoki`` (Latin). Every random choice comes from the
+numpy ``Generator`` passed in, so a sample is a pure function of its seed.
 """
 
 from __future__ import annotations
@@ -28,20 +31,38 @@ RGB = tuple[int, int, int]
 Split = Literal["train", "heldout"]
 
 FONT_DIRS: Final = (Path("/usr/share/fonts/truetype"), Path("/usr/share/fonts"))
-#: (file, ttc index) per split. The held-out split uses other faces than training.
+#: (file, ttc index) per split. The held-out split uses other faces than training, and no
+#: training face is one of them or derived from one (no Arimo/croscore, whose derivative
+#: Liberation Sans is held out; no DejaVu Sans Mono; no WenQuanYi Micro Hei Mono).
+#: Droid Sans Fallback (fonts-droid-fallback) is left out on purpose: WenQuanYi Micro Hei's
+#: Chinese glyphs are derived from it, so it adds no new Chinese shapes.
 CJK_FONTS: Final[dict[Split, tuple[tuple[str, int], ...]]] = {
-    "train": (("wqy/wqy-microhei.ttc", 0),),
+    "train": (("wqy/wqy-microhei.ttc", 0),           # first entry: drawn half of the time
+              ("wqy/wqy-zenhei.ttc", 0),             # WenQuanYi Zen Hei
+              ("opentype/noto/NotoSansCJK-Regular.ttc", 2),  # Noto Sans CJK SC
+              ("opentype/noto/NotoSansCJK-Bold.ttc", 2)),
     "heldout": (("wqy/wqy-microhei.ttc", 1),),
 }
 LATIN_FONTS: Final[dict[Split, tuple[tuple[str, int], ...]]] = {
     "train": (("dejavu/DejaVuSansCondensed-Bold.ttf", 0), ("dejavu/DejaVuSansCondensed.ttf", 0),
-              ("liberation/LiberationSansNarrow-Bold.ttf", 0)),
+              ("liberation/LiberationSansNarrow-Bold.ttf", 0),
+              ("dejavu/DejaVuSans-Bold.ttf", 0),
+              ("opentype/urw-base35/NimbusSansNarrow-Regular.otf", 0),
+              ("opentype/urw-base35/NimbusSansNarrow-Bold.otf", 0),
+              ("freefont/FreeSans.ttf", 0), ("freefont/FreeSansBold.ttf", 0),
+              # zeros with a dot or a slash inside, so a marked 0 (or dirt in one) still reads
+              # 0 and not 8, 6 or 9; none derives from the held-out DejaVu Sans Mono
+              ("jetbrains-mono/JetBrainsMono-Bold.ttf", 0), ("firacode/FiraCode-Bold.ttf", 0),
+              ("fonts-go/Go-Mono-Bold.ttf", 0), ("mononoki/mononoki-Bold.ttf", 0)),
     "heldout": (("liberation/LiberationSansNarrow-Regular.ttf", 0),
                 ("liberation/LiberationSans-Bold.ttf", 0),
                 ("dejavu/DejaVuSansMono-Bold.ttf", 0)),
 }
 #: Debian packages the renderer needs (``make test`` installs them).
-FONT_PACKAGES: Final = ("fonts-wqy-microhei", "fonts-dejavu-core", "fonts-liberation")
+FONT_PACKAGES: Final = ("fonts-wqy-microhei", "fonts-dejavu-core", "fonts-dejavu-extra",
+                        "fonts-liberation", "fonts-wqy-zenhei", "fonts-noto-cjk",
+                        "fonts-urw-base35", "fonts-freefont-ttf", "fonts-jetbrains-mono",
+                        "fonts-firacode", "fonts-go", "fonts-mononoki")
 
 WHITE: Final = (245, 245, 245)
 BLACK: Final = (20, 20, 20)
@@ -146,9 +167,16 @@ def render_plate(text: str, series: PlateSeries, rng: Rng, split: Split = "train
     draw = ImageDraw.Draw(plate)
     # the border line, in the text colour, 3 mm in
     draw.rounded_rectangle((3, 3, width - 4, height - 4), radius=8, outline=style.text, width=3)
-    cjk_name, cjk_index = CJK_FONTS[split][int(rng.integers(len(CJK_FONTS[split])))]
-    latin_name, latin_index = LATIN_FONTS[split][int(rng.integers(len(LATIN_FONTS[split])))]
-    stroke = int(rng.integers(0, 3)) if split == "train" else int(rng.integers(1, 4))
+    cjks, latins = CJK_FONTS[split], LATIN_FONTS[split]
+    if split == "train":  # the first Chinese face half the time, the others share the rest
+        cjk = 0 if rng.random() < 0.5 else 1 + int(rng.integers(len(cjks) - 1))
+    else:
+        cjk = int(rng.integers(len(cjks)))
+    cjk_name, cjk_index = cjks[cjk]
+    latin_name, latin_index = latins[int(rng.integers(len(latins)))]
+    stroke = int(rng.integers(0, 4)) if split == "train" else int(rng.integers(1, 4))
+    # training only: glyphs a little narrower or wider than their box, per plate
+    squeeze = float(rng.uniform(0.8, 1.05)) if split == "train" else 1.0
     gap = 34 if n == 7 else 18  # the dot gap after the 2nd character
     margin = 15.5
     char_w = (width - 2 * margin - gap - 12 * (n - 1)) / n
@@ -156,7 +184,7 @@ def render_plate(text: str, series: PlateSeries, rng: Rng, split: Split = "train
     for i, char in enumerate(text):
         name, index = (cjk_name, cjk_index) if _is_cjk(char) else (latin_name, latin_index)
         glyph = _glyph(char, name, index, stroke if not _is_cjk(char) else min(stroke, 1))
-        box_w = round(char_w * (0.75 if char == "1" else 1.0))
+        box_w = round(char_w * (0.75 if char == "1" else 1.0) * squeeze)
         mask = glyph.resize((max(box_w, 4), 90), Image.Resampling.BILINEAR)
         colour = RED if i in style.red else style.text
         left = round(x + (char_w - box_w) / 2)
