@@ -56,6 +56,10 @@ system-deps:
 	[ -f /usr/share/fonts/truetype/firacode/FiraCode-Bold.ttf ] || missing="$$missing fonts-firacode"; \
 	[ -f /usr/share/fonts/fonts-go/Go-Mono-Bold.ttf ] || missing="$$missing fonts-go"; \
 	[ -f /usr/share/fonts/truetype/mononoki/mononoki-Bold.ttf ] || missing="$$missing fonts-mononoki"; \
+	[ -f /usr/share/fonts/truetype/inconsolata/Inconsolata.otf ] || missing="$$missing fonts-inconsolata"; \
+	[ -f "/usr/share/fonts/truetype/anonymous-pro/Anonymous Pro B.ttf" ] || missing="$$missing fonts-anonymous-pro"; \
+	[ -f /usr/share/fonts/truetype/roboto/unhinted/RobotoCondensed-Bold.ttf ] || missing="$$missing fonts-roboto-unhinted"; \
+	[ -f /usr/share/fonts/truetype/noto/NotoSansMono-Bold.ttf ] || missing="$$missing fonts-noto-mono"; \
 	ldconfig -p 2>/dev/null | grep -q 'libGL.so.1 ' || missing="$$missing libgl1"; \
 	ldconfig -p 2>/dev/null | grep -q 'libgthread-2.0.so.0 ' || missing="$$missing libglib2.0-0"; \
 	$(PYTHON) -c 'import ensurepip, venv' >/dev/null 2>&1 || missing="$$missing python3-venv"; \

@@ -14,6 +14,7 @@ from simulator.plates_render.render import (
     CJK_FONTS,
     LATIN_FONTS,
     SCENE_SIZE,
+    Split,
     _font,
     _glyph,
     render_plate,
@@ -97,18 +98,19 @@ def test_straighten_returns_the_plate_upright() -> None:
     assert crop.size == (220, 70)
 
 
-def test_training_never_draws_with_a_heldout_face() -> None:
+@pytest.mark.parametrize("held_out", ["heldout", "fresh"])
+def test_training_never_draws_with_a_heldout_face(held_out: Split) -> None:
     """Every face resolves, and no training face is a held-out one (file or family + style)."""
     for fonts in (CJK_FONTS, LATIN_FONTS):
-        train, held = set(fonts["train"]), set(fonts["heldout"])
+        train, held = set(fonts["train"]), set(fonts[held_out])
         assert not train & held
         names = {split: {_font(name, index).getname() for name, index in fonts[split]}
-                 for split in ("train", "heldout")}
-        assert not names["train"] & names["heldout"], names
+                 for split in ("train", held_out)}
+        assert not names["train"] & names[held_out], names
 
 
 def test_every_face_draws_every_character_it_is_used_for() -> None:
-    for split in ("train", "heldout"):
+    for split in ("train", "heldout", "fresh"):
         for name, index in CJK_FONTS[split]:
             for char in "京粤警学挂领使港澳应急":
                 assert _glyph(char, name, index, 0).size[1] > 40, (name, char)

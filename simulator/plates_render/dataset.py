@@ -3,6 +3,8 @@
 * ``train`` — training fonts and backgrounds, half the frames degraded.
 * ``heldout`` — other fonts (WenQuanYi Micro Hei Mono face, Liberation Narrow/Sans, DejaVu
   Mono), other background generators, other seeds; ``clean`` and ``degraded`` variants.
+* ``fresh`` — the held-out split with Latin faces no decision has looked at (Inconsolata,
+  Anonymous Pro Bold, Roboto Condensed Bold, Noto Sans Mono Bold).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ HELDOUT_SEED: Final = 77_000_001
 
 def sample(split: Split, seed: int, index: int, *, degraded: bool | None = None) -> Scene:
     """Scene ``index`` of a split; ``degraded`` None: every other frame degraded."""
-    rng = np.random.default_rng([seed, index, 0 if split == "train" else 1])
+    rng = np.random.default_rng([seed, index, {"train": 0, "heldout": 1, "fresh": 2}[split]])
     series, text = random_plate(rng)
     bad = bool(index % 2) if degraded is None else degraded
     return render_scene(text, series, rng, split=split, degraded=bad)

@@ -28,7 +28,10 @@ from parkguard.core.plates.grammar import PlateSeries
 
 Rng = np.random.Generator
 RGB = tuple[int, int, int]
-Split = Literal["train", "heldout"]
+#: ``fresh`` is the held-out split with other Latin faces, picked after the marked-zero
+#: training faces were added and before any result on them was seen: the check on faces
+#: that no training or model decision has looked at (bench row "fresh faces").
+Split = Literal["train", "heldout", "fresh"]
 
 FONT_DIRS: Final = (Path("/usr/share/fonts/truetype"), Path("/usr/share/fonts"))
 #: (file, ttc index) per split. The held-out split uses other faces than training, and no
@@ -42,6 +45,7 @@ CJK_FONTS: Final[dict[Split, tuple[tuple[str, int], ...]]] = {
               ("opentype/noto/NotoSansCJK-Regular.ttc", 2),  # Noto Sans CJK SC
               ("opentype/noto/NotoSansCJK-Bold.ttc", 2)),
     "heldout": (("wqy/wqy-microhei.ttc", 1),),
+    "fresh": (("wqy/wqy-microhei.ttc", 1),),
 }
 LATIN_FONTS: Final[dict[Split, tuple[tuple[str, int], ...]]] = {
     "train": (("dejavu/DejaVuSansCondensed-Bold.ttf", 0), ("dejavu/DejaVuSansCondensed.ttf", 0),
@@ -57,12 +61,16 @@ LATIN_FONTS: Final[dict[Split, tuple[tuple[str, int], ...]]] = {
     "heldout": (("liberation/LiberationSansNarrow-Regular.ttf", 0),
                 ("liberation/LiberationSans-Bold.ttf", 0),
                 ("dejavu/DejaVuSansMono-Bold.ttf", 0)),
+    "fresh": (("inconsolata/Inconsolata.otf", 0), ("anonymous-pro/Anonymous Pro B.ttf", 0),
+              ("roboto/unhinted/RobotoCondensed-Bold.ttf", 0),
+              ("noto/NotoSansMono-Bold.ttf", 0)),
 }
 #: Debian packages the renderer needs (``make test`` installs them).
 FONT_PACKAGES: Final = ("fonts-wqy-microhei", "fonts-dejavu-core", "fonts-dejavu-extra",
                         "fonts-liberation", "fonts-wqy-zenhei", "fonts-noto-cjk",
                         "fonts-urw-base35", "fonts-freefont-ttf", "fonts-jetbrains-mono",
-                        "fonts-firacode", "fonts-go", "fonts-mononoki")
+                        "fonts-firacode", "fonts-go", "fonts-mononoki", "fonts-inconsolata",
+                        "fonts-anonymous-pro", "fonts-roboto-unhinted", "fonts-noto-mono")
 
 WHITE: Final = (245, 245, 245)
 BLACK: Final = (20, 20, 20)
