@@ -156,6 +156,23 @@ def export(model: tf.keras.Model, path: Path) -> int:
     return len(blob)
 
 
+def save_and_export(model: tf.keras.Model, args: argparse.Namespace, name: str,
+                    facts: dict[str, object]) -> None:
+    """Keep the Keras weights for ``--resume``, export ``plate_<name>.tflite`` and write its
+    section of ``--out/reader.json`` (the other models' sections are kept)."""
+    args.out.mkdir(parents=True, exist_ok=True)
+    if args.resume:
+        args.resume.mkdir(parents=True, exist_ok=True)
+        model.save_weights(args.resume / f"{name}.weights.h5")
+    file = f"plate_{name}.tflite"
+    size = export(model, args.out / file)
+    meta_path = args.out / "reader.json"
+    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+    meta[name] = {"file": file, **facts, "params": int(model.count_params()), "bytes": size}
+    meta_path.write_text(json.dumps(meta, ensure_ascii=False, indent=2) + "\n")
+    print("exported", size, "bytes")
+
+
 def train_recogniser(args: argparse.Namespace) -> None:
     tf.keras.utils.set_random_seed(args.seed)
     d = load(args.data)
@@ -220,20 +237,10 @@ def train_recogniser(args: argparse.Namespace) -> None:
                 break
     acc = accuracy()
     print(f"final val plate accuracy {acc:.4f} after {done} steps", flush=True)
-    args.out.mkdir(parents=True, exist_ok=True)
-    if args.resume:
-        args.resume.mkdir(parents=True, exist_ok=True)
-        model.save_weights(args.resume / "recogniser.weights.h5")
-    size = export(model, args.out / "plate_recogniser.tflite")
-    meta_path = args.out / "reader.json"
-    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
-    meta["recogniser"] = {"file": "plate_recogniser.tflite", "input": [40, 128, 1],
-                          "time_steps": 32, "alphabet": alphabet, "blank": 0,
-                          "params": int(model.count_params()), "bytes": size,
-                          "steps": done, "batch": args.batch, "seed": args.seed,
-                          "train_samples": len(x_tr), "val_plate_accuracy": acc}
-    meta_path.write_text(json.dumps(meta, ensure_ascii=False, indent=2) + "\n")
-    print("exported", size, "bytes")
+    save_and_export(model, args, "recogniser", {
+        "input": [40, 128, 1], "time_steps": 32, "alphabet": alphabet, "blank": 0,
+        "steps": done, "batch": args.batch, "seed": args.seed, "train_samples": len(x_tr),
+        "val_plate_accuracy": acc})
 
 
 def train_detector(args: argparse.Namespace) -> None:
@@ -270,20 +277,11 @@ def train_detector(args: argparse.Namespace) -> None:
               validation_data=(x[:1000], y[:1000]), callbacks=[Deadline()])
     err = np.abs(model.predict(x[:1000], verbose=0) - y[:1000]).mean()
     print(f"val mean corner error {err:.4f} of the frame", flush=True)
-    args.out.mkdir(parents=True, exist_ok=True)
-    if args.resume:
-        args.resume.mkdir(parents=True, exist_ok=True)
-        model.save_weights(args.resume / "detector.weights.h5")
-    size = export(model, args.out / "plate_detector.tflite")
-    meta_path = args.out / "reader.json"
-    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
-    meta["detector"] = {"file": "plate_detector.tflite", "input": [96, 128, 1],
-                        "output": "8 corner coordinates (x, y) * 4 as fractions, TL TR BR BL",
-                        "params": int(model.count_params()), "bytes": size,
-                        "epochs": epochs, "batch": args.batch, "seed": args.seed,
-                        "val_mean_corner_error": float(err)}
-    meta_path.write_text(json.dumps(meta, ensure_ascii=False, indent=2) + "\n")
-    print("exported", size, "bytes")
+    save_and_export(model, args, "detector", {
+        "input": [96, 128, 1],
+        "output": "8 corner coordinates (x, y) * 4 as fractions, TL TR BR BL",
+        "epochs": epochs, "batch": args.batch, "seed": args.seed,
+        "val_mean_corner_error": float(err)})
 
 
 def main() -> None:

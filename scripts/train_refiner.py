@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import argparse
 import glob
-import json
 import time
 from pathlib import Path
 
 import numpy as np
-from train_reader import augment_brightness, conv, cosine_lr, export, tf
+from train_reader import augment_brightness, conv, cosine_lr, save_and_export, tf
 
 WINDOW = (64, 160)  # height, width: firmware.lane.reader.refine.WINDOW_SIZE (no TF there)
 
@@ -94,21 +93,11 @@ def main() -> None:
                 break
     err = val_err()
     print(f"final val err {err:.3f} window px after {done} steps", flush=True)
-    args.out.mkdir(parents=True, exist_ok=True)
-    if args.resume:
-        args.resume.mkdir(parents=True, exist_ok=True)
-        model.save_weights(args.resume / "refiner.weights.h5")
-    size = export(model, args.out / "plate_refiner.tflite")
-    meta_path = args.out / "reader.json"
-    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
-    meta["refiner"] = {
-        "file": "plate_refiner.tflite", "input": [*WINDOW, 1],
+    save_and_export(model, args, "refiner", {
+        "input": [*WINDOW, 1],
         "output": "8 corner coordinates (x, y) * 4 as fractions of the window, TL TR BR BL",
-        "params": int(model.count_params()), "bytes": size, "steps": done,
-        "batch": args.batch, "seed": args.seed, "train_samples": n,
-        "val_mean_corner_error_window_px": err}
-    meta_path.write_text(json.dumps(meta, ensure_ascii=False, indent=2) + "\n")
-    print("exported", size, "bytes")
+        "steps": done, "batch": args.batch, "seed": args.seed, "train_samples": n,
+        "val_mean_corner_error_window_px": err})
 
 
 if __name__ == "__main__":
