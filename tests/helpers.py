@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from broker.bus import MqttBus
@@ -60,3 +62,13 @@ class Recorder:
 
     def __exit__(self, *_exc: Any) -> None:
         self.close()
+
+
+def journal_events(path: Path) -> list[tuple[int, str]]:
+    """(seq, event_id) of every event a lane journaled, read from its SQLite file."""
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return [(int(s), str(e)) for s, e in db.execute(
+            "SELECT seq, event_id FROM events ORDER BY seq")]
+    finally:
+        db.close()

@@ -39,7 +39,7 @@ from gateway.config import GatewayConfig
 from parkguard.clock import SystemClock
 from simulator.site import settings_of
 from tests.conftest import TEST_SITE
-from tests.helpers import eventually
+from tests.helpers import eventually, journal_events
 
 pytestmark = pytest.mark.integration
 
@@ -135,15 +135,6 @@ def fields(line: str) -> dict[str, str]:
     return dict(part.split("=", 1) for part in line.split()[1:] if "=" in part)
 
 
-def journal_rows(path: Path) -> list[tuple[int, str]]:
-    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    try:
-        return [(int(s), str(e)) for s, e in db.execute(
-            "SELECT seq, event_id FROM events ORDER BY seq")]
-    finally:
-        db.close()
-
-
 def journal_kv(path: Path, key: str) -> str | None:
     db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
@@ -194,7 +185,7 @@ def test_a_lane_killed_at_random_points_loses_no_event_doubles_none_and_restarts
                        what=f"{cars} cars through the lane")
             time.sleep(rng.uniform(0, 0.03))  # somewhere inside the next car
             lane.kill()
-            rows = journal_rows(journal)
+            rows = journal_events(journal)
             last_seq = rows[-1][0] if rows else 0
             kills.append((lane.cars(), last_seq, int(ready["unsent"])))
 
@@ -221,7 +212,7 @@ def test_a_lane_killed_at_random_points_loses_no_event_doubles_none_and_restarts
     finally:
         lane.terminate()
 
-    rows = journal_rows(journal)
+    rows = journal_events(journal)
     store = gateway.store
     eventually(lambda: store.count("events", "lane = ?", (LANE,)) >= len(rows), timeout=30,
                what="the gateway to store every journaled event")

@@ -39,7 +39,7 @@ from parkguard.clock import ManualClock
 from simulator.site import SimulatedLane, SimulatedSite
 from simulator.traffic import random_plate
 from tests.conftest import SITE_START, TEST_SITE
-from tests.helpers import eventually
+from tests.helpers import eventually, journal_events
 
 pytestmark = pytest.mark.integration
 
@@ -78,16 +78,6 @@ def drive_offline(site: SimulatedSite, lane_id: str, plate: str) -> tuple[str, s
     else:
         pins.arming.drive_low()
     return verdict.action, verdict.reason, verdict.fee_fen
-
-
-def journal_events(path: Path) -> list[tuple[int, str]]:
-    """(seq, event_id) of every event a lane journaled, read from its SQLite file."""
-    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    try:
-        return [(int(s), str(e)) for s, e in db.execute(
-            "SELECT seq, event_id FROM events ORDER BY seq")]
-    finally:
-        db.close()
 
 
 @dataclass
