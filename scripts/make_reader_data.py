@@ -18,9 +18,10 @@ from firmware.lane.reader.alphabet import ALPHABET, encode
 from simulator.plates_render.dataset import TRAIN_SEED, arrays
 
 
-def _shard(job: tuple[Path, int, int, int, float]) -> Path:
-    out, seed, start, count, jitter = job
-    data = arrays("train", seed, start, count, corner_jitter=jitter)
+def _shard(job: tuple[Path, int, int, int, float, bool]) -> Path:
+    out, seed, start, count, jitter, degraded_only = job
+    data = arrays("train", seed, start, count, corner_jitter=jitter,
+                  degraded=True if degraded_only else None)
     labels = np.zeros((count, 8), dtype=np.int32)
     lengths = np.zeros(count, dtype=np.int32)
     for k, text in enumerate(data.texts):
@@ -41,10 +42,13 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=TRAIN_SEED)
     parser.add_argument("--jitter", type=float, default=0.06,
                         help="corner error of the crops, as a fraction of the plate height")
+    parser.add_argument("--degraded-only", action="store_true",
+                        help="every frame degraded (default: every other one)")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     per = args.count // args.shards
-    jobs = [(args.out, args.seed, i * per, per, args.jitter) for i in range(args.shards)]
+    jobs = [(args.out, args.seed, i * per, per, args.jitter, args.degraded_only)
+            for i in range(args.shards)]
     with multiprocessing.Pool(min(args.shards, 2)) as pool:
         for path in pool.imap_unordered(_shard, jobs):
             print("wrote", path)

@@ -90,14 +90,31 @@ def augment_brightness(x: tf.Tensor) -> tf.Tensor:
     return invert * (1.0 - x) + (1.0 - invert) * x
 
 
+def augment_camera(x: tf.Tensor) -> tf.Tensor:
+    """A little more camera trouble on top of the rendered kind, drawn afresh every step so
+    the recogniser cannot learn one crop's noise: a quarter of a batch blurred by part of a
+    3x3 Gaussian, a third given sensor noise of up to 6 % of full scale."""
+    b = tf.shape(x)[0]
+    kernel = tf.constant([[1.0, 2.0, 1.0], [2.0, 4.0, 2.0], [1.0, 2.0, 1.0]])[:, :, None, None]
+    edges = tf.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]], mode="SYMMETRIC")
+    blurred = tf.nn.conv2d(edges, kernel / 16.0, strides=1, padding="VALID")
+    mix = tf.cast(tf.random.uniform((b, 1, 1, 1)) < 0.25, tf.float32) * tf.random.uniform(
+        (b, 1, 1, 1))
+    x = mix * blurred + (1.0 - mix) * x
+    sigma = tf.cast(tf.random.uniform((b, 1, 1, 1)) < 0.3, tf.float32) * tf.random.uniform(
+        (b, 1, 1, 1), 0.0, 0.06)
+    return tf.clip_by_value(x + sigma * tf.random.normal(tf.shape(x)), 0.0, 1.0)
+
+
 def init_from_tflite(model: tf.keras.Model, path: Path, sample: np.ndarray) -> None:
-    """Warm-start the Keras recogniser from an exported ``.tflite`` of the same architecture.
+    """Warm-start a Keras model from an exported ``.tflite`` of the same architecture.
 
     The export folded each BatchNorm into its conv (kernel scaled, bias added), so every
     ``Conv2D`` takes the folded kernel and its ``BatchNormalization`` is set to pass it through
     both in inference *and* in training mode: moving mean/variance and gamma/beta are the
     per-channel mean and spread of the conv's output on ``sample`` (uint8 crops), so
     ``gamma * (x - mean) / std + beta`` = ``x + bias`` for batches like the sample.
+    ``Dense`` layers (the refiner's head) take their weights as they are.
     """
     interp = tf.lite.Interpreter(
         model_path=str(path),
@@ -116,6 +133,13 @@ def init_from_tflite(model: tf.keras.Model, path: Path, sample: np.ndarray) -> N
     convs = [layer for layer in model.layers if isinstance(layer, tf.keras.layers.Conv2D)]
     if len(folded) != len(convs):
         raise SystemExit(f"{path}: {len(folded)} convs, the model has {len(convs)}")
+    dense = [(tensor(int(op["inputs"][1])), tensor(int(op["inputs"][2]))) for op in ops
+             if op["op_name"] == "FULLY_CONNECTED"]
+    denses = [layer for layer in model.layers if isinstance(layer, tf.keras.layers.Dense)]
+    if len(dense) != len(denses):
+        raise SystemExit(f"{path}: {len(dense)} dense layers, the model has {len(denses)}")
+    for layer, (kernel, bias) in zip(denses, dense, strict=True):
+        layer.set_weights([kernel.T, bias])  # TFLite (out, in) -> Keras (in, out)
     x = sample.astype(np.float32)[..., None] / 255.0
     for k, (layer, (kernel, bias)) in enumerate(zip(convs, folded, strict=True)):
         w = kernel.transpose(1, 2, 3, 0)  # TFLite OHWI -> Keras HWIO
@@ -132,7 +156,7 @@ def init_from_tflite(model: tf.keras.Model, path: Path, sample: np.ndarray) -> N
         std = np.sqrt(var + bn.epsilon)
         bn.set_weights([std, mean + bias, mean, var])
     probs = model.predict(x[:64], verbose=0)
-    interp.resize_tensor_input(interp.get_input_details()[0]["index"], [64, 40, 128, 1])
+    interp.resize_tensor_input(interp.get_input_details()[0]["index"], [64, *x.shape[1:]])
     interp.allocate_tensors()
     interp.set_tensor(interp.get_input_details()[0]["index"], x[:64])
     interp.invoke()
@@ -195,7 +219,7 @@ def train_recogniser(args: argparse.Namespace) -> None:
 
     @tf.function(reduce_retracing=True)
     def step(x: tf.Tensor, y: tf.Tensor, lens: tf.Tensor) -> tf.Tensor:
-        x = augment_brightness(x)
+        x = augment_camera(augment_brightness(x))
         with tf.GradientTape() as tape:
             probs = model(x, training=True)
             logits = tf.math.log(probs + 1e-8)

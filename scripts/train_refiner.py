@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from train_reader import augment_brightness, conv, cosine_lr, save_and_export, tf
+from train_reader import augment_brightness, conv, cosine_lr, init_from_tflite, save_and_export, tf
 
 WINDOW = (64, 160)  # height, width: firmware.lane.reader.refine.WINDOW_SIZE (no TF there)
 
@@ -46,6 +46,9 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=8)
     p.add_argument("--resume", type=Path, default=None,
                    help="keep Keras weights here and continue from them next run")
+    p.add_argument("--init-tflite", type=Path, default=None,
+                   help="when --resume has no weights yet: start from this exported "
+                        ".tflite (same architecture; BatchNorm refitted)")
     args = p.parse_args()
     tf.keras.utils.set_random_seed(args.seed)
     parts = [np.load(f) for f in sorted(glob.glob(str(args.data / "refiner-*.npz")))]
@@ -56,6 +59,8 @@ def main() -> None:
     if args.resume and (args.resume / "refiner.weights.h5").exists():
         model.load_weights(args.resume / "refiner.weights.h5")
         print("resumed", flush=True)
+    elif args.init_tflite:
+        init_from_tflite(model, args.init_tflite, x[1000:1512, :, :, 0])
     print("params", model.count_params(), flush=True)
     opt = tf.keras.optimizers.Adam(args.lr)
     loss_fn = tf.keras.losses.Huber(delta=0.02)

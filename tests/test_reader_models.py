@@ -119,6 +119,28 @@ def test_the_lane_seam_reads_encoded_frames(reader: TfliteReader, clean: Samples
     assert reader.read(Frame(taken=taken)).plate is None
 
 
+def test_fusing_after_an_untrusted_read_does_not_read_that_frame_again(
+    reader: TfliteReader, clean: Samples, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The lane reads one frame, then fuses it with more: three frames, three reads."""
+    taken = datetime(2026, 1, 1, tzinfo=UTC)
+    frames = []
+    for image, _, _ in clean[:3]:
+        buffer = io.BytesIO()
+        image.save(buffer, format="JPEG", quality=90)
+        frames.append(Frame(taken=taken, image=buffer.getvalue()))
+    images_read = []
+    read_image = reader.read_image
+    monkeypatch.setattr(reader, "read_image",
+                        lambda image, **kw: images_read.append(image) or read_image(image, **kw))
+    first = reader.read(frames[0])
+    fused = reader.read_many(frames)
+    assert len(images_read) == 3
+    assert fused.read_ms >= first.read_ms
+    reader.read_many(frames[1:])  # frames read() did not read are read afresh
+    assert len(images_read) == 5
+
+
 def test_make_reader_picks_by_type() -> None:
     assert make_reader("tflite").name == "tflite"
     assert make_reader("simulated").name == "ground_truth"

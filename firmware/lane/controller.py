@@ -31,7 +31,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -511,8 +511,7 @@ class LaneController:
         if settings.fuse_frames == 1 or reading.confidence >= settings.trust_confidence:
             return reading
         frames += [self._camera.capture() for _ in range(settings.fuse_frames - 1)]
-        fused = self._reader.read_many(frames)
-        return replace(fused, read_ms=fused.read_ms + reading.read_ms)
+        return self._reader.read_many(frames)
 
     def _open_and_pass(self, correlation_id: str, plate: str | None, verdict: Verdict,
                        *, cause: str = "decision") -> None:

@@ -93,6 +93,9 @@ class TfliteReader:
                                     runtime=runtime)
                         if refine and "refiner" in meta else None)
         self.runtime = self.recogniser.runtime
+        #: The last frame :meth:`read` read and what it made of it: the lane reads one frame,
+        #: and when it does not trust that read, fuses it with more (read once, not twice).
+        self._last: tuple[Frame, PlateRead] | None = None
         if self.recogniser.output_shape[-1] != NUM_CLASSES:
             raise ModelMismatchError(
                 f"recogniser has {self.recogniser.output_shape[-1]} classes, "
@@ -144,12 +147,20 @@ class TfliteReader:
         """The lane's seam: one frame (encoded image bytes) in, one reading out."""
         if frame.image is None:
             return PlateReading(None, 0.0, (), 0.0)
-        with Image.open(io.BytesIO(frame.image)) as picture:
-            image = picture.convert("RGB")
-        return self.read_image(image, is_crop=False).reading()
+        read = self._read_frame(frame)
+        self._last = (frame, read)
+        return read.reading()
+
+    def _read_frame(self, frame: Frame) -> PlateRead:
+        """A frame with an image: the cached read when :meth:`read` has just read it."""
+        if self._last is not None and self._last[0] is frame:
+            return self._last[1]
+        with Image.open(io.BytesIO(frame.image or b"")) as picture:
+            return self.read_image(picture.convert("RGB"), is_crop=False)
 
     def read_many(self, frames: Sequence[Frame]) -> PlateReading:
-        """The lane's seam for several frames of one car: read each, fuse (see ``fusion``)."""
+        """The lane's seam for several frames of one car: read each, fuse (see ``fusion``).
+        A frame :meth:`read` has just read is not read again; its time counts once, here."""
         return fused_reading(*self.read_frames(frames))
 
     def read_frames(self, frames: Sequence[Frame | Image.Image]) -> tuple[FusedPlate,
@@ -160,8 +171,7 @@ class TfliteReader:
             if isinstance(frame, Image.Image):
                 reads.append(self.read_image(frame, is_crop=False))
             elif frame.image is not None:
-                with Image.open(io.BytesIO(frame.image)) as picture:
-                    reads.append(self.read_image(picture.convert("RGB"), is_crop=False))
+                reads.append(self._read_frame(frame))
         return fuse([list(c) for r in reads for c in r.crop_reads]), reads
 
 
