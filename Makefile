@@ -103,6 +103,16 @@ models: venv
 	TRAIN_THREADS=2 nice -n 19 $(BIN)/python scripts/train_reader.py recogniser --data var/reader-data --out models --minutes 34 --max-steps 100000 --lr 6e-4 --resume var/reader-train
 	nice -n 19 $(BIN)/python scripts/make_refiner_data.py --out var/refiner-data --count 40000 --shards 8
 	TRAIN_THREADS=1 nice -n 19 $(BIN)/python scripts/train_refiner.py --data var/refiner-data --out models --minutes 14 --resume var/refiner-train
+	# run 4 (models/README.md): fresh data, camera-noise augmentation, warm starts
+	nice -n 19 $(BIN)/python scripts/make_reader_data.py --out var/reader-data-4 --count 24000 --shards 4 --seed 6001 --jitter 0.08
+	nice -n 19 $(BIN)/python scripts/make_reader_data.py --out var/reader-data-4 --count 24000 --shards 4 --seed 6002 --jitter 0.12
+	nice -n 19 $(BIN)/python scripts/make_reader_data.py --out var/reader-data-4 --count 24000 --shards 4 --seed 6003 --jitter 0.08 --degraded-only
+	nice -n 19 $(BIN)/python scripts/make_refiner_data.py --out var/refiner-data-2 --count 32000 --shards 4 --procs 1 --seed 4242002
+	TRAIN_THREADS=1 nice -n 19 $(BIN)/python scripts/train_refiner.py --data var/refiner-data-2 --out models --minutes 40 --lr 6e-4 --resume var/refiner-train-2 --init-tflite models/plate_refiner.tflite
+	TRAIN_THREADS=1 nice -n 19 $(BIN)/python scripts/train_reader.py recogniser --data var/reader-data-4 --out models --minutes 75 --max-steps 100000 --lr 6e-4 --resume var/reader-train-4 --init-tflite models/plate_recogniser.tflite
+	nice -n 19 $(BIN)/python scripts/make_reader_data.py --out var/reader-data-5 --count 24000 --shards 4 --seed 6004 --jitter 0.1
+	nice -n 19 $(BIN)/python scripts/make_reader_data.py --out var/reader-data-5 --count 24000 --shards 4 --seed 6005 --jitter 0.08 --degraded-only
+	TRAIN_THREADS=2 nice -n 19 $(BIN)/python scripts/train_reader.py recogniser --data var/reader-data-4 var/reader-data-5 --out models --minutes 38 --max-steps 100000 --lr 3e-4 --warmup 300 --resume var/reader-train-4
 
 bench-reader: venv
 	$(BIN)/python -m simulator.bench_reader

@@ -18,6 +18,7 @@ import glob
 import json
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -32,8 +33,10 @@ tf.config.threading.set_intra_op_parallelism_threads(THREADS)
 tf.config.threading.set_inter_op_parallelism_threads(1)
 
 
-def load(data: Path) -> dict[str, np.ndarray]:
-    parts = [np.load(p) for p in sorted(glob.glob(str(data / "train-*.npz")))]
+def load(data: list[Path]) -> dict[str, np.ndarray]:
+    """Every shard of every ``--data`` directory, each directory's in name order; the first
+    1 000 samples (the validation split) come from the first shard of the first directory."""
+    parts = [np.load(p) for d in data for p in sorted(glob.glob(str(d / "train-*.npz")))]
     print("shards", len(parts), flush=True)
     if not parts:
         raise SystemExit(f"no shards in {data}: run scripts/make_reader_data.py first")
@@ -166,9 +169,38 @@ def init_from_tflite(model: tf.keras.Model, path: Path, sample: np.ndarray) -> N
 
 
 def cosine_lr(start: float, step: int, args: argparse.Namespace) -> float:
-    """Cosine decay over whichever budget runs out first: steps or wall-clock minutes."""
+    """Cosine decay over whichever budget runs out first: steps or wall-clock minutes, after
+    a linear rise over ``--warmup`` steps (a warm start: Adam's first steps, with no history,
+    move every weight by about the learning rate and undo some of what the model knew)."""
     frac = max(step / args.max_steps, (time.monotonic() - start) / (args.minutes * 60))
-    return float(args.lr) * (0.02 + 0.98 * 0.5 * (1 + np.cos(np.pi * min(frac, 1.0))))
+    rise = min(1.0, (step + 1) / args.warmup) if args.warmup else 1.0
+    return float(args.lr) * rise * (0.02 + 0.98 * 0.5 * (1 + np.cos(np.pi * min(frac, 1.0))))
+
+
+def run_batches(args: argparse.Namespace, opt: tf.keras.optimizers.Optimizer, samples: int,
+                train_on: Callable[[np.ndarray], float], *, every: int,
+                report: Callable[[int, float, float], None]) -> int:
+    """Shuffled batches of ``samples`` indices through ``train_on`` until ``--max-steps`` or
+    ``--minutes`` runs out, the learning rate on the cosine schedule; ``report(steps, loss,
+    seconds)`` every ``every`` steps. Returns the steps done."""
+    rng = np.random.default_rng(args.seed)
+    start = time.monotonic()
+    done = 0
+
+    def out_of_budget() -> bool:
+        return done >= args.max_steps or time.monotonic() - start > args.minutes * 60
+
+    while not out_of_budget():
+        order = rng.permutation(samples)
+        for b in range(samples // args.batch):
+            opt.learning_rate.assign(cosine_lr(start, done, args))
+            loss = train_on(order[b * args.batch:(b + 1) * args.batch])
+            done += 1
+            if done % every == 0:
+                report(done, loss, time.monotonic() - start)
+            if out_of_budget():
+                break
+    return done
 
 
 def export(model: tf.keras.Model, path: Path) -> int:
@@ -214,7 +246,6 @@ def train_recogniser(args: argparse.Namespace) -> None:
     elif args.init_tflite:
         init_from_tflite(model, args.init_tflite, x_tr[:512, :, :, 0])
     print("recogniser params", model.count_params(), flush=True)
-    steps_per_epoch = len(x_tr) // args.batch
     opt = tf.keras.optimizers.Adam(2e-3)
 
     @tf.function(reduce_retracing=True)
@@ -241,24 +272,16 @@ def train_recogniser(args: argparse.Namespace) -> None:
             ok += seq == list(y_val[k, : l_val[k]])
         return ok / n_val
 
-    rng = np.random.default_rng(args.seed)
-    start = time.monotonic()
-    done = 0
-    while done < args.max_steps and time.monotonic() - start < args.minutes * 60:
-        order = rng.permutation(len(x_tr))
-        for b in range(steps_per_epoch):
-            idx = order[b * args.batch:(b + 1) * args.batch]
-            opt.learning_rate.assign(cosine_lr(start, done, args))
-            batch = tf.constant(x_tr[idx].astype(np.float32) / 255.0)
-            loss = step(batch, tf.constant(y_tr[idx]), tf.constant(l_tr[idx]))
-            done += 1
-            if done % 200 == 0:
-                print(f"step {done} loss {float(loss):.3f} "
-                      f"{time.monotonic() - start:.0f}s", flush=True)
-            if done % 1000 == 0:
-                print(f"  val plate accuracy {accuracy():.3f}", flush=True)
-            if done >= args.max_steps or time.monotonic() - start > args.minutes * 60:
-                break
+    def train_on(idx: np.ndarray) -> float:
+        batch = tf.constant(x_tr[idx].astype(np.float32) / 255.0)
+        return float(step(batch, tf.constant(y_tr[idx]), tf.constant(l_tr[idx])))
+
+    def report(done: int, loss: float, seconds: float) -> None:
+        print(f"step {done} loss {loss:.3f} {seconds:.0f}s", flush=True)
+        if done % 1000 == 0:
+            print(f"  val plate accuracy {accuracy():.3f}", flush=True)
+
+    done = run_batches(args, opt, len(x_tr), train_on, every=200, report=report)
     acc = accuracy()
     print(f"final val plate accuracy {acc:.4f} after {done} steps", flush=True)
     save_and_export(model, args, "recogniser", {
@@ -311,13 +334,16 @@ def train_detector(args: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("model", choices=["recogniser", "detector"])
-    parser.add_argument("--data", type=Path, default=Path("var/reader-data"))
+    parser.add_argument("--data", type=Path, nargs="+", default=[Path("var/reader-data")],
+                        help="directories of shards from scripts/make_reader_data.py")
     parser.add_argument("--out", type=Path, default=Path("models"))
     parser.add_argument("--minutes", type=float, default=11.0)
     parser.add_argument("--max-steps", type=int, default=12000)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--seed", type=int, default=8)
     parser.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (cosine)")
+    parser.add_argument("--warmup", type=int, default=0,
+                        help="steps over which the learning rate rises to --lr (warm starts)")
     parser.add_argument("--resume", type=Path, default=None,
                         help="keep Keras weights here and continue from them next run "
                              "(a run is bounded by --minutes; chain runs to train longer)")

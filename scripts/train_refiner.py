@@ -14,11 +14,17 @@ from __future__ import annotations
 
 import argparse
 import glob
-import time
 from pathlib import Path
 
 import numpy as np
-from train_reader import augment_brightness, conv, cosine_lr, init_from_tflite, save_and_export, tf
+from train_reader import (
+    augment_brightness,
+    conv,
+    init_from_tflite,
+    run_batches,
+    save_and_export,
+    tf,
+)
 
 WINDOW = (64, 160)  # height, width: firmware.lane.reader.refine.WINDOW_SIZE (no TF there)
 
@@ -43,6 +49,8 @@ def main() -> None:
     p.add_argument("--max-steps", type=int, default=30000)
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--warmup", type=int, default=0,
+                   help="steps over which the learning rate rises to --lr (warm starts)")
     p.add_argument("--seed", type=int, default=8)
     p.add_argument("--resume", type=Path, default=None,
                    help="keep Keras weights here and continue from them next run")
@@ -80,22 +88,16 @@ def main() -> None:
         return float(np.abs(d).mean())
 
     print(f"start val err {val_err():.3f} window px", flush=True)
-    rng = np.random.default_rng(args.seed)
-    start = time.monotonic()
-    done = 0
+    def train_on(idx: np.ndarray) -> float:
+        return float(step(tf.constant(x[idx + 1000].astype(np.float32) / 255.0),
+                          tf.constant(y[idx + 1000])))
+
+    def report(done: int, loss: float, seconds: float) -> None:
+        print(f"step {done} loss {loss:.5f} val err {val_err():.3f} px {seconds:.0f}s",
+              flush=True)
+
     n = len(x) - 1000
-    while done < args.max_steps and time.monotonic() - start < args.minutes * 60:
-        order = rng.permutation(n) + 1000
-        for b in range(n // args.batch):
-            idx = order[b * args.batch:(b + 1) * args.batch]
-            opt.learning_rate.assign(cosine_lr(start, done, args))
-            loss = step(tf.constant(x[idx].astype(np.float32) / 255.0), tf.constant(y[idx]))
-            done += 1
-            if done % 500 == 0:
-                print(f"step {done} loss {float(loss):.5f} val err {val_err():.3f} px "
-                      f"{time.monotonic() - start:.0f}s", flush=True)
-            if done >= args.max_steps or time.monotonic() - start > args.minutes * 60:
-                break
+    done = run_batches(args, opt, n, train_on, every=500, report=report)
     err = val_err()
     print(f"final val err {err:.3f} window px after {done} steps", flush=True)
     save_and_export(model, args, "refiner", {

@@ -21,6 +21,7 @@ from firmware.lane.camera import Frame
 from firmware.lane.reader import DEFAULT_MODELS, TfliteReader, make_reader
 from firmware.lane.reader.geometry import Quad, box_iou
 from firmware.lane.reader.preprocess import recogniser_crop
+from firmware.lane.reader.reader import PlateRead
 from firmware.lane.reader.runtime import RUNTIMES, Runtime
 from simulator.plates_render.dataset import HELDOUT_SEED, frames_of_one_car, sample
 
@@ -129,10 +130,14 @@ def test_fusing_after_an_untrusted_read_does_not_read_that_frame_again(
         buffer = io.BytesIO()
         image.save(buffer, format="JPEG", quality=90)
         frames.append(Frame(taken=taken, image=buffer.getvalue()))
-    images_read = []
+    images_read: list[Image.Image] = []
     read_image = reader.read_image
-    monkeypatch.setattr(reader, "read_image",
-                        lambda image, **kw: images_read.append(image) or read_image(image, **kw))
+
+    def counting(image: Image.Image, *, is_crop: bool | None = None) -> PlateRead:
+        images_read.append(image)
+        return read_image(image, is_crop=is_crop)
+
+    monkeypatch.setattr(reader, "read_image", counting)
     first = reader.read(frames[0])
     fused = reader.read_many(frames)
     assert len(images_read) == 3
