@@ -53,19 +53,24 @@ def conv(x: tf.Tensor, filters: int, kernel: tuple[int, int] = (3, 3), **kw: obj
     return tf.keras.layers.ReLU()(x)
 
 
-def recogniser(num_classes: int) -> tf.keras.Model:
+RECOGNISER_CHANNELS = (24, 48, 64, 64, 96, 160, 160)
+
+
+def recogniser(num_classes: int, width: float = 1.0) -> tf.keras.Model:
+    """``width`` scales every layer's channels (1.0: the 299 k-parameter model of runs 1-4)."""
+    c = [round(n * width) for n in RECOGNISER_CHANNELS]
     inp = tf.keras.Input((40, 128, 1), name="crop")
-    x = conv(inp, 24)
+    x = conv(inp, c[0])
     x = tf.keras.layers.MaxPool2D((2, 2))(x)          # 20 x 64
-    x = conv(x, 48)
+    x = conv(x, c[1])
     x = tf.keras.layers.MaxPool2D((2, 2))(x)          # 10 x 32
-    x = conv(x, 64)
-    x = conv(x, 64)
+    x = conv(x, c[2])
+    x = conv(x, c[3])
     x = tf.keras.layers.MaxPool2D((2, 1))(x)          # 5 x 32
-    x = conv(x, 96)
-    x = conv(x, 160, (5, 1), padding="valid")         # 1 x 32
+    x = conv(x, c[4])
+    x = conv(x, c[5], (5, 1), padding="valid")        # 1 x 32
     x = tf.keras.layers.Dropout(0.15)(x)
-    x = conv(x, 160, (1, 3))
+    x = conv(x, c[6], (1, 3))
     x = tf.keras.layers.Conv2D(num_classes, (1, 1))(x)
     x = tf.keras.layers.Reshape((32, num_classes))(x)
     out = tf.keras.layers.Softmax(name="probs")(x)
@@ -109,6 +114,28 @@ def augment_camera(x: tf.Tensor) -> tf.Tensor:
     return tf.clip_by_value(x + sigma * tf.random.normal(tf.shape(x)), 0.0, 1.0)
 
 
+def widen(kernel: np.ndarray, bias: np.ndarray, copies: np.ndarray, out_channels: int,
+          rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Net2WiderNet (Chen et al. 2016): a wider conv that computes the same function.
+
+    ``copies[j]`` is the old channel the layer's input channel ``j`` repeats; each repeat's
+    weights are divided by how often its channel repeats, so the sum is unchanged. New output
+    channels copy random old ones, with 1 % noise on the copy so the twins can drift apart
+    (identical twins would get identical gradients for ever). Returns the kernel, the bias and
+    this layer's ``copies`` for the next layer.
+    """
+    counts = np.bincount(copies, minlength=kernel.shape[2]).astype(np.float32)
+    w = kernel[:, :, copies, :] / counts[copies][None, None, :, None]
+    old = w.shape[-1]
+    if out_channels == old:
+        return w, bias, np.arange(old)
+    mapping = np.concatenate([np.arange(old), rng.integers(0, old, out_channels - old)])
+    w, bias = w[..., mapping], bias[mapping]
+    extra = w[..., old:]
+    w[..., old:] = extra + 0.01 * extra.std() * rng.standard_normal(extra.shape)
+    return w.astype(np.float32), bias.astype(np.float32), mapping
+
+
 def init_from_tflite(model: tf.keras.Model, path: Path, sample: np.ndarray) -> None:
     """Warm-start a Keras model from an exported ``.tflite`` of the same architecture.
 
@@ -117,7 +144,8 @@ def init_from_tflite(model: tf.keras.Model, path: Path, sample: np.ndarray) -> N
     both in inference *and* in training mode: moving mean/variance and gamma/beta are the
     per-channel mean and spread of the conv's output on ``sample`` (uint8 crops), so
     ``gamma * (x - mean) / std + beta`` = ``x + bias`` for batches like the sample.
-    ``Dense`` layers (the refiner's head) take their weights as they are.
+    ``Dense`` layers (the refiner's head) take their weights as they are. A model with more
+    channels than the export (``--width``) is widened by :func:`widen` first.
     """
     interp = tf.lite.Interpreter(
         model_path=str(path),
@@ -144,8 +172,11 @@ def init_from_tflite(model: tf.keras.Model, path: Path, sample: np.ndarray) -> N
     for layer, (kernel, bias) in zip(denses, dense, strict=True):
         layer.set_weights([kernel.T, bias])  # TFLite (out, in) -> Keras (in, out)
     x = sample.astype(np.float32)[..., None] / 255.0
+    rng = np.random.default_rng(0)
+    copies = np.arange(1)  # which old channel each of the model's input channels copies
     for k, (layer, (kernel, bias)) in enumerate(zip(convs, folded, strict=True)):
         w = kernel.transpose(1, 2, 3, 0)  # TFLite OHWI -> Keras HWIO
+        w, bias, copies = widen(w, bias, copies, int(layer.kernel.shape[-1]), rng)
         if tuple(layer.kernel.shape) != w.shape:
             raise SystemExit(f"{path}: conv {k} is {w.shape}, the model's {layer.kernel.shape}")
         if layer.use_bias:
@@ -239,7 +270,7 @@ def train_recogniser(args: argparse.Namespace) -> None:
     n_val = 1000
     x_val, y_val, l_val = x_all[:n_val], y_all[:n_val], len_all[:n_val]
     x_tr, y_tr, l_tr = x_all[n_val:], y_all[n_val:], len_all[n_val:]
-    model = recogniser(n_cls)
+    model = recogniser(n_cls, args.width)
     if args.resume and (args.resume / "recogniser.weights.h5").exists():
         model.load_weights(args.resume / "recogniser.weights.h5")
         print("resumed from", args.resume, flush=True)
@@ -285,7 +316,8 @@ def train_recogniser(args: argparse.Namespace) -> None:
     acc = accuracy()
     print(f"final val plate accuracy {acc:.4f} after {done} steps", flush=True)
     save_and_export(model, args, "recogniser", {
-        "input": [40, 128, 1], "time_steps": 32, "alphabet": alphabet, "blank": 0,
+        "input": [40, 128, 1], "width": args.width, "time_steps": 32, "alphabet": alphabet,
+        "blank": 0,
         "steps": done, "batch": args.batch, "seed": args.seed, "train_samples": len(x_tr),
         "val_plate_accuracy": acc})
 
@@ -350,6 +382,9 @@ def main() -> None:
     parser.add_argument("--init-tflite", type=Path, default=None,
                         help="recogniser only, when --resume has no weights yet: start from "
                              "this exported .tflite (same architecture; BatchNorm refitted)")
+    parser.add_argument("--width", type=float, default=1.0,
+                        help="recogniser only: scale every layer's channels (with "
+                             "--init-tflite, the narrower export is widened to it)")
     args = parser.parse_args()
     (train_recogniser if args.model == "recogniser" else train_detector)(args)
 

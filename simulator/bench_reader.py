@@ -10,7 +10,8 @@ Held-out frames: other fonts, backgrounds and seeds than training (see
 * per-character accuracy (1 - edit distance / length);
 * detection recall at IoU ≥ 0.5 (boxes around the corners) and the corners' mean error in
   pixels; with a corner refiner in ``models/``, whole-frame accuracy without it too;
-* 3-frame fusion on degraded cars;
+* degraded whole frames by kind of trouble and by plate width;
+* 3-frame fusion on degraded cars (each car's trouble the same in its three frames);
 * whole-frame accuracy on the ``fresh`` faces (half ``--count`` clean, half degraded): Latin
   faces no training run or model decision has looked at;
 * latency per frame on 1 thread, p50 / p99; model sizes.
@@ -27,7 +28,7 @@ import json
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 from PIL import Image
@@ -37,7 +38,7 @@ from firmware.lane.reader.geometry import box_iou, straighten
 from firmware.lane.reader.preprocess import REC_MARGIN, recogniser_crop
 from parkguard.core.plates.charset import serial_letters_to_digits, tidy
 from simulator.plates_render.dataset import HELDOUT_SEED, frames_of_one_car, sample
-from simulator.plates_render.render import Scene
+from simulator.plates_render.render import DEGRADATIONS, Scene
 
 
 def edit_distance(a: str, b: str) -> int:
@@ -83,6 +84,26 @@ class Baseline:
         return serial_letters_to_digits(tidy(text))
 
 
+#: plate width buckets of the breakdown, in pixels of the 320 x 240 frame
+WIDTHS: Final = ((0, 100, "plate < 100 px wide"), (100, 140, "plate 100-140 px wide"),
+                 (140, 10_000, "plate >= 140 px wide"))
+
+
+def breakdown(scenes: Sequence[Scene], reads: Sequence[str | None]) -> dict[str, dict[str, Any]]:
+    """Whole-frame accuracy per kind of trouble (a frame with two counts in both) and per
+    plate width: where the reader's errors are, which the single figure hides."""
+    groups: dict[str, list[bool]] = {}
+    for scene, read in zip(scenes, reads, strict=True):
+        width = float(np.linalg.norm(np.subtract(scene.corners[1], scene.corners[0])))
+        keys = [*scene.degradations, *(label for lo, hi, label in WIDTHS if lo <= width < hi)]
+        for key in keys:
+            groups.setdefault(key, []).append(read == scene.text)
+    order = [*sorted(k for k in groups if k in DEGRADATIONS),
+             *(label for _, _, label in WIDTHS if label in groups)]
+    return {key: {"frames": len(groups[key]), "plate_e2e": sum(groups[key]) / len(groups[key])}
+            for key in order}
+
+
 def run(count: int, *, seed: int = HELDOUT_SEED, baseline: bool = True,
         fusion_cars: int = 100, models: Path = DEFAULT_MODELS) -> dict[str, Any]:
     reader = TfliteReader(models, threads=1)
@@ -100,7 +121,8 @@ def run(count: int, *, seed: int = HELDOUT_SEED, baseline: bool = True,
     base = Baseline() if baseline else None
     for kind, scenes in sets.items():
         truths = [s.text for s in scenes]
-        e2e, e2e_unrefined, rec_only, base_reads = [], [], [], []
+        e2e: list[str | None] = []
+        e2e_unrefined, rec_only, base_reads = [], [], []
         for scene in scenes:
             start = time.perf_counter()
             read = reader.read_image(scene.image, is_crop=False)
@@ -126,6 +148,8 @@ def run(count: int, *, seed: int = HELDOUT_SEED, baseline: bool = True,
                       "char_crops": char_accuracy(rec_only, truths)}
         if unrefined is not None:
             ours[kind]["plate_e2e_unrefined"] = plate_accuracy(e2e_unrefined, truths)
+        if kind == "degraded":
+            ours["degraded_whole_frame_by"] = breakdown(scenes, e2e)
         if base is not None:
             theirs[kind] = {"plate_crops": plate_accuracy(base_reads, truths),
                             "char_crops": char_accuracy(base_reads, truths)}
@@ -198,9 +222,11 @@ def table(report: dict[str, Any]) -> str:
     row("detection recall IoU>=0.5", ours["detection_recall_iou50"], None)
     row("corner error px, mean (320x240 frames)", ours["corner_error_px"]["mean"], None,
         "{:.2f}")
+    for key, group in ours["degraded_whole_frame_by"].items():
+        row(f"  degraded, {key} ({group['frames']})", group["plate_e2e"], None)
     fusion = ours["fusion_3_frames_degraded"]
     row("degraded car, 1 frame (det+rec)", fusion["single_frame"], None)
-    row("degraded car, 3 frames fused", fusion["fused"], None)
+    row("degraded car, 3 frames fused (same trouble)", fusion["fused"], None)
     blat = base["latency_ms_per_crop_1_thread"] if base else None
     row("latency p50 ms (ours: frame; base: crop)", lat["p50"], blat["p50"] if blat else None,
         "{:.2f}")
@@ -218,8 +244,11 @@ def main() -> None:
     parser.add_argument("--fusion-cars", type=int, default=100)
     parser.add_argument("--no-baseline", action="store_true")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--models", type=Path, default=DEFAULT_MODELS,
+                        help="a directory with the .tflite files and reader.json")
     args = parser.parse_args()
-    report = run(args.count, baseline=not args.no_baseline, fusion_cars=args.fusion_cars)
+    report = run(args.count, baseline=not args.no_baseline, fusion_cars=args.fusion_cars,
+                 models=args.models)
     print(json.dumps(report, indent=2) if args.json else table(report))
 
 

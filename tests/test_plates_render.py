@@ -9,7 +9,7 @@ from firmware.lane.reader.alphabet import ALPHABET
 from firmware.lane.reader.geometry import box_iou, straighten
 from firmware.lane.reader.preprocess import DET_SIZE, REC_SIZE
 from parkguard.core.plates import PlateSeries, parse_plate
-from simulator.plates_render.dataset import arrays, sample
+from simulator.plates_render.dataset import arrays, frames_of_one_car, sample
 from simulator.plates_render.render import (
     CJK_FONTS,
     LATIN_FONTS,
@@ -117,3 +117,18 @@ def test_every_face_draws_every_character_it_is_used_for() -> None:
         for name, index in LATIN_FONTS[split]:
             for char in "0123456789ABDHJKLMNPQRSTUVWXYZ":
                 assert _glyph(char, name, index, 0).size[1] > 40, (name, char)
+
+
+def test_frames_of_one_car_keep_its_plate_and_its_trouble() -> None:
+    """Night stays night and the dirt stays on the plate from frame to frame; only the
+    placement and the camera's noise change (fusing frames must not be easier than a car)."""
+    for index in range(6):
+        frames = frames_of_one_car("heldout", 31, index, 3, degraded=True)
+        first = frames[0]
+        assert first.degradations
+        for later in frames[1:]:
+            assert later.text == first.text and later.series is first.series
+            assert later.degradations == first.degradations
+            assert later.plate is first.plate
+            assert later.corners != first.corners
+        assert first.image.tobytes() == sample("heldout", 31, index, degraded=True).image.tobytes()

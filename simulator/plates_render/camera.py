@@ -16,12 +16,16 @@ import numpy as np
 from firmware.lane.camera import Frame
 from parkguard.clock import Clock
 from parkguard.core.plates import PlateError, parse_plate
-from simulator.plates_render.render import Split, render_scene
+from simulator.plates_render.render import Scene, Split, render_scene
 
 
 class RenderingCamera:
-    """Renders the shown plate into a fresh scene at every capture (seeded, reproducible);
-    ``degraded_every`` > 0 makes every n-th frame a degraded one (night, rain, dirt ...)."""
+    """Renders the shown plate into a fresh scene at every capture (seeded, reproducible).
+
+    Captures between one ``show`` and the next are frames of one car: the same painted plate
+    under the same conditions, placed afresh. ``degraded_every`` > 0 makes every n-th car's first
+    capture (by capture count) a degraded one (night, rain, dirt ...), and the car stays so.
+    """
 
     def __init__(self, *, clock: Clock, seed: int = 0, split: Split = "heldout",
                  degraded_every: int = 0, jpeg_quality: int = 90) -> None:
@@ -32,15 +36,19 @@ class RenderingCamera:
         self._quality = jpeg_quality
         self._lock = threading.Lock()
         self._plate: str | None = None
+        self._car: Scene | None = None
+        self._arrivals = 0
         self._count = itertools.count()
 
     def show(self, plate: str | None) -> None:
+        """A car arrives with ``plate`` (None: the lane is empty)."""
         with self._lock:
-            self._plate = plate
+            self._plate, self._car = plate, None
+            self._arrivals += 1
 
     def capture(self) -> Frame:
         with self._lock:
-            plate = self._plate
+            plate, car, arrival = self._plate, self._car, self._arrivals
             index = next(self._count)
         taken = self._clock.now()
         if plate is None:
@@ -52,7 +60,10 @@ class RenderingCamera:
         rng = np.random.default_rng([self._seed, index])
         degraded = self._degraded_every > 0 and index % self._degraded_every == 0
         scene = render_scene(parsed.text, parsed.series, rng, split=self._split,
-                             degraded=degraded)
+                             degraded=degraded, same_car_as=car)
+        with self._lock:
+            if self._arrivals == arrival and self._car is None:  # no new car meanwhile
+                self._car = scene
         buffer = io.BytesIO()
         scene.image.save(buffer, format="JPEG", quality=self._quality)
         return Frame(taken=taken, image=buffer.getvalue(), truth=parsed.text)

@@ -87,12 +87,13 @@ def crop_image(scene: Scene) -> Image.Image:
 
 def frames_of_one_car(split: Split, seed: int, index: int, count: int, *,
                       degraded: bool = True) -> list[Scene]:
-    """``count`` frames of the same plate (as a car arrives): same text, series and colour
-    draw, different placement and camera trouble per frame."""
+    """``count`` frames of one car as it arrives: the first is ``sample(split, seed, index)``,
+    the others show the same painted plate under the same conditions (night stays night),
+    placed and exposed afresh (see ``render_scene(same_car_as=...)``)."""
     first = sample(split, seed, index, degraded=degraded)
     scenes = [first]
     for k in range(1, count):
         rng = np.random.default_rng([seed, index, 3, k])
         scenes.append(render_scene(first.text, first.series, rng, split=split,
-                                   degraded=degraded))
+                                   same_car_as=first))
     return scenes

@@ -219,6 +219,8 @@ class Scene:
     text: str
     series: PlateSeries
     degradations: tuple[str, ...]
+    #: the flat plate as painted, dirt and occlusion included (reused for the car's next frame)
+    plate: Image.Image
 
 
 def _scene_background(rng: Rng, split: Split) -> Image.Image:
@@ -298,18 +300,29 @@ def _occlude(plate: Image.Image, rng: Rng) -> Image.Image:
 
 
 def render_scene(text: str, series: PlateSeries, rng: Rng, *, split: Split = "train",
-                 degraded: bool = False) -> Scene:
+                 degraded: bool = False, same_car_as: Scene | None = None) -> Scene:
     """A frame with the plate ``text`` placed in it; ``degraded`` applies 1–3 of
-    :data:`DEGRADATIONS` (clean frames still get mild blur, noise and exposure changes)."""
-    chosen: tuple[str, ...] = ()
-    if degraded:
-        k = int(rng.integers(1, 4))
-        chosen = tuple(sorted(str(d) for d in rng.choice(DEGRADATIONS, size=k, replace=False)))
-    plate = render_plate(text, series, rng, split)
-    if "dirt" in chosen:
-        plate = _dirt(plate, rng)
-    if "occlusion" in chosen:
-        plate = _occlude(plate, rng)
+    :data:`DEGRADATIONS` (clean frames still get mild blur, noise and exposure changes).
+
+    ``same_car_as``: a later frame of that scene's car. What belongs to the car and the hour
+    stays (the painted plate with its face, dirt and occlusion; the night, the rain, the
+    glare; a blurry car stays blurry); placement, surroundings, blur strength and sensor
+    noise are drawn afresh. Without it every frame would be a new draw of trouble, and fusing
+    three of them would be easier than a real car at night is.
+    """
+    if same_car_as is not None:
+        chosen, plate = same_car_as.degradations, same_car_as.plate
+    else:
+        chosen = ()
+        if degraded:
+            k = int(rng.integers(1, 4))
+            chosen = tuple(sorted(str(d) for d in rng.choice(DEGRADATIONS, size=k,
+                                                             replace=False)))
+        plate = render_plate(text, series, rng, split)
+        if "dirt" in chosen:
+            plate = _dirt(plate, rng)
+        if "occlusion" in chosen:
+            plate = _occlude(plate, rng)
     corners = _place(rng, plate.size)
     scene = _scene_background(rng, split)
     pw, ph = plate.size
@@ -321,7 +334,7 @@ def render_scene(text: str, series: PlateSeries, rng: Rng, *, split: Split = "tr
         SCENE_SIZE, Image.Transform.PERSPECTIVE, coeffs, Image.Resampling.BILINEAR)
     scene.paste(warped, (0, 0), mask)
     scene = _camera(scene, rng, chosen, corners)
-    return Scene(scene, corners, text, series, chosen)
+    return Scene(scene, corners, text, series, chosen, plate)
 
 
 def _camera(scene: Image.Image, rng: Rng, chosen: tuple[str, ...], corners: Quad) -> Image.Image:

@@ -1,0 +1,50 @@
+"""Score reader model directories on the *training* split, for choosing between runs.
+
+    python scripts/validate_reader.py models var/run5 [--count 400]
+
+The held-out bench (``simulator.bench_reader``) is for reporting, not for choosing: a model
+picked by its bench score makes the bench score optimistic. This scores whole frames and
+true-corner crops rendered with the training faces and backgrounds from a seed no training
+run draws from (424 242), clean and degraded, and the degraded frames by kind of trouble and
+plate width. Each directory is read on the same frames in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from firmware.lane.reader import TfliteReader, fuse
+from firmware.lane.reader.preprocess import recogniser_crop
+from simulator.bench_reader import breakdown, plate_accuracy
+from simulator.plates_render.dataset import sample
+
+VALIDATION_SEED = 424_242
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("models", type=Path, nargs="+")
+    parser.add_argument("--count", type=int, default=400, help="clean and degraded frames each")
+    args = parser.parse_args()
+    scenes = {bad: [sample("train", VALIDATION_SEED, i, degraded=bad)
+                    for i in range(args.count)] for bad in (False, True)}
+    for models in args.models:
+        reader = TfliteReader(models, threads=1)
+        print(f"== {models}")
+        for bad, frames in scenes.items():
+            truths = [s.text for s in frames]
+            whole = [reader.read_image(s.image, is_crop=False).plate for s in frames]
+            crops = [fuse([reader.recognise(recogniser_crop(s.image, s.corners))[0]]).plate
+                     for s in frames]
+            kind = "degraded" if bad else "clean"
+            print(f"{kind:>9}: whole frame {plate_accuracy(whole, truths):.1%}, "
+                  f"crops {plate_accuracy(crops, truths):.1%}")
+            if bad:
+                for key, group in breakdown(frames, whole).items():
+                    print(f"    {key:<24} {group['plate_e2e']:6.1%} of {group['frames']}")
+
+
+if __name__ == "__main__":
+    main()
