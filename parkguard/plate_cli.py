@@ -22,6 +22,7 @@ from typing import Any
 import click
 from pydantic import ValidationError
 
+from parkguard.cli_errors import UnreadableInputError
 from parkguard.core.plates import (
     DEFAULT_POLICY,
     MatchPolicy,
@@ -35,12 +36,6 @@ from parkguard.core.plates import (
     parse_plate,
 )
 from parkguard.core.plates.charset import tidy
-
-
-class _Unreadable(click.ClickException):
-    """The inside file cannot be read: a usage problem (exit 2), not a failed match."""
-
-    exit_code = 2
 
 
 @click.group(name="plate")
@@ -115,7 +110,8 @@ def _load_inside(path: Path) -> tuple[PlateIndex, list[str]]:
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as error:
-        raise _Unreadable(f"{path}: cannot read the list of cars inside ({error})") from error
+        raise UnreadableInputError(
+            f"{path}: cannot read the list of cars inside ({error})") from error
     index = PlateIndex()
     notes: list[str] = []
     for number, line in enumerate(lines, start=1):
@@ -124,7 +120,7 @@ def _load_inside(path: Path) -> tuple[PlateIndex, list[str]]:
         try:
             key = index.add(line)
         except PlateError as error:
-            raise _Unreadable(f"{path}:{number}: {error}") from error
+            raise UnreadableInputError(f"{path}:{number}: {error}") from error
         if not key.startswith("#") and not is_plate(key):
             notes.append(f"{path}:{number}: {key} is not a valid plate; matched as written")
     return index, notes

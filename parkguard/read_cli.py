@@ -2,8 +2,12 @@
 
 Each IMAGE is a whole gate-camera frame (the detector finds the plate and its corners) or a
 plate crop (wider than 2.2 : 1; ``--crop``/``--frame`` to say which). Prints the plate,
-its confidence and the milliseconds per image; ``--json`` prints one JSON document.
-``--fuse`` treats all images as frames of one car and prints the fused plate as well.
+its confidence, the milliseconds per image and, for a frame, how wide the plate is in it;
+``--json`` prints one JSON document. ``--fuse`` treats all images as frames of one car and
+prints the fused plate as well.
+
+The width is the installer's camera placement check (hardware/lane-commissioning.md): a
+frame whose plate is narrower than ``MIN_PLATE_WIDTH_PX`` gets a note on stderr.
 
 Exit codes: 0 every image read as a valid plate; 1 some image gave no valid plate; 2 a file
 that cannot be opened or no TFLite runtime / models.
@@ -16,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import click
+
+from parkguard.cli_errors import UnreadableInputError
 
 
 @click.command("read")
@@ -35,12 +41,13 @@ def read(images: tuple[Path, ...], as_json: bool, is_crop: bool | None, fuse: bo
 
     from firmware.lane.reader import DEFAULT_MODELS, TfliteReader
     from firmware.lane.reader.fusion import fuse as fuse_reads
+    from firmware.lane.reader.reader import MIN_PLATE_WIDTH_PX
     from firmware.lane.reader.runtime import RuntimeMissingError
 
     try:
         reader = TfliteReader(models or DEFAULT_MODELS, threads=threads)
     except (RuntimeMissingError, OSError, ValueError) as error:
-        raise click.ClickException(f"cannot load the reader: {error}") from error
+        raise UnreadableInputError(f"cannot load the reader: {error}") from error
     results: list[dict[str, Any]] = []
     reads = []
     for path in images:
@@ -48,15 +55,21 @@ def read(images: tuple[Path, ...], as_json: bool, is_crop: bool | None, fuse: bo
             with Image.open(path) as picture:
                 image = picture.convert("RGB")
         except (UnidentifiedImageError, OSError) as error:
-            raise click.ClickException(f"{path}: not an image ({error})") from error
+            raise UnreadableInputError(f"{path}: not an image ({error})") from error
         result = reader.read_image(image, is_crop=is_crop)
         reads.append(result)
+        width = None if result.width_px is None else round(result.width_px)
+        if result.grammar_ok and width is not None and width < MIN_PLATE_WIDTH_PX:
+            click.echo(f"note: {path}: the plate is {width} px wide; the reader wants "
+                       f"{MIN_PLATE_WIDTH_PX} px or more: move the camera closer or zoom in "
+                       "(hardware/lane-commissioning.md)", err=True)
         results.append({
             "image": str(path), "plate": result.plate, "raw": result.raw,
             "confidence": round(result.confidence, 4),
             "char_confidences": [round(c, 4) for c in result.char_confidences],
             "corners": None if result.corners is None
             else [[round(x, 1), round(y, 1)] for x, y in result.corners],
+            "plate_width_px": width,
             "grammar_ok": result.grammar_ok,
             "ms": {"detect": round(result.detect_ms, 2),
                    "recognise": round(result.recognise_ms, 2),
@@ -73,7 +86,9 @@ def read(images: tuple[Path, ...], as_json: bool, is_crop: bool | None, fuse: bo
     else:
         for r in results:
             plate = r["plate"] or "-"
-            click.echo(f"{r['image']}\t{plate}\t{r['confidence']:.3f}\t{r['ms']['total']:.1f} ms")
+            wide = "" if r["plate_width_px"] is None else f"\t{r['plate_width_px']} px wide"
+            click.echo(f"{r['image']}\t{plate}\t{r['confidence']:.3f}\t"
+                       f"{r['ms']['total']:.1f} ms{wide}")
         if fused is not None:
             click.echo(f"fused\t{fused.plate or '-'}\t{fused.confidence:.3f}\t"
                        f"{fused.frames_used}/{fused.frames_total} frames")

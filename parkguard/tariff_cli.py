@@ -18,6 +18,7 @@ from pathlib import Path
 
 import click
 
+from parkguard.cli_errors import UnreadableInputError
 from parkguard.core.tariffs import (
     Coupon,
     Quote,
@@ -30,18 +31,12 @@ from parkguard.core.tariffs import (
 from parkguard.errors import TariffError
 
 
-class _Unreadable(click.ClickException):
-    """The tariff file cannot be read: a usage problem (exit 2), not an invalid tariff."""
-
-    exit_code = 2
-
-
 def _load(path: Path) -> TariffDocument:
     """Read and parse a tariff file; an invalid one is exit 1 with the field named."""
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
-        raise _Unreadable(f"{path}: cannot read tariff file: {error}") from error
+        raise UnreadableInputError(f"{path}: cannot read tariff file: {error}") from error
     try:
         return parse_tariff_document(text, source=str(path))
     except TariffError as error:

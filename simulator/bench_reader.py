@@ -34,7 +34,7 @@ import numpy as np
 from PIL import Image
 
 from firmware.lane.reader import DEFAULT_MODELS, TfliteReader, fuse
-from firmware.lane.reader.geometry import box_iou, straighten
+from firmware.lane.reader.geometry import box_iou, plate_width, straighten
 from firmware.lane.reader.preprocess import REC_MARGIN, recogniser_crop
 from parkguard.core.plates.charset import serial_letters_to_digits, tidy
 from simulator.plates_render.dataset import HELDOUT_SEED, frames_of_one_car, sample
@@ -94,7 +94,7 @@ def breakdown(scenes: Sequence[Scene], reads: Sequence[str | None]) -> dict[str,
     plate width: where the reader's errors are, which the single figure hides."""
     groups: dict[str, list[bool]] = {}
     for scene, read in zip(scenes, reads, strict=True):
-        width = float(np.linalg.norm(np.subtract(scene.corners[1], scene.corners[0])))
+        width = plate_width(scene.corners)
         keys = [*scene.degradations, *(label for lo, hi, label in WIDTHS if lo <= width < hi)]
         for key in keys:
             groups.setdefault(key, []).append(read == scene.text)

@@ -6,6 +6,7 @@ image they belong to. Only numpy and Pillow: this runs on the lane.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -73,6 +74,12 @@ def box_of(quad: Quad) -> tuple[float, float, float, float]:
     xs = [p[0] for p in quad]
     ys = [p[1] for p in quad]
     return min(xs), min(ys), max(xs), max(ys)
+
+
+def plate_width(quad: Quad) -> float:
+    """The plate's width in pixels: the mean length of its top and bottom edges."""
+    tl, tr, br, bl = quad
+    return (math.dist(tl, tr) + math.dist(bl, br)) / 2
 
 
 def box_iou(a: Quad, b: Quad) -> float:

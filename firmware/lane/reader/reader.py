@@ -22,7 +22,7 @@ from firmware.lane.camera import Frame, PlateReading
 from firmware.lane.reader.alphabet import ALPHABET, NUM_CLASSES
 from firmware.lane.reader.decode import CharRead, greedy
 from firmware.lane.reader.fusion import FusedPlate, fuse
-from firmware.lane.reader.geometry import Quad, box_of
+from firmware.lane.reader.geometry import Quad, box_of, plate_width
 from firmware.lane.reader.preprocess import (
     corners_from_output,
     detector_tensor,
@@ -39,6 +39,11 @@ CROP_ASPECT: Final = 2.2
 #: Crops of one detection the recogniser reads and fuses: the detector's corners are a few
 #: pixels off; more margins can be read and voted (measured: no gain with these models).
 CROP_MARGINS: Final = ((0.04, 0.10),)
+#: The narrowest plate (pixels, in the frame the reader gets) a camera should be placed for.
+#: Degraded frames of narrower plates are read much worse (models/README.md, "by plate
+#: width"); plate-reading vendors ask for about as much (130-170 px, or characters 15 px
+#: tall). ``parkguard read`` warns below it, for the installer's placement check.
+MIN_PLATE_WIDTH_PX: Final = 140
 
 
 class ModelMismatchError(RuntimeError):
@@ -64,6 +69,12 @@ class PlateRead:
     @property
     def box(self) -> tuple[float, float, float, float] | None:
         return None if self.corners is None else box_of(self.corners)
+
+    @property
+    def width_px(self) -> float | None:
+        """How wide the plate is in the image: the camera placement check (see
+        :data:`MIN_PLATE_WIDTH_PX`)."""
+        return None if self.corners is None else plate_width(self.corners)
 
     @property
     def total_ms(self) -> float:

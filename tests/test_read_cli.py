@@ -1,0 +1,103 @@
+"""``parkguard read``: plates from image files, as an installer or an operator runs it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from firmware.lane.reader.geometry import plate_width
+from firmware.lane.reader.preprocess import recogniser_crop
+from firmware.lane.reader.reader import MIN_PLATE_WIDTH_PX
+from parkguard.read_cli import read
+from simulator.plates_render.dataset import frames_of_one_car, sample
+from simulator.plates_render.render import Scene
+
+SEED = 424_242  # training-split frames the committed models read right (checked below)
+
+
+def scene_of_width(wide: bool) -> Scene:
+    """A clean frame the committed models read right, its plate wider than the placement
+    minimum or narrower."""
+    for i in range(200):
+        scene = sample("train", SEED, i, degraded=False)
+        if (plate_width(scene.corners) >= MIN_PLATE_WIDTH_PX + 10) == wide and (
+                plate_width(scene.corners) < MIN_PLATE_WIDTH_PX - 20 or wide):
+            return scene
+    raise AssertionError("no such frame in 200")
+
+
+def saved(scene: Scene, path: Path) -> Path:
+    scene.image.save(path)
+    return path
+
+
+def invoke(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(read, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_a_frame_prints_plate_confidence_time_and_plate_width(tmp_path: Path) -> None:
+    scene = scene_of_width(wide=True)
+    code, out, err = invoke(str(saved(scene, tmp_path / "gate.png")))
+    assert code == 0, out + err
+    name, plate, confidence, ms, wide = out.strip().split("\t")
+    assert name.endswith("gate.png") and plate == scene.text
+    assert 0 < float(confidence) <= 1 and ms.endswith(" ms")
+    assert wide.endswith(" px wide")
+    assert abs(int(wide.split()[0]) - plate_width(scene.corners)) <= 4  # detected, not true
+    assert err == ""
+
+
+def test_a_plate_too_small_for_the_camera_placement_gets_a_note(tmp_path: Path) -> None:
+    scene = scene_of_width(wide=False)
+    code, _, err = invoke(str(saved(scene, tmp_path / "far.png")))
+    assert "far.png" in err and f"wants {MIN_PLATE_WIDTH_PX} px or more" in err
+    assert "move the camera closer" in err
+    assert code in (0, 1)  # small plates are often still read; the note is about placement
+
+
+def test_json_has_the_corners_the_width_and_the_stage_times(tmp_path: Path) -> None:
+    scene = scene_of_width(wide=True)
+    crop = tmp_path / "crop.png"
+    recogniser_crop(scene.image, scene.corners).convert("RGB").resize((256, 80)).save(crop)
+    code, out, _ = invoke("--json", str(saved(scene, tmp_path / "gate.png")), str(crop))
+    assert code == 0
+    doc = json.loads(out)
+    frame, cropped = doc["reads"]
+    assert frame["plate"] == scene.text and len(frame["corners"]) == 4
+    assert abs(frame["plate_width_px"] - plate_width(scene.corners)) <= 4
+    assert set(frame["ms"]) == {"detect", "recognise", "total"}
+    assert cropped["corners"] is None and cropped["plate_width_px"] is None
+    assert cropped["ms"]["detect"] == 0
+    assert doc["runtime"] in ("ai_edge_litert", "tflite_runtime")
+
+
+def test_fuse_reads_frames_of_one_car_as_one_plate(tmp_path: Path) -> None:
+    frames = frames_of_one_car("train", SEED, 3, 3, degraded=False)
+    paths = [str(saved(f, tmp_path / f"f{k}.png")) for k, f in enumerate(frames)]
+    code, out, _ = invoke("--fuse", *paths)
+    fused = out.strip().splitlines()[-1].split("\t")
+    assert fused[0] == "fused" and fused[1] == frames[0].text and fused[3] == "3/3 frames"
+    assert code == 0
+
+
+def test_a_frame_without_a_plate_exits_1_and_says_no_valid_plate(tmp_path: Path) -> None:
+    blank = tmp_path / "empty-lane.png"
+    Image.new("RGB", (320, 240), (90, 90, 90)).save(blank)
+    code, out, err = invoke("--json", str(blank))
+    assert code == 1
+    only = json.loads(out)["reads"][0]
+    assert not only["grammar_ok"] and only["confidence"] < 0.98  # below the lane's trust
+    assert err == ""  # no placement note for a plate that is not there
+
+
+@pytest.mark.parametrize("content", [b"", b"not a picture at all"])
+def test_a_file_that_is_not_an_image_exits_2_naming_it(tmp_path: Path, content: bytes) -> None:
+    bad = tmp_path / "notes.txt"
+    bad.write_bytes(content)
+    code, out, err = invoke(str(bad))
+    assert code == 2 and "notes.txt: not an image" in out + err
