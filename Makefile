@@ -7,6 +7,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+NUMPY1_VENV := .venv-numpy1
+NUMPY1_STAMP := $(NUMPY1_VENV)/.installed-stamp
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get
 PYTEST_ARGS ?=
@@ -70,7 +72,7 @@ system-deps:
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
 	  { echo "ParkGuard needs Python 3.11 or newer (found $$($(PYTHON) --version))"; exit 1; }
 
-venv: system-deps $(STAMP)
+venv: system-deps $(STAMP) $(NUMPY1_STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -78,8 +80,17 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# The lane's other TFLite runtime: tflite-runtime 2.14 (its last release) is built for numpy 1
+# and cannot load beside the project's numpy 2, so it gets a small venv of its own with what
+# the reader imports; tests/test_reader_models.py reads the committed models with it.
+$(NUMPY1_STAMP): pyproject.toml
+	test -x $(NUMPY1_VENV)/bin/python || $(PYTHON) -m venv $(NUMPY1_VENV)
+	$(NUMPY1_VENV)/bin/python -m pip install --quiet 'numpy>=1.26,<2' 'tflite-runtime==2.14.0' \
+	  'pillow>=10.1' 'pydantic>=2.7,<3'
+	touch $(NUMPY1_STAMP)
+
 clean:
-	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(NUMPY1_VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis
 
 bench: venv
 	$(BIN)/python -m simulator.bench --plot var/bench/latency.png

@@ -1,15 +1,19 @@
 """CI floor for the committed reader models: a broken model or preprocessing fails here.
 
 Runs ``models/*.tflite`` on a small held-out sample rendered now from a fixed seed (other
-fonts, backgrounds and seeds than training) with every TFLite runtime that installs here.
-No TensorFlow. The floors sit a few points under what the committed models score on this sample
-(run 4: clean crops 40/40, clean frames 40/40, degraded frames 38/40, detection 40/40).
+fonts, backgrounds and seeds than training) with both TFLite runtimes: ``ai-edge-litert`` in
+process, ``tflite-runtime`` (numpy 1 only) in the ``.venv-numpy1`` that ``make`` builds for
+it. No TensorFlow. The floors sit a few points under what the committed models score on this
+sample (run 4, both runtimes: clean crops 40/40, clean frames 40/40, degraded frames 38/40,
+detection 40/40).
 """
 
 from __future__ import annotations
 
 import importlib.util
 import io
+import json
+import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -28,6 +32,7 @@ from simulator.plates_render.dataset import HELDOUT_SEED, frames_of_one_car, sam
 SEED = HELDOUT_SEED + 500  # not the bench's frames, not training's
 N = 40
 Samples = list[tuple[Image.Image, str, Quad]]
+NUMPY1_PYTHON = Path(__file__).resolve().parents[1] / ".venv-numpy1" / "bin" / "python"
 FLOORS = {"clean_crops": 0.82, "clean_frames": 0.80, "degraded_frames": 0.72,
           "detection": 0.95}
 
@@ -39,7 +44,8 @@ def _runtime_or_skip(runtime: Runtime) -> None:
             # measured: pip installs tflite-runtime 2.14.0 beside numpy 2, but creating an
             # Interpreter raises SystemError from CreateWrapperFromFile (built for numpy 1)
             pytest.skip("tflite-runtime 2.14 (its last release) is built for numpy 1 and "
-                        f"cannot load under numpy {np.__version__}")
+                        f"cannot load under numpy {np.__version__}; the numpy-1 venv "
+                        "test reads the same sample with it")
         if importlib.util.find_spec("tflite_runtime") is None:
             pytest.skip("tflite-runtime is not installed")
 
@@ -68,6 +74,22 @@ def jpeg_frame(image: Image.Image) -> Frame:
     buffer = io.BytesIO()
     image.save(buffer, format="JPEG", quality=90)
     return Frame(taken=datetime(2026, 1, 1, tzinfo=UTC), image=buffer.getvalue())
+
+
+def test_tflite_runtime_reads_the_sample_in_its_numpy1_venv() -> None:
+    """tflite-runtime 2.14 cannot load beside numpy 2, so the in-process variants above skip
+    it; ``make`` builds ``.venv-numpy1`` (numpy 1, the runtime, Pillow, pydantic) and the
+    same sample is read there against the same floors."""
+    if not NUMPY1_PYTHON.exists():
+        pytest.fail(f"{NUMPY1_PYTHON} is missing: run `make venv`, which builds it")
+    probe = Path(__file__).with_name("reader_runtime_probe.py")
+    result = subprocess.run([str(NUMPY1_PYTHON), str(probe), "tflite_runtime", str(SEED), str(N)],
+                            capture_output=True, text=True, timeout=600, check=False)
+    assert result.returncode == 0, result.stderr
+    scores = json.loads(result.stdout.splitlines()[-1])
+    assert scores["runtime"] == "tflite_runtime" and scores["numpy"].startswith("1.")
+    for key, floor in FLOORS.items():
+        assert scores[key] / N >= floor, f"{key}: {scores[key]}/{N}"
 
 
 def test_models_are_committed_and_small() -> None:
