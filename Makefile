@@ -124,6 +124,13 @@ models: venv
 	nice -n 19 $(BIN)/python scripts/make_reader_data.py --out var/reader-data-5 --count 24000 --shards 4 --seed 6004 --jitter 0.1
 	nice -n 19 $(BIN)/python scripts/make_reader_data.py --out var/reader-data-5 --count 24000 --shards 4 --seed 6005 --jitter 0.08 --degraded-only
 	TRAIN_THREADS=2 nice -n 19 $(BIN)/python scripts/train_reader.py recogniser --data var/reader-data-4 var/reader-data-5 --out models --minutes 38 --max-steps 100000 --lr 3e-4 --warmup 300 --resume var/reader-train-4
+	# run 5: the recogniser widened 1.5x (Net2WiderNet warm start from run 4) on 120k new crops
+	nice -n 19 $(BIN)/python scripts/make_reader_data.py --out var/reader-data-6 --count 24000 --shards 4 --seed 7001 --jitter 0.1
+	nice -n 19 $(BIN)/python scripts/make_reader_data.py --out var/reader-data-6 --count 24000 --shards 4 --seed 7002 --jitter 0.08 --degraded-only
+	nice -n 19 $(BIN)/python scripts/make_reader_data.py --out var/reader-data-6 --count 24000 --shards 4 --seed 7003 --jitter 0.12 --degraded-only
+	nice -n 19 $(BIN)/python scripts/make_reader_data.py --out var/reader-data-7 --count 24000 --shards 4 --seed 7004 --jitter 0.08
+	nice -n 19 $(BIN)/python scripts/make_reader_data.py --out var/reader-data-7 --count 24000 --shards 4 --seed 7005 --jitter 0.1 --degraded-only
+	TRAIN_THREADS=2 nice -n 19 $(BIN)/python scripts/train_reader.py recogniser --data var/reader-data-6 var/reader-data-7 --out models --minutes 95 --max-steps 100000 --lr 5e-4 --warmup 500 --width 1.5 --resume var/reader-train-5 --init-tflite models/plate_recogniser.tflite
 
 bench-reader: venv
 	$(BIN)/python -m simulator.bench_reader

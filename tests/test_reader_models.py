@@ -4,7 +4,7 @@ Runs ``models/*.tflite`` on a small held-out sample rendered now from a fixed se
 fonts, backgrounds and seeds than training) with both TFLite runtimes: ``ai-edge-litert`` in
 process, ``tflite-runtime`` (numpy 1 only) in the ``.venv-numpy1`` that ``make`` builds for
 it. No TensorFlow. The floors sit a few points under what the committed models score on this
-sample (run 4, both runtimes: clean crops 40/40, clean frames 40/40, degraded frames 38/40,
+sample (run 5, both runtimes: clean crops 40/40, clean frames 40/40, degraded frames 39/40,
 detection 40/40).
 """
 
