@@ -26,7 +26,7 @@ help:
 demo: venv
 	$(BIN)/parkguard demo
 
-test: venv lint typecheck
+test: venv $(NUMPY1_STAMP) lint typecheck
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: venv
@@ -72,7 +72,7 @@ system-deps:
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
 	  { echo "ParkGuard needs Python 3.11 or newer (found $$($(PYTHON) --version))"; exit 1; }
 
-venv: system-deps $(STAMP) $(NUMPY1_STAMP)
+venv: system-deps $(STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

@@ -81,7 +81,7 @@ def test_tflite_runtime_reads_the_sample_in_its_numpy1_venv() -> None:
     it; ``make`` builds ``.venv-numpy1`` (numpy 1, the runtime, Pillow, pydantic) and the
     same sample is read there against the same floors."""
     if not NUMPY1_PYTHON.exists():
-        pytest.fail(f"{NUMPY1_PYTHON} is missing: run `make venv`, which builds it")
+        pytest.fail(f"{NUMPY1_PYTHON} is missing: `make test` builds it")
     probe = Path(__file__).with_name("reader_runtime_probe.py")
     result = subprocess.run([str(NUMPY1_PYTHON), str(probe), "tflite_runtime", str(SEED), str(N)],
                             capture_output=True, text=True, timeout=600, check=False)
