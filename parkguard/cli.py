@@ -241,15 +241,18 @@ def lane(ctx: click.Context, config_path: Path | None, mock_pins: bool) -> None:
     if config.camera.type in ("tflite", "picamera"):  # our TFLite reader (docs/reader.md)
         from firmware.lane.reader import DEFAULT_MODELS, make_reader
 
-        reader = make_reader("tflite", models=config.camera.models or DEFAULT_MODELS)
+        reader = make_reader("tflite", models=config.camera.models or DEFAULT_MODELS,
+                             region=config.camera.plate_region)
         if config.camera.type == "picamera":
             from firmware.lane.picamera import PiCamera
 
             camera = PiCamera(clock=clock)
         else:  # rendered gate-camera frames of the plate the simulator shows
-            from simulator.plates_render import RenderingCamera
+            from simulator.plates_render import GATE_320, LANE_720, RenderingCamera
 
-            camera = RenderingCamera(clock=clock)
+            # with a plate region: the Pi camera's 1280 x 720, the plate where LANE_720 puts it
+            view = GATE_320 if config.camera.plate_region is None else LANE_720
+            camera = RenderingCamera(clock=clock, view=view)
     else:
         camera, reader = SimulatedCamera(clock=clock), GroundTruthReader()
     with LaneNode(config, clock=clock, camera=camera, reader=reader, pin_factory=factory):

@@ -9,6 +9,11 @@ prints the fused plate as well.
 The width is the installer's camera placement check (hardware/lane-commissioning.md): a
 frame whose plate is narrower than ``MIN_PLATE_WIDTH_PX`` gets a note on stderr.
 
+``--region LEFT,TOP,RIGHT,BOTTOM`` reads frames through the lane's plate region, as the lane
+does (``camera.plate_region``); a frame that is not 4:3 read without one gets a note.
+``--find-region`` searches each frame (a still of a car on the arming loop) for the plate and
+prints the region to put in the lane's config (``firmware/lane/reader/region.py``).
+
 Exit codes: 0 every image read as a valid plate; 1 some image gave no valid plate; 2 a file
 that cannot be opened or no TFLite runtime / models.
 """
@@ -24,6 +29,20 @@ import click
 from parkguard.cli_errors import UnreadableInputError
 
 
+def _region(ctx: click.Context, param: click.Parameter,
+            value: str | None) -> tuple[int, int, int, int] | None:
+    if value is None:
+        return None
+    try:
+        left, top, right, bottom = (int(v) for v in value.replace(" ", "").split(","))
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: want LEFT,TOP,RIGHT,BOTTOM in pixels, "
+                                 "e.g. 360,240,920,660") from None
+    if right <= left or bottom <= top:
+        raise click.BadParameter(f"{value!r}: RIGHT must exceed LEFT and BOTTOM exceed TOP")
+    return left, top, right, bottom
+
+
 @click.command("read")
 @click.argument("images", nargs=-1, required=True,
                 type=click.Path(exists=True, dir_okay=False, path_type=Path))
@@ -34,18 +53,29 @@ from parkguard.cli_errors import UnreadableInputError
 @click.option("--models", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Directory with reader.json and the .tflite files (default: models/).")
 @click.option("--threads", type=click.IntRange(1, 8), default=1, show_default=True)
+@click.option("--region", callback=_region, default=None, metavar="L,T,R,B",
+              help="Look for the plate in this part of each frame (the lane's "
+                   "camera.plate_region), in pixels.")
+@click.option("--find-region", is_flag=True,
+              help="Search each frame for the plate and suggest the lane's plate_region.")
 def read(images: tuple[Path, ...], as_json: bool, is_crop: bool | None, fuse: bool,
-         models: Path | None, threads: int) -> None:
+         models: Path | None, threads: int, region: tuple[int, int, int, int] | None,
+         find_region: bool) -> None:
     """Read the plate in each IMAGE (frame or crop): plate, confidence, time."""
     from PIL import Image, UnidentifiedImageError
 
     from firmware.lane.reader import DEFAULT_MODELS, TfliteReader
     from firmware.lane.reader.fusion import fuse as fuse_reads
+    from firmware.lane.reader.preprocess import RegionOutsideFrameError
     from firmware.lane.reader.reader import MIN_PLATE_WIDTH_PX
+    from firmware.lane.reader.region import NoPlateFoundError
+    from firmware.lane.reader.region import find_region as search
     from firmware.lane.reader.runtime import RuntimeMissingError
 
+    if find_region and (region is not None or is_crop):
+        raise click.UsageError("--find-region searches whole frames: drop --region / --crop")
     try:
-        reader = TfliteReader(models or DEFAULT_MODELS, threads=threads)
+        reader = TfliteReader(models or DEFAULT_MODELS, threads=threads, region=region)
     except (RuntimeMissingError, OSError, ValueError) as error:
         raise UnreadableInputError(f"cannot load the reader: {error}") from error
     results: list[dict[str, Any]] = []
@@ -56,8 +86,26 @@ def read(images: tuple[Path, ...], as_json: bool, is_crop: bool | None, fuse: bo
                 image = picture.convert("RGB")
         except (UnidentifiedImageError, OSError) as error:
             raise UnreadableInputError(f"{path}: not an image ({error})") from error
-        result = reader.read_image(image, is_crop=is_crop)
+        suggested = None
+        try:
+            if find_region:
+                found = search(reader, image)
+                suggested, result = found.region, found.read
+            else:
+                result = reader.read_image(image, is_crop=is_crop)
+        except RegionOutsideFrameError as error:
+            raise UnreadableInputError(f"{path}: {error}") from error
+        except NoPlateFoundError as error:
+            click.echo(f"{path}: {error}", err=True)
+            raise SystemExit(1) from error
         reads.append(result)
+        used_region = suggested or (region if result.corners is not None else None)
+        frame_read = result.corners is not None
+        if (frame_read and region is None and suggested is None
+                and image.width * 3 != image.height * 4):
+            click.echo(f"note: {path} is {image.width}x{image.height}, not 4:3: read it "
+                       "with the lane's --region, or find one with --find-region "
+                       "(hardware/lane-commissioning.md)", err=True)
         width = None if result.width_px is None else round(result.width_px)
         if result.grammar_ok and width is not None and width < MIN_PLATE_WIDTH_PX:
             click.echo(f"note: {path}: the plate is {width} px wide; the reader wants "
@@ -70,6 +118,7 @@ def read(images: tuple[Path, ...], as_json: bool, is_crop: bool | None, fuse: bo
             "corners": None if result.corners is None
             else [[round(x, 1), round(y, 1)] for x, y in result.corners],
             "plate_width_px": width,
+            "region": None if used_region is None else list(used_region),
             "grammar_ok": result.grammar_ok,
             "ms": {"detect": round(result.detect_ms, 2),
                    "recognise": round(result.recognise_ms, 2),
@@ -89,6 +138,9 @@ def read(images: tuple[Path, ...], as_json: bool, is_crop: bool | None, fuse: bo
             wide = "" if r["plate_width_px"] is None else f"\t{r['plate_width_px']} px wide"
             click.echo(f"{r['image']}\t{plate}\t{r['confidence']:.3f}\t"
                        f"{r['ms']['total']:.1f} ms{wide}")
+            if find_region and r["region"] is not None:
+                click.echo(f"plate region\t{', '.join(map(str, r['region']))}\t"
+                           f"(lane.toml: [camera] plate_region = {r['region']})")
         if fused is not None:
             click.echo(f"fused\t{fused.plate or '-'}\t{fused.confidence:.3f}\t"
                        f"{fused.frames_used}/{fused.frames_total} frames")

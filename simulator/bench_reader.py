@@ -15,6 +15,10 @@ Held-out frames: other fonts, backgrounds and seeds than training (see
 * whole-frame accuracy on the ``fresh`` faces (half ``--count`` clean, half degraded): Latin
   faces no training run or model decision has looked at;
 * latency per frame on 1 thread, p50 / p99; model sizes.
+* lane camera frames (``LANE_720``: 1280 x 720, plates 120-300 px wide, ``--lane-count``
+  clean and as many degraded, other seeds): read through the lane's plate region as a lane
+  reads them, with the same figures, the baseline on their crops, clean frames also read
+  without the region, and latency per frame at that size.
 
 The baseline is the PP-OCRv4 recogniser in ``rapidocr-onnxruntime`` (dev dependency, run
 through onnxruntime on 1 thread) on the same crops, in colour at its native 48 px height.
@@ -27,6 +31,7 @@ import importlib
 import json
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
@@ -38,7 +43,7 @@ from firmware.lane.reader.geometry import box_iou, plate_width, straighten
 from firmware.lane.reader.preprocess import REC_MARGIN, recogniser_crop
 from parkguard.core.plates.charset import serial_letters_to_digits, tidy
 from simulator.plates_render.dataset import HELDOUT_SEED, frames_of_one_car, sample
-from simulator.plates_render.render import DEGRADATIONS, Scene
+from simulator.plates_render.render import DEGRADATIONS, GATE_320, LANE_720, CameraView, Scene
 
 
 def edit_distance(a: str, b: str) -> int:
@@ -84,28 +89,126 @@ class Baseline:
         return serial_letters_to_digits(tidy(text))
 
 
+Widths = tuple[tuple[float, float, str], ...]
 #: plate width buckets of the breakdown, in pixels of the 320 x 240 frame
-WIDTHS: Final = ((0, 100, "plate < 100 px wide"), (100, 140, "plate 100-140 px wide"),
-                 (140, 10_000, "plate >= 140 px wide"))
+WIDTHS: Final[Widths] = ((0, 100, "plate < 100 px wide"), (100, 140, "plate 100-140 px wide"),
+                         (140, 10_000, "plate >= 140 px wide"))
+#: the same for the lane camera's 1280 x 720 frames (commissioning asks for 140 px or more)
+LANE_WIDTHS: Final[Widths] = ((0, 140, "plate < 140 px wide"),
+                              (140, 200, "plate 140-200 px wide"),
+                              (200, 10_000, "plate >= 200 px wide"))
 
 
-def breakdown(scenes: Sequence[Scene], reads: Sequence[str | None]) -> dict[str, dict[str, Any]]:
+def breakdown(scenes: Sequence[Scene], reads: Sequence[str | None],
+              widths: Widths = WIDTHS) -> dict[str, dict[str, Any]]:
     """Whole-frame accuracy per kind of trouble (a frame with two counts in both) and per
     plate width: where the reader's errors are, which the single figure hides."""
     groups: dict[str, list[bool]] = {}
     for scene, read in zip(scenes, reads, strict=True):
         width = plate_width(scene.corners)
-        keys = [*scene.degradations, *(label for lo, hi, label in WIDTHS if lo <= width < hi)]
+        keys = [*scene.degradations, *(label for lo, hi, label in widths if lo <= width < hi)]
         for key in keys:
             groups.setdefault(key, []).append(read == scene.text)
     order = [*sorted(k for k in groups if k in DEGRADATIONS),
-             *(label for _, _, label in WIDTHS if label in groups)]
+             *(label for _, _, label in widths if label in groups)]
     return {key: {"frames": len(groups[key]), "plate_e2e": sum(groups[key]) / len(groups[key])}
             for key in order}
 
 
+@dataclass
+class SetScore:
+    """One set of frames read end to end (and, for the baseline comparison, as crops)."""
+
+    figures: dict[str, Any]
+    e2e: list[str | None]
+    latency: list[float] = field(default_factory=list)
+    base_latency: list[float] = field(default_factory=list)
+    hits: int = 0
+    corner_errors: list[float] = field(default_factory=list)
+    base_figures: dict[str, float] | None = None
+
+
+def score_set(reader: TfliteReader, scenes: Sequence[Scene], *, base: Baseline | None,
+              unrefined: TfliteReader | None = None) -> SetScore:
+    """Read every frame whole (through the reader's region, if any) and from its true-corner
+    crop; the baseline reads the same crops in colour."""
+    truths = [s.text for s in scenes]
+    score = SetScore({}, [])
+    e2e_unrefined, rec_only, base_reads = [], [], []
+    for scene in scenes:
+        start = time.perf_counter()
+        read = reader.read_image(scene.image, is_crop=False)
+        score.latency.append((time.perf_counter() - start) * 1000)
+        score.e2e.append(read.plate)
+        if read.corners is not None:
+            score.hits += box_iou(read.corners, scene.corners) >= 0.5
+            score.corner_errors.append(float(np.linalg.norm(
+                np.subtract(read.corners, scene.corners), axis=1).mean()))
+        if unrefined is not None:
+            e2e_unrefined.append(unrefined.read_image(scene.image, is_crop=False).plate)
+        crop = recogniser_crop(scene.image, scene.corners)
+        rec_only.append(fuse([reader.recognise(crop)[0]]).plate)
+        if base is not None:
+            colour = straighten(scene.image, scene.corners, (160, 48), margin=REC_MARGIN)
+            start = time.perf_counter()
+            base_reads.append(base.read(colour))
+            score.base_latency.append((time.perf_counter() - start) * 1000)
+    score.figures = {"plate_e2e": plate_accuracy(score.e2e, truths),
+                     "plate_crops": plate_accuracy(rec_only, truths),
+                     "char_e2e": char_accuracy(score.e2e, truths),
+                     "char_crops": char_accuracy(rec_only, truths)}
+    if unrefined is not None:
+        score.figures["plate_e2e_unrefined"] = plate_accuracy(e2e_unrefined, truths)
+    if base is not None:
+        score.base_figures = {"plate_crops": plate_accuracy(base_reads, truths),
+                              "char_crops": char_accuracy(base_reads, truths)}
+    return score
+
+
+def fusion(reader: TfliteReader, seed: int, cars: int,
+           view: CameraView = GATE_320) -> dict[str, float]:
+    """Degraded cars, first frame alone and three frames fused (trouble kept)."""
+    fused_ok = single_ok = 0
+    for i in range(cars):
+        frames = frames_of_one_car("heldout", seed, i, 3, degraded=True, view=view)
+        result, reads = reader.read_frames([f.image for f in frames])
+        fused_ok += result.plate == frames[0].text
+        single_ok += reads[0].plate == frames[0].text
+    return {"single_frame": single_ok / max(cars, 1), "fused": fused_ok / max(cars, 1)}
+
+
+def lane_frames(models: Path, count: int, seed: int, base: Baseline | None,
+                fusion_cars: int) -> dict[str, Any]:
+    """Held-out frames at the lane camera's size (``LANE_720``: 1280 x 720, plates 120-300 px
+    wide, about where a commissioned camera puts them), read through the lane's plate region
+    as the lane reads them; clean frames also without it, to show what the region is for."""
+    region = LANE_720.region
+    reader = TfliteReader(models, threads=1, region=region)
+    whole = TfliteReader(models, threads=1)
+    report: dict[str, Any] = {"count": count, "region": list(region or ())}
+    for kind, bad in (("clean", False), ("degraded", True)):
+        scenes = [sample("heldout", seed, i + (count if bad else 0), degraded=bad,
+                         view=LANE_720) for i in range(count)]
+        score = score_set(reader, scenes, base=base)
+        report[kind] = {**score.figures, "detection_recall_iou50": score.hits / count,
+                        "latency_ms_per_frame_1_thread": {
+                            "p50": percentile(score.latency, 50),
+                            "p99": percentile(score.latency, 99)}}
+        if score.base_figures is not None:
+            report[kind]["pp_ocrv4_plate_crops"] = score.base_figures["plate_crops"]
+        if bad:
+            report["degraded_whole_frame_by"] = breakdown(scenes, score.e2e, LANE_WIDTHS)
+        else:
+            report[kind]["plate_e2e_without_region"] = plate_accuracy(
+                [whole.read_image(s.image, is_crop=False).plate for s in scenes],
+                [s.text for s in scenes])
+    report["fusion_3_frames_degraded"] = fusion(reader, seed + 1, fusion_cars, LANE_720)
+    return report
+
+
 def run(count: int, *, seed: int = HELDOUT_SEED, baseline: bool = True,
-        fusion_cars: int = 100, models: Path = DEFAULT_MODELS) -> dict[str, Any]:
+        fusion_cars: int = 100, models: Path = DEFAULT_MODELS,
+        lane_count: int | None = None) -> dict[str, Any]:
     reader = TfliteReader(models, threads=1)
     unrefined = TfliteReader(models, threads=1, refine=False) if reader.refiner else None
     sets: dict[str, list[Scene]] = {
@@ -120,45 +223,16 @@ def run(count: int, *, seed: int = HELDOUT_SEED, baseline: bool = True,
     corner_errors: list[float] = []
     base = Baseline() if baseline else None
     for kind, scenes in sets.items():
-        truths = [s.text for s in scenes]
-        e2e: list[str | None] = []
-        e2e_unrefined, rec_only, base_reads = [], [], []
-        for scene in scenes:
-            start = time.perf_counter()
-            read = reader.read_image(scene.image, is_crop=False)
-            latency.append((time.perf_counter() - start) * 1000)
-            e2e.append(read.plate)
-            if read.corners is not None:
-                hits += box_iou(read.corners, scene.corners) >= 0.5
-                corner_errors.append(float(np.linalg.norm(
-                    np.subtract(read.corners, scene.corners), axis=1).mean()))
-            if unrefined is not None:
-                e2e_unrefined.append(unrefined.read_image(scene.image, is_crop=False).plate)
-            crop = recogniser_crop(scene.image, scene.corners)
-            rec_only.append(fuse([reader.recognise(crop)[0]]).plate)
-            if base is not None:
-                colour = straighten(scene.image, scene.corners, (160, 48), margin=REC_MARGIN)
-                start = time.perf_counter()
-                text = base.read(colour)
-                base_latency.append((time.perf_counter() - start) * 1000)
-                base_reads.append(text)
-        ours[kind] = {"plate_e2e": plate_accuracy(e2e, truths),
-                      "plate_crops": plate_accuracy(rec_only, truths),
-                      "char_e2e": char_accuracy(e2e, truths),
-                      "char_crops": char_accuracy(rec_only, truths)}
-        if unrefined is not None:
-            ours[kind]["plate_e2e_unrefined"] = plate_accuracy(e2e_unrefined, truths)
+        score = score_set(reader, scenes, base=base, unrefined=unrefined)
+        ours[kind] = score.figures
+        latency += score.latency
+        base_latency += score.base_latency
+        hits += score.hits
+        corner_errors += score.corner_errors
         if kind == "degraded":
-            ours["degraded_whole_frame_by"] = breakdown(scenes, e2e)
-        if base is not None:
-            theirs[kind] = {"plate_crops": plate_accuracy(base_reads, truths),
-                            "char_crops": char_accuracy(base_reads, truths)}
-    fused_ok = single_ok = 0
-    for i in range(fusion_cars):
-        frames = frames_of_one_car("heldout", seed + 1, i, 3, degraded=True)
-        result, reads = reader.read_frames([f.image for f in frames])
-        fused_ok += result.plate == frames[0].text
-        single_ok += reads[0].plate == frames[0].text
+            ours["degraded_whole_frame_by"] = breakdown(scenes, score.e2e)
+        if score.base_figures is not None:
+            theirs[kind] = score.base_figures
     fresh: dict[str, float] = {}
     for kind, bad in (("clean", False), ("degraded", True)):
         scenes = [sample("fresh", seed + 2, i + (count if bad else 0), degraded=bad)
@@ -178,13 +252,14 @@ def run(count: int, *, seed: int = HELDOUT_SEED, baseline: bool = True,
             "detection_recall_iou50": hits / (2 * count),
             "corner_error_px": {"mean": float(np.mean(corner_errors)),
                                 "median": float(np.median(corner_errors))},
-            "fusion_3_frames_degraded": {"single_frame": single_ok / max(fusion_cars, 1),
-                                         "fused": fused_ok / max(fusion_cars, 1)},
+            "fusion_3_frames_degraded": fusion(reader, seed + 1, fusion_cars),
             "latency_ms_per_frame_1_thread": {"p50": percentile(latency, 50),
                                               "p99": percentile(latency, 99)},
             "model_bytes": sizes,
             "runtime": reader.runtime,
         },
+        "lane_frames": lane_frames(models, count if lane_count is None else lane_count,
+                                   seed + 3, base, fusion_cars),
     }
     if base is not None:
         report["pp_ocrv4_baseline"] = {
@@ -224,9 +299,9 @@ def table(report: dict[str, Any]) -> str:
         "{:.2f}")
     for key, group in ours["degraded_whole_frame_by"].items():
         row(f"  degraded, {key} ({group['frames']})", group["plate_e2e"], None)
-    fusion = ours["fusion_3_frames_degraded"]
-    row("degraded car, 1 frame (det+rec)", fusion["single_frame"], None)
-    row("degraded car, 3 frames fused (same trouble)", fusion["fused"], None)
+    fused = ours["fusion_3_frames_degraded"]
+    row("degraded car, 1 frame (det+rec)", fused["single_frame"], None)
+    row("degraded car, 3 frames fused (same trouble)", fused["fused"], None)
     blat = base["latency_ms_per_crop_1_thread"] if base else None
     row("latency p50 ms (ours: frame; base: crop)", lat["p50"], blat["p50"] if blat else None,
         "{:.2f}")
@@ -234,6 +309,23 @@ def table(report: dict[str, Any]) -> str:
     sizes = ours["model_bytes"]
     row("model size KiB", sum(sizes.values()) / 1024,
         base["model_bytes"] / 1024 if base else None, "{:.0f}")
+    lane = report["lane_frames"]
+    lines.append(f"lane camera frames: 1280x720, {lane['count']} clean + {lane['count']} "
+                 f"degraded, plate region {lane['region']}")
+    for kind in ("clean", "degraded"):
+        got = lane[kind]
+        row(f"lane {kind}, whole frame (region)", got["plate_e2e"], None)
+        row(f"lane {kind}, crops", got["plate_crops"], got.get("pp_ocrv4_plate_crops"))
+        if "plate_e2e_without_region" in got:
+            row(f"lane {kind}, whole frame without the region", got["plate_e2e_without_region"],
+                None)
+        row(f"lane {kind}, detection recall IoU>=0.5", got["detection_recall_iou50"], None)
+    for key, group in lane["degraded_whole_frame_by"].items():
+        row(f"  lane degraded, {key} ({group['frames']})", group["plate_e2e"], None)
+    row("lane degraded car, 3 frames fused", lane["fusion_3_frames_degraded"]["fused"], None)
+    lane_lat = lane["clean"]["latency_ms_per_frame_1_thread"]
+    row("lane latency p50 ms per frame", lane_lat["p50"], None, "{:.2f}")
+    row("lane latency p99 ms per frame", lane_lat["p99"], None, "{:.2f}")
     return "\n".join(lines)
 
 
@@ -241,6 +333,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--count", type=int, default=300, help="clean and degraded frames each")
+    parser.add_argument("--lane-count", type=int, default=None,
+                        help="lane-camera frames (1280x720), clean and degraded each "
+                             "(default: --count)")
     parser.add_argument("--fusion-cars", type=int, default=100)
     parser.add_argument("--no-baseline", action="store_true")
     parser.add_argument("--json", action="store_true")
@@ -248,7 +343,7 @@ def main() -> None:
                         help="a directory with the .tflite files and reader.json")
     args = parser.parse_args()
     report = run(args.count, baseline=not args.no_baseline, fusion_cars=args.fusion_cars,
-                 models=args.models)
+                 models=args.models, lane_count=args.lane_count)
     print(json.dumps(report, indent=2) if args.json else table(report))
 
 

@@ -66,20 +66,32 @@ def shared_scaled_clock(origin: datetime, scale: float, *, anchor: float | None 
 
 
 #: How simulated lanes see plates: ``ground_truth`` hands the reader the plate shown (fast,
-#: perfect); ``tflite`` renders each frame (``simulator.plates_render``) and runs the lane's
-#: real TFLite reader on the pixels, so misreads, fusion and fuzzy matching are exercised.
+#: perfect); ``tflite`` renders each frame (``simulator.plates_render``) at the Pi camera's
+#: 1280 x 720 and runs the lane's real TFLite reader on the pixels through the lane's plate
+#: region, so misreads, fusion and fuzzy matching are exercised as on a real lane.
 ReaderKind = Literal["ground_truth", "tflite"]
 
 
-def camera_and_reader(kind: ReaderKind, clock: Clock, *, seed: int = 0
+def camera_and_reader(kind: ReaderKind, clock: Clock, *, seed: int = 0,
+                      region: tuple[int, int, int, int] | None = None
                       ) -> tuple[ShowingCamera, PlateReader]:
-    """A simulated camera and the reader that goes with it."""
+    """A simulated camera and the reader that goes with it (``region``: the lane's
+    ``camera.plate_region``; with one, frames are rendered at the lane camera's size)."""
     if kind == "tflite":
         from firmware.lane.reader import TfliteReader  # loads the models: only when asked
-        from simulator.plates_render import RenderingCamera
+        from simulator.plates_render import GATE_320, LANE_720, RenderingCamera
 
-        return RenderingCamera(clock=clock, seed=seed), TfliteReader()
+        view = GATE_320 if region is None else LANE_720
+        return RenderingCamera(clock=clock, seed=seed, view=view), TfliteReader(region=region)
     return SimulatedCamera(clock=clock), GroundTruthReader()
+
+
+def _camera_settings(reader: ReaderKind) -> CameraSettings:
+    if reader == "tflite":  # a commissioned lane: the plate region of the rendered view
+        from simulator.plates_render import LANE_720
+
+        return CameraSettings(type="tflite", plate_region=LANE_720.region)
+    return CameraSettings(type="simulated")
 
 
 @dataclass
@@ -102,10 +114,10 @@ def build_lane(
                         commands=CommandSettings(
                             hmac_key=None if command_key is None else command_key.hex()),
                         journal=JournalSettings(path=journal),
-                        camera=CameraSettings(
-                            type="tflite" if reader == "tflite" else "simulated"))
+                        camera=_camera_settings(reader))
     seed = sum(lane.encode())  # each lane's camera renders its own scenes
-    camera, plate_reader = camera_and_reader(reader, clock, seed=seed)
+    camera, plate_reader = camera_and_reader(reader, clock, seed=seed,
+                                             region=config.camera.plate_region)
     node = LaneNode(config, clock=clock, camera=camera, reader=plate_reader,
                     pin_factory=factory)
     wiring = SimulatedLaneWiring(config, factory)

@@ -9,12 +9,13 @@ import types
 from typing import Any
 
 import pytest
+from PIL import Image
 
-from firmware.lane.picamera import PiCamera, load_picamera2
+from firmware.lane.picamera import CAPTURE_SIZE, PiCamera, load_picamera2
 from firmware.lane.reader import make_reader
 from parkguard.clock import ManualClock
 from parkguard.errors import ConfigError
-from simulator.plates_render import RenderingCamera
+from simulator.plates_render import GATE_320, LANE_720, RenderingCamera
 from tests.conftest import SITE_START
 
 
@@ -24,10 +25,14 @@ class FakeSensor:
     def __init__(self) -> None:
         self.calls: list[str] = []
         self.scene = RenderingCamera(clock=ManualClock(SITE_START), seed=5)
-        self.scene.show("粤B12345")
 
     def create_still_configuration(self, main: dict[str, Any]) -> dict[str, Any]:
+        """The sensor's frames from now on are the size asked for (the lane's 1280 x 720:
+        a commissioned lane's view of the car on the arming loop)."""
         self.calls.append(f"still {main['size']}")
+        view = LANE_720 if tuple(main["size"]) == LANE_720.size else GATE_320
+        self.scene = RenderingCamera(clock=ManualClock(SITE_START), seed=5, view=view)
+        self.scene.show("粤B12345")
         return {"main": main}
 
     def configure(self, config: dict[str, Any]) -> None:
@@ -67,11 +72,15 @@ def test_the_camera_is_configured_once_and_each_capture_is_a_timestamped_jpeg() 
     assert all(f.taken == SITE_START and f.truth is None for f in frames)
 
 
-def test_the_tflite_reader_reads_what_the_pi_camera_captured() -> None:
+def test_the_tflite_reader_reads_what_the_pi_camera_captured_through_the_plate_region() -> None:
     camera = PiCamera(clock=ManualClock(SITE_START), module=fake_picamera2(FakeSensor()))
-    reading = make_reader("tflite").read(camera.capture())
-    assert reading.read_ms > 0
-    assert reading.plate is None or reading.plate.startswith("粤")
+    frames = [camera.capture() for _ in range(3)]
+    with Image.open(io.BytesIO(frames[0].image or b"")) as first:
+        assert first.size == CAPTURE_SIZE == (1280, 720)
+    reader = make_reader("tflite", region=LANE_720.region)
+    readings = [reader.read(frame) for frame in frames]
+    assert all(r.read_ms > 0 for r in readings)
+    assert sum(r.plate == "粤B12345" for r in readings) >= 2, readings
 
 
 def test_without_picamera2_the_lane_says_how_to_install_it() -> None:

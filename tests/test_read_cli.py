@@ -14,7 +14,7 @@ from firmware.lane.reader.preprocess import recogniser_crop
 from firmware.lane.reader.reader import MIN_PLATE_WIDTH_PX
 from parkguard.read_cli import read
 from simulator.plates_render.dataset import frames_of_one_car, sample
-from simulator.plates_render.render import Scene
+from simulator.plates_render.render import LANE_720, Scene
 
 SEED = 424_242  # training-split frames (not the bench's held-out ones)
 
@@ -101,3 +101,67 @@ def test_a_file_that_is_not_an_image_exits_2_naming_it(tmp_path: Path, content: 
     bad.write_bytes(content)
     code, out, err = invoke(str(bad))
     assert code == 2 and "notes.txt: not an image" in out + err
+
+
+def lane_still(index: int = 0) -> Scene:
+    """A commissioning still: the Pi camera's 1280 x 720 frame of a car on the arming loop."""
+    return sample("train", SEED, index, degraded=False, view=LANE_720)
+
+
+def test_find_region_reads_a_lane_still_and_prints_the_region_for_the_config(
+        tmp_path: Path) -> None:
+    scene = lane_still()
+    code, out, err = invoke("--find-region", str(saved(scene, tmp_path / "car.jpg")))
+    assert code == 0, out + err
+    first, second = out.strip().splitlines()
+    assert first.split("\t")[1] == scene.text
+    label, numbers, hint = second.split("\t")
+    left, top, right, bottom = (int(v) for v in numbers.split(", "))
+    assert label == "plate region" and hint.startswith("(lane.toml: [camera] plate_region = [")
+    assert abs((right - left) * 3 - (bottom - top) * 4) <= 4  # 4:3, as the detector wants
+    assert all(left <= x <= right and top <= y <= bottom for x, y in scene.corners)
+    assert "not 4:3" not in err
+
+
+def test_the_suggested_region_reads_other_cars_of_the_same_lane(tmp_path: Path) -> None:
+    """What commissioning checks: the region found on one car serves the next ones."""
+    code, out, _ = invoke("--json", "--find-region", str(saved(lane_still(), tmp_path / "a.jpg")))
+    assert code == 0
+    region = json.loads(out)["reads"][0]["region"]
+    others = [lane_still(i) for i in (1, 2, 3)]
+    paths = [str(saved(s, tmp_path / f"car{i}.png")) for i, s in enumerate(others)]
+    _, out, err = invoke("--json", "--region", ",".join(map(str, region)), *paths)
+    reads = json.loads(out)["reads"]
+    assert sum(r["plate"] == s.text for r, s in zip(reads, others, strict=True)) >= 2, reads
+    assert all(r["region"] == region for r in reads)
+    assert "not 4:3" not in err
+
+
+def test_a_16_by_9_frame_read_without_a_region_gets_a_note_saying_how_to_set_one(
+        tmp_path: Path) -> None:
+    _, _, err = invoke(str(saved(lane_still(), tmp_path / "car.png")))
+    assert "car.png is 1280x720, not 4:3" in err and "--find-region" in err
+
+
+@pytest.mark.parametrize(("region", "message"), [
+    ("360,240,920", "want LEFT,TOP,RIGHT,BOTTOM"),
+    ("a,b,c,d", "want LEFT,TOP,RIGHT,BOTTOM"),
+    ("920,240,360,660", "RIGHT must exceed LEFT"),
+])
+def test_a_malformed_region_is_refused_naming_the_option(region: str, message: str,
+                                                         tmp_path: Path) -> None:
+    code, out, err = invoke("--region", region, str(saved(lane_still(), tmp_path / "c.png")))
+    assert code == 2 and "--region" in out + err and message in out + err
+
+
+def test_a_region_off_the_frame_exits_2_naming_the_frame_size(tmp_path: Path) -> None:
+    small = sample("train", SEED, 0, degraded=False)  # 320 x 240
+    code, out, err = invoke("--region", "360,240,920,660", str(saved(small, tmp_path / "s.png")))
+    assert code == 2 and "s.png" in out + err and "320x240" in out + err
+
+
+def test_find_region_on_an_empty_lane_says_no_plate_was_found(tmp_path: Path) -> None:
+    blank = tmp_path / "empty.png"
+    Image.new("RGB", (1280, 720), (90, 90, 90)).save(blank)
+    code, _, err = invoke("--find-region", str(blank))
+    assert code == 1 and "no plate found" in err and "arming loop" in err

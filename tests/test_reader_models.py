@@ -5,7 +5,8 @@ fonts, backgrounds and seeds than training) with both TFLite runtimes: ``ai-edge
 process, ``tflite-runtime`` (numpy 1 only) in the ``.venv-numpy1`` that ``make`` builds for
 it. No TensorFlow. The floors sit a few points under what the committed models score on this
 sample (run 5, both runtimes: clean crops 40/40, clean frames 40/40, degraded frames 39/40,
-detection 40/40).
+detection 40/40; lane camera frames through the plate region, ai-edge-litert: 16/16 clean,
+16/16 degraded).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from firmware.lane.reader.preprocess import recogniser_crop
 from firmware.lane.reader.reader import PlateRead
 from firmware.lane.reader.runtime import RUNTIMES, Runtime
 from simulator.plates_render.dataset import HELDOUT_SEED, frames_of_one_car, sample
+from simulator.plates_render.render import LANE_720, Scene
 
 SEED = HELDOUT_SEED + 500  # not the bench's frames, not training's
 N = 40
@@ -35,6 +37,9 @@ Samples = list[tuple[Image.Image, str, Quad]]
 NUMPY1_PYTHON = Path(__file__).resolve().parents[1] / ".venv-numpy1" / "bin" / "python"
 FLOORS = {"clean_crops": 0.82, "clean_frames": 0.80, "degraded_frames": 0.72,
           "detection": 0.95}
+#: Lane camera frames (1280 x 720, read through the plate region): fewer, they render slowly.
+LANE_N = 16
+LANE_FLOORS = {"clean": 0.85, "degraded": 0.70}
 
 
 def _runtime_or_skip(runtime: Runtime) -> None:
@@ -67,6 +72,13 @@ def clean() -> Samples:
 def degraded() -> Samples:
     scenes = [sample("heldout", SEED, N + i, degraded=True) for i in range(N)]
     return [(s.image, s.text, s.corners) for s in scenes]
+
+
+@pytest.fixture(scope="module")
+def lane_frames() -> dict[str, list[Scene]]:
+    return {kind: [sample("heldout", SEED + 3, i + (LANE_N if bad else 0), degraded=bad,
+                          view=LANE_720) for i in range(LANE_N)]
+            for kind, bad in (("clean", False), ("degraded", True))}
 
 
 def jpeg_frame(image: Image.Image) -> Frame:
@@ -118,6 +130,20 @@ def test_whole_frames_clean(reader: TfliteReader, clean: Samples) -> None:
 def test_whole_frames_degraded(reader: TfliteReader, degraded: Samples) -> None:
     ok = sum(reader.read_image(img, is_crop=False).plate == text for img, text, _ in degraded)
     assert ok / N >= FLOORS["degraded_frames"], f"{ok}/{N}"
+
+
+def test_lane_camera_frames_are_read_through_the_plate_region(
+        reader: TfliteReader, lane_frames: dict[str, list[Scene]]) -> None:
+    """1280 x 720 frames as the Pi camera takes them, read as the lane reads them: the
+    detector on the plate region, the recogniser on a crop from the full frame."""
+    lane = TfliteReader(DEFAULT_MODELS, threads=1, runtime=reader.runtime,
+                        region=LANE_720.region)
+    for kind, scenes in lane_frames.items():
+        reads = [lane.read_image(s.image, is_crop=False) for s in scenes]
+        ok = sum(r.plate == s.text for r, s in zip(reads, scenes, strict=True))
+        assert ok / LANE_N >= LANE_FLOORS[kind], f"lane {kind}: {ok}/{LANE_N}"
+        assert all(r.corners is not None and box_iou(r.corners, s.corners) >= 0.5
+                   for r, s in zip(reads, scenes, strict=True) if r.plate == s.text)
 
 
 def test_fusion_of_three_frames_is_no_worse_than_one(reader: TfliteReader) -> None:

@@ -5,12 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal, Self
 
-from pydantic import Field, model_validator
+from pydantic import Field, NonNegativeInt, model_validator
 
+from firmware.lane.picamera import CAPTURE_SIZE
 from parkguard.configfile import BrokerSettings, CommandKeyHex, SiteKeyHex, StrictModel
 from parkguard.core.plates import MatchPolicy
 
 PinName = int | str
+#: The smallest plate region (width, height): the detector's own input is 128 x 96.
+MIN_REGION = (128, 96)
 
 
 class PinMap(StrictModel):
@@ -127,6 +130,35 @@ class CameraSettings(StrictModel):
         description="a first-frame read at least this confident is used alone (the barrier "
                     "goes up sooner); below it the lane reads up to fuse_frames frames and "
                     "fuses them")
+    plate_region: tuple[NonNegativeInt, NonNegativeInt, NonNegativeInt, NonNegativeInt] | None = (
+        Field(default=None, exclude_if=lambda region: region is None,
+              description="left, top, right, bottom in pixels of the camera's frames: where the "
+                          "plate of a car stopped on the arming loop appears, about three plate "
+                          "widths wide; the reader looks for the plate there only. Required "
+                          "with the Pi camera (its 1280x720 frames are too wide for the "
+                          "detector); `parkguard read --find-region` suggests it "
+                          "(hardware/lane-commissioning.md)"))
+
+    @model_validator(mode="after")
+    def _plate_region_fits(self) -> Self:
+        region = self.plate_region
+        if region is None:
+            if self.type == "picamera":
+                raise ValueError(
+                    "plate_region is required with type = \"picamera\": take a still of a "
+                    "car on the arming loop and run `parkguard read --find-region` on it "
+                    "(hardware/lane-commissioning.md)")
+            return self
+        left, top, right, bottom = region
+        if right - left < MIN_REGION[0] or bottom - top < MIN_REGION[1]:
+            raise ValueError(
+                f"plate_region {list(region)} is (left, top, right, bottom) and must be at "
+                f"least {MIN_REGION[0]}x{MIN_REGION[1]} px")
+        if self.type == "picamera" and (right > CAPTURE_SIZE[0] or bottom > CAPTURE_SIZE[1]):
+            raise ValueError(
+                f"plate_region {list(region)} reaches past the Pi camera's "
+                f"{CAPTURE_SIZE[0]}x{CAPTURE_SIZE[1]} frames")
+        return self
 
 
 class CommandSettings(StrictModel):

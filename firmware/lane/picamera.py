@@ -11,11 +11,14 @@ import importlib
 import io
 import threading
 from types import ModuleType
-from typing import Any
+from typing import Any, Final
 
 from firmware.lane.camera import Frame
 from parkguard.clock import Clock
 from parkguard.errors import ConfigError
+
+#: The stills the lane takes (16:9): ``camera.plate_region`` is in these pixels.
+CAPTURE_SIZE: Final = (1280, 720)
 
 
 def load_picamera2() -> ModuleType:
@@ -36,7 +39,7 @@ class PiCamera:
     frame grab and a JPEG encode (tens of milliseconds), not a sensor start-up.
     """
 
-    def __init__(self, *, clock: Clock, size: tuple[int, int] = (1280, 720),
+    def __init__(self, *, clock: Clock, size: tuple[int, int] = CAPTURE_SIZE,
                  module: ModuleType | None = None) -> None:
         picamera2 = module or load_picamera2()
         self._clock = clock

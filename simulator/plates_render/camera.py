@@ -3,6 +3,8 @@ real TFLite reader on pixels instead of reading a canned string.
 
 Drop-in for :class:`simulator.camera.SimulatedCamera` (same ``show``/``capture``); frames
 carry JPEG bytes in ``Frame.image`` and the shown plate in ``Frame.truth`` (for scoring).
+Frames are 320 × 240 (:data:`~.render.GATE_320`) unless a ``view`` is given, e.g.
+:data:`~.render.LANE_720` for the lane camera's 1280 × 720 with a plate region.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import numpy as np
 from firmware.lane.camera import Frame
 from parkguard.clock import Clock
 from parkguard.core.plates import PlateError, parse_plate
-from simulator.plates_render.render import Scene, Split, render_scene
+from simulator.plates_render.render import GATE_320, CameraView, Scene, Split, render_scene
 
 
 class RenderingCamera:
@@ -25,11 +27,14 @@ class RenderingCamera:
     Captures between one ``show`` and the next are frames of one car: the same painted plate
     under the same conditions, placed afresh. ``degraded_every`` > 0 makes every n-th car's first
     capture (by capture count) a degraded one (night, rain, dirt ...), and the car stays so.
+    ``view``: the frame size and where the plate lands (see :class:`~.render.CameraView`).
     """
 
     def __init__(self, *, clock: Clock, seed: int = 0, split: Split = "heldout",
-                 degraded_every: int = 0, jpeg_quality: int = 90) -> None:
+                 degraded_every: int = 0, jpeg_quality: int = 90,
+                 view: CameraView = GATE_320) -> None:
         self._clock = clock
+        self._view = view
         self._seed = seed
         self._split: Split = split
         self._degraded_every = degraded_every
@@ -60,7 +65,7 @@ class RenderingCamera:
         rng = np.random.default_rng([self._seed, index])
         degraded = self._degraded_every > 0 and index % self._degraded_every == 0
         scene = render_scene(parsed.text, parsed.series, rng, split=self._split,
-                             degraded=degraded, same_car_as=car)
+                             degraded=degraded, same_car_as=car, view=self._view)
         with self._lock:
             if self._arrivals == arrival and self._car is None:  # no new car meanwhile
                 self._car = scene

@@ -5,6 +5,10 @@
   Mono), other background generators, other seeds; ``clean`` and ``degraded`` variants.
 * ``fresh`` — the held-out split with Latin faces no decision has looked at (Inconsolata,
   Anonymous Pro Bold, Roboto Condensed Bold, Noto Sans Mono Bold).
+
+Every split renders in the legacy 320 × 240 view (:data:`~.render.GATE_320`) unless a
+``view`` is passed: :data:`~.render.LANE_720` draws the same plates at the lane camera's
+1280 × 720 (other frames, the same text and series, since the plate is drawn first).
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from firmware.lane.reader.preprocess import (
     detector_tensor,
     recogniser_crop,
 )
-from simulator.plates_render.render import SCENE_SIZE, Scene, Split, render_scene
+from simulator.plates_render.render import GATE_320, CameraView, Scene, Split, render_scene
 from simulator.plates_render.texts import random_plate
 
 #: Default seeds: training and held-out never share one.
@@ -32,12 +36,13 @@ TRAIN_SEED: Final = 20261130
 HELDOUT_SEED: Final = 77_000_001
 
 
-def sample(split: Split, seed: int, index: int, *, degraded: bool | None = None) -> Scene:
-    """Scene ``index`` of a split; ``degraded`` None: every other frame degraded."""
+def sample(split: Split, seed: int, index: int, *, degraded: bool | None = None,
+           view: CameraView = GATE_320) -> Scene:
+    """Scene ``index`` of a split in ``view``; ``degraded`` None: every other frame degraded."""
     rng = np.random.default_rng([seed, index, {"train": 0, "heldout": 1, "fresh": 2}[split]])
     series, text = random_plate(rng)
     bad = bool(index % 2) if degraded is None else degraded
-    return render_scene(text, series, rng, split=split, degraded=bad)
+    return render_scene(text, series, rng, split=split, degraded=bad, view=view)
 
 
 def jitter(quad: Quad, rng: np.random.Generator, amount: float) -> Quad:
@@ -74,7 +79,7 @@ def arrays(split: Split, seed: int, start: int, count: int, *, degraded: bool | 
         quad = jitter(scene.corners, rng, corner_jitter) if corner_jitter else scene.corners
         crops[k] = np.asarray(recogniser_crop(scene.image, quad))
         frames[k] = (detector_tensor(scene.image)[0, :, :, 0] * 255).round().astype(np.uint8)
-        corners[k] = corners_to_target(scene.corners, SCENE_SIZE)
+        corners[k] = corners_to_target(scene.corners, scene.image.size)
         bad[k] = bool(scene.degradations)
         texts.append(scene.text)
     return Arrays(crops, texts, frames, corners, bad)
@@ -86,14 +91,14 @@ def crop_image(scene: Scene) -> Image.Image:
 
 
 def frames_of_one_car(split: Split, seed: int, index: int, count: int, *,
-                      degraded: bool = True) -> list[Scene]:
+                      degraded: bool = True, view: CameraView = GATE_320) -> list[Scene]:
     """``count`` frames of one car as it arrives: the first is ``sample(split, seed, index)``,
     the others show the same painted plate under the same conditions (night stays night),
-    placed and exposed afresh (see ``render_scene(same_car_as=...)``)."""
-    first = sample(split, seed, index, degraded=degraded)
+    placed and exposed afresh (see ``render_scene(same_car_as=...)``), all in ``view``."""
+    first = sample(split, seed, index, degraded=degraded, view=view)
     scenes = [first]
     for k in range(1, count):
         rng = np.random.default_rng([seed, index, 3, k])
         scenes.append(render_scene(first.text, first.series, rng, split=split,
-                                   same_car_as=first))
+                                   same_car_as=first, view=view))
     return scenes

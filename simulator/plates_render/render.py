@@ -3,6 +3,9 @@
 A plate is drawn at 1 px per mm (440 × 140, new-energy 480 × 140), character boxes 45 × 90
 with the gap after the issuing authority, in its series' colours; then warped into a frame
 with perspective and whatever the camera suffers (blur, dirt, occlusion, night, glare, rain).
+A :class:`CameraView` sets the frame: :data:`GATE_320` (320 × 240, the plate anywhere; what
+every data set so far was drawn in, bit for bit) or :data:`LANE_720` (the lane camera's
+1280 × 720, the plate inside the plate region an installer would set).
 
 Fonts come from Debian packages: ``fonts-wqy-microhei`` (Chinese), ``fonts-dejavu-core``,
 ``fonts-dejavu-extra`` (the Condensed faces) and ``fonts-liberation`` (letters and digits);
@@ -206,7 +209,64 @@ def render_plate(text: str, series: PlateSeries, rng: Rng, split: Split = "train
 
 # Scenes ----------------------------------------------------------------------------------
 
-SCENE_SIZE: Final = (320, 240)
+#: The legacy view's frame and mean plate width: the sizes the scene's pixel constants were
+#: tuned at, so other views scale them from these.
+_LEGACY_SIZE: Final = (320, 240)
+_LEGACY_PLATE_WIDTH: Final = 120.0
+
+
+@dataclass(frozen=True, slots=True)
+class CameraView:
+    """What a gate camera sees: the frame size and where in it, how large, the plate lands.
+
+    The reader was trained and benched on 320 × 240 frames with the plate anywhere in them
+    (:data:`GATE_320`), but the real lane camera captures 1280 × 720 and the reader crops the
+    lane's plate region out of that before detecting. To test and bench that path the renderer
+    draws scenes at the real capture size (:data:`LANE_720`), with everything drawn in pixels
+    (the car, blur, glare, rain) scaled so a frame looks like the legacy one, only larger.
+    """
+
+    #: frame (width, height) in pixels
+    size: tuple[int, int]
+    #: the range the plate's width in pixels is drawn from (uniformly)
+    plate_width: tuple[float, float]
+    #: (x0, y0, x1, y1) in frame pixels the plate's centre is drawn from (uniformly); None:
+    #: anywhere with the whole plate at least 8 px inside the frame
+    plate_zone: tuple[float, float, float, float] | None = None
+    #: (x0, y0, x1, y1): where an installer would set the lane's plate region for this view
+    #: (the reader crops it before detection); every plate corner lies inside it
+    region: tuple[int, int, int, int] | None = None
+
+    @property
+    def effect_scale(self) -> float:
+        """How much larger than in the legacy view camera effects are drawn, in pixels: the
+        mean plate width over the legacy one (blur sigma, glare, rain streaks)."""
+        return (self.plate_width[0] + self.plate_width[1]) / 2 / _LEGACY_PLATE_WIDTH
+
+    @property
+    def background_scale(self) -> tuple[float, float]:
+        """(x, y) scale of the background's pixel sizes (car body, lights, stripes) against the
+        legacy 320 × 240 frame."""
+        return self.size[0] / _LEGACY_SIZE[0], self.size[1] / _LEGACY_SIZE[1]
+
+    @property
+    def area_scale(self) -> float:
+        """The frame's area over the legacy frame's (rain streaks keep their density)."""
+        return self.size[0] * self.size[1] / (_LEGACY_SIZE[0] * _LEGACY_SIZE[1])
+
+
+#: The legacy view and the default everywhere: every data set, model and bench figure so far
+#: was made with it, so its frames must stay bit-identical (tests pin their hashes).
+GATE_320: Final = CameraView((320, 240), (70, 170), None, None)
+#: A commissioned lane at the real capture size: the car stopped on the arming loop, the plate
+#: low in the middle of the frame, the plate region 560 × 420 (4:3) around it. The plate's
+#: centre zone is 550–730 across (not 530–750): with a 300 px plate at the worst rotation,
+#: yaw and pitch of :func:`_place` a corner reaches 187 px from the centre across and 90 px
+#: up or down, and every corner must stay inside the region.
+LANE_720: Final = CameraView((1280, 720), (120, 300), plate_zone=(550, 380, 730, 520),
+                             region=(360, 240, 920, 660))
+#: The legacy frame size (kept for existing callers; a scene's own size is ``image.size``).
+SCENE_SIZE: Final = GATE_320.size
 DEGRADATIONS: Final = ("blur", "dirt", "occlusion", "night", "glare", "rain")
 
 
@@ -221,11 +281,15 @@ class Scene:
     degradations: tuple[str, ...]
     #: the flat plate as painted, dirt and occlusion included (reused for the car's next frame)
     plate: Image.Image
+    #: the camera view the frame was drawn with (the car's later frames keep it)
+    view: CameraView = GATE_320
 
 
-def _scene_background(rng: Rng, split: Split) -> Image.Image:
-    """Concrete floor, a car body in some paint, a bumper; other generators for held-out."""
-    w, h = SCENE_SIZE
+def _scene_background(rng: Rng, split: Split, view: CameraView) -> Image.Image:
+    """Concrete floor, a car body in some paint, a bumper; other generators for held-out.
+    Pixel sizes are the legacy frame's, scaled by the view's background scale."""
+    w, h = view.size
+    sx, sy = view.background_scale
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     if split == "train":
         base = rng.uniform(60, 160)
@@ -233,7 +297,7 @@ def _scene_background(rng: Rng, split: Split) -> Image.Image:
                + 6 * rng.standard_normal((h, w), dtype=np.float32))
     else:  # stripes and blotches: a floor and walls the model has not seen
         base = rng.uniform(40, 180)
-        img = (base + 25 * np.sin(xx / rng.uniform(6, 30) + rng.uniform(0, 6))
+        img = (base + 25 * np.sin(xx / (rng.uniform(6, 30) * sx) + rng.uniform(0, 6))
                + 10 * rng.standard_normal((h, w), dtype=np.float32))
     rgb = np.repeat(img[:, :, None], 3, axis=2)
     tint = rng.uniform(0.85, 1.15, 3)
@@ -241,27 +305,40 @@ def _scene_background(rng: Rng, split: Split) -> Image.Image:
     scene = Image.fromarray(rgb, "RGB")
     draw = ImageDraw.Draw(scene)
     paint = tuple(int(c) for c in rng.integers(0, 256, 3))
-    x0, x1 = int(rng.integers(-40, 60)), int(rng.integers(260, 360))
-    y0, y1 = int(rng.integers(20, 90)), int(rng.integers(200, 260))
+    x0, x1 = int(rng.integers(_px(-40, sx), _px(60, sx))), int(rng.integers(_px(260, sx),
+                                                                           _px(360, sx)))
+    y0, y1 = int(rng.integers(_px(20, sy), _px(90, sy))), int(rng.integers(_px(200, sy),
+                                                                          _px(260, sy)))
     if split == "train":
-        draw.rounded_rectangle((x0, y0, x1, y1), radius=30, fill=paint)
+        draw.rounded_rectangle((x0, y0, x1, y1), radius=_px(30, min(sx, sy)), fill=paint)
     else:
-        draw.polygon([(x0, y1), (x0 + 30, y0), (x1 - 30, y0), (x1, y1)], fill=paint)
+        draw.polygon([(x0, y1), (x0 + _px(30, sx), y0), (x1 - _px(30, sx), y0), (x1, y1)],
+                     fill=paint)
     for _ in range(int(rng.integers(1, 4))):  # lights, grille bars, a bumper line
         c = int(rng.integers(0, 256))
         bx, by = int(rng.integers(0, w)), int(rng.integers(0, h))
-        draw.rectangle((bx, by, bx + int(rng.integers(10, 80)), by + int(rng.integers(3, 20))),
-                       fill=(c, c, c))
+        draw.rectangle((bx, by, bx + int(rng.integers(_px(10, sx), _px(80, sx))),
+                        by + int(rng.integers(_px(3, sy), _px(20, sy)))), fill=(c, c, c))
     return scene
 
 
-def _place(rng: Rng, plate_size: tuple[int, int]) -> Quad:
-    """Where the plate's corners land: a plate 70–170 px wide, seen a little from the side."""
-    w, h = SCENE_SIZE
-    pw = float(rng.uniform(70, 170))
+def _px(legacy: int, scale: float) -> int:
+    """A legacy pixel size in the view's pixels (exactly ``legacy`` at scale 1)."""
+    return round(legacy * scale)
+
+
+def _place(rng: Rng, plate_size: tuple[int, int], view: CameraView) -> Quad:
+    """Where the plate's corners land: a plate ``view.plate_width`` px wide (legacy 70–170),
+    its centre in ``view.plate_zone``, seen a little from the side."""
+    w, h = view.size
+    pw = float(rng.uniform(*view.plate_width))
     ph = pw * plate_size[1] / plate_size[0] * float(rng.uniform(0.85, 1.15))
-    cx = float(rng.uniform(pw / 2 + 8, w - pw / 2 - 8))
-    cy = float(rng.uniform(ph / 2 + 8, h - ph / 2 - 8))
+    if view.plate_zone is None:
+        cx = float(rng.uniform(pw / 2 + 8, w - pw / 2 - 8))
+        cy = float(rng.uniform(ph / 2 + 8, h - ph / 2 - 8))
+    else:
+        zx0, zy0, zx1, zy1 = view.plate_zone
+        cx, cy = float(rng.uniform(zx0, zx1)), float(rng.uniform(zy0, zy1))
     angle = float(rng.uniform(-0.12, 0.12))
     ca, sa = np.cos(angle), np.sin(angle)
     yaw = float(rng.uniform(-0.12, 0.12)) * ph  # one side taller than the other
@@ -300,17 +377,25 @@ def _occlude(plate: Image.Image, rng: Rng) -> Image.Image:
 
 
 def render_scene(text: str, series: PlateSeries, rng: Rng, *, split: Split = "train",
-                 degraded: bool = False, same_car_as: Scene | None = None) -> Scene:
+                 degraded: bool = False, same_car_as: Scene | None = None,
+                 view: CameraView = GATE_320) -> Scene:
     """A frame with the plate ``text`` placed in it; ``degraded`` applies 1–3 of
     :data:`DEGRADATIONS` (clean frames still get mild blur, noise and exposure changes).
+    ``view``: the frame's size and where the plate lands (:data:`GATE_320`, the legacy one,
+    or :data:`LANE_720`, the real capture size).
 
     ``same_car_as``: a later frame of that scene's car. What belongs to the car and the hour
     stays (the painted plate with its face, dirt and occlusion; the night, the rain, the
     glare; a blurry car stays blurry); placement, surroundings, blur strength and sensor
     noise are drawn afresh. Without it every frame would be a new draw of trouble, and fusing
-    three of them would be easier than a real car at night is.
+    three of them would be easier than a real car at night is. The car keeps its view too:
+    ``view`` must be ``same_car_as.view`` (ValueError otherwise; a camera does not change its
+    frame while a car waits, so a mismatch is a caller's mistake).
     """
     if same_car_as is not None:
+        if view != same_car_as.view:
+            raise ValueError(f"a later frame of a car keeps its view {same_car_as.view}, "
+                             f"not {view}")
         chosen, plate = same_car_as.degradations, same_car_as.plate
     else:
         chosen = ()
@@ -323,41 +408,50 @@ def render_scene(text: str, series: PlateSeries, rng: Rng, *, split: Split = "tr
             plate = _dirt(plate, rng)
         if "occlusion" in chosen:
             plate = _occlude(plate, rng)
-    corners = _place(rng, plate.size)
-    scene = _scene_background(rng, split)
+    corners = _place(rng, plate.size, view)
+    scene = _scene_background(rng, split, view)
     pw, ph = plate.size
     flat: Quad = ((0.0, 0.0), (float(pw), 0.0), (float(pw), float(ph)), (0.0, float(ph)))
     coeffs = perspective_coeffs(flat, corners)
-    warped = plate.transform(SCENE_SIZE, Image.Transform.PERSPECTIVE, coeffs,
+    warped = plate.transform(view.size, Image.Transform.PERSPECTIVE, coeffs,
                              Image.Resampling.BILINEAR)
     mask = Image.new("L", plate.size, 255).transform(
-        SCENE_SIZE, Image.Transform.PERSPECTIVE, coeffs, Image.Resampling.BILINEAR)
+        view.size, Image.Transform.PERSPECTIVE, coeffs, Image.Resampling.BILINEAR)
     scene.paste(warped, (0, 0), mask)
-    scene = _camera(scene, rng, chosen, corners)
-    return Scene(scene, corners, text, series, chosen, plate)
+    scene = _camera(scene, rng, chosen, corners, view)
+    return Scene(scene, corners, text, series, chosen, plate, view)
 
 
-def _camera(scene: Image.Image, rng: Rng, chosen: tuple[str, ...], corners: Quad) -> Image.Image:
-    w, h = SCENE_SIZE
-    blur = float(rng.uniform(1.0, 2.0)) if "blur" in chosen else float(rng.uniform(0.0, 0.6))
+def _camera(scene: Image.Image, rng: Rng, chosen: tuple[str, ...], corners: Quad,
+            view: CameraView) -> Image.Image:
+    """What the camera does to the frame. Sizes in pixels (blur sigma, glare, rain streaks)
+    scale with the view's effect scale; per-pixel noise, gain and offset do not. At scale 1
+    (:data:`GATE_320`) the draws and the arithmetic are the legacy ones, bit for bit."""
+    w, h = view.size
+    k = view.effect_scale
+    blur = (float(rng.uniform(1.0, 2.0)) if "blur" in chosen
+            else float(rng.uniform(0.0, 0.6))) * k
     if blur > 0.1:
         scene = scene.filter(ImageFilter.GaussianBlur(blur))
     px: NDArray[np.float32] = np.asarray(scene, dtype=np.float32)
     if "glare" in chosen:
-        cx = float(np.mean([p[0] for p in corners]) + rng.uniform(-50, 50))
-        cy = float(np.mean([p[1] for p in corners]) + rng.uniform(-25, 25))
+        cx = float(np.mean([p[0] for p in corners]) + rng.uniform(-50, 50) * k)
+        cy = float(np.mean([p[1] for p in corners]) + rng.uniform(-25, 25) * k)
         yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-        r = float(rng.uniform(15, 45))
+        r = float(rng.uniform(15, 45)) * k
         spot = np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * r * r)).astype(np.float32)
         px = px + np.float32(rng.uniform(100, 170)) * spot[:, :, None]
     if "rain" in chosen:
-        streaks = Image.new("L", SCENE_SIZE, 0)
+        streaks = Image.new("L", view.size, 0)
         draw = ImageDraw.Draw(streaks)
-        slant = float(rng.uniform(-4, 4))
-        for _ in range(int(rng.integers(60, 160))):
+        slant = float(rng.uniform(-4, 4)) * k  # the streaks' sideways drift: their angle stays
+        width = max(1, round(k))
+        count = round(int(rng.integers(60, 160)) * view.area_scale)  # the same density
+        for _ in range(count):
             x, y = float(rng.uniform(0, w)), float(rng.uniform(0, h))
-            length = float(rng.uniform(6, 16))
-            draw.line((x, y, x + slant, y + length), fill=int(rng.integers(60, 140)), width=1)
+            length = float(rng.uniform(6, 16)) * k
+            draw.line((x, y, x + slant, y + length), fill=int(rng.integers(60, 140)),
+                      width=width)
         px = px + np.asarray(streaks, dtype=np.float32)[:, :, None] * np.float32(0.6)
     gain = float(rng.uniform(0.25, 0.45)) if "night" in chosen else float(rng.uniform(0.8, 1.2))
     noise = float(rng.uniform(8, 14)) if "night" in chosen else float(rng.uniform(0, 4))

@@ -11,14 +11,17 @@ from pathlib import Path
 
 from firmware.lane.camera import PlateReader
 from firmware.lane.reader.fusion import FusedPlate, fuse
+from firmware.lane.reader.preprocess import Box
 from firmware.lane.reader.reader import DEFAULT_MODELS, PlateRead, TfliteReader, fused_reading
 
 
-def make_reader(kind: str, *, models: Path = DEFAULT_MODELS, threads: int = 1) -> PlateReader:
+def make_reader(kind: str, *, models: Path = DEFAULT_MODELS, threads: int = 1,
+                region: Box | None = None) -> PlateReader:
     """The reader a lane config's ``camera.type`` asks for: ``tflite`` (the real reader on
-    rendered or real frames) or ``simulated``/``ground_truth`` (the simulator's oracle)."""
+    rendered or real frames, looking in the lane's ``plate_region``) or
+    ``simulated``/``ground_truth`` (the simulator's oracle)."""
     if kind == "tflite":
-        return TfliteReader(models, threads=threads)
+        return TfliteReader(models, threads=threads, region=region)
     if kind in ("simulated", "ground_truth"):
         from simulator.camera import GroundTruthReader
 

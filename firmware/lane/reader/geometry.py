@@ -59,14 +59,40 @@ def expand(quad: Quad, margin_x: float, margin_y: float) -> Quad:
 
 def straighten(image: Image.Image, quad: Quad, size: tuple[int, int], *,
                margin: tuple[float, float] = (0.0, 0.0)) -> Image.Image:
-    """The plate inside ``quad`` warped flat into an image of ``size`` (width, height)."""
+    """The plate inside ``quad`` warped flat into an image of ``size`` (width, height).
+
+    A perspective warp samples the source at one point per output pixel, so a plate two or
+    more times wider than ``size`` (a close camera at 1280 × 720) would come out aliased,
+    strokes broken into stairs. Such a plate is first box-averaged down by the whole factor
+    (:func:`_shrunk`); the warp then shrinks it by less than 2, as it always did for the
+    320 × 240 frames the models were trained on (those crops are unchanged).
+    """
     width, height = size
     src = expand(quad, *margin)
+    image, src = _shrunk(image, src, width)
     dst: Quad = ((0.0, 0.0), (float(width), 0.0), (float(width), float(height)),
                  (0.0, float(height)))
     coeffs = perspective_coeffs(src, dst)
     return image.transform(size, Image.Transform.PERSPECTIVE, coeffs,
                            Image.Resampling.BILINEAR)
+
+
+def _shrunk(image: Image.Image, src: Quad, width: int) -> tuple[Image.Image, Quad]:
+    """The part of ``image`` around ``src`` reduced by the whole factor that brings the
+    quad's width to less than twice ``width``, and the quad in it (unchanged below 2×)."""
+    factor = int(plate_width(src) / width)
+    if factor < 2:
+        return image, src
+    x0, y0, x1, y1 = box_of(src)
+    left = max(math.floor(x0) - factor, 0)
+    top = max(math.floor(y0) - factor, 0)
+    right = min(math.ceil(x1) + factor, image.width)
+    bottom = min(math.ceil(y1) + factor, image.height)
+    if right - left < factor or bottom - top < factor:  # the quad is off the image
+        return image, src
+    small = image.crop((left, top, right, bottom)).reduce(factor)
+    moved = as_quad([((x - left) / factor, (y - top) / factor) for x, y in src])
+    return small, moved
 
 
 def box_of(quad: Quad) -> tuple[float, float, float, float]:

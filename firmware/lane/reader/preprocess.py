@@ -19,8 +19,49 @@ REC_SIZE: Final = (128, 40)
 #: How much room around the detected corners the crop keeps (fraction of width, height),
 #: so a detector a few pixels off does not cut a character.
 REC_MARGIN: Final = (0.04, 0.10)
-#: Detector input, (width, height): the whole frame, grey, squashed to this.
+#: Detector input, (width, height): the detector's view of the frame (4:3), grey, resized.
 DET_SIZE: Final = (128, 96)
+
+#: A box in a frame, (left, top, right, bottom) in pixels: a lane's plate region, or the
+#: part of the frame the detector looks at.
+Box = tuple[int, int, int, int]
+
+
+class RegionOutsideFrameError(ValueError):
+    """The lane's plate region does not lie on the camera's frames (wrong numbers, or a
+    camera of another size)."""
+
+
+def detector_view(size: tuple[int, int], region: Box | None = None) -> Box:
+    """The 4:3 part of a frame of ``size`` the detector looks at.
+
+    The detector learnt on 4:3 frames (320 × 240 scenes) whose plate is a fifth to a half of
+    the frame's width. A lane camera's frame is 16:9 (1280 × 720) and a well-placed plate a
+    tenth of its width or less: squashed whole into the detector's input the plate would be
+    a dozen pixels wide, and narrowed by a quarter. So a lane names its plate region
+    (``camera.plate_region``, found with ``parkguard read --find-region``), and the view is
+    that region, or the whole frame when there is none, grown to 4:3 about its centre. The
+    part of the view beyond the frame reads as black. A 4:3 frame without a region is its
+    own view, as in training.
+    """
+    width, height = size
+    left, top, right, bottom = region if region is not None else (0, 0, width, height)
+    if right <= left or bottom <= top:
+        raise RegionOutsideFrameError(f"plate region {region} is empty: it is "
+                                      "(left, top, right, bottom) in pixels")
+    overlap_w = min(right, width) - max(left, 0)
+    overlap_h = min(bottom, height) - max(top, 0)
+    if overlap_w * overlap_h * 2 < (right - left) * (bottom - top):
+        raise RegionOutsideFrameError(
+            f"plate region {region} lies mostly outside the camera's {width}x{height} "
+            "frames: set camera.plate_region for this camera (parkguard read --find-region)")
+    cx, cy = (left + right) / 2, (top + bottom) / 2
+    w, h = float(right - left), float(bottom - top)
+    if w * 3 > h * 4:
+        h = w * 3 / 4
+    else:
+        w = h * 4 / 3
+    return (round(cx - w / 2), round(cy - h / 2), round(cx + w / 2), round(cy + h / 2))
 
 
 def recogniser_crop(image: Image.Image, quad: Quad,

@@ -22,10 +22,12 @@ from firmware.lane.camera import Frame, PlateReading
 from firmware.lane.reader.alphabet import ALPHABET, NUM_CLASSES
 from firmware.lane.reader.decode import CharRead, greedy
 from firmware.lane.reader.fusion import FusedPlate, fuse
-from firmware.lane.reader.geometry import Quad, box_of, plate_width
+from firmware.lane.reader.geometry import Quad, as_quad, box_of, plate_width
 from firmware.lane.reader.preprocess import (
+    Box,
     corners_from_output,
     detector_tensor,
+    detector_view,
     recogniser_crop,
     recogniser_tensor,
 )
@@ -86,14 +88,21 @@ class PlateRead:
 
 class TfliteReader:
     """Detector (+ corner refiner, when ``reader.json`` names one and ``refine`` is on) +
-    recogniser on ``threads`` CPU threads (1 on a Pi lane: the rest is the lane's own work)."""
+    recogniser on ``threads`` CPU threads (1 on a Pi lane: the rest is the lane's own work).
+
+    ``region``: the lane's plate region in the camera's frames (``camera.plate_region``),
+    where the detector looks (see :func:`~firmware.lane.reader.preprocess.detector_view`);
+    the crop the recogniser reads still comes from the whole frame at full resolution.
+    """
 
     name = "tflite"
 
     def __init__(self, models: Path = DEFAULT_MODELS, *, threads: int = 1,
                  runtime: Runtime | None = None, refine: bool = True,
-                 margins: Sequence[tuple[float, float]] = CROP_MARGINS) -> None:
+                 margins: Sequence[tuple[float, float]] = CROP_MARGINS,
+                 region: Box | None = None) -> None:
         self.margins = tuple(margins)
+        self.region = region
         meta = json.loads((models / "reader.json").read_text(encoding="utf-8"))
         rec, det = meta["recogniser"], meta["detector"]
         if rec["alphabet"] != ALPHABET:
@@ -112,11 +121,16 @@ class TfliteReader:
                 f"recogniser has {self.recogniser.output_shape[-1]} classes, "
                 f"code expects {NUM_CLASSES}")
 
-    def detect(self, image: Image.Image) -> tuple[Quad, float]:
+    def detect(self, image: Image.Image, region: Box | None = None) -> tuple[Quad, float]:
         """The plate's corners in ``image`` and the milliseconds it took: the detector's on
-        the whole frame, then (with a refiner) made exact on a close-up (``refine.py``)."""
+        its view of the frame (``region``, default the reader's; see ``detector_view``),
+        then (with a refiner) made exact on a close-up of the frame (``refine.py``)."""
         start = time.perf_counter()
-        quad = corners_from_output(self.detector(detector_tensor(image))[0], image.size)
+        view = detector_view(image.size, self.region if region is None else region)
+        left, top = view[0], view[1]
+        part = image if view == (0, 0, *image.size) else image.crop(view)
+        found = corners_from_output(self.detector(detector_tensor(part))[0], part.size)
+        quad = as_quad([(x + left, y + top) for x, y in found])
         if self.refiner is not None:
             close_up = window_tensor(window(image, quad))
             quad = corners_from_window(self.refiner(close_up)[0], quad)
@@ -128,9 +142,11 @@ class TfliteReader:
         probs = self.recogniser(recogniser_tensor(crop))[0]
         return greedy(probs), (time.perf_counter() - start) * 1000
 
-    def read_image(self, image: Image.Image, *, is_crop: bool | None = None) -> PlateRead:
+    def read_image(self, image: Image.Image, *, is_crop: bool | None = None,
+                   region: Box | None = None) -> PlateRead:
         """Read one picture: a whole frame (detect, straighten, recognise) or a plate crop
-        (``is_crop`` None: decided from the aspect ratio)."""
+        (``is_crop`` None: decided from the aspect ratio). ``region``: where in the frame to
+        look, instead of the reader's."""
         if is_crop is None:
             is_crop = image.width / max(image.height, 1) > CROP_ASPECT
         corners: Quad | None = None
@@ -138,7 +154,7 @@ class TfliteReader:
         if is_crop:
             crops = [image]
         else:
-            corners, detect_ms = self.detect(image)
+            corners, detect_ms = self.detect(image, region)
             start = time.perf_counter()
             crops = [recogniser_crop(image, corners, margin) for margin in self.margins]
             detect_ms += (time.perf_counter() - start) * 1000
