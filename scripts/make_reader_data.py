@@ -16,12 +16,15 @@ import numpy as np
 
 from firmware.lane.reader.alphabet import ALPHABET, encode
 from simulator.plates_render.dataset import TRAIN_SEED, arrays
+from simulator.plates_render.render import GATE_320, LANE_720, CameraView
+
+VIEWS: dict[str, CameraView] = {"gate": GATE_320, "lane": LANE_720}
 
 
-def _shard(job: tuple[Path, int, int, int, float, bool]) -> Path:
-    out, seed, start, count, jitter, degraded_only = job
+def _shard(job: tuple[Path, int, int, int, float, bool, str]) -> Path:
+    out, seed, start, count, jitter, degraded_only, view = job
     data = arrays("train", seed, start, count, corner_jitter=jitter,
-                  degraded=True if degraded_only else None)
+                  degraded=True if degraded_only else None, view=VIEWS[view])
     labels = np.zeros((count, 8), dtype=np.int32)
     lengths = np.zeros(count, dtype=np.int32)
     for k, text in enumerate(data.texts):
@@ -44,10 +47,13 @@ def main() -> None:
                         help="corner error of the crops, as a fraction of the plate height")
     parser.add_argument("--degraded-only", action="store_true",
                         help="every frame degraded (default: every other one)")
+    parser.add_argument("--view", choices=sorted(VIEWS), default="gate",
+                        help="gate: 320x240 frames (runs 1-5); lane: the lane camera's "
+                             "1280x720 (LANE_720), detector frames from its plate region")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     per = args.count // args.shards
-    jobs = [(args.out, args.seed, i * per, per, args.jitter, args.degraded_only)
+    jobs = [(args.out, args.seed, i * per, per, args.jitter, args.degraded_only, args.view)
             for i in range(args.shards)]
     with multiprocessing.Pool(min(args.shards, 2)) as pool:
         for path in pool.imap_unordered(_shard, jobs):

@@ -1,13 +1,14 @@
 """Score reader model directories on the *training* split, for choosing between runs.
 
-    python scripts/validate_reader.py models var/run5 [--count 400]
+    python scripts/validate_reader.py models var/run5 [--count 400] [--view lane]
 
 The held-out bench (``simulator.bench_reader``) is for reporting, not for choosing: a model
 picked by its bench score makes the bench score optimistic. This scores whole frames and
 true-corner crops rendered with the training faces and backgrounds from a seed no training
 run draws from (424 242), clean and degraded; how many reads reach the lane's trust level
 and how many of those are wrong; and the degraded frames by kind of trouble and plate width.
-Each directory is read on the same frames in the same run.
+Each directory is read on the same frames in the same run. ``--view lane`` renders the lane
+camera's 1280 x 720 frames (``LANE_720``) and reads them through its plate region.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from pathlib import Path
 
 from firmware.lane.reader import TfliteReader, fuse
 from firmware.lane.reader.preprocess import recogniser_crop
-from simulator.bench_reader import breakdown, plate_accuracy
+from simulator.bench_reader import LANE_WIDTHS, WIDTHS, breakdown, plate_accuracy
 from simulator.plates_render.dataset import sample
+from simulator.plates_render.render import GATE_320, LANE_720
 
 VALIDATION_SEED = 424_242
 #: the lane's camera.trust_confidence (0.98) and two lower levels: a wrongly trusted read
@@ -31,11 +33,14 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("models", type=Path, nargs="+")
     parser.add_argument("--count", type=int, default=400, help="clean and degraded frames each")
+    parser.add_argument("--view", choices=("gate", "lane"), default="gate",
+                        help="gate: 320x240 frames; lane: 1280x720 through the plate region")
     args = parser.parse_args()
-    scenes = {bad: [sample("train", VALIDATION_SEED, i, degraded=bad)
+    view = LANE_720 if args.view == "lane" else GATE_320
+    scenes = {bad: [sample("train", VALIDATION_SEED, i, degraded=bad, view=view)
                     for i in range(args.count)] for bad in (False, True)}
     for models in args.models:
-        reader = TfliteReader(models, threads=1)
+        reader = TfliteReader(models, threads=1, region=view.region)
         print(f"== {models}")
         for bad, frames in scenes.items():
             truths = [s.text for s in frames]
@@ -52,7 +57,8 @@ def main() -> None:
                 print(f"    confidence >= {level}: {len(trusted) / len(frames):.1%} of frames, "
                       f"{len(trusted) - sum(trusted)} of them wrong")
             if bad:
-                for key, group in breakdown(frames, whole).items():
+                widths = LANE_WIDTHS if view is LANE_720 else WIDTHS
+                for key, group in breakdown(frames, whole, widths).items():
                     print(f"    {key:<24} {group['plate_e2e']:6.1%} of {group['frames']}")
 
 

@@ -14,7 +14,7 @@ from PIL import Image
 
 from firmware.lane.reader.alphabet import ALPHABET
 from firmware.lane.reader.geometry import box_iou, plate_width, straighten
-from firmware.lane.reader.preprocess import DET_SIZE, REC_SIZE
+from firmware.lane.reader.preprocess import DET_SIZE, REC_SIZE, detector_view
 from parkguard.clock import ManualClock
 from parkguard.core.plates import PlateSeries, parse_plate
 from simulator.plates_render import RenderingCamera
@@ -107,6 +107,20 @@ def test_arrays_have_model_shapes_and_valid_labels() -> None:
     assert data.degraded.tolist() == [False, True] * 3
     for text in data.texts:
         parse_plate(text)
+
+
+def test_lane_arrays_give_the_detector_its_view_of_the_plate_region() -> None:
+    """Training data at the lane camera's size: detector frames are the plate region as the
+    lane's detector sees it, with the corners as fractions of that view."""
+    data = arrays("train", 1, 0, 2, view=LANE_720)
+    assert data.frames.shape == (2, DET_SIZE[1], DET_SIZE[0])
+    left, top, right, bottom = detector_view(LANE_720.size, LANE_720.region)
+    scene = sample("train", 1, 0, view=LANE_720)
+    xs = [(x - left) / (right - left) for x, _ in scene.corners]
+    ys = [(y - top) / (bottom - top) for _, y in scene.corners]
+    assert np.allclose(data.corners[0], [v for pair in zip(xs, ys, strict=True) for v in pair],
+                       atol=1e-5)
+    assert (0.1 < data.corners).all() and (data.corners < 0.9).all()  # well inside the view
 
 
 def test_straighten_returns_the_plate_upright() -> None:

@@ -20,12 +20,13 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
-from firmware.lane.reader.geometry import Quad
+from firmware.lane.reader.geometry import Quad, as_quad
 from firmware.lane.reader.preprocess import (
     DET_SIZE,
     REC_SIZE,
     corners_to_target,
     detector_tensor,
+    detector_view,
     recogniser_crop,
 )
 from simulator.plates_render.render import GATE_320, CameraView, Scene, Split, render_scene
@@ -66,20 +67,26 @@ class Arrays:
 
 
 def arrays(split: Split, seed: int, start: int, count: int, *, degraded: bool | None = None,
-           corner_jitter: float = 0.0) -> Arrays:
-    """``count`` samples from ``start`` as arrays (crops from the true corners, jittered)."""
+           corner_jitter: float = 0.0, view: CameraView = GATE_320) -> Arrays:
+    """``count`` samples from ``start`` as arrays (crops from the true corners, jittered).
+    Detector frames are what the detector sees: the view's plate region grown to 4:3
+    (``detector_view``; the whole frame for ``GATE_320``), corners as fractions of it."""
     crops = np.empty((count, REC_SIZE[1], REC_SIZE[0]), dtype=np.uint8)
     frames = np.empty((count, DET_SIZE[1], DET_SIZE[0]), dtype=np.uint8)
     corners = np.empty((count, 8), dtype=np.float32)
     bad = np.empty(count, dtype=bool)
     texts = []
     for k in range(count):
-        scene = sample(split, seed, start + k, degraded=degraded)
+        scene = sample(split, seed, start + k, degraded=degraded, view=view)
         rng = np.random.default_rng([seed, start + k, 2])
         quad = jitter(scene.corners, rng, corner_jitter) if corner_jitter else scene.corners
         crops[k] = np.asarray(recogniser_crop(scene.image, quad))
-        frames[k] = (detector_tensor(scene.image)[0, :, :, 0] * 255).round().astype(np.uint8)
-        corners[k] = corners_to_target(scene.corners, scene.image.size)
+        left, top, right, bottom = detector_view(scene.image.size, view.region)
+        seen = scene.image if view.region is None else scene.image.crop((left, top, right,
+                                                                         bottom))
+        frames[k] = (detector_tensor(seen)[0, :, :, 0] * 255).round().astype(np.uint8)
+        corners[k] = corners_to_target(as_quad([(x - left, y - top) for x, y in scene.corners]),
+                                       seen.size)
         bad[k] = bool(scene.degradations)
         texts.append(scene.text)
     return Arrays(crops, texts, frames, corners, bad)
