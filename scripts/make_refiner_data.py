@@ -6,6 +6,8 @@ Each sample is a training-split scene seen through a *coarse* quad, half the tim
 committed detector's own corners (the error the refiner must undo), half the time the true
 corners jittered by up to ``--jitter`` of the plate height (errors the detector may make on
 frames it has not seen); stored are the refiner's window (uint8) and the true corners in it.
+``--view lane`` renders the lane camera's 1280 x 720 frames (``LANE_720``), the detector
+looking in its plate region as on the lane.
 """
 
 from __future__ import annotations
@@ -16,28 +18,29 @@ from pathlib import Path
 
 import numpy as np
 
-from firmware.lane.reader.preprocess import corners_from_output, detector_tensor
-from firmware.lane.reader.reader import DEFAULT_MODELS
+from firmware.lane.reader.reader import DEFAULT_MODELS, TfliteReader
 from firmware.lane.reader.refine import WINDOW_SIZE, target_in_window, window
-from firmware.lane.reader.runtime import TfliteModel
 from simulator.plates_render.dataset import jitter, sample
+from simulator.plates_render.render import GATE_320, LANE_720, CameraView
+
+VIEWS: dict[str, CameraView] = {"gate": GATE_320, "lane": LANE_720}
 
 REFINER_SEED = 4_242_001
 
 
-def _shard(job: tuple[Path, int, int, int, float]) -> Path:
-    out, seed, start, count, amount = job
-    detector = TfliteModel(DEFAULT_MODELS / "plate_detector.tflite")
+def _shard(job: tuple[Path, int, int, int, float, str]) -> Path:
+    out, seed, start, count, amount, view_name = job
+    view = VIEWS[view_name]
+    detector = TfliteReader(DEFAULT_MODELS, refine=False, region=view.region)
     windows = np.empty((count, WINDOW_SIZE[1], WINDOW_SIZE[0]), dtype=np.uint8)
     targets = np.empty((count, 8), dtype=np.float32)
     for k in range(count):
-        scene = sample("train", seed, start + k)
+        scene = sample("train", seed, start + k, view=view)
         rng = np.random.default_rng([seed, start + k, 5])
         if k % 2:
             coarse = jitter(scene.corners, rng, amount)
         else:
-            found = corners_from_output(detector(detector_tensor(scene.image))[0],
-                                        scene.image.size)
+            found, _ms = detector.detect(scene.image)  # the detector alone, as on the lane
             coarse = jitter(found, rng, 0.03)
         windows[k] = np.asarray(window(scene.image, coarse))
         targets[k] = target_in_window(scene.corners, coarse)
@@ -55,10 +58,13 @@ def main() -> None:
     parser.add_argument("--jitter", type=float, default=0.2,
                         help="largest synthetic corner error, as a fraction of the plate height")
     parser.add_argument("--procs", type=int, default=2)
+    parser.add_argument("--view", choices=sorted(VIEWS), default="gate",
+                        help="gate: 320x240 frames (runs 1-2); lane: 1280x720 (LANE_720)")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     per = args.count // args.shards
-    jobs = [(args.out, args.seed, i * per, per, args.jitter) for i in range(args.shards)]
+    jobs = [(args.out, args.seed, i * per, per, args.jitter, args.view)
+            for i in range(args.shards)]
     with multiprocessing.Pool(args.procs) as pool:
         for path in pool.imap_unordered(_shard, jobs):
             print("wrote", path, flush=True)
