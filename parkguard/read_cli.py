@@ -99,9 +99,9 @@ def read(images: tuple[Path, ...], as_json: bool, is_crop: bool | None, fuse: bo
             click.echo(f"{path}: {error}", err=True)
             raise SystemExit(1) from error
         reads.append(result)
-        used_region = suggested or (region if result.corners is not None else None)
         frame_read = result.corners is not None
-        if (frame_read and region is None and suggested is None
+        used_region = suggested or (region if frame_read else None)
+        if (frame_read and used_region is None
                 and image.width * 3 != image.height * 4):
             click.echo(f"note: {path} is {image.width}x{image.height}, not 4:3: read it "
                        "with the lane's --region, or find one with --find-region "

@@ -33,12 +33,10 @@ class NoPlateFoundError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class RegionSuggestion:
-    """The region to configure, the read through it, and the best read of the search."""
+    """The region to configure and the read through it."""
 
     region: Box
     read: PlateRead
-    search_best: PlateRead
-    windows_tried: int
 
 
 def windows(size: tuple[int, int]) -> Iterator[Box]:
@@ -90,5 +88,4 @@ def find_region(reader: TfliteReader, image: Image.Image) -> RegionSuggestion:
             f"no plate found in {tried} windows of the {image.width}x{image.height} still: "
             "is a car with a clean plate on the arming loop, and the camera in focus?")
     region = region_around(box_of(best.corners), best.width_px, image.size)
-    return RegionSuggestion(region, reader.read_image(image, is_crop=False, region=region),
-                            best, tried)
+    return RegionSuggestion(region, reader.read_image(image, is_crop=False, region=region))
