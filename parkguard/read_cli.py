@@ -40,6 +40,11 @@ def _region(ctx: click.Context, param: click.Parameter,
                                  "e.g. 360,240,920,660") from None
     if right <= left or bottom <= top:
         raise click.BadParameter(f"{value!r}: RIGHT must exceed LEFT and BOTTOM exceed TOP")
+    from firmware.lane.config import MIN_REGION  # the lane refuses a smaller one at start
+
+    if right - left < MIN_REGION[0] or bottom - top < MIN_REGION[1]:
+        raise click.BadParameter(f"{value!r}: the lane needs a region of at least "
+                                 f"{MIN_REGION[0]}x{MIN_REGION[1]} px")
     return left, top, right, bottom
 
 

@@ -144,8 +144,9 @@ def init_from_tflite(model: tf.keras.Model, path: Path, sample: np.ndarray) -> N
     both in inference *and* in training mode: moving mean/variance and gamma/beta are the
     per-channel mean and spread of the conv's output on ``sample`` (uint8 crops), so
     ``gamma * (x - mean) / std + beta`` = ``x + bias`` for batches like the sample.
-    ``Dense`` layers (the refiner's head) take their weights as they are. A model with more
-    channels than the export (``--width``) is widened by :func:`widen` first.
+    ``Dense`` layers (the refiner's and the detector's heads) take their weights as they are.
+    A model with more channels than the export (``--width``) is widened by :func:`widen`
+    first.
     """
     interp = tf.lite.Interpreter(
         model_path=str(path),
@@ -331,6 +332,8 @@ def train_detector(args: argparse.Namespace) -> None:
     if args.resume and (args.resume / "detector.weights.h5").exists():
         model.load_weights(args.resume / "detector.weights.h5")
         print("resumed from", args.resume, flush=True)
+    elif args.init_tflite:
+        init_from_tflite(model, args.init_tflite, d["frames"][1000:1512])
     print("detector params", model.count_params(), flush=True)
     steps = len(x) // args.batch
     epochs = max(1, args.max_steps // steps)
@@ -380,8 +383,8 @@ def main() -> None:
                         help="keep Keras weights here and continue from them next run "
                              "(a run is bounded by --minutes; chain runs to train longer)")
     parser.add_argument("--init-tflite", type=Path, default=None,
-                        help="recogniser only, when --resume has no weights yet: start from "
-                             "this exported .tflite (same architecture; BatchNorm refitted)")
+                        help="when --resume has no weights yet: start from this exported "
+                             ".tflite (same architecture; BatchNorm refitted)")
     parser.add_argument("--width", type=float, default=1.0,
                         help="recogniser only: scale every layer's channels (with "
                              "--init-tflite, the narrower export is widened to it)")

@@ -147,6 +147,7 @@ def test_a_16_by_9_frame_read_without_a_region_gets_a_note_saying_how_to_set_one
     ("360,240,920", "want LEFT,TOP,RIGHT,BOTTOM"),
     ("a,b,c,d", "want LEFT,TOP,RIGHT,BOTTOM"),
     ("920,240,360,660", "RIGHT must exceed LEFT"),
+    ("360,240,480,660", "at least 128x96 px"),
 ])
 def test_a_malformed_region_is_refused_naming_the_option(region: str, message: str,
                                                          tmp_path: Path) -> None:
