@@ -131,6 +131,10 @@ models: venv
 	nice -n 19 $(BIN)/python scripts/make_reader_data.py --out var/reader-data-7 --count 24000 --shards 4 --seed 7004 --jitter 0.08
 	nice -n 19 $(BIN)/python scripts/make_reader_data.py --out var/reader-data-7 --count 24000 --shards 4 --seed 7005 --jitter 0.1 --degraded-only
 	TRAIN_THREADS=2 nice -n 19 $(BIN)/python scripts/train_reader.py recogniser --data var/reader-data-6 var/reader-data-7 --out models --minutes 95 --max-steps 100000 --lr 5e-4 --warmup 500 --width 1.5 --resume var/reader-train-5 --init-tflite models/plate_recogniser.tflite
+	# detector run 2: fine-tuned on the lane camera's plate-region views and as many 320x240 frames
+	nice -n 19 $(BIN)/python scripts/make_reader_data.py --out var/det-lane --count 12000 --shards 4 --seed 7101 --view lane
+	nice -n 19 $(BIN)/python scripts/make_reader_data.py --out var/det-gate --count 12000 --shards 4 --seed 7103
+	TRAIN_THREADS=1 nice -n 19 $(BIN)/python scripts/train_reader.py detector --data var/det-lane var/det-gate --out models --minutes 28 --max-steps 100000 --lr 5e-4 --warmup 200 --resume var/det-train2 --init-tflite models/plate_detector.tflite
 
 bench-reader: venv
 	$(BIN)/python -m simulator.bench_reader

@@ -355,14 +355,14 @@ def train_detector(args: argparse.Namespace) -> None:
             if time.monotonic() - self.start > args.minutes * 60:
                 self.model.stop_training = True
 
-    model.fit(x[1000:], y[1000:], batch_size=args.batch, epochs=epochs, verbose=0,
-              validation_data=(x[:1000], y[:1000]), callbacks=[Deadline()])
+    history = model.fit(x[1000:], y[1000:], batch_size=args.batch, epochs=epochs, verbose=0,
+                        validation_data=(x[:1000], y[:1000]), callbacks=[Deadline()])
     err = np.abs(model.predict(x[:1000], verbose=0) - y[:1000]).mean()
     print(f"val mean corner error {err:.4f} of the frame", flush=True)
     save_and_export(model, args, "detector", {
         "input": [96, 128, 1],
         "output": "8 corner coordinates (x, y) * 4 as fractions, TL TR BR BL",
-        "epochs": epochs, "batch": args.batch, "seed": args.seed,
+        "epochs": len(history.history["loss"]), "batch": args.batch, "seed": args.seed,
         "val_mean_corner_error": float(err)})
 
 
