@@ -142,7 +142,7 @@ def init_from_tflite(model: tf.keras.Model, path: Path, sample: np.ndarray) -> N
     The export folded each BatchNorm into its conv (kernel scaled, bias added), so every
     ``Conv2D`` takes the folded kernel and its ``BatchNormalization`` is set to pass it through
     both in inference *and* in training mode: moving mean/variance and gamma/beta are the
-    per-channel mean and spread of the conv's output on ``sample`` (uint8 crops), so
+    per-channel mean and spread of the conv's output on ``sample`` (uint8 inputs), so
     ``gamma * (x - mean) / std + beta`` = ``x + bias`` for batches like the sample.
     ``Dense`` layers (the refiner's and the detector's heads) take their weights as they are.
     A model with more channels than the export (``--width``) is widened by :func:`widen`
