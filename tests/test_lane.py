@@ -87,6 +87,36 @@ def test_two_cars_on_one_opening_are_reported_as_a_tailgate(
     assert tailgate["vehicles"] == 2
 
 
+def test_the_lane_deadline_counts_from_the_request_not_from_when_its_thread_waits(
+    broker: MosquittoBroker, events: Recorder, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The request tells the gateway ``ts + deadline_ms``; a lane thread that is late to its
+    own wait (a loaded Pi) must not give the gateway longer than that."""
+    clock = ManualClock(START)
+    config = LaneConfig(site=SITE, lane="in9", direction="entry",
+                        broker=settings_of(broker.address("lane-in9")))
+    factory = MockFactory()
+    camera = SimulatedCamera(clock=clock)
+    with LaneNode(config, clock=clock, camera=camera, reader=GroundTruthReader(),
+                  pin_factory=factory) as node:
+        publish = node.bus.publish
+
+        def late_after_asking(topic: str, payload: object, **kw: object) -> object:
+            sent = publish(topic, payload, **kw)  # type: ignore[arg-type]
+            if topic == topics.lane_decide(SITE, "in9"):
+                clock.advance(timedelta(milliseconds=250))  # descheduled before waiting
+            return sent
+
+        monkeypatch.setattr(node.bus, "publish", late_after_asking)
+        camera.show("粤B54321")
+        SimulatedLaneWiring(config, factory).arming.drive_high()
+        eventually(lambda: node.controller.last_decide_request is not None, what="decide request")
+        clock.advance(timedelta(milliseconds=60))  # 310 ms after the request's ts
+        eventually(lambda: node.controller.verdicts == 1, what="the lane deciding alone")
+        verdict = node.controller.last_verdict
+        assert verdict is not None and verdict.decided_by == "lane"
+
+
 def test_with_the_gateway_silent_the_lane_decides_alone_after_its_deadline(
     broker: MosquittoBroker, events: Recorder
 ) -> None:
@@ -101,6 +131,8 @@ def test_with_the_gateway_silent_the_lane_decides_alone_after_its_deadline(
         camera.show("粤B54321")
         pins.arming.drive_high()
         eventually(lambda: "plate_read" in event_types(events), what="plate read")
+        # The deadline counts from the request's ts: advance only once the lane has asked.
+        eventually(lambda: node.controller.last_decide_request is not None, what="decide request")
         # Nobody answers. Before the deadline the barrier stays down ...
         clock.advance(timedelta(milliseconds=200))
         give_the_lane_time_to_misbehave()

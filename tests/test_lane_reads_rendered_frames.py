@@ -112,20 +112,17 @@ def test_the_lane_fuses_more_frames_only_when_the_first_read_is_not_trusted(
     camera = CountingCamera(clock=clock, seed=11)
     with Recorder(broker, topics.lane_event(TEST_SITE, "in9"), device="monitor-watch1") as rec, \
             LaneNode(config, clock=clock, camera=camera, reader=TfliteReader(),
-                     pin_factory=factory):
+                     pin_factory=factory) as node:
         camera.show("粤B12345")
         SimulatedLaneWiring(config, factory).arming.drive_high()
         eventually(lambda: any(json.loads(p)["type"] == "plate_read" for p in rec.payloads()),
                    what="the plate read")
-
-        def decided_alone() -> bool:
-            # No gateway here: time must pass for the lane to decide alone. It goes on passing
-            # until the lane has decided, since the lane may start its wait for the gateway
-            # (and so fix its deadline) only after a single step of the clock.
-            clock.advance(timedelta(seconds=1))
-            return any(json.loads(p)["type"] == "decision" for p in rec.payloads())
-
-        eventually(decided_alone, what="the lane's own decision")
+        # No gateway here: once the lane has asked, pass its deadline so it decides alone.
+        eventually(lambda: node.controller.last_decide_request is not None,
+                   what="the decide request")
+        clock.advance(timedelta(seconds=1))
+        eventually(lambda: any(json.loads(p)["type"] == "decision" for p in rec.payloads()),
+                   what="the lane's own decision")
     read = next(json.loads(p) for p in rec.payloads() if json.loads(p)["type"] == "plate_read")
     assert camera.captures == frames_read
     assert read["plate"] == "粤B12345" and read["reader"] == "tflite"

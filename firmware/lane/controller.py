@@ -801,7 +801,11 @@ class LaneController:
         )
         self.last_decide_request = request
         self._bus.publish(topics.lane_decide(site, lane), request)
-        answered = self._clock.wait(pending.answered, deadline_ms / 1000)
+        # The deadline the request states (ts + deadline_ms), not one counted from whenever
+        # this thread gets to wait: the gateway and the lane then agree on when it passes.
+        deadline = request.ts + timedelta(milliseconds=deadline_ms)
+        answered = self._clock.wait(
+            pending.answered, (deadline - self._clock.now()).total_seconds())
         wait_ms = (time.perf_counter() - started) * 1000
         with self._pending_lock:
             self._pending.pop(correlation_id, None)
