@@ -6,11 +6,13 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from broker.bus import MqttBus
 from broker.runner import MosquittoBroker
+from parkguard.clock import ManualClock
 
 
 def eventually(condition: Callable[[], bool], *, timeout: float = 5.0, what: str = "") -> None:
@@ -21,6 +23,17 @@ def eventually(condition: Callable[[], bool], *, timeout: float = 5.0, what: str
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what or condition}")
         time.sleep(0.002)
+
+
+def ticking(condition: Callable[[], bool], clock: ManualClock, what: str) -> None:
+    """Advance a component's manual clock in small steps until ``condition`` holds (real-time
+    bound): for waits on a timer the component may only start after some other thread acts,
+    where a single step could come before the timer exists."""
+    deadline = time.monotonic() + 5
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        clock.advance(timedelta(milliseconds=20))
+        time.sleep(0.005)
 
 
 def give_the_lane_time_to_misbehave(seconds: float = 0.05) -> None:

@@ -4,9 +4,7 @@ the real broker (gateway silent, so the lane decides alone)."""
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable, Iterator
-from datetime import timedelta
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,7 +22,7 @@ from parkguard.core.plates import NoPlateId
 from simulator.camera import GroundTruthReader, SimulatedCamera
 from simulator.site import settings_of
 from tests.conftest import SITE_START, TEST_SITE
-from tests.helpers import Recorder, eventually, give_the_lane_time_to_misbehave
+from tests.helpers import Recorder, eventually, give_the_lane_time_to_misbehave, ticking
 
 pytestmark = pytest.mark.integration
 KEY = "11" * 32
@@ -35,14 +33,6 @@ PHONE = "138 0013 5678"
 def events(broker: MosquittoBroker) -> Iterator[Recorder]:
     with Recorder(broker, topics.all_lane(TEST_SITE, "event"), device="monitor-watch1") as rec:
         yield rec
-
-
-def ticking(condition: Callable[[], bool], clock: ManualClock, what: str) -> None:
-    deadline = time.monotonic() + 5
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        clock.advance(timedelta(milliseconds=20))
-        time.sleep(0.005)
 
 
 def of_type(recorder: Recorder, kind: str) -> list[dict[str, object]]:

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import json
 import re
-import time
-from collections.abc import Callable, Iterator
-from datetime import timedelta
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -38,7 +36,7 @@ from parkguard.clock import ManualClock
 from simulator.camera import GroundTruthReader, SimulatedCamera
 from simulator.site import settings_of
 from tests.conftest import SITE_START, TEST_SITE
-from tests.helpers import Recorder, eventually, give_the_lane_time_to_misbehave
+from tests.helpers import Recorder, eventually, give_the_lane_time_to_misbehave, ticking
 
 ROOT = Path(__file__).resolve().parents[1]
 E, S, A = Event, State, Action
@@ -197,15 +195,6 @@ def test_a_pulse_barrier_pulses_open_and_close_and_keeps_the_interlock() -> None
 
 
 # On a whole lane ---------------------------------------------------------------------------
-
-def ticking(condition: Callable[[], bool], clock: ManualClock, what: str) -> None:
-    """Advance the lane's clock in small steps until ``condition`` holds (real-time bound)."""
-    deadline = time.monotonic() + 5
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        clock.advance(timedelta(milliseconds=20))
-        time.sleep(0.005)
-
 
 @pytest.fixture
 def events(broker: MosquittoBroker) -> Iterator[Recorder]:
