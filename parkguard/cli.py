@@ -248,10 +248,11 @@ def lane(ctx: click.Context, config_path: Path | None, mock_pins: bool) -> None:
 
             camera = PiCamera(clock=clock)
         else:  # rendered gate-camera frames of the plate the simulator shows
-            from simulator.plates_render import GATE_320, LANE_720, RenderingCamera
+            from simulator.plates_render import GATE_320, RenderingCamera, lane_view
 
-            # with a plate region: the Pi camera's 1280 x 720, the plate where LANE_720 puts it
-            view = GATE_320 if config.camera.plate_region is None else LANE_720
+            # with a plate region: the Pi camera's 1280 x 720, the plate inside that region
+            region = config.camera.plate_region
+            view = GATE_320 if region is None else lane_view(region)
             camera = RenderingCamera(clock=clock, view=view)
     else:
         camera, reader = SimulatedCamera(clock=clock), GroundTruthReader()

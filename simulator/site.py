@@ -79,9 +79,9 @@ def camera_and_reader(kind: ReaderKind, clock: Clock, *, seed: int = 0,
     ``camera.plate_region``; with one, frames are rendered at the lane camera's size)."""
     if kind == "tflite":
         from firmware.lane.reader import TfliteReader  # loads the models: only when asked
-        from simulator.plates_render import GATE_320, LANE_720, RenderingCamera
+        from simulator.plates_render import GATE_320, RenderingCamera, lane_view
 
-        view = GATE_320 if region is None else LANE_720
+        view = GATE_320 if region is None else lane_view(region)
         return RenderingCamera(clock=clock, seed=seed, view=view), TfliteReader(region=region)
     return SimulatedCamera(clock=clock), GroundTruthReader()
 

@@ -34,6 +34,7 @@ from simulator.plates_render.render import (
     Split,
     _font,
     _glyph,
+    lane_view,
     render_plate,
     render_scene,
 )
@@ -239,6 +240,29 @@ def test_lane_scenes_are_full_size_with_the_plate_inside_the_region() -> None:
         assert low <= plate_width(scene.corners) <= high * 1.005, index
         for x, y in scene.corners:
             assert x0 <= x <= x1 and y0 <= y <= y1, (index, scene.corners)
+
+
+@pytest.mark.parametrize("region", [(100, 60, 580, 420), (700, 300, 1100, 600),
+                                    (400, 200, 1000, 640)])
+def test_a_lane_with_another_plate_region_gets_its_plates_inside_that_region(
+        region: tuple[int, int, int, int]) -> None:
+    """A lane configured with another region (``parkguard lane`` with the rendering camera)
+    is shown plates inside it, as large against it as LANE_720's against its own."""
+    view = lane_view(region)
+    assert view.size == LANE_720.size and view.region == region
+    x0, y0, x1, y1 = region
+    share = min(x1 - x0, (y1 - y0) * 4 / 3)
+    assert LANE_720.region is not None
+    assert view.plate_width[1] / share == pytest.approx(
+        LANE_720.plate_width[1] / (LANE_720.region[2] - LANE_720.region[0]))
+    for index in range(12):
+        scene = sample("heldout", 43, index, view=view)
+        for x, y in scene.corners:
+            assert x0 <= x <= x1 and y0 <= y <= y1, (index, scene.corners)
+
+
+def test_the_lane_view_of_lane_720s_own_region_is_lane_720() -> None:
+    assert LANE_720.region is not None and lane_view(LANE_720.region) is LANE_720
 
 
 def test_a_later_frame_of_a_lane_car_keeps_its_view() -> None:

@@ -3,6 +3,8 @@ plates much bigger than the recogniser's input, and the config that names the re
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -14,6 +16,8 @@ from firmware.lane.config import CameraSettings
 from firmware.lane.reader.geometry import Quad, perspective_coeffs, straighten
 from firmware.lane.reader.preprocess import RegionOutsideFrameError, detector_view
 from firmware.lane.reader.region import REGION_PLATE_WIDTHS, region_around, windows
+from parkguard.clock import ManualClock
+from simulator.site import camera_and_reader
 
 
 def test_a_4_by_3_frame_without_a_region_is_its_own_view_as_in_training() -> None:
@@ -107,3 +111,15 @@ def test_a_plate_region_past_the_pi_cameras_frame_or_too_small_is_refused() -> N
         CameraSettings(type="tflite", plate_region=(10, 10, 100, 60))
     with pytest.raises(ValidationError, match="plate_region"):
         CameraSettings(type="tflite", plate_region=(-5, 0, 300, 200))
+
+
+def test_a_simulated_lane_with_its_own_plate_region_reads_the_car_shown_to_it() -> None:
+    """``parkguard lane`` and the simulator render a lane's frames for *its* plate region (not
+    the default lane view's), so the real reader finds the plate where the lane looks."""
+    camera, reader = camera_and_reader("tflite", ManualClock(datetime(2026, 1, 1, tzinfo=UTC)),
+                                       seed=5, region=(80, 40, 640, 460))
+    reads = []
+    for plate in ("粤B12345", "京A88K21", "沪C5Z718"):
+        camera.show(plate)
+        reads.append(reader.read(camera.capture()).plate)
+    assert reads == ["粤B12345", "京A88K21", "沪C5Z718"]

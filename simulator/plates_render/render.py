@@ -263,8 +263,31 @@ GATE_320: Final = CameraView((320, 240), (70, 170), None, None)
 #: centre zone is 550–730 across (not 530–750): with a 300 px plate at the worst rotation,
 #: yaw and pitch of :func:`_place` a corner reaches 187 px from the centre across and 90 px
 #: up or down, and every corner must stay inside the region.
-LANE_720: Final = CameraView((1280, 720), (120, 300), plate_zone=(550, 380, 730, 520),
-                             region=(360, 240, 920, 660))
+_LANE_ZONE: Final = (550.0, 380.0, 730.0, 520.0)
+_LANE_REGION: Final = (360, 240, 920, 660)
+LANE_720: Final = CameraView((1280, 720), (120, 300), plate_zone=_LANE_ZONE, region=_LANE_REGION)
+
+
+def lane_view(region: tuple[int, int, int, int]) -> CameraView:
+    """The lane camera's view for a configured plate region: :data:`LANE_720`'s plate sizes and
+    zone scaled and moved with the region, so the simulated camera of a lane commissioned
+    with another region puts the plate where that lane's reader looks (for its own region,
+    exactly :data:`LANE_720`). The region is grown to 4:3 about its centre first, as the
+    detector's view is (``detector_view``)."""
+    if region == _LANE_REGION:
+        return LANE_720
+    x0, y0, x1, y1 = region
+    rx0, ry0, rx1, ry1 = _LANE_REGION
+    scale = min(x1 - x0, (y1 - y0) * 4 / 3) / (rx1 - rx0)
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    zx0, zy0, zx1, zy1 = _LANE_ZONE
+    rcx, rcy = (rx0 + rx1) / 2, (ry0 + ry1) / 2
+    zone = (cx + (zx0 - rcx) * scale, cy + (zy0 - rcy) * scale,
+            cx + (zx1 - rcx) * scale, cy + (zy1 - rcy) * scale)
+    widths = (LANE_720.plate_width[0] * scale, LANE_720.plate_width[1] * scale)
+    return CameraView(LANE_720.size, widths, plate_zone=zone, region=region)
+
+
 #: The legacy frame size (kept for existing callers; a scene's own size is ``image.size``).
 SCENE_SIZE: Final = GATE_320.size
 DEGRADATIONS: Final = ("blur", "dirt", "occlusion", "night", "glare", "rain")
