@@ -12,9 +12,9 @@ from hypothesis import strategies as st
 from PIL import Image
 from pydantic import ValidationError
 
-from firmware.lane.config import CameraSettings
+from firmware.lane.config import MIN_REGION, CameraSettings
 from firmware.lane.reader.geometry import Quad, perspective_coeffs, straighten
-from firmware.lane.reader.preprocess import RegionOutsideFrameError, detector_view
+from firmware.lane.reader.preprocess import DET_SIZE, RegionOutsideFrameError, detector_view
 from firmware.lane.reader.region import REGION_PLATE_WIDTHS, region_around, windows
 from parkguard.clock import ManualClock
 from simulator.site import camera_and_reader
@@ -123,3 +123,9 @@ def test_a_simulated_lane_with_its_own_plate_region_reads_the_car_shown_to_it() 
         camera.show(plate)
         reads.append(reader.read(camera.capture()).plate)
     assert reads == ["粤B12345", "京A88K21", "沪C5Z718"]
+
+
+def test_the_smallest_region_the_lane_config_accepts_is_the_detectors_input() -> None:
+    """The config keeps its own copy (it does not import the reader); the two must agree, or a
+    region the lane accepts would be upscaled before the detector sees it."""
+    assert MIN_REGION == DET_SIZE
