@@ -20,7 +20,8 @@ from PIL import Image
 
 from firmware.lane.camera import Frame, PlateReading
 from firmware.lane.reader.alphabet import ALPHABET, NUM_CLASSES
-from firmware.lane.reader.decode import CharRead, greedy
+from firmware.lane.reader.constrained import decode
+from firmware.lane.reader.decode import CharRead
 from firmware.lane.reader.fusion import FusedPlate, fuse
 from firmware.lane.reader.geometry import Quad, as_quad, box_of, plate_width
 from firmware.lane.reader.preprocess import (
@@ -140,7 +141,7 @@ class TfliteReader:
         """The characters of a straightened crop and the milliseconds it took."""
         start = time.perf_counter()
         probs = self.recogniser(recogniser_tensor(crop))[0]
-        return greedy(probs), (time.perf_counter() - start) * 1000
+        return decode(probs), (time.perf_counter() - start) * 1000
 
     def read_image(self, image: Image.Image, *, is_crop: bool | None = None,
                    region: Box | None = None) -> PlateRead:
