@@ -64,24 +64,30 @@ def detector_view(size: tuple[int, int], region: Box | None = None) -> Box:
     return (round(cx - w / 2), round(cy - h / 2), round(cx + w / 2), round(cy + h / 2))
 
 
+def grey(image: Image.Image) -> Image.Image:
+    """The image in grey; itself when it already is. Converting a 1280 x 720 frame takes
+    ~0.7 ms here, and every stage used to convert it again (a quarter of a lane frame's read)."""
+    return image if image.mode == "L" else image.convert("L")
+
+
 def recogniser_crop(image: Image.Image, quad: Quad,
                     margin: tuple[float, float] = REC_MARGIN) -> Image.Image:
     """The plate straightened to :data:`REC_SIZE` in grey."""
-    return straighten(image.convert("L"), quad, REC_SIZE, margin=margin)
+    return straighten(grey(image), quad, REC_SIZE, margin=margin)
 
 
 def recogniser_tensor(crop: Image.Image) -> NDArray[np.float32]:
     """A straightened crop (any size; resized) as the (1, H, W, 1) float input in [0, 1]."""
-    grey = crop.convert("L")
-    if grey.size != REC_SIZE:
-        grey = grey.resize(REC_SIZE, Image.Resampling.BILINEAR)
-    return (np.asarray(grey, dtype=np.float32) / 255.0)[None, :, :, None]
+    picture = grey(crop)
+    if picture.size != REC_SIZE:
+        picture = picture.resize(REC_SIZE, Image.Resampling.BILINEAR)
+    return (np.asarray(picture, dtype=np.float32) / 255.0)[None, :, :, None]
 
 
 def detector_tensor(image: Image.Image) -> NDArray[np.float32]:
     """A whole frame as the detector's (1, H, W, 1) float input in [0, 1]."""
-    grey = image.convert("L").resize(DET_SIZE, Image.Resampling.BILINEAR)
-    return (np.asarray(grey, dtype=np.float32) / 255.0)[None, :, :, None]
+    picture = grey(image).resize(DET_SIZE, Image.Resampling.BILINEAR)
+    return (np.asarray(picture, dtype=np.float32) / 255.0)[None, :, :, None]
 
 
 def corners_from_output(values: NDArray[np.float32], size: tuple[int, int]) -> Quad:

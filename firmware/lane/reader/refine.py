@@ -23,6 +23,7 @@ from firmware.lane.reader.geometry import (
     perspective_coeffs,
     straighten,
 )
+from firmware.lane.reader.preprocess import grey
 
 #: The refiner's input, (width, height), grey.
 WINDOW_SIZE: Final = (160, 64)
@@ -38,12 +39,12 @@ def _rect() -> Quad:
 
 def window(image: Image.Image, coarse: Quad) -> Image.Image:
     """The close-up the refiner reads: the plate straightened from ``coarse``, with room."""
-    return straighten(image.convert("L"), coarse, WINDOW_SIZE, margin=WINDOW_MARGIN)
+    return straighten(grey(image), coarse, WINDOW_SIZE, margin=WINDOW_MARGIN)
 
 
 def window_tensor(picture: Image.Image) -> NDArray[np.float32]:
     """A window as the refiner's (1, H, W, 1) float input in [0, 1]."""
-    return (np.asarray(picture.convert("L"), dtype=np.float32) / 255.0)[None, :, :, None]
+    return (np.asarray(grey(picture), dtype=np.float32) / 255.0)[None, :, :, None]
 
 
 def target_in_window(true: Quad, coarse: Quad) -> NDArray[np.float32]:
