@@ -75,6 +75,17 @@ def test_a_plate_less_than_twice_the_crop_is_warped_as_the_models_were_trained()
     assert direct.tobytes() == expected.tobytes()
 
 
+def test_a_grey_crop_of_a_colour_frame_is_what_greying_the_whole_frame_first_gives() -> None:
+    """Only the part the warp reads is turned grey; the pixels must not change for it."""
+    image = Image.fromarray(np.random.default_rng(2).integers(0, 256, (720, 1280, 3), np.uint8))
+    for quad in (((500.0, 400.0), (700.0, 405.0), (698.0, 460.0), (502.0, 455.0)),  # 1.6x
+                 ((300.0, 300.0), (900.0, 310.0), (905.0, 480.0), (298.0, 470.0)),  # 4.7x
+                 ((1200.0, 650.0), (1400.0, 650.0), (1400.0, 700.0), (1200.0, 700.0))):  # off
+        grey_first = straighten(image.convert("L"), quad, (128, 40), margin=(0.04, 0.1))
+        assert straighten(image, quad, (128, 40), margin=(0.04, 0.1),
+                          mode="L").tobytes() == grey_first.tobytes(), quad
+
+
 def test_the_search_windows_are_4_by_3_cover_the_frame_and_stay_on_it() -> None:
     boxes = list(windows((1280, 720)))
     assert all(abs((r - x) * 3 - (b - y) * 4) <= 4 for x, y, r, b in boxes)

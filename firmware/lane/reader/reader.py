@@ -29,7 +29,6 @@ from firmware.lane.reader.preprocess import (
     corners_from_output,
     detector_tensor,
     detector_view,
-    grey,
     recogniser_crop,
     recogniser_tensor,
 )
@@ -151,7 +150,6 @@ class TfliteReader:
         look, instead of the reader's."""
         if is_crop is None:
             is_crop = image.width / max(image.height, 1) > CROP_ASPECT
-        image = grey(image)  # once: every stage reads grey
         corners: Quad | None = None
         detect_ms = 0.0
         if is_crop:

@@ -39,7 +39,8 @@ def _rect() -> Quad:
 
 def window(image: Image.Image, coarse: Quad) -> Image.Image:
     """The close-up the refiner reads: the plate straightened from ``coarse``, with room."""
-    return straighten(grey(image), coarse, WINDOW_SIZE, margin=WINDOW_MARGIN)
+    return straighten(image, coarse, WINDOW_SIZE, margin=WINDOW_MARGIN,
+                      mode="L")
 
 
 def window_tensor(picture: Image.Image) -> NDArray[np.float32]:
