@@ -244,10 +244,10 @@ def run(count: int, *, seed: int = HELDOUT_SEED, baseline: bool = True,
         fresh[kind] = plate_accuracy(
             [reader.read_image(s.image, is_crop=False).plate for s in scenes],
             [s.text for s in scenes])
-    sizes = {"recogniser": (models / "plate_recogniser.tflite").stat().st_size,
-             "detector": (models / "plate_detector.tflite").stat().st_size}
-    if reader.refiner is not None:
-        sizes["refiner"] = reader.refiner.path.stat().st_size
+    loaded = {"recogniser": reader.recogniser, "detector": reader.detector,
+              "refiner": reader.refiner}
+    sizes = {name: model.path.stat().st_size for name, model in loaded.items()
+             if model is not None}
     report: dict[str, Any] = {
         "held_out_count": {"clean": count, "degraded": count},
         "ours": {

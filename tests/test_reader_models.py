@@ -110,10 +110,24 @@ def test_tflite_runtime_reads_the_sample_in_its_numpy1_venv() -> None:
 
 
 def test_models_are_committed_and_small() -> None:
-    models = ("plate_recogniser.tflite", "plate_detector.tflite", "plate_refiner.tflite")
-    for name in (*models, "reader.json"):
-        assert (DEFAULT_MODELS / name).exists(), name
-    assert sum((DEFAULT_MODELS / n).stat().st_size for n in models) < 4 * 1024 * 1024
+    meta = json.loads((DEFAULT_MODELS / "reader.json").read_text(encoding="utf-8"))
+    loaded = [DEFAULT_MODELS / meta[name]["file"] for name in ("recogniser", "detector",
+                                                               "refiner")]
+    for path in loaded:
+        assert path.exists(), path
+    assert sum(path.stat().st_size for path in loaded) < 4 * 1024 * 1024
+
+
+def test_the_lane_loads_the_int8_recogniser_and_the_fp16_one_it_came_from_is_kept() -> None:
+    """The fp16 export is what training warm-starts from and what quantisation starts from
+    (scripts/quantise_reader.py); the lane reads the int8 one (4x faster, same accuracy)."""
+    facts = json.loads((DEFAULT_MODELS / "reader.json").read_text(encoding="utf-8"))["recogniser"]
+    assert facts["file"] == "plate_recogniser_int8.tflite"
+    assert (DEFAULT_MODELS / facts["fp16_file"]).exists()
+    reader = TfliteReader(DEFAULT_MODELS)
+    assert reader.recogniser.path.name == facts["file"]
+    probs = reader.recogniser(np.full((1, 40, 128, 1), 0.5, np.float32))  # float at the edges
+    assert probs.dtype == np.float32 and np.allclose(probs.sum(-1), 1.0, atol=0.05)  # 1/256 steps
 
 
 def test_recogniser_reads_clean_crops(reader: TfliteReader, clean: Samples) -> None:

@@ -129,7 +129,7 @@ class CameraSettings(StrictModel):
         default=0.98, ge=0.0, le=1.0,
         description="a first-frame read at least this confident is used alone (the barrier "
                     "goes up sooner); below it the lane reads up to fuse_frames frames and "
-                    "fuses them")
+                    "fuses them; 1 fuses every car")
     plate_region: tuple[NonNegativeInt, NonNegativeInt, NonNegativeInt, NonNegativeInt] | None = (
         Field(default=None, exclude_if=lambda region: region is None,
               description="left, top, right, bottom in pixels of the camera's frames: where the "

@@ -504,11 +504,14 @@ class LaneController:
     def _read_arriving_car(self) -> PlateReading:
         """One frame when its read is trusted; otherwise up to ``fuse_frames`` frames of the
         car as it arrives, fused (docs/configuration.md has how often a read at or above
-        ``trust_confidence`` was right with the committed models)."""
+        ``trust_confidence`` was right with the committed models). A ``trust_confidence``
+        of 1 fuses every car: an int8 recogniser's read can be exactly 1.0 confident."""
         settings = self.config.camera
         frames = [self._camera.capture()]
         reading = self._reader.read(frames[0])
-        if settings.fuse_frames == 1 or reading.confidence >= settings.trust_confidence:
+        trusted = (settings.trust_confidence < 1.0
+                   and reading.confidence >= settings.trust_confidence)
+        if settings.fuse_frames == 1 or trusted:
             return reading
         frames += [self._camera.capture() for _ in range(settings.fuse_frames - 1)]
         return self._reader.read_many(frames)
