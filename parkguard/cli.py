@@ -242,7 +242,8 @@ def lane(ctx: click.Context, config_path: Path | None, mock_pins: bool) -> None:
         from firmware.lane.reader import DEFAULT_MODELS, make_reader
 
         reader = make_reader("tflite", models=config.camera.models or DEFAULT_MODELS,
-                             region=config.camera.plate_region)
+                             region=config.camera.plate_region,
+                             recogniser=config.camera.recogniser)
         if config.camera.type == "picamera":
             from firmware.lane.picamera import PiCamera
 

@@ -1,22 +1,23 @@
-"""Full-integer (int8) post-training quantisation of the reader's models: the last step of
-an export (after ``train_reader.py`` / ``train_refiner.py`` have written their fp16 models).
+"""Full-integer (int8) post-training quantisation of the reader's recogniser, written beside
+its fp16 export, for lanes on boards slower than a Pi 4 (``camera.recogniser: int8``).
 
-    python scripts/quantise_reader.py --data var/q-data/gate var/q-data/lane --out models
+    python scripts/quantise_reader.py --data var/q-data/gate var/q-data/lane
 
-Why: the int8 recogniser reads a crop ~4x faster than the fp16 one on this CPU (0.5 against
-2.2 ms, 1 thread; a whole lane frame 5.5 -> 3.6 ms) and is half the size, with the same
-accuracy on the training-split validation (models/README.md, "int8"). Only the recogniser by
-default: the int8 refiner's corners move in steps of 1/256 of its window, and with it the
-lane trusted more wrong reads (7 against 2 in 4 000 validation frames); the int8 detector
-cost a little on lane night frames.
+Why beside, not instead: the int8 recogniser reads a crop ~4x faster than the fp16 one on
+this CPU (0.5 against 2.2 ms, 1 thread; a whole lane frame ~3.6 against ~5.5 ms) and is half
+the size, but reads ~0.4 points fewer degraded plates on the training-split validation
+(1 000 + 1 000 frames each of gate and lane frames; more calibration data or a float softmax
+did not close it: models/README.md, "int8"). The lane's default stays fp16. Only the
+recogniser by default: the int8 refiner's corners move in steps of 1/256 of its window, and
+with it the lane trusted more wrong reads (7 against 2 in 4 000 frames); the int8 detector
+cost more on lane night frames.
 
-Each model is rebuilt as Keras from its fp16 ``.tflite`` (``train_reader.init_from_tflite``:
+The model is rebuilt as Keras from its fp16 ``.tflite`` (``train_reader.init_from_tflite``:
 the folded convs and dense layers, BatchNorm set to pass them through) and converted with
 ``Optimize.DEFAULT``, a representative data set of real training-split inputs and
 ``TFLITE_BUILTINS_INT8`` only. Input and output stay float32, so the reader's code is the
-same for both. The fp16 model stays beside it (``fp16_file`` in ``reader.json``): it is what
-the next training run warm-starts from and what the next quantisation starts from; the
-lane loads ``file``, the int8 one.
+same for both. ``reader.json`` gets ``int8_file`` (and ``int8_bytes``, ``quantised``) in the
+model's section; ``file`` stays the fp16 export, which training warm-starts from.
 
 Data: shards of ``scripts/make_reader_data.py`` (``train-*.npz``: recogniser crops, detector
 frames) and ``scripts/make_refiner_data.py`` (``refiner-*.npz``: refiner windows), from seeds
@@ -26,6 +27,7 @@ training venv (``train`` extra), like ``train_reader.py``; prints, per model, ho
 outputs are from the fp16 ones on samples that neither warm start nor calibration saw, and
 any op left in float.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -136,15 +138,10 @@ def compare(name: str, fp16: np.ndarray, int8: np.ndarray, shape: tuple[int, int
             "input")
 
 
-def fp16_file(facts: dict[str, Any]) -> str:
-    """The fp16 model of a ``reader.json`` section (its ``file`` until it is quantised)."""
-    return str(facts.get("fp16_file", facts["file"]))
-
-
 def quantise(name: str, args: argparse.Namespace, meta: dict[str, dict[str, Any]],
              log: Callable[[str], None]) -> int:
     """Write the int8 ``name`` model to ``--out`` and return its size in bytes."""
-    source = args.models / fp16_file(meta[name])
+    source = args.models / str(meta[name]["file"])
     target = args.out / f"plate_{name}_int8.tflite"
     x = load_inputs(args.data, name)
     need = WARM_SAMPLES + args.calibration + CHECK_SAMPLES
@@ -189,22 +186,17 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     for name in MODELS:
         facts = meta[name]
-        source = fp16_file(facts)
         if args.out.resolve() != args.models.resolve():
-            shutil.copyfile(args.models / source, args.out / source)
+            shutil.copyfile(args.models / facts["file"], args.out / facts["file"])
         if name not in args.int8:
-            if "fp16_file" in facts:  # an int8 model this run does not make: back to fp16
-                facts["file"] = facts.pop("fp16_file")
-                facts.pop("quantised", None)
-            facts["bytes"] = (args.out / facts["file"]).stat().st_size
             continue
         size = quantise(name, args, meta, lambda line: print(line, flush=True))
         facts.update({
-            "file": f"plate_{name}_int8.tflite", "fp16_file": source, "bytes": size,
-            "quantised": (f"int8 weights and activations, float32 input/output: "
-                          f"scripts/quantise_reader.py from {source}, {args.calibration} "
-                          f"representative inputs, seed {args.seed}; the training facts "
-                          "here are the fp16 model's")})
+            "int8_file": f"plate_{name}_int8.tflite", "int8_bytes": size,
+            "quantised": (f"int8_file: int8 weights and activations, float32 input/output: "
+                          f"scripts/quantise_reader.py from {facts['file']}, "
+                          f"{args.calibration} representative inputs, seed {args.seed}; "
+                          f"read when camera.{name} = int8")})
     (args.out / "reader.json").write_text(json.dumps(meta, ensure_ascii=False, indent=2) + "\n",
                                           encoding="utf-8")
     print("wrote", args.out, flush=True)

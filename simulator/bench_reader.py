@@ -42,6 +42,7 @@ from PIL import Image
 from firmware.lane.reader import DEFAULT_MODELS, TfliteReader, fuse
 from firmware.lane.reader.geometry import box_iou, plate_width, straighten
 from firmware.lane.reader.preprocess import REC_MARGIN, recogniser_crop
+from firmware.lane.reader.reader import Precision
 from parkguard.core.plates.charset import serial_letters_to_digits, tidy
 from simulator.plates_render.dataset import HELDOUT_SEED, frames_of_one_car, sample
 from simulator.plates_render.render import DEGRADATIONS, GATE_320, LANE_720, CameraView, Scene
@@ -179,13 +180,13 @@ def fusion(reader: TfliteReader, seed: int, cars: int,
 
 
 def lane_frames(models: Path, count: int, seed: int, base: Baseline | None,
-                fusion_cars: int) -> dict[str, Any]:
+                fusion_cars: int, recogniser: Precision = "fp16") -> dict[str, Any]:
     """Held-out frames at the lane camera's size (``LANE_720``: 1280 x 720, plates 120-300 px
     wide, about where a commissioned camera puts them), read through the lane's plate region
     as the lane reads them; clean frames also without it, to show what the region is for."""
     region = LANE_720.region
-    reader = TfliteReader(models, threads=1, region=region)
-    whole = TfliteReader(models, threads=1)
+    reader = TfliteReader(models, threads=1, region=region, recogniser=recogniser)
+    whole = TfliteReader(models, threads=1, recogniser=recogniser)
     report: dict[str, Any] = {"count": count, "region": list(region or ())}
     for kind, bad in (("clean", False), ("degraded", True)):
         scenes = [sample("heldout", seed, i + (count if bad else 0), degraded=bad,
@@ -212,9 +213,10 @@ def lane_frames(models: Path, count: int, seed: int, base: Baseline | None,
 
 def run(count: int, *, seed: int = HELDOUT_SEED, baseline: bool = True,
         fusion_cars: int = 100, models: Path = DEFAULT_MODELS,
-        lane_count: int | None = None) -> dict[str, Any]:
-    reader = TfliteReader(models, threads=1)
-    unrefined = TfliteReader(models, threads=1, refine=False) if reader.refiner else None
+        lane_count: int | None = None, recogniser: Precision = "fp16") -> dict[str, Any]:
+    reader = TfliteReader(models, threads=1, recogniser=recogniser)
+    unrefined = (TfliteReader(models, threads=1, refine=False, recogniser=recogniser)
+                 if reader.refiner else None)
     sets: dict[str, list[Scene]] = {
         "clean": [sample("heldout", seed, i, degraded=False) for i in range(count)],
         "degraded": [sample("heldout", seed, count + i, degraded=True) for i in range(count)],
@@ -261,9 +263,10 @@ def run(count: int, *, seed: int = HELDOUT_SEED, baseline: bool = True,
                                               "p99": percentile(latency, 99)},
             "model_bytes": sizes,
             "runtime": reader.runtime,
+            "recogniser": recogniser,
         },
         "lane_frames": lane_frames(models, count if lane_count is None else lane_count,
-                                   seed + 3, base, fusion_cars),
+                                   seed + 3, base, fusion_cars, recogniser),
     }
     if base is not None:
         report["pp_ocrv4_baseline"] = {
@@ -332,7 +335,8 @@ def table(report: dict[str, Any]) -> str:
     lat = ours["latency_ms_per_frame_1_thread"]
     lines = [
         f"held-out: {report['held_out_count']['clean']} clean + "
-        f"{report['held_out_count']['degraded']} degraded frames (runtime {ours['runtime']})",
+        f"{report['held_out_count']['degraded']} degraded frames (runtime {ours['runtime']}, "
+        f"{ours['recogniser']} recogniser)",
         f"{'figure':<48}{'ours':>10}{'PP-OCRv4':>10}",
     ]
 
@@ -401,11 +405,13 @@ def main() -> None:
     parser.add_argument("--fusion-cars", type=int, default=100)
     parser.add_argument("--no-baseline", action="store_true")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--recogniser", choices=("fp16", "int8"), default="fp16",
+                        help="which recogniser the reader uses (a lane's camera.recogniser)")
     parser.add_argument("--models", type=Path, default=DEFAULT_MODELS,
                         help="a directory with the .tflite files and reader.json")
     args = parser.parse_args()
     report = run(args.count, baseline=not args.no_baseline, fusion_cars=args.fusion_cars,
-                 models=args.models, lane_count=args.lane_count)
+                 models=args.models, lane_count=args.lane_count, recogniser=args.recogniser)
     print(json.dumps(report, indent=2) if args.json else table(report))
 
 

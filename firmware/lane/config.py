@@ -130,6 +130,11 @@ class CameraSettings(StrictModel):
         description="a first-frame read at least this confident is used alone (the barrier "
                     "goes up sooner); below it the lane reads up to fuse_frames frames and "
                     "fuses them; 1 fuses every car")
+    recogniser: Literal["fp16", "int8"] = Field(
+        default="fp16",
+        description="fp16: the most accurate recogniser; int8: its int8 quantisation, ~4x "
+                    "faster per plate crop and half the size, reading ~0.4 points fewer "
+                    "degraded plates (models/README.md): for a slower board than a Pi 4")
     plate_region: tuple[NonNegativeInt, NonNegativeInt, NonNegativeInt, NonNegativeInt] | None = (
         Field(default=None, exclude_if=lambda region: region is None,
               description="left, top, right, bottom in pixels of the camera's frames: where the "

@@ -14,7 +14,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Final, Literal
 
 from PIL import Image
 
@@ -47,6 +47,10 @@ CROP_MARGINS: Final = ((0.04, 0.10),)
 #: width"); plate-reading vendors ask for about as much (130-170 px, or characters 15 px
 #: tall). ``parkguard read`` warns below it, for the installer's placement check.
 MIN_PLATE_WIDTH_PX: Final = 140
+
+
+#: Which recogniser a lane reads with: the fp16 export or its int8 quantisation.
+Precision = Literal["fp16", "int8"]
 
 
 class ModelMismatchError(RuntimeError):
@@ -94,6 +98,8 @@ class TfliteReader:
     ``region``: the lane's plate region in the camera's frames (``camera.plate_region``),
     where the detector looks (see :func:`~firmware.lane.reader.preprocess.detector_view`);
     the crop the recogniser reads still comes from the whole frame at full resolution.
+    ``recogniser``: ``fp16`` (the default, the most accurate) or ``int8`` (``camera.recogniser``:
+    ~4x faster per crop, ~0.4 points fewer degraded plates; docs/reader.md "Speed").
     """
 
     name = "tflite"
@@ -101,14 +107,18 @@ class TfliteReader:
     def __init__(self, models: Path = DEFAULT_MODELS, *, threads: int = 1,
                  runtime: Runtime | None = None, refine: bool = True,
                  margins: Sequence[tuple[float, float]] = CROP_MARGINS,
-                 region: Box | None = None) -> None:
+                 region: Box | None = None, recogniser: Precision = "fp16") -> None:
         self.margins = tuple(margins)
         self.region = region
         meta = json.loads((models / "reader.json").read_text(encoding="utf-8"))
         rec, det = meta["recogniser"], meta["detector"]
         if rec["alphabet"] != ALPHABET:
             raise ModelMismatchError("the recogniser was trained on another alphabet: retrain")
-        self.recogniser = TfliteModel(models / rec["file"], threads=threads, runtime=runtime)
+        if recogniser == "int8" and "int8_file" not in rec:
+            raise ModelMismatchError(f"{models / 'reader.json'} names no int8 recogniser: "
+                                     "run scripts/quantise_reader.py, or use fp16")
+        file = rec["int8_file"] if recogniser == "int8" else rec["file"]
+        self.recogniser = TfliteModel(models / file, threads=threads, runtime=runtime)
         self.detector = TfliteModel(models / det["file"], threads=threads, runtime=runtime)
         self.refiner = (TfliteModel(models / meta["refiner"]["file"], threads=threads,
                                     runtime=runtime)
