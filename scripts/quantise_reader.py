@@ -9,8 +9,8 @@ the size, but reads ~0.4 points fewer degraded plates on the training-split vali
 (1 000 + 1 000 frames each of gate and lane frames; more calibration data or a float softmax
 did not close it: models/README.md, "int8"). The lane's default stays fp16. Only the
 recogniser by default: the int8 refiner's corners move in steps of 1/256 of its window, and
-with it the lane trusted more wrong reads (7 against 2 in 4 000 frames); the int8 detector
-cost more on lane night frames.
+with all three models int8 the lane trusted more wrong reads (7 against 2 in 4 000 frames);
+the int8 detector cost more on lane night frames.
 
 The model is rebuilt as Keras from its fp16 ``.tflite`` (``train_reader.init_from_tflite``:
 the folded convs and dense layers, BatchNorm set to pass them through) and converted with
