@@ -39,8 +39,7 @@ def _rect() -> Quad:
 
 def window(image: Image.Image, coarse: Quad) -> Image.Image:
     """The close-up the refiner reads: the plate straightened from ``coarse``, with room."""
-    return straighten(image, coarse, WINDOW_SIZE, margin=WINDOW_MARGIN,
-                      mode="L")
+    return straighten(image, coarse, WINDOW_SIZE, margin=WINDOW_MARGIN, mode="L")
 
 
 def window_tensor(picture: Image.Image) -> NDArray[np.float32]:
