@@ -20,13 +20,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from firmware.lane.camera import Frame
 from firmware.lane.reader import DEFAULT_MODELS, TfliteReader, make_reader
-from firmware.lane.reader.geometry import Quad, box_iou
+from firmware.lane.reader.geometry import Quad, box_iou, box_of
 from firmware.lane.reader.preprocess import recogniser_crop
-from firmware.lane.reader.reader import ModelMismatchError, PlateRead
+from firmware.lane.reader.reader import ModelMismatchError, PlateRead, reported
 from firmware.lane.reader.runtime import RUNTIMES, Runtime
 from simulator.plates_render.dataset import HELDOUT_SEED, frames_of_one_car, sample
 from simulator.plates_render.render import LANE_720, Scene
@@ -258,3 +258,23 @@ def test_a_simulated_lane_reads_rendered_frames_and_matches_the_car(
     assert result.plate == "沪AD12345"
     camera.show(None)
     assert camera.capture().image is None
+
+
+def test_a_car_whose_plate_is_hidden_is_reported_unread_not_as_a_scrap_of_background(
+        reader: TfliteReader, clean: Samples) -> None:
+    """The gateway lets a car in under whatever plate the lane reports: a scrap of background
+    read as 川3 must be no read, so the car takes the no-plate path (kiosk, help)."""
+    for image, text, corners in clean[:6]:
+        hidden = image.copy()
+        x0, y0, x1, y1 = box_of(corners)
+        ImageDraw.Draw(hidden).rectangle([x0 - 15, y0 - 10, x1 + 15, y1 + 10], fill=(90, 90, 90))
+        assert reader.read(jpeg_frame(image)).plate == text
+        assert reader.read_image(hidden, is_crop=False).plate  # it does read something...
+        assert reader.read(jpeg_frame(hidden)).plate is None  # ...and reports nothing
+        assert reader.read_many([jpeg_frame(hidden) for _ in range(3)]).plate is None
+
+
+def test_only_reads_a_plate_long_or_one_character_off_are_reported() -> None:
+    assert [reported(p) for p in (None, "", "川3", "粤B1234", "粤B12345", "粤B123456",
+                                  "粤B1234567", "粤B12345678")] == [
+        None, None, None, "粤B1234", "粤B12345", "粤B123456", "粤B1234567", None]

@@ -139,7 +139,8 @@ def constrained(probs: NDArray[np.float32]) -> list[CharRead]:
 
 #: Best-path read lengths :func:`decode` repairs: one character lost from, or one too many
 #: in, a 7- or 8-character plate. Anything further off (an empty frame reads a character or
-#: two) stays as read, so it cannot turn into a plausible plate.
+#: two) stays as read, so it cannot turn into a plausible plate; the lane reports such a read
+#: as no read at all (``reader.reported``).
 REPAIRABLE_LENGTHS: Final = range(6, 10)
 
 
