@@ -135,7 +135,8 @@ def read(images: tuple[Path, ...], as_json: bool, is_crop: bool | None, fuse: bo
         doc: dict[str, Any] = {"runtime": reader.runtime, "reads": results}
         if fused is not None:
             doc["fused"] = {"plate": fused.plate, "confidence": round(fused.confidence, 4),
-                            "frames_used": fused.frames_used}
+                            "reads_used": fused.frames_used, "reads": fused.frames_total,
+                            "frames": len(results)}
         click.echo(json.dumps(doc, ensure_ascii=False, indent=2))
     else:
         for r in results:
@@ -148,6 +149,7 @@ def read(images: tuple[Path, ...], as_json: bool, is_crop: bool | None, fuse: bo
                            f"(lane.toml: [camera] plate_region = {r['region']})")
         if fused is not None:
             click.echo(f"fused\t{fused.plate or '-'}\t{fused.confidence:.3f}\t"
-                       f"{fused.frames_used}/{fused.frames_total} frames")
+                       f"{fused.frames_used}/{fused.frames_total} crop reads of "
+                       f"{len(results)} frames")
     if not all(r["plate"] and r["grammar_ok"] for r in results):
         raise SystemExit(1)

@@ -42,7 +42,7 @@ from PIL import Image
 from firmware.lane.reader import DEFAULT_MODELS, TfliteReader, fuse
 from firmware.lane.reader.geometry import box_iou, plate_width, straighten
 from firmware.lane.reader.preprocess import REC_MARGIN, recogniser_crop
-from firmware.lane.reader.reader import Precision
+from firmware.lane.reader.reader import DEFAULT_RECOGNISER, Precision
 from parkguard.core.plates.charset import serial_letters_to_digits, tidy
 from simulator.plates_render.dataset import HELDOUT_SEED, frames_of_one_car, sample
 from simulator.plates_render.render import DEGRADATIONS, GATE_320, LANE_720, CameraView, Scene
@@ -180,7 +180,7 @@ def fusion(reader: TfliteReader, seed: int, cars: int,
 
 
 def lane_frames(models: Path, count: int, seed: int, base: Baseline | None,
-                fusion_cars: int, recogniser: Precision = "fp16") -> dict[str, Any]:
+                fusion_cars: int, recogniser: Precision = DEFAULT_RECOGNISER) -> dict[str, Any]:
     """Held-out frames at the lane camera's size (``LANE_720``: 1280 x 720, plates 120-300 px
     wide, about where a commissioned camera puts them), read through the lane's plate region
     as the lane reads them; clean frames also without it, to show what the region is for."""
@@ -213,7 +213,8 @@ def lane_frames(models: Path, count: int, seed: int, base: Baseline | None,
 
 def run(count: int, *, seed: int = HELDOUT_SEED, baseline: bool = True,
         fusion_cars: int = 100, models: Path = DEFAULT_MODELS,
-        lane_count: int | None = None, recogniser: Precision = "fp16") -> dict[str, Any]:
+        lane_count: int | None = None,
+        recogniser: Precision = DEFAULT_RECOGNISER) -> dict[str, Any]:
     reader = TfliteReader(models, threads=1, recogniser=recogniser)
     unrefined = (TfliteReader(models, threads=1, refine=False, recogniser=recogniser)
                  if reader.refiner else None)
@@ -405,7 +406,7 @@ def main() -> None:
     parser.add_argument("--fusion-cars", type=int, default=100)
     parser.add_argument("--no-baseline", action="store_true")
     parser.add_argument("--json", action="store_true")
-    parser.add_argument("--recogniser", choices=("fp16", "int8"), default="fp16",
+    parser.add_argument("--recogniser", choices=("fp16", "int8"), default=DEFAULT_RECOGNISER,
                         help="which recogniser the reader uses (a lane's camera.recogniser)")
     parser.add_argument("--models", type=Path, default=DEFAULT_MODELS,
                         help="a directory with the .tflite files and reader.json")

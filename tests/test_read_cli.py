@@ -81,7 +81,8 @@ def test_fuse_reads_frames_of_one_car_as_one_plate(tmp_path: Path) -> None:
     paths = [str(saved(f, tmp_path / f"f{k}.png")) for k, f in enumerate(frames)]
     code, out, _ = invoke("--fuse", *paths)
     fused = out.strip().splitlines()[-1].split("\t")
-    assert fused[0] == "fused" and fused[1] == frames[0].text and fused[3] == "3/3 frames"
+    assert fused[0] == "fused" and fused[1] == frames[0].text
+    assert fused[3] == "6/6 crop reads of 3 frames"  # two crops of each frame
     assert code == 0
 
 

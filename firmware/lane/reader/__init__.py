@@ -14,6 +14,7 @@ from firmware.lane.reader.fusion import FusedPlate, fuse
 from firmware.lane.reader.preprocess import Box
 from firmware.lane.reader.reader import (
     DEFAULT_MODELS,
+    DEFAULT_RECOGNISER,
     PlateRead,
     Precision,
     TfliteReader,
@@ -22,7 +23,8 @@ from firmware.lane.reader.reader import (
 
 
 def make_reader(kind: str, *, models: Path = DEFAULT_MODELS, threads: int = 1,
-                region: Box | None = None, recogniser: Precision = "fp16") -> PlateReader:
+                region: Box | None = None,
+                recogniser: Precision = DEFAULT_RECOGNISER) -> PlateReader:
     """The reader a lane config's ``camera.type`` asks for: ``tflite`` (the real reader on
     rendered or real frames, looking in the lane's ``plate_region``) or
     ``simulated``/``ground_truth`` (the simulator's oracle). ``recogniser``: ``fp16`` or
