@@ -1,13 +1,14 @@
 """Full-integer (int8) post-training quantisation of the reader's recogniser, written beside
-its fp16 export, for lanes on boards slower than a Pi 4 (``camera.recogniser: int8``).
+its fp16 export: the recogniser a lane reads with (``camera.recogniser``, default int8).
 
     python scripts/quantise_reader.py --data var/q-data/gate var/q-data/lane
 
-Why beside, not instead: the int8 recogniser reads a crop ~4x faster than the fp16 one on
-this CPU (0.5 against 2.2 ms, 1 thread; a whole lane frame ~3.6 against ~5.5 ms) and is half
-the size, but reads ~0.4 points fewer degraded plates on the training-split validation
-(1 000 + 1 000 frames each of gate and lane frames; more calibration data or a float softmax
-did not close it: models/README.md, "int8"). The lane's default stays fp16. Only the
+Why: the int8 recogniser reads a crop ~4x faster than the fp16 one on this CPU (0.5 against
+2.2 ms, 1 thread) and is half the size. Crop for crop it reads 0-0.6 points fewer degraded
+plates on the training-split validation (more calibration data or a float softmax did not
+close it: models/README.md, "int8"), so the reader spends part of the time saved on a
+second, tighter crop of each plate, and is then as accurate as fp16 on one crop and faster.
+Why beside: training warm-starts from the fp16 export, and a lane may ask for it. Only the
 recogniser by default: the int8 refiner's corners move in steps of 1/256 of its window, and
 with all three models int8 the lane trusted more wrong reads (7 against 2 in 4 000 frames);
 the int8 detector cost more on lane night frames.
