@@ -58,6 +58,7 @@ def test_without_the_baseline_only_accuracy_targets_are_judged() -> None:
     assert [t.name for t in targets(report)] == [
         "plate accuracy clean, whole frame", "plate accuracy degraded, whole frame"] * 2
 
+
 def test_the_bench_runs_the_committed_models_and_prints_every_figure() -> None:
     report = run(4, baseline=False, fusion_cars=2)
     text = table(report)

@@ -92,8 +92,7 @@ class PlateRead:
         return self.detect_ms + self.recognise_ms
 
     def reading(self) -> PlateReading:
-        return PlateReading(reported(self.plate), self.confidence, self.char_confidences,
-                            self.total_ms)
+        return lane_reading(self.plate, self.confidence, self.char_confidences, self.total_ms)
 
 
 def reported(plate: str | None) -> str | None:
@@ -102,6 +101,15 @@ def reported(plate: str | None) -> str | None:
     or three of background (measured: 8 of 8 such frames), and the gateway would let a car in
     under that "plate"; unread, it gets the no-plate path (kiosk, help) instead."""
     return plate if plate is not None and len(plate) in REPAIRABLE_LENGTHS else None
+
+
+def lane_reading(plate: str | None, confidence: float, char_confidences: tuple[float, ...],
+                 read_ms: float) -> PlateReading:
+    """What the lane gets: the read, or for a read :func:`reported` turns down an unread
+    plate with no confidence (so the lane reads more frames before it gives up on it)."""
+    if reported(plate) is None:
+        return PlateReading(None, 0.0, (), read_ms)
+    return PlateReading(plate, confidence, char_confidences, read_ms)
 
 
 class TfliteReader:
@@ -199,7 +207,7 @@ class TfliteReader:
     def read(self, frame: Frame) -> PlateReading:
         """The lane's seam: one frame (encoded image bytes) in, one reading out."""
         if frame.image is None:
-            return PlateReading(None, 0.0, (), 0.0)
+            return lane_reading(None, 0.0, (), 0.0)
         read = self._read_frame(frame)
         self._last = (frame, read)
         return read.reading()
@@ -233,5 +241,5 @@ class TfliteReader:
 
 def fused_reading(fused: FusedPlate, reads: Sequence[PlateRead]) -> PlateReading:
     """A fused plate as the lane's :class:`PlateReading` (time: all frames' reads)."""
-    return PlateReading(reported(fused.plate), fused.confidence, fused.char_confidences,
+    return lane_reading(fused.plate, fused.confidence, fused.char_confidences,
                         sum(r.total_ms for r in reads))
