@@ -43,6 +43,8 @@ import numpy as np
 from train_reader import detector, init_from_tflite, recogniser, tf
 from train_refiner import refiner
 
+from firmware.lane.reader.decode import greedy
+
 MODELS = ("recogniser", "detector", "refiner")
 #: Which array of which shards each model reads (uint8, height x width).
 ARRAYS: dict[str, tuple[str, str]] = {
@@ -120,16 +122,15 @@ def float_ops(path: Path) -> list[str]:
             and any(dtypes.get(int(i)) == np.float32 for i in op["outputs"])]
 
 
-def greedy(probs: np.ndarray) -> list[int]:
-    """Best-path CTC decoding of one (steps, classes) output (blank 0)."""
-    best = probs.argmax(-1)
-    return [int(c) for i, c in enumerate(best) if c != 0 and (i == 0 or c != best[i - 1])]
+def text(probs: np.ndarray) -> str:
+    """The best-path read of one (steps, classes) output, as the reader decodes it."""
+    return "".join(c.char for c in greedy(probs))
 
 
 def compare(name: str, fp16: np.ndarray, int8: np.ndarray, shape: tuple[int, int]) -> str:
     """How far the int8 outputs are from the fp16 ones, in the units that matter."""
     if name == "recogniser":
-        same = np.mean([greedy(a) == greedy(b) for a, b in zip(fp16, int8, strict=True)])
+        same = np.mean([text(a) == text(b) for a, b in zip(fp16, int8, strict=True)])
         conf = np.abs(fp16.max(-1) - int8.max(-1))
         return (f"best-path text same as fp16 {same:.1%}; |top prob diff| mean {conf.mean():.4f}"
                 f" max {conf.max():.4f}")
