@@ -13,7 +13,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get
 PYTEST_ARGS ?=
 
-.PHONY: help demo test bench bench-reader models lint typecheck docs system-deps venv clean
+.PHONY: help demo test bench bench-reader models real-data lint typecheck docs system-deps venv clean
 
 help:
 	@echo "make demo   install what is missing, then run a simulated car park end to end"
@@ -98,6 +98,9 @@ bench: venv
 	$(BIN)/python -m simulator.bench_tariffs
 	$(BIN)/python -m simulator.bench_fire
 	$(BIN)/python -m simulator.bench_gate
+	@# real held-out photographs from local snapshots (data/real-plates/README.md); the reader
+	@# bench reads them first when they are there, beside PP-OCRv4 and agentclpr
+	-$(BIN)/python scripts/real_plates.py extract
 	$(BIN)/python -m simulator.bench_reader --count 200
 
 # Train the plate reader's TFLite models from our own synthetic plates (docs/reader.md,
@@ -139,6 +142,13 @@ models: venv
 	nice -n 19 $(BIN)/python scripts/make_reader_data.py --out var/q-data/gate --count 1000 --shards 2 --seed 9100
 	nice -n 19 $(BIN)/python scripts/make_reader_data.py --out var/q-data/lane --count 1000 --shards 2 --seed 9101 --view lane
 	nice -n 19 $(BIN)/python scripts/quantise_reader.py --data var/q-data/gate var/q-data/lane
+
+# Real plate photographs and crops from local snapshots of EasyPR and HyperLPR (no image is
+# committed: data/real-plates/README.md), and the training shards made of their train split.
+real-data: venv
+	$(BIN)/python scripts/real_plates.py extract
+	$(BIN)/python scripts/real_plates.py shards
+	$(BIN)/python scripts/real_plates.py scenes
 
 bench-reader: venv
 	$(BIN)/python -m simulator.bench_reader

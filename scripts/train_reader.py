@@ -35,14 +35,18 @@ tf.config.threading.set_inter_op_parallelism_threads(1)
 
 def load(data: list[Path]) -> dict[str, np.ndarray]:
     """Every shard of every ``--data`` directory, each directory's in name order; the first
-    1 000 samples (the validation split) come from the first shard of the first directory."""
+    ``--val`` samples (the validation split) come from the first shard of the first
+    directory. Shards of real crops (``scripts/real_plates.py shards``) have no detector
+    frames: with any of them, only the recogniser can train."""
     parts = [np.load(p) for d in data for p in sorted(glob.glob(str(d / "train-*.npz")))]
     print("shards", len(parts), flush=True)
     if not parts:
         raise SystemExit(f"no shards in {data}: run scripts/make_reader_data.py first")
-    out = {k: np.concatenate([p[k] for p in parts]) for k in
-           ("crops", "labels", "lengths", "frames", "corners")}
-    out["alphabet"] = parts[0]["alphabet"]
+    keys = [k for k in ("crops", "labels", "lengths", "frames", "corners")
+            if all(k in p for p in parts)]
+    out = {k: np.concatenate([p[k] for p in parts]) for k in keys}
+    if "alphabet" in parts[0]:
+        out["alphabet"] = parts[0]["alphabet"]
     return out
 
 
@@ -298,11 +302,14 @@ def save_and_export(model: tf.keras.Model, args: argparse.Namespace, name: str,
 def train_recogniser(args: argparse.Namespace) -> None:
     tf.keras.utils.set_random_seed(args.seed)
     d = load(args.data)
+    if "crops" not in d:
+        raise SystemExit("recogniser: every --data shard needs crops (real-scene shards have "
+                         "none: leave their directory out)")
     alphabet = str(d["alphabet"])
     n_cls = len(alphabet) + 1
     x_all = d["crops"][..., None]  # uint8; scaled per batch
     y_all, len_all = d["labels"], d["lengths"]
-    n_val = 1000
+    n_val = args.val
     x_val, y_val, l_val = x_all[:n_val], y_all[:n_val], len_all[:n_val]
     x_tr, y_tr, l_tr = x_all[n_val:], y_all[n_val:], len_all[n_val:]
     model = recogniser(n_cls, args.width)
@@ -363,6 +370,9 @@ def train_recogniser(args: argparse.Namespace) -> None:
 def train_detector(args: argparse.Namespace) -> None:
     tf.keras.utils.set_random_seed(args.seed)
     d = load(args.data)
+    if "frames" not in d:
+        raise SystemExit("detector: every --data shard needs frames (real-crop shards have "
+                         "none: leave their directory out)")
     x = d["frames"].astype(np.float32)[..., None] / 255.0
     y = d["corners"]
     model = detector()
@@ -425,6 +435,8 @@ def main() -> None:
     parser.add_argument("--width", type=float, default=1.0,
                         help="recogniser only: scale every layer's channels (with "
                              "--init-tflite, the narrower export is widened to it)")
+    parser.add_argument("--val", type=int, default=1000,
+                        help="recogniser: the first N samples are the validation split")
     parser.add_argument("--blur-aug", type=float, default=0.0,
                         help="recogniser only: share of each batch given extra Gaussian "
                              "blur (augment_blur; run 7)")

@@ -9,6 +9,11 @@ run draws from (424 242), clean and degraded; how many reads reach the lane's tr
 and how many of those are wrong; and the degraded frames by kind of trouble and plate width.
 Each directory is read on the same frames in the same run. ``--view lane`` renders the lane
 camera's 1280 x 720 frames (``LANE_720``) and reads them through its plate region.
+``--real`` also reads the *train* split of the real photographs and crops
+(``scripts/real_plates.py extract``; ``simulator.bench_real`` reads the held-out split): the
+recogniser trained on these files, so its figures there are optimistic, but a choice that
+is not about the recogniser's weights (fusion, decoding, thresholds, the detector) can be
+made on them without looking at the held-out files.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from pathlib import Path
 
 from firmware.lane.reader import TfliteReader, fuse
 from firmware.lane.reader.preprocess import recogniser_crop
+from simulator import bench_real
 from simulator.bench_reader import LANE_WIDTHS, WIDTHS, breakdown, plate_accuracy
 from simulator.plates_render.dataset import sample
 from simulator.plates_render.render import GATE_320, LANE_720
@@ -35,6 +41,9 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=400, help="clean and degraded frames each")
     parser.add_argument("--view", choices=("gate", "lane"), default="gate",
                         help="gate: 320x240 frames; lane: 1280x720 through the plate region")
+    parser.add_argument("--real", type=Path, default=None, metavar="DIR",
+                        help="also read the train split of the real images extracted to DIR "
+                             "(var/real-plates)")
     args = parser.parse_args()
     view = LANE_720 if args.view == "lane" else GATE_320
     scenes = {bad: [sample("train", VALIDATION_SEED, i, degraded=bad, view=view)
@@ -42,6 +51,9 @@ def main() -> None:
     for models in args.models:
         reader = TfliteReader(models, threads=1, region=view.region)
         print(f"== {models}")
+        if args.real is not None:
+            print(bench_real.table(bench_real.run(args.real, models=models, baselines=False,
+                                                  split="train")))
         for bad, frames in scenes.items():
             truths = [s.text for s in frames]
             reads = [reader.read_image(s.image, is_crop=False) for s in frames]

@@ -28,8 +28,8 @@ through onnxruntime on 1 thread) on the same crops, in colour at its native 48 p
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -37,15 +37,15 @@ from pathlib import Path
 from typing import Any, Final
 
 import numpy as np
-from PIL import Image
 
 from firmware.lane.reader import DEFAULT_MODELS, TfliteReader, fuse
 from firmware.lane.reader.geometry import box_iou, plate_width, straighten
 from firmware.lane.reader.preprocess import REC_MARGIN, recogniser_crop
 from firmware.lane.reader.reader import DEFAULT_RECOGNISER, Precision
-from parkguard.core.plates.charset import serial_letters_to_digits, tidy
+from simulator import bench_real
 from simulator.plates_render.dataset import HELDOUT_SEED, frames_of_one_car, sample
 from simulator.plates_render.render import DEGRADATIONS, GATE_320, LANE_720, CameraView, Scene
+from simulator.teachers import PaddleReader
 
 
 def edit_distance(a: str, b: str) -> int:
@@ -69,26 +69,6 @@ def plate_accuracy(reads: Sequence[str | None], truths: Sequence[str]) -> float:
 
 def percentile(values: Sequence[float], q: float) -> float:
     return float(np.percentile(np.asarray(values), q)) if values else float("nan")
-
-
-class Baseline:
-    """PP-OCRv4 text recogniser of rapidocr-onnxruntime, 1 onnxruntime thread."""
-
-    def __init__(self) -> None:
-        package = importlib.import_module("rapidocr_onnxruntime")
-        recogniser = importlib.import_module("rapidocr_onnxruntime.ch_ppocr_rec")
-        root = Path(str(package.__file__)).parent
-        self.model = root / "models" / "ch_PP-OCRv4_rec_infer.onnx"
-        self.rec = recogniser.TextRecognizer({
-            "intra_op_num_threads": 1, "inter_op_num_threads": 1, "use_cuda": False,
-            "use_dml": False, "model_path": str(self.model),
-            "rec_img_shape": [3, 48, 320], "rec_batch_num": 1})
-
-    def read(self, crop: Image.Image) -> str:
-        bgr = np.ascontiguousarray(np.asarray(crop.convert("RGB"))[:, :, ::-1])
-        result: Any = self.rec([bgr])
-        text = str(result[0][0][0])
-        return serial_letters_to_digits(tidy(text))
 
 
 Widths = tuple[tuple[float, float, str], ...]
@@ -130,7 +110,7 @@ class SetScore:
     base_figures: dict[str, float] | None = None
 
 
-def score_set(reader: TfliteReader, scenes: Sequence[Scene], *, base: Baseline | None,
+def score_set(reader: TfliteReader, scenes: Sequence[Scene], *, base: PaddleReader | None,
               unrefined: TfliteReader | None = None) -> SetScore:
     """Read every frame whole (through the reader's region, if any) and from its true-corner
     crop; the baseline reads the same crops in colour."""
@@ -179,7 +159,7 @@ def fusion(reader: TfliteReader, seed: int, cars: int,
     return {"single_frame": single_ok / max(cars, 1), "fused": fused_ok / max(cars, 1)}
 
 
-def lane_frames(models: Path, count: int, seed: int, base: Baseline | None,
+def lane_frames(models: Path, count: int, seed: int, base: PaddleReader | None,
                 fusion_cars: int, recogniser: Precision = DEFAULT_RECOGNISER) -> dict[str, Any]:
     """Held-out frames at the lane camera's size (``LANE_720``: 1280 x 720, plates 120-300 px
     wide, about where a commissioned camera puts them), read through the lane's plate region
@@ -228,7 +208,7 @@ def run(count: int, *, seed: int = HELDOUT_SEED, baseline: bool = True,
     base_latency: list[float] = []
     hits = 0
     corner_errors: list[float] = []
-    base = Baseline() if baseline else None
+    base = PaddleReader() if baseline else None
     for kind, scenes in sets.items():
         score = score_set(reader, scenes, base=base, unrefined=unrefined)
         ours[kind] = score.figures
@@ -410,10 +390,26 @@ def main() -> None:
                         help="which recogniser the reader uses (a lane's camera.recogniser)")
     parser.add_argument("--models", type=Path, default=DEFAULT_MODELS,
                         help="a directory with the .tflite files and reader.json")
+    parser.add_argument("--real", type=Path, default=bench_real.DEFAULT_DATA,
+                        help="real held-out photographs and crops (scripts/real_plates.py "
+                             "extract); read first, when there (simulator/bench_real.py)")
     args = parser.parse_args()
+    real = None
+    if (args.real / "manifest.csv").exists():
+        real = bench_real.run(args.real, models=args.models, recogniser=args.recogniser,
+                              baselines=not args.no_baseline)
+    else:
+        print(f"note: no real images in {args.real}: run scripts/real_plates.py extract "
+              "(data/real-plates/README.md); synthetic frames only", file=sys.stderr)
     report = run(args.count, baseline=not args.no_baseline, fusion_cars=args.fusion_cars,
                  models=args.models, lane_count=args.lane_count, recogniser=args.recogniser)
-    print(json.dumps(report, indent=2) if args.json else table(report))
+    if args.json:
+        print(json.dumps({"real": real, **report}, indent=2, ensure_ascii=False))
+        return
+    if real is not None:
+        print(bench_real.table(real))
+        print("synthetic held-out frames (our own renderer):")
+    print(table(report))
 
 
 if __name__ == "__main__":

@@ -13,10 +13,13 @@ from PIL import Image
 from pydantic import ValidationError
 
 from firmware.lane.config import MIN_REGION, CameraSettings
-from firmware.lane.reader.geometry import Quad, perspective_coeffs, straighten
+from firmware.lane.reader.geometry import Quad, box_of, perspective_coeffs, plate_width, straighten
 from firmware.lane.reader.preprocess import DET_SIZE, RegionOutsideFrameError, detector_view
+from firmware.lane.reader.reader import ZOOM_BELOW, ZOOM_PLATE_WIDTHS, zoom_view
 from firmware.lane.reader.region import REGION_PLATE_WIDTHS, region_around, windows
 from parkguard.clock import ManualClock
+from simulator.plates_render.dataset import sample
+from simulator.plates_render.render import LANE_720
 from simulator.site import camera_and_reader
 
 
@@ -140,3 +143,39 @@ def test_the_smallest_region_the_lane_config_accepts_is_the_detectors_input() ->
     """The config keeps its own copy (it does not import the reader); the two must agree, or a
     region the lane accepts would be upscaled before the detector sees it."""
     assert MIN_REGION == DET_SIZE
+
+
+@given(x=st.floats(0, 2000), y=st.floats(0, 1500), width=st.floats(20, 400),
+       tilt=st.floats(-0.2, 0.2))
+def test_the_second_look_is_a_4_by_3_view_three_plate_widths_wide_about_the_plate(
+        x: float, y: float, width: float, tilt: float) -> None:
+    height = width / 3.14
+    quad: Quad = ((x, y), (x + width, y + width * tilt), (x + width, y + width * tilt + height),
+                  (x, y + height))
+    x0, y0, x1, y1 = zoom_view(quad)
+    assert abs((x1 - x0) * 3 - (y1 - y0) * 4) <= 7
+    assert x1 - x0 >= ZOOM_PLATE_WIDTHS * plate_width(quad) - 1
+    left, top, right, bottom = box_of(quad)
+    assert x0 <= left and x1 >= right and y0 <= top and y1 >= bottom  # the whole plate in view
+    share = plate_width(quad) / (x1 - x0)
+    assert share >= ZOOM_BELOW  # zoomed enough that it would not look a third time
+
+
+def test_a_plate_small_in_a_frame_with_no_region_is_read_by_a_second_look() -> None:
+    """A 1280 x 720 lane frame with no region: the plate is a tenth of the detector's view,
+    the first look only finds roughly where; the second look, zoomed, reads it."""
+    from firmware.lane.reader import TfliteReader
+
+    reader = TfliteReader()
+    scenes = [sample("train", 424_242, i, degraded=False, view=LANE_720) for i in range(12)]
+    looks = []
+    original = reader._look
+
+    def counting(image: Image.Image, view: tuple[int, int, int, int]) -> Quad:
+        looks.append(view)
+        return original(image, view)
+
+    reader._look = counting  # type: ignore[method-assign]
+    right = sum(reader.read_image(s.image, is_crop=False).plate == s.text for s in scenes)
+    assert len(looks) == 2 * len(scenes)  # every frame got a second look
+    assert right >= 10, f"{right} of {len(scenes)}"

