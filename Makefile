@@ -142,6 +142,22 @@ models: venv
 	nice -n 19 $(BIN)/python scripts/make_reader_data.py --out var/q-data/gate --count 1000 --shards 2 --seed 9100
 	nice -n 19 $(BIN)/python scripts/make_reader_data.py --out var/q-data/lane --count 1000 --shards 2 --seed 9101 --view lane
 	nice -n 19 $(BIN)/python scripts/quantise_reader.py --data var/q-data/gate var/q-data/lane
+	# run 6 (issue 19, models/README.md "Real plates"): real photographs and crops from local
+	# snapshots (data/real-plates/README.md) mixed with renders; detector, refiner, recogniser
+	$(BIN)/python scripts/real_plates.py extract
+	$(BIN)/python scripts/real_plates.py shards
+	$(BIN)/python scripts/real_plates.py scenes
+	nice -n 19 $(BIN)/python scripts/make_reader_data.py --out var/reader-data-s1 --count 24000 --shards 4 --seed 8001 --jitter 0.1
+	nice -n 19 $(BIN)/python scripts/make_reader_data.py --out var/reader-data-s1 --count 12000 --shards 2 --seed 8002 --jitter 0.08 --view lane
+	nice -n 19 $(BIN)/python scripts/make_reader_data.py --out var/reader-data-s2 --count 24000 --shards 4 --seed 8003 --jitter 0.1 --ga36 --camera-pipeline
+	nice -n 19 $(BIN)/python scripts/make_refiner_data.py --out var/refiner-mix --count 8000 --shards 2 --procs 1 --seed 4242003  # with run 2's detector, as in run 6
+	mkdir -p var/det-gate6 && ln -sf $(abspath var/reader-data-s1)/train-8001-*.npz var/det-gate6/
+	TRAIN_THREADS=1 nice -n 19 $(BIN)/python scripts/train_reader.py detector --data var/scene-data-real var/det-gate6 --out models --minutes 35 --max-steps 100000 --lr 5e-4 --warmup 200 --resume var/det-train6 --init-tflite models/plate_detector.tflite
+	ln -sf $(abspath var/scene-data-real)/refiner-real-23.npz var/refiner-mix/refiner-0real-23.npz
+	TRAIN_THREADS=1 nice -n 19 $(BIN)/python scripts/train_refiner.py --data var/refiner-mix --out models --minutes 22 --lr 5e-4 --warmup 200 --resume var/ref-train6 --init-tflite models/plate_refiner.tflite
+	TRAIN_THREADS=1 nice -n 19 $(BIN)/python scripts/train_reader.py recogniser --data var/reader-data-real var/reader-data-s1 --out models --minutes 45 --max-steps 100000 --lr 5e-4 --warmup 300 --val 500 --width 1.5 --resume var/rec-train6 --init-tflite models/plate_recogniser.tflite
+	TRAIN_THREADS=2 nice -n 19 $(BIN)/python scripts/train_reader.py recogniser --data var/reader-data-real var/reader-data-s1 var/reader-data-s2 --out models --minutes 30 --max-steps 100000 --lr 3e-4 --warmup 200 --val 500 --width 1.5 --resume var/rec-train6
+	nice -n 19 $(BIN)/python scripts/quantise_reader.py --data var/q-data/gate var/q-data/lane var/q-data/real
 
 # Real plate photographs and crops from local snapshots of EasyPR and HyperLPR (no image is
 # committed: data/real-plates/README.md), and the training shards made of their train split.

@@ -2,6 +2,9 @@
 
     python scripts/real_plates.py extract [--mirrors /work/.mirror] [--out var/real-plates]
     python scripts/real_plates.py extract --write-manifest   # after changing SOURCES
+    python scripts/real_plates.py label    # data/real-plates/labels.csv (teachers; ~3 min)
+    python scripts/real_plates.py shards   # recogniser shards: var/reader-data-real
+    python scripts/real_plates.py scenes   # detector and refiner shards: var/scene-data-real
 
 Nothing is downloaded: each source is a repository snapshot already on this machine (the
 search tool's ``fetch`` puts them under ``--mirrors`` as ``owner+name/repo``; a plain clone
@@ -437,34 +440,36 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    ex = sub.add_parser("extract", help="copy the manifest's files out of local snapshots")
-    ex.add_argument("--mirrors", type=Path, default=Path("/work/.mirror"))
-    ex.add_argument("--out", type=Path, default=ROOT / "var" / "real-plates")
-    ex.add_argument("--manifest", type=Path, default=MANIFEST)
-    ex.add_argument("--reserved", type=Path, default=DEFAULT_RESERVED)
-    ex.add_argument("--write-manifest", action="store_true",
-                    help="(re)write the committed manifest from SOURCES instead of checking")
-    lab = sub.add_parser("label", help="labels and plate corners (teachers: dev extra)")
-    lab.add_argument("--out", type=Path, default=ROOT / "var" / "real-plates")
-    lab.add_argument("--manifest", type=Path, default=MANIFEST)
-    lab.add_argument("--labels", type=Path, default=LABELS)
-    sh = sub.add_parser("shards", help="recogniser training shards of the train split")
-    sh.add_argument("--out", type=Path, default=ROOT / "var" / "real-plates")
-    sh.add_argument("--manifest", type=Path, default=MANIFEST)
-    sh.add_argument("--labels", type=Path, default=LABELS)
-    sh.add_argument("--shards", type=Path, default=ROOT / "var" / "reader-data-real")
-    sh.add_argument("--seed", type=int, default=19)
-    sh.add_argument("--calibration", type=Path, default=ROOT / "var" / "q-data" / "real")
-    sc = sub.add_parser("scenes", help="detector and refiner shards of the train photographs")
-    sc.add_argument("--out", type=Path, default=ROOT / "var" / "real-plates")
-    sc.add_argument("--manifest", type=Path, default=MANIFEST)
-    sc.add_argument("--labels", type=Path, default=LABELS)
-    sc.add_argument("--shards", type=Path, default=ROOT / "var" / "scene-data-real")
-    sc.add_argument("--seed", type=int, default=23)
+    commands = {
+        "extract": (extract, "copy the manifest's files out of local snapshots"),
+        "label": (label, "labels and plate corners (teachers: the dev extra)"),
+        "shards": (shards, "recogniser training shards of the train split"),
+        "scenes": (scenes, "detector and refiner shards of the train photographs"),
+    }
+    parsers = {}
+    for name, (run, help_text) in commands.items():
+        parsers[name] = command = sub.add_parser(name, help=help_text)
+        command.set_defaults(run=run)
+        command.add_argument("--out", type=Path, default=ROOT / "var" / "real-plates",
+                             help="where the extracted files are")
+        command.add_argument("--manifest", type=Path, default=MANIFEST)
+        command.add_argument("--labels", type=Path, default=LABELS)
+    parsers["extract"].add_argument("--mirrors", type=Path, default=Path("/work/.mirror"))
+    parsers["extract"].add_argument("--reserved", type=Path, default=DEFAULT_RESERVED)
+    parsers["extract"].add_argument(
+        "--write-manifest", action="store_true",
+        help="(re)write the committed manifest from SOURCES instead of checking")
+    parsers["shards"].add_argument("--shards", type=Path,
+                                   default=ROOT / "var" / "reader-data-real")
+    parsers["shards"].add_argument("--seed", type=int, default=19)
+    parsers["shards"].add_argument("--calibration", type=Path,
+                                   default=ROOT / "var" / "q-data" / "real")
+    parsers["scenes"].add_argument("--shards", type=Path,
+                                   default=ROOT / "var" / "scene-data-real")
+    parsers["scenes"].add_argument("--seed", type=int, default=23)
     args = parser.parse_args(argv)
     try:
-        {"extract": extract, "label": label, "shards": shards, "scenes": scenes}[args.command](
-            args)
+        args.run(args)
     except (ReservedImageError, ManifestMismatchError) as error:
         sys.exit(f"error: {error}")
 

@@ -24,11 +24,13 @@ MIRRORS = Path(os.environ.get("PARKGUARD_MIRRORS", "/work/.mirror"))
 RESERVED = ROOT.parent / "shared" / "reference" / "reserved-images.sha256"
 
 #: Floors: the bench's figures for the committed models, less a few points.
-CROPS_NAMED_FLOOR = 0.0
-PROVINCE_FLOOR = 0.0
-EASYPR_SIX_FLOOR = 0.0
-WHOLE_FLOOR = 0.0
-TRUSTED_WRONG_CEILING = 1.0
+#: (2026-12-07, run 6, int8: crops 95.7 %, province 97.1 %, EasyPR six 99.0 %, whole
+#: photographs 84.0 %, trusted reads wrong 0.2 %)
+CROPS_NAMED_FLOOR = 0.92
+PROVINCE_FLOOR = 0.94
+EASYPR_SIX_FLOOR = 0.96
+WHOLE_FLOOR = 0.80
+TRUSTED_WRONG_CEILING = 0.01
 
 
 @pytest.fixture(scope="module")
