@@ -24,9 +24,15 @@ from PIL import Image, ImageDraw
 
 from firmware.lane.camera import Frame
 from firmware.lane.reader import DEFAULT_MODELS, TfliteReader, make_reader
+from firmware.lane.reader.decode import CharRead
 from firmware.lane.reader.geometry import Quad, box_iou, box_of
 from firmware.lane.reader.preprocess import recogniser_crop
-from firmware.lane.reader.reader import ModelMismatchError, PlateRead, reported
+from firmware.lane.reader.reader import (
+    DISAGREEMENT_CONFIDENCE,
+    ModelMismatchError,
+    PlateRead,
+    reported,
+)
 from firmware.lane.reader.runtime import RUNTIMES, Runtime
 from simulator.plates_render.dataset import HELDOUT_SEED, frames_of_one_car, sample
 from simulator.plates_render.render import LANE_720, Scene
@@ -283,3 +289,29 @@ def test_only_reads_a_plate_long_or_one_character_off_are_reported() -> None:
     assert [reported(p) for p in (None, "", "川3", "粤B1234", "粤B12345", "粤B123456",
                                   "粤B1234567", "粤B12345678")] == [
         None, None, None, "粤B1234", "粤B12345", "粤B123456", "粤B1234567", None]
+
+
+def test_crops_that_read_different_texts_are_not_trusted_alone(
+        reader: TfliteReader, clean: Samples, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two crops of one plate that disagree: the fused plate is the likelier one, but its
+    confidence stays under the lane's trust level, so the lane reads more frames first."""
+    image, text, _ = clean[0]
+    agreed = reader.read_image(image, is_crop=False)
+    assert agreed.plate == text and agreed.confidence >= 0.98
+    original = reader._recognise
+    crops = []
+
+    def second_crop_reads_another_province(crop: Image.Image) -> tuple[list[CharRead], str,
+                                                                       float]:
+        chars, best_path, ms = original(crop)
+        crops.append(crop)
+        if len(crops) % 2 == 0:
+            first = chars[0]
+            other = "京" if first.char != "京" else "沪"
+            chars = [CharRead(other, first.confidence, first.probs), *chars[1:]]
+        return chars, best_path, ms
+
+    monkeypatch.setattr(reader, "_recognise", second_crop_reads_another_province)
+    disputed = reader.read_image(image, is_crop=False)
+    assert disputed.plate == text  # the distributions still favour the right province
+    assert disputed.confidence <= DISAGREEMENT_CONFIDENCE < 0.98
