@@ -28,6 +28,7 @@ import argparse
 import csv
 import hashlib
 import io
+import os
 import re
 import subprocess
 import sys
@@ -56,7 +57,15 @@ from simulator.teachers import AgentReader, PaddleReader, plate_text
 ROOT: Final = Path(__file__).resolve().parents[1]
 MANIFEST: Final = ROOT / "data" / "real-plates" / "manifest.csv"
 LABELS: Final = ROOT / "data" / "real-plates" / "labels.csv"
-DEFAULT_RESERVED: Final = ROOT.parent / "shared" / "reference" / "reserved-images.sha256"
+#: Where the reserved list is looked for: ``PARKGUARD_RESERVED``, then beside this checkout
+#: (``../shared/reference``), then the workplace's shared folder (a clone elsewhere, as CI's).
+RESERVED_CANDIDATES: Final = (
+    *([Path(os.environ["PARKGUARD_RESERVED"])] if "PARKGUARD_RESERVED" in os.environ else []),
+    ROOT.parent / "shared" / "reference" / "reserved-images.sha256",
+    Path("/work/shared/reference/reserved-images.sha256"),
+)
+DEFAULT_RESERVED: Final = next((p for p in RESERVED_CANDIDATES if p.exists()),
+                               RESERVED_CANDIDATES[0])
 FIELDS: Final = ("source", "repository", "commit", "path", "sha256", "licence", "kind",
                  "label", "split")
 IMAGE_SUFFIXES: Final = (".jpg", ".jpeg", ".png", ".bmp")

@@ -18,10 +18,11 @@ from typing import Any
 import pytest
 
 from simulator import bench_real
+from tests.test_real_plates import real_plates
 
 ROOT = Path(__file__).resolve().parents[1]
 MIRRORS = Path(os.environ.get("PARKGUARD_MIRRORS", "/work/.mirror"))
-RESERVED = ROOT.parent / "shared" / "reference" / "reserved-images.sha256"
+RESERVED = real_plates.DEFAULT_RESERVED
 
 #: Floors: the bench's figures for the committed models, less a few points.
 #: (2026-12-07, run 6, int8: crops 95.7 %, province 97.1 %, EasyPR six 99.0 %, whole
