@@ -227,7 +227,6 @@ def lane(ctx: click.Context, config_path: Path | None, mock_pins: bool) -> None:
     from firmware.lane.node import LaneNode
     from parkguard.clock import SystemClock
     from parkguard.configfile import load_config
-    from simulator.camera import GroundTruthReader, SimulatedCamera
 
     config = load_config(LaneConfig, config_path)
     clock = SystemClock()
@@ -238,25 +237,21 @@ def lane(ctx: click.Context, config_path: Path | None, mock_pins: bool) -> None:
         factory = MockFactory()
     camera: Any
     reader: Any
-    if config.camera.type in ("tflite", "picamera"):  # our TFLite reader (docs/reader.md)
+    if config.camera.type == "picamera":  # a real lane: the Pi camera, our TFLite reader
+        from firmware.lane.picamera import PiCamera
         from firmware.lane.reader import DEFAULT_MODELS, make_reader
 
         reader = make_reader("tflite", models=config.camera.models or DEFAULT_MODELS,
                              region=config.camera.plate_region,
                              recogniser=config.camera.recogniser)
-        if config.camera.type == "picamera":
-            from firmware.lane.picamera import PiCamera
+        camera = PiCamera(clock=clock)
+    else:  # a bench lane: the simulator's camera (tflite: rendered frames, the real reader)
+        from simulator.camera import camera_and_reader
 
-            camera = PiCamera(clock=clock)
-        else:  # rendered gate-camera frames of the plate the simulator shows
-            from simulator.plates_render import GATE_320, RenderingCamera, lane_view
-
-            # with a plate region: the Pi camera's 1280 x 720, the plate inside that region
-            region = config.camera.plate_region
-            view = GATE_320 if region is None else lane_view(region)
-            camera = RenderingCamera(clock=clock, view=view)
-    else:
-        camera, reader = SimulatedCamera(clock=clock), GroundTruthReader()
+        camera, reader = camera_and_reader(
+            "tflite" if config.camera.type == "tflite" else "ground_truth", clock,
+            region=config.camera.plate_region, models=config.camera.models,
+            recogniser=config.camera.recogniser)
     with LaneNode(config, clock=clock, camera=camera, reader=reader, pin_factory=factory):
         click.echo(f"lane {config.lane} ({config.direction}) of site {config.site}; "
                    "Ctrl-C to stop")

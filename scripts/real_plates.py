@@ -322,11 +322,9 @@ def quad_of(corners: str) -> Quad:
 
 def _recut(image: Image.Image, quad: Quad, rng: np.random.Generator) -> Image.Image:
     """The plate re-cut with a random margin and the corners a little off (a detector's)."""
-    pts = np.asarray(quad, dtype=np.float64)
-    height = float(np.linalg.norm(pts[3] - pts[0]))
-    pts = pts + rng.uniform(-0.06, 0.06, pts.shape) * height
+    moved = jitter(quad, rng, 0.06)
     margin = (float(rng.uniform(-0.02, 0.08)), float(rng.uniform(-0.05, 0.18)))
-    return recogniser_crop(image, as_quad(pts), margin)
+    return recogniser_crop(image, moved, margin)
 
 
 def real_crops(row: dict[str, str], labels: dict[str, str], image: Image.Image,

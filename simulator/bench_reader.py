@@ -42,7 +42,6 @@ from firmware.lane.reader import DEFAULT_MODELS, TfliteReader, fuse
 from firmware.lane.reader.geometry import box_iou, plate_width, straighten
 from firmware.lane.reader.preprocess import REC_MARGIN, recogniser_crop
 from firmware.lane.reader.reader import DEFAULT_RECOGNISER, Precision
-from simulator import bench_real
 from simulator.plates_render.dataset import HELDOUT_SEED, frames_of_one_car, sample
 from simulator.plates_render.render import DEGRADATIONS, GATE_320, LANE_720, CameraView, Scene
 from simulator.teachers import PaddleReader
@@ -390,10 +389,12 @@ def main() -> None:
                         help="which recogniser the reader uses (a lane's camera.recogniser)")
     parser.add_argument("--models", type=Path, default=DEFAULT_MODELS,
                         help="a directory with the .tflite files and reader.json")
-    parser.add_argument("--real", type=Path, default=bench_real.DEFAULT_DATA,
+    parser.add_argument("--real", type=Path, default=Path(__file__).resolve().parents[1] / "var" / "real-plates",
                         help="real held-out photographs and crops (scripts/real_plates.py "
                              "extract); read first, when there (simulator/bench_real.py)")
     args = parser.parse_args()
+    from simulator import bench_real  # it reads this module's helpers: imported where used
+
     real = None
     if (args.real / "manifest.csv").exists():
         real = bench_real.run(args.real, models=args.models, recogniser=args.recogniser,

@@ -33,7 +33,7 @@ import csv
 import functools
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -46,6 +46,7 @@ from firmware.lane.reader import DEFAULT_MODELS, TfliteReader
 from firmware.lane.reader.geometry import Quad, as_quad, plate_width, straighten
 from firmware.lane.reader.preprocess import REC_MARGIN, recogniser_crop
 from firmware.lane.reader.reader import DEFAULT_RECOGNISER, PlateRead, Precision
+from simulator.bench_reader import percentile
 from simulator.teachers import AgentReader, PaddleReader
 
 ROOT: Final = Path(__file__).resolve().parents[1]
@@ -250,18 +251,14 @@ def run(data: Path = DEFAULT_DATA, *, models: Path = DEFAULT_MODELS,
                     "wrong_share": trusted.wrong / trusted.trusted if trusted.trusted else 0.0,
                     "examples": trusted.examples},
         "decoder_changes": vars(changes),
-        "latency_ms_per_crop_1_thread": {name: {"p50": _pct(v, 50), "p99": _pct(v, 99)}
+        "latency_ms_per_crop_1_thread": {name: {"p50": percentile(v, 50), "p99": percentile(v, 99)}
                                          for name, v in latency.items()},
-        "latency_ms_per_photo_1_thread_ours": {"p50": _pct(whole_latency, 50),
-                                               "p99": _pct(whole_latency, 99)},
+        "latency_ms_per_photo_1_thread_ours": {"p50": percentile(whole_latency, 50),
+                                               "p99": percentile(whole_latency, 99)},
     }
     if baselines:
         report["targets"] = targets(report)
     return report
-
-
-def _pct(values: Sequence[float], q: float) -> float:
-    return float(np.percentile(np.asarray(values), q)) if values else float("nan")
 
 
 def targets(report: dict[str, Any]) -> list[dict[str, Any]]:

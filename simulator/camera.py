@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from typing import Protocol
+from pathlib import Path
+from typing import Literal, Protocol
 
-from firmware.lane.camera import Frame, PlateReading
+from firmware.lane.camera import Frame, PlateReader, PlateReading
 from parkguard.clock import Clock
 
 
@@ -48,3 +49,31 @@ class GroundTruthReader:
     def read_many(self, frames: Sequence[Frame]) -> PlateReading:
         """Every frame shows the same truth: the first says it all."""
         return self.read(frames[0]) if frames else PlateReading(None, 0.0, (), 0.0)
+
+
+#: How simulated lanes see plates: ``ground_truth`` hands the reader the plate shown (fast,
+#: perfect); ``tflite`` renders each frame (``simulator.plates_render``) at the Pi camera's
+#: 1280 x 720 and runs the lane's real TFLite reader on the pixels through the lane's plate
+#: region, so misreads, fusion and fuzzy matching are exercised as on a real lane.
+ReaderKind = Literal["ground_truth", "tflite"]
+
+
+def camera_and_reader(kind: ReaderKind, clock: Clock, *, seed: int = 0,
+                      region: tuple[int, int, int, int] | None = None,
+                      models: Path | None = None, recogniser: Literal["fp16", "int8"] = "int8"
+                      ) -> tuple[ShowingCamera, PlateReader]:
+    """A simulated camera and the reader that goes with it: for ``tflite`` a camera that
+    renders the plate shown and the lane's real reader (``region``: the lane's
+    ``camera.plate_region``; with one, frames are rendered at the lane camera's size;
+    ``models`` and ``recogniser`` as ``camera.models`` and ``camera.recogniser``); otherwise
+    the ground-truth camera and reader. ``parkguard lane`` takes a bench lane's parts from
+    here; a real lane (``picamera``) never imports the simulator."""
+    if kind == "tflite":
+        # the models load only when asked for
+        from firmware.lane.reader import DEFAULT_MODELS, TfliteReader
+        from simulator.plates_render import GATE_320, RenderingCamera, lane_view
+
+        view = GATE_320 if region is None else lane_view(region)
+        reader = TfliteReader(models or DEFAULT_MODELS, region=region, recogniser=recogniser)
+        return RenderingCamera(clock=clock, seed=seed, view=view), reader
+    return SimulatedCamera(clock=clock), GroundTruthReader()

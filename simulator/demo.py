@@ -24,10 +24,11 @@ from broker.runner import MosquittoBroker
 from parkguard.clock import ManualClock
 from parkguard.core.tariffs import format_yuan
 from parkguard.errors import ConfigError
+from simulator.camera import ReaderKind
 from simulator.office import Office, open_the_office, pay_on_the_way_out
 from simulator.plots import plot_day
 from simulator.provisioned import provision_simulated_site
-from simulator.site import ReaderKind, SimulatedSite, SiteSummary
+from simulator.site import SimulatedSite, SiteSummary
 from simulator.traffic import day_of_visits
 
 log = logging.getLogger(__name__)

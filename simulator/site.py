@@ -17,14 +17,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Literal
 
 from gpiozero.pins.mock import MockFactory
 
 from broker.bus import BrokerAddress
 from broker.contract import topics
 from broker.contract.messages import Direction, WireMessage
-from firmware.lane.camera import PlateReader
 from firmware.lane.config import (
     CameraSettings,
     CommandSettings,
@@ -39,7 +37,7 @@ from gateway.config import GatewayConfig
 from gateway.pricing import EXAMPLE_TARIFF
 from parkguard.clock import Clock, ManualClock, ScaledClock
 from parkguard.configfile import BrokerSettings
-from simulator.camera import GroundTruthReader, ShowingCamera, SimulatedCamera
+from simulator.camera import ReaderKind, ShowingCamera, camera_and_reader
 from simulator.driver import CarDriver, LaneStuck, Passage, SimulatedLaneWiring
 from simulator.traffic import Visit
 
@@ -65,25 +63,6 @@ def shared_scaled_clock(origin: datetime, scale: float, *, anchor: float | None 
     return ScaledClock(origin + timedelta(seconds=elapsed * scale), speed=scale)
 
 
-#: How simulated lanes see plates: ``ground_truth`` hands the reader the plate shown (fast,
-#: perfect); ``tflite`` renders each frame (``simulator.plates_render``) at the Pi camera's
-#: 1280 x 720 and runs the lane's real TFLite reader on the pixels through the lane's plate
-#: region, so misreads, fusion and fuzzy matching are exercised as on a real lane.
-ReaderKind = Literal["ground_truth", "tflite"]
-
-
-def camera_and_reader(kind: ReaderKind, clock: Clock, *, seed: int = 0,
-                      region: tuple[int, int, int, int] | None = None
-                      ) -> tuple[ShowingCamera, PlateReader]:
-    """A simulated camera and the reader that goes with it (``region``: the lane's
-    ``camera.plate_region``; with one, frames are rendered at the lane camera's size)."""
-    if kind == "tflite":
-        from firmware.lane.reader import TfliteReader  # loads the models: only when asked
-        from simulator.plates_render import GATE_320, RenderingCamera, lane_view
-
-        view = GATE_320 if region is None else lane_view(region)
-        return RenderingCamera(clock=clock, seed=seed, view=view), TfliteReader(region=region)
-    return SimulatedCamera(clock=clock), GroundTruthReader()
 
 
 def _camera_settings(reader: ReaderKind) -> CameraSettings:

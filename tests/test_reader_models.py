@@ -34,6 +34,8 @@ from firmware.lane.reader.reader import (
     reported,
 )
 from firmware.lane.reader.runtime import RUNTIMES, Runtime
+from parkguard.clock import ManualClock
+from simulator.camera import camera_and_reader
 from simulator.plates_render.dataset import HELDOUT_SEED, frames_of_one_car, sample
 from simulator.plates_render.render import LANE_720, Scene
 
@@ -238,9 +240,13 @@ def test_fusing_after_an_untrusted_read_does_not_read_that_frame_again(
 
 def test_make_reader_picks_by_type() -> None:
     assert make_reader("tflite").name == "tflite"
-    assert make_reader("simulated").name == "ground_truth"
+    # a simulated lane's ground-truth reader is the simulator's, not the lane's
+    clock = ManualClock(datetime(2026, 1, 1, tzinfo=UTC))
+    assert camera_and_reader("ground_truth", clock)[1].name == "ground_truth"
     with pytest.raises(ValueError, match="unknown reader type"):
         make_reader("magic")
+    with pytest.raises(ValueError, match=r"simulator\.camera"):
+        make_reader("simulated")
 
 
 def test_default_models_path_is_the_repository_models_dir() -> None:

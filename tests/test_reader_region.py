@@ -18,9 +18,9 @@ from firmware.lane.reader.preprocess import DET_SIZE, RegionOutsideFrameError, d
 from firmware.lane.reader.reader import ZOOM_BELOW, ZOOM_PLATE_WIDTHS, zoom_view
 from firmware.lane.reader.region import REGION_PLATE_WIDTHS, region_around, windows
 from parkguard.clock import ManualClock
+from simulator.camera import camera_and_reader
 from simulator.plates_render.dataset import sample
 from simulator.plates_render.render import LANE_720
-from simulator.site import camera_and_reader
 
 
 def test_a_4_by_3_frame_without_a_region_is_its_own_view_as_in_training() -> None:

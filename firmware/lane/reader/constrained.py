@@ -148,8 +148,14 @@ def decode(probs: NDArray[np.float32]) -> list[CharRead]:
     """The reader's decoding: the best path when it spells a plate (nearly every read; fast);
     when it is one character off a plate, the best path that spells one (:func:`constrained`,
     a few ms); otherwise the best path as it is."""
+    return decode_with_best_path(probs)[0]
+
+
+def decode_with_best_path(probs: NDArray[np.float32]) -> tuple[list[CharRead], str]:
+    """:func:`decode` and the best path's text it started from (the same text unless the
+    grammar repaired it): what the bench counts decoder changes against."""
     chars = greedy(probs)
     text = "".join(c.char for c in chars)
     if len(text) not in REPAIRABLE_LENGTHS or any(shape.fits(text) for shape in SHAPES):
-        return chars
-    return constrained(probs)
+        return chars, text
+    return constrained(probs), text

@@ -20,8 +20,8 @@ from PIL import Image
 
 from firmware.lane.camera import Frame, PlateReading
 from firmware.lane.reader.alphabet import ALPHABET, NUM_CLASSES
-from firmware.lane.reader.constrained import REPAIRABLE_LENGTHS, decode
-from firmware.lane.reader.decode import CharRead, greedy
+from firmware.lane.reader.constrained import REPAIRABLE_LENGTHS, decode_with_best_path
+from firmware.lane.reader.decode import CharRead
 from firmware.lane.reader.fusion import FusedPlate, fuse
 from firmware.lane.reader.geometry import Quad, as_quad, box_of, plate_width
 from firmware.lane.reader.preprocess import (
@@ -212,8 +212,7 @@ class TfliteReader:
         """As :meth:`recognise`, with the best-path text before the grammar's repair."""
         start = time.perf_counter()
         probs = self.recogniser(recogniser_tensor(crop))[0]
-        chars = decode(probs)
-        best_path = "".join(c.char for c in greedy(probs))
+        chars, best_path = decode_with_best_path(probs)
         return chars, best_path, (time.perf_counter() - start) * 1000
 
     def read_image(self, image: Image.Image, *, is_crop: bool | None = None,
