@@ -389,7 +389,8 @@ def main() -> None:
                         help="which recogniser the reader uses (a lane's camera.recogniser)")
     parser.add_argument("--models", type=Path, default=DEFAULT_MODELS,
                         help="a directory with the .tflite files and reader.json")
-    parser.add_argument("--real", type=Path, default=Path(__file__).resolve().parents[1] / "var" / "real-plates",
+    parser.add_argument("--real", type=Path,
+                        default=Path(__file__).resolve().parents[1] / "var" / "real-plates",
                         help="real held-out photographs and crops (scripts/real_plates.py "
                              "extract); read first, when there (simulator/bench_real.py)")
     args = parser.parse_args()
