@@ -15,10 +15,10 @@ import weakref
 from pathlib import Path
 from types import TracebackType
 
-from broker.bus import BrokerAddress
 from broker.mosquitto_conf import render_local_config
 from broker.provision.generate import ProvisionResult
 from parkguard.errors import BrokerError
+from wire.mqtt import BrokerAddress
 
 HOST = "127.0.0.1"
 

@@ -7,29 +7,29 @@ import secrets
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from broker.bus import BrokerAddress, MqttBus
 from broker.provision.bundle import load_bundle
-from gateway.alarms import AlarmChange, AlarmMonitor
-from gateway.alerts import AlertDesk, AppriseNotifier, Ticker, load_or_create_key
-from gateway.audit import AuditLog
-from gateway.billing import Billing
-from gateway.capacity import Capacity
-from gateway.commands import LaneCommander
 from gateway.config import GatewayConfig, SafetySettings
-from gateway.incidents import IncidentDesk
-from gateway.merchants import MerchantAccounts
-from gateway.passes import AccessDesk
-from gateway.patrols import PatrolDesk
-from gateway.payments import PaymentDesk, SimulatedProvider
-from gateway.pricing import SitePricing
-from gateway.reconcile import Reconciler
-from gateway.replicas import ReplicaPublisher
-from gateway.service import Gateway
-from gateway.store import GatewayStore
+from gateway.lanes.capacity import Capacity
+from gateway.lanes.commands import LaneCommander
+from gateway.lanes.reconcile import Reconciler
+from gateway.lanes.replicas import ReplicaPublisher
+from gateway.money.billing import Billing
+from gateway.money.merchants import MerchantAccounts
+from gateway.money.passes import AccessDesk
+from gateway.money.payments import PaymentDesk, SimulatedProvider
+from gateway.money.pricing import SitePricing
+from gateway.patrols.desk import PatrolDesk
+from gateway.records.audit import AuditLog
+from gateway.runtime.service import Gateway
+from gateway.safety.alarms import AlarmChange, AlarmMonitor
+from gateway.safety.alerts import AlertDesk, AppriseNotifier, Ticker, load_or_create_key
+from gateway.safety.incidents import IncidentDesk
+from gateway.storage.store import GatewayStore
 from gateway.web import WebServer, WebSettings, load_secret_key
 from parkguard.clock import Clock
 from parkguard.configfile import load_config
 from parkguard.core.patrol import load_patrol_config
+from wire.mqtt import BrokerAddress, MqttBus
 
 log = logging.getLogger(__name__)
 

@@ -7,10 +7,10 @@ from typing import Literal
 
 from pydantic import Field
 
-from gateway.alarms import AlarmSettings
-from gateway.alerts import AlertSettings
-from gateway.capacity import CapacitySettings
-from gateway.pricing import EXAMPLE_TARIFF
+from gateway.lanes.capacity import CapacitySettings
+from gateway.money.pricing import EXAMPLE_TARIFF
+from gateway.safety.alarms import AlarmSettings
+from gateway.safety.alerts import AlertSettings
 from parkguard.configfile import BrokerSettings, CommandKeyHex, StrictModel
 from parkguard.core.plates import MatchPolicy
 from parkguard.core.zones import TimeZoneName
@@ -22,7 +22,8 @@ class PaymentSettings(StrictModel):
     provider: Literal["simulated"] = Field(
         default="simulated",
         description="payment provider; `simulated` signs its callbacks with a key made at start "
-                    "(tests, demo). Real providers plug in behind gateway.payments.PaymentProvider")
+                    "(tests, demo). Real providers plug in behind "
+                    "gateway.money.payments.PaymentProvider")
     grace_minutes: int = Field(default=15, ge=0, le=240,
                                description="minutes to reach the exit after paying in advance")
 

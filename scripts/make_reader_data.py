@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from firmware.lane.reader.alphabet import ALPHABET, encode
+from firmware.lane.devices.reader.alphabet import ALPHABET, encode
 from simulator.plates_render.dataset import TRAIN_SEED, arrays
 from simulator.plates_render.render import GA36_SHARE, GATE_320, LANE_720, CameraView
 

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from firmware.lane.reader.reader import DEFAULT_MODELS, TfliteReader
-from firmware.lane.reader.refine import WINDOW_SIZE, target_in_window, window
+from firmware.lane.devices.reader.reader import DEFAULT_MODELS, TfliteReader
+from firmware.lane.devices.reader.refine import WINDOW_SIZE, target_in_window, window
 from simulator.plates_render.dataset import jitter, sample
 from simulator.plates_render.render import GATE_320, LANE_720, CameraView
 

@@ -43,7 +43,7 @@ import numpy as np
 from train_reader import detector, init_from_tflite, recogniser, tf
 from train_refiner import refiner
 
-from firmware.lane.reader.decode import greedy
+from firmware.lane.devices.reader.decode import greedy
 
 MODELS = ("recogniser", "detector", "refiner")
 #: Which array of which shards each model reads (uint8, height x width).

@@ -40,16 +40,16 @@ from typing import Final
 import numpy as np
 from PIL import Image
 
-from firmware.lane.reader.alphabet import ALPHABET, encode
-from firmware.lane.reader.geometry import Quad, as_quad, straighten
-from firmware.lane.reader.preprocess import (
+from firmware.lane.devices.reader.alphabet import ALPHABET, encode
+from firmware.lane.devices.reader.geometry import Quad, as_quad, straighten
+from firmware.lane.devices.reader.preprocess import (
     DET_SIZE,
     REC_MARGIN,
     REC_SIZE,
     corners_to_target,
     recogniser_crop,
 )
-from firmware.lane.reader.refine import target_in_window, window
+from firmware.lane.devices.reader.refine import target_in_window, window
 from parkguard.core.plates.grammar import is_plate
 from simulator.plates_render.dataset import jitter
 from simulator.teachers import AgentReader, PaddleReader, plate_text

@@ -3,7 +3,7 @@
     python scripts/make_refiner_data.py --out var/refiner-data --count 40000 --shards 8
     python scripts/train_refiner.py --data var/refiner-data --out models --minutes 14
 
-The refiner reads the close-up window of ``firmware/lane/reader/refine.py`` (the plate
+The refiner reads the close-up window of ``firmware/lane/devices/reader/refine.py`` (the plate
 straightened from the detector's corners, with room around it) and regresses the true corners
 in it: 8 sigmoid outputs, Huber loss, the same conv blocks, brightness augmentation, cosine
 schedule and fp16 export as ``train_reader.py`` (imported from it; run from the repository
@@ -26,7 +26,7 @@ from train_reader import (
     tf,
 )
 
-WINDOW = (64, 160)  # height, width: firmware.lane.reader.refine.WINDOW_SIZE (no TF there)
+WINDOW = (64, 160)  # height, width: firmware.lane.devices.reader.refine.WINDOW_SIZE (no TF there)
 
 
 def refiner() -> tf.keras.Model:

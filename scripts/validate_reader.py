@@ -21,8 +21,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from firmware.lane.reader import TfliteReader, fuse
-from firmware.lane.reader.preprocess import recogniser_crop
+from firmware.lane.devices.reader import TfliteReader, fuse
+from firmware.lane.devices.reader.preprocess import recogniser_crop
 from simulator import bench_real
 from simulator.bench_reader import LANE_WIDTHS, WIDTHS, breakdown, plate_accuracy
 from simulator.plates_render.dataset import sample

@@ -5,7 +5,7 @@ What is measured, on a private Mosquitto started for the run (never the system b
 1. **baseline** — a QoS 1 request/response between two plain paho 2.x clients with
    ``TCP_NODELAY`` on their sockets: the transport floor (DESIGN: ≈0.4 ms p50 / 0.7 ms p99).
 2. **Nagle on** — the same exchange without ``TCP_NODELAY`` on the clients, to show what the
-   one socket option in ``broker/bus.py`` buys (DESIGN: 44–88 ms).
+   one socket option in ``wire/mqtt.py`` buys (DESIGN: 44–88 ms).
 3. **ParkGuard decide** — the real lane → gateway → lane path of a
    :class:`~simulator.site.SimulatedSite` with one entry and one exit lane: each car is driven
    in and out electrically, and every decision's ``wait_ms`` (the lane's own stopwatch, from
@@ -76,9 +76,6 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from broker.bus import BrokerAddress
-from broker.contract import topics
-from broker.contract.messages import DecideReply, DecideRequest, VehicleDetected
 from broker.runner import MosquittoBroker
 from gateway.app import GatewayApp
 from gateway.config import GatewayConfig
@@ -86,6 +83,9 @@ from parkguard.clock import ManualClock, SystemClock
 from parkguard.errors import ParkGuardError
 from simulator.provisioned import provision_simulated_site
 from simulator.site import SimulatedSite, percentile, settings_of
+from wire.contract import topics
+from wire.contract.messages import DecideReply, DecideRequest, VehicleDetected
+from wire.mqtt import BrokerAddress
 
 DEFAULT_REQUESTS = 500
 DEFAULT_EVENTS = 5000

@@ -39,7 +39,6 @@ from pathlib import Path
 
 from rich.console import Console
 
-from broker.bus import BrokerAddress
 from broker.runner import MosquittoBroker
 from firmware.lane.config import LaneTiming
 from gateway.app import GatewayApp
@@ -59,6 +58,7 @@ from simulator.bench import (
 )
 from simulator.provisioned import provision_simulated_site
 from simulator.site import SimulatedLane, SimulatedLanes, settings_of
+from wire.mqtt import BrokerAddress
 
 DEFAULT_CARS = 200
 DEFAULT_OFFLINE_CARS = 40

@@ -38,10 +38,10 @@ from typing import Any, Final
 
 import numpy as np
 
-from firmware.lane.reader import DEFAULT_MODELS, TfliteReader, fuse
-from firmware.lane.reader.geometry import box_iou, plate_width, straighten
-from firmware.lane.reader.preprocess import REC_MARGIN, recogniser_crop
-from firmware.lane.reader.reader import DEFAULT_RECOGNISER, Precision
+from firmware.lane.devices.reader import DEFAULT_MODELS, TfliteReader, fuse
+from firmware.lane.devices.reader.geometry import box_iou, plate_width, straighten
+from firmware.lane.devices.reader.preprocess import REC_MARGIN, recogniser_crop
+from firmware.lane.devices.reader.reader import DEFAULT_RECOGNISER, Precision
 from simulator.plates_render.dataset import HELDOUT_SEED, frames_of_one_car, sample
 from simulator.plates_render.render import DEGRADATIONS, GATE_320, LANE_720, CameraView, Scene
 from simulator.teachers import PaddleReader

@@ -42,10 +42,10 @@ import numpy as np
 from PIL import Image
 
 from firmware.lane.config import CameraSettings
-from firmware.lane.reader import DEFAULT_MODELS, TfliteReader
-from firmware.lane.reader.geometry import Quad, as_quad, plate_width, straighten
-from firmware.lane.reader.preprocess import REC_MARGIN, recogniser_crop
-from firmware.lane.reader.reader import DEFAULT_RECOGNISER, PlateRead, Precision
+from firmware.lane.devices.reader import DEFAULT_MODELS, TfliteReader
+from firmware.lane.devices.reader.geometry import Quad, as_quad, plate_width, straighten
+from firmware.lane.devices.reader.preprocess import REC_MARGIN, recogniser_crop
+from firmware.lane.devices.reader.reader import DEFAULT_RECOGNISER, PlateRead, Precision
 from simulator.bench_reader import percentile
 from simulator.teachers import AgentReader, PaddleReader
 

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal, Protocol
 
-from firmware.lane.camera import Frame, PlateReader, PlateReading
+from firmware.lane.devices.camera import Frame, PlateReader, PlateReading
 from parkguard.clock import Clock
 
 
@@ -70,7 +70,7 @@ def camera_and_reader(kind: ReaderKind, clock: Clock, *, seed: int = 0,
     here; a real lane (``picamera``) never imports the simulator."""
     if kind == "tflite":
         # the models load only when asked for
-        from firmware.lane.reader import DEFAULT_MODELS, TfliteReader
+        from firmware.lane.devices.reader import DEFAULT_MODELS, TfliteReader
         from simulator.plates_render import GATE_320, RenderingCamera, lane_view
 
         view = GATE_320 if region is None else lane_view(region)

@@ -18,7 +18,6 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from broker.bus import BrokerAddress
 from broker.provision.generate import load_site
 from broker.runner import MosquittoBroker
 from parkguard.clock import ManualClock
@@ -30,6 +29,7 @@ from simulator.plots import plot_day
 from simulator.provisioned import provision_simulated_site
 from simulator.site import SimulatedSite, SiteSummary
 from simulator.traffic import day_of_visits
+from wire.mqtt import BrokerAddress
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import partial
 
-from gateway.merchants import CouponGrant
+from gateway.money.merchants import CouponGrant
 from simulator.site import SimulatedSite
 from simulator.traffic import Visit
 

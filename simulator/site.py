@@ -20,9 +20,6 @@ from pathlib import Path
 
 from gpiozero.pins.mock import MockFactory
 
-from broker.bus import BrokerAddress
-from broker.contract import topics
-from broker.contract.messages import Direction, WireMessage
 from firmware.lane.config import (
     CameraSettings,
     CommandSettings,
@@ -32,14 +29,17 @@ from firmware.lane.config import (
 )
 from firmware.lane.node import LaneNode
 from gateway.app import GatewayApp
-from gateway.capacity import CapacitySettings
 from gateway.config import GatewayConfig
-from gateway.pricing import EXAMPLE_TARIFF
+from gateway.lanes.capacity import CapacitySettings
+from gateway.money.pricing import EXAMPLE_TARIFF
 from parkguard.clock import Clock, ManualClock, ScaledClock
 from parkguard.configfile import BrokerSettings
 from simulator.camera import ReaderKind, ShowingCamera, camera_and_reader
 from simulator.driver import CarDriver, LaneStuck, Passage, SimulatedLaneWiring
 from simulator.traffic import Visit
+from wire.contract import topics
+from wire.contract.messages import Direction, WireMessage
+from wire.mqtt import BrokerAddress
 
 
 def settings_of(address: BrokerAddress) -> BrokerSettings:

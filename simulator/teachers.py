@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from firmware.lane.reader.geometry import Quad, as_quad, straighten
+from firmware.lane.devices.reader.geometry import Quad, as_quad, straighten
 from parkguard.core.plates.charset import serial_letters_to_digits, tidy
 
 

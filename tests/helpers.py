@@ -10,9 +10,9 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from broker.bus import MqttBus
 from broker.runner import MosquittoBroker
 from parkguard.clock import ManualClock
+from wire.mqtt import MqttBus
 
 
 def eventually(condition: Callable[[], bool], *, timeout: float = 5.0, what: str = "") -> None:

@@ -21,9 +21,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
 
-from firmware.lane.reader import DEFAULT_MODELS, TfliteReader
-from firmware.lane.reader.geometry import box_iou
-from firmware.lane.reader.preprocess import recogniser_crop
+from firmware.lane.devices.reader import DEFAULT_MODELS, TfliteReader
+from firmware.lane.devices.reader.geometry import box_iou
+from firmware.lane.devices.reader.preprocess import recogniser_crop
 from simulator.plates_render.dataset import sample
 from simulator.plates_render.render import LANE_720
 

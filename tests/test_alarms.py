@@ -12,17 +12,23 @@ from typing import Any, Literal
 import pytest
 import sqlite_utils
 
-from broker.bus import MqttBus
-from broker.contract import topics
-from broker.contract.messages import AlarmState, Alert, SensorReading, SensorState, decode
 from broker.runner import MosquittoBroker
-from gateway.alarms import FIRE_DISPLAY, FLOOD_ENTRY_DISPLAY, AlarmChange, AlarmError, AlarmMonitor
-from gateway.alerts import AlertDesk
-from gateway.audit import AuditLog, verify
+from gateway.records.audit import AuditLog, verify
+from gateway.safety.alarms import (
+    FIRE_DISPLAY,
+    FLOOD_ENTRY_DISPLAY,
+    AlarmChange,
+    AlarmError,
+    AlarmMonitor,
+)
+from gateway.safety.alerts import AlertDesk
 from parkguard.clock import ManualClock
 from tests.conftest import TEST_SITE
 from tests.helpers import Recorder, eventually
 from tests.test_alerts import KEY, START, RecordingNotifier, roster
+from wire.contract import topics
+from wire.contract.messages import AlarmState, Alert, SensorReading, SensorState, decode
+from wire.mqtt import MqttBus
 
 
 @dataclass

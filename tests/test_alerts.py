@@ -18,13 +18,11 @@ import pytest
 import sqlite_utils
 from aiosmtpd.controller import Controller
 
-from broker.bus import MqttBus
-from broker.contract import topics
-from broker.contract.messages import Alert
 from broker.provision.generate import provision_site
 from broker.provision.inventory import BrokerSpec, LaneSpec, SensorSpec, SiteInventory, StaffSpec
 from broker.runner import MosquittoBroker
-from gateway.alerts import (
+from gateway.records.audit import AuditLog, verify
+from gateway.safety.alerts import (
     AckTokenError,
     AlertDesk,
     AlertError,
@@ -35,11 +33,13 @@ from gateway.alerts import (
     Step,
     load_or_create_key,
 )
-from gateway.audit import AuditLog, verify
 from parkguard.clock import ManualClock
 from parkguard.errors import ContractError
 from tests.conftest import TEST_SITE
 from tests.helpers import Recorder, eventually, give_the_lane_time_to_misbehave
+from wire.contract import topics
+from wire.contract.messages import Alert
+from wire.mqtt import MqttBus
 
 START = datetime(2026, 5, 6, 2, 0, tzinfo=UTC)  # 10:00 in Shanghai: shift "a"
 KEY = b"k" * 32

@@ -19,8 +19,8 @@ import sqlite_utils
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-import gateway.audit
-from gateway.audit import (
+import gateway.records.audit
+from gateway.records.audit import (
     GENESIS_HASH,
     AuditEntry,
     AuditLog,
@@ -198,7 +198,7 @@ def test_reopening_the_database_continues_the_same_chain(db_path: Path) -> None:
     assert entry.seq == ROWS + 1
     assert log.verify() == AuditReport(ok=True, checked=ROWS + 1, problem=None,
                                        head_hash=entry.hash)
-    applied = [m.name for m in gateway.audit.migrations.applied(log.db)]
+    applied = [m.name for m in gateway.records.audit.migrations.applied(log.db)]
     assert applied == ["m001_create_audit_log"]
 
 
@@ -550,4 +550,4 @@ def test_cli_show_keeps_a_multi_line_reason_on_one_line(tmp_path: Path) -> None:
 
 
 def test_the_module_docstring_example_runs() -> None:
-    assert doctest.testmod(gateway.audit).failed == 0
+    assert doctest.testmod(gateway.records.audit).failed == 0

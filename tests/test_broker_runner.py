@@ -21,11 +21,11 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from broker import runner
-from broker.bus import BrokerAddress, MqttBus
 from broker.mosquitto_conf import render_local_config
 from broker.provision.generate import ProvisionResult
 from broker.runner import MosquittoBroker, find_mosquitto
 from parkguard.errors import BrokerError
+from wire.mqtt import BrokerAddress, MqttBus
 
 pytestmark = pytest.mark.integration
 

@@ -33,7 +33,6 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from broker.contract import topics
 from broker.provision import (
     BrokerConf,
     ProvisionResult,
@@ -47,6 +46,7 @@ from broker.provision.bridge import notification_topic
 from broker.provision.passwords import password_line
 from broker.provision.pki import issue_server_cert, new_ca
 from broker.runner import find_mosquitto, free_port
+from wire.contract import topics
 
 pytestmark = pytest.mark.integration
 

@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-import gateway.capacity
-from broker.contract.messages import CapacityState
-from gateway.capacity import Capacity, CapacitySettings
-from gateway.store import GatewayStore
+import gateway.lanes.capacity
+from gateway.lanes.capacity import Capacity, CapacitySettings
+from gateway.storage.store import GatewayStore
 from parkguard.clock import ManualClock, utc_iso
+from wire.contract.messages import CapacityState
 
 START = datetime(2026, 5, 6, 2, 0, tzinfo=UTC)
 TWO_LEVELS: dict[str, Any] = {"total": 5, "levels": {"B1": 3, "B2": 2}, "lanes": {"in2": "B2"}}
@@ -30,7 +30,7 @@ def lot(settings: dict[str, Any] | None = None, *,
 
 
 def test_the_module_examples_hold() -> None:
-    assert doctest.testmod(gateway.capacity).failed == 0
+    assert doctest.testmod(gateway.lanes.capacity).failed == 0
 
 
 # --- settings --------------------------------------------------------------------------------

@@ -8,8 +8,14 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from gateway.charts import bar_chart, lane_counts_chart, line_chart, occupancy_chart, revenue_chart
-from gateway.reports import HourRevenue, LaneCount, OccupancyPoint
+from gateway.records.charts import (
+    bar_chart,
+    lane_counts_chart,
+    line_chart,
+    occupancy_chart,
+    revenue_chart,
+)
+from gateway.records.reports import HourRevenue, LaneCount, OccupancyPoint
 
 SVG = "{http://www.w3.org/2000/svg}"
 ZONE = ZoneInfo("Asia/Shanghai")

@@ -10,7 +10,7 @@ import pytest
 
 from firmware.lane.config import LaneConfig, PinMap
 from gateway.config import GatewayConfig
-from gateway.pricing import EXAMPLE_TARIFF
+from gateway.money.pricing import EXAMPLE_TARIFF
 from parkguard.configfile import load_config, parse_config
 from parkguard.core.plates import MatchPolicy
 from parkguard.errors import ConfigError

@@ -14,12 +14,12 @@ from hypothesis import strategies as st
 from paho.mqtt.client import topic_matches_sub
 from pydantic import BaseModel, ValidationError
 
-from broker.contract import messages as m
-from broker.contract import reference
-from broker.contract import topics as t
-from broker.contract.examples import EXAMPLES
 from parkguard.clock import utc_iso
 from parkguard.errors import ContractError
+from wire.contract import messages as m
+from wire.contract import reference
+from wire.contract import topics as t
+from wire.contract.examples import EXAMPLES
 
 SITE = "mall-b2"
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -425,7 +425,7 @@ def test_command_that_expires_no_later_than_issued_is_refused(expires: datetime)
 def test_protocol_reference_in_docs_is_generated_from_the_current_contract() -> None:
     current = reference.DOC_PATH.read_text(encoding="utf-8")
     assert current == reference.render(), (
-        f"{reference.DOC_PATH} is out of date with broker/contract: "
+        f"{reference.DOC_PATH} is out of date with wire/contract: "
         "run `parkguard contract docs` and commit the result"
     )
 

@@ -16,9 +16,6 @@ from pathlib import Path
 
 import pytest
 
-from broker.bus import MqttBus
-from broker.contract import topics
-from broker.contract.messages import AlarmState, decode
 from broker.runner import MosquittoBroker
 from parkguard.clock import ManualClock
 from simulator.sensor_node import (
@@ -32,6 +29,9 @@ from simulator.sensor_node import (
 from simulator.site import SimulatedLanes
 from tests.conftest import SITE_START, TEST_SITE
 from tests.helpers import Recorder, eventually, give_the_lane_time_to_misbehave
+from wire.contract import topics
+from wire.contract.messages import AlarmState, decode
+from wire.mqtt import MqttBus
 
 pytestmark = pytest.mark.integration
 

@@ -33,16 +33,16 @@ from typing import Any
 
 import pytest
 
-from broker.bus import MqttBus
 from broker.runner import MosquittoBroker
 from firmware.lane.config import LaneTiming
 from gateway.app import GatewayApp
 from gateway.config import GatewayConfig
-from gateway.store import GatewayStore
+from gateway.storage.store import GatewayStore
 from parkguard.clock import ManualClock
 from simulator.site import SimulatedLanes, percentile, settings_of, shared_scaled_clock
 from simulator.traffic import random_plate
 from tests.conftest import TEST_SITE
+from wire.mqtt import MqttBus
 
 pytestmark = pytest.mark.integration
 

@@ -9,9 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from broker.contract import topics
-from broker.contract.examples import EXAMPLES
-from broker.contract.messages import DecideReply, DecideRequest
 from broker.runner import MosquittoBroker
 from gateway.app import GatewayApp
 from gateway.config import GatewayConfig
@@ -19,6 +16,9 @@ from parkguard.clock import ManualClock
 from simulator.site import settings_of
 from tests.conftest import TEST_SITE
 from tests.helpers import Recorder, eventually
+from wire.contract import topics
+from wire.contract.examples import EXAMPLES
+from wire.contract.messages import DecideReply, DecideRequest
 
 pytestmark = pytest.mark.integration
 
@@ -70,7 +70,7 @@ def test_garbage_is_dead_lettered_with_its_reason_and_the_next_good_message_is_a
     gateway: GatewayApp, lane_in1: Recorder, lane_out1: Recorder, topic: str, payload: bytes,
     reason_part: str, caplog: pytest.LogCaptureFixture,
 ) -> None:
-    with caplog.at_level(logging.WARNING, logger="gateway.service"):
+    with caplog.at_level(logging.WARNING, logger="gateway.runtime.service"):
         lane_in1.bus.publish_and_wait(topic, payload)
         eventually(lambda: gateway.service.dead_letters == 1, what="the garbage to arrive")
         lane_out1.bus.publish_and_wait(topics.lane_decide(SITE, "out1"), GOOD)

@@ -11,12 +11,12 @@ from typing import Any, TypeVar
 
 import pytest
 
-from broker.contract.messages import Passed, PaymentCode
-from gateway.billing import Billing
-from gateway.merchants import CouponGrant
-from gateway.payments import BadSignatureError
+from gateway.money.billing import Billing
+from gateway.money.merchants import CouponGrant
+from gateway.money.payments import BadSignatureError
 from parkguard.core.ledger import trial_balance
 from simulator.site import SimulatedSite
+from wire.contract.messages import Passed, PaymentCode
 
 pytestmark = pytest.mark.integration
 

@@ -20,16 +20,15 @@ from typing import Any
 import pytest
 from gpiozero.pins.mock import MockFactory
 
-from broker.contract import topics
 from broker.provision.generate import ProvisionResult
 from broker.runner import MosquittoBroker
 from firmware.lane.config import JournalSettings, KioskSettings, LaneConfig, LaneTiming
 from firmware.lane.controller import LaneController
-from firmware.lane.display import RecordingDisplay
+from firmware.lane.devices.display import RecordingDisplay
 from firmware.lane.kiosk import LastFourDigits, SimulatedKiosk
 from firmware.lane.node import LaneNode
 from firmware.lane.states import State
-from gateway.pricing import EXAMPLE_TARIFF, SitePricing
+from gateway.money.pricing import EXAMPLE_TARIFF, SitePricing
 from parkguard.clock import ManualClock
 from parkguard.core.plates import NoPlateId
 from simulator.camera import GroundTruthReader, SimulatedCamera
@@ -37,6 +36,7 @@ from simulator.driver import SimulatedLaneWiring
 from simulator.site import SimulatedSite, settings_of
 from tests.conftest import SITE_START, TEST_SITE
 from tests.helpers import Recorder, eventually
+from wire.contract import topics
 
 pytestmark = pytest.mark.integration
 

@@ -9,7 +9,7 @@ import pytest
 
 from gateway.app import TARIFF_ACTION, GatewayApp
 from gateway.config import GatewayConfig
-from gateway.pricing import EXAMPLE_TARIFF, SitePricing
+from gateway.money.pricing import EXAMPLE_TARIFF, SitePricing
 from parkguard.clock import ManualClock
 from parkguard.core.tariffs import vehicle_class_for
 from parkguard.errors import ParkGuardError

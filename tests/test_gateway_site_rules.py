@@ -12,15 +12,15 @@ from typing import Any
 
 import pytest
 
-from broker.contract import topics
-from broker.contract.messages import Decision, HelpPressed, Passed, ReplicaDelta, decode
 from broker.provision.generate import ProvisionResult
 from broker.runner import MosquittoBroker
-from gateway.capacity import CapacitySettings
+from gateway.lanes.capacity import CapacitySettings
 from parkguard.clock import ManualClock
 from simulator.site import SimulatedSite
 from tests.conftest import SITE_START, TEST_SITE
 from tests.helpers import Recorder, eventually
+from wire.contract import topics
+from wire.contract.messages import Decision, HelpPressed, Passed, ReplicaDelta, decode
 
 pytestmark = pytest.mark.integration
 

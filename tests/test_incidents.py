@@ -10,9 +10,9 @@ from typing import TypeVar
 
 import pytest
 
-from gateway.audit import AuditLog, read_entries, verify
-from gateway.incidents import IncidentDesk, IncidentError, UnknownIncidentError
-from gateway.store import GatewayStore
+from gateway.records.audit import AuditLog, read_entries, verify
+from gateway.safety.incidents import IncidentDesk, IncidentError, UnknownIncidentError
+from gateway.storage.store import GatewayStore
 from parkguard.clock import ManualClock, utc_iso
 from simulator.site import SimulatedSite
 

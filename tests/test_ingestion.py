@@ -1,6 +1,6 @@
 """The gateway's ingestion loop: ack after commit, batches, decides first, sequence gaps.
 
-These drive the real :class:`~gateway.service.Gateway` (its worker, its SQLite file) with
+These drive the real :class:`~gateway.runtime.service.Gateway` (its worker, its SQLite file) with
 deliveries made here, whose ``ack`` we watch; the bus never connects. The end-to-end proof
 (a SIGKILLed gateway subprocess under traffic) is tests/test_gateway_crash.py.
 """
@@ -17,12 +17,12 @@ from typing import Any
 
 import pytest
 
-from broker.bus import Delivery
-from broker.contract import topics
-from broker.contract.messages import DecideReply, DecideRequest, Passed, VehicleDetected
 from gateway.app import GatewayApp
 from gateway.config import GatewayConfig
 from parkguard.clock import ManualClock
+from wire.contract import topics
+from wire.contract.messages import DecideReply, DecideRequest, Passed, VehicleDetected
+from wire.mqtt import Delivery
 
 SITE = "test"
 NOW = datetime(2026, 5, 6, 2, 0, tzinfo=UTC)
@@ -186,7 +186,7 @@ def test_an_exit_read_waits_for_the_queued_entry_of_its_car_instead_of_refusing_
 def test_a_jump_in_seq_is_recorded_as_an_open_gap_with_a_warning(
     app: GatewayApp, caplog: pytest.LogCaptureFixture,
 ) -> None:
-    with caplog.at_level(logging.WARNING, logger="gateway.store"):
+    with caplog.at_level(logging.WARNING, logger="gateway.storage.store"):
         for seq in (1, 2, 6):
             deliver(app, event(seq))
         assert app.service.wait_idle()

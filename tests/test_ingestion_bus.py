@@ -6,12 +6,12 @@ import threading
 
 import pytest
 
-from broker.bus import Delivery, MqttBus
-from broker.contract import topics
 from broker.runner import MosquittoBroker
 from parkguard.errors import BrokerError
 from tests.conftest import TEST_SITE
 from tests.helpers import eventually
+from wire.contract import topics
+from wire.mqtt import Delivery, MqttBus
 
 pytestmark = pytest.mark.integration
 

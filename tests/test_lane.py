@@ -9,7 +9,6 @@ from datetime import timedelta
 import pytest
 from gpiozero.pins.mock import MockFactory
 
-from broker.contract import topics
 from broker.runner import MosquittoBroker
 from firmware.lane.config import LaneConfig
 from firmware.lane.node import LaneNode
@@ -19,6 +18,7 @@ from simulator.driver import SimulatedLaneWiring
 from simulator.site import SimulatedSite, settings_of
 from tests.conftest import SITE_START, TEST_SITE
 from tests.helpers import Recorder, eventually, give_the_lane_time_to_misbehave
+from wire.contract import topics
 
 pytestmark = pytest.mark.integration
 

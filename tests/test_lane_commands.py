@@ -21,24 +21,24 @@ from gpiozero.pins.mock import MockFactory
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from broker.bus import MqttBus
-from broker.contract import topics
-from broker.contract.messages import CommandName, LaneCommand
 from broker.provision.generate import ProvisionResult
 from broker.runner import MosquittoBroker
 from firmware.lane.commands import CommandVerifier
 from firmware.lane.config import CommandSettings, LaneConfig
 from firmware.lane.node import LaneNode
 from gateway.app import GatewayApp
-from gateway.audit import AuditLog, verify
-from gateway.commands import LaneCommander, LaneCommandError
 from gateway.config import GatewayConfig
+from gateway.lanes.commands import LaneCommander, LaneCommandError
+from gateway.records.audit import AuditLog, verify
 from parkguard.clock import ManualClock
 from simulator.camera import GroundTruthReader, SimulatedCamera
 from simulator.driver import SimulatedLaneWiring
 from simulator.site import settings_of
 from tests.conftest import SITE_START, TEST_SITE
 from tests.helpers import Recorder, eventually, give_the_lane_time_to_misbehave
+from wire.contract import topics
+from wire.contract.messages import CommandName, LaneCommand
+from wire.mqtt import MqttBus
 
 SITE = TEST_SITE
 START = SITE_START

@@ -31,8 +31,6 @@ from pathlib import Path
 
 import pytest
 
-from broker.contract import topics
-from broker.contract.messages import AlarmState
 from broker.runner import MosquittoBroker
 from gateway.app import GatewayApp
 from gateway.config import GatewayConfig
@@ -40,6 +38,8 @@ from parkguard.clock import SystemClock
 from simulator.site import settings_of
 from tests.conftest import TEST_SITE
 from tests.helpers import eventually, journal_events
+from wire.contract import topics
+from wire.contract.messages import AlarmState
 
 pytestmark = pytest.mark.integration
 

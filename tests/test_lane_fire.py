@@ -15,12 +15,9 @@ from pathlib import Path
 import pytest
 from gpiozero.pins.mock import MockFactory, MockPin
 
-from broker.bus import MqttBus
-from broker.contract import topics
-from broker.contract.messages import AlarmState
 from broker.runner import MosquittoBroker
 from firmware.lane.config import JournalSettings, LaneConfig, PinMap
-from firmware.lane.display import TEXTS, RecordingDisplay
+from firmware.lane.devices.display import TEXTS, RecordingDisplay
 from firmware.lane.node import LaneNode
 from parkguard.clock import ManualClock
 from simulator.camera import GroundTruthReader, SimulatedCamera
@@ -28,6 +25,9 @@ from simulator.driver import SimulatedLaneWiring
 from simulator.site import settings_of
 from tests.conftest import SITE_START, TEST_SITE
 from tests.helpers import Recorder, eventually, give_the_lane_time_to_misbehave
+from wire.contract import topics
+from wire.contract.messages import AlarmState
+from wire.mqtt import MqttBus
 
 pytestmark = pytest.mark.integration
 

@@ -13,8 +13,6 @@ from pathlib import Path
 import pytest
 from gpiozero.pins.mock import MockFactory
 
-from broker.bus import MqttBus
-from broker.contract import topics
 from broker.runner import MosquittoBroker
 from firmware.lane.config import JournalSettings, LaneConfig, LaneTiming
 from firmware.lane.journal import Journal, JournalRow
@@ -25,6 +23,8 @@ from simulator.driver import CarDriver, SimulatedLaneWiring
 from simulator.site import settings_of
 from tests.conftest import TEST_SITE
 from tests.helpers import eventually
+from wire.contract import topics
+from wire.mqtt import MqttBus
 
 pytestmark = pytest.mark.integration
 

@@ -10,10 +10,9 @@ from pathlib import Path
 import pytest
 from gpiozero.pins.mock import MockFactory
 
-from broker.contract import topics
 from broker.runner import MosquittoBroker
 from firmware.lane.config import JournalSettings, KioskSettings, LaneConfig, LaneTiming, PinMap
-from firmware.lane.display import RecordingDisplay
+from firmware.lane.devices.display import RecordingDisplay
 from firmware.lane.kiosk import LastFourDigits, OneTimeCode, SimulatedKiosk
 from firmware.lane.node import LaneNode
 from firmware.lane.states import State
@@ -23,6 +22,7 @@ from simulator.camera import GroundTruthReader, SimulatedCamera
 from simulator.site import settings_of
 from tests.conftest import SITE_START, TEST_SITE
 from tests.helpers import Recorder, eventually, give_the_lane_time_to_misbehave, ticking
+from wire.contract import topics
 
 pytestmark = pytest.mark.integration
 KEY = "11" * 32

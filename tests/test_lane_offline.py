@@ -17,9 +17,21 @@ from pathlib import Path
 import pytest
 from gpiozero.pins.mock import MockFactory
 
-from broker.bus import MqttBus
-from broker.contract import topics
-from broker.contract.messages import (
+from broker.runner import MosquittoBroker
+from firmware.lane.config import JournalSettings, LaneConfig
+from firmware.lane.controller import Verdict
+from firmware.lane.devices.display import RecordingDisplay
+from firmware.lane.node import LaneNode
+from gateway.money.pricing import EXAMPLE_TARIFF, SitePricing
+from parkguard.clock import ManualClock
+from parkguard.core.tariffs import parse_tariff_document, quote
+from simulator.camera import GroundTruthReader, SimulatedCamera
+from simulator.driver import SimulatedLaneWiring
+from simulator.site import settings_of
+from tests.conftest import SITE_START, TEST_SITE
+from tests.helpers import Recorder, eventually
+from wire.contract import topics
+from wire.contract.messages import (
     CapacityState,
     LevelState,
     ReplicaDelta,
@@ -30,19 +42,7 @@ from broker.contract.messages import (
     ReplicaSnapshot,
     ReplicaTariff,
 )
-from broker.runner import MosquittoBroker
-from firmware.lane.config import JournalSettings, LaneConfig
-from firmware.lane.controller import Verdict
-from firmware.lane.display import RecordingDisplay
-from firmware.lane.node import LaneNode
-from gateway.pricing import EXAMPLE_TARIFF, SitePricing
-from parkguard.clock import ManualClock
-from parkguard.core.tariffs import parse_tariff_document, quote
-from simulator.camera import GroundTruthReader, SimulatedCamera
-from simulator.driver import SimulatedLaneWiring
-from simulator.site import settings_of
-from tests.conftest import SITE_START, TEST_SITE
-from tests.helpers import Recorder, eventually
+from wire.mqtt import MqttBus
 
 pytestmark = pytest.mark.integration
 

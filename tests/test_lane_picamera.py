@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from firmware.lane.picamera import CAPTURE_SIZE, PiCamera, load_picamera2
-from firmware.lane.reader import make_reader
+from firmware.lane.devices.picamera import CAPTURE_SIZE, PiCamera, load_picamera2
+from firmware.lane.devices.reader import make_reader
 from parkguard.clock import ManualClock
 from parkguard.errors import ConfigError
 from simulator.plates_render import GATE_320, LANE_720, RenderingCamera

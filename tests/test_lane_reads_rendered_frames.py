@@ -16,13 +16,12 @@ import numpy as np
 import pytest
 from gpiozero.pins.mock import MockFactory
 
-from broker.contract import topics
 from broker.runner import MosquittoBroker
-from firmware.lane.camera import Frame
 from firmware.lane.config import CameraSettings, LaneConfig
+from firmware.lane.devices.camera import Frame
+from firmware.lane.devices.reader import TfliteReader
 from firmware.lane.node import LaneNode
-from firmware.lane.reader import TfliteReader
-from gateway.pricing import EXAMPLE_TARIFF, SitePricing
+from gateway.money.pricing import EXAMPLE_TARIFF, SitePricing
 from parkguard.clock import ManualClock
 from parkguard.core.plates.grammar import PlateSeries
 from simulator.driver import SimulatedLaneWiring
@@ -31,6 +30,7 @@ from simulator.plates_render.texts import random_plate
 from simulator.site import SimulatedSite, settings_of
 from tests.conftest import TEST_SITE
 from tests.helpers import Recorder, eventually
+from wire.contract import topics
 
 pytestmark = pytest.mark.integration
 

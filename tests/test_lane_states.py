@@ -16,11 +16,10 @@ from gpiozero.pins.mock import MockFactory
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from broker.contract import topics
 from broker.runner import MosquittoBroker
-from firmware.lane.camera import Frame
 from firmware.lane.config import BarrierSettings, JournalSettings, LaneConfig, LaneTiming, PinMap
-from firmware.lane.hardware import LaneHardware
+from firmware.lane.devices.camera import Frame
+from firmware.lane.devices.hardware import LaneHardware
 from firmware.lane.node import LaneNode
 from firmware.lane.states import (
     TRANSITIONS,
@@ -37,6 +36,7 @@ from simulator.camera import GroundTruthReader, SimulatedCamera
 from simulator.site import settings_of
 from tests.conftest import SITE_START, TEST_SITE
 from tests.helpers import Recorder, eventually, give_the_lane_time_to_misbehave, ticking
+from wire.contract import topics
 
 ROOT = Path(__file__).resolve().parents[1]
 E, S, A = Event, State, Action

@@ -25,7 +25,7 @@ EXAMPLE = ROOT / "docs" / "examples" / "lane-in1.toml"
 _CHILD = """
 import json, sys
 import firmware.lane.node as node
-import firmware.lane.picamera as picamera
+import firmware.lane.devices.picamera as picamera
 
 class Started(Exception):
     pass
@@ -36,7 +36,7 @@ class Node:
 
 node.LaneNode = Node
 picamera.PiCamera = lambda **kwargs: object()
-from parkguard.cli import main
+from cli.main import main
 try:
     main(["lane", "-c", sys.argv[1], "--mock-pins"], standalone_mode=False)
 except Started as started:

@@ -14,9 +14,8 @@ import sqlite_utils
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import gateway.merchants
-from gateway.audit import AuditLog, verify
-from gateway.merchants import (
+import gateway.money.merchants
+from gateway.money.merchants import (
     ClaimRefusedError,
     CouponGrant,
     CouponRefusedError,
@@ -25,7 +24,8 @@ from gateway.merchants import (
     MerchantAccounts,
     UnknownMerchantError,
 )
-from gateway.store import open_database
+from gateway.records.audit import AuditLog, verify
+from gateway.storage.store import open_database
 from parkguard.clock import ManualClock
 from parkguard.core.ledger import trial_balance
 from parkguard.core.tariffs.quote import Coupon
@@ -75,7 +75,7 @@ def _overdraft(site: Site, limit: int = 1_500) -> None:
 
 
 def test_module_examples_run() -> None:
-    assert doctest.testmod(gateway.merchants).failed == 0
+    assert doctest.testmod(gateway.money.merchants).failed == 0
 
 
 def test_the_schema_is_strict_integer_fen_and_survives_reopening(tmp_path: Path) -> None:

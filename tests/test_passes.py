@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-import gateway.passes
-from gateway.audit import AuditLog, verify
-from gateway.passes import AccessDesk, PlateConflictError, UnknownPassError
-from gateway.store import open_database
+import gateway.money.passes
+from gateway.money.passes import AccessDesk, PlateConflictError, UnknownPassError
+from gateway.records.audit import AuditLog, verify
+from gateway.storage.store import open_database
 from parkguard.clock import ManualClock
 from parkguard.core.access import (
     AccessError,
@@ -60,7 +60,7 @@ def site(tmp_path: Path) -> Iterator[Site]:
 
 
 def test_module_examples_run() -> None:
-    assert doctest.testmod(gateway.passes).failed == 0
+    assert doctest.testmod(gateway.money.passes).failed == 0
 
 
 def test_the_schema_is_strict_with_integer_utc_times(site: Site) -> None:

@@ -20,9 +20,6 @@ from typing import Any
 
 import pytest
 
-from broker.bus import MqttBus
-from broker.contract import topics
-from broker.contract.messages import PatrolTap, decode
 from broker.provision.generate import provision_site
 from broker.provision.inventory import (
     BrokerSpec,
@@ -31,12 +28,15 @@ from broker.provision.inventory import (
     SiteInventory,
 )
 from broker.runner import MosquittoBroker
-from gateway.patrol_reports import day_report, page, render_html, rounds_csv, taps_csv
-from gateway.patrols import PatrolDesk
-from gateway.store import GatewayStore
+from gateway.patrols.desk import PatrolDesk
+from gateway.patrols.reports import day_report, page, render_html, rounds_csv, taps_csv
+from gateway.storage.store import GatewayStore
 from parkguard.clock import ManualClock
 from parkguard.core.patrol import load_patrol_config, simulate_tap
 from tests.helpers import eventually
+from wire.contract import topics
+from wire.contract.messages import PatrolTap, decode
+from wire.mqtt import MqttBus
 
 SITE = "patrolday"
 EXAMPLE = Path(__file__).resolve().parents[1] / "docs/examples/patrols.toml"

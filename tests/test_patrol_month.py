@@ -8,12 +8,12 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from broker.contract.messages import PatrolTap
-from gateway.patrol_reports import month_report, obligations_csv
-from gateway.patrols import PatrolDesk
-from gateway.store import GatewayStore
+from gateway.patrols.desk import PatrolDesk
+from gateway.patrols.reports import month_report, obligations_csv
+from gateway.storage.store import GatewayStore
 from parkguard.clock import ManualClock
 from parkguard.core.patrol import load_patrol_config, simulate_tap
+from wire.contract.messages import PatrolTap
 
 CONFIG = load_patrol_config(Path(__file__).resolve().parents[1] / "docs/examples/patrols.toml")
 START = datetime(2026, 4, 30, 16, 0, tzinfo=UTC)  # 1 May 00:00 in Shanghai

@@ -16,9 +16,6 @@ from types import ModuleType
 
 import pytest
 
-from broker.bus import MqttBus
-from broker.contract import topics
-from broker.contract.messages import PatrolTap, decode
 from broker.provision.generate import ProvisionResult
 from broker.runner import MosquittoBroker
 from parkguard.core.patrol.sun import simulate_tap, verify_sun
@@ -34,6 +31,9 @@ from tests.patrol_harness import (
     patrol_config,
     provision_patrol_site,
 )
+from wire.contract import topics
+from wire.contract.messages import PatrolTap, decode
+from wire.mqtt import MqttBus
 
 TAPS = topics.patrol_tap(PATROL_SITE, READER)
 SHANGHAI = timedelta(hours=8)

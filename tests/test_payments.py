@@ -13,12 +13,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import gateway.books
-import gateway.payments
-from gateway.audit import AuditLog, verify
-from gateway.books import Books
-from gateway.merchants import CouponGrant, MerchantAccounts
-from gateway.payments import (
+import gateway.money.books
+import gateway.money.payments
+from gateway.money.books import Books
+from gateway.money.merchants import CouponGrant, MerchantAccounts
+from gateway.money.payments import (
     AmountMismatchError,
     BadSignatureError,
     IdempotencyConflictError,
@@ -28,7 +27,8 @@ from gateway.payments import (
     SimulatedProvider,
     UnknownOrderError,
 )
-from gateway.store import open_database
+from gateway.records.audit import AuditLog, verify
+from gateway.storage.store import open_database
 from parkguard.clock import ManualClock
 from parkguard.core.ledger import Account, trial_balance
 
@@ -73,8 +73,8 @@ def site(tmp_path: Path) -> Iterator[Site]:
 
 
 def test_module_examples_run() -> None:
-    assert doctest.testmod(gateway.payments).failed == 0
-    assert doctest.testmod(gateway.books).failed == 0
+    assert doctest.testmod(gateway.money.payments).failed == 0
+    assert doctest.testmod(gateway.money.books).failed == 0
 
 
 def test_the_simulated_provider_is_a_payment_provider() -> None:
@@ -324,7 +324,7 @@ def test_a_merchant_database_made_before_books_existed_still_opens(tmp_path: Pat
     db.close()
     site = Site(path)
     site.prepay("s1", 100)
-    assert [m.name for m in gateway.books.migrations.applied(site.db)] == [
+    assert [m.name for m in gateway.money.books.migrations.applied(site.db)] == [
         "m001_ledger_tables", "m002_ledger_entries_by_kind"]
     assert site.balanced()
     site.db.close()

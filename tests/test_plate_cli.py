@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from parkguard.plate_cli import plate
+from cli.plate import plate
 
 
 def run(*args: str) -> Result:

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from firmware.lane.reader.alphabet import ALPHABET
-from firmware.lane.reader.geometry import box_iou, plate_width, straighten
-from firmware.lane.reader.preprocess import DET_SIZE, REC_SIZE, detector_view
+from firmware.lane.devices.reader.alphabet import ALPHABET
+from firmware.lane.devices.reader.geometry import box_iou, plate_width, straighten
+from firmware.lane.devices.reader.preprocess import DET_SIZE, REC_SIZE, detector_view
 from parkguard.clock import ManualClock
 from parkguard.core.plates import PlateSeries, parse_plate
 from simulator.plates_render import RenderingCamera

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from firmware.lane.reader.alphabet import ALPHABET
-from firmware.lane.reader.preprocess import REC_SIZE, recogniser_crop
+from firmware.lane.devices.reader.alphabet import ALPHABET
+from firmware.lane.devices.reader.preprocess import REC_SIZE, recogniser_crop
 from parkguard.core.plates import PlateSeries
 from simulator.plates_render import ga36
 from simulator.plates_render.dataset import HELDOUT_SEED, TRAIN_SEED, arrays, sample

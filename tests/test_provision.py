@@ -25,7 +25,6 @@ from click.testing import CliRunner
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from broker.contract import topics
 from broker.provision import (
     ProvisionResult,
     SiteInventory,
@@ -55,9 +54,10 @@ from broker.provision.passwords import (
     verify_line,
 )
 from broker.provision.pki import certificate_names, load, new_ca
-from broker.provision_cli import COMMANDS, init_command, rotate_command
+from cli.provision import COMMANDS, init_command, rotate_command
 from parkguard.configfile import parse_config
 from parkguard.errors import ConfigError
+from wire.contract import topics
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "docs/examples/site-inventory.toml"

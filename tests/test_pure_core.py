@@ -23,7 +23,7 @@ import pytest
 import parkguard.core
 
 FORBIDDEN = ("paho", "gpiozero", "sqlite3", "sqlite_utils", "socket", "_socket",
-             "broker", "gateway", "firmware", "simulator")
+             "wire", "cli", "broker", "gateway", "firmware", "simulator")
 
 _CHILD = r"""
 import builtins, importlib, importlib.util, json, sys
@@ -113,7 +113,7 @@ def test_core_module_source_has_no_forbidden_import_even_inside_functions(module
 def test_the_import_spy_catches_a_forbidden_import(tmp_path: Path) -> None:
     """The fresh-interpreter check would see it if a core module did import the network."""
     (tmp_path / "leaky.py").write_text(
-        "import socket\nimport sqlite3\nfrom broker.contract import topics\n", encoding="utf-8")
+        "import socket\nimport sqlite3\nfrom wire.contract import topics\n", encoding="utf-8")
     done = subprocess.run(
         [sys.executable, "-c", f"import sys; sys.path.insert(0, {str(tmp_path)!r})\n" + _CHILD,
          "leaky", ",".join(FORBIDDEN)],
@@ -121,10 +121,10 @@ def test_the_import_spy_catches_a_forbidden_import(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
-    assert {"sqlite3", "broker.contract.topics"} <= set(report["loaded"])
+    assert {"sqlite3", "wire.contract.topics"} <= set(report["loaded"])
     assert ["leaky", "socket"] in report["statements"]
     assert ["leaky", "sqlite3"] in report["statements"]
-    assert ["leaky", "broker.contract"] in report["statements"]
+    assert ["leaky", "wire.contract"] in report["statements"]
 
 
 def test_the_source_scan_resolves_relative_imports_and_sees_into_functions() -> None:

@@ -9,10 +9,10 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from firmware.lane.reader.geometry import plate_width
-from firmware.lane.reader.preprocess import recogniser_crop
-from firmware.lane.reader.reader import MIN_PLATE_WIDTH_PX
-from parkguard.read_cli import read
+from cli.read import read
+from firmware.lane.devices.reader.geometry import plate_width
+from firmware.lane.devices.reader.preprocess import recogniser_crop
+from firmware.lane.devices.reader.reader import MIN_PLATE_WIDTH_PX
 from simulator.plates_render.dataset import frames_of_one_car, sample
 from simulator.plates_render.render import LANE_720, Scene
 

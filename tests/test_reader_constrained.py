@@ -8,9 +8,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from numpy.typing import NDArray
 
-from firmware.lane.reader.alphabet import BLANK, INDEX, NUM_CLASSES
-from firmware.lane.reader.constrained import constrained, decode
-from firmware.lane.reader.decode import CharRead, greedy
+from firmware.lane.devices.reader.alphabet import BLANK, INDEX, NUM_CLASSES
+from firmware.lane.devices.reader.constrained import constrained, decode
+from firmware.lane.devices.reader.decode import CharRead, greedy
 from parkguard.core.plates.grammar import is_plate
 
 STEPS = 32

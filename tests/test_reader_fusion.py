@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from firmware.lane.reader.alphabet import ALPHABET, BLANK, NUM_CLASSES, encode
-from firmware.lane.reader.decode import CharRead, greedy
-from firmware.lane.reader.fusion import fuse
-from firmware.lane.reader.geometry import box_iou, expand
+from firmware.lane.devices.reader.alphabet import ALPHABET, BLANK, NUM_CLASSES, encode
+from firmware.lane.devices.reader.decode import CharRead, greedy
+from firmware.lane.devices.reader.fusion import fuse
+from firmware.lane.devices.reader.geometry import box_iou, expand
 
 
 def char(c: str, p: float, second: str | None = None) -> CharRead:

@@ -22,18 +22,18 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from firmware.lane.camera import Frame
-from firmware.lane.reader import DEFAULT_MODELS, TfliteReader, make_reader
-from firmware.lane.reader.decode import CharRead
-from firmware.lane.reader.geometry import Quad, box_iou, box_of
-from firmware.lane.reader.preprocess import recogniser_crop
-from firmware.lane.reader.reader import (
+from firmware.lane.devices.camera import Frame
+from firmware.lane.devices.reader import DEFAULT_MODELS, TfliteReader, make_reader
+from firmware.lane.devices.reader.decode import CharRead
+from firmware.lane.devices.reader.geometry import Quad, box_iou, box_of
+from firmware.lane.devices.reader.preprocess import recogniser_crop
+from firmware.lane.devices.reader.reader import (
     DISAGREEMENT_CONFIDENCE,
     ModelMismatchError,
     PlateRead,
     reported,
 )
-from firmware.lane.reader.runtime import RUNTIMES, Runtime
+from firmware.lane.devices.reader.runtime import RUNTIMES, Runtime
 from parkguard.clock import ManualClock
 from simulator.camera import camera_and_reader
 from simulator.plates_render.dataset import HELDOUT_SEED, frames_of_one_car, sample

@@ -6,10 +6,10 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from firmware.lane.reader import TfliteReader
-from firmware.lane.reader.geometry import Quad
-from firmware.lane.reader.preprocess import corners_from_output, detector_tensor
-from firmware.lane.reader.refine import WINDOW_SIZE, corners_from_window, target_in_window
+from firmware.lane.devices.reader import TfliteReader
+from firmware.lane.devices.reader.geometry import Quad
+from firmware.lane.devices.reader.preprocess import corners_from_output, detector_tensor
+from firmware.lane.devices.reader.refine import WINDOW_SIZE, corners_from_window, target_in_window
 from simulator.plates_render.dataset import HELDOUT_SEED, jitter, sample
 
 CI_SEED = HELDOUT_SEED + 900  # not the bench's frames, nor the other CI sample's

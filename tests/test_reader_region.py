@@ -13,10 +13,16 @@ from PIL import Image
 from pydantic import ValidationError
 
 from firmware.lane.config import MIN_REGION, CameraSettings
-from firmware.lane.reader.geometry import Quad, box_of, perspective_coeffs, plate_width, straighten
-from firmware.lane.reader.preprocess import DET_SIZE, RegionOutsideFrameError, detector_view
-from firmware.lane.reader.reader import ZOOM_BELOW, ZOOM_PLATE_WIDTHS, zoom_view
-from firmware.lane.reader.region import REGION_PLATE_WIDTHS, region_around, windows
+from firmware.lane.devices.reader.geometry import (
+    Quad,
+    box_of,
+    perspective_coeffs,
+    plate_width,
+    straighten,
+)
+from firmware.lane.devices.reader.preprocess import DET_SIZE, RegionOutsideFrameError, detector_view
+from firmware.lane.devices.reader.reader import ZOOM_BELOW, ZOOM_PLATE_WIDTHS, zoom_view
+from firmware.lane.devices.reader.region import REGION_PLATE_WIDTHS, region_around, windows
 from parkguard.clock import ManualClock
 from simulator.camera import camera_and_reader
 from simulator.plates_render.dataset import sample
@@ -165,7 +171,7 @@ def test_a_plate_small_in_a_frame_with_no_region_is_read_by_a_second_look() -> N
     """1280 x 720 lane frames with no region: a plate of 120-250 px is a tenth to a fifth of
     the detector's view, where the first look only finds roughly where it is; the second
     look, zoomed onto it, reads it. Wider plates are read from the first look."""
-    from firmware.lane.reader import TfliteReader
+    from firmware.lane.devices.reader import TfliteReader
 
     reader = TfliteReader()
     scenes = [sample("train", 424_242, i, degraded=False, view=LANE_720) for i in range(12)]

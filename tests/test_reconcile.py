@@ -11,10 +11,8 @@ from typing import Any
 
 import pytest
 
-import gateway.reconcile
-from broker.contract.messages import Direction, Passed
-from gateway.audit import AuditLog, verify
-from gateway.reconcile import (
+import gateway.lanes.reconcile
+from gateway.lanes.reconcile import (
     ConflictResolvedError,
     ReconcileError,
     Reconciler,
@@ -22,8 +20,10 @@ from gateway.reconcile import (
     judge_entry,
     judge_exit,
 )
-from gateway.store import GatewayStore
+from gateway.records.audit import AuditLog, verify
+from gateway.storage.store import GatewayStore
 from parkguard.clock import ManualClock, utc_iso
+from wire.contract.messages import Direction, Passed
 
 START = datetime(2026, 5, 6, 2, 0, tzinfo=UTC)
 PLATE = "粤B12345"
@@ -36,7 +36,7 @@ def passed(lane: str, direction: Direction, event_id: str, *, plate: str | None 
 
 
 def test_the_module_examples_hold() -> None:
-    assert doctest.testmod(gateway.reconcile).failed == 0
+    assert doctest.testmod(gateway.lanes.reconcile).failed == 0
 
 
 # --- pure rules ------------------------------------------------------------------------------

@@ -16,11 +16,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from broker.bus import MqttBus
-from broker.contract import topics
 from broker.runner import MosquittoBroker
 from tests.conftest import TEST_SITE
 from tests.helpers import Recorder, eventually
+from wire.contract import topics
+from wire.mqtt import MqttBus
 
 pytestmark = pytest.mark.integration
 

@@ -12,9 +12,21 @@ from typing import Any
 
 import pytest
 
-from broker.bus import MqttBus
-from broker.contract import topics
-from broker.contract.messages import (
+from broker.runner import MosquittoBroker
+from gateway.lanes.capacity import Capacity, CapacitySettings
+from gateway.lanes.replicas import ReplicaPublisher
+from gateway.money.passes import AccessDesk
+from gateway.money.payments import PaymentDesk, SimulatedProvider
+from gateway.money.pricing import EXAMPLE_TARIFF
+from gateway.records.audit import AuditLog
+from gateway.storage.store import GatewayStore
+from parkguard.clock import ManualClock, utc_iso
+from parkguard.core.access import entry_access, list_entry_from_json, pass_from_json
+from parkguard.core.tariffs import parse_tariff_document
+from tests.conftest import TEST_SITE
+from tests.helpers import Recorder, eventually
+from wire.contract import topics
+from wire.contract.messages import (
     CapacityState,
     PassesChanged,
     ReplicaDelta,
@@ -24,19 +36,7 @@ from broker.contract.messages import (
     WireMessage,
     decode,
 )
-from broker.runner import MosquittoBroker
-from gateway.audit import AuditLog
-from gateway.capacity import Capacity, CapacitySettings
-from gateway.passes import AccessDesk
-from gateway.payments import PaymentDesk, SimulatedProvider
-from gateway.pricing import EXAMPLE_TARIFF
-from gateway.replicas import ReplicaPublisher
-from gateway.store import GatewayStore
-from parkguard.clock import ManualClock, utc_iso
-from parkguard.core.access import entry_access, list_entry_from_json, pass_from_json
-from parkguard.core.tariffs import parse_tariff_document
-from tests.conftest import TEST_SITE
-from tests.helpers import Recorder, eventually
+from wire.mqtt import MqttBus
 
 START = datetime(2026, 5, 6, 2, 0, tzinfo=UTC)
 LANES = ("in1", "out1")

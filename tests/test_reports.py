@@ -14,9 +14,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from broker.contract.messages import Decision, Passed, PaymentCode
-from gateway.billing import Billing
-from gateway.reports import (
+from gateway.money.billing import Billing
+from gateway.records.reports import (
     METHODS,
     daily_summary,
     lane_counts,
@@ -29,6 +28,7 @@ from gateway.reports import (
 )
 from simulator.site import SimulatedSite
 from simulator.traffic import day_of_visits
+from wire.contract.messages import Decision, Passed, PaymentCode
 
 pytestmark = pytest.mark.integration
 
@@ -187,7 +187,7 @@ def test_masking_keeps_enough_to_tell_cars_apart_and_nothing_more() -> None:
 
 
 def test_a_new_site_with_no_money_tables_still_reports(tmp_path: Any) -> None:
-    from gateway.store import GatewayStore
+    from gateway.storage.store import GatewayStore
 
     store = GatewayStore.open(tmp_path / "gateway.db")
     with store.reader() as db:

@@ -7,8 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from broker.contract import topics
-from broker.contract.messages import AlarmState, SensorReading, SensorState, decode
 from broker.runner import MosquittoBroker
 from simulator.sensor_node import (
     LOOP_ACTIVE,
@@ -21,6 +19,8 @@ from simulator.sensor_node import (
     loop_key,
 )
 from tests.helpers import Recorder, eventually, give_the_lane_time_to_misbehave
+from wire.contract import topics
+from wire.contract.messages import AlarmState, SensorReading, SensorState, decode
 
 pytestmark = pytest.mark.integration
 

@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
-from broker.contract import topics
-from broker.contract.messages import SensorReading, decode
 from broker.runner import MosquittoBroker
 from simulator.sensor_node import SensorNode
 from tests.helpers import Recorder, eventually, give_the_lane_time_to_misbehave
+from wire.contract import topics
+from wire.contract.messages import SensorReading, decode
 
 pytestmark = pytest.mark.integration
 

@@ -11,9 +11,6 @@ from types import ModuleType
 
 import pytest
 
-from broker.bus import MqttBus
-from broker.contract import topics
-from broker.contract.messages import SensorReading, SensorState, decode
 from broker.runner import _CONNECT, MosquittoBroker
 from simulator.sensor_node import (
     FIRMWARE,
@@ -25,6 +22,9 @@ from simulator.sensor_node import (
     loop_key,
 )
 from tests.helpers import Recorder, eventually
+from wire.contract import topics
+from wire.contract.messages import SensorReading, SensorState, decode
+from wire.mqtt import MqttBus
 
 SITE = "test"
 READINGS = topics.sensor_reading(SITE, "fire1")

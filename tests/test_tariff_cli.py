@@ -7,7 +7,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from parkguard.tariff_cli import tariff
+from cli.tariff import tariff
 
 MALL = Path(__file__).resolve().parents[1] / "docs/examples/tariff-mall.toml"
 

@@ -10,13 +10,13 @@ from typing import Any
 import pytest
 from gpiozero.pins.mock import MockFactory, MockPin
 
-from broker.contract import topics
-from broker.contract.messages import LaneState
 from broker.runner import MosquittoBroker
 from parkguard.clock import ManualClock
 from simulator.site import SimulatedSite
 from tests.conftest import TEST_SITE
 from tests.helpers import Recorder, eventually
+from wire.contract import topics
+from wire.contract.messages import LaneState
 
 pytestmark = pytest.mark.integration
 

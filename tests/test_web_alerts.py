@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from broker.contract.messages import SensorReading
 from broker.provision.generate import ProvisionResult
 from broker.runner import MosquittoBroker
 from gateway.app import GatewayApp
@@ -21,6 +20,7 @@ from parkguard.clock import ManualClock
 from simulator.site import settings_of
 from tests.conftest import SITE_START, TEST_SITE
 from tests.test_web_auth import add_people, csrf_of, login
+from wire.contract.messages import SensorReading
 
 pytestmark = pytest.mark.integration
 

@@ -13,11 +13,11 @@ from argon2 import PasswordHasher
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
 
+from cli.users import users as users_cli
 from gateway.app import GatewayApp
 from gateway.config import GatewayConfig
 from gateway.web import WebSettings, create_web_app
 from gateway.web.users import UserStore
-from gateway.web.users_cli import users as users_cli
 from parkguard.clock import ManualClock
 from parkguard.configfile import BrokerSettings
 

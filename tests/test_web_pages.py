@@ -12,7 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from broker.provision.generate import ProvisionResult
-from gateway.commands import LaneCommander
+from gateway.lanes.commands import LaneCommander
 from gateway.web import WebSettings, create_web_app
 from gateway.web.app import PERMISSIONS, parse_yuan
 from parkguard.core.privacy import mask_phone, mask_phones_in, mask_plate

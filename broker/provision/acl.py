@@ -24,8 +24,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal
 
-from broker.contract.topics import ALARM_KINDS, site_root
 from broker.provision.inventory import DeviceKind, DeviceSpec, SiteInventory
+from wire.contract.topics import ALARM_KINDS, site_root
 
 Access = Literal["read", "write"]
 

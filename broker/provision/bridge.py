@@ -7,7 +7,7 @@ The site broker dials out (a car park's network lets connections out, rarely in)
 
 Topics cross the bridge **unchanged**, without ``local-prefix``/``remote-prefix`` remapping.
 The topic root already contains the site slug, so a topic means the same on both brokers:
-fleet tools build topics with the same :mod:`broker.contract.topics` functions, logs and
+fleet tools build topics with the same :mod:`wire.contract.topics` functions, logs and
 dashboards can be compared line by line, and the fleet ACL can confine each site's bridge to
 its own subtree. Prefix remapping would only help if sites shared one local tree, which the
 contract rules out.
@@ -27,8 +27,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from broker.contract.topics import bridge_state, site_root
 from broker.provision.acl import bridge_grants, user_block
+from wire.contract.topics import bridge_state, site_root
 
 #: Seconds between keepalives on the bridge link: notice a dead uplink within a minute.
 KEEPALIVE_S = 30

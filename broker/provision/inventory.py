@@ -24,9 +24,9 @@ from typing import Literal, Protocol
 
 from pydantic import Field, field_validator, model_validator
 
-from broker.contract.topics import check_segment
 from broker.mosquitto_conf import MAX_PACKET_SIZE, MAX_QUEUED_MESSAGES
 from parkguard.configfile import StrictModel, load_config
+from wire.contract.topics import check_segment
 
 DeviceKind = Literal["gateway", "lane", "sensor", "patrol", "staff", "monitor"]
 

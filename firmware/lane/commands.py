@@ -47,9 +47,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final, Literal, TypeAlias
 
-from broker.contract.messages import LaneCommand
 from parkguard.clock import Clock, utc_iso
 from parkguard.errors import ContractError
+from wire.contract.messages import LaneCommand
 
 RejectReason: TypeAlias = Literal[
     "bad_signature", "expired", "not_yet_valid", "replayed", "malformed", "wrong_lane"

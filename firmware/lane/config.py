@@ -7,7 +7,7 @@ from typing import Literal, Self
 
 from pydantic import Field, NonNegativeInt, model_validator
 
-from firmware.lane.picamera import CAPTURE_SIZE
+from firmware.lane.devices.picamera import CAPTURE_SIZE
 from parkguard.configfile import BrokerSettings, CommandKeyHex, SiteKeyHex, StrictModel
 from parkguard.core.plates import MatchPolicy
 

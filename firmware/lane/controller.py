@@ -35,9 +35,22 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from broker import bus as busmod
-from broker.contract import topics
-from broker.contract.messages import (
+from firmware.lane.commands import CommandVerdict, CommandVerifier
+from firmware.lane.config import LaneConfig
+from firmware.lane.devices.camera import Camera, PlateReader, PlateReading
+from firmware.lane.devices.display import TEXTS, Display, RecordingDisplay
+from firmware.lane.devices.hardware import LaneHardware
+from firmware.lane.journal import Journal, JournalRow, Outbox
+from firmware.lane.kiosk import Confirmation, InputSource, KioskInput, LastFourDigits
+from firmware.lane.replica import LaneReplica, OfflineVerdict
+from firmware.lane.states import Action, Event, GateMachine, State, Transition
+from parkguard import __version__
+from parkguard.clock import Clock
+from parkguard.core.plates import NoPlateId, PlateError
+from parkguard.errors import ContractError
+from wire import mqtt as busmod
+from wire.contract import topics
+from wire.contract.messages import (
     AlarmState,
     BarrierMoved,
     BarrierPosition,
@@ -55,19 +68,6 @@ from broker.contract.messages import (
     Tailgate,
     VehicleDetected,
 )
-from firmware.lane.camera import Camera, PlateReader, PlateReading
-from firmware.lane.commands import CommandVerdict, CommandVerifier
-from firmware.lane.config import LaneConfig
-from firmware.lane.display import TEXTS, Display, RecordingDisplay
-from firmware.lane.hardware import LaneHardware
-from firmware.lane.journal import Journal, JournalRow, Outbox
-from firmware.lane.kiosk import Confirmation, InputSource, KioskInput, LastFourDigits
-from firmware.lane.replica import LaneReplica, OfflineVerdict
-from firmware.lane.states import Action, Event, GateMachine, State, Transition
-from parkguard import __version__
-from parkguard.clock import Clock
-from parkguard.core.plates import NoPlateId, PlateError
-from parkguard.errors import ContractError
 
 log = logging.getLogger(__name__)
 

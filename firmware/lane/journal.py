@@ -33,12 +33,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-import paho.mqtt.client as paho
-from paho.mqtt.enums import MQTTErrorCode
-
-from broker.bus import MqttBus
-from broker.contract.messages import LANE_EVENT
 from parkguard.errors import ConfigError
+from wire.bus import Bus, Receipt
+from wire.contract.messages import LANE_EVENT
 
 log = logging.getLogger(__name__)
 
@@ -202,18 +199,6 @@ class Journal:
         return (None if row is None else str(row[0])), deltas
 
 
-def _acknowledged(info: paho.MQTTMessageInfo) -> bool | None:
-    """True once the broker acknowledged the message, False while it may still be, None if
-    paho gave up on it (it will never be sent)."""
-    if info.rc in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_AGAIN):
-        return info.is_published()
-    if info.rc == MQTTErrorCode.MQTT_ERR_NO_CONN:
-        # Handed over while the connection was dropping: paho keeps it and sends it after
-        # the reconnect, but ``is_published`` refuses to look. Read the flag it would read.
-        return bool(info._published)
-    return None
-
-
 class Outbox:
     """Publishes the journal's unsent events in ``seq`` order and marks them on PUBACK.
 
@@ -221,7 +206,7 @@ class Outbox:
     until paho's resent in-flight ones are acknowledged, so the broker sees ``seq`` in order.
     """
 
-    def __init__(self, journal: Journal, bus: MqttBus, *, window: int = 100,
+    def __init__(self, journal: Journal, bus: Bus, *, window: int = 100,
                  name: str = "outbox") -> None:
         self._journal = journal
         self._bus = bus
@@ -275,20 +260,20 @@ class Outbox:
             self._thread.join(timeout=5)
 
     def _run(self) -> None:
-        inflight: OrderedDict[int, paho.MQTTMessageInfo] = OrderedDict()
+        inflight: OrderedDict[int, Receipt] = OrderedDict()
         handed = 0  # highest seq handed to paho by this process
         connects_seen = self._connects
         while not self._stopping.is_set():
             try:
                 done: list[int] = []
                 for seq, info in list(inflight.items()):
-                    acked = _acknowledged(info)
+                    acked = info.acknowledged()
                     if acked:
                         done.append(seq)
                     elif acked is None:  # paho will never send it: hand it over again later
                         self.failed += 1
-                        log.warning("%s: seq %d not accepted by paho (rc %s), will retry",
-                                    self._name, seq, info.rc)
+                        log.warning("%s: seq %d not accepted by the bus, will retry",
+                                    self._name, seq)
                         del inflight[seq]
                         handed = min(handed, seq - 1)
                 if done:

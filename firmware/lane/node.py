@@ -12,15 +12,12 @@ from pathlib import Path
 from gpiozero.pins import Factory
 from gpiozero.pins.mock import MockFactory
 
-from broker.bus import BrokerAddress, MqttBus, Will
-from broker.contract import topics
-from broker.contract.messages import LaneState
-from firmware.lane.camera import Camera, PlateReader
 from firmware.lane.commands import CommandVerifier
 from firmware.lane.config import LaneConfig
 from firmware.lane.controller import LaneController
-from firmware.lane.display import Display
-from firmware.lane.hardware import LaneHardware
+from firmware.lane.devices.camera import Camera, PlateReader
+from firmware.lane.devices.display import Display
+from firmware.lane.devices.hardware import LaneHardware
 from firmware.lane.journal import Journal
 from firmware.lane.kiosk import Confirmation, InputSource
 from firmware.lane.replica import LaneReplica
@@ -28,6 +25,9 @@ from firmware.lane.watchdog import Notifier, Watchdog, watchdog_period_s
 from parkguard import __version__
 from parkguard.clock import Clock
 from parkguard.errors import BrokerError
+from wire.contract import topics
+from wire.contract.messages import LaneState
+from wire.mqtt import BrokerAddress, MqttBus, Will
 
 log = logging.getLogger(__name__)
 

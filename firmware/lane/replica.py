@@ -32,19 +32,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from broker.contract import topics
-from broker.contract.messages import (
-    CapacityState,
-    ListsChanged,
-    PassesChanged,
-    ReplicaDelta,
-    ReplicaPrepaid,
-    ReplicaSession,
-    ReplicaSnapshot,
-    SessionClosed,
-    decode,
-)
-from firmware.lane.display import TEXTS, fee_due, goodbye
+from firmware.lane.devices.display import TEXTS, fee_due, goodbye
 from firmware.lane.journal import Journal
 from parkguard.core.access import (
     ListEntry,
@@ -70,6 +58,18 @@ from parkguard.core.tariffs import (
     vehicle_class_for,
 )
 from parkguard.errors import ContractError, ParkGuardError
+from wire.contract import topics
+from wire.contract.messages import (
+    CapacityState,
+    ListsChanged,
+    PassesChanged,
+    ReplicaDelta,
+    ReplicaPrepaid,
+    ReplicaSession,
+    ReplicaSnapshot,
+    SessionClosed,
+    decode,
+)
 
 log = logging.getLogger(__name__)
 
@@ -363,7 +363,7 @@ class LaneReplica:
         return {p.pass_id for p in self._passes if counts.get(p.pass_id, 0) >= p.max_inside}
 
     def _fee(self, session: ReplicaSession, now: datetime) -> tuple[int, bool]:
-        """The stay's fee as ``gateway.billing.Billing`` prices it (without coupons)."""
+        """The stay's fee as ``gateway.money.billing.Billing`` prices it (without coupons)."""
         document = self._document
         if document is None or session.access == "whitelisted":
             return 0, False

@@ -17,7 +17,7 @@ from pathlib import Path
 import click
 
 from firmware.lane.config import LaneConfig
-from firmware.lane.hardware import Contact, LaneHardware, VehicleLoop
+from firmware.lane.devices.hardware import Contact, LaneHardware, VehicleLoop
 
 
 def _inputs(hw: LaneHardware) -> list[tuple[str, str, Callable[[], bool]]]:

@@ -7,9 +7,9 @@ what it sees into :class:`Event` s, feeds them to :class:`GateMachine` and carri
 action it gets back: ``raise`` / ``lower`` the barrier, or nothing.
 
 A ``lower`` is a *request*: the barrier's interlock (:meth:`Barrier.lower
-<firmware.lane.hardware.Barrier.lower>`) still refuses while the safety loop is occupied or a
-fire holds the boom, and the controller keeps the boom up while a guard's ``hold_open``
-lasts. So no path through this table can put the boom on a car.
+<firmware.lane.devices.hardware.Barrier.lower>`) still refuses while the safety loop is
+occupied or a fire holds the boom, and the controller keeps the boom up while a guard's
+``hold_open`` lasts. So no path through this table can put the boom on a car.
 
 Two reflexes sit outside the table on purpose: a fire raises the relay on the thread that
 heard it (not behind a car the worker is deciding on) and the worker then steps

@@ -32,14 +32,14 @@ from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware.sessions import SessionMiddleware
 
-from gateway.audit import read_entries
-from gateway.merchants import CouponGrant, MerchantError
-from gateway.payments import (
+from gateway.money.merchants import CouponGrant, MerchantError
+from gateway.money.payments import (
     BadSignatureError,
     PaymentError,
     SimulatedProvider,
     UnknownOrderError,
 )
+from gateway.records.audit import read_entries
 from gateway.web import pages_alerts, pages_incidents, pages_manager, pages_merchant
 from gateway.web.lanes import LaneBoard, lanes_view, plate_snapshot_svg
 from gateway.web.search import search_sessions, session_detail

@@ -10,10 +10,10 @@ from typing import Any
 
 import sqlite_utils
 
-from broker.bus import MqttBus
-from broker.contract import topics
-from broker.contract.messages import LaneState
 from parkguard.errors import ContractError
+from wire.contract import topics
+from wire.contract.messages import LaneState
+from wire.mqtt import MqttBus
 
 log = logging.getLogger(__name__)
 

@@ -32,8 +32,8 @@ from typing import TYPE_CHECKING, Any
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from gateway.alarms import AlarmError, AlarmMonitor
-from gateway.alerts import AckClaim, AckTokenError, AlertDesk, AlertError, AlertView
+from gateway.safety.alarms import AlarmError, AlarmMonitor
+from gateway.safety.alerts import AckClaim, AckTokenError, AlertDesk, AlertError, AlertView
 from gateway.web.users import User
 from parkguard.clock import utc_iso
 from parkguard.errors import ParkGuardError

@@ -8,7 +8,7 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from gateway.incidents import KIND_LABELS, IncidentDesk, IncidentKind
+from gateway.safety.incidents import KIND_LABELS, IncidentDesk, IncidentKind
 from parkguard.errors import ParkGuardError
 
 if TYPE_CHECKING:

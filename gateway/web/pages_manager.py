@@ -9,7 +9,7 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from markupsafe import Markup
 
-from gateway import charts, reports
+from gateway.records import charts, reports
 from parkguard.core.access import PassKind
 from parkguard.core.tariffs import format_yuan
 from parkguard.errors import ParkGuardError

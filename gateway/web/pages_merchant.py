@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from gateway.merchants import MerchantError
+from gateway.money.merchants import MerchantError
 from parkguard.core.privacy import mask_plate
 from parkguard.core.tariffs import format_yuan
 from parkguard.errors import ParkGuardError

@@ -15,7 +15,7 @@ import threading
 
 import numpy as np
 
-from firmware.lane.camera import Frame
+from firmware.lane.devices.camera import Frame
 from parkguard.clock import Clock
 from parkguard.core.plates import PlateError, parse_plate
 from simulator.plates_render.render import GATE_320, CameraView, Scene, Split, render_scene

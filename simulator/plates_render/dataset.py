@@ -26,8 +26,8 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
-from firmware.lane.reader.geometry import Quad, as_quad
-from firmware.lane.reader.preprocess import (
+from firmware.lane.devices.reader.geometry import Quad, as_quad
+from firmware.lane.devices.reader.preprocess import (
     DET_SIZE,
     REC_SIZE,
     corners_to_target,

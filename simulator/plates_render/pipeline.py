@@ -35,8 +35,8 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image, ImageDraw, ImageFilter
 
-from firmware.lane.reader.geometry import Quad, as_quad, box_of, expand, plate_width
-from firmware.lane.reader.preprocess import recogniser_crop
+from firmware.lane.devices.reader.geometry import Quad, as_quad, box_of, expand, plate_width
+from firmware.lane.devices.reader.preprocess import recogniser_crop
 
 Rng = np.random.Generator
 

@@ -28,7 +28,7 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-from firmware.lane.reader.geometry import Quad, perspective_coeffs
+from firmware.lane.devices.reader.geometry import Quad, perspective_coeffs
 from parkguard.core.plates.grammar import PlateSeries
 from simulator.plates_render import ga36
 

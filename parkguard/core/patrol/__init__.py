@@ -1,5 +1,5 @@
 """Patrols and inspections: the three-checks regime as configuration, SUN tag verification
-and the compliance engine — pure (no I/O); the gateway's ``gateway.patrols`` stores taps."""
+and the compliance engine — pure (no I/O); the gateway's ``gateway.patrols.desk`` stores taps."""
 
 from __future__ import annotations
 

@@ -1,0 +1,114 @@
+"""The gateway worker's queues: decide requests first; lane events and office jobs in order.
+
+Kept apart from the loop itself so the ordering rules (docs/ingestion.md) read in one place:
+decides jump the queue, a batch of lane events stops before the next office job, and
+events not yet handled can be put back at the head in their order.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Generic, Literal, TypeVar
+
+from wire.mqtt import Delivery
+
+T = TypeVar("T")
+
+
+@dataclass(slots=True)
+class Inbound:
+    topic: str
+    payload: bytes
+    received_at: datetime
+    delivery: Delivery
+    settled: bool = False  # handled and committed (or given up): no longer in flight
+
+
+@dataclass(frozen=True, slots=True)
+class Job(Generic[T]):
+    work: Callable[[], T]
+    result: Future[T]
+
+    def run(self) -> None:
+        try:
+            self.result.set_result(self.work())
+        except BaseException as error:  # handed to the caller, who decides
+            self.result.set_exception(error)
+
+
+#: What the worker takes next: ("decides" | "events", messages), ("job", job) or ("stop", None).
+Work = tuple[Literal["decides", "events", "job", "stop"], list[Inbound] | Job[Any] | None]
+
+
+class Inbox:
+    """The worker's two queues: decide requests first; lane events and office jobs in
+    arrival order after them."""
+
+    def __init__(self) -> None:
+        self._ready = threading.Condition()
+        self._decides: deque[Inbound] = deque()
+        self._ordered: deque[Inbound | Job[Any]] = deque()
+        self._stopping = False
+
+    def put_decide(self, item: Inbound) -> None:
+        with self._ready:
+            self._decides.append(item)
+            self._ready.notify()
+
+    def put(self, item: Inbound | Job[Any]) -> None:
+        with self._ready:
+            self._ordered.append(item)
+            self._ready.notify()
+
+    def stop(self) -> None:
+        """Let the worker finish what is queued, then end."""
+        with self._ready:
+            self._stopping = True
+            self._ready.notify()
+
+    def next(self, limit: int) -> Work:
+        """Block until there is work: every waiting decide; else the next job; else up to
+        ``limit`` lane events (stopping before a job); else, once stopped, ``stop``."""
+        with self._ready:
+            while True:
+                if self._decides:
+                    decides = list(self._decides)
+                    self._decides.clear()
+                    return "decides", decides
+                if self._ordered:
+                    head = self._ordered[0]
+                    if isinstance(head, Job):
+                        self._ordered.popleft()
+                        return "job", head
+                    return "events", self._take_events(limit)
+                if self._stopping:
+                    return "stop", None
+                self._ready.wait()
+
+    def decides_waiting(self) -> bool:
+        return bool(self._decides)  # a racy peek is fine: the next look catches up
+
+    def put_back(self, items: list[Inbound]) -> None:
+        """Return untouched lane events to the head of the ordered queue, in order."""
+        with self._ready:
+            self._ordered.extendleft(reversed(items))
+
+    def take_events(self, limit: int) -> list[Inbound]:
+        """The lane events at the head of the ordered queue, without waiting (maybe none)."""
+        with self._ready:
+            return self._take_events(limit)
+
+    def _take_events(self, limit: int) -> list[Inbound]:
+        batch: list[Inbound] = []
+        while self._ordered and len(batch) < limit:
+            head = self._ordered[0]
+            if not isinstance(head, Inbound):
+                break
+            batch.append(head)
+            self._ordered.popleft()
+        return batch

@@ -1,0 +1,665 @@
+"""Payload models for every message on the bus (JSON, UTF-8, version field ``v``).
+
+Received messages are frozen values. Decoding never raises anything but
+:class:`~parkguard.errors.ContractError`, whose message names the field and
+the reason, so a handler can dead-letter a bad payload in one ``except``.
+
+>>> state = LaneState(lane="in1", online=True, direction="entry", ts="2026-05-01T02:00:00Z")
+>>> LaneState.from_json(state.to_json()) == state
+True
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from datetime import UTC, datetime
+from typing import Annotated, Any, Final, Literal, Self, TypeAlias
+
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    NaiveDatetime,
+    PlainSerializer,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from parkguard.clock import utc_iso
+from parkguard.errors import ContractError
+from wire.contract.topics import TopicKind, check_segment, parse_topic
+
+PROTOCOL_VERSION: Final = 1
+
+
+def _to_utc(value: datetime) -> datetime:
+    try:
+        return value.astimezone(UTC)
+    except OverflowError as error:  # e.g. 9999-12-31T23:59-05:00 has no UTC equivalent
+        raise ValueError("time is out of range once converted to UTC") from error
+
+
+UtcTime = Annotated[
+    AwareDatetime,
+    AfterValidator(_to_utc),
+    PlainSerializer(utc_iso, return_type=str),
+    Field(description="UTC instant, ISO-8601 with milliseconds, e.g. 2026-05-01T02:00:00.000Z"),
+]
+Fen = Annotated[
+    int,
+    Field(ge=0, strict=True, description="money in fen (1/100 CNY): a JSON integer, never a float"),
+]
+NodeId = Annotated[
+    str,
+    AfterValidator(lambda v: check_segment(v, what="node id")),
+    Field(description="id of the lane, node or reader; must match the topic"),
+]
+EventId = Annotated[
+    str,
+    Field(
+        min_length=8,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9_-]+$",
+        description="globally unique id of this event; the gateway ingests each id once",
+    ),
+]
+CorrelationId = Annotated[
+    str,
+    Field(min_length=8, max_length=64, pattern=r"^[A-Za-z0-9_-]+$",
+          description="ties a decide reply to its request"),
+]
+Seq = Annotated[int, Field(ge=0, description="per-node monotonic sequence number")]
+NoPlateIdentity = Annotated[
+    str | None,
+    Field(max_length=40, pattern=r"^#[PQ][0-9A-Za-z:_-]+$",
+          description="no-plate identity from the kiosk (phone or QR ticket); plate is null"),
+]
+Direction = Literal["entry", "exit"]
+BarrierPosition = Literal["opening", "open", "closing", "closed", "unknown"]
+LaneMode = Literal["normal", "free_open", "locked", "fire_open", "maintenance"]
+GateAction = Literal["open", "refuse"]
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    """One line per problem: ``field.path: reason`` — what an installer can act on."""
+    parts = []
+    for problem in error.errors():
+        where = ".".join(str(p) for p in problem["loc"]) or "(message)"
+        parts.append(f"{where}: {problem['msg']}")
+    return "; ".join(parts)
+
+
+class WireMessage(BaseModel):
+    """Base of every payload: frozen, no unknown fields, a protocol version."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    v: Literal[1] = Field(default=PROTOCOL_VERSION, description="protocol version of this payload")
+
+    def to_json(self) -> bytes:
+        return self.model_dump_json().encode("utf-8")
+
+    @classmethod
+    def from_json(cls, raw: bytes | str) -> Self:
+        try:
+            return cls.model_validate_json(raw)
+        except ValidationError as error:
+            raise ContractError(f"{cls.__name__}: {describe_validation_error(error)}") from error
+
+
+# Lane events -----------------------------------------------------------------
+
+
+class _LaneEventBase(WireMessage):
+    event_id: EventId
+    seq: Seq
+    ts: UtcTime
+    lane: NodeId
+
+
+class VehicleDetected(_LaneEventBase):
+    """A loop saw a vehicle arrive at the barrier."""
+
+    type: Literal["vehicle_detected"] = "vehicle_detected"
+    loop: Literal["arming", "safety"] = "arming"
+
+
+class PlateRead(_LaneEventBase):
+    """What the camera and plate reader made of the vehicle (``plate`` is None when unreadable)."""
+
+    type: Literal["plate_read"] = "plate_read"
+    plate: str | None = Field(max_length=16, description="normalised plate text, None if unread")
+    confidence: float = Field(ge=0.0, le=1.0)
+    char_confidences: tuple[float, ...] = ()
+    reader: str = Field(max_length=32, description="plate reader type that produced it")
+    read_ms: float = Field(ge=0.0, description="time the reader took, milliseconds")
+
+
+class Decision(_LaneEventBase):
+    """The lane's verdict for a vehicle, whoever made it (gateway or the lane alone)."""
+
+    type: Literal["decision"] = "decision"
+    correlation_id: CorrelationId
+    direction: Direction
+    plate: str | None = Field(max_length=16)
+    identity: NoPlateIdentity = None
+    action: GateAction
+    reason: str = Field(max_length=64, description="machine-readable reason code")
+    fee_fen: Fen = 0
+    session_id: str | None = Field(default=None, max_length=64)
+    decided_by: Literal["gateway", "lane"]
+    wait_ms: float = Field(ge=0.0, description="real time spent waiting for the gateway")
+
+
+class BarrierMoved(_LaneEventBase):
+    """The barrier was commanded or reached a position."""
+
+    type: Literal["barrier"] = "barrier"
+    position: BarrierPosition
+    cause: str = Field(max_length=64)
+
+
+class Passed(_LaneEventBase):
+    """A vehicle has crossed the barrier line (the safety loop cleared behind it)."""
+
+    type: Literal["passed"] = "passed"
+    direction: Direction
+    plate: str | None = Field(max_length=16)
+    identity: NoPlateIdentity = None
+    correlation_id: CorrelationId
+    session_id: str | None = Field(default=None, max_length=64)
+    fee_fen: Fen = 0
+
+
+class Tailgate(_LaneEventBase):
+    """More than one vehicle passed on one opening."""
+
+    type: Literal["tailgate"] = "tailgate"
+    vehicles: int = Field(ge=2)
+
+
+class HelpPressed(_LaneEventBase):
+    """The driver pressed the intercom help button."""
+
+    type: Literal["help_pressed"] = "help_pressed"
+
+
+class PaymentCode(_LaneEventBase):
+    """An offline payment code shown or scanned at the lane."""
+
+    type: Literal["payment_code"] = "payment_code"
+    code: str = Field(min_length=4, max_length=128)
+    plate: str | None = Field(max_length=16)
+    fee_fen: Fen
+
+
+class Fault(_LaneEventBase):
+    """Something at the lane is broken and needs a person."""
+
+    type: Literal["fault"] = "fault"
+    code: str = Field(max_length=64)
+    detail: str = Field(max_length=512)
+
+
+LaneEvent: TypeAlias = Annotated[
+    VehicleDetected
+    | PlateRead
+    | Decision
+    | BarrierMoved
+    | Passed
+    | Tailgate
+    | HelpPressed
+    | PaymentCode
+    | Fault,
+    Field(discriminator="type"),
+]
+LANE_EVENT: Final[TypeAdapter[LaneEvent]] = TypeAdapter(LaneEvent)
+LANE_EVENT_TYPES: Final = (
+    VehicleDetected, PlateRead, Decision, BarrierMoved, Passed, Tailgate, HelpPressed,
+    PaymentCode, Fault,
+)
+
+
+# Lane state, commands and decisions -----------------------------------------
+
+
+class LaneState(WireMessage):
+    """Retained: is the lane alive and what is it doing. The offline copy is its Last Will."""
+
+    lane: NodeId
+    online: bool
+    direction: Direction
+    mode: LaneMode = "normal"
+    barrier: BarrierPosition = "unknown"
+    queue: int = Field(default=0, ge=0, description="vehicles waiting at the lane")
+    firmware: str = Field(default="", max_length=32)
+    ts: UtcTime
+
+
+CommandName = Literal["open", "close", "hold_open", "display", "set_mode", "sync"]
+
+
+class LaneCommand(WireMessage):
+    """A signed order to a lane; the lane refuses bad, expired and replayed ones."""
+
+    command: CommandName
+    args: dict[str, str | int | bool] = Field(default_factory=dict)
+    reason: str = Field(default="", max_length=256)
+    issuer: str = Field(max_length=64, description="person or service that gave the order")
+    nonce: str = Field(min_length=16, max_length=64, pattern=r"^[0-9a-f]+$")
+    issued: UtcTime
+    expires: UtcTime
+    sig: str = Field(default="", pattern=r"^([0-9a-f]{64})?$", description="HMAC-SHA256, hex")
+
+    @model_validator(mode="after")
+    def _expires_after_issue(self) -> Self:
+        if self.expires <= self.issued:
+            raise ValueError("expires must be later than issued")
+        return self
+
+    def canonical_bytes(self) -> bytes:
+        """The bytes the signature covers: every field but ``sig``, keys sorted, compact."""
+        body = self.model_dump(mode="json", exclude={"sig"})
+        return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+    def signed(self, key: bytes) -> LaneCommand:
+        digest = hmac.new(key, self.canonical_bytes(), hashlib.sha256).hexdigest()
+        return self.model_copy(update={"sig": digest})
+
+    def signature_valid(self, key: bytes) -> bool:
+        expected = hmac.new(key, self.canonical_bytes(), hashlib.sha256).hexdigest()
+        return bool(self.sig) and hmac.compare_digest(expected, self.sig)
+
+
+class DecideRequest(WireMessage):
+    """The lane asks the gateway what to do with the vehicle in front of it."""
+
+    correlation_id: CorrelationId
+    lane: NodeId
+    direction: Direction
+    plate: str | None = Field(max_length=16, description="the read as the lane's reader gave it")
+    identity: NoPlateIdentity = None
+    confidence: float = Field(ge=0.0, le=1.0)
+    char_confidences: tuple[float, ...] = Field(
+        default=(), description="per-character confidence of the read, for fuzzy matching"
+    )
+    ts: UtcTime
+    deadline_ms: int = Field(gt=0, le=60_000, description="the lane decides alone after this")
+
+
+class DecideReply(WireMessage):
+    """The gateway's word on a decide request."""
+
+    correlation_id: CorrelationId
+    action: GateAction
+    reason: str = Field(max_length=64)
+    fee_fen: Fen = 0
+    session_id: str | None = Field(default=None, max_length=64)
+    display_zh: str = Field(default="", max_length=64, description="lane display text, Chinese")
+    display_en: str = Field(default="", max_length=64, description="lane display text, English")
+    ts: UtcTime
+
+
+# Sensors, patrols, alarms, alerts --------------------------------------------
+
+
+class SensorReading(WireMessage):
+    """One reading from a sensor node; which fields are set depends on ``kind``."""
+
+    node: NodeId
+    seq: Seq
+    ts: UtcTime
+    kind: Literal["flood", "fire_panel"]
+    water_level_mm: int | None = Field(default=None, ge=0, le=10_000)
+    pump_running: bool | None = None
+    fire: bool | None = None
+    trouble: bool | None = None
+    supervisory: bool | None = None
+    zone: str | None = Field(default=None, max_length=32)
+    battery_mv: int | None = Field(default=None, ge=0, le=10_000)
+
+    @model_validator(mode="after")
+    def _fields_for_kind(self) -> Self:
+        if self.kind == "flood" and self.water_level_mm is None:
+            raise ValueError("a flood reading needs water_level_mm")
+        if self.kind == "fire_panel" and None in (self.fire, self.trouble, self.supervisory):
+            raise ValueError("a fire_panel reading needs fire, trouble and supervisory")
+        return self
+
+
+class SensorState(WireMessage):
+    """Retained: is the sensor node alive (offline comes from its Last Will)."""
+
+    node: NodeId
+    online: bool
+    heartbeat_s: int = Field(gt=0, le=3600)
+    firmware: str = Field(default="", max_length=32)
+    ts: UtcTime
+
+
+class PatrolTap(WireMessage):
+    """A guard tapped a checkpoint tag; readers buffer offline and upload in order."""
+
+    reader: NodeId
+    seq: Seq
+    tag_id: str = Field(pattern=r"^[0-9A-F]{8,20}$", description="tag UID, upper-case hex")
+    sun: str | None = Field(default=None, max_length=128, description="SUN/CMAC data if any")
+    badge: str = Field(min_length=1, max_length=32, description="guard badge id")
+    reader_time: NaiveDatetime = Field(description="the reader's local clock at the tap")
+    uploaded: UtcTime | None = None
+    answers: dict[str, Annotated[str, Field(max_length=200)]] = Field(
+        default_factory=dict, max_length=32,
+        description="checklist answered at the checkpoint: item → ok / fault / a note")
+
+
+class AlarmState(WireMessage):
+    """Retained site alarm: lanes act on it directly, even with the gateway down."""
+
+    kind: Literal["fire", "flood"]
+    active: bool
+    source: str = Field(max_length=64, description="node or service that set it")
+    zone: str | None = Field(default=None, max_length=32)
+    since: UtcTime | None = None
+    ts: UtcTime
+
+
+class Alert(WireMessage):
+    """An alert to staff; retained while active."""
+
+    alert_id: NodeId
+    kind: str = Field(max_length=32)
+    severity: Literal["info", "warning", "critical"]
+    state: Literal["raised", "acked", "resolved"]
+    escalation_step: int = Field(default=0, ge=0)
+    title_zh: str = Field(max_length=128)
+    title_en: str = Field(max_length=128)
+    detail: str = Field(default="", max_length=1024)
+    raised_at: UtcTime
+    acked_by: str | None = Field(default=None, max_length=64)
+    ts: UtcTime
+
+
+# Lane replicas and capacity (docs/replicas.md, docs/capacity.md) -------------
+
+SiteId = Annotated[
+    str,
+    AfterValidator(lambda v: check_segment(v, what="site")),
+    Field(description="site slug; must match the topic"),
+]
+SessionId = Annotated[str, Field(min_length=1, max_length=64, description="gateway session id")]
+Epoch = Annotated[
+    str,
+    Field(pattern=r"^[0-9a-f]{8,32}$",
+          description="changes whenever the gateway starts: versions count within one epoch"),
+]
+LevelName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$")]
+SessionAccess = Literal["visitor", "pass", "whitelisted"]
+DeltaKind = Literal["session_opened", "session_closed", "paid", "pass_changed", "list_changed"]
+
+
+class _Part(BaseModel):
+    """Base of the records inside a replica message: frozen, no unknown fields."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ReplicaSession(_Part):
+    """A car inside: what an exit lane needs to find and price it alone."""
+
+    session_id: SessionId
+    plate: str = Field(max_length=16, description="plate as the gateway keeps it; '' if unread")
+    entry_at: UtcTime
+    access: SessionAccess = Field(description="how it came in; a pass car pays only what "
+                                              "its pass did not cover")
+    pass_id: str | None = Field(default=None, max_length=64,
+                                description="the pass this car counts on, if any")
+
+
+class SessionClosed(_Part):
+    """A car has left: the lane drops it from its open sessions."""
+
+    session_id: SessionId
+    exit_at: UtcTime
+
+
+class ReplicaPass(_Part):
+    """A pass as ``parkguard.core.access.pass_to_json`` writes it for a lane: the holder's
+    name masked and no phone (a phone field is refused: customer data never reaches a lane)."""
+
+    pass_id: str = Field(min_length=1, max_length=64)
+    kind: Literal["monthly", "family"]
+    holder: str = Field(max_length=128, description="masked name, e.g. 王**")
+    plates: tuple[str, ...] = Field(min_length=1, max_length=5)
+    valid_from: UtcTime
+    valid_until: UtcTime
+    vehicle_class: str | None = Field(default=None, max_length=32)
+    max_inside: int = Field(default=1, ge=1, description="cars of this pass inside at once")
+    revoked_at: UtcTime | None = None
+
+
+class ReplicaListEntry(_Part):
+    """A whitelist or blacklist entry as ``parkguard.core.access.list_entry_to_json`` writes
+    it; entries past ``until`` are ignored by the access rules."""
+
+    list_name: Literal["whitelist", "blacklist"]
+    plate: str = Field(min_length=1, max_length=16)
+    reason: str = Field(max_length=256, description="for staff, never for the display")
+    until: UtcTime | None = None
+
+
+class ReplicaTariff(_Part):
+    """The tariff file the gateway prices by, verbatim, with its SHA-256 so a lane can tell a
+    damaged or stale copy and say which version it priced an offline exit with."""
+
+    source: str = Field(max_length=256, description="where the gateway read it")
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="SHA-256 of `text` (UTF-8), hex")
+    text: str = Field(max_length=262_144, description="the TOML file's text")
+
+    @model_validator(mode="after")
+    def _hash_matches(self) -> Self:
+        if hashlib.sha256(self.text.encode("utf-8")).hexdigest() != self.sha256:
+            raise ValueError("sha256 does not match the tariff text: damaged on the way")
+        return self
+
+    @classmethod
+    def of(cls, text: str, *, source: str) -> ReplicaTariff:
+        return cls(source=source, sha256=hashlib.sha256(text.encode("utf-8")).hexdigest(),
+                   text=text)
+
+
+class ReplicaPrepaid(_Part):
+    """What a car inside has paid in advance (net of refunds) and until when it may leave
+    without paying more; ``paid_fen`` 0 means nothing counts any more (refunded)."""
+
+    session_id: SessionId
+    paid_fen: Fen
+    grace_until: UtcTime | None = Field(
+        default=None, description="leaving by then costs nothing more; None if nothing paid")
+
+
+class PassesChanged(_Part):
+    """The whole set of passes now: it replaces the lane's passes."""
+
+    passes: tuple[ReplicaPass, ...]
+
+
+class ListsChanged(_Part):
+    """The whole of both lists now: it replaces the lane's lists."""
+
+    lists: tuple[ReplicaListEntry, ...]
+
+
+DeltaData: TypeAlias = (
+    ReplicaSession | SessionClosed | ReplicaPrepaid | PassesChanged | ListsChanged
+)
+_DELTA_DATA: Final[dict[str, type[_Part]]] = {
+    "session_opened": ReplicaSession,
+    "session_closed": SessionClosed,
+    "paid": ReplicaPrepaid,
+    "pass_changed": PassesChanged,
+    "list_changed": ListsChanged,
+}
+
+
+class ReplicaSnapshot(WireMessage):
+    """Retained, one per lane: everything the lane needs to decide alone. It replaces the
+    lane's replica whole; deltas with ``version`` + 1, + 2, ... of the same ``epoch`` follow."""
+
+    site: SiteId
+    epoch: Epoch
+    version: int = Field(ge=0, description="the last delta this snapshot includes")
+    taken_at: UtcTime
+    sessions: tuple[ReplicaSession, ...] = Field(description="every car inside, oldest first")
+    passes: tuple[ReplicaPass, ...] = Field(description="passes not lapsed beyond the history "
+                                                        "window (they explain a refusal)")
+    lists: tuple[ReplicaListEntry, ...] = Field(description="whitelist and blacklist in force")
+    tariff: ReplicaTariff
+    prepaid: tuple[ReplicaPrepaid, ...] = Field(description="cars inside that paid in advance")
+
+
+class ReplicaDelta(WireMessage):
+    """One change after a snapshot, QoS 1 and not retained. Apply only ``version`` = the
+    lane's + 1 of its epoch; an older one is a repeat, a gap means: ask for a sync."""
+
+    site: SiteId
+    epoch: Epoch
+    version: int = Field(ge=1, description="one more than the change before it")
+    ts: UtcTime
+    kind: DeltaKind
+    data: DeltaData = Field(description="the record `kind` names: ReplicaSession, "
+                                        "SessionClosed, ReplicaPrepaid, PassesChanged or "
+                                        "ListsChanged")
+
+    @field_validator("data", mode="before")
+    @classmethod
+    def _data_of_its_kind(cls, value: Any, info: ValidationInfo) -> Any:
+        model = _DELTA_DATA.get(info.data.get("kind", ""))
+        if model is None or isinstance(value, model):
+            return value  # a bad kind is reported on its own field
+        try:
+            return model.model_validate(value)
+        except ValidationError as error:
+            raise ValueError(
+                f"not {info.data['kind']} data: {describe_validation_error(error)}") from None
+
+    @model_validator(mode="after")
+    def _data_matches_kind(self) -> Self:
+        expected = _DELTA_DATA[self.kind]
+        if type(self.data) is not expected:
+            raise ValueError(f"kind {self.kind!r} carries {expected.__name__}, "
+                             f"not {type(self.data).__name__}")
+        return self
+
+
+class LevelState(_Part):
+    """One level's spaces and cars."""
+
+    capacity: int = Field(ge=0)
+    occupied: int = Field(ge=0, description="may exceed capacity: pass cars are never refused")
+    full: bool
+
+
+class CapacityState(WireMessage):
+    """Retained, one per lane: the lot's occupancy. When ``full`` an entry lane shows
+    车位已满 / FULL and refuses visitors; pass holders and whitelisted cars still enter."""
+
+    site: SiteId
+    total: int = Field(gt=0, description="spaces in the car park")
+    occupied: int = Field(ge=0, description="cars inside (sessions open)")
+    free: int = Field(ge=0, description="total - occupied, never below 0")
+    reserve: int = Field(default=0, ge=0, description="spaces kept for pass holders")
+    full: bool = Field(description="free <= reserve: visitors are refused")
+    levels: dict[LevelName, LevelState] = Field(description="per level, by name")
+    ts: UtcTime
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if self.free != max(0, self.total - self.occupied):
+            raise ValueError(f"free is {self.free} but total {self.total} - occupied "
+                             f"{self.occupied} leaves {max(0, self.total - self.occupied)}")
+        if self.full != (self.free <= self.reserve):
+            raise ValueError(f"full is {self.full} but free {self.free} vs reserve "
+                             f"{self.reserve} says {self.free <= self.reserve}")
+        return self
+
+
+# Decoding by topic -----------------------------------------------------------
+
+WireValue: TypeAlias = (
+    VehicleDetected | PlateRead | Decision | BarrierMoved | Passed | Tailgate | HelpPressed
+    | PaymentCode | Fault | LaneState | LaneCommand | DecideRequest | DecideReply
+    | SensorReading | SensorState | PatrolTap | AlarmState | Alert
+    | ReplicaSnapshot | ReplicaDelta | CapacityState
+)
+
+_ADAPTERS: Final[dict[TopicKind, TypeAdapter[Any]]] = {
+    "lane_event": LANE_EVENT,
+    "lane_state": TypeAdapter(LaneState),
+    "lane_cmd": TypeAdapter(LaneCommand),
+    "lane_decide": TypeAdapter(DecideRequest),
+    "lane_decide_reply": TypeAdapter(DecideReply),
+    "sensor_reading": TypeAdapter(SensorReading),
+    "sensor_state": TypeAdapter(SensorState),
+    "patrol_tap": TypeAdapter(PatrolTap),
+    "alarm": TypeAdapter(AlarmState),
+    "alert": TypeAdapter(Alert),
+}
+
+# A lane's replica topic holds a different message per part (topics.REPLICA_PARTS).
+_REPLICA_ADAPTERS: Final[dict[str, TypeAdapter[Any]]] = {
+    "snapshot": TypeAdapter(ReplicaSnapshot),
+    "delta": TypeAdapter(ReplicaDelta),
+    "capacity": TypeAdapter(CapacityState),
+}
+
+# Which payload field must name the same node as the topic does.
+_NODE_FIELD: Final[dict[TopicKind, str]] = {
+    "lane_event": "lane",
+    "lane_state": "lane",
+    "lane_decide": "lane",
+    "sensor_reading": "node",
+    "sensor_state": "node",
+    "patrol_tap": "reader",
+    "alarm": "kind",
+    "alert": "alert_id",
+}
+
+
+def decode(topic: str, payload: bytes | str) -> WireValue:
+    """Validate a received payload against the schema its topic demands.
+
+    Also refuses a payload that claims to come from another node than its
+    topic says, so one lane cannot speak for another by a field.
+    """
+    where = parse_topic(topic)
+    if where.kind == "lane_replica":
+        adapter = _REPLICA_ADAPTERS.get(where.part)
+    else:
+        adapter = _ADAPTERS.get(where.kind)
+    if adapter is None:
+        raise ContractError(f"{where.kind} on {topic}: no message model for this topic yet")
+    try:
+        value: WireValue = adapter.validate_json(payload)
+    except ValidationError as error:
+        reason = describe_validation_error(error)
+        raise ContractError(f"{where.kind} on {topic}: {reason}") from error
+    field = _NODE_FIELD.get(where.kind)
+    if field is not None and getattr(value, field) != where.node:
+        raise ContractError(
+            f"{where.kind} on {topic}: payload {field}={getattr(value, field)!r} "
+            f"does not match the topic's {where.node!r}"
+        )
+    site = getattr(value, "site", None)
+    if site is not None and site != where.site:
+        raise ContractError(
+            f"{where.kind} on {topic}: payload site={site!r} does not match the topic's "
+            f"{where.site!r}"
+        )
+    return value
