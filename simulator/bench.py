@@ -82,7 +82,8 @@ from gateway.config import GatewayConfig
 from parkguard.clock import ManualClock, SystemClock
 from parkguard.errors import ParkGuardError
 from simulator.provisioned import provision_simulated_site
-from simulator.site import SimulatedSite, percentile, settings_of
+from simulator.site import SimulatedSite, settings_of
+from simulator.stats import percentile
 from wire.contract import topics
 from wire.contract.messages import DecideReply, DecideRequest, VehicleDetected
 from wire.mqtt import BrokerAddress

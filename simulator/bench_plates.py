@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import random
-import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -52,6 +51,7 @@ from parkguard.core.plates import (
     match,
 )
 from parkguard.core.plates.charset import DIGITS, ENERGY_LETTERS, PROVINCE_ORDER, SERIAL_CHARS
+from simulator.stats import percentile
 
 DEFAULT_CANDIDATES: Final = 5000
 DEFAULT_READS: Final = 1000
@@ -229,14 +229,6 @@ def _verdict(answer: str | None, truth: str) -> Verdict:
     if answer is None:
         return "referred"
     return "found" if answer == truth else "wrong"
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """The ``q`` quantile of ``values`` (inclusive method, per mille resolution)."""
-    ordered = sorted(values)
-    if len(ordered) == 1:
-        return ordered[0]
-    return statistics.quantiles(ordered, n=1000, method="inclusive")[round(q * 1000) - 1]
 
 
 def _row(name: str, times_ms: Sequence[float], verdicts: Sequence[Verdict]) -> PlateBenchRow:

@@ -44,6 +44,7 @@ from firmware.lane.devices.reader.preprocess import REC_MARGIN, recogniser_crop
 from firmware.lane.devices.reader.reader import DEFAULT_RECOGNISER, Precision
 from simulator.plates_render.dataset import HELDOUT_SEED, frames_of_one_car, sample
 from simulator.plates_render.render import DEGRADATIONS, GATE_320, LANE_720, CameraView, Scene
+from simulator.stats import percentile
 from simulator.teachers import PaddleReader
 
 
@@ -64,10 +65,6 @@ def char_accuracy(reads: Sequence[str | None], truths: Sequence[str]) -> float:
 
 def plate_accuracy(reads: Sequence[str | None], truths: Sequence[str]) -> float:
     return sum(r == t for r, t in zip(reads, truths, strict=True)) / max(len(truths), 1)
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    return float(np.percentile(np.asarray(values), q)) if values else float("nan")
 
 
 Widths = tuple[tuple[float, float, str], ...]
@@ -173,13 +170,13 @@ def lane_frames(models: Path, count: int, seed: int, base: PaddleReader | None,
         score = score_set(reader, scenes, base=base)
         report[kind] = {**score.figures, "detection_recall_iou50": score.hits / count,
                         "latency_ms_per_frame_1_thread": {
-                            "p50": percentile(score.latency, 50),
-                            "p99": percentile(score.latency, 99)}}
+                            "p50": percentile(score.latency, 0.5),
+                            "p99": percentile(score.latency, 0.99)}}
         if score.base_figures is not None:
             report[kind]["pp_ocrv4_plate_crops"] = score.base_figures["plate_crops"]
             report[kind]["pp_ocrv4_latency_ms_per_crop_1_thread"] = {
-                "p50": percentile(score.base_latency, 50),
-                "p99": percentile(score.base_latency, 99)}
+                "p50": percentile(score.base_latency, 0.5),
+                "p99": percentile(score.base_latency, 0.99)}
         if bad:
             report["degraded_whole_frame_by"] = breakdown(scenes, score.e2e, LANE_WIDTHS)
         else:
@@ -239,8 +236,8 @@ def run(count: int, *, seed: int = HELDOUT_SEED, baseline: bool = True,
             "corner_error_px": {"mean": float(np.mean(corner_errors)),
                                 "median": float(np.median(corner_errors))},
             "fusion_3_frames_degraded": fusion(reader, seed + 1, fusion_cars),
-            "latency_ms_per_frame_1_thread": {"p50": percentile(latency, 50),
-                                              "p99": percentile(latency, 99)},
+            "latency_ms_per_frame_1_thread": {"p50": percentile(latency, 0.5),
+                                              "p99": percentile(latency, 0.99)},
             "model_bytes": sizes,
             "runtime": reader.runtime,
             "recogniser": recogniser,
@@ -251,8 +248,8 @@ def run(count: int, *, seed: int = HELDOUT_SEED, baseline: bool = True,
     if base is not None:
         report["pp_ocrv4_baseline"] = {
             **theirs,
-            "latency_ms_per_crop_1_thread": {"p50": percentile(base_latency, 50),
-                                             "p99": percentile(base_latency, 99)},
+            "latency_ms_per_crop_1_thread": {"p50": percentile(base_latency, 0.5),
+                                             "p99": percentile(base_latency, 0.99)},
             "model_bytes": base.model.stat().st_size,
         }
     report["targets"] = [vars(t) for t in targets(report)]

@@ -46,7 +46,7 @@ from firmware.lane.devices.reader import DEFAULT_MODELS, TfliteReader
 from firmware.lane.devices.reader.geometry import Quad, as_quad, plate_width, straighten
 from firmware.lane.devices.reader.preprocess import REC_MARGIN, recogniser_crop
 from firmware.lane.devices.reader.reader import DEFAULT_RECOGNISER, PlateRead, Precision
-from simulator.bench_reader import percentile
+from simulator.stats import percentile
 from simulator.teachers import AgentReader, PaddleReader
 
 ROOT: Final = Path(__file__).resolve().parents[1]
@@ -251,10 +251,11 @@ def run(data: Path = DEFAULT_DATA, *, models: Path = DEFAULT_MODELS,
                     "wrong_share": trusted.wrong / trusted.trusted if trusted.trusted else 0.0,
                     "examples": trusted.examples},
         "decoder_changes": vars(changes),
-        "latency_ms_per_crop_1_thread": {name: {"p50": percentile(v, 50), "p99": percentile(v, 99)}
-                                         for name, v in latency.items()},
-        "latency_ms_per_photo_1_thread_ours": {"p50": percentile(whole_latency, 50),
-                                               "p99": percentile(whole_latency, 99)},
+        "latency_ms_per_crop_1_thread": {
+            name: {"p50": percentile(v, 0.5), "p99": percentile(v, 0.99)}
+            for name, v in latency.items()},
+        "latency_ms_per_photo_1_thread_ours": {"p50": percentile(whole_latency, 0.5),
+                                               "p99": percentile(whole_latency, 0.99)},
     }
     if baselines:
         report["targets"] = targets(report)

@@ -11,7 +11,6 @@ two then share time through :func:`shared_scaled_clock`.
 from __future__ import annotations
 
 import json
-import statistics
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -36,6 +35,7 @@ from parkguard.clock import Clock, ManualClock, ScaledClock
 from parkguard.configfile import BrokerSettings
 from simulator.camera import ReaderKind, ShowingCamera, camera_and_reader
 from simulator.driver import CarDriver, LaneStuck, Passage, SimulatedLaneWiring
+from simulator.stats import percentile
 from simulator.traffic import Visit
 from wire.contract import topics
 from wire.contract.messages import Direction, WireMessage
@@ -162,14 +162,6 @@ class SiteSummary:
     wall_seconds: float
     database: Path
     decide_waits_ms: tuple[float, ...] = field(repr=False, default=())
-
-
-def percentile(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    if len(values) == 1:
-        return values[0]
-    return statistics.quantiles(values, n=1000, method="inclusive")[round(q * 1000) - 1]
 
 
 class SimulatedSite:

@@ -30,7 +30,6 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from parkguard.configfile import BrokerSettings
 from parkguard.errors import BrokerError
 from wire.bus import (
     Delivery,
@@ -82,17 +81,6 @@ class BrokerAddress:
     ca_file: Path | None = None
     username: str | None = None
     password: str | None = field(default=None, repr=False)
-
-    @classmethod
-    def from_settings(cls, settings: BrokerSettings) -> BrokerAddress:
-        """A config's ``[broker]`` section, reading the device bundle it points to, if any."""
-        if settings.bundle is not None:
-            from broker.provision.bundle import load_bundle
-
-            login = load_bundle(settings.bundle).broker
-            return cls(login.host, login.port, login.ca_file, login.username, login.password)
-        return cls(settings.host, settings.port, settings.ca_file, settings.username,
-                   settings.password)
 
 
 class MqttBus:

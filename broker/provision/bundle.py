@@ -22,7 +22,8 @@ from pydantic import Field
 
 from broker.provision.files import write_public, write_secret
 from broker.provision.inventory import DeviceKind
-from parkguard.configfile import CommandKeyHex, StrictModel, load_config
+from parkguard.configfile import BrokerSettings, CommandKeyHex, StrictModel, load_config
+from wire.mqtt import BrokerAddress
 
 BUNDLE_FILE = "device.toml"
 CA_FILE = "ca.crt"
@@ -124,3 +125,14 @@ def load_bundle(path: Path) -> DeviceBundle:
         broker = bundle.broker.model_copy(update={"ca_file": path.parent / bundle.broker.ca_file})
         bundle = bundle.model_copy(update={"broker": broker})
     return bundle
+
+
+def broker_address(settings: BrokerSettings) -> BrokerAddress:
+    """Where a config's ``[broker]`` section says to connect, reading the device bundle it
+    points to, if any (the bundle holds the login an installer copied onto the device)."""
+    if settings.bundle is not None:
+        login = load_bundle(settings.bundle).broker
+        return BrokerAddress(login.host, login.port, login.ca_file, login.username,
+                             login.password)
+    return BrokerAddress(settings.host, settings.port, settings.ca_file, settings.username,
+                         settings.password)
