@@ -235,27 +235,33 @@ def lane(ctx: click.Context, config_path: Path | None, mock_pins: bool) -> None:
         from gpiozero.pins.mock import MockFactory
 
         factory = MockFactory()
-    camera: Any
-    reader: Any
-    if config.camera.type == "picamera":  # a real lane: the Pi camera, our TFLite reader
-        from firmware.lane.devices.picamera import PiCamera
-        from firmware.lane.devices.reader import DEFAULT_MODELS, make_reader
+    from firmware.lane.devices import cameras
 
-        reader = make_reader("tflite", models=config.camera.models or DEFAULT_MODELS,
-                             region=config.camera.plate_region,
-                             recogniser=config.camera.recogniser)
-        camera = PiCamera(clock=clock)
-    else:  # a bench lane: the simulator's camera (tflite: rendered frames, the real reader)
-        from simulator.camera import camera_and_reader
-
-        camera, reader = camera_and_reader(
-            "tflite" if config.camera.type == "tflite" else "ground_truth", clock,
-            region=config.camera.plate_region, models=config.camera.models,
-            recogniser=config.camera.recogniser)
+    if config.camera.type in ("simulated", "tflite"):  # a bench lane: the simulator's camera
+        _register_bench_cameras()
+    camera, reader = cameras.camera_and_reader(config.camera, clock)
     with LaneNode(config, clock=clock, camera=camera, reader=reader, pin_factory=factory):
         click.echo(f"lane {config.lane} ({config.direction}) of site {config.site}; "
                    "Ctrl-C to stop")
         _wait_for_signal()
+
+
+def _register_bench_cameras() -> None:
+    """A bench lane's cameras come from the simulator (a real lane never imports it)."""
+    from firmware.lane.config import CameraSettings
+    from firmware.lane.devices import cameras
+    from firmware.lane.devices.camera import Camera, PlateReader
+    from parkguard.clock import Clock
+    from simulator.camera import ReaderKind, camera_and_reader
+
+    def bench(kind: ReaderKind) -> cameras.CameraMaker:
+        def make(settings: CameraSettings, clock: Clock) -> tuple[Camera, PlateReader]:
+            return camera_and_reader(kind, clock, region=settings.plate_region,
+                                     models=settings.models, recogniser=settings.recogniser)
+        return make
+
+    cameras.register("simulated", bench("ground_truth"))
+    cameras.register("tflite", bench("tflite"))
 
 
 @main.group()

@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 import sqlite_utils
 
-from gateway.storage.store import open_database
+from gateway.storage.database import open_database
 from gateway.web.users import ROLES, UserError, UserStore
 from parkguard.clock import SystemClock
 

@@ -7,7 +7,7 @@ import secrets
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from broker.provision.bundle import load_bundle
+from broker.provision.bundle import broker_address, load_bundle
 from gateway.config import GatewayConfig, SafetySettings
 from gateway.lanes.capacity import Capacity
 from gateway.lanes.commands import LaneCommander
@@ -20,6 +20,7 @@ from gateway.money.payments import PaymentDesk, SimulatedProvider
 from gateway.money.pricing import SitePricing
 from gateway.patrols.desk import PatrolDesk
 from gateway.records.audit import AuditLog
+from gateway.runtime.inbox import Inbox
 from gateway.runtime.service import Gateway
 from gateway.safety.alarms import AlarmChange, AlarmMonitor
 from gateway.safety.alerts import AlertDesk, AppriseNotifier, Ticker, load_or_create_key
@@ -29,7 +30,8 @@ from gateway.web import WebServer, WebSettings, load_secret_key
 from parkguard.clock import Clock
 from parkguard.configfile import load_config
 from parkguard.core.patrol import load_patrol_config
-from wire.mqtt import BrokerAddress, MqttBus
+from wire.bus import Bus
+from wire.mqtt import MqttBus
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +58,11 @@ def audit_tariff_change(audit: AuditLog, pricing: SitePricing) -> bool:
     return True
 
 
+def gateway_client_id(site: str) -> str:
+    """The gateway's one persistent MQTT session at a site."""
+    return f"gateway-{site}"
+
+
 def lane_keys_of(config: GatewayConfig) -> dict[str, bytes]:
     """Every lane's command key: from the gateway's device bundle, else from the config."""
     keys = dict(config.lane_keys)
@@ -68,7 +75,10 @@ class GatewayApp:
     """The running gateway process: one persistent MQTT session, one SQLite file, and the
     dashboard when the config has a ``[web]`` section."""
 
-    def __init__(self, config: GatewayConfig, *, clock: Clock) -> None:
+    def __init__(self, config: GatewayConfig, *, clock: Clock, bus: Bus | None = None) -> None:
+        """``bus``: the site broker connection; by default a persistent manual-ack
+        :class:`MqttBus` to ``config.broker`` (tests hand in a :class:`wire.memory.MemoryBus`
+        made with ``persistent=True, manual_ack=True``)."""
         self.config = config
         self.clock = clock
         self.pricing = SitePricing.from_file(config.tariff_file)
@@ -85,9 +95,9 @@ class GatewayApp:
         )
         self.incidents = IncidentDesk(db, clock=clock, audit=self.audit)
         self.reconciler = Reconciler(db, clock=clock, audit=self.audit)
-        self.bus = MqttBus(
-            BrokerAddress.from_settings(config.broker),
-            client_id=f"gateway-{config.site}",
+        self.bus: Bus = bus if bus is not None else MqttBus(
+            broker_address(config.broker),
+            client_id=gateway_client_id(config.site),
             persistent=True,
             manual_ack=True,  # lane events are acknowledged once committed
         )
@@ -100,46 +110,51 @@ class GatewayApp:
         self.capacity = None if config.capacity is None else Capacity.from_store(
             config.capacity, self.store, site=config.site, clock=clock,
             publish=self.replicas.publish_capacity)
-        self.service = Gateway(
-            site=config.site, clock=clock, store=self.store, bus=self.bus, billing=self.billing,
-            matching=config.matching, capacity=self.capacity, replicas=self.replicas,
-            reconciler=self.reconciler,
-        )
+        # The worker's inbox comes first: the alert courier hands its work to the worker.
+        self.inbox = Inbox()
         self.alarms: AlarmMonitor | None = None
         self.alerts: AlertDesk | None = None
-        self._ticker: Ticker | None = None
-        if config.safety_file is not None:
-            self._watch_safety(load_config(SafetySettings, config.safety_file))
+        safety = None if config.safety_file is None \
+            else load_config(SafetySettings, config.safety_file)
+        if safety is not None:
+            self.alerts, self.alarms = self._safety_desks(safety)
         self.patrols: PatrolDesk | None = None
         if config.patrol_file is not None:
             self.patrols = PatrolDesk(
                 self.store.db, config=load_patrol_config(config.patrol_file), clock=clock,
                 raise_alert=self.alerts.raise_alert if self.alerts is not None else None)
-            self.service.attach_patrols(self.patrols)
+        self.service = Gateway(
+            site=config.site, clock=clock, store=self.store, bus=self.bus, billing=self.billing,
+            matching=config.matching, capacity=self.capacity, replicas=self.replicas,
+            reconciler=self.reconciler, alarms=self.alarms, alerts=self.alerts,
+            patrols=self.patrols, inbox=self.inbox,
+        )
+        self._ticker = None if safety is None else Ticker(
+            self.clock, lambda now: self.service.call(lambda: self._tick(now)))
         self.web: WebServer | None = None
 
-    def _watch_safety(self, safety: SafetySettings) -> None:
+    def _safety_desks(self, safety: SafetySettings) -> tuple[AlertDesk, AlarmMonitor]:
         """Alarms and the alerts that reach a person; a fire raises every barrier."""
         settings = safety.alerts
         key = load_or_create_key(settings.ack_key_file) if settings.ack_key_file \
             else secrets.token_bytes(32)
-        self.alerts = AlertDesk(self.store.db, site=self.config.site, clock=self.clock,
-                                audit=self.audit, settings=settings, notifier=AppriseNotifier(),
-                                ack_key=key, publisher=self.bus, run_on_owner=self.service.call)
-        self.alarms = AlarmMonitor(site=self.config.site, clock=self.clock, desk=self.alerts,
-                                   audit=self.audit, settings=safety.alarms, publisher=self.bus,
-                                   phones_inside=self._phones_inside)
-        self.alarms.add_listener(self._barriers_follow_fire)
-        self.service.attach_safety(self.alarms, self.alerts)
-        alarms, alerts, service = self.alarms, self.alerts, self.service
+        alerts = AlertDesk(self.store.db, site=self.config.site, clock=self.clock,
+                           audit=self.audit, settings=settings, notifier=AppriseNotifier(),
+                           ack_key=key, publisher=self.bus, run_on_owner=self.inbox.call)
+        alarms = AlarmMonitor(site=self.config.site, clock=self.clock, desk=alerts,
+                              audit=self.audit, settings=safety.alarms, publisher=self.bus,
+                              phones_inside=self._phones_inside)
+        alarms.add_listener(self._barriers_follow_fire)
+        return alerts, alarms
 
-        def tick(now: datetime) -> None:
-            alarms.tick(now)
-            alerts.tick(now)
-            if self.patrols is not None and now.second < 2:  # about once a minute
-                self.patrols.check_overdue(now)
-
-        self._ticker = Ticker(self.clock, lambda now: service.call(lambda: tick(now)))
+    def _tick(self, now: datetime) -> None:
+        """Once a second on the worker: escalate alarms and alerts, and about once a minute
+        look for overdue patrol rounds."""
+        if self.alarms is not None and self.alerts is not None:
+            self.alarms.tick(now)
+            self.alerts.tick(now)
+        if self.patrols is not None and now.second < 2:  # about once a minute
+            self.patrols.check_overdue(now)
 
     def _barriers_follow_fire(self, change: AlarmChange) -> None:
         """Belt and braces beside the retained alarm the lanes act on themselves: a signed

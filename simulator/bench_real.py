@@ -209,7 +209,8 @@ def run(data: Path = DEFAULT_DATA, *, models: Path = DEFAULT_MODELS,
     sets: dict[str, dict[str, Tally]] = {
         name: {reader: Tally() for reader in names}
         for name in ("crops_named", "easypr_crops_six", "whole_photographs")}
-    trusted = Trust(CameraSettings().trust_confidence if trust is None else trust)
+    default_trust = CameraSettings.model_fields["trust_confidence"].default
+    trusted = Trust(default_trust if trust is None else trust)
     changes = Changes()
     latency: dict[str, list[float]] = {name: [] for name in names}
     whole_latency: list[float] = []

@@ -9,6 +9,7 @@ from typing import Literal, Protocol
 
 from firmware.lane.devices.camera import Frame, PlateReader, PlateReading
 from parkguard.clock import Clock
+from simulator.frames import SimulatedFrame, truth_of
 
 
 class ShowingCamera(Protocol):
@@ -33,7 +34,7 @@ class SimulatedCamera:
 
     def capture(self) -> Frame:
         with self._lock:
-            return Frame(taken=self._clock.now(), truth=self._plate)
+            return SimulatedFrame(taken=self._clock.now(), truth=self._plate)
 
 
 class GroundTruthReader:
@@ -42,9 +43,10 @@ class GroundTruthReader:
     name = "ground_truth"
 
     def read(self, frame: Frame) -> PlateReading:
-        if frame.truth is None:
+        truth = truth_of(frame)
+        if truth is None:
             return PlateReading(None, 0.0, (), 0.0)
-        return PlateReading(frame.truth, 0.99, tuple(0.99 for _ in frame.truth), 0.0)
+        return PlateReading(truth, 0.99, tuple(0.99 for _ in truth), 0.0)
 
     def read_many(self, frames: Sequence[Frame]) -> PlateReading:
         """Every frame shows the same truth: the first says it all."""

@@ -36,12 +36,25 @@ def ticking(condition: Callable[[], bool], clock: ManualClock, what: str) -> Non
         time.sleep(0.005)
 
 
-def give_the_lane_time_to_misbehave(seconds: float = 0.05) -> None:
-    """Real time for a wrong action to show (a boom lowered, a decision made too early).
+def node_ms(workdir: Path) -> int:
+    """The clock (``ticks_ms``) of a firmware node on the MicroPython unix port, read at the top
+    of a loop pass that began after this call (``sim_clock.ask`` in firmware/sensor/sim), so
+    that pass and every later one see what the caller changed before."""
+    ask, answer = workdir / "sim_clock.ask", workdir / "sim_clock"
+    answer.unlink(missing_ok=True)
+    ask.touch()
+    eventually(lambda: not ask.exists() and answer.exists(), what="the node's clock")
+    return int(answer.read_text("utf-8"))
 
-    Only ever used before asserting that something did NOT happen.
-    """
-    time.sleep(seconds)
+
+def wait_node_ms(workdir: Path, ms: int, *, since: int | None = None) -> None:
+    """Wait until a node's own clock has run ``ms`` past ``since`` (default: its clock now) and
+    the loop pass that got there has finished: all the node does for an input held that long,
+    or for a timer that short, is done (a reading is in its outbox, an output is driven)."""
+    start = node_ms(workdir) if since is None else since
+    while node_ms(workdir) - start < ms:
+        pass
+    node_ms(workdir)  # answered by the next pass: the one that got there has finished
 
 
 class Recorder:

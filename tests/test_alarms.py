@@ -22,6 +22,7 @@ from gateway.safety.alarms import (
     AlarmMonitor,
 )
 from gateway.safety.alerts import AlertDesk
+from gateway.storage.database import open_database
 from parkguard.clock import ManualClock
 from tests.conftest import TEST_SITE
 from tests.helpers import Recorder, eventually
@@ -95,7 +96,7 @@ def make_rig(db: sqlite_utils.Database, clock: ManualClock, publisher: Any) -> R
 
 @pytest.fixture
 def rig(tmp_path: Path) -> Iterator[Rig]:
-    db = sqlite_utils.Database(tmp_path / "gateway.db")
+    db = open_database(tmp_path / "gateway.db")
     yield make_rig(db, ManualClock(START), Published())
     db.close()
 
@@ -276,7 +277,7 @@ def test_a_repeated_reading_only_proves_the_node_is_alive(rig: Rig) -> None:
 
 def test_fire_node_alarm_to_gateway_alarm_and_alert_on_the_real_broker(
         broker: MosquittoBroker, tmp_path: Path) -> None:
-    db = sqlite_utils.Database(tmp_path / "gateway.db")
+    db = open_database(tmp_path / "gateway.db")
     clock = ManualClock(START)
     inbox: list[tuple[str, bytes]] = []
     with MqttBus(broker.address("gateway"), client_id="gateway-alarms") as gateway, \

@@ -33,10 +33,11 @@ from gateway.safety.alerts import (
     Step,
     load_or_create_key,
 )
+from gateway.storage.database import open_database
 from parkguard.clock import ManualClock
 from parkguard.errors import ContractError
 from tests.conftest import TEST_SITE
-from tests.helpers import Recorder, eventually, give_the_lane_time_to_misbehave
+from tests.helpers import Recorder, eventually
 from wire.contract import topics
 from wire.contract.messages import Alert
 from wire.mqtt import MqttBus
@@ -92,7 +93,7 @@ class Desk:
 @pytest.fixture
 def desk(tmp_path: Path) -> Iterator[Desk]:
     clock = ManualClock(START)
-    db = sqlite_utils.Database(tmp_path / "gateway.db")
+    db = open_database(tmp_path / "gateway.db")
     audit = AuditLog(db, clock=clock)
     notes = RecordingNotifier(clock)
     alerts = AlertDesk(db, site=TEST_SITE, clock=clock, audit=audit, settings=roster(),
@@ -244,7 +245,7 @@ def test_a_failing_channel_is_recorded_and_the_alert_stays_raised(tmp_path: Path
             raise RuntimeError("DingTalk said 310000 keywords not in content")
 
     clock = ManualClock(START)
-    db = sqlite_utils.Database(tmp_path / "g.db")
+    db = open_database(tmp_path / "g.db")
     alerts = AlertDesk(db, site=TEST_SITE, clock=clock, audit=AuditLog(db, clock=clock),
                        settings=roster(), notifier=Broken(), ack_key=KEY)
     view, _ = alerts.raise_alert("k", kind="trouble", severity="warning", title_zh="t",
@@ -306,7 +307,7 @@ def test_email_and_webhook_really_leave_through_apprise(tmp_path: Path) -> None:
                          "&to=wang@test.lan&mode=insecure",
                 "webhook": f"json://127.0.0.1:{http.server_port}/alerts"}),)})
         clock = ManualClock(START)
-        db = sqlite_utils.Database(tmp_path / "g.db")
+        db = open_database(tmp_path / "g.db")
         alerts = AlertDesk(db, site=TEST_SITE, clock=clock, audit=AuditLog(db, clock=clock),
                            settings=settings, notifier=AppriseNotifier(), ack_key=KEY)
         view, _ = alerts.raise_alert("flood:2", kind="flood", severity="critical",
@@ -333,7 +334,7 @@ def test_email_and_webhook_really_leave_through_apprise(tmp_path: Path) -> None:
 
 def test_courier_sends_off_the_owner_thread_and_records_through_it(tmp_path: Path) -> None:
     clock = ManualClock(START)
-    db = sqlite_utils.Database(tmp_path / "g.db", )
+    db = open_database(tmp_path / "g.db")
     notes = RecordingNotifier(clock)
     handed: queue.Queue[tuple[str, Any]] = queue.Queue()
 
@@ -373,7 +374,7 @@ def staff_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosquitto
 def test_alert_is_retained_while_active_cleared_when_resolved_and_acked_from_the_staff_app(
         staff_broker: MosquittoBroker, tmp_path: Path) -> None:
     clock = ManualClock(START)
-    db = sqlite_utils.Database(tmp_path / "g.db")
+    db = open_database(tmp_path / "g.db")
     received: list[tuple[str, bytes]] = []
     with MqttBus(staff_broker.address("gateway"), client_id="gateway-alerts") as gateway:
         gateway.subscribe(f"{topics.all_alerts('alerts')}/ack/+",
@@ -402,18 +403,27 @@ def test_alert_is_retained_while_active_cleared_when_resolved_and_acked_from_the
             eventually(lambda: staff_seen[-1] == b"", what="the retained alert cleared")
             states = [Alert.from_json(p).state for p in staff_seen if p]
             assert states[-1] == "resolved"
-        # A newcomer finds nothing retained for it any more.
+        # A newcomer finds nothing retained for it any more. The sentinel: a second alert,
+        # retained, subscribed to after the first topic on the same connection; the broker
+        # sends what is retained for each subscription in the order they came, so once the
+        # sentinel is in, anything retained on the resolved topic would have come first.
+        other, _ = alerts.raise_alert("flood:1", kind="flood", severity="warning",
+                                      title_zh="水位一级预警", title_en="Flood level 1")
         late: list[bytes] = []
+        sentinel: list[bytes] = []
         with MqttBus(staff_broker.address("staff-lead-a"), client_id="staff-lead-a") as app:
             app.subscribe(topic, lambda _t, p: late.append(p))
-            give_the_lane_time_to_misbehave(0.3)
+            app.subscribe(topics.alert("alerts", other.alert_id),
+                          lambda _t, p: sentinel.append(p))
+            eventually(lambda: bool(sentinel), what="the retained sentinel alert")
+        assert Alert.from_json(sentinel[0]).alert_id == other.alert_id
         assert late == []
 
 
 def test_monitor_sees_the_retained_alert_on_the_shared_test_site(broker: MosquittoBroker,
                                                                   tmp_path: Path) -> None:
     clock = ManualClock(START)
-    db = sqlite_utils.Database(tmp_path / "g.db")
+    db = open_database(tmp_path / "g.db")
     with MqttBus(broker.address("gateway"), client_id="gateway-test") as gateway:
         alerts = AlertDesk(db, site=TEST_SITE, clock=clock, audit=AuditLog(db, clock=clock),
                            settings=roster(), notifier=RecordingNotifier(clock), ack_key=KEY,

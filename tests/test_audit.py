@@ -30,6 +30,7 @@ from gateway.records.audit import (
     UnserialisableValueError,
     verify,
 )
+from gateway.storage.database import open_database
 from parkguard.clock import ManualClock
 from parkguard.errors import AuditError
 
@@ -41,7 +42,7 @@ TRIGGERS = ("audit_log_no_update", "audit_log_no_delete", "audit_head_no_delete"
 
 
 def _open_log(path: Path, clock: ManualClock | None = None) -> AuditLog:
-    return AuditLog(sqlite_utils.Database(path), clock=clock or ManualClock(START))
+    return AuditLog(open_database(path), clock=clock or ManualClock(START))
 
 
 def _write_log(path: Path, count: int = ROWS) -> list[AuditEntry]:
@@ -219,7 +220,7 @@ def test_application_code_cannot_update_or_delete_entries(db_path: Path) -> None
 
 
 def _append_from_another_process(path: str, writer: int) -> None:
-    log = AuditLog(sqlite_utils.Database(path), clock=ManualClock(START))
+    log = AuditLog(open_database(Path(path)), clock=ManualClock(START))
     for n in range(15):
         log.record(actor=f"writer:{writer}", action="test", subject=str(n), reason="load")
     log.db.close()

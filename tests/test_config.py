@@ -32,6 +32,10 @@ barrier_relay = 13
 [timing]
 decide_deadline_ms = 250
 pass_timeout_s = 90.5
+
+[camera]
+type = "picamera"
+plate_region = [360, 240, 920, 660]
 """
 
 GOOD_GATEWAY = """\
@@ -48,7 +52,7 @@ port = 1884
 max_distance = 0.75
 """
 
-MINIMAL_LANE = 'site = "mall-b2"\nlane = "in1"\ndirection = "entry"\n'
+MINIMAL_LANE = 'site = "mall-b2"\nlane = "in1"\ndirection = "entry"\n[camera]\ntype = "simulated"\n'
 MINIMAL_GATEWAY = 'site = "mall-b2"\n'
 
 
@@ -67,7 +71,7 @@ def test_good_lane_config_loads_with_every_value_it_sets(tmp_path: Path) -> None
     assert (config.broker.host, config.broker.port) == ("10.0.0.2", 8883)
     assert config.pins == PinMap(arming_loop=5, safety_loop="GPIO6", barrier_relay=13)
     assert (config.timing.decide_deadline_ms, config.timing.pass_timeout_s) == (250, 90.5)
-    assert config.camera.type == "simulated"
+    assert config.camera.type == "picamera"
 
 
 def test_minimal_lane_config_takes_the_documented_defaults(tmp_path: Path) -> None:
@@ -137,6 +141,8 @@ BAD_FILES = [
                  id="gateway-typo-key"),
     pytest.param(LaneConfig, 'site = "mall-b2"\nlane = "in1"\n',
                  "direction", "Field required", id="lane-missing-direction"),
+    pytest.param(LaneConfig, 'site = "mall-b2"\nlane = "in1"\ndirection = "entry"\n',
+                 "camera", "Field required", id="lane-missing-camera"),
     pytest.param(GatewayConfig, MINIMAL_GATEWAY + '[broker]\nport = "eighteen"\n',
                  "broker.port", "valid integer", id="gateway-port-not-a-number"),
     pytest.param(LaneConfig, MINIMAL_LANE + "[broker]\nport = [1883]\n",

@@ -3,7 +3,7 @@
 The gateway runs as a real ``parkguard gateway`` subprocess; two entry and two exit lanes run
 here on mock pins, on the same simulated time (``--time-origin/--time-scale/--time-anchor``
 and :func:`simulator.site.shared_scaled_clock`), so stays cost money. A seeded killer
-SIGKILLs the gateway at random moments of the traffic and restarts it at once; while it is
+SIGKILLs the gateway at seeded points of the traffic and restarts it at once; while it is
 dead the lanes decide alone after their deadline and the cars keep moving. Afterwards:
 
 * every event the lanes published is in ``events`` exactly once (ack after commit: nothing
@@ -12,6 +12,9 @@ dead the lanes decide alone after their deadline and the cars keep moving. After
 * the money balances: ledger revenue == fees paid by method + debts booked, and the closed
   sessions' fees == fees paid + debts booked + coupon discounts (none here);
 * no sequence gap is left open.
+
+The kills fall right after seeded counts of lane events published (:class:`SeededKiller`),
+so a failing run is replayed by its seed.
 """
 
 from __future__ import annotations
@@ -19,12 +22,14 @@ from __future__ import annotations
 import heapq
 import json
 import os
+import queue
 import random
 import signal
 import subprocess
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -39,15 +44,19 @@ from gateway.app import GatewayApp
 from gateway.config import GatewayConfig
 from gateway.storage.store import GatewayStore
 from parkguard.clock import ManualClock
-from simulator.site import SimulatedLanes, percentile, settings_of, shared_scaled_clock
+from simulator.site import SimulatedLanes, settings_of, shared_scaled_clock
+from simulator.stats import percentile
 from simulator.traffic import random_plate
 from tests.conftest import TEST_SITE
-from wire.mqtt import MqttBus
+from wire.bus import Bus
 
 pytestmark = pytest.mark.integration
 
 CARS = 2000
 KILLS = 5
+#: Where the seeded kills may fall, counted in lane events published (a car makes about a
+#: dozen): well inside the traffic, so every kill happens while cars are moving.
+KILL_EVENTS = range(CARS, CARS * 4)
 SEED = 20260506
 #: Simulated seconds per real second. Stays of 16-60 simulated minutes are 3-12 s here.
 SCALE = 300.0
@@ -127,17 +136,64 @@ def gateway(gateway_config: GatewayConfig, tmp_path: Path) -> Iterator[GatewayPr
         process.stop()
 
 
-def record_published_events(bus: MqttBus, sink: list[str]) -> None:
-    """Keep the ``event_id`` of every lane event this bus publishes: what the lane emitted."""
+def record_published_events(bus: Bus, sink: list[str],
+                            then: Callable[[int], None] | None = None) -> None:
+    """Keep the ``event_id`` of every lane event this bus publishes (what the lane emitted),
+    and tell ``then`` how many the lanes have published so far."""
     publish = bus.publish
 
     def recording(topic: str, payload: Any, **options: Any) -> Any:
         info = publish(topic, payload, **options)
         if topic.endswith("/event"):
-            sink.append(str(payload.event_id))
+            with _SINK_LOCK:
+                sink.append(str(payload.event_id))
+                count = len(sink)
+            if then is not None:
+                then(count)
         return info
 
     setattr(bus, "publish", recording)  # noqa: B010 - an instance attribute, on purpose
+
+
+_SINK_LOCK = threading.Lock()
+
+
+class SeededKiller:
+    """SIGKILLs the gateway right after the lanes have published the Nth lane event, for
+    seeded N, and restarts it at once on a thread of its own (the lane that published is not
+    held up). The kills fall at the same event counts every run, so a failure replays."""
+
+    def __init__(self, gateway: GatewayProcess, points: list[int]) -> None:
+        self._gateway = gateway
+        self._points = deque(sorted(points))
+        self._lock = threading.Lock()
+        self._up = True
+        self._down: queue.Queue[int | None] = queue.Queue()
+        self.kills: list[tuple[int, float]] = []  # (events published, seconds down)
+        self._restarter = threading.Thread(target=self._restart, daemon=True)
+        self._restarter.start()
+
+    def published(self, count: int) -> None:
+        """A lane published its ``count``-th event: kill here if that is the next point."""
+        with self._lock:
+            if not self._up or not self._points or count < self._points[0]:
+                return
+            self._points.popleft()
+            self._up = False
+        self._gateway.kill()
+        self._down.put(count)
+
+    def _restart(self) -> None:
+        while (count := self._down.get()) is not None:
+            down = time.monotonic()
+            self._gateway.start()
+            self.kills.append((count, time.monotonic() - down))
+            with self._lock:
+                self._up = True
+
+    def finish(self) -> None:
+        self._down.put(None)
+        self._restarter.join(30)
 
 
 @dataclass
@@ -204,20 +260,6 @@ class Traffic:
                     heapq.heappush(self._leaving, (time.monotonic() + 0.2, car))
 
 
-def kill_at_random(traffic: Traffic, gateway: GatewayProcess, rng: random.Random,
-                   log: list[tuple[int, float]]) -> None:
-    """SIGKILL the gateway when the traffic reaches seeded random points; restart at once."""
-    points = sorted(rng.sample(range(CARS // 10, CARS * 9 // 10), KILLS))
-    for point in points:
-        while traffic.entered < point and not traffic.errors:
-            time.sleep(0.002)
-        time.sleep(rng.uniform(0, 0.05))  # somewhere inside whatever it was doing
-        gateway.kill()
-        down = time.monotonic()
-        gateway.start()
-        log.append((traffic.entered, time.monotonic() - down))
-
-
 @pytest.mark.timeout(240)
 def test_killing_the_gateway_mid_traffic_loses_no_event_counts_no_car_twice_and_balances(
     broker: MosquittoBroker, gateway: GatewayProcess, gateway_config: GatewayConfig,
@@ -237,14 +279,13 @@ def test_killing_the_gateway_mid_traffic_loses_no_event_counts_no_car_twice_and_
     with SimulatedLanes(site=TEST_SITE, broker=broker.address, clock=clock,
                         entry_lanes=ENTRIES, exit_lanes=EXITS, timing=TIMING,
                         workdir=tmp_path) as lanes:
+        killer = SeededKiller(gateway, rng.sample(KILL_EVENTS, KILLS))
         for lane in lanes.lanes.values():
-            record_published_events(lane.node.bus, emitted)
+            record_published_events(lane.node.bus, emitted, killer.published)
         traffic = Traffic(lanes, plates, stays)
-        kills: list[tuple[int, float]] = []
-        killer = threading.Thread(target=kill_at_random, args=(traffic, gateway, rng, kills))
-        killer.start()
         traffic.run()
-        killer.join()
+        killer.finish()
+        kills = killer.kills
         assert not traffic.errors, traffic.errors
     traffic_s = time.monotonic() - started
 
@@ -294,8 +335,8 @@ def test_killing_the_gateway_mid_traffic_loses_no_event_counts_no_car_twice_and_
     assert fees > 0
     assert by.get("lane", 0) > 0 and by.get("gateway", 0) > 0  # both kinds of decision
     assert len(kills) == KILLS
-    print(f"\ncrash test: {CARS} cars, {len(emitted)} events, kills at cars {kills} "
-          f"(entered, seconds down), decisions {by}, exit refusals {traffic.exit_refusals}, "
+    print(f"\ncrash test: {CARS} cars, {len(emitted)} events, kills at events {kills} "
+          f"(published, seconds down), decisions {by}, exit refusals {traffic.exit_refusals}, "
           f"fees {fees} fen = paid {paid} + debts {report.debts_recorded_fen}, "
           f"{traffic_s:.1f} s of traffic, gateway decide wait p50 {percentile(waits, 0.5):.1f} ms "
           f"p99 {percentile(waits, 0.99):.1f} ms")

@@ -22,7 +22,13 @@ from gpiozero.pins.mock import MockFactory
 
 from broker.provision.generate import ProvisionResult
 from broker.runner import MosquittoBroker
-from firmware.lane.config import JournalSettings, KioskSettings, LaneConfig, LaneTiming
+from firmware.lane.config import (
+    CameraSettings,
+    JournalSettings,
+    KioskSettings,
+    LaneConfig,
+    LaneTiming,
+)
 from firmware.lane.controller import LaneController
 from firmware.lane.devices.display import RecordingDisplay
 from firmware.lane.kiosk import LastFourDigits, SimulatedKiosk
@@ -57,7 +63,8 @@ class KioskLane:
             site=TEST_SITE, lane=lane, direction=direction,  # type: ignore[arg-type]
             broker=settings_of(broker.address(f"lane-{lane}")),
             timing=LaneTiming(decide_deadline_ms=2000), kiosk=KioskSettings(site_key=KEY),
-            journal=JournalSettings(path=workdir / f"lane-{lane}.db"))
+            journal=JournalSettings(path=workdir / f"lane-{lane}.db"),
+            camera=CameraSettings(type="simulated"))
         self.node = LaneNode(self.config, clock=clock, camera=SimulatedCamera(clock=clock),
                              reader=GroundTruthReader(), pin_factory=self.factory,
                              display=self.screen, kiosk=self.kiosk, scanner=self.kiosk)

@@ -20,9 +20,9 @@ import pytest
 from gateway.app import GatewayApp
 from gateway.config import GatewayConfig
 from parkguard.clock import ManualClock
+from wire.bus import Delivery
 from wire.contract import topics
 from wire.contract.messages import DecideReply, DecideRequest, Passed, VehicleDetected
-from wire.mqtt import Delivery
 
 SITE = "test"
 NOW = datetime(2026, 5, 6, 2, 0, tzinfo=UTC)
@@ -35,7 +35,7 @@ class WatchedDelivery(Delivery):
     __slots__ = ("on_ack", "was_acked")
 
     def __init__(self, topic: str, payload: bytes, on_ack: Callable[[], None]) -> None:
-        super().__init__(None, topic, payload, qos=1, mid=0)
+        super().__init__(topic, payload, qos=1, mid=0)
         self.on_ack = on_ack
         self.was_acked = False
 

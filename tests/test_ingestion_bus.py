@@ -10,8 +10,9 @@ from broker.runner import MosquittoBroker
 from parkguard.errors import BrokerError
 from tests.conftest import TEST_SITE
 from tests.helpers import eventually
+from wire.bus import Delivery
 from wire.contract import topics
-from wire.mqtt import Delivery, MqttBus
+from wire.mqtt import MqttBus
 
 pytestmark = pytest.mark.integration
 

@@ -1,8 +1,9 @@
 """Signed lane commands end to end: the control room opens a barrier, nobody else can.
 
 The verifier is pure logic and is tested on its own (including a property test);
-the lane is tested on mock pins against the real, locked-down Mosquitto, with the
-gateway's real key ring from the provisioned test site.
+the lane is tested on mock pins with the gateway's real key ring from the provisioned test
+site: on the in-memory bus and a manual clock (no sleeps), and once end to end against the
+real, locked-down Mosquitto and the gateway.
 """
 
 from __future__ import annotations
@@ -24,21 +25,24 @@ from hypothesis import strategies as st
 from broker.provision.generate import ProvisionResult
 from broker.runner import MosquittoBroker
 from firmware.lane.commands import CommandVerifier
-from firmware.lane.config import CommandSettings, LaneConfig
+from firmware.lane.config import CameraSettings, CommandSettings, LaneConfig
 from firmware.lane.node import LaneNode
 from gateway.app import GatewayApp
 from gateway.config import GatewayConfig
 from gateway.lanes.commands import LaneCommander, LaneCommandError
 from gateway.records.audit import AuditLog, verify
+from gateway.storage.migrations import migrate
 from parkguard.clock import ManualClock
 from simulator.camera import GroundTruthReader, SimulatedCamera
 from simulator.driver import SimulatedLaneWiring
 from simulator.site import settings_of
 from tests.conftest import SITE_START, TEST_SITE
-from tests.helpers import Recorder, eventually, give_the_lane_time_to_misbehave
+from tests.helpers import Recorder, eventually
+from tests.lane_harness import MemoryLane
+from wire.bus import Bus
 from wire.contract import topics
 from wire.contract.messages import CommandName, LaneCommand
-from wire.mqtt import MqttBus
+from wire.memory import MemoryBroker, MemoryBus
 
 SITE = TEST_SITE
 START = SITE_START
@@ -146,7 +150,7 @@ def test_any_single_byte_change_to_a_signed_command_is_refused(data: st.DataObje
         assert fresh.check_payload(SIGNED_WIRE).reason == "replayed"
 
 
-# One lane on mock pins, the real broker -------------------------------------------------
+# One lane on mock pins: the real broker end to end, the in-memory one for the rest --------
 
 
 @dataclass
@@ -170,6 +174,7 @@ def start_lane(broker: MosquittoBroker, lane: str, direction: str, clock: Manual
         site=SITE, lane=lane, direction=direction,  # type: ignore[arg-type]
         broker=settings_of(broker.address(f"lane-{lane}")),
         commands=CommandSettings(hmac_key=None if key is None else key.hex()),
+        camera=CameraSettings(type="simulated"),
     )
     factory = MockFactory()
     camera = SimulatedCamera(clock=clock)
@@ -192,31 +197,38 @@ def clock() -> ManualClock:
 
 
 @pytest.fixture
-def in1(broker: MosquittoBroker, test_site: ProvisionResult,
-        clock: ManualClock) -> Iterator[Lane]:
-    with start_lane(broker, "in1", "entry", clock, lane_key(test_site, "in1")) as lane:
+def memory() -> Iterator[MemoryBroker]:
+    broker = MemoryBroker()
+    yield broker
+    broker.close()
+
+
+def memory_lane(memory: MemoryBroker, tmp_path: Path, clock: ManualClock, lane: str,
+                key: bytes | None) -> MemoryLane:
+    return MemoryLane(tmp_path, lane=lane, broker=memory, clock=clock,
+                      commands=CommandSettings(hmac_key=None if key is None else key.hex()))
+
+
+@pytest.fixture
+def in1(memory: MemoryBroker, test_site: ProvisionResult, clock: ManualClock,
+        tmp_path: Path) -> Iterator[MemoryLane]:
+    with memory_lane(memory, tmp_path, clock, "in1", lane_key(test_site, "in1")) as lane:
         yield lane
 
 
 @pytest.fixture
-def events(broker: MosquittoBroker) -> Iterator[Recorder]:
-    with Recorder(broker, topics.all_lane(SITE, "event"), device="monitor-watch1") as recorder:
-        yield recorder
-
-
-@pytest.fixture
-def gateway_bus(broker: MosquittoBroker) -> Iterator[MqttBus]:
-    with MqttBus(broker.address("gateway"), client_id="gateway") as bus:
+def gateway_bus(memory: MemoryBroker) -> Iterator[MemoryBus]:
+    with memory.bus("gateway") as bus:
         yield bus
 
 
 @pytest.fixture
 def audit(tmp_path: Path, clock: ManualClock) -> AuditLog:
-    return AuditLog(sqlite_utils.Database(tmp_path / "audit.db"), clock=clock)
+    return AuditLog(migrate(sqlite_utils.Database(tmp_path / "audit.db")), clock=clock)
 
 
 @pytest.fixture
-def commander(gateway_bus: MqttBus, test_site: ProvisionResult, clock: ManualClock,
+def commander(gateway_bus: MemoryBus, test_site: ProvisionResult, clock: ManualClock,
               audit: AuditLog) -> LaneCommander:
     return LaneCommander(gateway_bus, SITE, test_site.device("gateway").lane_keys, clock, audit)
 
@@ -225,27 +237,30 @@ def of_type(recorder: Recorder, kind: str) -> list[dict[str, Any]]:
     return [e for e in map(json.loads, recorder.payloads()) if e["type"] == kind]
 
 
-def send(bus: MqttBus, lane: str, payload: bytes) -> None:
+def send(bus: Bus, lane: str, payload: bytes) -> None:
     bus.publish_and_wait(topics.lane_cmd(SITE, lane), payload)
 
 
 @integration
 def test_a_guard_opens_for_a_refused_car_and_the_barrier_closes_only_behind_it(
-    broker: MosquittoBroker, test_site: ProvisionResult, tmp_path: Path, events: Recorder
+    broker: MosquittoBroker, test_site: ProvisionResult, tmp_path: Path,
 ) -> None:
+    """End to end on the real broker: the gateway refuses, a guard's signed open through
+    the locked-down broker lets the car out, and the audit chain holds the order."""
     clock = ManualClock(START)
     config = GatewayConfig(site=SITE, database=tmp_path / "gateway.db",
                            broker=settings_of(broker.address("gateway")))
-    with GatewayApp(config, clock=clock) as app:
+    with GatewayApp(config, clock=clock) as app, \
+            Recorder(broker, topics.all_lane(SITE, "event"), device="monitor-watch1") as events:
         commander = LaneCommander(app.bus, SITE, test_site.device("gateway").lane_keys, clock,
                                   app.audit)
         with start_lane(broker, "out1", "exit", clock, lane_key(test_site, "out1")) as lane:
-            pins = lane.pins
+            pins, controller = lane.pins, lane.node.controller
             lane.camera.show("粤B99999")  # never came in: the gateway refuses it
             pins.arming.drive_high()
             eventually(lambda: bool(of_type(events, "decision")), what="the refusal")
             assert of_type(events, "decision")[0]["reason"] == "no_entry_record"
-            give_the_lane_time_to_misbehave()
+            controller.wait_idle()  # the refused car waits: nothing more to do
             assert not pins.relay.state
 
             order = app.service.call(lambda: commander.open(
@@ -261,7 +276,7 @@ def test_a_guard_opens_for_a_refused_car_and_the_barrier_closes_only_behind_it(
             pins.arming.drive_low()
             for _ in range(3):  # however long the car stands under the boom
                 clock.advance(timedelta(minutes=5))
-                give_the_lane_time_to_misbehave()
+                controller.wait_idle()
                 assert pins.relay.state, "barrier lowered onto a vehicle"
             pins.safety.drive_low()
             eventually(lambda: not pins.relay.state, what="barrier down behind the car")
@@ -274,47 +289,45 @@ def test_a_guard_opens_for_a_refused_car_and_the_barrier_closes_only_behind_it(
         assert app.audit.verify().ok
 
 
-@integration
 def test_a_guard_can_open_before_the_car_reaches_the_loops(
-    in1: Lane, commander: LaneCommander, events: Recorder
+    in1: MemoryLane, commander: LaneCommander
 ) -> None:
     commander.open("in1", actor="guard:0042", reason="delivery van waved in")
+    in1.settle()
     pins = in1.pins
-    eventually(lambda: bool(pins.relay.state), what="barrier up")
-    give_the_lane_time_to_misbehave()
+    assert pins.relay.state, "barrier up"
+    in1.step(seconds=60)
     assert pins.relay.state, "barrier closed before the car came"
     pins.arming.drive_high()
     pins.safety.drive_high()
     pins.arming.drive_low()
     pins.safety.drive_low()
-    eventually(lambda: not pins.relay.state, what="barrier down behind the van")
-    eventually(lambda: bool(of_type(events, "passed")), what="passed event")
-    give_the_lane_time_to_misbehave()
-    assert len(of_type(events, "passed")) == 1
-    assert not of_type(events, "vehicle_detected"), "the van was served twice"
+    in1.settle()
+    assert not pins.relay.state, "barrier down behind the van"
+    assert len(in1.events("passed")) == 1
+    assert not in1.events("vehicle_detected"), "the van was served twice"
 
 
-def _bad_signature(_lane: Lane, key: bytes) -> bytes:
+def _bad_signature(_lane: MemoryLane, key: bytes) -> bytes:
     return command(key=bytes(reversed(key))).to_json()
 
 
-def _other_lanes_key(_lane: Lane, _key: bytes) -> bytes:
+def _other_lanes_key(_lane: MemoryLane, _key: bytes) -> bytes:
     return command(key=bytes(32)).to_json()
 
 
-def _expired(lane: Lane, key: bytes) -> bytes:
+def _expired(lane: MemoryLane, key: bytes) -> bytes:
     return command(key=key, issued=lane.clock.now() - timedelta(seconds=60)).to_json()
 
 
-def _not_yet_valid(lane: Lane, key: bytes) -> bytes:
+def _not_yet_valid(lane: MemoryLane, key: bytes) -> bytes:
     return command(key=key, issued=lane.clock.now() + timedelta(minutes=10)).to_json()
 
 
-def _garbage(_lane: Lane, _key: bytes) -> bytes:
+def _garbage(_lane: MemoryLane, _key: bytes) -> bytes:
     return b'{"command": "open", "please": true}'
 
 
-@integration
 @pytest.mark.parametrize(("forge", "reason"), [
     pytest.param(_bad_signature, "bad_signature", id="bad-signature"),
     pytest.param(_other_lanes_key, "bad_signature", id="another-key"),
@@ -323,102 +336,97 @@ def _garbage(_lane: Lane, _key: bytes) -> bytes:
     pytest.param(_garbage, "malformed", id="malformed"),
 ])
 def test_a_bad_command_is_reported_and_the_barrier_does_not_move(
-    in1: Lane, test_site: ProvisionResult, gateway_bus: MqttBus, events: Recorder,
-    forge: Any, reason: str,
+    in1: MemoryLane, test_site: ProvisionResult, gateway_bus: MemoryBus, forge: Any, reason: str,
 ) -> None:
     send(gateway_bus, "in1", forge(in1, lane_key(test_site, "in1")))
-    eventually(lambda: bool(of_type(events, "fault")), what="fault event")
-    fault = of_type(events, "fault")[0]
-    assert fault["code"] == "command_rejected"
-    assert fault["detail"].startswith(f"{reason}:")
-    give_the_lane_time_to_misbehave()
+    in1.settle()
+    faults = in1.events("fault")
+    assert [fault["code"] for fault in faults] == ["command_rejected"]
+    assert faults[0]["detail"].startswith(f"{reason}:")
     assert not in1.pins.relay.state
-    assert not of_type(events, "barrier") and not of_type(events, "decision")
-    assert in1.node.controller.commands_done == 0
+    assert not in1.events("barrier") and not in1.events("decision")
+    assert in1.controller.commands_done == 0
 
 
-@integration
 def test_a_replayed_open_is_refused_after_the_first_one_was_obeyed(
-    in1: Lane, commander: LaneCommander, gateway_bus: MqttBus, events: Recorder
+    in1: MemoryLane, commander: LaneCommander, gateway_bus: MemoryBus
 ) -> None:
     order = commander.open("in1", actor="guard:0042", reason="help button")
+    in1.settle()
     pins = in1.pins
-    eventually(lambda: bool(pins.relay.state), what="barrier up")
+    assert pins.relay.state
     pins.arming.drive_high()
     pins.safety.drive_high()
     pins.arming.drive_low()
     pins.safety.drive_low()
-    eventually(lambda: not pins.relay.state, what="barrier down")
-    eventually(lambda: len(of_type(events, "barrier")) == 2, what="barrier open and closed")
-    barrier_events = 2
+    in1.settle()
+    assert not pins.relay.state
+    assert len(in1.events("barrier")) == 2  # open and closed
 
     send(gateway_bus, "in1", order.to_json())  # recorded off the wire and played back
-    eventually(lambda: bool(of_type(events, "fault")), what="fault event")
-    assert of_type(events, "fault")[0]["detail"].startswith("replayed:")
-    give_the_lane_time_to_misbehave()
+    in1.settle()
+    assert in1.events("fault")[0]["detail"].startswith("replayed:")
     assert not pins.relay.state
-    assert len(of_type(events, "barrier")) == barrier_events
-    assert len(of_type(events, "decision")) == 1
+    assert len(in1.events("barrier")) == 2
+    assert len(in1.events("decision")) == 1
 
 
-@integration
 def test_a_close_while_a_car_stands_under_the_boom_waits_until_the_loop_is_clear(
-    in1: Lane, commander: LaneCommander, events: Recorder
+    in1: MemoryLane, commander: LaneCommander
 ) -> None:
     pins = in1.pins
     commander.hold_open("in1", actor="guard:0042", reason="fire drill: let cars out freely")
-    eventually(lambda: bool(pins.relay.state), what="barrier held up")
+    in1.settle()
+    assert pins.relay.state, "barrier held up"
     pins.safety.drive_high()  # a car stops under the boom
     commander.close("in1", actor="guard:0042", reason="drill over")
-    eventually(lambda: in1.node.controller.commands_done == 2, what="the close taken up")
+    in1.settle()
+    assert in1.controller.commands_done == 2, "the close taken up"
     for _ in range(3):
-        in1.clock.advance(timedelta(minutes=10))
-        give_the_lane_time_to_misbehave()
+        in1.step(minutes=10)
         assert pins.relay.state, "barrier lowered onto a vehicle"
     pins.safety.drive_low()
-    eventually(lambda: not pins.relay.state, what="barrier down once the loop is clear")
-    eventually(lambda: any(e["cause"] == "command_close" for e in of_type(events, "barrier")),
-               what="barrier closed event")
+    in1.settle()
+    assert not pins.relay.state, "barrier down once the loop is clear"
+    assert any(e["cause"] == "command_close" for e in in1.events("barrier"))
 
 
-@integration
 def test_a_held_open_barrier_stays_up_for_passing_cars_until_closed(
-    in1: Lane, commander: LaneCommander, events: Recorder
+    in1: MemoryLane, commander: LaneCommander
 ) -> None:
     pins = in1.pins
     commander.hold_open("in1", actor="guard:0042", reason="evacuation")
-    eventually(lambda: bool(pins.relay.state), what="barrier held up")
-    eventually(lambda: in1.node.controller.state().mode == "free_open", what="mode")
+    in1.settle()
+    assert pins.relay.state and in1.controller.state().mode == "free_open"
     pins.safety.drive_high()
     pins.safety.drive_low()
-    give_the_lane_time_to_misbehave()
+    in1.step(minutes=10)
     assert pins.relay.state
     commander.close("in1", actor="guard:0042", reason="evacuation over")
-    eventually(lambda: not pins.relay.state, what="barrier down")
-    assert in1.node.controller.state().mode == "normal"
+    in1.settle()
+    assert not pins.relay.state
+    assert in1.controller.state().mode == "normal"
 
 
-@integration
 def test_a_display_command_sets_the_lane_display_text(
-    in1: Lane, test_site: ProvisionResult, gateway_bus: MqttBus
+    in1: MemoryLane, test_site: ProvisionResult, gateway_bus: MemoryBus
 ) -> None:
     order = command("display", key=lane_key(test_site, "in1"), zh="请稍候 保安马上到",
                     en="Please wait: a guard is coming")
     send(gateway_bus, "in1", order.to_json())
-    eventually(lambda: in1.node.controller.display is not None, what="display text")
-    shown = in1.node.controller.display
+    in1.settle()
+    shown = in1.controller.display
     assert shown is not None and shown.zh == "请稍候 保安马上到"
 
 
-@integration
 def test_a_lane_without_a_key_refuses_even_a_correctly_signed_command(
-    broker: MosquittoBroker, test_site: ProvisionResult, clock: ManualClock,
-    gateway_bus: MqttBus, events: Recorder
+    memory: MemoryBroker, test_site: ProvisionResult, clock: ManualClock, tmp_path: Path,
+    gateway_bus: MemoryBus,
 ) -> None:
-    with start_lane(broker, "in2", "entry", clock, key=None) as lane:
+    with memory_lane(memory, tmp_path, clock, "in2", key=None) as lane:
         send(gateway_bus, "in2", command(key=lane_key(test_site, "in2"), lane="in2").to_json())
-        eventually(lambda: bool(of_type(events, "fault")), what="fault event")
-        assert of_type(events, "fault")[0]["code"] == "command_rejected"
+        lane.settle()
+        assert [fault["code"] for fault in lane.events("fault")] == ["command_rejected"]
         assert not lane.pins.relay.state
 
 
@@ -441,7 +449,6 @@ def test_the_commander_refuses_an_order_without_a_reason_or_for_an_unknown_lane(
     assert list(audit.entries()) == []
 
 
-@integration
 def test_each_order_is_audited_with_its_reason_and_the_chain_verifies(
     commander: LaneCommander, audit: AuditLog
 ) -> None:

@@ -3,11 +3,13 @@ journal: no event lost or duplicated, and the barrier comes up in a safe state.
 
 The lane runs as a real subprocess (``python -m simulator.lane_process``: one
 :class:`~firmware.lane.node.LaneNode` on mock pins with its own simulated cars, journaling to a
-real SQLite file); the gateway runs in this process on the same locked-down Mosquitto. A
-seeded killer SIGKILLs the lane after a random number of cars and a random fraction of the
-next one (mid-decision, mid-journal-write, mid-publish), and starts it again at once on the
-same journal. Every start must come up with the relay off (boom down, lane idle), continue
-``seq`` from the journal and replay what was unsent. Then a retained fire alarm: a lane
+real SQLite file); the gateway runs in this process on the same locked-down Mosquitto. Each
+run SIGKILLs itself at a seeded point (:mod:`tests.lane_crash_process`): its ``N``-th event,
+before or after the journal write, after the publish, or after the broker's acknowledgement
+was journaled. Counted in events, not in real time, so a failure replays with the same seed.
+The test starts it again at once on the same journal. Every start must come up with the
+relay off (boom down, lane idle), continue ``seq`` from the journal and replay what was
+unsent. Then a retained fire alarm: a lane
 killed during it must come up with the relay on, from what its journal remembered.
 
 At the end the gateway's ``events`` table holds exactly the events of the lane's journal:
@@ -38,6 +40,7 @@ from parkguard.clock import SystemClock
 from simulator.site import settings_of
 from tests.conftest import TEST_SITE
 from tests.helpers import eventually, journal_events
+from tests.lane_crash_process import PHASES
 from wire.contract import topics
 from wire.contract.messages import AlarmState
 
@@ -45,6 +48,7 @@ pytestmark = pytest.mark.integration
 
 SEED = 20260508
 KILLS = 6
+EVENTS_PER_RUN = 150  # a run dies at a seeded event up to this (a car makes about seven)
 CARS_PER_RUN = 400  # more than a run lives: every run before the last is cut short
 FINAL_CARS = 15
 LANE = "in1"
@@ -60,7 +64,7 @@ def lane_toml(broker: MosquittoBroker, journal: Path) -> str:
         value = getattr(settings, key)
         if value is not None:
             lines.append(f"{key} = {json.dumps(str(value))}")
-    lines += ["[timing]", "decide_deadline_ms = 300",
+    lines += ["[camera]", 'type = "simulated"', "[timing]", "decide_deadline_ms = 300",
               "[journal]", f"path = {json.dumps(str(journal))}", "flush_timeout_s = 10"]
     return "\n".join(lines) + "\n"
 
@@ -76,10 +80,14 @@ class LaneProcess:
         self._lock = threading.Lock()
         self._reader: threading.Thread | None = None
 
-    def start(self, *, cars: int, seed: int, hold: bool = False,
-              timeout: float = 20.0) -> dict[str, str]:
-        """Start it and return its ``ready`` line as fields."""
-        argv = [sys.executable, "-m", "simulator.lane_process", "--config", str(self.config),
+    def start(self, *, cars: int, seed: int, hold: bool = False, timeout: float = 20.0,
+              kill_at: tuple[int, str] | None = None) -> dict[str, str]:
+        """Start it and return its ``ready`` line as fields; ``kill_at`` (event, phase): it
+        SIGKILLs itself there."""
+        runner = ["-m", "simulator.lane_process"] if kill_at is None else [
+            "-m", "tests.lane_crash_process", "--kill-at", str(kill_at[0]),
+            "--phase", kill_at[1], "--"]
+        argv = [sys.executable, *runner, "--config", str(self.config),
                 "--cars", str(cars), "--seed", str(seed)] + (["--hold"] if hold else [])
         with self.log.open("a") as log:
             log.write(f"--- {' '.join(argv[1:])}\n")
@@ -113,6 +121,11 @@ class LaneProcess:
         self.process.wait(10)
         assert self.process.returncode == -signal.SIGKILL
 
+    def died(self, timeout: float) -> None:
+        """Wait for the process to kill itself at its seeded point."""
+        code = self.wait(timeout)
+        assert code == -signal.SIGKILL, (code, self.lines[-3:], f"see {self.log}")
+
     def wait(self, timeout: float) -> int:
         assert self.process is not None
         code = self.process.wait(timeout)
@@ -133,6 +146,19 @@ class LaneProcess:
 def fields(line: str) -> dict[str, str]:
     """``ready lane=in1 seq=3 relay=0`` → {"lane": "in1", "seq": "3", "relay": "0"}."""
     return dict(part.split("=", 1) for part in line.split()[1:] if "=" in part)
+
+
+def journal_unsent(path: Path) -> int:
+    """Events journaled and never acknowledged (0 before the journal exists)."""
+    if not path.exists():
+        return 0
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return int(db.execute("SELECT count(*) FROM events WHERE sent = 0").fetchone()[0])
+    except sqlite3.OperationalError:  # the table is not there yet
+        return 0
+    finally:
+        db.close()
 
 
 def journal_kv(path: Path, key: str) -> str | None:
@@ -170,24 +196,24 @@ def test_a_lane_killed_at_random_points_loses_no_event_doubles_none_and_restarts
     config = tmp_path / "lane-in1.toml"
     config.write_text(lane_toml(broker, journal), encoding="utf-8")
     lane = LaneProcess(config, tmp_path / "lane-in1.log")
-    kills: list[tuple[int, int, int]] = []  # (cars done, journal seq at the kill, unsent
-    # in the journal when that run started)
+    kills: list[tuple[int, str, int, int, int]] = []  # (event, phase, cars done, journal
+    # seq at the kill, unsent in the journal when that run started)
     try:
         last_seq = 0
         for run in range(KILLS):
-            ready = lane.start(cars=CARS_PER_RUN, seed=SEED + run)
+            # Counted from the first event this run makes (what it replays comes first, and
+            # before its ready line): the point lies inside one of its cars.
+            point = (journal_unsent(journal) + rng.randint(1, EVENTS_PER_RUN),
+                     PHASES[run % len(PHASES)])
+            ready = lane.start(cars=CARS_PER_RUN, seed=SEED + run, kill_at=point)
             # The barrier comes up safe: relay off, idle, no fire; seq continues.
             assert (ready["relay"], ready["fire"], ready["barrier"], ready["mode"]) == (
                 "0", "0", "closed", "normal"), ready
             assert int(ready["seq"]) >= last_seq, (ready, last_seq)
-            cars = rng.randint(1, 25)
-            eventually(lambda cars=cars: lane.cars() >= cars, timeout=30,  # type: ignore[misc]
-                       what=f"{cars} cars through the lane")
-            time.sleep(rng.uniform(0, 0.03))  # somewhere inside the next car
-            lane.kill()
+            lane.died(timeout=60)
             rows = journal_events(journal)
             last_seq = rows[-1][0] if rows else 0
-            kills.append((lane.cars(), last_seq, int(ready["unsent"])))
+            kills.append((*point, lane.cars(), last_seq, int(ready["unsent"])))
 
         # A fire alarm retained on the broker: the lane learns it, is killed, and comes up
         # with the barrier raised from what its journal remembered.
@@ -232,8 +258,8 @@ def test_a_lane_killed_at_random_points_loses_no_event_doubles_none_and_restarts
     assert len({event_id for _, event_id in stored}) == len(stored)
     assert gaps == []
     assert len(kills) == KILLS
-    print(f"\nlane crash: {len(kills)} SIGKILLs at (cars, journal seq, unsent when the run "
-          f"started) "
+    print(f"\nlane crash: {len(kills)} SIGKILLs at (event, phase, cars, journal seq, unsent "
+          f"when the run started) "
           f"{kills}; {len(rows)} events journaled and stored once; redelivered duplicates "
           f"dropped by the gateway {duplicates}; decisions {by}; "
           f"{time.monotonic() - started:.1f} s")

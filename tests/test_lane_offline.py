@@ -1,8 +1,8 @@
 """With the gateway gone the lane decides from its replica, with the gateway's own pure cores.
 
 The test plays the gateway's replica publisher (retained snapshot, deltas, capacity on
-``lane/{lane}/replica/...``) but never answers a decide request. Mock pins, the real
-locked-down Mosquitto, a manual clock so the fee is exact.
+``lane/{lane}/replica/...``) but never answers a decide request. Mock pins, the in-memory
+bus, a manual clock so the fee is exact (no sleeps: each step settles the lane).
 """
 
 from __future__ import annotations
@@ -10,26 +10,18 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from gpiozero.pins.mock import MockFactory
 
-from broker.runner import MosquittoBroker
-from firmware.lane.config import JournalSettings, LaneConfig
 from firmware.lane.controller import Verdict
 from firmware.lane.devices.display import RecordingDisplay
-from firmware.lane.node import LaneNode
 from gateway.money.pricing import EXAMPLE_TARIFF, SitePricing
 from parkguard.clock import ManualClock
 from parkguard.core.tariffs import parse_tariff_document, quote
-from simulator.camera import GroundTruthReader, SimulatedCamera
-from simulator.driver import SimulatedLaneWiring
-from simulator.site import settings_of
 from tests.conftest import SITE_START, TEST_SITE
-from tests.helpers import Recorder, eventually
+from tests.lane_harness import MemoryLane
 from wire.contract import topics
 from wire.contract.messages import (
     CapacityState,
@@ -41,10 +33,9 @@ from wire.contract.messages import (
     ReplicaSession,
     ReplicaSnapshot,
     ReplicaTariff,
+    WireMessage,
 )
-from wire.mqtt import MqttBus
-
-pytestmark = pytest.mark.integration
+from wire.memory import MemoryBroker
 
 SITE = TEST_SITE
 NOW = SITE_START
@@ -85,108 +76,103 @@ def capacity(full: bool) -> CapacityState:
                                                              full=full)}, ts=NOW)
 
 
-@dataclass
-class Lane:
-    node: LaneNode
-    pins: SimulatedLaneWiring
-    camera: SimulatedCamera
-    screen: RecordingDisplay
-    clock: ManualClock
-
-
 class Gateway:
     """What the test may do as the gateway: publish replicas; it never answers a decide."""
 
-    def __init__(self, broker: MosquittoBroker) -> None:
-        self.bus = MqttBus(broker.address("gateway"), client_id="gateway")
+    def __init__(self, broker: MemoryBroker) -> None:
+        self.bus = broker.bus("gateway")
         self.asked: list[dict[str, object]] = []
         self.bus.subscribe(topics.all_lane(SITE, "decide"),
                            lambda _t, p: self.asked.append(json.loads(p)))
         self.bus.start()
 
-    def publish(self, lane: str, part: str, message: object, *, retain: bool) -> None:
-        self.bus.publish_and_wait(topics.lane_replica(SITE, lane, part), message,  # type: ignore[arg-type]
-                                  retain=retain)
+    def publish(self, lane: str, part: str, message: WireMessage | bytes, *,
+                retain: bool) -> None:
+        self.bus.publish_and_wait(topics.lane_replica(SITE, lane, part), message, retain=retain)
 
 
 @pytest.fixture
-def gateway(broker: MosquittoBroker) -> Iterator[Gateway]:
-    gw = Gateway(broker)
+def memory() -> Iterator[MemoryBroker]:
+    broker = MemoryBroker()
+    yield broker
+    broker.close()
+
+
+@pytest.fixture
+def gateway(memory: MemoryBroker) -> Iterator[Gateway]:
+    gw = Gateway(memory)
     yield gw
     gw.bus.stop()
 
 
 @contextmanager
-def lane(broker: MosquittoBroker, lane_id: str, direction: str, tmp_path: Path) -> Iterator[Lane]:
-    clock = ManualClock(NOW)
-    config = LaneConfig(site=SITE, lane=lane_id, direction=direction,  # type: ignore[arg-type]
-                        broker=settings_of(broker.address(f"lane-{lane_id}")),
-                        journal=JournalSettings(path=tmp_path / f"lane-{lane_id}.db"))
-    factory = MockFactory()
-    camera = SimulatedCamera(clock=clock)
-    screen = RecordingDisplay()
-    node = LaneNode(config, clock=clock, camera=camera, reader=GroundTruthReader(),
-                    pin_factory=factory, display=screen).start()
-    try:
-        yield Lane(node, SimulatedLaneWiring(config, factory), camera, screen, clock)
-    finally:
-        node.stop()
+def lane(memory: MemoryBroker, lane_id: str, direction: str,
+         tmp_path: Path) -> Iterator[MemoryLane]:
+    with MemoryLane(tmp_path, lane=lane_id, direction=direction,  # type: ignore[arg-type]
+                    broker=memory, clock=ManualClock(NOW),
+                    display=RecordingDisplay()) as running:
+        yield running
 
 
-def offline(lane: Lane, gateway: Gateway, plate: str) -> Verdict:
+def screen(lane: MemoryLane) -> RecordingDisplay:
+    shown: RecordingDisplay = lane.controller.screen  # type: ignore[assignment]
+    return shown
+
+
+def offline(lane: MemoryLane, gateway: Gateway, plate: str) -> Verdict:
     """Drive a car up, let the gateway stay silent past the deadline, take the verdict, and
     let the car go through (or back off)."""
-    controller = lane.node.controller
+    controller = lane.controller
     before, asked = controller.verdicts, len(gateway.asked)
     lane.camera.show(plate)
     lane.pins.arming.drive_high()
-    eventually(lambda: len(gateway.asked) > asked, what="decide request")
-    lane.clock.advance(timedelta(milliseconds=400))
-    eventually(lambda: controller.verdicts > before, what="the lane's own verdict")
+    lane.settle()
+    assert len(gateway.asked) == asked + 1, "decide request"
+    assert controller.verdicts == before, "decided before the deadline"
+    lane.step(milliseconds=400)
+    assert controller.verdicts == before + 1, "the lane's own verdict"
     verdict = controller.last_verdict
     assert verdict is not None and verdict.decided_by == "lane"
     if verdict.action == "open":
-        eventually(lambda: bool(lane.pins.relay.state), what="barrier up")
+        assert lane.relay_up
         lane.pins.safety.drive_high()
         lane.pins.arming.drive_low()
         lane.pins.safety.drive_low()
-        eventually(lambda: not lane.pins.relay.state, what="barrier down")
+        lane.settle()
+        assert not lane.relay_up, "barrier down"
     else:
         lane.pins.arming.drive_low()
+        lane.settle()
     return verdict
 
 
-def with_replica(lane: Lane) -> None:
-    eventually(lambda: lane.node.replica.has_snapshot, what="replica received")
-
-
 def test_an_entry_lane_alone_refuses_the_blacklist_and_visitors_when_full(
-    broker: MosquittoBroker, gateway: Gateway, tmp_path: Path
+    memory: MemoryBroker, gateway: Gateway, tmp_path: Path
 ) -> None:
     gateway.publish("in1", "snapshot", snapshot(), retain=True)
-    with lane(broker, "in1", "entry", tmp_path) as in1:
-        with_replica(in1)
+    with lane(memory, "in1", "entry", tmp_path) as in1:
+        assert in1.node.replica.has_snapshot
         banned = offline(in1, gateway, BANNED)
         assert (banned.action, banned.reason) == ("refuse", "offline_blacklisted")
-        assert in1.screen.current == ("禁止入场 请联系管理处",
+        assert screen(in1).current == ("禁止入场 请联系管理处",
                                       "Entry refused: please call the office")
         assert offline(in1, gateway, "粤B44444").reason == "offline_pass_entry"
         assert offline(in1, gateway, "粤B55555").reason == "offline_visitor_entry"
         gateway.publish("in1", "capacity", capacity(full=True), retain=True)
-        eventually(lambda: in1.node.replica.capacity is not None, what="capacity")
+        in1.settle()
+        assert in1.node.replica.capacity is not None
         full = offline(in1, gateway, "粤B77777")
         assert (full.action, full.reason) == ("refuse", "offline_lot_full")
-        assert in1.screen.current == ("车位已满", "Car park full")
+        assert screen(in1).current == ("车位已满", "Car park full")
         assert offline(in1, gateway, "粤B44444").action == "open"  # pass cars still enter
 
 
 def test_an_exit_lane_alone_prices_the_stay_as_the_gateway_would(
-    broker: MosquittoBroker, gateway: Gateway, tmp_path: Path
+    memory: MemoryBroker, gateway: Gateway, tmp_path: Path
 ) -> None:
     gateway.publish("out1", "snapshot", snapshot(), retain=True)
-    with Recorder(broker, topics.lane_event(SITE, "out1"), device="monitor-watch1") as events, \
-            lane(broker, "out1", "exit", tmp_path) as out1:
-        with_replica(out1)
+    with lane(memory, "out1", "exit", tmp_path) as out1:
+        assert out1.node.replica.has_snapshot
         visitor = offline(out1, gateway, VISITOR)
         left_at = NOW + timedelta(milliseconds=400)
         entered = NOW - timedelta(hours=3, minutes=10)
@@ -198,52 +184,48 @@ def test_an_exit_lane_alone_prices_the_stay_as_the_gateway_would(
         assert core == billing > 0
         assert (visitor.action, visitor.reason, visitor.fee_fen, visitor.session_id) == (
             "open", "offline_paid_at_exit", core, "s-visitor")
-        assert "请缴费" in out1.screen.shown[-1][0]
+        assert "请缴费" in screen(out1).shown[-1][0]
 
         pass_car = offline(out1, gateway, PASS_CAR)
         assert (pass_car.reason, pass_car.fee_fen) == ("offline_pass", 0)
         prepaid = offline(out1, gateway, PREPAID)
         assert (prepaid.reason, prepaid.fee_fen) == ("offline_prepaid", 0)
-        assert "一路平安" in out1.screen.shown[-1][0]
+        assert "一路平安" in screen(out1).shown[-1][0]
 
         nobody = offline(out1, gateway, STRANGER)
         assert (nobody.action, nobody.reason) == ("refuse", "offline_no_entry_record")
-        assert out1.screen.current == ("无入场记录 请按帮助键", "No entry record: press Help")
+        assert screen(out1).current == ("无入场记录 请按帮助键", "No entry record: press Help")
 
-        eventually(lambda: sum(json.loads(p)["type"] == "passed" for p in events.payloads())
-                   == 3, what="three passages")
-        passed = [json.loads(p) for p in events.payloads() if json.loads(p)["type"] == "passed"]
+        passed = out1.events("passed")
         assert [(p["plate"], p["fee_fen"]) for p in passed] == [
             (VISITOR, core), (PASS_CAR, 0), (PREPAID, 0)]
-        decisions = [json.loads(p) for p in events.payloads()
-                     if json.loads(p)["type"] == "decision"]
-        assert {d["decided_by"] for d in decisions} == {"lane"}
+        assert {d["decided_by"] for d in out1.events("decision")} == {"lane"}
 
 
 def test_deltas_apply_in_order_a_gap_waits_for_a_snapshot_and_the_replica_survives_reboot(
-    broker: MosquittoBroker, gateway: Gateway, tmp_path: Path
+    memory: MemoryBroker, gateway: Gateway, tmp_path: Path
 ) -> None:
     gateway.publish("out1", "snapshot", snapshot(version=5), retain=True)
     late = ReplicaSession(session_id="s-late", plate="粤B12121", entry_at=NOW - timedelta(hours=1),
                           access="visitor")
-    with Recorder(broker, topics.lane_event(SITE, "out1"), device="monitor-watch1") as events, \
-            lane(broker, "out1", "exit", tmp_path) as out1:
-        with_replica(out1)
+    with lane(memory, "out1", "exit", tmp_path) as out1:
+        assert out1.node.replica.has_snapshot
         gateway.publish("out1", "delta", ReplicaDelta(site=SITE, epoch=EPOCH, version=6, ts=NOW,
                                                       kind="session_opened", data=late),
                         retain=False)
-        eventually(lambda: out1.node.replica.version == 6, what="delta applied")
+        out1.settle()
+        assert out1.node.replica.version == 6, "delta applied"
         gap = ReplicaDelta(site=SITE, epoch=EPOCH, version=9, ts=NOW, kind="session_opened",
                            data=late.model_copy(update={"session_id": "s-gap",
                                                         "plate": "粤B13131"}))
         gateway.publish("out1", "delta", gap, retain=False)
-        eventually(lambda: out1.node.replica.waiting_for_snapshot, what="gap seen")
+        out1.settle()
+        assert out1.node.replica.waiting_for_snapshot, "gap seen"
         assert out1.node.replica.version == 6
-        eventually(lambda: any(json.loads(p).get("code") == "replica_gap"
-                               for p in events.payloads()), what="replica_gap fault")
+        assert "replica_gap" in out1.faults()
     # The gateway is gone and so is the retained snapshot: the lane still has its replica.
     gateway.publish("out1", "snapshot", b"", retain=True)
-    with lane(broker, "out1", "exit", tmp_path) as again:
+    with lane(memory, "out1", "exit", tmp_path) as again:
         assert again.node.replica.version == 6
         verdict = offline(again, gateway, "粤B12121")
         assert (verdict.action, verdict.session_id) == ("open", "s-late")

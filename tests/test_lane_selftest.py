@@ -8,7 +8,8 @@ from click.testing import CliRunner
 
 from firmware.lane.selftest import selftest
 
-LANE = 'site = "mall-b2"\nlane = "in1"\ndirection = "entry"\n[pins]\nfire_input = 23\n'
+LANE = ('site = "mall-b2"\nlane = "in1"\ndirection = "entry"\n[pins]\nfire_input = 23\n'
+        '[camera]\ntype = "simulated"\n')
 
 
 def _run(tmp_path: Path, answers: list[str]) -> tuple[int, str]:

@@ -6,9 +6,7 @@ whole lane against the real broker."""
 
 from __future__ import annotations
 
-import json
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,11 +14,10 @@ from gpiozero.pins.mock import MockFactory
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from broker.runner import MosquittoBroker
-from firmware.lane.config import BarrierSettings, JournalSettings, LaneConfig, LaneTiming, PinMap
+from firmware.lane.config import BarrierSettings, LaneTiming, PinMap
+from firmware.lane.controller import LaneController
 from firmware.lane.devices.camera import Frame
 from firmware.lane.devices.hardware import LaneHardware
-from firmware.lane.node import LaneNode
 from firmware.lane.states import (
     TRANSITIONS,
     Action,
@@ -31,19 +28,15 @@ from firmware.lane.states import (
     table_rows,
     timeout_for,
 )
-from parkguard.clock import ManualClock
-from simulator.camera import GroundTruthReader, SimulatedCamera
-from simulator.site import settings_of
-from tests.conftest import SITE_START, TEST_SITE
-from tests.helpers import Recorder, eventually, give_the_lane_time_to_misbehave, ticking
-from wire.contract import topics
+from tests.helpers import eventually
+from tests.lane_harness import MemoryLane
 
 ROOT = Path(__file__).resolve().parents[1]
 E, S, A = Event, State, Action
 
 
 def run(*events: Event) -> tuple[State, list[Action]]:
-    machine = GateMachine(strict=True)
+    machine = GateMachine()
     actions = [machine.step(event).action for event in events]
     return machine.state, actions
 
@@ -104,11 +97,29 @@ def test_a_fire_raises_from_every_state_and_help_is_heard_everywhere() -> None:
 
 
 def test_an_event_without_a_row_is_refused_or_ignored() -> None:
+    """The machine is strict (no row: :class:`UnexpectedEvent`, the state stays put); the
+    lane's gate reports that as a fault (test_an_event_with_no_row_is_reported_as_a_fault)."""
+    machine = GateMachine()
     with pytest.raises(UnexpectedEvent):
-        GateMachine(strict=True).step(E.VEHICLE_PASSED)
-    lenient = GateMachine()
-    assert lenient.step(E.VEHICLE_PASSED).action is A.NONE
-    assert (lenient.state, lenient.ignored) == (S.IDLE, 1)
+        machine.step(E.VEHICLE_PASSED)
+    assert machine.state is S.IDLE and not machine.history
+
+
+def test_held_open_and_fire_are_guards_of_the_machine() -> None:
+    machine = GateMachine()
+    modes = [(machine.mode, machine.keeps_up())]
+    machine.step(E.HOLD_OPEN)
+    modes.append((machine.mode, machine.keeps_up()))
+    machine.fire = True
+    modes.append((machine.mode, machine.keeps_up()))
+    machine.step(E.FIRE_STARTED)
+    machine.step(E.CLOSE_COMMAND)  # a guard's close during the fire ends the hold only
+    machine.fire = False
+    modes.append((machine.mode, machine.held_open))
+    machine.step(E.FIRE_OVER)
+    modes.append((machine.mode, machine.keeps_up()))
+    assert modes == [("normal", False), ("free_open", True), ("fire_open", True),
+                     ("fire_open", False), ("normal", False)]
 
 
 def test_timeouts_come_from_the_config() -> None:
@@ -116,6 +127,8 @@ def test_timeouts_come_from_the_config() -> None:
                         refused_timeout_s=300)
     assert timeout_for(S.DECIDING, timing, limit_switches=False) == 0.25
     assert timeout_for(S.OPEN, timing, limit_switches=False) == 90
+    assert timeout_for(S.OPEN, timing, limit_switches=True, moving=True) == 4
+    assert timeout_for(S.OPEN, timing, limit_switches=False, moving=True) is None
     assert timeout_for(S.CLOSING, timing, limit_switches=True) == 4
     assert timeout_for(S.CLOSING, timing, limit_switches=False) is None
     assert timeout_for(S.REFUSED, timing, limit_switches=False) == 300
@@ -158,9 +171,12 @@ def test_no_sequence_of_events_lowers_the_barrier_onto_a_car_or_during_a_fire(
                 barrier.fire_hold = step == "fire_on"
                 if barrier.fire_hold:  # the fire reflex, then the worker's step
                     barrier.raise_()
-                    machine.step(E.FIRE_STARTED)
+                    if machine.can(E.FIRE_STARTED):
+                        machine.step(E.FIRE_STARTED)
             else:
                 assert isinstance(step, Event)
+                if not machine.can(step):  # strict: the gate reports it, nothing moves
+                    continue
                 action = machine.step(step).action
                 if action is A.RAISE:
                     barrier.raise_()
@@ -194,92 +210,74 @@ def test_a_pulse_barrier_pulses_open_and_close_and_keeps_the_interlock() -> None
         hardware.close()
 
 
-# On a whole lane ---------------------------------------------------------------------------
+# On a whole lane (the in-memory bus, a manual clock: no sleeps) ---------------------------
 
-@pytest.fixture
-def events(broker: MosquittoBroker) -> Iterator[Recorder]:
-    with Recorder(broker, topics.all_lane(TEST_SITE, "event"), device="monitor-watch1") as rec:
-        yield rec
-
-
-def _lane(broker: MosquittoBroker, tmp_path: Path, clock: ManualClock, camera: object,
-          **settings: object) -> tuple[LaneNode, MockFactory]:
-    config = LaneConfig(site=TEST_SITE, lane="in9", direction="entry",
-                        broker=settings_of(broker.address("lane-in9")),
-                        journal=JournalSettings(path=tmp_path / "in9.db"), **settings)  # type: ignore[arg-type]
-    factory = MockFactory()
-    node = LaneNode(config, clock=clock, camera=camera,  # type: ignore[arg-type]
-                    reader=GroundTruthReader(), pin_factory=factory)
-    return node, factory
+def _state(controller: LaneController) -> State:
+    """Read afresh each time (the worker moves it between asserts)."""
+    return controller.machine.state
 
 
-def _faults(recorder: Recorder) -> list[str]:
-    return [event["code"] for event in map(json.loads, recorder.payloads())
-            if event["type"] == "fault"]
-
-
-@pytest.mark.integration
-def test_limit_switches_missed_are_reported_and_the_boom_goes_back_up(
-    broker: MosquittoBroker, events: Recorder, tmp_path: Path,
-) -> None:
-    clock = ManualClock(SITE_START)
-    camera = SimulatedCamera(clock=clock)
-    node, factory = _lane(broker, tmp_path, clock, camera,
-                          barrier=BarrierSettings(limit_switches=True),
-                          timing=LaneTiming(decide_deadline_ms=50))
-    pins = PinMap()
-    relay, up, down = (factory.pin(pins.barrier_relay), factory.pin(pins.up_limit),
-                       factory.pin(pins.down_limit))
-    arming, safety = factory.pin(pins.arming_loop), factory.pin(pins.safety_loop)
-    with node:
-        controller = node.controller
-        camera.show("粤B12345")
-        arming.drive_high()
-        ticking(lambda: bool(relay.state), clock, "barrier up")
-        up.drive_high()  # the boom reaches its up switch
-        eventually(lambda: any(t.event is E.UP_REACHED for t in controller.machine.history),
-                   what="up reached")
-        safety.drive_high()
-        arming.drive_low()
-        up.drive_low()
-        safety.drive_low()
-        eventually(lambda: controller.machine.state is S.CLOSING, what="closing")
-        assert not relay.state
+def test_limit_switches_missed_are_reported_and_the_boom_goes_back_up(tmp_path: Path) -> None:
+    with MemoryLane(tmp_path, barrier=BarrierSettings(limit_switches=True),
+                    timing=LaneTiming(decide_deadline_ms=50, limit_timeout_s=6)) as lane:
+        controller, pins = lane.controller, lane.pins
+        lane.camera.show("粤B12345")
+        pins.arming.drive_high()
+        lane.settle()
+        lane.step(milliseconds=50)  # nobody answers: the lane decides alone and opens
+        assert pins.relay.state
+        pins.up_limit.drive_high()  # the boom reaches its up switch
+        lane.settle()
+        assert any(t.event is E.UP_REACHED for t in controller.machine.history)
+        pins.safety.drive_high()
+        pins.arming.drive_low()
+        pins.up_limit.drive_low()
+        pins.safety.drive_low()
+        lane.settle()
+        assert _state(controller) is S.CLOSING and not pins.relay.state
         # The down switch never closes: after limit_timeout_s the lane reports it and raises.
-        ticking(lambda: "barrier_limit_timeout" in _faults(events), clock, "limit fault")
-        eventually(lambda: bool(relay.state), what="boom raised again")
-        assert controller.machine.state is S.FAULT
+        lane.step(seconds=5.9)
+        assert "barrier_limit_timeout" not in lane.faults()
+        lane.step(seconds=0.1)
+        assert "barrier_limit_timeout" in lane.faults()
+        assert pins.relay.state and _state(controller) is S.FAULT
         # It stays up (a broken switch must not make the boom bob) until a guard acts.
-        give_the_lane_time_to_misbehave()
-        assert relay.state and controller.machine.state is S.FAULT
-        down.drive_high()
+        lane.step(minutes=10)
+        assert pins.relay.state and _state(controller) is S.FAULT
+        pins.down_limit.drive_high()
 
 
 class _BrokenCamera:
-    def __init__(self, clock: ManualClock) -> None:
-        self._clock = clock
-
     def capture(self) -> Frame:
         raise OSError("camera unplugged")
 
 
-@pytest.mark.integration
 def test_a_broken_camera_is_a_failed_read_and_the_car_can_use_the_help_button(
-    broker: MosquittoBroker, events: Recorder, tmp_path: Path,
+    tmp_path: Path,
 ) -> None:
-    clock = ManualClock(SITE_START)
-    node, factory = _lane(broker, tmp_path, clock, _BrokenCamera(clock),
-                          timing=LaneTiming(decide_deadline_ms=50))
-    pins = PinMap()
-    with node:
-        controller = node.controller
-        factory.pin(pins.arming_loop).drive_high()
-        ticking(lambda: controller.machine.state is S.REFUSED, clock, "refused")
-        eventually(lambda: "read_failed" in _faults(events), what="read_failed fault")
-        factory.pin(pins.help_button).drive_high()
-        eventually(lambda: controller.machine.state is S.WAITING_HELP, what="waiting help")
-        eventually(lambda: any(json.loads(p)["type"] == "help_pressed"
-                               for p in events.payloads()), what="help_pressed event")
-        assert node.controller.screen.current == ("已呼叫保安", "Help is coming")  # type: ignore[attr-defined]
-        factory.pin(pins.arming_loop).drive_low()
-        eventually(lambda: controller.machine.state is S.IDLE, what="idle after leaving")
+    with MemoryLane(tmp_path, camera=_BrokenCamera(),
+                    timing=LaneTiming(decide_deadline_ms=50)) as lane:
+        controller, pins = lane.controller, lane.pins
+        pins.arming.drive_high()
+        lane.settle()  # asked the gateway: the deadline counts from the request
+        lane.step(milliseconds=50)
+        assert _state(controller) is S.REFUSED
+        assert "read_failed" in lane.faults()
+        pins.help_button.drive_high()
+        lane.settle()
+        assert _state(controller) is S.WAITING_HELP
+        assert "help_pressed" in lane.types()
+        assert controller.screen.current == ("已呼叫保安", "Help is coming")  # type: ignore[attr-defined]
+        pins.arming.drive_low()
+        lane.settle()
+        assert _state(controller) is S.IDLE
+
+
+def test_an_event_with_no_row_is_reported_as_a_fault(tmp_path: Path) -> None:
+    """The gate never feeds the machine an event it has no row for; if it ever did, the lane
+    says so (a fault event), the state stays put and the lane goes on serving."""
+    with MemoryLane(tmp_path) as lane:
+        lane.controller.gate.step(E.VEHICLE_PASSED)  # idle: no such step
+        lane.settle()
+        assert lane.faults() == ["unexpected_event"]
+        assert _state(lane.controller) is S.IDLE and not lane.pins.relay.state

@@ -46,14 +46,16 @@ except Started as started:
 """
 
 
-def _lane_config(tmp_path: Path, camera_type: str) -> Path:
+def _lane_config(tmp_path: Path, camera_type: str | None) -> Path:
+    """The example lane with its ``[camera]`` (the last section) for ``camera_type``; None:
+    no ``[camera]`` at all."""
     text = EXAMPLE.read_text(encoding="utf-8")
-    assert 'type = "simulated"' in text
+    assert "\n[camera]\n" in text
     path = tmp_path / f"lane-{camera_type}.toml"
-    camera = f'type = "{camera_type}"'
+    camera = "" if camera_type is None else f'[camera]\ntype = "{camera_type}"\n'
     if camera_type == "picamera":  # a commissioned Pi lane names its plate region
-        camera += "\nplate_region = [360, 240, 920, 660]"
-    path.write_text(text.replace('type = "simulated"', camera, 1), encoding="utf-8")
+        camera += "plate_region = [360, 240, 920, 660]\n"
+    path.write_text(text[:text.index("\n[camera]\n") + 1] + camera, encoding="utf-8")
     return path
 
 
@@ -76,6 +78,19 @@ def test_a_bench_lane_takes_its_camera_from_the_simulator(tmp_path: Path) -> Non
     started = _run_lane(_lane_config(tmp_path, "simulated"))
     assert started["reader"] == "GroundTruthReader"
     assert "simulator.camera" in started["simulator"]  # type: ignore[operator]
+
+
+def test_a_lane_without_a_camera_section_stops_at_start_naming_the_field(
+        tmp_path: Path) -> None:
+    """No default camera: a Pi whose config lacks ``[camera]`` must not quietly run a
+    simulated camera that never sees a plate."""
+    done = subprocess.run(
+        [sys.executable, "-c", "from cli.main import run; run()", "lane", "-c",
+         str(_lane_config(tmp_path, None)), "--mock-pins"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode != 0
+    assert "camera" in done.stderr, done.stderr
+    assert "required" in done.stderr.lower(), done.stderr
 
 
 def _firmware_modules() -> list[str]:

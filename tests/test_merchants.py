@@ -25,7 +25,7 @@ from gateway.money.merchants import (
     UnknownMerchantError,
 )
 from gateway.records.audit import AuditLog, verify
-from gateway.storage.store import open_database
+from gateway.storage.database import open_database
 from parkguard.clock import ManualClock
 from parkguard.core.ledger import trial_balance
 from parkguard.core.tariffs.quote import Coupon
@@ -76,6 +76,7 @@ def _overdraft(site: Site, limit: int = 1_500) -> None:
 
 def test_module_examples_run() -> None:
     assert doctest.testmod(gateway.money.merchants).failed == 0
+    assert doctest.testmod(gateway.money.merchants.values).failed == 0
 
 
 def test_the_schema_is_strict_integer_fen_and_survives_reopening(tmp_path: Path) -> None:

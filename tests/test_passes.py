@@ -12,7 +12,7 @@ import pytest
 import gateway.money.passes
 from gateway.money.passes import AccessDesk, PlateConflictError, UnknownPassError
 from gateway.records.audit import AuditLog, verify
-from gateway.storage.store import open_database
+from gateway.storage.database import open_database
 from parkguard.clock import ManualClock
 from parkguard.core.access import (
     AccessError,

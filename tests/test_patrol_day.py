@@ -1,4 +1,4 @@
-"""A day of three shifts through a real, locked-down Mosquitto, on a manual clock.
+"""A day of three shifts through the in-memory broker, on a manual clock.
 
 Handheld readers (a Python stand-in publishing exactly what the firmware will: a
 ``PatrolTap`` per tap, buffered while out of signal and uploaded in ``seq`` order) tap
@@ -6,6 +6,10 @@ simulated NTAG 424 DNA tags; the gateway side receives on ``patrol/+/tap`` and i
 one thread. The day holds a complete round, a late round, a missed checkpoint, a cloned
 tag, a replayed tap, a too-fast round and a reader offline for two hours; the report shows
 each as it happened.
+
+The broker here only carries QoS 1 messages in order, so it is the in-memory twin
+(``wire.memory``); the readers against the real, locked-down Mosquitto are
+``tests/test_patrol_reader.py``.
 """
 
 from __future__ import annotations
@@ -20,23 +24,14 @@ from typing import Any
 
 import pytest
 
-from broker.provision.generate import provision_site
-from broker.provision.inventory import (
-    BrokerSpec,
-    LaneSpec,
-    PatrolReaderSpec,
-    SiteInventory,
-)
-from broker.runner import MosquittoBroker
 from gateway.patrols.desk import PatrolDesk
 from gateway.patrols.reports import day_report, page, render_html, rounds_csv, taps_csv
 from gateway.storage.store import GatewayStore
 from parkguard.clock import ManualClock
 from parkguard.core.patrol import load_patrol_config, simulate_tap
-from tests.helpers import eventually
 from wire.contract import topics
 from wire.contract.messages import PatrolTap, decode
-from wire.mqtt import MqttBus
+from wire.memory import MemoryBroker
 
 SITE = "patrolday"
 EXAMPLE = Path(__file__).resolve().parents[1] / "docs/examples/patrols.toml"
@@ -62,11 +57,11 @@ class Tags:
 class Reader:
     """What the handheld firmware does: one seq per tap, buffer offline, upload in order."""
 
-    def __init__(self, broker: MosquittoBroker, reader: str, clock: ManualClock) -> None:
+    def __init__(self, broker: MemoryBroker, reader: str, clock: ManualClock) -> None:
         self.id, self.clock, self.seq, self.online = reader, clock, 0, True
         self.buffer: list[PatrolTap] = []
-        self.bus = MqttBus(broker.address(f"patrol-{reader}"), client_id=f"patrol-{reader}")
-        self.bus.start()
+        self.broker = broker
+        self.bus = broker.bus(f"patrol-{reader}").start()
 
     def tap(self, tag_id: str, sun: str | None, badge: str) -> PatrolTap:
         self.seq += 1
@@ -84,19 +79,21 @@ class Reader:
             sent = tap.model_copy(update={"uploaded": self.clock.now()})
             self.bus.publish_and_wait(topics.patrol_tap(SITE, self.id), sent)
         self.buffer.clear()
+        self.broker.settle()  # received now, before the clock moves on
 
 
 class Gateway:
     """The gateway side: subscribe to every reader, ingest on one thread in arrival order."""
 
-    def __init__(self, broker: MosquittoBroker, clock: ManualClock, workdir: Path) -> None:
+    def __init__(self, broker: MemoryBroker, clock: ManualClock, workdir: Path) -> None:
+        self.broker = broker
         self.clock = clock
         self.inbox: queue.Queue[tuple[str, bytes, datetime]] = queue.Queue()
         self.store = GatewayStore.open(workdir / "gateway.db")
         self.alerts: list[dict[str, Any]] = []
         self.desk = PatrolDesk(self.store.db, config=CONFIG, clock=clock,
                                raise_alert=self._alert)
-        self.bus = MqttBus(broker.address("gateway"), client_id="gateway-patrols")
+        self.bus = broker.bus("gateway-patrols")
         self.bus.subscribe(topics.all_patrol_taps(SITE),
                            lambda t, p: self.inbox.put((t, p, self.clock.now())))
         self.bus.start()
@@ -107,8 +104,8 @@ class Gateway:
         self.alerts.append({"key": key, **fields})
 
     def drain(self, expect: int) -> None:
-        eventually(lambda: len(self.arrived) + self.inbox.qsize() >= expect,
-                   what=f"{expect} taps at the gateway")
+        self.broker.settle()  # every tap published so far is in the inbox
+        assert len(self.arrived) + self.inbox.qsize() == expect
         while not self.inbox.empty():
             topic, payload, received = self.inbox.get()
             tap = decode(topic, payload)
@@ -119,22 +116,18 @@ class Gateway:
 
 @pytest.fixture
 def rig(tmp_path: Path) -> Iterator[tuple[ManualClock, Gateway, dict[str, Reader]]]:
-    inventory = SiteInventory(
-        site=SITE, broker=BrokerSpec(address="localhost"),
-        lanes=(LaneSpec(id="in1", direction="entry"),),
-        patrol_readers=tuple(PatrolReaderSpec(id=r) for r in ("r1", "r2", "r3")))
-    site = provision_site(inventory, tmp_path / "site")
     clock = ManualClock(MIDNIGHT)
-    with MosquittoBroker(tmp_path / "mosquitto", site=site) as broker:
-        gateway = Gateway(broker, clock, tmp_path)
-        readers = {r: Reader(broker, r, clock) for r in ("r1", "r2", "r3")}
-        try:
-            yield clock, gateway, readers
-        finally:
-            for reader in readers.values():
-                reader.bus.stop()
-            gateway.bus.stop()
-            gateway.store.close()
+    broker = MemoryBroker()
+    gateway = Gateway(broker, clock, tmp_path)
+    readers = {r: Reader(broker, r, clock) for r in ("r1", "r2", "r3")}
+    try:
+        yield clock, gateway, readers
+    finally:
+        for reader in readers.values():
+            reader.bus.stop()
+        gateway.bus.stop()
+        gateway.store.close()
+        broker.close()
 
 
 def at(clock: ManualClock, hh: int, mm: int, ss: int = 0) -> None:

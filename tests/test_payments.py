@@ -28,7 +28,8 @@ from gateway.money.payments import (
     UnknownOrderError,
 )
 from gateway.records.audit import AuditLog, verify
-from gateway.storage.store import open_database
+from gateway.storage.database import open_database
+from gateway.storage.migrations import ledger
 from parkguard.clock import ManualClock
 from parkguard.core.ledger import Account, trial_balance
 
@@ -324,7 +325,7 @@ def test_a_merchant_database_made_before_books_existed_still_opens(tmp_path: Pat
     db.close()
     site = Site(path)
     site.prepay("s1", 100)
-    assert [m.name for m in gateway.money.books.migrations.applied(site.db)] == [
+    assert [m.name for m in ledger.migrations.applied(site.db)] == [
         "m001_ledger_tables", "m002_ledger_entries_by_kind"]
     assert site.balanced()
     site.db.close()

@@ -17,6 +17,7 @@ from firmware.lane.devices.reader.geometry import box_iou, plate_width, straight
 from firmware.lane.devices.reader.preprocess import DET_SIZE, REC_SIZE, detector_view
 from parkguard.clock import ManualClock
 from parkguard.core.plates import PlateSeries, parse_plate
+from simulator.frames import truth_of
 from simulator.plates_render import RenderingCamera
 from simulator.plates_render.dataset import (
     HELDOUT_SEED,
@@ -281,6 +282,6 @@ def test_the_rendering_camera_captures_at_the_views_size() -> None:
     camera.show("粤B12345")
     for _ in range(2):  # the first capture degraded, the second a later frame of that car
         frame = camera.capture()
-        assert frame.image is not None and frame.truth == "粤B12345"
+        assert frame.image is not None and truth_of(frame) == "粤B12345"
         with Image.open(io.BytesIO(frame.image)) as image:
             assert image.format == "JPEG" and image.size == (1280, 720)

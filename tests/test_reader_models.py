@@ -36,6 +36,7 @@ from firmware.lane.devices.reader.reader import (
 from firmware.lane.devices.reader.runtime import RUNTIMES, Runtime
 from parkguard.clock import ManualClock
 from simulator.camera import camera_and_reader
+from simulator.frames import truth_of
 from simulator.plates_render.dataset import HELDOUT_SEED, frames_of_one_car, sample
 from simulator.plates_render.render import LANE_720, Scene
 
@@ -265,7 +266,7 @@ def test_a_simulated_lane_reads_rendered_frames_and_matches_the_car(
     inside = PlateIndex(["粤B12345", "沪AD12345", "京A88888"])
     camera.show("沪AD12345")
     frames = [camera.capture() for _ in range(3)]
-    assert all(f.image is not None and f.truth == "沪AD12345" for f in frames)
+    assert all(f.image is not None and truth_of(f) == "沪AD12345" for f in frames)
     fused, _ = reader.read_frames(frames)
     assert fused.plate is not None
     result = match(ocr_read(fused.plate, fused.char_confidences), inside)

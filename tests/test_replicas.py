@@ -36,6 +36,7 @@ from wire.contract.messages import (
     WireMessage,
     decode,
 )
+from wire.memory import MemoryBroker
 from wire.mqtt import MqttBus
 
 START = datetime(2026, 5, 6, 2, 0, tzinfo=UTC)
@@ -115,21 +116,38 @@ def test_a_lane_that_subscribes_late_gets_the_retained_snapshot(
     assert [s.session_id for s in snapshot.sessions] == ["s-1"]
 
 
+# --- on the in-memory broker (retained messages and ordering are broker semantics) ----------
+
+
+@pytest.fixture
+def memory() -> Iterator[MemoryBroker]:
+    broker = MemoryBroker()
+    yield broker
+    broker.close()
+
+
+def _watch(broker: MemoryBroker, topic_filter: str) -> list[tuple[str, bytes]]:
+    seen: list[tuple[str, bytes]] = []
+    broker.bus(f"watch-{len(topic_filter)}").start().subscribe(
+        topic_filter, lambda topic, payload: seen.append((topic, payload)))
+    return seen
+
+
 def test_deltas_arrive_in_order_with_versions_after_the_snapshot(
-    broker: MosquittoBroker, gw: Gateway
+    memory: MemoryBroker, gw: Gateway
 ) -> None:
     replica = f"{topics.site_root(TEST_SITE)}/lane/+/replica/#"
-    with Recorder(broker, replica, device="monitor-watch1") as watcher, \
-            MqttBus(broker.address("gateway"), client_id="gateway") as bus:
-        publisher = gw.publisher(bus)
-        publisher.publish_snapshot()
-        for n in range(5):
-            publisher.session_opened(f"s-{n}", A, START, "visitor")
-        publisher.session_closed("s-0", START + timedelta(minutes=5))
-        eventually(lambda: len(watcher.messages) == 2 * 7, what="snapshot and 6 deltas x 2")
-        messages = _decoded(watcher)
+    watched = _watch(memory, replica)
+    publisher = gw.publisher(memory.bus("gateway").start())
+    publisher.publish_snapshot()
+    for n in range(5):
+        publisher.session_opened(f"s-{n}", A, START, "visitor")
+    publisher.session_closed("s-0", START + timedelta(minutes=5))
+    memory.settle()
+    assert len(watched) == 2 * 7  # the snapshot and 6 deltas, to each of two lanes
+    messages: list[Any] = [decode(topic, payload) for topic, payload in watched]
     for lane in LANES:
-        mine = [m for (t, _p), m in zip(watcher.messages, messages, strict=True)
+        mine = [m for (t, _p), m in zip(watched, messages, strict=True)
                 if f"/lane/{lane}/" in t]
         assert isinstance(mine[0], ReplicaSnapshot) and mine[0].version == 0
         assert [d.version for d in mine[1:]] == [1, 2, 3, 4, 5, 6]
@@ -137,17 +155,18 @@ def test_deltas_arrive_in_order_with_versions_after_the_snapshot(
         assert {d.epoch for d in mine} == {publisher.epoch}
 
 
-def test_capacity_is_retained_for_each_lane(broker: MosquittoBroker, gw: Gateway) -> None:
-    with MqttBus(broker.address("gateway"), client_id="gateway") as bus:
-        publisher = gw.publisher(bus)
-        capacity = Capacity(CapacitySettings(total=2), site=TEST_SITE, clock=gw.clock,
-                            publish=publisher.publish_capacity)
-        capacity.entered("s-1", "in1")
-        capacity.entered("s-2", "in1")
-        where = topics.lane_replica(TEST_SITE, "in1", "capacity")
-        with Recorder(broker, where, device="lane-in1") as lane:
-            eventually(lambda: len(lane.messages) == 1, what="the retained capacity")
-            (state,) = _decoded(lane)
+def test_capacity_is_retained_for_each_lane(memory: MemoryBroker, gw: Gateway) -> None:
+    publisher = gw.publisher(memory.bus("gateway").start())
+    capacity = Capacity(CapacitySettings(total=2), site=TEST_SITE, clock=gw.clock,
+                        publish=publisher.publish_capacity)
+    capacity.entered("s-1", "in1")
+    capacity.entered("s-2", "in1")
+    memory.settle()
+    where = topics.lane_replica(TEST_SITE, "in1", "capacity")
+    watched = _watch(memory, where)  # subscribes after the fact: the retained state comes
+    memory.settle()
+    assert len(watched) == 1
+    state = decode(*watched[0])
     assert isinstance(state, CapacityState)
     assert (state.occupied, state.free, state.full) == (2, 0, True)
 

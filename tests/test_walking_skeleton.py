@@ -17,6 +17,7 @@ from tests.conftest import TEST_SITE
 from tests.helpers import Recorder, eventually
 from wire.contract import topics
 from wire.contract.messages import LaneState
+from wire.mqtt import MqttBus
 
 pytestmark = pytest.mark.integration
 
@@ -109,7 +110,9 @@ def test_the_lane_state_is_retained_online_and_its_last_will_says_offline(
         first = LaneState.from_json(watcher.payloads()[0])
         assert first.online and first.lane == "in1" and first.direction == "entry"
 
-        site.lanes["in1"].node.bus.drop()  # the lane's connection dies without a goodbye
+        lane_bus = site.lanes["in1"].node.bus
+        assert isinstance(lane_bus, MqttBus)  # the real broker publishes the Last Will
+        lane_bus.drop()  # the lane's connection dies without a goodbye
 
         def offline_seen() -> bool:
             return any(not LaneState.from_json(p).online for p in watcher.payloads())

@@ -14,7 +14,8 @@ from fastapi.testclient import TestClient
 from broker.provision.generate import ProvisionResult
 from gateway.lanes.commands import LaneCommander
 from gateway.web import WebSettings, create_web_app
-from gateway.web.app import PERMISSIONS, parse_yuan
+from gateway.web.access import PERMISSIONS
+from gateway.web.forms import parse_yuan
 from parkguard.core.privacy import mask_phone, mask_phones_in, mask_plate
 from simulator.site import SimulatedSite
 from tests.test_web_auth import PEOPLE, add_people, csrf_of, login, unstarted_gateway

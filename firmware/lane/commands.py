@@ -22,8 +22,12 @@ change that is only another spelling of the same instant
 is spent once — so it still runs at most once. Every other change either fails
 to decode or breaks the signature.
 
-Pure logic: no MQTT, no GPIO. Thread-safe, so the lane can check a command the
-moment it arrives (its age is judged at receipt, not when the worker gets to it).
+:class:`CommandVerifier` is pure logic: no MQTT, no GPIO. Thread-safe, so the lane checks
+a command the moment it arrives (its age is judged at receipt, not when the worker gets to
+it). :class:`CommandInbox` queues the verdicts for the lane's worker (rejections too, so
+every event is emitted by the worker alone and ``seq`` stays in publication order), and
+:class:`CommandDesk` carries out an accepted command from one handler table, in normal
+running and during a fire alike (a fire keeps the barrier up whatever a command says).
 
 >>> from datetime import UTC, datetime, timedelta
 >>> from parkguard.clock import ManualClock
@@ -42,14 +46,25 @@ True
 from __future__ import annotations
 
 import heapq
+import logging
 import threading
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Final, Literal, TypeAlias
+from typing import TYPE_CHECKING, Final, Literal, TypeAlias
 
+from firmware.lane.states import Event
 from parkguard.clock import Clock, utc_iso
 from parkguard.errors import ContractError
 from wire.contract.messages import LaneCommand
+
+if TYPE_CHECKING:
+    from firmware.lane.events import EventLog
+    from firmware.lane.gate import Gate
+    from firmware.lane.status import LaneStatus
+
+log = logging.getLogger(__name__)
 
 RejectReason: TypeAlias = Literal[
     "bad_signature", "expired", "not_yet_valid", "replayed", "malformed", "wrong_lane"
@@ -210,3 +225,123 @@ def args_problem(command: LaneCommand) -> str | None:
             if value is not None and (not isinstance(value, str) or len(value) > DISPLAY_TEXT_MAX):
                 return f"display: args.{name} must be text of at most {DISPLAY_TEXT_MAX} characters"
     return None
+
+
+class CommandInbox:
+    """Verdicts on the commands that arrived, queued for the lane's worker."""
+
+    def __init__(self, lane: str, verifier: CommandVerifier | None, *, events: EventLog,
+                 wake: Callable[[], None]) -> None:
+        self._lane = lane
+        self.verifier = verifier
+        self._events = events
+        self._wake = wake
+        self._accepted: deque[LaneCommand] = deque()
+        self._rejected: deque[CommandVerdict] = deque()
+        self.rejected = 0
+
+    def on_command(self, _topic: str, payload: bytes) -> None:
+        """The bus's thread: check at once (a command's age counts from its arrival), queue
+        the outcome for the worker, wake it."""
+        if self.verifier is None:
+            verdict = CommandVerdict.reject("bad_signature", "this lane has no command key")
+        else:
+            verdict = self.verifier.check_payload(payload)
+        if verdict.accepted and verdict.command is not None:
+            log.info("lane %s: accepted %s", self._lane, verdict.detail)
+            self._accepted.append(verdict.command)
+        else:
+            log.warning("lane %s: command rejected (%s): %s", self._lane, verdict.reason,
+                        verdict.detail)
+            self._rejected.append(verdict)
+        self._wake()
+
+    def waiting(self) -> bool:
+        return bool(self._accepted)
+
+    def close_waiting(self) -> bool:
+        return any(command.command == "close" for command in list(self._accepted))
+
+    def next(self) -> LaneCommand | None:
+        try:
+            return self._accepted.popleft()
+        except IndexError:
+            return None
+
+    def reject(self, verdict: CommandVerdict) -> None:
+        self._rejected.append(verdict)
+
+    def report_rejections(self) -> None:
+        """Worker, each time it looks: one ``command_rejected`` fault per rejection."""
+        while True:
+            try:
+                verdict = self._rejected.popleft()
+            except IndexError:
+                return
+            self.rejected += 1
+            self._events.fault("command_rejected", f"{verdict.reason}: {verdict.detail}")
+
+
+@dataclass(frozen=True, slots=True)
+class DisplayText:
+    """What the gateway last asked the lane display to show (the display driver reads it)."""
+
+    zh: str
+    en: str
+    issuer: str
+
+
+class CommandDesk:
+    """Carries out accepted commands on the worker: one handler per command, each knowing
+    what a fire changes."""
+
+    def __init__(self, inbox: CommandInbox, *, gate: Gate, events: EventLog,
+                 status: LaneStatus) -> None:
+        self.inbox = inbox
+        self._gate = gate
+        self._events = events
+        self._status = status
+        self.done = 0
+        self.display: DisplayText | None = None
+        self._handlers: dict[str, Callable[[LaneCommand, bool], None]] = {
+            "open": self._open, "hold_open": self._hold_open, "close": self._close,
+            "display": self._display,
+        }
+
+    def run(self, command: LaneCommand, *, fire: bool = False) -> None:
+        """Carry out one accepted command (``fire``: the lane is in its fire mode)."""
+        verifier = self.inbox.verifier
+        if verifier is not None and not verifier.still_valid(command):
+            # It waited behind a car for longer than it was valid: the guard has moved on.
+            self.inbox.reject(CommandVerdict.reject(
+                "expired", f"{command.command}: expired while the lane was busy", command))
+            self.inbox.report_rejections()
+            return
+        self.done += 1
+        handler = self._handlers.get(command.command)
+        if handler is not None:
+            handler(command, fire)
+        elif not fire:
+            self._events.fault("command_unsupported",
+                               f"{command.command} from {command.issuer} is not supported yet")
+
+    def _open(self, command: LaneCommand, fire: bool) -> None:
+        if not fire:  # during a fire the barrier is up already
+            self._gate.manual_open(command.nonce)
+
+    def _hold_open(self, command: LaneCommand, fire: bool) -> None:
+        self._gate.step(Event.HOLD_OPEN, "command_hold_open")  # held after a fire too
+
+    def _close(self, command: LaneCommand, fire: bool) -> None:
+        if fire:
+            self._gate.step(Event.CLOSE_COMMAND)  # ends a hold; the fire keeps it up
+            self._events.fault("fire_hold", f"close from {command.issuer} refused: the fire "
+                                            "alarm holds the barrier open")
+            return
+        self._gate.close()
+
+    def _display(self, command: LaneCommand, fire: bool) -> None:
+        self.display = DisplayText(zh=str(command.args.get("zh", "")),
+                                   en=str(command.args.get("en", "")), issuer=command.issuer)
+        if not fire:
+            self._status.show(self.display.zh, self.display.en)

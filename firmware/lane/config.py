@@ -16,6 +16,32 @@ PinName = int | str
 MIN_REGION = (128, 96)
 
 
+BounceSeconds = float | None
+
+
+class BounceTimes(StrictModel):
+    """How long each input must hold a new level before the lane believes it (seconds; None:
+    no debounce). gpiozero hands it to the pin driver as the input's ``bounce_time``. A
+    chattering loop relay would otherwise read as several cars (a tailgate), a bouncing
+    help button as several requests."""
+
+    arming_loop: BounceSeconds = Field(
+        default=0.05, ge=0, le=1,
+        description="loop detector relay: contact chatter lasts a few ms, two cars on one "
+                    "loop are hundreds of ms apart")
+    safety_loop: BounceSeconds = Field(default=0.05, ge=0, le=1,
+                                       description="as the arming loop (it counts tailgates)")
+    up_limit: BounceSeconds = Field(default=0.02, ge=0, le=1,
+                                    description="limit switch: a microswitch bounces ~1-5 ms")
+    down_limit: BounceSeconds = Field(default=0.02, ge=0, le=1,
+                                      description="limit switch, as up_limit")
+    help_button: BounceSeconds = Field(default=0.05, ge=0, le=1,
+                                       description="push button: one press, one help request")
+    fire_input: BounceSeconds = Field(
+        default=0.05, ge=0, le=1,
+        description="fire panel relay: short, so a fire raises the barrier at once")
+
+
 class PinMap(StrictModel):
     """BCM GPIO numbers (or gpiozero pin names) of the lane's wiring; see hardware/lane-pins.md."""
 
@@ -36,6 +62,10 @@ class PinMap(StrictModel):
         default=None, exclude_if=lambda pin: pin is None,
         description="optional hard-wired fire input (fire panel's alarm relay, active high): "
                     "raises and holds the barrier without the broker; None: not wired")
+    bounce_time: BounceTimes = Field(
+        default_factory=BounceTimes, exclude_if=lambda times: times == BounceTimes(),
+        description="debounce of each input, [pins.bounce_time] (left out of the config "
+                    "dump while it is the default)")
 
     @model_validator(mode="after")
     def _pins_distinct(self) -> Self:
@@ -116,9 +146,10 @@ class CameraSettings(StrictModel):
     """Which camera and plate reader the lane uses (docs/reader.md)."""
 
     type: Literal["simulated", "tflite", "picamera"] = Field(
-        default="simulated",
-        description="simulated: the simulator's ground truth; tflite: our TFLite reader on "
-                    "rendered frames; picamera: the Pi camera (picamera2) and the TFLite reader")
+        description="required: picamera: the Pi camera (picamera2) and the TFLite reader (a "
+                    "real lane); simulated: the simulator's ground truth, tflite: our TFLite "
+                    "reader on rendered frames (bench lanes, cameras the simulator supplies; "
+                    "firmware.lane.devices.cameras)")
     models: Path | None = Field(default=None,
                                 description="directory with reader.json and the .tflite files; "
                                             "default: the repo's models/")
@@ -204,7 +235,9 @@ class LaneConfig(StrictModel):
     pins: PinMap = PinMap()
     barrier: BarrierSettings = BarrierSettings()
     timing: LaneTiming = LaneTiming()
-    camera: CameraSettings = CameraSettings()
+    camera: CameraSettings = Field(
+        description="required: which camera the lane has (a lane without one must not run a "
+                    "simulated camera that never sees a plate)")
     commands: CommandSettings = CommandSettings()
     journal: JournalSettings = JournalSettings()
     kiosk: KioskSettings = KioskSettings()

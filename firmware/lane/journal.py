@@ -93,6 +93,15 @@ class Journal:
         self._lock = threading.Lock()
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None,
                                    timeout=10.0)
+        found = int(self._db.execute("PRAGMA user_version").fetchone()[0])
+        if found > SCHEMA_VERSION:
+            self._db.close()
+            self._lockfile.close()
+            raise ConfigError(
+                f"{path}: this lane journal has schema version {found}, newer than the "
+                f"version {SCHEMA_VERSION} this firmware knows: it was written by a newer "
+                "release. Run that release again (or move the file aside to start afresh; "
+                "its unsent events would then be lost)")
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)

@@ -17,6 +17,9 @@ How a driver without a readable plate gets through (docs/lane.md):
 - an **offline payment code** scanned at the lane is captured as a ``payment_code`` event
   (journaled first, like every event) for the gateway to charge.
 
+:class:`KioskDesk` is the lane's side of all this; :class:`AtTheGate` is the car an input
+refers to (the one the lane last decided on).
+
 Must override: ``InputSource.when_input``; ``Confirmation.challenge`` and ``.check``.
 
 >>> kiosk = SimulatedKiosk()
@@ -35,12 +38,14 @@ from __future__ import annotations
 import hmac
 import secrets
 import threading
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
+from firmware.lane.devices.display import TEXTS
 from parkguard.core.payments import payment_code_wallet
-from parkguard.core.plates import NoPlateId
+from parkguard.core.plates import NoPlateId, PlateError
 
 InputKind = Literal["phone", "digits", "ticket", "payment_code"]
 
@@ -146,3 +151,112 @@ class OneTimeCode:
         with self._lock:
             code = self._codes.pop(identity.text, None)
         return code is not None and hmac.compare_digest(code, typed.strip())
+
+
+@dataclass(slots=True)
+class AtTheGate:
+    """The car the lane last decided on: what a kiosk input or a payment code refers to."""
+
+    arrival: int
+    plate: str | None
+    fee_fen: int
+    identity: NoPlateId | None = None
+    confirming: tuple[NoPlateId, str] | None = None  # (identity, phone) awaiting its digits
+
+
+class KioskDesk:
+    """The lane's side of the kiosk: queues inputs (device threads), captures payment codes
+    wherever the worker waits, and turns a waiting driver's input into a no-plate identity.
+
+    Only a car on the arming loop may use the kiosk; a number typed at an empty lane, or
+    anything but a payment code while no car waits at the barrier, is answered on the display.
+    """
+
+    def __init__(self, *, direction: str, site_key: str | None, confirmation: Confirmation,
+                 show: Callable[[str, str], None], vehicle_present: Callable[[], bool],
+                 waiting: Callable[[], bool], wake: Callable[[], None],
+                 payment_code: Callable[[str, AtTheGate], None]) -> None:
+        self._direction = direction
+        self._site_key = site_key
+        self._confirmation = confirmation
+        self._show = show
+        self._vehicle_present = vehicle_present
+        self._waiting = waiting
+        self._wake = wake
+        self._payment_code = payment_code
+        self._inputs: deque[KioskInput] = deque()
+        self.gate: AtTheGate | None = None
+        self.last_identity: NoPlateId | None = None
+
+    def on_input(self, item: KioskInput) -> None:
+        """A keypad or scanner thread: queue it for the worker."""
+        self._inputs.append(item)
+        self._wake()
+
+    def has_input(self) -> bool:
+        return bool(self._inputs)
+
+    def next_input(self) -> KioskInput | None:
+        try:
+            return self._inputs.popleft()
+        except IndexError:
+            return None
+
+    def capture_payment_codes(self) -> None:
+        """Worker, each time it looks: an offline payment code becomes a ``payment_code``
+        event (with the plate and fee of the car at the gate) for the gateway to charge;
+        other inputs wait for the refused car's loop."""
+        kept: deque[KioskInput] = deque()
+        while self._inputs:
+            item = self._inputs.popleft()
+            if item.kind != "payment_code":
+                if self._waiting():
+                    kept.append(item)  # for the refused car: the gate acts on it
+                else:  # only a car waiting at the barrier may use the kiosk
+                    self._show(*TEXTS["kiosk_no_vehicle"])
+                continue
+            gate = self.gate
+            if self._direction != "exit" or gate is None or not self._vehicle_present():
+                self._show(*TEXTS["kiosk_no_vehicle"])
+                continue
+            self._payment_code(item.text, gate)
+            self._show(*TEXTS["payment_code"])
+        self._inputs.extendleft(reversed(kept))
+
+    def identity_from(self, item: KioskInput) -> NoPlateId | None:
+        """A refused car's driver typed or scanned something: the identity to decide with
+        again, or None (a prompt or a refusal is on the display)."""
+        gate = self.gate
+        if not self._vehicle_present() or gate is None:
+            self._show(*TEXTS["kiosk_no_vehicle"])  # only while the arming loop holds a car
+            return None
+        try:
+            identity = self._identity(item, gate)
+        except PlateError:
+            self._show(*TEXTS["kiosk_bad_input"])
+            return None
+        if identity is not None:
+            self.last_identity = identity
+        return identity
+
+    def _identity(self, item: KioskInput, gate: AtTheGate) -> NoPlateId | None:
+        if item.kind == "ticket":
+            return NoPlateId.for_ticket(item.text)
+        if item.kind == "phone":
+            if self._site_key is None:
+                self._show(*TEXTS["kiosk_unavailable"])
+                return None
+            phone_id = NoPlateId.for_phone(item.text, site_key=bytes.fromhex(self._site_key))
+            if self._direction == "entry":
+                return phone_id
+            gate.confirming = (phone_id, item.text)
+            self._show(*self._confirmation.challenge(item.text, phone_id))
+            return None
+        if item.kind == "digits" and gate.confirming is not None:
+            phone_id, _phone = gate.confirming
+            gate.confirming = None
+            if not self._confirmation.check(phone_id, item.text):
+                self._show(*TEXTS["kiosk_not_confirmed"])
+                return None
+            return phone_id
+        return None

@@ -12,6 +12,7 @@ from pathlib import Path
 from gpiozero.pins import Factory
 from gpiozero.pins.mock import MockFactory
 
+from broker.provision.bundle import broker_address
 from firmware.lane.commands import CommandVerifier
 from firmware.lane.config import LaneConfig
 from firmware.lane.controller import LaneController
@@ -25,9 +26,10 @@ from firmware.lane.watchdog import Notifier, Watchdog, watchdog_period_s
 from parkguard import __version__
 from parkguard.clock import Clock
 from parkguard.errors import BrokerError
+from wire.bus import Bus
 from wire.contract import topics
 from wire.contract.messages import LaneState
-from wire.mqtt import BrokerAddress, MqttBus, Will
+from wire.mqtt import MqttBus, Will
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +66,9 @@ class LaneNode:
 
     The lane starts without a broker: the barrier works, decisions come from the replica
     and events wait in the journal, while a thread keeps trying to connect.
+
+    Production connects an :class:`~wire.mqtt.MqttBus` to ``[broker]``; tests may pass any
+    :class:`~wire.bus.Bus` (the in-memory one, with the same client id and Last Will).
     """
 
     def __init__(
@@ -78,6 +83,7 @@ class LaneNode:
         kiosk: InputSource | None = None,
         scanner: InputSource | None = None,
         confirmation: Confirmation | None = None,
+        bus: Bus | None = None,
     ) -> None:
         self.config = config
         self.hardware = LaneHardware(config.pins, pin_factory=pin_factory,
@@ -90,8 +96,8 @@ class LaneNode:
         self._stopping = threading.Event()
         self._connector: threading.Thread | None = None
         self.watchdog: Watchdog | None = None
-        self.bus = MqttBus(
-            BrokerAddress.from_settings(config.broker),
+        self.bus: Bus = bus or MqttBus(
+            broker_address(config.broker),
             client_id=f"lane-{config.site}-{config.lane}",
             will=offline_will(config),
         )
@@ -115,7 +121,7 @@ class LaneNode:
         try:
             self.bus.start(timeout=BROKER_RETRY_S)
         except BrokerError as error:
-            if self.bus.refused is not None:
+            if isinstance(self.bus, MqttBus) and self.bus.refused is not None:
                 raise  # wrong login or certificate: an installer must fix it, retrying won't
             log.warning("lane %s: %s; working offline and retrying", self.config.lane, error)
             self._connector = threading.Thread(target=self._keep_connecting, daemon=True,

@@ -1,15 +1,23 @@
 """The lane's gate sequence as an explicit, table-driven state machine.
 
 :data:`TRANSITIONS` maps ``(state, event)`` to ``(next state, barrier action)``; nothing
-else decides where the lane goes next or when the barrier moves. The controller
-(:mod:`firmware.lane.controller`) watches the pins, the gateway and the commands, turns
-what it sees into :class:`Event` s, feeds them to :class:`GateMachine` and carries out the
-action it gets back: ``raise`` / ``lower`` the barrier, or nothing.
+else decides where the lane goes next or when the barrier moves. :mod:`firmware.lane.gate`
+is the only caller: it turns what the pins, the gateway and the commands say into
+:class:`Event` s, feeds them to :class:`GateMachine` and carries out the action it gets
+back (``raise`` / ``lower`` the barrier, or nothing). Every wait of the sequence takes its
+timeout from :func:`timeout_for`.
+
+The machine is strict: an event with no row in the current state raises
+:class:`UnexpectedEvent` (the gate reports it as a fault and the state stays put).
+
+Two guards live in the machine beside the state: ``held_open`` (a guard's ``hold_open``,
+ended by a ``close``) and ``fire`` (set by :mod:`firmware.lane.alarms` the moment a fire
+starts or ends). While either holds, a ``lower`` becomes ``kept_up``; together with the state
+they give the lane's reported :attr:`GateMachine.mode`.
 
 A ``lower`` is a *request*: the barrier's interlock (:meth:`Barrier.lower
 <firmware.lane.devices.hardware.Barrier.lower>`) still refuses while the safety loop is
-occupied or a fire holds the boom, and the controller keeps the boom up while a guard's
-``hold_open`` lasts. So no path through this table can put the boom on a car.
+occupied or a fire holds the boom. So no path through this table can put the boom on a car.
 
 Two reflexes sit outside the table on purpose: a fire raises the relay on the thread that
 heard it (not behind a car the worker is deciding on) and the worker then steps
@@ -27,7 +35,6 @@ The table is documented in docs/lane.md (Mermaid diagram plus a plain table that
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections import deque
 from dataclasses import dataclass
@@ -35,8 +42,7 @@ from enum import StrEnum
 from typing import Final
 
 from firmware.lane.config import LaneTiming
-
-log = logging.getLogger(__name__)
+from wire.contract.messages import LaneMode
 
 
 class State(StrEnum):
@@ -136,6 +142,8 @@ _CORE: Final[list[tuple[State, Event, State, Action]]] = [
     (S.FAULT, E.CLOSE_COMMAND, S.CLOSING, A.LOWER),
     (S.FAULT, E.HOLD_OPEN, S.IDLE, A.RAISE),
     (S.FIRE_OPEN, E.FIRE_OVER, S.CLOSING, A.LOWER),
+    (S.FIRE_OPEN, E.HOLD_OPEN, S.FIRE_OPEN, A.NONE),    # kept for after the fire
+    (S.FIRE_OPEN, E.CLOSE_COMMAND, S.FIRE_OPEN, A.NONE),  # refused: the fire holds it up
 ]
 
 #: States in which a help press only gets reported (the state does not change).
@@ -161,15 +169,18 @@ TRANSITIONS: Final[dict[tuple[State, Event], tuple[State, Action]]] = _build()
 """``(state, event) -> (next state, action)``: the whole gate sequence."""
 
 
-def timeout_for(state: State, timing: LaneTiming, *, limit_switches: bool) -> float | None:
-    """How long the lane stays in ``state`` before the timeout event, in seconds (None: no
+def timeout_for(state: State, timing: LaneTiming, *, limit_switches: bool,
+                moving: bool = False) -> float | None:
+    """How long the lane waits in ``state`` before the timeout event, in seconds (None: no
     timeout). ``deciding``: the decide deadline (then the lane decides alone); ``open``:
-    the up limit switch (if wired) and then ``pass_timeout_s``; ``closing``: the down limit
-    switch; ``refused`` / ``waiting_help``: ``refused_timeout_s`` (reported, the car may
-    stay)."""
+    the up limit switch while the boom is ``moving`` (if wired), then ``pass_timeout_s``;
+    ``closing``: the down limit switch; ``refused`` / ``waiting_help``: ``refused_timeout_s``
+    (reported, the car may stay)."""
     if state is State.DECIDING:
         return timing.decide_deadline_ms / 1000
     if state is State.OPEN:
+        if moving:
+            return timing.limit_timeout_s if limit_switches else None
         return timing.pass_timeout_s
     if state is State.CLOSING:
         return timing.limit_timeout_s if limit_switches else None
@@ -179,42 +190,58 @@ def timeout_for(state: State, timing: LaneTiming, *, limit_switches: bool) -> fl
 
 
 class UnexpectedEvent(RuntimeError):
-    """An event the table has no row for in the current state (strict machines only)."""
+    """An event the table has no row for in the current state: a fault in the sequence."""
 
 
 class GateMachine:
-    """The current state and the last transitions; :meth:`step` is the only way to move.
+    """The current state, its guards and the last transitions; :meth:`step` is the only way
+    to move.
 
-    Owned by the lane's worker thread; ``state`` may be read from any thread.
-    A non-strict machine (the lane's) logs an event with no row and stays where it is;
-    a strict one (tests) raises :class:`UnexpectedEvent`.
+    Owned by the lane's worker thread; ``state``, ``mode`` and the guards may be read from
+    any thread (``fire`` is also written by the thread that heard of a fire).
     """
 
-    def __init__(self, *, strict: bool = False, history: int = 256) -> None:
-        self.strict = strict
+    def __init__(self, *, history: int = 256) -> None:
         self._state = State.IDLE
         self._lock = threading.Lock()
         self.history: deque[Transition] = deque(maxlen=history)
-        self.ignored = 0
+        self.held_open = False
+        """A guard's ``hold_open`` lasts (until a ``close``): a ``lower`` keeps it up."""
+        self.fire = False
+        """A fire holds the barrier (the last known alarm or the fire input)."""
 
     @property
     def state(self) -> State:
         return self._state
 
+    @property
+    def mode(self) -> LaneMode:
+        """What the lane reports: ``fire_open`` while a fire lasts (or the lane still runs
+        its fire mode), ``free_open`` while held open, else ``normal``."""
+        with self._lock:
+            if self.fire or self._state is State.FIRE_OPEN:
+                return "fire_open"
+            return "free_open" if self.held_open else "normal"
+
+    def keeps_up(self) -> bool:
+        """Whether a ``lower`` must become ``kept_up`` (held open, or a fire)."""
+        return self.held_open or self.fire
+
     def can(self, event: Event) -> bool:
         return (self._state, event) in TRANSITIONS
 
     def step(self, event: Event) -> Transition:
+        """Move on ``event``; :class:`UnexpectedEvent` if the table has no row for it."""
         with self._lock:
             row = TRANSITIONS.get((self._state, event))
             if row is None:
-                if self.strict:
-                    raise UnexpectedEvent(f"{event} in state {self._state}")
-                self.ignored += 1
-                log.debug("lane state machine: %s ignored in %s", event, self._state)
-                return Transition(self._state, event, self._state, Action.NONE)
+                raise UnexpectedEvent(f"{event} in state {self._state}")
             transition = Transition(self._state, event, *row)
             self._state = transition.next
+            if event is Event.HOLD_OPEN:
+                self.held_open = True
+            elif event is Event.CLOSE_COMMAND:
+                self.held_open = False
             self.history.append(transition)
             return transition
 

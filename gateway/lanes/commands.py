@@ -26,9 +26,9 @@ from typing import Final
 from gateway.records.audit import AuditLog
 from parkguard.clock import Clock, utc_iso
 from parkguard.errors import ParkGuardError
+from wire.bus import Bus
 from wire.contract import topics
 from wire.contract.messages import CommandName, LaneCommand
-from wire.mqtt import MqttBus
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ class LaneCommander:
 
     def __init__(
         self,
-        bus: MqttBus,
+        bus: Bus,
         site: str,
         lane_keys: Mapping[str, bytes],
         clock: Clock,

@@ -1,7 +1,7 @@
 """Offline decisions that do not add up, kept for a person to review instead of merged silently.
 
 A lane cut off from the gateway decides alone from its replica and journals what it did;
-when its events arrive the gateway books them (``gateway/runtime/service.py``). Most fit: the car
+when its events arrive the gateway books them (``gateway/runtime/sessions.py``). Most fit: the car
 was inside and left, or came in and is now inside. Three do not, and guessing would
 either lose money or invent it, so each becomes a **conflict** (table ``conflicts``):
 
@@ -38,7 +38,6 @@ from datetime import datetime, timedelta
 from typing import Any, Final, Literal, TypeAlias
 
 import sqlite_utils
-from sqlite_utils.migrations import Migrations
 
 from gateway.records.audit import AuditLog
 from parkguard.clock import Clock, utc_iso
@@ -56,7 +55,6 @@ __all__ = [
     "UnknownConflictError",
     "judge_entry",
     "judge_exit",
-    "migrations",
 ]
 
 _log = logging.getLogger(__name__)
@@ -82,32 +80,6 @@ class UnknownConflictError(ReconcileError, LookupError):
 
 class ConflictResolvedError(ReconcileError, ValueError):
     """The conflict was resolved already; a second resolution would overwrite the first."""
-
-
-# --- schema ----------------------------------------------------------------------------------
-
-migrations = Migrations("parkguard.reconcile")
-"""The "parkguard.reconcile" migration set; :class:`Reconciler` applies it."""
-
-
-@migrations()
-def m001_conflicts(db: sqlite_utils.Database) -> None:
-    """One row per conflict found, unique per (kind, lane event): a replayed event (the
-    lane's journal sends again after a crash) finds the conflict it already made."""
-    db.create_table(
-        "conflicts",
-        {"id": int, "kind": str, "lane": str, "plate": str, "event_id": str,
-         "event_ts": str, "decided_by": str, "session_id": str, "detail": str,
-         "detected_at": str, "state": str, "resolved_by": str, "resolved_at": str,
-         "resolution": str},
-        pk="id",
-        not_null={"kind", "lane", "plate", "event_id", "event_ts", "decided_by", "detail",
-                  "detected_at", "state"},
-        strict=True,
-    )
-    conflicts = db.table("conflicts")
-    conflicts.create_index(["kind", "event_id"], unique=True)
-    conflicts.create_index(["state"])
 
 
 # --- pure rules ------------------------------------------------------------------------------
@@ -187,7 +159,6 @@ class Reconciler:
         self._clock = clock
         self._audit = audit
         self.double_exit_window = double_exit_window
-        migrations.apply(db)
 
     def check_exit(self, event: Passed, session: Mapping[str, Any] | None,
                    decided_by: DecidedBy) -> Conflict | None:

@@ -6,15 +6,14 @@ whole car park. The pure rules (what a valid, balanced entry is) live in
 :mod:`parkguard.core.ledger`; this module only stores entries that passed them and reads
 them back through them again.
 
-The tables were first created by the "parkguard.merchants" migration ``m001``. Databases
-made before this module existed have them from there; new ones get them from whichever desk
-opens the file first: both migration sets call :func:`create_ledger_tables`, which creates
-only what is missing, so their order never matters and existing files open unchanged.
+The tables belong to the ledger migration set (:mod:`gateway.storage.migrations.ledger`),
+applied when the gateway's file is opened, before any desk that posts to them.
 
 >>> from datetime import UTC, datetime
 >>> import sqlite_utils
+>>> from gateway.storage.migrations import migrate
 >>> from parkguard.clock import ManualClock
->>> books = Books(sqlite_utils.Database(memory=True),
+>>> books = Books(migrate(sqlite_utils.Database(memory=True)),
 ...               clock=ManualClock(datetime(2026, 5, 1, 2, 0, tzinfo=UTC)))
 >>> _ = books.post("payment", "paid at exit", [Posting(Account.clearing(), debit_fen=700),
 ...                Posting(Account.parking_revenue(), credit_fen=700)])
@@ -28,52 +27,11 @@ import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 import sqlite_utils
-from sqlite_utils.migrations import Migrations
 
 from parkguard.clock import Clock, utc_iso
 from parkguard.core.ledger import Account, Entry, Fen, Posting, trial_balance
 
-__all__ = ["Books", "create_ledger_tables", "migrations"]
-
-migrations = Migrations("parkguard.books")
-"""The "parkguard.books" migration set; :class:`Books` applies it."""
-
-
-def create_ledger_tables(db: sqlite_utils.Database) -> None:
-    """Create ``ledger_entries`` and ``ledger_postings`` (and their indexes) unless present.
-
-    The schema is exactly the one "parkguard.merchants" ``m001`` has always created; keeping
-    it in one function is what lets two migration sets share the tables safely.
-    """
-    if not db.table("ledger_entries").exists():
-        db.create_table(
-            "ledger_entries",
-            {"entry_id": str, "ts": str, "memo": str, "merchant_id": str, "kind": str},
-            pk="entry_id", not_null={"ts", "memo", "kind"}, strict=True,
-        )
-    db.table("ledger_entries").create_index(["merchant_id", "ts"], if_not_exists=True)
-    if not db.table("ledger_postings").exists():
-        db.create_table(
-            "ledger_postings",
-            {"id": int, "entry_id": str, "account": str, "debit_fen": int, "credit_fen": int},
-            pk="id", not_null={"entry_id", "account", "debit_fen", "credit_fen"},
-            foreign_keys=[("entry_id", "ledger_entries", "entry_id")], strict=True,
-        )
-    db.table("ledger_postings").create_index(["account"], if_not_exists=True)
-    db.table("ledger_postings").create_index(["entry_id"], if_not_exists=True)
-
-
-@migrations()
-def m001_ledger_tables(db: sqlite_utils.Database) -> None:
-    """The ledger tables, if "parkguard.merchants" has not created them already."""
-    create_ledger_tables(db)
-
-
-@migrations()
-def m002_ledger_entries_by_kind(db: sqlite_utils.Database) -> None:
-    """Revenue reports pick entries by kind and time (payments, debts, refunds)."""
-    db.table("ledger_entries").create_index(["kind", "ts"], if_not_exists=True)
-
+__all__ = ["Books"]
 
 class Books:
     """Balanced entries in, balances and entries out; the caller holds the transaction.
@@ -85,7 +43,6 @@ class Books:
     def __init__(self, db: sqlite_utils.Database, *, clock: Clock | None = None) -> None:
         self.db = db
         self._clock = clock
-        migrations.apply(db)
 
     def post(self, kind: str, memo: str, postings: Sequence[Posting], *,
              merchant_id: str | None = None, ts: str | None = None) -> str:

@@ -14,7 +14,8 @@ transaction as the write it describes, with the phone masked (customer data stay
 >>> from datetime import UTC, datetime, timedelta
 >>> import sqlite_utils
 >>> from parkguard.clock import ManualClock
->>> db = sqlite_utils.Database(memory=True)
+>>> from gateway.storage.migrations import migrate
+>>> db = migrate(sqlite_utils.Database(memory=True))
 >>> clock = ManualClock(datetime(2026, 5, 1, 2, 0, tzinfo=UTC))
 >>> desk = AccessDesk(db, clock=clock, audit=AuditLog(db, clock=clock))
 >>> family = desk.issue_pass("family", ["沪A12345", "沪B67890"], clock.now(),
@@ -33,12 +34,22 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Iterable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Final
 
 import sqlite_utils
-from sqlite_utils.migrations import Migrations
 
+from gateway.money.pass_records import (
+    PlateConflictError,
+    UnknownPassError,
+    audit_json,
+    from_ms,
+    list_entry_from,
+    plate_list,
+    require_who,
+    subject_of,
+    to_ms,
+)
 from gateway.records.audit import AuditLog
 from parkguard.clock import Clock, utc_iso
 from parkguard.core.access import (
@@ -60,7 +71,6 @@ __all__ = [
     "AccessDesk",
     "PlateConflictError",
     "UnknownPassError",
-    "migrations",
 ]
 
 _log = logging.getLogger(__name__)
@@ -72,89 +82,6 @@ Within it, the gate says "pass expired: pay as visitor" (the driver learns why);
 the driver is a plain visitor. The desk and the lane replicas use the same window, so a
 lane offline answers exactly as the gateway would.
 """
-
-
-# --- errors ----------------------------------------------------------------------------------
-
-
-class UnknownPassError(AccessError, LookupError):
-    """No pass has that id."""
-
-
-class PlateConflictError(AccessError):
-    """A plate would be on two passes valid at the same time."""
-
-
-# --- schema ----------------------------------------------------------------------------------
-
-migrations = Migrations("parkguard.passes")
-"""The "parkguard.passes" migration set; :class:`AccessDesk` applies it."""
-
-
-@migrations()
-def m001_passes_lists_presence(db: sqlite_utils.Database) -> None:
-    """Passes and their plates, the two lists, and which session is inside on which pass.
-
-    Times are integer milliseconds since the epoch (UTC): compared as numbers, never parsed.
-    Presence rows are kept after the car leaves (``left_at_ms``): they are the evidence when
-    a holder disputes a "pass in use" at the gate.
-    """
-    db.create_table(
-        "passes",
-        {"pass_id": str, "kind": str, "holder": str, "valid_from_ms": int,
-         "valid_until_ms": int, "vehicle_class": str, "phone": str, "max_inside": int,
-         "issued_at_ms": int, "revoked_at_ms": int, "revoke_reason": str},
-        pk="pass_id",
-        not_null={"kind", "holder", "valid_from_ms", "valid_until_ms", "max_inside",
-                  "issued_at_ms"},
-        strict=True,
-    )
-    db.create_table(
-        "pass_plates",
-        {"pass_id": str, "plate": str},
-        pk=("pass_id", "plate"), not_null={"pass_id", "plate"},
-        foreign_keys=[("pass_id", "passes", "pass_id")], strict=True,
-    )
-    db.table("pass_plates").create_index(["plate"])
-    db.create_table(
-        "access_lists",
-        {"list_name": str, "plate": str, "reason": str, "until_ms": int, "listed_at_ms": int,
-         "listed_by": str},
-        pk=("list_name", "plate"),
-        not_null={"list_name", "plate", "reason", "listed_at_ms", "listed_by"},
-        strict=True,
-    )
-    db.table("access_lists").create_index(["plate"])
-    db.create_table(
-        "pass_presence",
-        {"session_id": str, "pass_id": str, "plate": str, "entered_at_ms": int,
-         "left_at_ms": int, "over_limit": int},
-        pk="session_id",
-        not_null={"pass_id", "plate", "entered_at_ms", "over_limit"},
-        foreign_keys=[("pass_id", "passes", "pass_id")], strict=True,
-    )
-    db.table("pass_presence").create_index(["pass_id", "left_at_ms"])
-
-
-# --- time ------------------------------------------------------------------------------------
-
-
-def _ms(field: str, moment: object) -> int:
-    """UTC milliseconds since the epoch; sub-millisecond parts are dropped (as on the wire)."""
-    if not isinstance(moment, datetime) or moment.tzinfo is None:
-        raise AccessError(field, f"expected a timezone-aware datetime, got {moment!r}")
-    delta = moment.astimezone(UTC) - _EPOCH
-    return delta // timedelta(milliseconds=1)
-
-
-def _at(ms: int) -> datetime:
-    return _EPOCH + timedelta(milliseconds=ms)
-
-
-_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-# --- the service -----------------------------------------------------------------------------
 
 
 class AccessDesk:
@@ -171,7 +98,6 @@ class AccessDesk:
         self._audit = audit
         self.changes = 0
         """Passes and lists changed by this desk since start (lane replicas follow it)."""
-        migrations.apply(db)
 
     # --- passes ----------------------------------------------------------------------------
 
@@ -189,10 +115,11 @@ class AccessDesk:
         Refused if any of its plates is already on another pass whose window overlaps this
         one and that has not lapsed: one plate, one live pass.
         """
-        _require_who(actor, reason)
+        require_who(actor, reason)
         pass_id = uuid.uuid4().hex
-        draft = Pass(pass_id, kind, holder, frozenset(_plate_list(plates)),
-                     _at(_ms("valid_from", valid_from)), _at(_ms("valid_until", valid_until)),
+        draft = Pass(pass_id, kind, holder, frozenset(plate_list(plates)),
+                     from_ms(to_ms("valid_from", valid_from)),
+                     from_ms(to_ms("valid_until", valid_until)),
                      vehicle_class=vehicle_class, phone=phone, max_inside=max_inside)
         if draft.valid_until <= self._clock.now():
             raise AccessError("valid_until", f"{utc_iso(draft.valid_until)} is already past: "
@@ -201,15 +128,15 @@ class AccessDesk:
             self._refuse_conflicts(draft)
             self.db.table("passes").insert({
                 "pass_id": pass_id, "kind": draft.kind, "holder": draft.holder,
-                "valid_from_ms": _ms("valid_from", draft.valid_from),
-                "valid_until_ms": _ms("valid_until", draft.valid_until),
+                "valid_from_ms": to_ms("valid_from", draft.valid_from),
+                "valid_until_ms": to_ms("valid_until", draft.valid_until),
                 "vehicle_class": draft.vehicle_class, "phone": draft.phone,
                 "max_inside": draft.max_inside, "issued_at_ms": self._now_ms(),
             })
             self._store_plates(pass_id, draft.plates)
             issued = self._require_pass(pass_id)
-            self._audited(actor=actor, action="pass.issue", subject=_subject(pass_id),
-                               reason=reason, after=_audit_json(issued))
+            self._audited(actor=actor, action="pass.issue", subject=subject_of(pass_id),
+                               reason=reason, after=audit_json(issued))
         _log.info("pass %s issued (%s, %d plates)", pass_id, kind, len(issued.plates))
         return issued
 
@@ -219,24 +146,24 @@ class AccessDesk:
         A renewal never shortens a pass: ending one early is :meth:`revoke`, which is audited
         as what it is.
         """
-        _require_who(actor, reason)
-        until_ms = _ms("valid_until", valid_until)
+        require_who(actor, reason)
+        until_ms = to_ms("valid_until", valid_until)
         with self.db.atomic():
             before = self._require_live(pass_id)
-            if until_ms <= _ms("valid_until", before.valid_until):
+            if until_ms <= to_ms("valid_until", before.valid_until):
                 raise AccessError("valid_until", f"a renewal must end after the current end "
                                                  f"{utc_iso(before.valid_until)}, got "
-                                                 f"{utc_iso(_at(until_ms))}")
+                                                 f"{utc_iso(from_ms(until_ms))}")
             if until_ms <= self._now_ms():
-                raise AccessError("valid_until", f"{utc_iso(_at(until_ms))} is already past")
+                raise AccessError("valid_until", f"{utc_iso(from_ms(until_ms))} is already past")
             renewed = Pass(before.pass_id, before.kind, before.holder, before.plates,
-                           before.valid_from, _at(until_ms), before.vehicle_class,
+                           before.valid_from, from_ms(until_ms), before.vehicle_class,
                            before.phone, before.max_inside)
             self._refuse_conflicts(renewed)
             self.db.execute("UPDATE passes SET valid_until_ms = ? WHERE pass_id = ?",
                             [until_ms, pass_id])
             after = self._require_pass(pass_id)
-            self._audited(actor=actor, action="pass.renew", subject=_subject(pass_id),
+            self._audited(actor=actor, action="pass.renew", subject=subject_of(pass_id),
                                reason=reason,
                                before={"valid_until": utc_iso(before.valid_until)},
                                after={"valid_until": utc_iso(after.valid_until)})
@@ -248,7 +175,7 @@ class AccessDesk:
         A car inside on it stays a pass car until now and pays from now on
         (:func:`~parkguard.core.access.billable_span`). Revoking twice is refused.
         """
-        _require_who(actor, reason)
+        require_who(actor, reason)
         now_ms = self._now_ms()
         with self.db.atomic():
             before = self._require_live(pass_id)
@@ -256,21 +183,21 @@ class AccessDesk:
                             "WHERE pass_id = ? AND revoked_at_ms IS NULL",
                             [now_ms, reason, pass_id])
             after = self._require_pass(pass_id)
-            self._audited(actor=actor, action="pass.revoke", subject=_subject(pass_id),
+            self._audited(actor=actor, action="pass.revoke", subject=subject_of(pass_id),
                                reason=reason,
                                before={"state": "live",
                                        "valid_until": utc_iso(before.valid_until)},
-                               after={"state": "revoked", "revoked_at": utc_iso(_at(now_ms)),
+                               after={"state": "revoked", "revoked_at": utc_iso(from_ms(now_ms)),
                                       "inside": self._inside_count(pass_id)})
         return after
 
     def set_plates(self, pass_id: str, plates: Iterable[str], actor: str, reason: str) -> Pass:
         """Replace a pass's plates (the holder changed cars). A car inside keeps its presence."""
-        _require_who(actor, reason)
+        require_who(actor, reason)
         with self.db.atomic():
             before = self._require_live(pass_id)
             changed = Pass(before.pass_id, before.kind, before.holder,
-                           frozenset(_plate_list(plates)), before.valid_from,
+                           frozenset(plate_list(plates)), before.valid_from,
                            before.valid_until, before.vehicle_class, before.phone,
                            before.max_inside)
             if changed.plates == before.plates:
@@ -279,7 +206,7 @@ class AccessDesk:
             self.db.execute("DELETE FROM pass_plates WHERE pass_id = ?", [pass_id])
             self._store_plates(pass_id, changed.plates)
             after = self._require_pass(pass_id)
-            self._audited(actor=actor, action="pass.set_plates", subject=_subject(pass_id),
+            self._audited(actor=actor, action="pass.set_plates", subject=subject_of(pass_id),
                                reason=reason, before={"plates": sorted(before.plates)},
                                after={"plates": sorted(after.plates)})
         return after
@@ -310,16 +237,16 @@ class AccessDesk:
         Listing a plate that is already on that list replaces its reason and expiry (audited
         with the old ones). A plate may be on both lists; the blacklist wins.
         """
-        _require_who(actor, reason)
+        require_who(actor, reason)
         entry = ListEntry(list_name, plate, reason,
-                          None if until is None else _at(_ms("until", until)))
+                          None if until is None else from_ms(to_ms("until", until)))
         if entry.until is not None and entry.until <= self._clock.now():
             raise AccessError("until", f"{utc_iso(entry.until)} is already past")
         with self.db.atomic():
             before = self._list_row(entry.list_name, entry.plate)
             self.db.table("access_lists").upsert({
                 "list_name": entry.list_name, "plate": entry.plate, "reason": entry.reason,
-                "until_ms": None if entry.until is None else _ms("until", entry.until),
+                "until_ms": None if entry.until is None else to_ms("until", entry.until),
                 "listed_at_ms": self._now_ms(), "listed_by": actor,
             }, pk=("list_name", "plate"))
             self._audited(actor=actor, action=f"{entry.list_name}.add",
@@ -330,7 +257,7 @@ class AccessDesk:
 
     def unlist(self, list_name: ListName, plate: str, actor: str, reason: str) -> None:
         """Take ``plate`` off a list; refused if it is not on it (a typo should be noticed)."""
-        _require_who(actor, reason)
+        require_who(actor, reason)
         key = require_plate("plate", plate)
         if list_name not in ("whitelist", "blacklist"):
             raise AccessError("list_name", f"a list is 'whitelist' or 'blacklist', got "
@@ -348,7 +275,7 @@ class AccessDesk:
     def lists_for(self, plate: str) -> list[ListEntry]:
         """The list entries in force for ``plate`` (expired ones are ignored, as at the gate)."""
         now_ms = self._now_ms()
-        return [_list_entry_from(row) for row in self.db.query(
+        return [list_entry_from(row) for row in self.db.query(
             "SELECT * FROM access_lists WHERE plate = ? AND (until_ms IS NULL OR until_ms > ?) "
             "ORDER BY list_name", [normalise_plate(plate), now_ms])]
 
@@ -440,11 +367,11 @@ class AccessDesk:
         passes = [self._require_pass(row["pass_id"]) for row in self.db.query(
             "SELECT pass_id FROM passes WHERE min(valid_until_ms, coalesce(revoked_at_ms, "
             "valid_until_ms)) > ? ORDER BY pass_id", [since])]
-        lists = [_list_entry_from(row) for row in self.db.query(
+        lists = [list_entry_from(row) for row in self.db.query(
             "SELECT * FROM access_lists WHERE until_ms IS NULL OR until_ms > ? "
             "ORDER BY list_name, plate", [self._ms_of(now)])]
         inside = [{"pass_id": row["pass_id"], "session_id": row["session_id"],
-                   "plate": row["plate"], "entered_at": utc_iso(_at(row["entered_at_ms"]))}
+                   "plate": row["plate"], "entered_at": utc_iso(from_ms(row["entered_at_ms"]))}
                   for row in self.db.query(
                       "SELECT * FROM pass_presence WHERE left_at_ms IS NULL "
                       "ORDER BY entered_at_ms, session_id")]
@@ -488,10 +415,10 @@ class AccessDesk:
             "SELECT plate FROM pass_plates WHERE pass_id = ?", [pass_id]))
         revoked = row["revoked_at_ms"]
         return Pass(row["pass_id"], row["kind"], row["holder"], plates,
-                    _at(row["valid_from_ms"]), _at(row["valid_until_ms"]),
+                    from_ms(row["valid_from_ms"]), from_ms(row["valid_until_ms"]),
                     vehicle_class=row["vehicle_class"], phone=row["phone"],
                     max_inside=row["max_inside"],
-                    revoked_at=None if revoked is None else _at(revoked))
+                    revoked_at=None if revoked is None else from_ms(revoked))
 
     def _require_live(self, pass_id: str) -> Pass:
         """The pass, unless revoked: a revoked pass is history and is never changed again."""
@@ -504,7 +431,7 @@ class AccessDesk:
     def _list_row(self, list_name: str, plate: str) -> ListEntry | None:
         rows = list(self.db.query("SELECT * FROM access_lists WHERE list_name = ? AND plate = ?",
                                   [list_name, plate]))
-        return _list_entry_from(rows[0]) if rows else None
+        return list_entry_from(rows[0]) if rows else None
 
     def _presence_row(self, session_id: str) -> dict[str, Any] | None:
         rows = list(self.db.query("SELECT * FROM pass_presence WHERE session_id = ?",
@@ -531,32 +458,4 @@ class AccessDesk:
 
     @staticmethod
     def _ms_of(moment: datetime) -> int:
-        return _ms("now", moment)
-
-
-def _require_who(actor: str, reason: str) -> None:
-    """Refuse before writing anything: every change says who made it and why."""
-    for name, value in (("actor", actor), ("reason", reason)):
-        if not isinstance(value, str) or not value.strip():
-            raise AccessError(name, f"must be non-empty text, got {value!r}")
-
-
-def _plate_list(plates: Iterable[str]) -> list[str]:
-    if isinstance(plates, str):
-        raise AccessError("plates", "give a list of plates, not one text")
-    return [require_plate("plates", plate) for plate in plates]
-
-
-def _list_entry_from(row: dict[str, Any]) -> ListEntry:
-    until = row["until_ms"]
-    return ListEntry(row["list_name"], row["plate"], row["reason"],
-                     None if until is None else _at(until))
-
-
-def _subject(pass_id: str) -> str:
-    return f"pass:{pass_id}"
-
-
-def _audit_json(pass_: Pass) -> dict[str, Any]:
-    """A pass as the audit log keeps it: the holder's name, but never the full phone."""
-    return pass_to_json(pass_, private=True) | {"phone": pass_.masked_phone}
+        return to_ms("now", moment)

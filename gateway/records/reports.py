@@ -23,13 +23,27 @@ import io
 import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime
 from typing import Any, Literal, TypeAlias
 from zoneinfo import ZoneInfo
 
 from sqlite_utils import Database
 
-from parkguard.clock import utc_iso
+from gateway.money.payments.reports import MONEY_IN_STATES
+from gateway.records.days import (
+    bounds_text,
+    day_bounds,
+    local_time,
+    scalar,
+)
+from gateway.records.series import (
+    HourRevenue,
+    LaneCount,
+    OccupancyPoint,
+    lane_counts,
+    occupancy_over_day,
+    revenue_by_hour,
+)
 from parkguard.core.privacy import mask_phone, mask_plate
 from parkguard.core.tariffs import format_yuan
 
@@ -62,7 +76,6 @@ METHODS: tuple[str, ...] = ("prepay", "exit", "payment_code", "cash")
 
 _METHOD_LABELS = {"prepay": "预付 prepay", "exit": "出口支付 exit", "payment_code":
                   "付款码 payment code", "cash": "现金 cash"}
-_MONEY_IN_STATES = ("paid", "partly_refunded", "refunded")
 
 ExceptionKind: TypeAlias = Literal["manual_open", "fee_override", "fuzzy_match",
                                    "offline_decision", "debt", "review"]
@@ -71,43 +84,6 @@ _KIND_LABELS: dict[str, str] = {
     "fuzzy_match": "模糊匹配 fuzzy match", "offline_decision": "脱机放行 offline decision",
     "debt": "欠费 debt", "review": "待复核 review",
 }
-
-
-# --- privacy -----------------------------------------------------------------------------
-
-
-# --- the day -----------------------------------------------------------------------------
-
-
-def day_bounds(day: date, zone: ZoneInfo) -> tuple[datetime, datetime]:
-    """Local midnight to the next local midnight, as aware UTC datetimes (23 or 25 hours
-    long on a daylight-saving change, where a site has one)."""
-    start = datetime.combine(day, time(0), tzinfo=zone)
-    end = datetime.combine(day + timedelta(days=1), time(0), tzinfo=zone)
-    return start.astimezone(UTC), end.astimezone(UTC)
-
-
-def _bounds_text(day: date, zone: ZoneInfo) -> tuple[str, str]:
-    start, end = day_bounds(day, zone)
-    return utc_iso(start), utc_iso(end)
-
-
-def _local(text: str | None, zone: ZoneInfo) -> datetime | None:
-    if not text:
-        return None
-    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(zone)
-
-
-def _has(db: Database, table: str) -> bool:
-    """Whether a desk has created its table yet (a new site may not have taken money)."""
-    return db.table(table).exists()
-
-
-def _scalar(db: Database, sql: str, params: Sequence[object]) -> int:
-    return int(db.execute(sql, list(params)).fetchone()[0] or 0)
-
-
-# --- values ------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,68 +163,35 @@ class DailySummary:
         return tuple(sorted(rows, key=lambda row: (row.at, row.kind, row.subject)))
 
 
-@dataclass(frozen=True, slots=True)
-class OccupancyPoint:
-    """Cars inside at one site-local instant."""
-
-    at: datetime
-    cars: int
-
-
-@dataclass(frozen=True, slots=True)
-class LaneCount:
-    """One lane's day: cars let in, cars let out, and vehicles refused at the barrier."""
-
-    lane: str
-    entries: int
-    exits: int
-    refusals: int
-
-
-@dataclass(frozen=True, slots=True)
-class HourRevenue:
-    """Money taken in the hour starting ``hour`` (site-local): fees and debts paid off."""
-
-    hour: datetime
-    fen: int
-
-
-# --- the daily summary -------------------------------------------------------------------
-
-
 def daily_summary(db: Database, day: date, zone: ZoneInfo) -> DailySummary:
     """Cars, money and exceptions of one site-local day, read from the gateway's database."""
-    start, end = _bounds_text(day, zone)
-    cars_in = _scalar(db, "SELECT count(*) FROM sessions WHERE entry_at >= ? AND entry_at < ?",
+    start, end = bounds_text(day, zone)
+    cars_in = scalar(db, "SELECT count(*) FROM sessions WHERE entry_at >= ? AND entry_at < ?",
                       [start, end])
-    cars_out = _scalar(db, "SELECT count(*) FROM sessions WHERE state = 'closed' "
+    cars_out = scalar(db, "SELECT count(*) FROM sessions WHERE state = 'closed' "
                            "AND exit_at >= ? AND exit_at < ?", [start, end])
-    inside = _scalar(db, "SELECT count(*) FROM sessions WHERE entry_at < ? "
+    inside = scalar(db, "SELECT count(*) FROM sessions WHERE entry_at < ? "
                          "AND (exit_at IS NULL OR exit_at >= ?)", [end, end])
     by_method = dict.fromkeys(METHODS, 0)
-    settled = recorded = recorded_n = refunds = refunds_n = 0
-    if _has(db, "payments"):
-        for row in db.query(
-                "SELECT method, sum(amount_fen) AS fen FROM payments WHERE purpose = 'fee' "
-                "AND state IN (?, ?, ?) AND paid_at >= ? AND paid_at < ? GROUP BY method",
-                [*_MONEY_IN_STATES, start, end]):
-            by_method[row["method"]] = by_method.get(row["method"], 0) + int(row["fen"])
-        settled = _scalar(db, "SELECT coalesce(sum(amount_fen), 0) FROM payments "
-                              "WHERE purpose = 'debts' AND state IN (?, ?, ?) "
-                              "AND paid_at >= ? AND paid_at < ?",
-                          [*_MONEY_IN_STATES, start, end])
-        recorded_n, recorded = db.execute(
-            "SELECT count(*), coalesce(sum(amount_fen), 0) FROM debts "
-            "WHERE created_at >= ? AND created_at < ?", [start, end]).fetchone()
-        refunds_n, refunds = db.execute(
-            "SELECT count(*), coalesce(sum(amount_fen), 0) FROM refunds "
-            "WHERE created_at >= ? AND created_at < ?", [start, end]).fetchone()
-    coupons_n = coupon_fen = 0
-    if _has(db, "merchant_coupons"):
-        coupons_n, coupon_fen = db.execute(
-            "SELECT count(*), coalesce(sum(applied_fen), 0) FROM merchant_coupons "
-            "WHERE state = 'redeemed' AND redeemed_at >= ? AND redeemed_at < ?",
-            [start, end]).fetchone()
+    for row in db.query(
+            "SELECT method, sum(amount_fen) AS fen FROM payments WHERE purpose = 'fee' "
+            "AND state IN (?, ?, ?) AND paid_at >= ? AND paid_at < ? GROUP BY method",
+            [*MONEY_IN_STATES, start, end]):
+        by_method[row["method"]] = by_method.get(row["method"], 0) + int(row["fen"])
+    settled = scalar(db, "SELECT coalesce(sum(amount_fen), 0) FROM payments "
+                          "WHERE purpose = 'debts' AND state IN (?, ?, ?) "
+                          "AND paid_at >= ? AND paid_at < ?",
+                      [*MONEY_IN_STATES, start, end])
+    recorded_n, recorded = db.execute(
+        "SELECT count(*), coalesce(sum(amount_fen), 0) FROM debts "
+        "WHERE created_at >= ? AND created_at < ?", [start, end]).fetchone()
+    refunds_n, refunds = db.execute(
+        "SELECT count(*), coalesce(sum(amount_fen), 0) FROM refunds "
+        "WHERE created_at >= ? AND created_at < ?", [start, end]).fetchone()
+    coupons_n, coupon_fen = db.execute(
+        "SELECT count(*), coalesce(sum(applied_fen), 0) FROM merchant_coupons "
+        "WHERE state = 'redeemed' AND redeemed_at >= ? AND redeemed_at < ?",
+        [start, end]).fetchone()
     return DailySummary(
         day=day, zone=zone.key, cars_in=cars_in, cars_out=cars_out, still_inside=inside,
         revenue_by_method=by_method, debts_recorded_fen=int(recorded),
@@ -265,7 +208,7 @@ def daily_summary(db: Database, day: date, zone: ZoneInfo) -> DailySummary:
 
 
 def _at(text: str, zone: ZoneInfo) -> datetime:
-    moment = _local(text, zone)
+    moment = local_time(text, zone)
     assert moment is not None  # noqa: S101 - callers pass NOT NULL columns
     return moment
 
@@ -273,8 +216,6 @@ def _at(text: str, zone: ZoneInfo) -> datetime:
 def _manual_opens(db: Database, start: str, end: str,
                   zone: ZoneInfo) -> Iterator[ExceptionRow]:
     """Audit entries ``lane.open``: who opened which barrier by hand, and why."""
-    if not _has(db, "audit_log"):
-        return
     for row in db.query("SELECT ts, actor, subject, reason, after FROM audit_log "
                         "WHERE action = 'lane.open' AND ts >= ? AND ts < ? ORDER BY seq",
                         [start, end]):
@@ -290,8 +231,6 @@ def _manual_opens(db: Database, start: str, end: str,
 def _fee_overrides(db: Database, start: str, end: str,
                    zone: ZoneInfo) -> Iterator[ExceptionRow]:
     """Fees set by hand (the ``fee_overrides`` table, each also audited as ``fee.override``)."""
-    if not _has(db, "fee_overrides"):
-        return
     for row in db.query(
             "SELECT o.*, s.plate, s.exit_lane FROM fee_overrides o LEFT JOIN sessions s "
             "ON s.session_id = o.session_id WHERE o.created_at >= ? AND o.created_at < ? "
@@ -345,8 +284,6 @@ def _offline_decisions(db: Database, start: str, end: str,
 
 
 def _debts(db: Database, start: str, end: str, zone: ZoneInfo) -> Iterator[ExceptionRow]:
-    if not _has(db, "debts"):
-        return
     for row in db.query(
             "SELECT d.*, s.exit_lane FROM debts d LEFT JOIN sessions s "
             "ON s.session_id = d.session_id WHERE d.created_at >= ? AND d.created_at < ? "
@@ -375,74 +312,6 @@ def _json(text: str | None) -> Any:
         return json.loads(text)
     except ValueError:
         return None
-
-
-# --- series for charts -------------------------------------------------------------------
-
-
-def occupancy_over_day(db: Database, day: date, zone: ZoneInfo,
-                       step_minutes: int = 15) -> list[OccupancyPoint]:
-    """Cars inside every ``step_minutes`` from local midnight (included) to the next
-    (excluded): a car counts at ``t`` if it entered at or before ``t`` and had not left."""
-    if step_minutes <= 0:
-        raise ValueError(f"step_minutes must be positive, got {step_minutes}")
-    start_utc, end_utc = day_bounds(day, zone)
-    start, end = utc_iso(start_utc), utc_iso(end_utc)
-    stays = [(row["entry_at"], row["exit_at"]) for row in db.query(
-        "SELECT entry_at, exit_at FROM sessions WHERE entry_at < ? "
-        "AND (exit_at IS NULL OR exit_at >= ?)", [end, start])]
-    points = []
-    moment = start_utc
-    while moment < end_utc:
-        at = utc_iso(moment)
-        cars = sum(1 for entered, left in stays if entered <= at and (left is None or left > at))
-        points.append(OccupancyPoint(moment.astimezone(zone), cars))
-        moment += timedelta(minutes=step_minutes)
-    return points
-
-
-def lane_counts(db: Database, day: date, zone: ZoneInfo) -> list[LaneCount]:
-    """Per lane, sorted by name: sessions it opened, sessions it closed, and its ``refuse``
-    decision events (the gateway's and the lane's own)."""
-    start, end = _bounds_text(day, zone)
-    counts: dict[str, list[int]] = {}
-
-    def add(rows: Iterable[dict[str, Any]], column: int) -> None:
-        for row in rows:
-            counts.setdefault(row["lane"], [0, 0, 0])[column] += int(row["n"])
-
-    add(db.query("SELECT entry_lane AS lane, count(*) AS n FROM sessions "
-                 "WHERE entry_at >= ? AND entry_at < ? GROUP BY entry_lane", [start, end]), 0)
-    add(db.query("SELECT exit_lane AS lane, count(*) AS n FROM sessions WHERE state = 'closed' "
-                 "AND exit_at >= ? AND exit_at < ? GROUP BY exit_lane", [start, end]), 1)
-    add(db.query("SELECT lane, count(*) AS n FROM events WHERE type = 'decision' "
-                 "AND ts >= ? AND ts < ? AND json_extract(payload, '$.action') = 'refuse' "
-                 "GROUP BY lane", [start, end]), 2)
-    return [LaneCount(lane, *values) for lane, values in sorted(counts.items())]
-
-
-def revenue_by_hour(db: Database, day: date, zone: ZoneInfo) -> list[HourRevenue]:
-    """Money taken (fees and debts paid off, before refunds) in each site-local hour of the
-    day; the hours sum to :attr:`DailySummary.takings_fen`."""
-    start_utc, end_utc = day_bounds(day, zone)
-    hours: list[HourRevenue] = []
-    moment = start_utc
-    edges = []
-    while moment < end_utc:
-        edges.append(moment)
-        moment += timedelta(hours=1)
-    totals = [0] * len(edges)
-    if _has(db, "payments"):
-        for row in db.query(
-                "SELECT paid_at, amount_fen FROM payments WHERE state IN (?, ?, ?) "
-                "AND paid_at >= ? AND paid_at < ?",
-                [*_MONEY_IN_STATES, utc_iso(start_utc), utc_iso(end_utc)]):
-            paid = datetime.fromisoformat(str(row["paid_at"]).replace("Z", "+00:00"))
-            index = min(int((paid - start_utc).total_seconds() // 3600), len(edges) - 1)
-            totals[index] += int(row["amount_fen"])
-    for edge, fen in zip(edges, totals, strict=True):
-        hours.append(HourRevenue(edge.astimezone(zone), fen))
-    return hours
 
 
 # --- CSV ---------------------------------------------------------------------------------
@@ -511,17 +380,16 @@ def sessions_csv(db: Database, day: date, zone: ZoneInfo, *,
                  reveal_plates: bool = False) -> str:
     """Every session that entered or left on the day, oldest entry first, times site-local;
     ``paid fen`` is fee payments net of refunds. Plates are masked unless ``reveal_plates``."""
-    start, end = _bounds_text(day, zone)
+    start, end = bounds_text(day, zone)
     paid_sql = ("(SELECT coalesce(sum(p.amount_fen - p.refunded_fen), 0) FROM payments p "
                 "WHERE p.session_id = s.session_id AND p.purpose = 'fee' "
-                "AND p.state IN ('paid', 'partly_refunded', 'refunded'))"
-                if _has(db, "payments") else "0")
+                "AND p.state IN ('paid', 'partly_refunded', 'refunded'))")
     rows: list[Sequence[object]] = [_SESSIONS_HEADER]
     for row in db.query(
             f"SELECT s.*, {paid_sql} AS paid_fen FROM sessions s "  # noqa: S608 - constant
             "WHERE (s.entry_at >= ? AND s.entry_at < ?) OR (s.exit_at >= ? AND s.exit_at < ?) "
             "ORDER BY s.entry_at, s.session_id", [start, end, start, end]):
-        entered, left = _local(row["entry_at"], zone), _local(row["exit_at"], zone)
+        entered, left = local_time(row["entry_at"], zone), local_time(row["exit_at"], zone)
         minutes = "" if entered is None or left is None \
             else int((left - entered).total_seconds() // 60)
         rows.append((row["session_id"], row["plate"] if reveal_plates else mask_plate(

@@ -2,7 +2,9 @@
 
 Kept apart from the loop itself so the ordering rules (docs/ingestion.md) read in one place:
 decides jump the queue, a batch of lane events stops before the next office job, and
-events not yet handled can be put back at the head in their order.
+events not yet handled can be put back at the head in their order. The inbox also counts
+the messages received and not yet settled (``wait_idle``) and carries office work to the
+worker (``call``), so a desk that must run on the worker needs only the inbox, not the loop.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, Literal, TypeVar
 
-from wire.mqtt import Delivery
+from wire.bus import Delivery
 
 T = TypeVar("T")
 
@@ -33,6 +35,10 @@ class Inbound:
 class Job(Generic[T]):
     work: Callable[[], T]
     result: Future[T]
+
+    @classmethod
+    def of(cls, work: Callable[[], T]) -> Job[T]:
+        return cls(work, Future())
 
     def run(self) -> None:
         try:
@@ -54,6 +60,17 @@ class Inbox:
         self._decides: deque[Inbound] = deque()
         self._ordered: deque[Inbound | Job[Any]] = deque()
         self._stopping = False
+        self._served = False  # a worker is taking work from this inbox
+        self._idle = threading.Condition()
+        self._in_flight = 0
+
+    # receiving --------------------------------------------------------------------
+
+    def received(self, delivery: Delivery, at: datetime) -> Inbound:
+        """A message from the bus, counted as in flight until :meth:`settle`."""
+        with self._idle:
+            self._in_flight += 1
+        return Inbound(delivery.topic, delivery.payload, at, delivery)
 
     def put_decide(self, item: Inbound) -> None:
         with self._ready:
@@ -64,6 +81,39 @@ class Inbox:
         with self._ready:
             self._ordered.append(item)
             self._ready.notify()
+
+    def settle(self, items: list[Inbound]) -> None:
+        """These messages are dealt with: ``wait_idle`` stops counting them."""
+        fresh = [item for item in items if not item.settled]
+        for item in fresh:
+            item.settled = True
+        with self._idle:
+            self._in_flight -= len(fresh)
+            self._idle.notify_all()
+
+    def wait_idle(self, timeout: float = 10.0) -> bool:
+        """Block until every message received so far has been settled."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._in_flight == 0, timeout)
+
+    # office work ------------------------------------------------------------------
+
+    def call(self, work: Callable[[], T], timeout: float = 10.0) -> T:
+        """Run ``work`` on the worker, between messages, and return its result (its
+        exception reaches the caller). With no worker serving the inbox, the caller's thread
+        is the only one and runs it at once."""
+        if not self._served:
+            return work()
+        job = Job.of(work)
+        self.put(job)
+        return job.result.result(timeout)
+
+    def serve(self, serving: bool) -> None:
+        """Said by the worker: from now on (True, before its thread starts) or no longer
+        (False, as it ends) it takes work from this inbox."""
+        self._served = serving
+
+    # the worker's side ------------------------------------------------------------
 
     def stop(self) -> None:
         """Let the worker finish what is queued, then end."""

@@ -7,6 +7,7 @@ from the open sessions in SQLite when the gateway starts, so a restart forgets n
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from parkguard.core.plates import (
     MatchPolicy,
@@ -30,6 +31,15 @@ class CarsInside:
         self._index = PlateIndex()
         self._session_by_key: dict[str, str] = {}
         self._key_by_session: dict[str, str] = {}
+
+    def reload(self, open_sessions: list[dict[str, Any]]) -> None:
+        """Forget everything and index these open sessions (at start, or after a rollback
+        left memory ahead of the file)."""
+        self._index = PlateIndex()
+        self._session_by_key.clear()
+        self._key_by_session.clear()
+        for row in open_sessions:
+            self.enter(row["plate"], row["session_id"])
 
     def __len__(self) -> int:
         return len(self._session_by_key)

@@ -27,7 +27,6 @@ from datetime import datetime, timedelta
 from typing import Any, Literal, TypeAlias, get_args
 
 import sqlite_utils
-from sqlite_utils.migrations import Migrations
 
 from gateway.records.audit import AuditLog
 from gateway.records.reports import mask_phone
@@ -43,7 +42,6 @@ __all__ = [
     "IncidentState",
     "Note",
     "UnknownIncidentError",
-    "migrations",
 ]
 
 IncidentKind: TypeAlias = Literal["accident", "damage", "fee_dispute", "other"]
@@ -63,34 +61,6 @@ class IncidentError(ParkGuardError, ValueError):
 
 class UnknownIncidentError(IncidentError, LookupError):
     """No incident has that id."""
-
-
-migrations = Migrations("parkguard.incidents")
-"""The "parkguard.incidents" migration set; :class:`IncidentDesk` applies it."""
-
-
-@migrations()
-def m001_incidents_and_notes(db: sqlite_utils.Database) -> None:
-    """Incidents with their evidence (JSON taken at opening) and their notes, oldest first."""
-    db.create_table(
-        "incidents",
-        {"incident_id": str, "kind": str, "state": str, "lane": str, "session_id": str,
-         "description": str, "reported_by": str, "contact_phone": str, "opened_at": str,
-         "evidence": str, "closed_at": str, "closed_by": str, "outcome": str,
-         "refund_id": str, "fee_override_id": int},
-        pk="incident_id",
-        not_null={"kind", "state", "description", "reported_by", "opened_at", "evidence"},
-        strict=True,
-    )
-    db.table("incidents").create_index(["state", "opened_at"])
-    db.table("incidents").create_index(["session_id"])
-    db.create_table(
-        "incident_notes",
-        {"id": int, "incident_id": str, "at": str, "author": str, "text": str},
-        pk="id", not_null={"incident_id", "at", "author", "text"},
-        foreign_keys=[("incident_id", "incidents", "incident_id")], strict=True,
-    )
-    db.table("incident_notes").create_index(["incident_id"])
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,7 +111,6 @@ class IncidentDesk:
         self.db = db
         self._clock = clock
         self._audit = audit
-        migrations.apply(db)
 
     # --- writing ---------------------------------------------------------------------------
 
@@ -262,15 +231,13 @@ class IncidentDesk:
         if session.get("exit_lane") and session.get("exit_at"):
             evidence["exit_reads"] = self._reads(session["exit_lane"], session["exit_at"])
         evidence["exit_decision"] = self._exit_decision(session)
-        if self.db.table("payments").exists():
-            evidence["payments"] = list(self.db.query(
-                "SELECT payment_id, purpose, method, amount_fen, refunded_fen, state, paid_at, "
-                "failure FROM payments WHERE session_id = ? ORDER BY created_at, payment_id",
-                [session_id]))
-        if self.db.table("fee_overrides").exists():
-            evidence["fee_overrides"] = list(self.db.query(
-                "SELECT id, quoted_fen, fee_fen, actor, reason, created_at FROM fee_overrides "
-                "WHERE session_id = ? ORDER BY id", [session_id]))
+        evidence["payments"] = list(self.db.query(
+            "SELECT payment_id, purpose, method, amount_fen, refunded_fen, state, paid_at, "
+            "failure FROM payments WHERE session_id = ? ORDER BY created_at, payment_id",
+            [session_id]))
+        evidence["fee_overrides"] = list(self.db.query(
+            "SELECT id, quoted_fen, fee_fen, actor, reason, created_at FROM fee_overrides "
+            "WHERE session_id = ? ORDER BY id", [session_id]))
         evidence["snapshots"] = [ref for read in (*evidence["entry_reads"],
                                                   *evidence["exit_reads"])
                                  for ref in read["snapshots"]]
@@ -339,7 +306,7 @@ class IncidentDesk:
     def _require_reference(self, table: str, column: str, value: object) -> None:
         if value is None:
             return
-        found = self.db.table(table).exists() and self.db.execute(
+        found = self.db.execute(
             f"SELECT 1 FROM [{table}] WHERE [{column}] = ?", [value]).fetchone()  # noqa: S608
         if not found:
             raise IncidentError(f"no {table} row {value!r} to close the incident with")

@@ -4,7 +4,8 @@
 with uvicorn in a thread beside the gateway. See docs/dashboard.md.
 """
 
-from gateway.web.app import PERMISSIONS, create_web_app
+from gateway.web.access import PERMISSIONS
+from gateway.web.app import create_web_app
 from gateway.web.server import WebServer
 from gateway.web.settings import WebSettings, load_secret_key
 

@@ -3,17 +3,18 @@ the events table."""
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
+from html import escape
 from typing import Any
 
 import sqlite_utils
 
+from gateway.storage import queries
 from parkguard.errors import ContractError
+from wire.bus import Bus
 from wire.contract import topics
 from wire.contract.messages import LaneState
-from wire.mqtt import MqttBus
 
 log = logging.getLogger(__name__)
 
@@ -21,10 +22,10 @@ log = logging.getLogger(__name__)
 class LaneBoard:
     """Latest retained ``lane/+/state`` of every lane, kept current by a bus subscription.
 
-    The handler runs on paho's thread and only decodes and stores; readers get a copy.
+    The handler runs on the bus's thread and only decodes and stores; readers get a copy.
     """
 
-    def __init__(self, bus: MqttBus, site: str) -> None:
+    def __init__(self, bus: Bus, site: str) -> None:
         self._lock = threading.Lock()
         self._states: dict[str, LaneState] = {}
         self.bad_messages = 0
@@ -45,26 +46,10 @@ class LaneBoard:
             return dict(self._states)
 
 
-def last_reads(db: sqlite_utils.Database, lane: str, limit: int = 5) -> list[dict[str, Any]]:
-    """The lane's latest plate reads, newest first: event id, time, plate, confidence."""
-    reads = []
-    for row in db.query(
-            "SELECT event_id, ts, payload FROM events WHERE lane = ? AND type = 'plate_read' "
-            "ORDER BY ts DESC, seq DESC LIMIT ?", [lane, limit]):
-        payload = json.loads(row["payload"])
-        reads.append({"event_id": row["event_id"], "ts": row["ts"], "plate": payload.get("plate"),
-                      "confidence": payload.get("confidence")})
-    return reads
-
-
-def known_lanes(db: sqlite_utils.Database) -> list[str]:
-    return [row["lane"] for row in db.query("SELECT DISTINCT lane FROM events ORDER BY lane")]
-
-
 def lanes_view(board: LaneBoard, db: sqlite_utils.Database) -> list[dict[str, Any]]:
     """Every lane the bus or the events table knows, with its state and last reads."""
     states = board.states()
-    names = sorted(set(states) | set(known_lanes(db)))
+    names = sorted(set(states) | set(queries.known_lanes(db)))
     view = []
     for name in names:
         state = states.get(name)
@@ -76,7 +61,7 @@ def lanes_view(board: LaneBoard, db: sqlite_utils.Database) -> list[dict[str, An
             "barrier": state.barrier if state else "unknown",
             "queue": state.queue if state else 0,
             "state_ts": state.ts.isoformat() if state else None,
-            "reads": last_reads(db, name),
+            "reads": queries.lane_reads(db, name),
         })
     return view
 
@@ -87,8 +72,6 @@ def plate_snapshot_svg(plate: str | None, ts: str) -> str:
     The wire contract carries no camera image (frames stay on the lane), so the card shows
     the read as the lane's display would: the text on a blue plate, with the time.
     """
-    from html import escape
-
     text = escape(plate or "未识别 unread")
     fill = "#0b4ea2" if plate else "#777"
     return (

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import sqlite_utils
 
+from gateway.storage import queries
 from parkguard.core.plates import MatchPolicy, OcrRead, PlateError, PlateIndex, match
-
-_COLUMNS = ("session_id, plate, state, entry_lane, entry_at, exit_lane, exit_at, fee_fen, "
-            "access, review")
 
 
 def search_sessions(db: sqlite_utils.Database, *, q: str = "", plate: str = "",
@@ -18,9 +15,7 @@ def search_sessions(db: sqlite_utils.Database, *, q: str = "", plate: str = "",
     """The cars inside (no query), the plates close to ``q`` (fuzzy, as the exit matcher
     reads a dirty plate, plus plates containing ``q``), and ``plate``'s history."""
     result: dict[str, Any] = {"inside": [], "candidates": [], "history": [], "note": None}
-    result["inside"] = list(db.query(
-        f"SELECT {_COLUMNS} FROM sessions WHERE state = 'open' "  # noqa: S608 - constant
-        "ORDER BY entry_at DESC LIMIT ?", [limit]))
+    result["inside"] = queries.sessions_inside(db, limit)
     q = q.strip()
     if q:
         result["candidates"], result["note"] = _candidates(db, q, policy or MatchPolicy())
@@ -28,16 +23,13 @@ def search_sessions(db: sqlite_utils.Database, *, q: str = "", plate: str = "",
             plate = result["candidates"][0]["plate"]
     if plate:
         result["plate"] = plate
-        result["history"] = list(db.query(
-            f"SELECT {_COLUMNS} FROM sessions WHERE plate = ? "  # noqa: S608 - constant
-            "ORDER BY entry_at DESC LIMIT ?", [plate, limit]))
+        result["history"] = queries.plate_history(db, plate, limit)
     return result
 
 
 def _candidates(db: sqlite_utils.Database, q: str,
                 policy: MatchPolicy) -> tuple[list[dict[str, Any]], str | None]:
-    plates = [row["plate"] for row in db.query(
-        "SELECT DISTINCT plate FROM sessions WHERE plate != '' LIMIT 100000")]
+    plates = queries.seen_plates(db)
     by_key: dict[str, str] = {}
     index = PlateIndex()
     for plate in plates:
@@ -58,31 +50,16 @@ def _candidates(db: sqlite_utils.Database, q: str,
         if needle and needle in plate.upper() and plate not in found:
             found[plate] = 0.0 if plate.upper() == needle else 99.0
     ranked = sorted(found.items(), key=lambda item: (item[1], item[0]))[:20]
-    counts = {row["plate"]: (row["n"], row["inside"]) for row in db.query(
-        "SELECT plate, count(*) AS n, sum(state = 'open') AS inside FROM sessions "
-        "GROUP BY plate")} if ranked else {}
+    counts = queries.plate_visits(db) if ranked else {}
     return [{"plate": plate, "score": score, "visits": counts.get(plate, (0, 0))[0],
              "inside": bool(counts.get(plate, (0, 0))[1])} for plate, score in ranked], note
 
 
 def session_detail(db: sqlite_utils.Database, session_id: str) -> dict[str, Any] | None:
-    rows = list(db.query("SELECT * FROM sessions WHERE session_id = ?", [session_id]))
-    if not rows:
+    """The session page: the stay, the decisions taken on it, its payments and overrides."""
+    session = queries.session_row(db, session_id)
+    if session is None:
         return None
-    session = rows[0]
-    decisions = list(db.query(
-        "SELECT correlation_id, lane, direction, plate, action, reason, fee_fen, answered_at, "
-        "match, bill FROM decisions WHERE session_id = ? ORDER BY answered_at", [session_id]))
-    for decision in decisions:
-        decision["match"] = json.loads(decision["match"]) if decision.get("match") else None
-        decision["bill"] = json.loads(decision["bill"]) if decision.get("bill") else None
-    payments = list(db.query(
-        "SELECT payment_id, method, amount_fen, refunded_fen, state, paid_at FROM payments "
-        "WHERE session_id = ? ORDER BY created_at", [session_id])) \
-        if db.table("payments").exists() else []
-    overrides = list(db.query(
-        "SELECT fee_fen, quoted_fen, actor, reason, created_at FROM fee_overrides "
-        "WHERE session_id = ? ORDER BY id", [session_id])) \
-        if db.table("fee_overrides").exists() else []
-    return {"session": session, "decisions": decisions, "payments": payments,
-            "overrides": overrides}
+    return {"session": session, "decisions": queries.session_decisions(db, session_id),
+            "payments": queries.session_payments(db, session_id),
+            "overrides": queries.session_overrides(db, session_id)}

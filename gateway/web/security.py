@@ -15,6 +15,11 @@ CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "x-csrf-token"
 
 
+def client_of(request: Request) -> str:
+    """The client's address, as the login limit and the logs name it."""
+    return request.client.host if request.client else "unknown"
+
+
 def csrf_token(request: Request) -> str:
     """This browser session's CSRF token, made on first use (logged in or not)."""
     token = request.session.get("csrf")

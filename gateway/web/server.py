@@ -5,23 +5,19 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from typing import TYPE_CHECKING
 
 import uvicorn
 
-from gateway.web.app import create_web_app
+from gateway.web.app import RunningGateway, create_web_app
 from gateway.web.settings import WebSettings
 from parkguard.clock import Clock
-
-if TYPE_CHECKING:
-    from gateway.app import GatewayApp
 
 
 class WebServer:
     """The dashboard on ``host:port`` (port 0: a free one), started and stopped with the
     gateway. ``url`` is where it listens once started."""
 
-    def __init__(self, gateway_app: GatewayApp, host: str = "127.0.0.1", port: int = 0, *,
+    def __init__(self, gateway_app: RunningGateway, host: str = "127.0.0.1", port: int = 0, *,
                  settings: WebSettings | None = None, clock: Clock | None = None) -> None:
         self.app = create_web_app(gateway_app, settings=settings, clock=clock)
         self.host = host

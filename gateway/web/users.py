@@ -16,8 +16,8 @@ from typing import Literal, TypeAlias, cast
 import sqlite_utils
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlite_utils.migrations import Migrations
 
+from gateway.storage.migrations.users import migrations
 from parkguard.clock import utc_iso
 
 Role: TypeAlias = Literal["guard", "supervisor", "manager", "merchant"]
@@ -29,21 +29,7 @@ ROLE_LABELS: dict[str, tuple[str, str]] = {
 MIN_PASSWORD_LENGTH = 10
 _USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{1,31}$")
 
-migrations = Migrations("parkguard.web")
-
 _hasher = PasswordHasher()
-
-
-@migrations()
-def m001_users(db: sqlite_utils.Database) -> None:
-    db.create_table(
-        "users",
-        {"username": str, "role": str, "merchant_id": str, "password_hash": str,
-         "disabled": int, "created_at": str, "password_changed_at": str},
-        pk="username",
-        not_null={"role", "password_hash", "disabled", "created_at", "password_changed_at"},
-        defaults={"disabled": 0}, strict=True,
-    )
 
 
 class UserError(ValueError):
@@ -150,8 +136,6 @@ def authenticate(db: sqlite_utils.Database, username: str, password: str) -> Use
     Unknown users cost the same argon2 verification as known ones, so timing does not tell
     which names exist.
     """
-    if not db.table("users").exists():
-        return None
     rows = list(db.query("SELECT * FROM users WHERE username = ?", [username]))
     stored = str(rows[0]["password_hash"]) if rows else _DUMMY_HASH
     try:
@@ -165,8 +149,6 @@ def authenticate(db: sqlite_utils.Database, username: str, password: str) -> Use
 
 def session_user(db: sqlite_utils.Database, username: str) -> User | None:
     """The logged-in user as the database says now: a disabled account loses its session."""
-    if not db.table("users").exists():
-        return None
     rows = list(db.query("SELECT * FROM users WHERE username = ?", [username]))
     if not rows or rows[0]["disabled"]:
         return None

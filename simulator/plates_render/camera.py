@@ -2,7 +2,7 @@
 real TFLite reader on pixels instead of reading a canned string.
 
 Drop-in for :class:`simulator.camera.SimulatedCamera` (same ``show``/``capture``); frames
-carry JPEG bytes in ``Frame.image`` and the shown plate in ``Frame.truth`` (for scoring).
+carry JPEG bytes in ``Frame.image`` and the shown plate in ``SimulatedFrame.truth`` (for scoring).
 Frames are 320 × 240 (:data:`~.render.GATE_320`) unless a ``view`` is given, e.g.
 :data:`~.render.LANE_720` for the lane camera's 1280 × 720 with a plate region.
 """
@@ -18,6 +18,7 @@ import numpy as np
 from firmware.lane.devices.camera import Frame
 from parkguard.clock import Clock
 from parkguard.core.plates import PlateError, parse_plate
+from simulator.frames import SimulatedFrame
 from simulator.plates_render.render import GATE_320, CameraView, Scene, Split, render_scene
 
 
@@ -61,7 +62,7 @@ class RenderingCamera:
         try:
             parsed = parse_plate(plate)
         except PlateError:  # a no-plate car (#P12...): nothing a camera could read
-            return Frame(taken=taken, truth=plate)
+            return SimulatedFrame(taken=taken, truth=plate)
         rng = np.random.default_rng([self._seed, index])
         degraded = self._degraded_every > 0 and index % self._degraded_every == 0
         scene = render_scene(parsed.text, parsed.series, rng, split=self._split,
@@ -71,4 +72,4 @@ class RenderingCamera:
                 self._car = scene
         buffer = io.BytesIO()
         scene.image.save(buffer, format="JPEG", quality=self._quality)
-        return Frame(taken=taken, image=buffer.getvalue(), truth=parsed.text)
+        return SimulatedFrame(taken=taken, image=buffer.getvalue(), truth=parsed.text)

@@ -14,11 +14,12 @@ from typing import Protocol
 
 @dataclass(frozen=True, slots=True)
 class Frame:
-    """One picture of the lane. ``truth`` is set only by simulated cameras (the plate shown)."""
+    """One picture of the lane: when it was taken and the encoded image (None: the camera
+    saw nothing it could encode). Simulated frames carry their ground truth in a subclass
+    of their own (``simulator.camera.SimulatedFrame``), never here."""
 
     taken: datetime
     image: bytes | None = None
-    truth: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

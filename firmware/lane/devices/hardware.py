@@ -1,6 +1,10 @@
 """The lane's devices — loops, barrier, limit switches, help button, light — on gpiozero.
 
-Everything is built through a pin factory.
+Everything is built through a pin factory. Every input is debounced: its ``bounce_time``
+(``[pins.bounce_time]`` in the lane's config) goes to gpiozero, whose pin driver reports a
+new level only once it has held that long, so a chattering loop relay is one car and a
+bouncing help button one request. (gpiozero's ``MockPin`` ignores ``bounce``: the tests of
+the debounce use a mock pin that honours it.)
 
 A device never talks to a GPIO library directly: on a Pi the default pin
 factory drives real pins, in tests and the simulator ``MockFactory`` does.
@@ -25,9 +29,11 @@ class VehicleLoop:
     two looks.
     """
 
-    def __init__(self, pin: int | str, *, name: str, pin_factory: Factory | None = None) -> None:
+    def __init__(self, pin: int | str, *, name: str, pin_factory: Factory | None = None,
+                 bounce_time: float | None = None) -> None:
         self.name = name
-        self._device = DigitalInputDevice(pin, pull_up=False, pin_factory=pin_factory)
+        self._device = DigitalInputDevice(pin, pull_up=False, bounce_time=bounce_time,
+                                          pin_factory=pin_factory)
         self._lock = threading.Lock()
         self.arrivals = 0
         self.departures = 0
@@ -65,9 +71,11 @@ class Contact:
     """A dry contact read through an opto-isolator (active high): a limit switch, the help
     button, the fire panel's relay. Listeners run on the pin's thread: keep them short."""
 
-    def __init__(self, pin: int | str, *, name: str, pin_factory: Factory | None = None) -> None:
+    def __init__(self, pin: int | str, *, name: str, pin_factory: Factory | None = None,
+                 bounce_time: float | None = None) -> None:
         self.name = name
-        self._device = DigitalInputDevice(pin, pull_up=False, pin_factory=pin_factory)
+        self._device = DigitalInputDevice(pin, pull_up=False, bounce_time=bounce_time,
+                                          pin_factory=pin_factory)
         self._listeners: list[Callable[[], None]] = []
         self._press_listeners: list[Callable[[], None]] = []
         self.activations = 0
@@ -106,8 +114,9 @@ class FireInput(Contact):
     the pin's own thread the moment it goes active.
     """
 
-    def __init__(self, pin: int | str, *, pin_factory: Factory | None = None) -> None:
-        super().__init__(pin, name="fire", pin_factory=pin_factory)
+    def __init__(self, pin: int | str, *, pin_factory: Factory | None = None,
+                 bounce_time: float | None = None) -> None:
+        super().__init__(pin, name="fire", pin_factory=pin_factory, bounce_time=bounce_time)
 
 
 class LaneLight:
@@ -229,13 +238,20 @@ class LaneHardware:
                  barrier: BarrierSettings | None = None) -> None:
         settings = barrier or BarrierSettings()
         self.barrier_settings = settings
-        self.arming_loop = VehicleLoop(pins.arming_loop, name="arming", pin_factory=pin_factory)
-        self.safety_loop = VehicleLoop(pins.safety_loop, name="safety", pin_factory=pin_factory)
+        bounce = pins.bounce_time
+        self.arming_loop = VehicleLoop(pins.arming_loop, name="arming", pin_factory=pin_factory,
+                                       bounce_time=bounce.arming_loop)
+        self.safety_loop = VehicleLoop(pins.safety_loop, name="safety", pin_factory=pin_factory,
+                                       bounce_time=bounce.safety_loop)
         self.fire_input = (None if pins.fire_input is None
-                           else FireInput(pins.fire_input, pin_factory=pin_factory))
-        self.up_limit = Contact(pins.up_limit, name="up_limit", pin_factory=pin_factory)
-        self.down_limit = Contact(pins.down_limit, name="down_limit", pin_factory=pin_factory)
-        self.help_button = Contact(pins.help_button, name="help", pin_factory=pin_factory)
+                           else FireInput(pins.fire_input, pin_factory=pin_factory,
+                                          bounce_time=bounce.fire_input))
+        self.up_limit = Contact(pins.up_limit, name="up_limit", pin_factory=pin_factory,
+                                bounce_time=bounce.up_limit)
+        self.down_limit = Contact(pins.down_limit, name="down_limit", pin_factory=pin_factory,
+                                  bounce_time=bounce.down_limit)
+        self.help_button = Contact(pins.help_button, name="help", pin_factory=pin_factory,
+                                   bounce_time=bounce.help_button)
         self.light = LaneLight(pins.light_green, pins.light_red, pin_factory=pin_factory)
         self.barrier = Barrier(
             pins.barrier_relay, safety_loop=self.safety_loop, pin_factory=pin_factory,

@@ -9,6 +9,9 @@
 #   sim_out.log   one line per output change: "<ticks_ms> pin<id> <0|1>".
 #   sim_wdt.log   "<ticks_ms> <gap_ms>" whenever the watchdog was fed later than its timeout
 #                 (the Pico would have reset): tests read it to find stalls.
+#   sim_clock.ask created by a test to read the node's clock: the next watchdog feed (the top
+#                 of a loop pass) writes its ticks_ms to sim_clock, then removes the ask. So a
+#                 test waits on the node's own clock, never on its own sleep.
 # Paths are relative to the working directory: the simulated flash filesystem.
 import json
 import os
@@ -18,6 +21,8 @@ CONTROL = "sim.json"
 OUTPUTS = "sim_out.json"
 OUT_LOG = "sim_out.log"
 WDT_LOG = "sim_wdt.log"
+CLOCK_ASK = "sim_clock.ask"
+CLOCK = "sim_clock"
 
 _values = {}
 _raw = None
@@ -123,6 +128,18 @@ class WDT:
             with open(WDT_LOG, "a") as f:
                 f.write("%d %d\n" % (now, gap))
         self.last = now
+        _answer_clock(now)
+
+
+def _answer_clock(now):
+    try:
+        os.stat(CLOCK_ASK)
+    except OSError:
+        return
+    with open(CLOCK + ".tmp", "w") as f:
+        f.write("%d" % now)
+    os.rename(CLOCK + ".tmp", CLOCK)
+    os.remove(CLOCK_ASK)
 
 
 def reset():

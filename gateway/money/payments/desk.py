@@ -1,515 +1,52 @@
-"""Drivers' money: prepayment with grace, payment at the exit, offline payment codes, debts,
-refunds and fee overrides, behind a payment-provider interface.
-
-How money comes in (``docs/payments.md`` has the long form):
-
-- **Prepay** on the pay page: :meth:`PaymentDesk.start_prepayment` opens an order at the
-  provider and returns the ``pay_url``; the provider later POSTs a signed callback that
-  :meth:`PaymentDesk.handle_callback` verifies and records once, however often it comes.
-  The driver then has ``grace_minutes`` to leave; overstaying costs only the extra
-  (:func:`parkguard.core.payments.amount_due`).
-- **At the exit**, cash or a terminal: :meth:`PaymentDesk.record_exit_payment`.
-- **Payment codes** (付款码): the lane scans the code the driver's wallet made offline and
-  submits it, or journals it while the gateway is unreachable and replays it later;
-  :meth:`PaymentDesk.pay_with_code` charges it once per lane event. A code the provider
-  declines becomes a **debt** on the plate, shown at the car's next entry
-  (:meth:`PaymentDesk.debts_for`) and paid off with :meth:`PaymentDesk.settle_debts`.
-
-Every money movement is one balanced entry in the site's :class:`~gateway.money.books.Books`, in
-the same transaction as the row it describes; refunds, fee overrides and debts are also
-audited in that transaction (give the desk an :class:`AuditLog` on the same database).
-
-Provider calls happen *outside* database transactions (a real provider is a network call and
-SQLite's write lock must not wait on it), with idempotency keys derived from what the caller
-already knows (the lane's event id, the payment id and refund number), so a retry after a
-crash between the provider's answer and the commit repeats the answer instead of the charge.
-
->>> from datetime import UTC, datetime
->>> import sqlite_utils
->>> from parkguard.clock import ManualClock
->>> db = sqlite_utils.Database(memory=True)
->>> clock = ManualClock(datetime(2026, 5, 1, 2, 0, tzinfo=UTC))
->>> provider = SimulatedProvider(b"test-secret", clock)
->>> desk = PaymentDesk(db, clock=clock, audit=AuditLog(db, clock=clock), provider=provider)
->>> pending = desk.start_prepayment("s-1", "沪A12345", 1_000)
->>> body, signature = provider.pay(pending.provider_ref)
->>> desk.handle_callback(body, signature).state
-'paid'
->>> desk.due("s-1", fee_now_fen=1_200).due_fen  # still inside the grace window
-0
-"""
+"""The payment desk: takes drivers' money, books what they owe, pays refunds and records fee
+overrides, each in one transaction with its ledger entry and audit record."""
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import json
 import logging
-import threading
 import uuid
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator
 from datetime import datetime
-from typing import Any, Literal, Protocol, TypeAlias, runtime_checkable
+from typing import Any, Literal
 
 import sqlite_utils
-from sqlite_utils.migrations import Migrations
 
 from gateway.money.books import Books
+from gateway.money.payments.errors import (
+    AmountMismatchError,
+    RefundRefusedError,
+    UnknownOrderError,
+    UnknownPaymentError,
+)
+from gateway.money.payments.provider import CodeCharge, PaymentProvider
+from gateway.money.payments.reports import MONEY_IN_STATES, RevenueReport, revenue_report
+from gateway.money.payments.values import (
+    Debt,
+    ExitMethod,
+    FeeOverride,
+    Payment,
+    PaymentState,
+    PendingPayment,
+    Refund,
+    SessionMoney,
+    _check_refundable,
+    _debt_from,
+    _iso,
+    _payment_from,
+    _plate,
+    _require_positive,
+    _require_text,
+    _same_payment,
+)
 from gateway.records.audit import AuditLog
 from parkguard.clock import Clock, utc_iso
 from parkguard.core.ledger import Account, Entry, Fen, Posting
 from parkguard.core.payments import Due, amount_due, payment_code_wallet
-from parkguard.core.plates.normalise import normalise_plate
-from parkguard.errors import ParkGuardError
-
-__all__ = [
-    "AmountMismatchError",
-    "BadSignatureError",
-    "CodeCharge",
-    "Debt",
-    "FeeOverride",
-    "IdempotencyConflictError",
-    "Method",
-    "Payment",
-    "PaymentDesk",
-    "PaymentError",
-    "PaymentNotice",
-    "PaymentProvider",
-    "PendingPayment",
-    "ProviderOrder",
-    "Refund",
-    "RefundRefusedError",
-    "RefundResult",
-    "RevenueReport",
-    "SessionMoney",
-    "SimulatedProvider",
-    "UnknownOrderError",
-    "UnknownPaymentError",
-    "migrations",
-]
 
 _log = logging.getLogger(__name__)
 
-Method: TypeAlias = Literal["prepay", "exit", "payment_code", "cash"]
-ExitMethod: TypeAlias = Literal["exit", "cash"]
-PaymentState: TypeAlias = Literal["pending", "paid", "failed", "refunded", "partly_refunded"]
-Purpose: TypeAlias = Literal["fee", "debts"]
 
 _EXIT_METHODS = frozenset({"exit", "cash"})
-_MONEY_IN_STATES = ("paid", "partly_refunded", "refunded")
-_REFUNDABLE_STATES = frozenset({"paid", "partly_refunded"})
-_LEDGER_KINDS = ("payment", "debt", "debt_settlement", "refund")
-
-
-# --- errors ----------------------------------------------------------------------------------
-
-
-class PaymentError(ParkGuardError):
-    """Base of every payment, debt, refund and fee-override error."""
-
-
-class BadSignatureError(PaymentError, ValueError):
-    """A provider callback's signature does not match its body: it was not sent by the
-    provider, or was changed on the way. Nothing is recorded."""
-
-
-class UnknownOrderError(PaymentError, LookupError):
-    """A callback names an order this desk never opened (or another order's provider ref)."""
-
-
-class UnknownPaymentError(PaymentError, LookupError):
-    """No payment has that id."""
-
-
-class AmountMismatchError(PaymentError, ValueError):
-    """A callback's amount differs from the order's: refused, never recorded as paid."""
-
-
-class IdempotencyConflictError(PaymentError, ValueError):
-    """An idempotency key was reused for a different payment (another session or amount)."""
-
-
-class RefundRefusedError(PaymentError, ValueError):
-    """A refund cannot be made; ``reason`` says why in one word (``exceeds_paid``,
-    ``not_paid``, or the provider's own reason)."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-
-
-# --- the provider interface ------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class ProviderOrder:
-    """An order opened at the provider: its reference and the page the driver pays on."""
-
-    provider_ref: str
-    pay_url: str
-
-
-@dataclass(frozen=True, slots=True)
-class PaymentNotice:
-    """A verified "this order was paid" callback. ``paid_at`` is UTC ISO text."""
-
-    order_id: str
-    provider_ref: str
-    amount_fen: Fen
-    paid_at: str
-
-
-@dataclass(frozen=True, slots=True)
-class CodeCharge:
-    """The outcome of charging a payment code: ``ok``, or declined with a one-word reason
-    (``insufficient_funds``, ``code_expired``, ``code_reused``, ``invalid_code``, ...)."""
-
-    ok: bool
-    amount_fen: Fen
-    provider_ref: str | None = None
-    reason: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class RefundResult:
-    """The outcome of a refund at the provider: ``ok`` with its reference, or a reason."""
-
-    ok: bool
-    amount_fen: Fen
-    refund_ref: str | None = None
-    reason: str | None = None
-
-
-@runtime_checkable
-class PaymentProvider(Protocol):
-    """What the desk needs from a payment provider (WeChat Pay, Alipay, a bank aggregator).
-
-    Must override every method. ``verify_callback`` raises :class:`BadSignatureError` for a
-    body the provider did not sign. ``charge_code`` and ``refund`` must be idempotent by
-    ``idempotency_key``: called again with the same key they return the first answer and
-    move no more money (real providers take an out_trade_no / out_refund_no for this).
-    Declines are answers (``ok=False``), not exceptions; exceptions mean "no answer" (the
-    network failed) and the desk records nothing, so the caller can retry with the same key.
-    """
-
-    def create_order(self, order_id: str, amount_fen: Fen, description: str) -> ProviderOrder:
-        ...
-
-    def verify_callback(self, body: bytes, signature: str) -> PaymentNotice: ...
-
-    def charge_code(self, code: str, amount_fen: Fen, idempotency_key: str) -> CodeCharge: ...
-
-    def refund(self, provider_ref: str, amount_fen: Fen,
-               idempotency_key: str) -> RefundResult: ...
-
-
-@dataclass
-class _SimOrder:
-    order_id: str
-    amount_fen: Fen
-    description: str
-    paid_at: str | None = None
-
-
-class SimulatedProvider:
-    """A payment provider in memory, for tests and the simulator: no network, real signatures.
-
-    Callbacks are JSON bodies signed with HMAC-SHA256 over the exact bytes (hex digest), as
-    real providers do with their own schemes. :meth:`pay` plays the driver paying on the
-    pay page and returns the callback that would be POSTed to the gateway. Payment codes are
-    charged if well formed, not used before and not listed in :attr:`declined` (code →
-    reason), which a test fills to make the wallet say no. Refunds never exceed what a
-    payment took; charges and refunds are idempotent by key.
-    """
-
-    def __init__(self, secret: bytes, clock: Clock, *,
-                 pay_base_url: str = "https://pay.invalid/sim/") -> None:
-        if not secret:
-            raise ValueError("the simulated provider needs a non-empty signing secret")
-        self._secret = secret
-        self._clock = clock
-        self._base = pay_base_url
-        self._lock = threading.Lock()
-        self._orders: dict[str, _SimOrder] = {}
-        self._refs_by_order: dict[str, str] = {}
-        self._captured: dict[str, Fen] = {}
-        self._refunded: dict[str, Fen] = {}
-        self._charges: dict[str, CodeCharge] = {}
-        self._refunds: dict[str, RefundResult] = {}
-        self._used_codes: set[str] = set()
-        self.declined: dict[str, str] = {}
-        """Codes the wallet refuses, with the reason it gives (``insufficient_funds``...)."""
-        self.calls: list[str] = []
-        """Every method called, in order: lets a test see that a replay did not charge."""
-
-    def sign(self, body: bytes) -> str:
-        """The hex HMAC-SHA256 of ``body`` under the shared secret."""
-        return hmac.new(self._secret, body, hashlib.sha256).hexdigest()
-
-    def create_order(self, order_id: str, amount_fen: Fen, description: str) -> ProviderOrder:
-        with self._lock:
-            self.calls.append("create_order")
-            ref = self._refs_by_order.get(order_id)
-            if ref is None:
-                ref = f"sim-{uuid.uuid4().hex}"
-                self._orders[ref] = _SimOrder(order_id, amount_fen, description)
-                self._refs_by_order[order_id] = ref
-            return ProviderOrder(ref, f"{self._base}{ref}")
-
-    def pay(self, provider_ref: str) -> tuple[bytes, str]:
-        """The driver pays the order; returns the signed callback ``(body, signature)``.
-        Paying twice returns the same callback, as a provider re-sending a notice would."""
-        with self._lock:
-            order = self._orders[provider_ref]
-            if order.paid_at is None:
-                order.paid_at = utc_iso(self._clock.now())
-                self._captured[provider_ref] = order.amount_fen
-            body = json.dumps({"order_id": order.order_id, "provider_ref": provider_ref,
-                               "amount_fen": order.amount_fen, "paid_at": order.paid_at},
-                              sort_keys=True, separators=(",", ":")).encode("utf-8")
-        return body, self.sign(body)
-
-    def verify_callback(self, body: bytes, signature: str) -> PaymentNotice:
-        # Compared as bytes: compare_digest refuses non-ASCII str, and a forged header may
-        # hold anything.
-        given = signature.strip().lower().encode("utf-8", "replace")
-        if not hmac.compare_digest(self.sign(body).encode("ascii"), given):
-            raise BadSignatureError("payment callback refused: its signature does not match "
-                                    "its body")
-        try:
-            data = json.loads(body)
-            return PaymentNotice(str(data["order_id"]), str(data["provider_ref"]),
-                                 int(data["amount_fen"]), str(data["paid_at"]))
-        except (ValueError, KeyError, TypeError) as error:  # signed but malformed: our bug
-            raise PaymentError(f"signed payment callback is malformed: {error}") from error
-
-    def charge_code(self, code: str, amount_fen: Fen, idempotency_key: str) -> CodeCharge:
-        with self._lock:
-            self.calls.append("charge_code")
-            if idempotency_key in self._charges:
-                return self._charges[idempotency_key]
-            try:
-                payment_code_wallet(code)
-            except ValueError:
-                result = CodeCharge(False, amount_fen, reason="invalid_code")
-            else:
-                if code in self.declined:
-                    result = CodeCharge(False, amount_fen, reason=self.declined[code])
-                elif code in self._used_codes:
-                    result = CodeCharge(False, amount_fen, reason="code_reused")
-                else:
-                    self._used_codes.add(code)
-                    ref = f"sim-{uuid.uuid4().hex}"
-                    self._captured[ref] = amount_fen
-                    result = CodeCharge(True, amount_fen, provider_ref=ref)
-            self._charges[idempotency_key] = result
-            return result
-
-    def refund(self, provider_ref: str, amount_fen: Fen, idempotency_key: str) -> RefundResult:
-        with self._lock:
-            self.calls.append("refund")
-            if idempotency_key in self._refunds:
-                return self._refunds[idempotency_key]
-            captured = self._captured.get(provider_ref)
-            refunded = self._refunded.get(provider_ref, 0)
-            if captured is None:
-                result = RefundResult(False, amount_fen, reason="unknown_payment")
-            elif amount_fen <= 0 or refunded + amount_fen > captured:
-                result = RefundResult(False, amount_fen, reason="exceeds_paid")
-            else:
-                self._refunded[provider_ref] = refunded + amount_fen
-                result = RefundResult(True, amount_fen, refund_ref=f"simr-{uuid.uuid4().hex}")
-            self._refunds[idempotency_key] = result
-            return result
-
-    def refunded_fen(self, provider_ref: str) -> Fen:
-        """What the provider has paid back on one payment (for tests to compare with)."""
-        return self._refunded.get(provider_ref, 0)
-
-
-# --- schema ----------------------------------------------------------------------------------
-
-migrations = Migrations("parkguard.payments")
-"""The "parkguard.payments" migration set; :class:`PaymentDesk` applies it."""
-
-
-@migrations()
-def m001_payments_refunds_debts_overrides(db: sqlite_utils.Database) -> None:
-    """Payments, refunds, drivers' debts and fee overrides, all integer fen and UTC ISO text.
-
-    ``idempotency_key`` columns are unique where set, so a replayed lane event or a retried
-    request can never write a second row, whatever the code above gets wrong.
-    """
-    db.create_table(
-        "payments",
-        {"payment_id": str, "purpose": str, "session_id": str, "plate": str, "method": str,
-         "amount_fen": int, "refunded_fen": int, "state": str, "provider_ref": str,
-         "idempotency_key": str, "wallet": str, "code_tail": str, "captured_at": str,
-         "created_at": str, "paid_at": str, "failure": str, "entry_id": str},
-        pk="payment_id",
-        not_null={"purpose", "plate", "method", "amount_fen", "refunded_fen", "state",
-                  "created_at"},
-        defaults={"refunded_fen": 0}, strict=True,
-    )
-    payments = db.table("payments")
-    payments.create_index(["session_id", "state"])
-    payments.create_index(["provider_ref"])
-    payments.create_index(["idempotency_key"], unique=True)
-    payments.create_index(["paid_at"])
-    db.create_table(
-        "refunds",
-        {"refund_id": str, "payment_id": str, "amount_fen": int, "via": str,
-         "provider_ref": str, "idempotency_key": str, "actor": str, "reason": str,
-         "created_at": str, "entry_id": str},
-        pk="refund_id",
-        not_null={"payment_id", "amount_fen", "via", "idempotency_key", "actor", "reason",
-                  "created_at", "entry_id"},
-        foreign_keys=[("payment_id", "payments", "payment_id")], strict=True,
-    )
-    db.table("refunds").create_index(["payment_id"])
-    db.table("refunds").create_index(["idempotency_key"], unique=True)
-    db.table("refunds").create_index(["created_at"])
-    db.create_table(
-        "debts",
-        {"debt_id": str, "plate": str, "session_id": str, "amount_fen": int, "reason": str,
-         "idempotency_key": str, "created_at": str, "entry_id": str, "settled_at": str,
-         "settled_by": str},
-        pk="debt_id",
-        not_null={"plate", "amount_fen", "reason", "created_at", "entry_id"},
-        foreign_keys=[("settled_by", "payments", "payment_id")], strict=True,
-    )
-    db.table("debts").create_index(["plate", "settled_at"])
-    db.table("debts").create_index(["session_id"])
-    db.table("debts").create_index(["idempotency_key"], unique=True)
-    db.table("debts").create_index(["created_at"])
-    db.create_table(
-        "fee_overrides",
-        {"id": int, "session_id": str, "quoted_fen": int, "fee_fen": int, "actor": str,
-         "reason": str, "created_at": str},
-        pk="id",
-        not_null={"session_id", "quoted_fen", "fee_fen", "actor", "reason", "created_at"},
-        strict=True,
-    )
-    db.table("fee_overrides").create_index(["session_id"])
-
-
-# --- values ----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Payment:
-    """One payment as stored. ``session_id`` is None for a payment of old debts;
-    ``refunded_fen`` is what was paid back of ``amount_fen``; ``failure`` is a declined
-    code's reason."""
-
-    payment_id: str
-    purpose: Purpose
-    session_id: str | None
-    plate: str
-    method: Method
-    amount_fen: Fen
-    refunded_fen: Fen
-    state: PaymentState
-    provider_ref: str | None
-    created_at: str
-    paid_at: str | None
-    failure: str | None
-    entry_id: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class PendingPayment:
-    """A prepayment waiting for the driver: the pay page shows ``pay_url``."""
-
-    payment_id: str
-    session_id: str
-    plate: str
-    amount_fen: Fen
-    provider_ref: str
-    pay_url: str
-
-
-@dataclass(frozen=True, slots=True)
-class Debt:
-    """A fee a plate left without paying; open until ``settled_at`` (by payment ``settled_by``)."""
-
-    debt_id: str
-    plate: str
-    session_id: str | None
-    amount_fen: Fen
-    reason: str
-    created_at: str
-    settled_at: str | None
-    settled_by: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class Refund:
-    """Money paid back on one payment, through the provider or over the counter (``via``)."""
-
-    refund_id: str
-    payment_id: str
-    amount_fen: Fen
-    via: Literal["provider", "cash"]
-    provider_ref: str | None
-    created_at: str
-    entry_id: str
-
-
-@dataclass(frozen=True, slots=True)
-class FeeOverride:
-    """A person set a session's fee by hand: the quote said ``quoted_fen``, they said
-    ``fee_fen``."""
-
-    session_id: str
-    quoted_fen: Fen
-    fee_fen: Fen
-    actor: str
-    reason: str
-    created_at: str
-
-
-@dataclass(frozen=True, slots=True)
-class SessionMoney:
-    """A session's money: ``paid_fen`` net of refunds, when it was last paid, and its debts
-    (``booked_debt_fen`` all ever recorded for it, ``open_debt_fen`` those not yet paid)."""
-
-    session_id: str
-    paid_fen: Fen
-    last_paid_at: datetime | None
-    open_debt_fen: Fen
-    booked_debt_fen: Fen
-
-
-@dataclass(frozen=True, slots=True)
-class RevenueReport:
-    """Money for ``since <= t < until`` from the payment tables, beside the ledger's view.
-
-    Identities that hold for any period (the tests check them):
-    ``ledger_revenue_fen == sum(fees_by_method.values()) + debts_recorded_fen`` and
-    ``ledger_refunds_fen == refunds_fen``. ``debts_settled_fen`` is money in that was already
-    revenue (when the debt was booked), so it is not revenue again.
-    """
-
-    since: str
-    until: str
-    fees_by_method: Mapping[str, Fen]
-    debts_recorded_fen: Fen
-    debts_settled_fen: Fen
-    refunds_fen: Fen
-    ledger_revenue_fen: Fen
-    ledger_refunds_fen: Fen
-    open_debts_fen: Fen
-    """Debts booked before ``until`` and not settled by then: what drivers still owe."""
-
-    @property
-    def net_revenue_fen(self) -> Fen:
-        """Parking revenue earned in the period minus refunds paid in it."""
-        return self.ledger_revenue_fen - self.ledger_refunds_fen
-
-
-# --- the desk --------------------------------------------------------------------------------
 
 
 class PaymentDesk:
@@ -531,7 +68,6 @@ class PaymentDesk:
         self._provider = provider
         self.grace_minutes = grace_minutes
         self.books = Books(db, clock=clock)
-        migrations.apply(db)
 
     # --- what a session owes ---------------------------------------------------------------
 
@@ -542,7 +78,7 @@ class PaymentDesk:
         for row in self.db.query(
                 "SELECT amount_fen, refunded_fen, paid_at FROM payments WHERE session_id = ? "
                 "AND purpose = 'fee' AND state IN (?, ?, ?)",
-                [session_id, *_MONEY_IN_STATES]):
+                [session_id, *MONEY_IN_STATES]):
             net = int(row["amount_fen"]) - int(row["refunded_fen"])
             paid += net
             if net > 0 and (last is None or row["paid_at"] > last):
@@ -890,37 +426,7 @@ class PaymentDesk:
     def revenue_report(self, since: datetime, until: datetime) -> RevenueReport:
         """Fees by method, debts booked and settled, and refunds for ``since <= t < until``,
         beside what the ledger says for the same period (they must agree)."""
-        start, end = utc_iso(since), utc_iso(until)
-        fees: dict[str, Fen] = {}
-        for row in self.db.query(
-                "SELECT method, sum(amount_fen) AS fen FROM payments WHERE purpose = 'fee' "
-                "AND state IN (?, ?, ?) AND paid_at >= ? AND paid_at < ? GROUP BY method "
-                "ORDER BY method", [*_MONEY_IN_STATES, start, end]):
-            fees[row["method"]] = int(row["fen"])
-
-        def scalar(sql: str, params: list[str]) -> Fen:
-            return int(self.db.execute(sql, params).fetchone()[0])
-
-        settled = scalar(
-            "SELECT coalesce(sum(amount_fen), 0) FROM payments WHERE purpose = 'debts' "
-            "AND state IN (?, ?, ?) AND paid_at >= ? AND paid_at < ?",
-            [*_MONEY_IN_STATES, start, end])
-        recorded = scalar("SELECT coalesce(sum(amount_fen), 0) FROM debts "
-                          "WHERE created_at >= ? AND created_at < ?", [start, end])
-        still_open = scalar("SELECT coalesce(sum(amount_fen), 0) FROM debts "
-                            "WHERE created_at < ? AND (settled_at IS NULL OR settled_at >= ?)",
-                            [end, end])
-        refunds = scalar("SELECT coalesce(sum(amount_fen), 0) FROM refunds "
-                         "WHERE created_at >= ? AND created_at < ?", [start, end])
-        revenue = 0
-        for kind in _LEDGER_KINDS:
-            debit, credit = self.books.totals([Account.parking_revenue()], since=start,
-                                              until=end, kind=kind)
-            revenue += credit - debit
-        refund_debit, refund_credit = self.books.totals([Account.refunds()], since=start,
-                                                        until=end, kind="refund")
-        return RevenueReport(start, end, fees, recorded, settled, refunds, revenue,
-                             refund_debit - refund_credit, still_open)
+        return revenue_report(self.db, self.books, since, until)
 
     # --- helpers ---------------------------------------------------------------------------
 
@@ -967,58 +473,3 @@ class PaymentDesk:
 def _payment_postings(amount_fen: Fen) -> list[Posting]:
     return [Posting(Account.clearing(), debit_fen=amount_fen),
             Posting(Account.parking_revenue(), credit_fen=amount_fen)]
-
-
-def _check_refundable(row: dict[str, Any], amount_fen: Fen) -> None:
-    if row["state"] not in _REFUNDABLE_STATES:
-        raise RefundRefusedError("not_paid", f"payment {row['payment_id']} is {row['state']}: "
-                                             "there is nothing to refund")
-    left = int(row["amount_fen"]) - int(row["refunded_fen"])
-    if amount_fen > left:
-        raise RefundRefusedError(
-            "exceeds_paid", f"payment {row['payment_id']} has {left} fen left to refund "
-                            f"(paid {row['amount_fen']}, refunded {row['refunded_fen']}); "
-                            f"{amount_fen} fen refused")
-
-
-def _same_payment(row: dict[str, Any], session_id: str, amount_fen: Fen) -> Payment:
-    """The payment an idempotency key already made, if the retry asks for the same thing."""
-    if row["session_id"] != session_id or int(row["amount_fen"]) != amount_fen:
-        raise IdempotencyConflictError(
-            f"idempotency key {row['idempotency_key']!r} already paid {row['amount_fen']} fen "
-            f"for session {row['session_id']}, not {amount_fen} fen for {session_id}")
-    return _payment_from(row)
-
-
-def _payment_from(row: dict[str, Any]) -> Payment:
-    return Payment(row["payment_id"], row["purpose"], row["session_id"], row["plate"],
-                   row["method"], row["amount_fen"], row["refunded_fen"], row["state"],
-                   row["provider_ref"], row["created_at"], row["paid_at"], row["failure"],
-                   row["entry_id"])
-
-
-def _debt_from(row: dict[str, Any]) -> Debt:
-    return Debt(row["debt_id"], row["plate"], row["session_id"], row["amount_fen"],
-                row["reason"], row["created_at"], row["settled_at"], row["settled_by"])
-
-
-def _plate(plate: str) -> str:
-    normalised = normalise_plate(plate)
-    if not normalised:
-        raise ValueError(f"plate {plate!r} has no letters or digits")
-    return normalised
-
-
-def _iso(text: str) -> str:
-    """Any ISO-8601 instant with a zone, as ParkGuard's UTC text (so text order is time order)."""
-    return utc_iso(datetime.fromisoformat(text.replace("Z", "+00:00")))
-
-
-def _require_positive(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"{name} must be a positive int (fen), got {value!r}")
-
-
-def _require_text(name: str, value: object) -> None:
-    if not isinstance(value, str) or not value.strip():
-        raise ValueError(f"{name} must be a non-empty string, got {value!r}")

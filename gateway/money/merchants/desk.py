@@ -1,317 +1,48 @@
-"""Merchant parking coupons and the money behind them: accounts, coupons, claim codes, settlement.
-
-A mall merchant pays the car park for its customers' parking. It either prepays (coupons must
-be covered by its balance) or has an overdraft limit (it may owe up to the limit and settles
-monthly). It gives a coupon to a plate directly, or prints QR claim codes that drivers claim for
-their own plate. At exit the quote applies the coupon and the merchant is charged **the discount
-actually applied, never more than the coupon's cap** — what a merchant expects: a "2 h free"
-coupon on a 40-minute stay costs it the 40 minutes' fee, not two hours. Until then the cap is
-held against the merchant's available money, so a redemption can never overdraw it.
-
-Every top-up and redemption is a balanced :class:`~parkguard.core.ledger.Entry` in the site's
-shared :class:`~gateway.money.books.Books`; every top-up,
-issue, claim-code batch, claim, revoke, redemption and settlement statement is audited in the
-same transaction as the write it describes (when the :class:`AuditLog` shares this database).
-
->>> from datetime import UTC, datetime, timedelta
->>> import sqlite_utils
->>> from parkguard.clock import ManualClock
->>> db = sqlite_utils.Database(memory=True)
->>> clock = ManualClock(datetime(2026, 5, 1, 2, 0, tzinfo=UTC))
->>> desk = MerchantAccounts(db, clock=clock, audit=AuditLog(db, clock=clock))
->>> _ = desk.open_account("M001", name="星巴克 Starbucks", actor="manager:01",
-...                       reason="new tenant")
->>> _ = desk.top_up("M001", 10_000, actor="cashier:03", reason="receipt 5521")
->>> coupon = desk.issue_coupon("M001", "沪A12345", CouponGrant.free_minutes(120, cap_fen=1_000),
-...                            expires_at=clock.now() + timedelta(hours=6), actor="M001:till2",
-...                            reason="spend ¥88")
->>> desk.redeem(coupon.coupon_id, session_id="s-1", plate="沪A12345", applied_fen=700).charged_fen
-700
->>> desk.balance("M001").available_fen
-9300
-"""
+"""The merchant desk: accounts, prepaid or on credit; coupons issued, claimed, revoked and
+redeemed; monthly statements. Every money movement is one ledger entry, audited in the same
+transaction."""
 
 from __future__ import annotations
 
 import base64
-import dataclasses
 import hashlib
 import logging
 import secrets
 import uuid
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from datetime import datetime
-from typing import Any, Literal, TypeAlias
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import sqlite_utils
-from sqlite_utils.migrations import Migrations
 
-from gateway.money.books import Books, create_ledger_tables
+from gateway.money.books import Books
+from gateway.money.merchants.errors import (
+    ClaimRefusedError,
+    CouponRefusedError,
+    InsufficientFundsError,
+    UnknownMerchantError,
+)
+from gateway.money.merchants.values import (
+    AccountMode,
+    Balance,
+    ClaimBatch,
+    CouponGrant,
+    IssuedCoupon,
+    Redemption,
+    Statement,
+    StatementLine,
+)
 from gateway.records.audit import AuditLog
 from parkguard.clock import Clock, utc_iso
 from parkguard.core.ledger import Account, Entry, Fen, Posting
 from parkguard.core.plates.normalise import normalise_plate
-from parkguard.core.tariffs.quote import Coupon
-from parkguard.errors import ParkGuardError
-
-__all__ = [
-    "Balance",
-    "ClaimBatch",
-    "ClaimRefusedError",
-    "CouponGrant",
-    "CouponRefusedError",
-    "InsufficientFundsError",
-    "IssuedCoupon",
-    "MerchantAccounts",
-    "MerchantError",
-    "Redemption",
-    "RefusalReason",
-    "Statement",
-    "StatementLine",
-    "UnknownMerchantError",
-    "migrations",
-]
 
 _log = logging.getLogger(__name__)
 
-CouponKindName: TypeAlias = Literal["free_minutes", "amount_off", "full_free"]
-AccountMode: TypeAlias = Literal["prepaid", "overdraft"]
-RefusalReason: TypeAlias = Literal["unknown", "expired", "used", "revoked", "wrong_plate"]
 
 _CLAIM_CODE_BYTES = 10  # 80 random bits: unguessable, and 16 base32 characters on a QR code
-
-
-# --- errors ----------------------------------------------------------------------------------
-
-
-class MerchantError(ParkGuardError):
-    """Base of every merchant-account and merchant-coupon error."""
-
-
-class UnknownMerchantError(MerchantError, LookupError):
-    """No merchant account has that id."""
-
-
-class InsufficientFundsError(MerchantError, ValueError):
-    """The merchant's balance (plus overdraft) cannot cover what it asked for."""
-
-
-class CouponRefusedError(MerchantError, ValueError):
-    """A coupon cannot be redeemed or revoked; ``reason`` says why in one word."""
-
-    def __init__(self, reason: RefusalReason, message: str) -> None:
-        super().__init__(message)
-        self.reason: RefusalReason = reason
-
-
-class ClaimRefusedError(MerchantError, ValueError):
-    """A QR claim code cannot be claimed; ``reason`` says why in one word."""
-
-    def __init__(self, reason: RefusalReason, message: str) -> None:
-        super().__init__(message)
-        self.reason: RefusalReason = reason
-
-
-# --- schema ----------------------------------------------------------------------------------
-
-migrations = Migrations("parkguard.merchants")
-"""The "parkguard.merchants" migration set; :class:`MerchantAccounts` applies it."""
-
-
-@migrations()
-def m001_merchants_coupons_ledger(db: sqlite_utils.Database) -> None:
-    """Merchant accounts, coupons, claim codes and the double-entry ledger, all integer fen.
-
-    The ledger tables are now shared with driver payments and made by
-    :func:`gateway.money.books.create_ledger_tables` (the same schema this migration always
-    created), which skips them if the "parkguard.books" set got there first.
-    """
-    db.create_table(
-        "merchants",
-        {"merchant_id": str, "name": str, "mode": str, "overdraft_limit_fen": int,
-         "opened_at": str},
-        pk="merchant_id", not_null={"name", "mode", "overdraft_limit_fen", "opened_at"},
-        strict=True,
-    )
-    create_ledger_tables(db)
-    db.create_table(
-        "merchant_coupons",
-        {"coupon_id": str, "merchant_id": str, "plate": str, "kind": str, "minutes": int,
-         "fen": int, "cap_fen": int, "issued_at": str, "expires_at": str, "state": str,
-         "claim_batch": str, "revoked_at": str, "revoke_reason": str, "redeemed_at": str,
-         "session_id": str, "applied_fen": int, "charged_fen": int, "entry_id": str},
-        pk="coupon_id",
-        not_null={"merchant_id", "plate", "kind", "minutes", "fen", "cap_fen", "issued_at",
-                  "expires_at", "state"},
-        foreign_keys=[("merchant_id", "merchants", "merchant_id")], strict=True,
-    )
-    db.table("merchant_coupons").create_index(["merchant_id", "state"])
-    db.table("merchant_coupons").create_index(["plate", "state"])
-    db.table("merchant_coupons").create_index(["merchant_id", "redeemed_at"])
-    db.create_table(
-        "claim_codes",
-        {"code_hash": str, "batch_id": str, "merchant_id": str, "kind": str, "minutes": int,
-         "fen": int, "cap_fen": int, "created_at": str, "expires_at": str, "claimed_at": str,
-         "coupon_id": str},
-        pk="code_hash",
-        not_null={"batch_id", "merchant_id", "kind", "minutes", "fen", "cap_fen",
-                  "created_at", "expires_at"},
-        foreign_keys=[("merchant_id", "merchants", "merchant_id")], strict=True,
-    )
-    db.table("claim_codes").create_index(["batch_id"])
-
-
-# --- values ----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class CouponGrant:
-    """What a coupon gives the driver and the most it may cost the merchant (``cap_fen``).
-
-    An ``amount_off`` coupon's cap is its amount. Free-minutes and full-free coupons name the
-    cap the merchant agreed to (typically the tariff's daily cap): their real cost depends on
-    the stay, and the cap is what is held against the merchant's money until exit.
-
-    >>> CouponGrant.amount_off(500), CouponGrant.full_free(cap_fen=6_000).as_tariff_coupon()
-    (CouponGrant(kind='amount_off', minutes=0, fen=500, cap_fen=500), Coupon(kind='full_free', \
-minutes=0, fen=0, rule=None, ref=None))
-    """
-
-    kind: CouponKindName
-    minutes: int = 0
-    fen: Fen = 0
-    cap_fen: Fen = 0
-
-    def __post_init__(self) -> None:
-        for name in ("minutes", "fen", "cap_fen"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"coupon {name} must be a non-negative int, got {value!r}")
-        if self.kind == "free_minutes" and (self.minutes <= 0 or self.fen):
-            raise ValueError("a free_minutes coupon needs minutes > 0 and no fen")
-        if self.kind == "amount_off" and (self.fen <= 0 or self.minutes or
-                                          self.cap_fen != self.fen):
-            raise ValueError("an amount_off coupon needs fen > 0, no minutes, and cap_fen == fen")
-        if self.kind == "full_free" and (self.minutes or self.fen):
-            raise ValueError("a full_free coupon carries neither minutes nor fen")
-        if self.kind not in ("free_minutes", "amount_off", "full_free"):
-            raise ValueError(f"unknown coupon kind {self.kind!r}")
-        if self.cap_fen <= 0:
-            raise ValueError("a coupon's cap_fen (the most it can cost the merchant) must be > 0")
-
-    @classmethod
-    def free_minutes(cls, minutes: int, *, cap_fen: Fen) -> CouponGrant:
-        return cls("free_minutes", minutes=minutes, cap_fen=cap_fen)
-
-    @classmethod
-    def amount_off(cls, fen: Fen) -> CouponGrant:
-        return cls("amount_off", fen=fen, cap_fen=fen)
-
-    @classmethod
-    def full_free(cls, *, cap_fen: Fen) -> CouponGrant:
-        return cls("full_free", cap_fen=cap_fen)
-
-    def as_tariff_coupon(self) -> Coupon:
-        """The coupon to hand to ``quote(..., coupons=[...])`` at exit."""
-        return Coupon(self.kind, minutes=self.minutes, fen=self.fen)
-
-
-@dataclass(frozen=True, slots=True)
-class Balance:
-    """A merchant's money as the car park sees it, all in fen.
-
-    ``prepaid_fen`` is what it paid in and has not used, ``owed_fen`` what it used beyond that
-    (overdraft), ``held_fen`` the caps of its live coupons. ``available_fen`` is what a new
-    coupon may still hold.
-    """
-
-    merchant_id: str
-    prepaid_fen: Fen
-    owed_fen: Fen
-    held_fen: Fen
-    overdraft_limit_fen: Fen
-
-    @property
-    def available_fen(self) -> Fen:
-        return self.prepaid_fen - self.owed_fen + self.overdraft_limit_fen - self.held_fen
-
-
-@dataclass(frozen=True, slots=True)
-class IssuedCoupon:
-    """A coupon given to one plate: single use, valid until ``expires_at`` (UTC ISO)."""
-
-    coupon_id: str
-    merchant_id: str
-    plate: str
-    grant: CouponGrant
-    issued_at: str
-    expires_at: str
-
-    def as_tariff_coupon(self) -> Coupon:
-        """The coupon to offer the exit quote, carrying this coupon's id so the discount it
-        earns can be charged to its merchant."""
-        return dataclasses.replace(self.grant.as_tariff_coupon(), ref=self.coupon_id)
-
-
-@dataclass(frozen=True, slots=True)
-class ClaimBatch:
-    """QR claim codes printed by a merchant. The codes are shown once: only hashes are kept."""
-
-    batch_id: str
-    merchant_id: str
-    grant: CouponGrant
-    expires_at: str
-    codes: tuple[str, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Redemption:
-    """A coupon used at exit: what the quote took off and what the merchant was charged."""
-
-    coupon_id: str
-    session_id: str
-    applied_fen: Fen
-    charged_fen: Fen
-    entry_id: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class StatementLine:
-    """One redeemed coupon on a merchant's monthly statement."""
-
-    coupon_id: str
-    plate: str
-    kind: str
-    session_id: str
-    redeemed_at: str
-    applied_fen: Fen
-    charged_fen: Fen
-
-
-@dataclass(frozen=True, slots=True)
-class Statement:
-    """A merchant's site-local month: each redeemed coupon and totals that tie to the ledger.
-
-    Balances are the merchant's net money (``prepaid - owed``). They reconcile:
-    ``closing = opening + top_ups - coupons_charged``, ``coupons_charged`` is the sum of the
-    lines, and ``ledger_debits_fen`` (debits to the merchant's accounts this month) equals it.
-    """
-
-    merchant_id: str
-    month: str
-    period_start: str
-    period_end: str
-    lines: tuple[StatementLine, ...]
-    opening_balance_fen: Fen
-    top_ups_fen: Fen
-    coupons_charged_fen: Fen
-    ledger_debits_fen: Fen
-    closing_balance_fen: Fen
-
-
-# --- the service -----------------------------------------------------------------------------
 
 
 def _hash_code(code: str) -> str:
@@ -341,7 +72,6 @@ class MerchantAccounts:
         self._clock = clock
         self._audit = audit
         self._zone = site_zone or ZoneInfo("Asia/Shanghai")
-        migrations.apply(db)
         self._books = Books(db, clock=clock)
 
     # --- accounts --------------------------------------------------------------------------
@@ -665,4 +395,3 @@ def _balance_json(balance: Balance) -> dict[str, int]:
 def _require_positive(name: str, value: object) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise ValueError(f"{name} must be a positive int (fen), got {value!r}")
-

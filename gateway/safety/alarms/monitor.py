@@ -1,180 +1,30 @@
-"""Fire, flood and supervision: what the gateway decides from the sensor nodes' messages.
-
-Three signal classes, in order: **fire alarm** > **supervisory** > **trouble**.
-
-- Fire: a fire-panel reading with ``fire`` (or the fire node's own retained ``alarm/fire``)
-  latches the site fire alarm. The gateway sets and holds the retained ``alarm/fire``,
-  suspends billing (:meth:`AlarmMonitor.billing_suspended`: exits are free and recorded),
-  shows 火警 请立即离场 / FIRE – LEAVE NOW (:meth:`AlarmMonitor.lane_display`) and alerts
-  everyone on duty and the managers at once. It ends only when the panel reports normal
-  *and* an authorised person resets it (:meth:`AlarmMonitor.reset_fire`, audited).
-- Flood: the water level per node, by the node's thresholds and hysteresis. Level 1 warns
-  the facilities team; level 2 closes the entries (:meth:`AlarmMonitor.entries_closed`),
-  sets the retained ``alarm/flood``, alerts the flood team and asks the owners of every car
-  inside to move it; level 3 calls everyone to evacuate. One alert per level, however much
-  the surface ripples. A pump that runs while the water rises, or stands idle above level
-  1, is its own alert.
-- Supervision (trouble): a node that misses two heartbeats or whose Last Will says it went
-  offline, a stuck or out-of-range level reading, a supervised fire-panel loop open or
-  shorted (the panel's ``trouble``), a stuck float: each a trouble alert that resolves
-  itself once the node is healthy again.
-
-The caller decodes messages (``wire.contract.messages.decode``) and hands the values in
-on the gateway's worker thread; :meth:`AlarmMonitor.tick` runs the time-based checks. All
-times come from the injected clock.
-"""
+"""The alarm monitor: sensor readings, node states and the clock in; site alarms, alerts
+and lane displays out."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Final, Literal, Self
-
-from pydantic import Field, model_validator
+from typing import Literal
 
 from gateway.records.audit import AuditLog
-from gateway.safety.alerts import AlertDesk, Publisher, Role
+from gateway.safety.alarms.settings import (
+    FIRE_DISPLAY,
+    FLOOD_ENTRY_DISPLAY,
+    FLOOD_EVACUATE_DISPLAY,
+    GATEWAY,
+    MOVE_YOUR_CAR,
+    AlarmError,
+    AlarmSettings,
+)
+from gateway.safety.alarms.state import AlarmChange, FloodState, NodeState, PanelState
+from gateway.safety.alerts import AlertDesk, Publisher
 from parkguard.clock import Clock, utc_iso
-from parkguard.configfile import StrictModel
-from parkguard.errors import ParkGuardError
 from wire.contract import topics
 from wire.contract.messages import AlarmState, SensorReading, SensorState, WireMessage
 
-__all__ = [
-    "FIRE_DISPLAY",
-    "FLOOD_ENTRY_DISPLAY",
-    "FLOOD_EVACUATE_DISPLAY",
-    "AlarmChange",
-    "AlarmError",
-    "AlarmMonitor",
-    "AlarmSettings",
-    "FloodThresholds",
-]
-
 log = logging.getLogger(__name__)
-
-FIRE_DISPLAY: Final = ("火警 请立即离场", "FIRE – LEAVE NOW")
-FLOOD_ENTRY_DISPLAY: Final = ("水浸 暂停入场", "FLOOD – NO ENTRY")
-FLOOD_EVACUATE_DISPLAY: Final = ("水浸 请立即驶离", "FLOOD – LEAVE NOW")
-MOVE_YOUR_CAR: Final = ("【停车场水浸预警】地下停车场水位上涨，请尽快将您的车辆驶离。"
-                        "Flood warning: water is rising in the car park, please move your "
-                        "car out now.")
-GATEWAY: Final = "gateway"
-"""``source`` of the alarms the gateway publishes, and the actor of automatic resolves."""
-
-
-class AlarmError(ParkGuardError, ValueError):
-    """An alarm action was refused (a reset while the panel still reports fire, ...)."""
-
-
-# --- configuration -----------------------------------------------------------------------------
-
-
-class FloodThresholds(StrictModel):
-    """The flood node's own ``flood`` settings (``config.json``): keep them the same."""
-
-    levels_mm: tuple[int, int, int] = Field(
-        default=(100, 300, 600), description="level 1 warn, 2 close entries, 3 evacuate")
-    hysteresis_mm: int = Field(default=30, ge=0,
-                               description="a level is left only this far below its threshold")
-    full_scale_mm: int = Field(default=2000, gt=0,
-                               description="readings above are out of range (a trouble)")
-
-    @model_validator(mode="after")
-    def _rising(self) -> Self:
-        a, b, c = self.levels_mm
-        if not 0 < a < b < c:
-            raise ValueError("levels_mm must be three rising positive thresholds")
-        return self
-
-    def level(self, mm: int, previous: int) -> int:
-        """The level for ``mm`` coming from ``previous``: up at a threshold, down only
-        ``hysteresis_mm`` below it (the node's own rule)."""
-        level = previous
-        while level < 3 and mm >= self.levels_mm[level]:
-            level += 1
-        while level > 0 and mm < self.levels_mm[level - 1] - self.hysteresis_mm:
-            level -= 1
-        return level
-
-
-class AlarmSettings(StrictModel):
-    """Flood thresholds, pump and supervision timings, who may reset a fire."""
-
-    flood: FloodThresholds = FloodThresholds()
-    flood_nodes: dict[str, FloodThresholds] = Field(
-        default_factory=dict, description="per-node thresholds where a node differs")
-    flood_clear_after_s: float = Field(
-        default=60, ge=0, description="a lower level counts only after holding this long")
-    pump_idle_grace_s: float = Field(
-        default=60, ge=0, description="pump idle above level 1 this long: pump failure")
-    pump_rise_mm: int = Field(
-        default=50, gt=0, description="water this far above its low while the pump runs: "
-                                      "pump failure")
-    stuck_after_s: float = Field(
-        default=6 * 3600, ge=0, description="the same non-zero level for this long: stuck "
-                                            "sensor (0: never)")
-    expected_nodes: tuple[str, ...] = Field(
-        default=(), description="nodes that must be heard from (missing from the start is "
-                                "a trouble too)")
-    default_heartbeat_s: int = Field(default=30, gt=0, le=3600)
-    facilities_team: str = "facilities"
-    flood_team: str = "flood"
-    fire_reset_roles: tuple[Role, ...] = Field(
-        default=("captain", "manager"), description="roster roles that may reset a fire")
-
-    def thresholds(self, node: str) -> FloodThresholds:
-        return self.flood_nodes.get(node, self.flood)
-
-
-# --- state ---------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class AlarmChange:
-    """What listeners hear: a site alarm went on or off (fire, or flood at ``level``)."""
-
-    kind: Literal["fire", "flood"]
-    active: bool
-    level: int = 0
-    zone: str | None = None
-
-
-@dataclass(slots=True)
-class _Panel:
-    fire: bool = False
-    trouble: bool = False
-    supervisory: bool = False
-    zone: str | None = None
-
-
-@dataclass(slots=True)
-class _Flood:
-    raw: int = 0  # level by thresholds and hysteresis, this reading
-    level: int = 0  # what counts: rises at once, falls after flood_clear_after_s
-    lower_since: datetime | None = None
-    mm: int = 0
-    pump: bool | None = None
-    idle_since: datetime | None = None
-    run_low: int | None = None
-    rising: bool = False
-    same_mm: int | None = None
-    same_since: datetime | None = None
-    same_count: int = 0
-
-
-@dataclass(slots=True)
-class _Node:
-    heartbeat_s: int
-    last_seen: datetime
-    online: bool = True
-    seq: int = -1
-    kind: str = ""
-
-
-# --- the monitor -------------------------------------------------------------------------------
 
 
 class AlarmMonitor:
@@ -202,9 +52,9 @@ class AlarmMonitor:
         self._phones_inside = phones_inside
         self._listeners: list[Callable[[AlarmChange], None]] = []
         self._started = clock.now()
-        self._nodes: dict[str, _Node] = {}
-        self._panels: dict[str, _Panel] = {}
-        self._floods: dict[str, _Flood] = {}
+        self._nodes: dict[str, NodeState] = {}
+        self._panels: dict[str, PanelState] = {}
+        self._floods: dict[str, FloodState] = {}
         self._fire = False
         self._fire_since: datetime | None = None
         self._fire_zone: str | None = None
@@ -341,7 +191,7 @@ class AlarmMonitor:
 
     def _panel_reading(self, reading: SensorReading) -> None:
         name = reading.node
-        panel = self._panels.setdefault(name, _Panel())
+        panel = self._panels.setdefault(name, PanelState())
         panel.fire = bool(reading.fire)
         panel.trouble = bool(reading.trouble)
         panel.supervisory = bool(reading.supervisory)
@@ -418,7 +268,7 @@ class AlarmMonitor:
     def _flood_reading(self, reading: SensorReading, now: datetime) -> None:
         name = reading.node
         th = self.settings.thresholds(name)
-        flood = self._floods.setdefault(name, _Flood())
+        flood = self._floods.setdefault(name, FloodState())
         mm = reading.water_level_mm or 0
         if mm > th.full_scale_mm:
             self._trouble(f"range:{name}", f"水位读数超量程 {name}",
@@ -453,13 +303,13 @@ class AlarmMonitor:
         self._check_pump(name, flood, now)
         self._apply_flood_level(name)
 
-    def _settle_level(self, flood: _Flood, now: datetime) -> None:
+    def _settle_level(self, flood: FloodState, now: datetime) -> None:
         if flood.lower_since is not None and (
                 now - flood.lower_since >= timedelta(seconds=self.settings.flood_clear_after_s)):
             flood.level = flood.raw
             flood.lower_since = None
 
-    def _check_stuck(self, name: str, flood: _Flood, mm: int, now: datetime) -> None:
+    def _check_stuck(self, name: str, flood: FloodState, mm: int, now: datetime) -> None:
         limit = self.settings.stuck_after_s
         if flood.same_mm != mm:
             flood.same_mm, flood.same_since, flood.same_count = mm, now, 1
@@ -473,7 +323,7 @@ class AlarmMonitor:
                           f"Water level reading stuck at {name}",
                           f"{mm} mm unchanged since {utc_iso(since)}")
 
-    def _check_pump(self, name: str, flood: _Flood, now: datetime) -> None:
+    def _check_pump(self, name: str, flood: FloodState, now: datetime) -> None:
         if flood.pump is None:
             return
         th = self.settings.thresholds(name)
@@ -543,10 +393,10 @@ class AlarmMonitor:
 
     # --- helpers -----------------------------------------------------------------------------
 
-    def _node(self, name: str, now: datetime) -> _Node:
+    def _node(self, name: str, now: datetime) -> NodeState:
         node = self._nodes.get(name)
         if node is None:
-            node = _Node(heartbeat_s=self.settings.default_heartbeat_s, last_seen=now)
+            node = NodeState(heartbeat_s=self.settings.default_heartbeat_s, last_seen=now)
             self._nodes[name] = node
         return node
 

@@ -1,458 +1,40 @@
-"""Alerts that reach a person: raised → notified → acknowledged → resolved, with escalation.
-
-An alert is raised for a *condition* named by a key (``fire``, ``flood:2``,
-``missing:flood1``); while an alert with that key is unresolved, raising it again returns
-the same alert, so a condition that keeps being reported raises one alert, not one per
-reading. Each alert climbs the three-shift roster — the guard on duty, then the squad
-leader, the captain, the manager, each step after its delay — and the whole ladder starts
-again every ``repeat_min`` until somebody acknowledges. A fire goes to every step at once.
-
-Time comes only from the injected clock: :meth:`AlertDesk.tick` sends what is due at
-``now``, so a test on a :class:`~parkguard.clock.ManualClock` advances time and sees each
-step leave at its simulated minute; :class:`Ticker` calls it in production.
-
-Messages leave through a :class:`Notifier` (:class:`AppriseNotifier`: DingTalk, WeCom,
-Feishu, ``mailto://``, ``json://``, ntfy, ... any Apprise URL) and the MQTT topic
-``alert/{id}`` (retained while active, cleared once resolved). Acknowledgement comes from
-the dashboard (:meth:`AlertDesk.ack`), a signed link in the message
-(:meth:`AlertDesk.ack_url` / :meth:`AlertDesk.ack_with_token`) or the staff app over MQTT
-(:meth:`AlertDesk.handle_ack_message`, topic ``alert/{id}/ack/{staff}``). Every ack and
-resolve is written to the hash-chained audit log in the transaction that changes the alert.
-
-``db`` is the gateway worker's connection: call the desk on the worker (``Gateway.call``).
-"""
+"""The alert desk: raises, escalates, acknowledges and resolves alerts, and keeps them in
+SQLite; the retained ``alert/{id}`` topic follows every change."""
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import hmac
-import json
 import logging
-import os
-import queue
-import secrets
-import threading
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from datetime import datetime, time, timedelta
-from functools import partial
-from pathlib import Path
+from datetime import datetime, timedelta
 from time import perf_counter
-from typing import Any, Final, Literal, Protocol, Self, TypeAlias
+from typing import Any, Final
 from urllib.parse import quote
-from zoneinfo import ZoneInfo
 
 import sqlite_utils
-from pydantic import Field, model_validator
-from sqlite_utils.migrations import Migrations
 
 from gateway.records.audit import AuditLog
 from gateway.records.reports import mask_phone
+from gateway.safety.alerts.channels import (
+    Notifier,
+    Publisher,
+    _Courier,
+    _Outgoing,
+    _redact,
+    _send,
+)
+from gateway.safety.alerts.errors import AckTokenError, AlertError, UnknownAlertError
+from gateway.safety.alerts.settings import AlertSettings, Person, Severity
+from gateway.safety.alerts.tokens import AckSigner
+from gateway.safety.alerts.values import _ACTIVE, AckClaim, AlertView, _AckMessage
 from parkguard.clock import Clock, utc_iso
-from parkguard.configfile import StrictModel
-from parkguard.core.zones import TimeZoneName
-from parkguard.errors import ContractError, ParkGuardError
+from parkguard.errors import ContractError
 from wire.contract import topics
-from wire.contract.messages import Alert, WireMessage
-
-__all__ = [
-    "ROLES",
-    "AckClaim",
-    "AckTokenError",
-    "AlertDesk",
-    "AlertError",
-    "AlertSettings",
-    "AlertState",
-    "AlertView",
-    "AppriseNotifier",
-    "Notifier",
-    "NotifyError",
-    "Person",
-    "Publisher",
-    "Role",
-    "Severity",
-    "Shift",
-    "Step",
-    "Ticker",
-    "UnknownAlertError",
-    "load_or_create_key",
-    "migrations",
-]
 
 log = logging.getLogger(__name__)
 
-Role: TypeAlias = Literal["guard", "squad_leader", "captain", "manager"]
-ROLES: Final[tuple[Role, ...]] = ("guard", "squad_leader", "captain", "manager")
-Severity: TypeAlias = Literal["info", "warning", "critical"]
-AlertState: TypeAlias = Literal["raised", "notified", "acked", "resolved"]
-_ACTIVE: Final = ("raised", "notified")
-_SEGMENT = r"^[a-z0-9][a-z0-9_-]{0,31}$"
+
 ACK_TOPIC_SUFFIX: Final = "/ack/"
-
-
-# --- errors ------------------------------------------------------------------------------------
-
-
-class AlertError(ParkGuardError, ValueError):
-    """An alert action was refused (blank actor or reason, resolved already, ...)."""
-
-
-class UnknownAlertError(AlertError, LookupError):
-    """No alert has that id."""
-
-
-class AckTokenError(AlertError):
-    """A signed acknowledgement link was refused: ``reason`` is malformed, forged, expired
-    or used."""
-
-    def __init__(self, reason: Literal["malformed", "forged", "expired", "used"],
-                 detail: str = "") -> None:
-        super().__init__(f"acknowledgement link {reason}" + (f": {detail}" if detail else ""))
-        self.reason = reason
-
-
-class NotifyError(ParkGuardError, RuntimeError):
-    """A channel did not take the message."""
-
-
-# --- configuration -----------------------------------------------------------------------------
-
-
-class Shift(StrictModel):
-    """One shift of the roster; it lasts until the next shift's start (site-local time)."""
-
-    name: str = Field(pattern=_SEGMENT, description="shift name, e.g. a, b, c")
-    start: time = Field(description="site-local start time, e.g. 08:00")
-
-
-class Person(StrictModel):
-    """Someone alerts can reach."""
-
-    id: str = Field(pattern=_SEGMENT,
-                    description="staff id: the same as the staff app's user (`staff-<id>`)")
-    name: str = Field(min_length=1, max_length=64)
-    role: Role | None = Field(
-        default=None, description="rung of the escalation ladder; none: reached only as a "
-                                  "team member or when everyone on duty is alerted")
-    shift: str | None = Field(
-        default=None, description="the shift this person works; none: always reachable "
-                                  "(managers, on-call engineers)")
-    teams: tuple[str, ...] = Field(
-        default=(), description="teams this person belongs to, e.g. facilities, flood")
-    contacts: dict[str, str] = Field(
-        default_factory=dict,
-        description="channel label → Apprise URL (dingtalk://, wecombot://, feishu://, "
-                    "mailto://, mailtos://, json://, ntfy://, ...)")
-
-
-class Step(StrictModel):
-    """One rung of the escalation ladder: who, and how long after the alert was raised."""
-
-    role: Role
-    after_min: float = Field(ge=0, description="minutes after the raise (and after each "
-                                               "repeat of the ladder)")
-
-
-DEFAULT_STEPS: Final = (
-    Step(role="guard", after_min=0),
-    Step(role="squad_leader", after_min=5),
-    Step(role="captain", after_min=10),
-    Step(role="manager", after_min=15),
-)
-
-
-class AlertSettings(StrictModel):
-    """The roster, the escalation ladder and the acknowledgement links."""
-
-    timezone: TimeZoneName = Field(default="Asia/Shanghai",
-                                   description="zone of the shift start times")
-    shifts: tuple[Shift, ...] = Field(min_length=1, description="the shifts of a day")
-    people: tuple[Person, ...] = Field(min_length=1)
-    steps: tuple[Step, ...] = Field(default=DEFAULT_STEPS, min_length=1)
-    repeat_min: float = Field(
-        default=30, gt=0, description="the ladder starts again this often until acknowledged")
-    ack_base_url: str = Field(
-        default="http://localhost:8080/alerts/ack",
-        description="dashboard page that takes `?t=<token>`; the link in every message")
-    ack_link_ttl_min: int = Field(default=24 * 60, gt=0, le=14 * 24 * 60)
-    ack_key_file: Path | None = Field(
-        default=None, description="secret for the signed links (made 0600 if missing); none: "
-                                  "a fresh key each start (old links stop working)")
-    owner_message_url: str | None = Field(
-        default=None, description="Apprise URL template with {phone} for messages to car "
-                                  "owners (an SMS gateway); none: not sent")
-
-
-    @model_validator(mode="after")
-    def _consistent(self) -> Self:
-        names = [s.name for s in self.shifts]
-        if len(set(names)) != len(names):
-            raise ValueError("shift names must be unique")
-        if len({s.start for s in self.shifts}) != len(self.shifts):
-            raise ValueError("two shifts start at the same time")
-        ids = [p.id for p in self.people]
-        if len(set(ids)) != len(ids):
-            raise ValueError("person ids must be unique")
-        for person in self.people:
-            if person.shift is not None and person.shift not in names:
-                raise ValueError(f"{person.id}: unknown shift {person.shift!r}")
-        delays = [s.after_min for s in self.steps]
-        if delays != sorted(delays):
-            raise ValueError("escalation steps must come in order of after_min")
-        if self.repeat_min <= delays[-1]:
-            raise ValueError("repeat_min must be longer than the last step's after_min")
-        return self
-
-    def zone(self) -> ZoneInfo:
-        return ZoneInfo(self.timezone)
-
-    def shift_at(self, moment: datetime) -> str:
-        """The shift on duty at ``moment``: the one that started last, wrapping midnight."""
-        local = moment.astimezone(self.zone()).time()
-        ordered = sorted(self.shifts, key=lambda s: s.start)
-        current = ordered[-1]  # before the first start of the day: yesterday's last shift
-        for shift in ordered:
-            if shift.start <= local:
-                current = shift
-        return current.name
-
-    def on_duty(self, moment: datetime) -> list[Person]:
-        shift = self.shift_at(moment)
-        return [p for p in self.people if p.shift is None or p.shift == shift]
-
-
-def load_or_create_key(path: Path) -> bytes:
-    """The link-signing secret kept in ``path`` (32 random bytes, made 0600 if missing)."""
-    try:
-        key = path.read_bytes()
-    except FileNotFoundError:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        key = secrets.token_bytes(32)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as out:
-            out.write(key)
-    if len(key) < 16:
-        raise AlertError(f"{path}: the ack key must be at least 16 bytes")
-    return key
-
-
-# --- channels ----------------------------------------------------------------------------------
-
-
-class Notifier(Protocol):
-    """Sends one message to one channel address; raises :class:`NotifyError` if refused."""
-
-    def send(self, url: str, title: str, body: str) -> None: ...
-
-
-class AppriseNotifier:
-    """Any Apprise URL: ``dingtalk://``, ``wecombot://``, ``feishu://``, ``mailto://``,
-    ``mailtos://``, ``json://``, ``ntfy://`` ..."""
-
-    def send(self, url: str, title: str, body: str) -> None:
-        import apprise  # a heavy import: only where messages leave
-
-        sender = apprise.Apprise()
-        if not sender.add(url):
-            raise NotifyError(f"not a usable Apprise URL: {_redact(url)}")
-        if not sender.notify(title=title, body=body):
-            raise NotifyError(f"{_redact(url).split(':', 1)[0]} did not take the message")
-
-
-class Publisher(Protocol):
-    """What the desk needs of the bus (``MqttBus`` fits)."""
-
-    def publish(self, topic: str, payload: bytes | WireMessage, *, qos: int = 1,
-                retain: bool = False) -> object: ...
-
-
-def _redact(url: str) -> str:
-    """A channel URL fit for a log or a table: scheme and host, no tokens or passwords."""
-    scheme, _, rest = url.partition("://")
-    host = rest.split("/", 1)[0].split("?", 1)[0].rsplit("@", 1)[-1]
-    return f"{scheme}://{host}" if rest else scheme
-
-
-@dataclass(frozen=True, slots=True)
-class _Outgoing:
-    notification_id: int
-    url: str
-    title: str
-    body: str
-
-
-class _Courier:
-    """Sends on a thread of its own, so a slow channel never holds the gateway's worker;
-    each outcome is recorded through ``record`` (on the worker: ``Gateway.call``)."""
-
-    def __init__(self, notifier: Notifier,
-                 record: Callable[[int, str | None], None],
-                 run_on_owner: Callable[[Callable[[], None]], object]) -> None:
-        self._notifier = notifier
-        self._record = record
-        self._owner = run_on_owner
-        self._queue: queue.Queue[_Outgoing | None] = queue.Queue()
-        self._thread = threading.Thread(target=self._run, name="alert-courier", daemon=True)
-        self._thread.start()
-
-    def submit(self, item: _Outgoing) -> None:
-        self._queue.put(item)
-
-    def stop(self, timeout: float = 10.0) -> None:
-        self._queue.put(None)
-        self._thread.join(timeout)
-
-    def _run(self) -> None:
-        while (item := self._queue.get()) is not None:
-            error = _send(self._notifier, item)
-            try:
-                self._owner(partial(self._record, item.notification_id, error))
-            except Exception:
-                log.exception("alerts: outcome of notification %d not recorded",
-                              item.notification_id)
-
-
-def _send(notifier: Notifier, item: _Outgoing) -> str | None:
-    try:
-        notifier.send(item.url, item.title, item.body)
-    except Exception as error:  # any channel failure is an outcome, never a crash
-        log.warning("alerts: notification %d to %s failed: %s", item.notification_id,
-                    _redact(item.url), error)
-        return f"{type(error).__name__}: {error}"[:500]
-    return None
-
-
-# --- schema ------------------------------------------------------------------------------------
-
-migrations = Migrations("parkguard.alerts")
-
-
-@migrations()
-def m001_alerts(db: sqlite_utils.Database) -> None:
-    db.table("alerts").create(
-        {
-            "id": int, "alert_id": str, "key": str, "kind": str, "severity": str,
-            "state": str, "title_zh": str, "title_en": str, "detail": str, "team": str,
-            "all_at_once": int, "raised_at": str, "notified_at": str, "step": int,
-            "round": int, "next_due": str, "acked_at": str, "acked_by": str,
-            "acked_via": str, "resolved_at": str, "resolved_by": str, "resolve_reason": str,
-            "updated_at": str,
-        },
-        pk="id",
-        not_null=["alert_id", "key", "kind", "severity", "state", "title_zh", "title_en",
-                  "detail", "all_at_once", "raised_at", "step", "round", "updated_at"],
-        strict=True,
-    )
-    db.execute("CREATE UNIQUE INDEX alerts_alert_id ON alerts(alert_id)")
-    # The dedup rule itself: one unresolved alert per condition.
-    db.execute("CREATE UNIQUE INDEX alerts_open_key ON alerts(key) WHERE state <> 'resolved'")
-    db.execute("CREATE INDEX alerts_due ON alerts(next_due) WHERE next_due IS NOT NULL")
-    db.table("alert_events").create(
-        {"id": int, "alert_id": str, "at": str, "event": str, "actor": str, "detail": str},
-        pk="id", not_null=["alert_id", "at", "event", "actor"], strict=True,
-    )
-    db.execute("CREATE INDEX alert_events_alert ON alert_events(alert_id)")
-    db.table("alert_notifications").create(
-        {"id": int, "alert_id": str, "step": int, "round": int, "person": str,
-         "channel": str, "target": str, "status": str, "error": str, "queued_at": str,
-         "done_at": str},
-        pk="id", not_null=["alert_id", "step", "round", "person", "channel", "target",
-                           "status", "queued_at"], strict=True,
-    )
-    db.execute("CREATE INDEX alert_notifications_alert ON alert_notifications(alert_id)")
-    # Owner messages ("please move your car") go once per alert and phone.
-    db.execute("CREATE UNIQUE INDEX alert_notifications_owner ON "
-               "alert_notifications(alert_id, target) WHERE channel = 'owner'")
-    db.table("alert_ack_tokens").create(
-        {"digest": str, "alert_id": str, "person": str, "used_at": str},
-        pk="digest", not_null=["alert_id", "person", "used_at"], strict=True,
-    )
-
-
-# --- values ------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class AlertView:
-    """An alert as the dashboard shows it."""
-
-    alert_id: str
-    key: str
-    kind: str
-    severity: Severity
-    state: AlertState
-    title_zh: str
-    title_en: str
-    detail: str
-    team: str | None
-    all_at_once: bool
-    raised_at: str
-    notified_at: str | None
-    step: int
-    """Highest ladder step reached so far (-1: nobody notified yet)."""
-    round: int
-    next_due: str | None
-    acked_at: str | None
-    acked_by: str | None
-    acked_via: str | None
-    resolved_at: str | None
-    resolved_by: str | None
-    resolve_reason: str | None
-
-    @property
-    def active(self) -> bool:
-        return self.state != "resolved"
-
-    @classmethod
-    def of(cls, row: dict[str, Any]) -> AlertView:
-        return cls(
-            alert_id=row["alert_id"], key=row["key"], kind=row["kind"],
-            severity=row["severity"], state=row["state"], title_zh=row["title_zh"],
-            title_en=row["title_en"], detail=row["detail"], team=row["team"],
-            all_at_once=bool(row["all_at_once"]), raised_at=row["raised_at"],
-            notified_at=row["notified_at"], step=row["step"], round=row["round"],
-            next_due=row["next_due"], acked_at=row["acked_at"], acked_by=row["acked_by"],
-            acked_via=row["acked_via"], resolved_at=row["resolved_at"],
-            resolved_by=row["resolved_by"], resolve_reason=row["resolve_reason"],
-        )
-
-    def wire(self, ts: datetime) -> Alert:
-        """The ``alert/{id}`` message (``notified`` is still ``raised`` on the wire)."""
-        state: Literal["raised", "acked", "resolved"] = (
-            "raised" if self.state in _ACTIVE else self.state)  # type: ignore[assignment]
-        return Alert(
-            alert_id=self.alert_id, kind=self.kind[:32], severity=self.severity, state=state,
-            escalation_step=max(self.step, 0), title_zh=self.title_zh[:128],
-            title_en=self.title_en[:128], detail=self.detail[:1024],
-            raised_at=datetime.fromisoformat(self.raised_at), acked_by=self.acked_by,
-            ts=ts,
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class AckClaim:
-    """What a valid signed link says: this person may acknowledge this alert until then."""
-
-    alert_id: str
-    person: str
-    expires: datetime
-    digest: str
-
-
-class _AckMessage(StrictModel):
-    """The staff app's acknowledgement on ``alert/{id}/ack/{staff}`` (who is in the topic).
-
-    Not in the wire contract yet: see docs/alarms-and-alerts.md, "Contract additions".
-    """
-
-    v: Literal[1] = 1
-    alert_id: str
-    ts: datetime | None = None
-    note: str = Field(default="", max_length=256)
-
-
-# --- the desk ----------------------------------------------------------------------------------
 
 
 class AlertDesk:
@@ -481,7 +63,8 @@ class AlertDesk:
         self._audit = audit
         self.settings = settings
         self._notifier = notifier
-        self._key = ack_key
+        self._signer = AckSigner(ack_key, site=self.site, clock=clock,
+                                 ttl_min=settings.ack_link_ttl_min)
         self._publisher = publisher
         self._people = {p.id: p for p in settings.people}
         self._courier = (_Courier(notifier, self.record_delivery, run_on_owner)
@@ -490,7 +73,6 @@ class AlertDesk:
         self.failed = 0
         self.first_dispatch: dict[str, float] = {}
         """alert id → ``time.perf_counter()`` when its first message went out (benchmarks)."""
-        migrations.apply(db)
 
     def close(self) -> None:
         """Let the courier finish what it holds (in production before the bus stops)."""
@@ -749,35 +331,12 @@ class AlertDesk:
         return f"{self.settings.ack_base_url}?t={self.ack_token(alert_id, person, now=now)}"
 
     def ack_token(self, alert_id: str, person: str, *, now: datetime | None = None) -> str:
-        expires = (now or self._clock.now()) + timedelta(minutes=self.settings.ack_link_ttl_min)
-        claim = json.dumps({"a": alert_id, "p": person, "e": int(expires.timestamp()),
-                            "n": secrets.token_hex(4)}, separators=(",", ":"))
-        body = _b64(claim.encode())
-        return f"{body}.{_b64(self._sign(body))}"
-
-    def _sign(self, body: str) -> bytes:
-        return hmac.new(self._key, f"parkguard-ack.{self.site}.{body}".encode(),
-                        hashlib.sha256).digest()
+        return self._signer.token(alert_id, person, now=now)
 
     def verify_ack_token(self, token: str) -> AckClaim:
         """What a link says, if this gateway signed it and it has not expired; otherwise
         :class:`AckTokenError` (``malformed``, ``forged``, ``expired``)."""
-        body, dot, signature = token.strip().partition(".")
-        if not dot or not body or not signature:
-            raise AckTokenError("malformed")
-        try:
-            given = _unb64(signature)
-            claim = json.loads(_unb64(body))
-            alert_id, person, expires_s = str(claim["a"]), str(claim["p"]), int(claim["e"])
-        except (ValueError, KeyError, TypeError) as error:
-            raise AckTokenError("malformed") from error
-        if not hmac.compare_digest(given, self._sign(body)):
-            raise AckTokenError("forged")
-        expires = datetime.fromtimestamp(expires_s, tz=self._clock.now().tzinfo)
-        if self._clock.now() >= expires:
-            raise AckTokenError("expired", f"expired at {utc_iso(expires)}")
-        digest = hashlib.sha256(token.encode()).hexdigest()
-        return AckClaim(alert_id, person, expires, digest)
+        return self._signer.verify(token)
 
     def ack_with_token(self, token: str) -> AlertView:
         """Acknowledge from a signed link: once per link; forged, expired or reused links
@@ -910,43 +469,3 @@ def _pk(value: object) -> int:
     if not isinstance(value, int):
         raise AlertError(f"unexpected primary key {value!r}")
     return value
-
-
-def _b64(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
-
-
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
-# --- the ticker --------------------------------------------------------------------------------
-
-
-class Ticker:
-    """Calls ``work(now)`` every ``period_s`` of the clock's time on a thread of its own (in
-    production ``work`` hands the tick to the gateway's worker through ``Gateway.call``)."""
-
-    def __init__(self, clock: Clock, work: Callable[[datetime], object], *,
-                 period_s: float = 1.0) -> None:
-        self._clock = clock
-        self._work = work
-        self._period = period_s
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="alert-ticker", daemon=True)
-
-    def start(self) -> Ticker:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=10)
-
-    def _run(self) -> None:
-        while not self._clock.wait(self._stop, self._period):
-            try:
-                self._work(self._clock.now())
-            except Exception:
-                log.exception("alerts: tick failed")

@@ -1,0 +1,82 @@
+"""Site alarms as the lane knows them: the retained ``alarm/fire`` and ``alarm/flood``, and
+the hard-wired fire input.
+
+A fire raises the barrier at once, on the thread that heard it (the bus's or the fire
+input's pin thread), not on the worker, which may be waiting for the gateway: a fire must
+not queue behind a car. It also sets the machine's ``fire`` guard and the barrier's
+``fire_hold`` (``Barrier.lower()`` refuses while it lasts). Only a retained ``alarm/fire``
+that says inactive (and the fire input released) ends it; losing the broker changes
+nothing, and the last known alarms survive reboots in the journal.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from firmware.lane.devices.hardware import LaneHardware
+from firmware.lane.journal import Journal
+from firmware.lane.states import GateMachine
+from firmware.lane.status import LaneStatus
+from parkguard.errors import ContractError
+from wire.contract.messages import AlarmState
+
+log = logging.getLogger(__name__)
+
+ALARM_KEYS = {"fire": "alarm.fire", "flood": "alarm.flood"}
+"""Journal keys of the last known alarm states."""
+
+
+class Alarms:
+    """The lane's view of the site alarms, and the fire reflex."""
+
+    def __init__(self, lane: str, *, journal: Journal, hardware: LaneHardware,
+                 machine: GateMachine, status: LaneStatus, wake: Callable[[], None]) -> None:
+        self._lane = lane
+        self._journal = journal
+        self._hw = hardware
+        self._machine = machine
+        self._status = status
+        self._wake = wake
+        self.fire_alarm = journal.get(ALARM_KEYS["fire"]) == "1"
+        self.flood_alarm = journal.get(ALARM_KEYS["flood"]) == "1"
+
+    def fire_active(self) -> bool:
+        """A fire holds the barrier: the last known ``alarm/fire`` or the fire input."""
+        fire_input = self._hw.fire_input
+        return self.fire_alarm or (fire_input is not None and fire_input.active)
+
+    def on_alarm(self, topic: str, payload: bytes) -> None:
+        """The bus's thread: a retained site alarm. An empty or bad payload changes nothing:
+        the lane keeps the last alarm state it knew until one says otherwise."""
+        try:
+            alarm = AlarmState.from_json(payload)
+        except ContractError as error:
+            log.warning("lane %s: alarm on %s ignored: %s", self._lane, topic, error)
+            return
+        if not topic.endswith(f"/alarm/{alarm.kind}"):
+            log.warning("lane %s: %s alarm on %s ignored", self._lane, alarm.kind, topic)
+            return
+        if alarm.kind == "fire":
+            changed = alarm.active != self.fire_alarm
+            self.fire_alarm = alarm.active
+            self.fire_changed()
+        else:
+            changed = alarm.active != self.flood_alarm
+            self.flood_alarm = alarm.active
+            self._wake()
+        if changed:
+            log.warning("lane %s: %s alarm %s (from %s)", self._lane, alarm.kind,
+                        "ACTIVE" if alarm.active else "over", alarm.source)
+            self._journal.put(ALARM_KEYS[alarm.kind], "1" if alarm.active else "0")
+
+    def fire_changed(self) -> None:
+        """Any thread (the bus, the fire input's pin thread, start): raise at once on a fire."""
+        barrier = self._hw.barrier
+        barrier.fire_hold = self.fire_alarm
+        active = self.fire_active()
+        self._machine.fire = active
+        if active:
+            barrier.raise_()
+            self._status.fire_raised()
+        self._wake()

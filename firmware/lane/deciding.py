@@ -1,0 +1,156 @@
+"""Who decides for a car at the lane, in order: the lane's own rules (a fire opens, a flood
+closes entries), then the gateway within its deadline, then the replica
+(:mod:`firmware.lane.replica`) with the same pure cores as the gateway, and the no-plate
+rules for an identity typed at the kiosk.
+
+The request states its deadline (``ts + deadline_ms``) and the lane waits until exactly
+then on its clock, so the gateway and the lane agree on when it passes. A reply that comes
+later is counted (``late_replies``) and dropped: the lane has already decided alone, and
+journaled the evidence.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from firmware.lane.config import LaneConfig
+from firmware.lane.devices.camera import PlateReading
+from firmware.lane.devices.display import TEXTS
+from firmware.lane.events import Verdict
+from firmware.lane.journal import Journal
+from firmware.lane.replica import LaneReplica, OfflineVerdict
+from firmware.lane.states import State, timeout_for
+from parkguard.clock import Clock
+from parkguard.core.plates import NoPlateId
+from parkguard.errors import ContractError
+from wire.bus import Bus
+from wire.contract import topics
+from wire.contract.messages import DecideReply, DecideRequest
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Pending:
+    answered: threading.Event = field(default_factory=threading.Event)
+    reply: DecideReply | None = None
+
+
+class Decider:
+    """Turns a reading (or a no-plate identity) into a :class:`Verdict`."""
+
+    def __init__(self, config: LaneConfig, *, clock: Clock, bus: Bus, journal: Journal,
+                 replica: LaneReplica, fire_active: Callable[[], bool],
+                 flood_active: Callable[[], bool],
+                 block_until: Callable[[threading.Event, datetime], bool]) -> None:
+        self._config = config
+        self._clock = clock
+        self._bus = bus
+        self._journal = journal
+        self.replica = replica
+        self._fire_active = fire_active
+        self._flood_active = flood_active
+        self._block_until = block_until  # the worker's wait (it counts as idle meanwhile)
+        self._pending: dict[str, _Pending] = {}
+        self._lock = threading.Lock()
+        self.late_replies = 0
+        self.last_request: DecideRequest | None = None
+
+    def decide(self, correlation_id: str, reading: PlateReading,
+               identity: NoPlateId | None = None) -> Verdict:
+        """The verdict for the car at the gate (blocks up to the decide deadline)."""
+        if self._config.direction == "entry" and self._flood_active() and not self._fire_active():
+            # Flood level 2+: entries closed, whatever the gateway would say.
+            return Verdict("refuse", "flood_entries_closed", 0, None, "lane", 0.0,
+                           TEXTS["flood_entry"])
+        verdict = self._ask_gateway(correlation_id, reading, identity)
+        if self._fire_active():  # a fire broke out while we asked: out, free
+            return Verdict("open", "fire_open", 0, None, "lane", verdict.wait_ms, TEXTS["fire"])
+        return verdict
+
+    def _ask_gateway(self, correlation_id: str, reading: PlateReading,
+                     identity: NoPlateId | None) -> Verdict:
+        config = self._config
+        deadline_s = timeout_for(State.DECIDING, config.timing, limit_switches=False) or 0.0
+        pending = _Pending()
+        with self._lock:
+            self._pending[correlation_id] = pending
+        started = time.perf_counter()
+        request = DecideRequest(
+            correlation_id=correlation_id, lane=config.lane, direction=config.direction,
+            plate=reading.plate, identity=identity.text if identity is not None else None,
+            confidence=reading.confidence, char_confidences=reading.char_confidences,
+            ts=self._clock.now(), deadline_ms=config.timing.decide_deadline_ms,
+        )
+        self.last_request = request
+        self._bus.publish(topics.lane_decide(config.site, config.lane), request)
+        # The deadline the request states (ts + deadline_ms), not one counted from whenever
+        # this thread gets to wait: the gateway and the lane then agree on when it passes.
+        deadline = request.ts + timedelta(seconds=deadline_s)
+        answered = self._block_until(pending.answered, deadline)
+        wait_ms = (time.perf_counter() - started) * 1000
+        with self._lock:
+            self._pending.pop(correlation_id, None)
+        reply = pending.reply
+        if not answered or reply is None:
+            log.warning("lane %s: gateway silent for %d ms, deciding alone", config.lane,
+                        config.timing.decide_deadline_ms)
+            return self._decide_alone(correlation_id, reading, wait_ms, identity)
+        shown = ((reply.display_zh, reply.display_en)
+                 if reply.display_zh or reply.display_en else None)
+        return Verdict(reply.action, reply.reason, reply.fee_fen, reply.session_id, "gateway",
+                       wait_ms, shown)
+
+    def _decide_alone(self, correlation_id: str, reading: PlateReading,
+                      wait_ms: float, identity: NoPlateId | None) -> Verdict:
+        """The replica's answer; its evidence is journaled (the decision event itself goes
+        into the journal too, synchronous FULL)."""
+        now = self._clock.now()
+        if identity is not None:
+            offline = self._no_plate_alone(identity, now)
+        elif self._config.direction == "entry":
+            offline = self.replica.entry(reading.plate, now)
+        else:
+            offline = self.replica.exit(reading.plate, reading.char_confidences, now)
+        self._journal.put(f"decision.{correlation_id}", json.dumps(
+            {"reason": offline.reason, "fee_fen": offline.fee_fen, **offline.evidence},
+            ensure_ascii=False, default=str))
+        return Verdict(offline.action, offline.reason, offline.fee_fen, offline.session_id,
+                       "lane", wait_ms, offline.display)
+
+    def _no_plate_alone(self, identity: NoPlateId, now: datetime) -> OfflineVerdict:
+        """Offline answer for a no-plate identity: an entry opens (unless the car park is
+        full); an exit looks the identity up in the replica (exact match only)."""
+        if self._config.direction == "entry":
+            capacity = self.replica.capacity
+            if capacity is not None and capacity.full:
+                return OfflineVerdict("refuse", "offline_lot_full", display=TEXTS["lot_full"],
+                                      evidence={"identity": identity.masked})
+            return OfflineVerdict("open", "offline_no_plate_entry",
+                                  display=(f"{identity.masked} 欢迎光临",
+                                           f"Welcome ({identity.text[-4:]})"),
+                                  evidence={"identity": identity.masked})
+        return self.replica.exit(identity.text, (), now)
+
+    def on_reply(self, _topic: str, payload: bytes) -> None:
+        """The bus's thread: a decide reply; wakes the waiting request, or counts a late one."""
+        try:
+            reply = DecideReply.from_json(payload)
+        except ContractError as error:
+            log.warning("lane %s: bad decide reply: %s", self._config.lane, error)
+            return
+        with self._lock:
+            pending = self._pending.get(reply.correlation_id)
+        if pending is None:
+            self.late_replies += 1
+            log.info("lane %s: reply %s came after the deadline", self._config.lane,
+                     reply.correlation_id)
+            return
+        pending.reply = reply
+        pending.answered.set()

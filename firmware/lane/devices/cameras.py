@@ -1,0 +1,59 @@
+"""Which camera and plate reader a lane's ``[camera] type`` names: one registry.
+
+The firmware registers the real lane's kind, ``picamera`` (the Pi camera through picamera2
+and our TFLite reader); nothing here imports the simulator. A bench lane's kinds
+(``simulated``: the simulator's ground truth, ``tflite``: rendered frames read by the real
+reader) are registered by whoever composes a bench lane, from the simulator (``parkguard
+lane`` does, only when the config asks for one). A type nobody registered stops the lane at
+start, naming the field, so a Pi can never quietly run a camera that sees no plate.
+
+>>> sorted(registered())
+['picamera']
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from firmware.lane.config import CameraSettings
+from firmware.lane.devices.camera import Camera, PlateReader
+from parkguard.clock import Clock
+from parkguard.errors import ConfigError
+
+CameraMaker = Callable[[CameraSettings, Clock], tuple[Camera, PlateReader]]
+"""Builds a lane's camera and its reader from ``[camera]`` and the lane's clock."""
+
+_MAKERS: dict[str, CameraMaker] = {}
+
+
+def register(kind: str, maker: CameraMaker) -> None:
+    """Make ``[camera] type = kind`` build its camera and reader with ``maker``."""
+    _MAKERS[kind] = maker
+
+
+def registered() -> frozenset[str]:
+    return frozenset(_MAKERS)
+
+
+def camera_and_reader(settings: CameraSettings, clock: Clock) -> tuple[Camera, PlateReader]:
+    """The camera and reader ``settings.type`` names; ConfigError if none is registered."""
+    maker = _MAKERS.get(settings.type)
+    if maker is None:
+        raise ConfigError(
+            f"camera.type = {settings.type!r}: no such camera on this lane (registered: "
+            f"{', '.join(sorted(_MAKERS))}); a bench camera comes with the simulator")
+    return maker(settings, clock)
+
+
+def _pi_camera(settings: CameraSettings, clock: Clock) -> tuple[Camera, PlateReader]:
+    """The Pi camera and our TFLite reader, looking in the lane's plate region (the models
+    load, and picamera2 is imported, only when a lane asks for them)."""
+    from firmware.lane.devices.picamera import PiCamera
+    from firmware.lane.devices.reader import DEFAULT_MODELS, make_reader
+
+    reader = make_reader("tflite", models=settings.models or DEFAULT_MODELS,
+                         region=settings.plate_region, recogniser=settings.recogniser)
+    return PiCamera(clock=clock), reader
+
+
+register("picamera", _pi_camera)

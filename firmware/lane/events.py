@@ -1,0 +1,85 @@
+"""The lane's events: numbered, journaled, then published by the outbox.
+
+Every event goes into the SQLite journal before it is published (the :class:`Outbox`
+publishes it and marks it sent on the broker's acknowledgement), so nothing is lost when the
+broker, the network or the power goes. ``seq`` continues across restarts and only the lane's
+worker emits, so it stays in publication order.
+
+:meth:`EventLog.decision` is the one place a ``decision`` event is made, whoever decided
+(the gateway, the replica, a guard's open, a fire).
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from firmware.lane.config import LaneConfig
+from firmware.lane.journal import Journal, JournalRow, Outbox
+from parkguard.clock import Clock
+from parkguard.core.plates import NoPlateId
+from wire.bus import Bus
+from wire.contract import topics
+from wire.contract.messages import Decision, Fault
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What the lane will do for this vehicle, and who said so."""
+
+    action: str
+    reason: str
+    fee_fen: int
+    session_id: str | None
+    decided_by: str
+    wait_ms: float
+    display: tuple[str, str] | None = None
+
+
+def new_correlation_id() -> str:
+    """Ties a decision to its request, its reply and the passage that follows."""
+    return uuid.uuid4().hex[:20]
+
+
+class EventLog:
+    """Numbers, journals and hands the lane's events to the outbox."""
+
+    def __init__(self, config: LaneConfig, *, clock: Clock, journal: Journal, bus: Bus) -> None:
+        self._config = config
+        self._clock = clock
+        self._journal = journal
+        self.outbox = Outbox(journal, bus, name=f"outbox-{config.lane}")
+        self._topic = topics.lane_event(config.site, config.lane)
+        self._lock = threading.Lock()
+        self.last_seq = journal.last_seq()  # seq continues across restarts
+        self.emitted = 0
+        """Events emitted since this run started (not counting earlier runs)."""
+        self.verdicts = 0
+        self.last_verdict: Verdict | None = None
+
+    def emit(self, kind: Any, **fields: Any) -> None:
+        """Journal the event (durable when this returns), then let the outbox publish it."""
+        with self._lock:
+            self.last_seq += 1
+            event = kind(event_id=uuid.uuid4().hex, seq=self.last_seq, ts=self._clock.now(),
+                         lane=self._config.lane, **fields)
+            self._journal.append(JournalRow(event.seq, event.event_id, event.type,
+                                            self._topic, event.to_json()))
+            self.emitted += 1
+        self.outbox.wake()
+
+    def fault(self, code: str, detail: str) -> None:
+        self.emit(Fault, code=code, detail=detail[:512])
+
+    def decision(self, correlation_id: str, plate: str | None, verdict: Verdict,
+                 identity: NoPlateId | None = None) -> None:
+        """Remember ``verdict`` as the lane's latest and report it as a ``decision`` event."""
+        self.last_verdict = verdict
+        self.verdicts += 1
+        self.emit(Decision, correlation_id=correlation_id, direction=self._config.direction,
+                  plate=plate, identity=identity.text if identity is not None else None,
+                  action=verdict.action, reason=verdict.reason, fee_fen=verdict.fee_fen,
+                  session_id=verdict.session_id, decided_by=verdict.decided_by,
+                  wait_ms=verdict.wait_ms)

@@ -1,0 +1,377 @@
+"""The gate sequence: vehicle → read → decide → open → pass → close, on the lane's worker.
+
+The only caller of the state machine (:mod:`firmware.lane.states`) and of the barrier's
+``raise_`` / ``lower``: :meth:`Gate.step` feeds an event to the machine and carries out
+the action it returns; an event the table has no row for is reported as a fault
+(``unexpected_event``) and changes nothing. Every wait here takes its timeout from
+:func:`~firmware.lane.states.timeout_for`, on the lane's clock.
+
+A refused car waits at the barrier until it leaves, the driver uses the kiosk, a guard's
+command comes (the worker's loop carries it out) or a fire starts.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from firmware.lane.config import LaneConfig
+from firmware.lane.deciding import Decider
+from firmware.lane.devices.camera import Camera, PlateReader, PlateReading
+from firmware.lane.devices.display import TEXTS
+from firmware.lane.devices.hardware import LaneHardware
+from firmware.lane.events import EventLog, Verdict, new_correlation_id
+from firmware.lane.kiosk import AtTheGate, KioskDesk
+from firmware.lane.states import Action, Event, GateMachine, State, Transition, UnexpectedEvent
+from firmware.lane.states import timeout_for as _timeout_for
+from firmware.lane.status import LaneStatus
+from firmware.lane.waiting import Waiter
+from parkguard.core.plates import NoPlateId
+from wire.contract.messages import (
+    BarrierMoved,
+    BarrierPosition,
+    HelpPressed,
+    Passed,
+    PlateRead,
+    Tailgate,
+    VehicleDetected,
+)
+
+log = logging.getLogger(__name__)
+
+UNREAD = PlateReading(None, 0.0, (), 0.0)
+WAITING = (State.REFUSED, State.WAITING_HELP)
+
+
+class Gate:
+    """Drives one car (or a guard's opening) through the state machine and the barrier."""
+
+    def __init__(self, config: LaneConfig, *, hardware: LaneHardware, machine: GateMachine,
+                 waiter: Waiter, events: EventLog, status: LaneStatus, decider: Decider,
+                 kiosk: KioskDesk, camera: Camera, reader: PlateReader,
+                 fire_active: Callable[[], bool], command_waiting: Callable[[], bool],
+                 close_waiting: Callable[[], bool]) -> None:
+        self.config = config
+        self._hw = hardware
+        self.machine = machine
+        self._wait = waiter
+        self._events = events
+        self._status = status
+        self._decider = decider
+        self._kiosk = kiosk
+        self._camera = camera
+        self._reader = reader
+        self._fire_active = fire_active
+        self._command_waiting = command_waiting
+        self._close_waiting = close_waiting
+        self.served_arrivals = 0
+        self.fault_retry = True
+        self._last_read: tuple[int, str | None] | None = None  # (arming arrival, plate)
+        self._helps = 0
+        self._helps_reported = 0
+        self.help_requests = 0
+
+    def timeout_for(self, state: State, *, moving: bool = False) -> float | None:
+        return _timeout_for(state, self.config.timing, limit_switches=self._hw.limit_switches,
+                            moving=moving)
+
+    @property
+    def _stopping(self) -> bool:
+        return self._wait.stopping.is_set()
+
+    # the machine -------------------------------------------------------------------------
+
+    def step(self, event: Event, cause: str = "") -> Transition:
+        """Feed ``event`` to the state machine and carry out the barrier action it returns."""
+        try:
+            transition = self.machine.step(event)
+        except UnexpectedEvent as error:
+            log.error("lane %s: %s", self.config.lane, error)
+            self._events.fault("unexpected_event", f"the gate sequence has no step for {error}")
+            state = self.machine.state
+            return Transition(state, event, state, Action.NONE)
+        if transition.action is Action.RAISE:
+            self._hw.barrier.raise_()
+            self._moved("open", cause or event.value)
+            if self._hw.limit_switches and transition.next is State.OPEN:
+                self._see_it_up()
+        elif transition.action is Action.LOWER:
+            self._lower(cause or event.value)
+        return transition
+
+    def _see_it_up(self) -> None:
+        up = self._hw.up_limit
+        limit_s = self.timeout_for(State.OPEN, moving=True)
+        if self._wait.until(lambda: up.active or self._fire_active(), timeout_s=limit_s):
+            if up.active:
+                self.step(Event.UP_REACHED)
+        elif not self._stopping:
+            self._events.fault("barrier_limit_timeout",
+                               f"the boom did not reach its up limit switch in {limit_s:g} s")
+            self.fault_retry = True
+            self.step(Event.LIMIT_TIMEOUT)
+
+    def reset_after_error(self) -> None:
+        """Start afresh after a sequence error; a boom left up waits (fault) until the loops
+        are clear."""
+        self.fault_retry = True
+        self.machine.reset(State.FAULT if self._hw.barrier.is_up else State.IDLE)
+
+    # a car -------------------------------------------------------------------------------
+
+    def serve_vehicle(self) -> None:
+        if self.machine.state is not State.IDLE:
+            log.warning("lane %s: new car in state %s, starting afresh", self.config.lane,
+                        self.machine.state)
+            self.machine.reset()
+        self.served_arrivals = self._hw.arming_loop.arrivals
+        self.step(Event.VEHICLE_ARRIVED)
+        self._events.emit(VehicleDetected, loop="arming")
+        self.step(Event.READ_STARTED)
+        reading = self.read_plate()
+        self.step(Event.PLATE_READ if reading.plate is not None else Event.READ_FAILED)
+        self._decide_and_act(reading)
+
+    def _decide_and_act(self, reading: PlateReading, identity: NoPlateId | None = None) -> None:
+        """In ``deciding``: ask (gateway, else replica), report the decision, then open or
+        leave the car waiting (``refused``)."""
+        correlation_id = new_correlation_id()
+        verdict = self._decider.decide(correlation_id, reading, identity)
+        if verdict.display is not None:
+            self._status.show(*verdict.display)
+        self._kiosk.gate = AtTheGate(self._hw.arming_loop.arrivals, reading.plate,
+                                     verdict.fee_fen, identity)
+        self._events.decision(correlation_id, reading.plate, verdict, identity)
+        if verdict.action != "open":
+            # Refused: the driver has to back out, use the kiosk or call for help.
+            self.step(Event.DECIDED_REFUSE)
+            self.wait_refused()
+            return
+        self._open_and_pass(correlation_id, reading.plate, verdict)
+
+    def read_plate(self) -> PlateReading:
+        arrival = self._hw.arming_loop.arrivals
+        try:
+            reading = self._read_arriving_car()
+        except Exception as error:  # a broken camera or reader is a failed read, not a stop
+            log.exception("lane %s: plate read failed", self.config.lane)
+            self._events.fault("read_failed", f"camera or reader: {error}")
+            reading = UNREAD
+        self._last_read = (arrival, reading.plate)
+        self._events.emit(
+            PlateRead, plate=reading.plate, confidence=reading.confidence,
+            char_confidences=reading.char_confidences, reader=self._reader.name,
+            read_ms=reading.read_ms,
+        )
+        return reading
+
+    def _read_arriving_car(self) -> PlateReading:
+        """One frame when its read is trusted; otherwise up to ``fuse_frames`` frames of the
+        car as it arrives, fused (docs/configuration.md has how often a read at or above
+        ``trust_confidence`` was right with the committed models). A ``trust_confidence``
+        of 1 fuses every car: an int8 recogniser's read can be exactly 1.0 confident."""
+        settings = self.config.camera
+        frames = [self._camera.capture()]
+        reading = self._reader.read(frames[0])
+        trusted = (settings.trust_confidence < 1.0
+                   and reading.confidence >= settings.trust_confidence)
+        if settings.fuse_frames == 1 or trusted:
+            return reading
+        frames += [self._camera.capture() for _ in range(settings.fuse_frames - 1)]
+        return self._reader.read_many(frames)
+
+    def wait_refused(self) -> None:
+        """A refused car waits at the barrier: until it leaves, the kiosk gives an identity,
+        or a guard's command (usually an open for this car) or a fire arrives."""
+        arming = self._hw.arming_loop
+        limit_s = self.timeout_for(State.REFUSED)  # waiting_help: the same
+        reported = False
+        while not self._stopping:
+            answered = self._wait.until(
+                lambda: not arming.vehicle_present or self._command_waiting()
+                # it left and the next one came before we looked:
+                or arming.arrivals > self.served_arrivals
+                or self._fire_active() or self._kiosk.has_input(),
+                timeout_s=None if reported else limit_s,
+            )
+            if self._stopping:
+                return
+            if not answered:
+                reported = True
+                self._events.fault("refused_waiting", "a refused vehicle has waited at the "
+                                   f"barrier for {limit_s:g} s")
+                continue
+            if self._fire_active() or self._command_waiting():
+                return  # the worker's loop carries it out, then comes back here
+            item = self._kiosk.next_input()
+            if item is not None:
+                identity = self._kiosk.identity_from(item)
+                if identity is not None:
+                    self.step(Event.KIOSK_IDENTITY)
+                    self._decide_and_act(UNREAD, identity)
+                    return  # decided again: opened, or refused and waited out
+                continue
+            self.step(Event.VEHICLE_LEFT)
+            self._kiosk.gate = None
+            return
+
+    def wait_fault(self) -> None:
+        """After a barrier fault the boom stays up. A boom that missed its *up* switch (or a
+        sequence error) is tried down once both loops are clear; one that missed its *down*
+        switch stays up until a guard's command (a broken switch must not make it bob up
+        and down every few seconds)."""
+        safety, arming = self._hw.safety_loop, self._hw.arming_loop
+        retry = self.fault_retry
+        self._wait.until(lambda: (retry and not (safety.vehicle_present
+                                                 or arming.vehicle_present))
+                         or self._command_waiting() or self._fire_active(), timeout_s=None)
+        if self._stopping or self._command_waiting() or self._fire_active():
+            return
+        self.fault_retry = False
+        self.step(Event.FAULT_CLEARED, "fault_cleared")
+        self.served_arrivals = arming.arrivals
+
+    # a guard's orders ----------------------------------------------------------------------
+
+    def manual_open(self, correlation_id: str) -> None:
+        """Let one vehicle through on a guard's word: the normal open → passed → close path
+        (``correlation_id`` ties the decision and the passage to the audited order)."""
+        arming = self._hw.arming_loop
+        plate: str | None = None
+        if arming.vehicle_present:
+            last = self._last_read
+            if last is not None and last[0] == arming.arrivals:
+                plate = last[1]  # the car that was read (and maybe refused) is still there
+            else:
+                plate = self.read_plate().plate
+        # The car at the gate now is this opening's; only a new arrival starts a sequence.
+        self.served_arrivals = arming.arrivals
+        verdict = Verdict("open", "manual_open", 0, None, "gateway", 0.0)
+        self._events.decision(correlation_id, plate, verdict)
+        self._open_and_pass(correlation_id, plate, verdict, cause="manual_open")
+        self.served_arrivals = arming.arrivals
+
+    def close(self) -> None:
+        """A guard's close: down through the state machine if the boom is up."""
+        if self._hw.barrier.is_up:
+            self.step(Event.CLOSE_COMMAND, "command_close")
+
+    # the barrier ---------------------------------------------------------------------------
+
+    def _open_and_pass(self, correlation_id: str, plate: str | None, verdict: Verdict,
+                       *, cause: str = "decision") -> None:
+        safety, arming = self._hw.safety_loop, self._hw.arming_loop
+        entries_before, arrivals_before = safety.arrivals, arming.arrivals
+        # A guard may open before the car has reached the loops: then "gone" only counts
+        # once a car has come.
+        car_seen = arming.vehicle_present or safety.vehicle_present
+        self.step(Event.MANUAL_OPEN if cause == "manual_open" else Event.DECIDED_OPEN, cause)
+        if self.machine.state is not State.OPEN:
+            return  # the boom did not reach its up limit: fault reported, a person looks
+
+        def gone() -> bool:
+            if arming.vehicle_present or safety.vehicle_present:
+                return False
+            return car_seen or arming.arrivals > arrivals_before
+
+        entered = self._wait.until(
+            lambda: safety.arrivals > entries_before or gone() or self._close_waiting(),
+            timeout_s=self.timeout_for(State.OPEN),
+        )
+        if safety.arrivals == entries_before:
+            if self._close_waiting() or self._stopping:
+                return  # a guard closes it: the queued close lowers the barrier next
+            fault = "vehicle_backed_out" if entered else "pass_timeout"
+            self._events.fault(fault, "barrier opened but no vehicle passed")
+            self.step(Event.VEHICLE_LEFT if entered else Event.PASS_TIMEOUT, fault)
+            return
+        self.step(Event.VEHICLE_ENTERED)
+        self._wait.until(lambda: not safety.vehicle_present, timeout_s=None)
+        if self._stopping:
+            return
+        vehicles = safety.arrivals - entries_before
+        gate = self._kiosk.gate
+        identity = gate.identity if gate is not None else None
+        self._events.emit(
+            Passed, direction=self.config.direction, plate=plate, correlation_id=correlation_id,
+            identity=identity.text if identity is not None else None,
+            session_id=verdict.session_id, fee_fen=verdict.fee_fen,
+        )
+        self._kiosk.gate = None
+        if vehicles > 1:
+            self._events.emit(Tailgate, vehicles=vehicles)
+            self.step(Event.TAILGATE, "vehicle_passed")
+        else:
+            self.step(Event.VEHICLE_PASSED, "vehicle_passed")
+
+    def _lower(self, cause: str) -> None:
+        """The ``lower`` action (state ``closing``): let the boom down through the interlock,
+        then (limit switches wired) see it reach the down limit."""
+        barrier, safety = self._hw.barrier, self._hw.safety_loop
+        while True:
+            if self.machine.keeps_up() or self._fire_active():
+                # A guard holds it open (only a close ends that), or a fire does.
+                self.step(Event.KEPT_UP)
+                return
+            # The interlock in Barrier.lower() refuses while the safety loop is occupied;
+            # keep trying each time the loops change until it is clear.
+            if barrier.lower():
+                break
+            self._wait.until(lambda: not safety.vehicle_present or self._fire_active(),
+                             timeout_s=None)
+            if self._stopping:
+                return
+        limit_s = self.timeout_for(State.CLOSING)
+        if limit_s is None:  # no limit switches: down is where it was sent
+            self._moved("closed", cause)
+            self.step(Event.DOWN_REACHED)
+            return
+        self._moved("closing", cause)
+        down = self._hw.down_limit
+        reached = self._wait.until(lambda: down.active or safety.vehicle_present
+                                   or self._fire_active(), timeout_s=limit_s)
+        if self._stopping:
+            return
+        if safety.vehicle_present and not down.active:
+            # A car came under the boom on its way down: back up, let it pass, close again.
+            self.step(Event.SAFETY_OCCUPIED, "safety_loop")
+            self._wait.until(lambda: not safety.vehicle_present, timeout_s=None)
+            if not self._stopping:
+                self.step(Event.VEHICLE_PASSED, cause)
+            return
+        if self._fire_active():
+            return  # the worker's loop steps fire_started
+        if reached:
+            self._moved("closed", cause)
+            self.step(Event.DOWN_REACHED)
+            return
+        self._events.fault("barrier_limit_timeout",
+                           f"the boom did not reach its down limit switch in {limit_s:g} s: "
+                           "raised again")
+        self.fault_retry = False
+        self.step(Event.LIMIT_TIMEOUT, "barrier_limit_timeout")
+
+    def _moved(self, position: BarrierPosition, cause: str) -> None:
+        self._status.barrier(position)
+        if position == "open":
+            self._hw.light.go()
+        elif position in ("closing", "closed"):
+            self._hw.light.stop()
+        self._events.emit(BarrierMoved, position=position, cause=cause)
+        self._status.publish()
+
+    # help ------------------------------------------------------------------------------------
+
+    def on_help(self) -> None:
+        """The help button's pin thread: count it, wake the worker (which reports it)."""
+        self._helps += 1
+        self._wait.wake()
+
+    def report_help(self) -> None:
+        """Worker, each time it looks: report each help press once."""
+        while self._helps_reported < self._helps:
+            self._helps_reported += 1
+            self.help_requests += 1
+            self._events.emit(HelpPressed)
+            self._status.show(*TEXTS["help"])
+            self.step(Event.HELP_PRESSED)

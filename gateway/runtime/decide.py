@@ -1,0 +1,131 @@
+"""The gateway's verdict on a lane's decide request: open or refuse, and why.
+
+Pure over what the worker holds (the cars inside, the store, billing, capacity, alarms):
+nothing is written here. The loop answers the lane with the reply and writes the decision
+with the evidence and terms kept beside it (docs/ingestion.md).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, NamedTuple
+
+from gateway.lanes.capacity import FULL_DISPLAY_EN, FULL_DISPLAY_ZH, LOT_FULL, Capacity
+from gateway.money.billing import Billing, shown_on_display
+from gateway.runtime.inside import CarsInside
+from gateway.safety.alarms import AlarmMonitor
+from gateway.storage.store import GatewayStore
+from parkguard.core.plates import matchable_read
+from parkguard.core.tariffs import format_yuan
+from wire.contract.messages import DecideReply, DecideRequest
+
+#: Verdicts that may only be wrong because events the lane sent earlier are still queued
+#: (the car's entry ``passed`` not yet ingested, or its exit): the worker ingests what is
+#: waiting and decides again before answering with one of these.
+BACKLOG_SENSITIVE = frozenset({"no_entry_record", "plate_ambiguous", "already_inside"})
+
+Reply = Callable[..., DecideReply]
+
+
+class Verdict(NamedTuple):
+    """The reply, the matcher's evidence for an exit, and the terms (entry) or bill (exit)
+    as JSON, all kept with the decision."""
+
+    reply: DecideReply
+    evidence: str | None
+    terms: str | None
+
+
+def fire_free(bill: dict[str, Any]) -> dict[str, Any]:
+    """A bill with billing suspended by the fire alarm: nothing due, nothing booked; the fee
+    it would have been is kept for the record."""
+    return {**bill, "fee_fen": 0, "stay_due_fen": 0, "debts_fen": 0, "due_fen": 0,
+            "coupons": [], "reason": "fire_free_exit", "suspended_fee_fen": bill["fee_fen"]}
+
+
+class Decider:
+    """Entry: alarms, blacklist, lot full, then whitelist, pass or visitor. Exit: the car
+    inside this read matches, and its bill."""
+
+    def __init__(self, *, store: GatewayStore, billing: Billing, inside: CarsInside,
+                 capacity: Capacity | None = None, alarms: AlarmMonitor | None = None) -> None:
+        self._store = store
+        self._billing = billing
+        self._inside = inside
+        self._capacity = capacity
+        self._alarms = alarms
+
+    def verdict(self, request: DecideRequest, now: datetime) -> Verdict:
+        def reply(action: str, reason: str, zh: str, en: str, **extra: Any) -> DecideReply:
+            return DecideReply(correlation_id=request.correlation_id, action=action,  # type: ignore[arg-type]
+                               reason=reason, display_zh=zh[:64], display_en=en[:64], ts=now,
+                               **extra)
+
+        read = request.plate or request.identity  # a no-plate car: the kiosk's identity
+        if read is None:
+            return Verdict(reply("refuse", "plate_unread", "未识别车牌 请按帮助键",
+                                 "Plate not read: press Help"), None, None)
+        if request.direction == "entry":
+            entry_reply, terms = self._entry(read, request.lane, reply)
+            return Verdict(entry_reply, None, terms)
+        return self._exit(read, request, now, reply)
+
+    def _exit(self, read: str, request: DecideRequest, now: datetime, reply: Reply) -> Verdict:
+        result, session_id = self._inside.match(matchable_read(read, request.char_confidences))
+        evidence = json.dumps(result.evidence(), ensure_ascii=False)
+        session = self._store.session(session_id) if session_id else None
+        if result.outcome == "ambiguous":
+            return Verdict(reply("refuse", "plate_ambiguous", "车牌不清 请稍候 保安核实",
+                                 "Plate unclear: a guard will check"), evidence, None)
+        if session is None:
+            return Verdict(reply("refuse", "no_entry_record", "无入场记录 请按帮助键",
+                                 "No entry record: press Help"), evidence, None)
+        bill = self._billing.bill(session, now)
+        if self._alarms is not None and self._alarms.billing_suspended():
+            zh, en = self._alarms.lane_display("exit") or ("火警 请立即离场", "FIRE - LEAVE NOW")
+            return Verdict(reply("open", "fire_free_exit", zh, en,
+                                 session_id=session["session_id"]),
+                           evidence, json.dumps(fire_free(bill.as_json()), ensure_ascii=False))
+        zh, en = bill.display()
+        return Verdict(reply("open", bill.reason, zh, en, fee_fen=bill.due_fen,
+                             session_id=session["session_id"]),
+                       evidence, json.dumps(bill.as_json(), ensure_ascii=False))
+
+    def _entry(self, read: str, lane: str, reply: Reply) -> tuple[DecideReply, str | None]:
+        """Alarms, blacklist, lot full, then whitelist, pass or visitor, with the terms kept
+        for the entry; old debts are shown on the display (they are collected at the exit)."""
+        closed = self._alarms.entries_closed() if self._alarms is not None else None
+        if closed is not None and self._alarms is not None:
+            zh, en = self._alarms.lane_display("entry") or ("暂停入场", "Entry closed")
+            return reply("refuse", f"entries_closed_{closed}", zh, en), None
+        plate = self._inside.spelling(read)
+        shown = shown_on_display(plate)
+        inside = self._inside.session_of(read)
+        if inside is not None:
+            return reply("open", "already_inside", f"{shown} 欢迎光临", f"Welcome {shown}",
+                         session_id=inside), None
+        access = self._billing.access.entry_access(plate)
+        if access.refused:
+            return reply("refuse", access.reason, access.display_zh, access.display_en), None
+        if self._capacity is not None and not self._capacity.admits(access.kind, lane):
+            return reply("refuse", LOT_FULL, f"{FULL_DISPLAY_ZH} 请勿进入",
+                         f"Car park {FULL_DISPLAY_EN}"), None
+        terms: dict[str, Any] = {"access": access.kind, "pass_id": access.pass_id,
+                                 "reason": access.reason}
+        zh, en = access.display_zh, access.display_en
+        owed = sum(debt.amount_fen for debt in self._billing.payments.debts_for(plate))
+        if owed:
+            terms["owed_fen"] = owed
+            zh = f"{shown} 欠费{format_yuan(owed)} 出场补缴"
+            en = f"Unpaid {format_yuan(owed)}: pay at exit"
+        elif access.reason == "no_pass":
+            zh, en = f"{shown} 欢迎光临", f"Welcome {shown}"
+        reason = {"visitor": "visitor_entry", "pass": "pass_entry",
+                  "whitelisted": "whitelisted_entry"}[access.kind]
+        if access.reason == "pass_in_use":
+            reason = "pass_in_use"
+        return (reply("open", reason, zh, en, session_id=f"s-{uuid.uuid4().hex[:16]}"),
+                json.dumps(terms))

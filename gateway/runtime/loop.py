@@ -1,0 +1,48 @@
+"""The gateway's one worker thread: it owns the database connection and takes its work from
+the inbox (decide requests first, then office jobs and batches of lane events in order).
+
+MQTT callbacks only enqueue; everything that reads or writes the file runs here, so no two
+writes interleave and an office action never lands in the middle of an exit being billed.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from gateway.runtime.batches import Batches
+from gateway.runtime.inbox import Inbox, Job
+
+
+class Worker:
+    """Runs the inbox's work on a thread of its own until the inbox is stopped."""
+
+    def __init__(self, inbox: Inbox, batches: Batches) -> None:
+        self._inbox = inbox
+        self._batches = batches
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._inbox.serve(True)  # office calls queue from now on, not run in the caller
+        self._thread = threading.Thread(target=self._run, name="gateway", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Handle what is queued, then end."""
+        self._inbox.stop()
+        if self._thread is not None:
+            self._thread.join(timeout=timeout)
+
+    def _run(self) -> None:
+        try:
+            while True:
+                kind, work = self._inbox.next(self._batches.batch_size)
+                if work is None:
+                    return
+                if isinstance(work, Job):
+                    work.run()
+                elif kind == "decides":
+                    self._batches.guard(self._batches.answer, work)
+                else:
+                    self._batches.guard(self._batches.ingest, work)
+        finally:
+            self._inbox.serve(False)

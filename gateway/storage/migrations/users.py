@@ -1,0 +1,21 @@
+"""Dashboard users (set ``parkguard.web``): who may log in, with which role, under an argon2
+hash. The rules for them live in :mod:`gateway.web.users`."""
+
+from __future__ import annotations
+
+import sqlite_utils
+from sqlite_utils.migrations import Migrations
+
+migrations = Migrations("parkguard.web")
+
+
+@migrations()
+def m001_users(db: sqlite_utils.Database) -> None:
+    db.create_table(
+        "users",
+        {"username": str, "role": str, "merchant_id": str, "password_hash": str,
+         "disabled": int, "created_at": str, "password_changed_at": str},
+        pk="username",
+        not_null={"role", "password_hash", "disabled", "created_at", "password_changed_at"},
+        defaults={"disabled": 0}, strict=True,
+    )

@@ -1,0 +1,275 @@
+"""What a route may ask for, as FastAPI dependencies: who is asking, a database reader,
+the worker that runs writes, the site's time, the settings, and the one desk it needs.
+
+``app.py`` builds one :class:`WebState` per app from the running gateway and keeps it in
+``app.state.web``; the providers below hand each route its part of it, so no route holds
+the whole gateway and a test can override any one of them
+(``app.dependency_overrides[provider] = ...``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from functools import cache
+from typing import Annotated, Protocol, TypeVar, cast
+
+import sqlite_utils
+from fastapi import Depends, Request
+from starlette.concurrency import run_in_threadpool
+
+from gateway.lanes.commands import LaneCommander
+from gateway.money.billing import Bill, Billing
+from gateway.money.merchants import MerchantAccounts
+from gateway.money.passes import AccessDesk
+from gateway.money.payments import Payment, PaymentDesk, PaymentProvider, PendingPayment
+from gateway.safety.alarms import AlarmMonitor
+from gateway.safety.alerts import AlertDesk
+from gateway.safety.incidents import IncidentDesk
+from gateway.storage.store import GatewayStore
+from gateway.web.access import PERMISSIONS, Forbidden, LoginRequired
+from gateway.web.forms import Fields, read_form
+from gateway.web.lanes import LaneBoard
+from gateway.web.render import Pages, SiteTime
+from gateway.web.security import LoginLimiter
+from gateway.web.settings import WebSettings
+from gateway.web.users import User, session_user
+from parkguard.core.plates import MatchPolicy
+
+T = TypeVar("T")
+
+Reader = Callable[[], AbstractContextManager[sqlite_utils.Database]]
+"""Opens a read-only connection of the caller's own (``with reader() as db:``)."""
+
+
+class Owner(Protocol):
+    """Whatever owns the writer's connection and runs work on its thread (the gateway)."""
+
+    def call(self, work: Callable[[], T]) -> T: ...
+
+
+class Worker:
+    """The gateway's worker thread: every write (and every read on the writer's
+    connection) runs there, so it never interleaves with an exit being billed."""
+
+    def __init__(self, owner: Owner) -> None:
+        self._owner = owner
+
+    def call(self, work: Callable[[], T]) -> T:
+        """Run ``work`` on the worker and wait for it (from a sync route's thread)."""
+        return self._owner.call(work)
+
+    async def run(self, work: Callable[[], T]) -> T:
+        """The same from an async route, without blocking the event loop."""
+        return await run_in_threadpool(self._owner.call, work)
+
+
+class Cashier(Protocol):
+    """The drivers' side of the money: what a car inside owes, a prepayment order, and the
+    provider's signed callback."""
+
+    def bill_for(self, plate: str) -> Bill | None: ...
+
+    def prepay(self, plate: str) -> PendingPayment | None: ...
+
+    def payment_callback(self, body: bytes, signature: str) -> Payment: ...
+
+
+class Service(Owner, Cashier, Protocol):
+    """The gateway's service as the web front uses it: its worker and the drivers' money."""
+
+
+@dataclass(frozen=True, slots=True)
+class Desks:
+    """The parts of the gateway the web front uses, picked once when the app is built.
+
+    ``store`` is the writer's store: use it only in work handed to the :class:`Worker`.
+    ``alerts`` and ``alarms`` are None without a safety file; ``commander`` is None on a
+    gateway that cannot open lanes.
+    """
+
+    cashier: Cashier
+    billing: Billing
+    store: GatewayStore
+    provider: PaymentProvider
+    incidents: IncidentDesk
+    matching: MatchPolicy
+    commander: LaneCommander | None = None
+    alerts: AlertDesk | None = None
+    alarms: AlarmMonitor | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WebState:
+    """Everything the routes share, for one app."""
+
+    desks: Desks
+    settings: WebSettings
+    time: SiteTime
+    pages: Pages
+    board: LaneBoard
+    limiter: LoginLimiter
+    worker: Worker
+    reader: Reader
+
+
+def web_state(request: Request) -> WebState:
+    return cast(WebState, request.app.state.web)
+
+
+State = Annotated[WebState, Depends(web_state)]
+
+
+def _reader(state: State) -> Reader:
+    return state.reader
+
+
+def _worker(state: State) -> Worker:
+    return state.worker
+
+
+def _pages(state: State) -> Pages:
+    return state.pages
+
+
+def _time(state: State) -> SiteTime:
+    return state.time
+
+
+def _settings(state: State) -> WebSettings:
+    return state.settings
+
+
+def _desks(state: State) -> Desks:
+    return state.desks
+
+
+ReaderDep = Annotated[Reader, Depends(_reader)]
+WorkerDep = Annotated[Worker, Depends(_worker)]
+PagesDep = Annotated[Pages, Depends(_pages)]
+TimeDep = Annotated[SiteTime, Depends(_time)]
+SettingsDep = Annotated[WebSettings, Depends(_settings)]
+DesksDep = Annotated[Desks, Depends(_desks)]
+
+
+def _board(state: State) -> LaneBoard:
+    return state.board
+
+
+def _limiter(state: State) -> LoginLimiter:
+    return state.limiter
+
+
+def _cashier(desks: DesksDep) -> Cashier:
+    return desks.cashier
+
+
+def _billing(desks: DesksDep) -> Billing:
+    return desks.billing
+
+
+def _merchants(desks: DesksDep) -> MerchantAccounts:
+    return desks.billing.merchants
+
+
+def _access(desks: DesksDep) -> AccessDesk:
+    return desks.billing.access
+
+
+def _payments(desks: DesksDep) -> PaymentDesk:
+    return desks.billing.payments
+
+
+def _store(desks: DesksDep) -> GatewayStore:
+    return desks.store
+
+
+def _commander(desks: DesksDep) -> LaneCommander | None:
+    return desks.commander
+
+
+def _incidents(desks: DesksDep) -> IncidentDesk:
+    return desks.incidents
+
+
+def _alerts(desks: DesksDep) -> AlertDesk | None:
+    return desks.alerts
+
+
+def _alarms(desks: DesksDep) -> AlarmMonitor | None:
+    return desks.alarms
+
+
+def _matching(desks: DesksDep) -> MatchPolicy:
+    return desks.matching
+
+
+BoardDep = Annotated[LaneBoard, Depends(_board)]
+LimiterDep = Annotated[LoginLimiter, Depends(_limiter)]
+CashierDep = Annotated[Cashier, Depends(_cashier)]
+BillingDep = Annotated[Billing, Depends(_billing)]
+MerchantsDep = Annotated[MerchantAccounts, Depends(_merchants)]
+AccessDep = Annotated[AccessDesk, Depends(_access)]
+PaymentsDep = Annotated[PaymentDesk, Depends(_payments)]
+StoreDep = Annotated[GatewayStore, Depends(_store)]
+CommanderDep = Annotated[LaneCommander | None, Depends(_commander)]
+IncidentsDep = Annotated[IncidentDesk, Depends(_incidents)]
+AlertsDep = Annotated[AlertDesk | None, Depends(_alerts)]
+AlarmsDep = Annotated[AlarmMonitor | None, Depends(_alarms)]
+MatchingDep = Annotated[MatchPolicy, Depends(_matching)]
+FormDep = Annotated[Fields, Depends(read_form)]
+"""The POSTed form, CSRF-checked: declare it after the user, as the check comes second."""
+
+
+# --- who is asking ----------------------------------------------------------------------------
+
+
+def user_of(request: Request, reader: Reader) -> User | None:
+    """The logged-in user as the database says now; a session older than the user's last
+    password change (or of a disabled user) is ended."""
+    name = request.session.get("user")
+    if not isinstance(name, str):
+        return None
+    with reader() as db:
+        user = session_user(db, name)
+    if user is None or str(request.session.get("since", "")) < user.password_changed_at:
+        request.session.pop("user", None)
+        return None
+    return user
+
+
+def _current_user(request: Request, reader: ReaderDep) -> User | None:
+    return user_of(request, reader)
+
+
+CurrentUser = Annotated[User | None, Depends(_current_user)]
+
+
+@cache
+def need(permission: str) -> Callable[[User | None], User]:
+    """A dependency: the logged-in user, if their role has ``permission`` (else 401/403)."""
+    if permission not in PERMISSIONS:
+        raise KeyError(permission)
+
+    def check(user: CurrentUser) -> User:
+        if user is None:
+            raise LoginRequired()
+        if user.role not in PERMISSIONS[permission]:
+            raise Forbidden()
+        return user
+
+    return check
+
+
+Staff = Annotated[User, Depends(need("lanes"))]
+"""Any staff role: guards, supervisors, managers."""
+SessionsUser = Annotated[User, Depends(need("sessions"))]
+Opener = Annotated[User, Depends(need("open"))]
+Senior = Annotated[User, Depends(need("override"))]
+"""Supervisors and managers."""
+Auditor = Annotated[User, Depends(need("audit"))]
+IncidentsUser = Annotated[User, Depends(need("incidents"))]
+Manager = Annotated[User, Depends(need("reports"))]
+Admin = Annotated[User, Depends(need("admin"))]
+MerchantUser = Annotated[User, Depends(need("merchant"))]
