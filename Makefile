@@ -13,7 +13,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get
 PYTEST_ARGS ?=
 
-.PHONY: help demo test bench bench-reader models real-data lint typecheck docs system-deps venv clean
+.PHONY: help demo test bench bench-reader models real-data lint typecheck docs fuzz system-deps venv clean
 
 help:
 	@echo "make demo   install what is missing, then run a simulated car park end to end"
@@ -21,6 +21,7 @@ help:
 	@echo "make bench  latency and throughput against same-run baselines, as a table"
 	@echo "make models train the plate reader's TFLite models (TensorFlow; minutes, not seconds)"
 	@echo "make docs   regenerate docs/protocol.md from the wire contract"
+	@echo "make fuzz   fuzz the wire contract with atheris (FUZZ_SECONDS=$(FUZZ_SECONDS))"
 	@echo "make clean  remove the virtualenv and run artefacts"
 
 demo: venv
@@ -37,6 +38,16 @@ typecheck: venv
 
 docs: venv
 	$(BIN)/parkguard contract docs
+
+# Coverage-guided fuzzing of the wire contract (docs/security.md): every payload on every topic
+# is refused with ContractError or accepted and safe to store and show. atheris is the `fuzz`
+# extra, not dev: it has x86_64 wheels only. The corpus grows in var/fuzz/contract.
+FUZZ_SECONDS ?= 120
+fuzz: venv
+	$(BIN)/python -c 'import atheris' 2>/dev/null || $(BIN)/python -m pip install --quiet -e '.[fuzz]'
+	mkdir -p var/fuzz/contract
+	$(BIN)/python tests/security/fuzz_contract.py -max_total_time=$(FUZZ_SECONDS) \
+	  -artifact_prefix=var/fuzz/ var/fuzz/contract
 
 # System packages: the broker binary the tests and the demo start, venv support, Debian's
 # Chromium with its WebDriver for the dashboard's browser tests, the fonts the plate renderer

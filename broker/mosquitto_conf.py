@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from parkguard.configfile import MAX_PACKET_SIZE as BROKER_MAX_PACKET_SIZE
+
 #: Seconds between database snapshots (see the comment in the rendered file).
 AUTOSAVE_INTERVAL_S = 5
 #: Per-client backlog for an offline persistent session: hours of a busy site, not minutes.
@@ -18,7 +20,8 @@ MAX_QUEUED_MESSAGES = 1_000_000
 #: Outgoing QoS 1/2 window per client; the default 20 throttles a gateway draining a backlog.
 MAX_INFLIGHT_MESSAGES = 100
 #: Largest MQTT packet accepted: JSON events are a few KiB; a plate crop or a bulk sync is not.
-MAX_PACKET_SIZE = 256 * 1024
+#: One value for the broker and every client's bus (which refuses to send bigger packets).
+MAX_PACKET_SIZE = BROKER_MAX_PACKET_SIZE
 #: Forget a persistent session nobody has resumed for this long (mosquitto duration syntax).
 PERSISTENT_CLIENT_EXPIRATION = "14d"
 

@@ -136,7 +136,8 @@ class MosquittoBroker:
         if device is None:
             raise BrokerError("this broker is locked down: say which device is connecting")
         login = self._site.device(device)
-        return BrokerAddress(HOST, self.port, login.ca_path, login.username, login.password)
+        return BrokerAddress(HOST, self.port, login.ca_path, login.username, login.password,
+                             max_packet_size=self._site.conf.max_packet_size)
 
     @property
     def port(self) -> int:

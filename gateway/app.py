@@ -20,9 +20,9 @@ from gateway.money.payments import PaymentDesk, SimulatedProvider
 from gateway.money.pricing import SitePricing
 from gateway.patrols.desk import PatrolDesk
 from gateway.records.audit import AuditLog
-from gateway.runtime.inbox import Inbox
+from gateway.runtime.inbox import Inbox, Job
 from gateway.runtime.service import Gateway
-from gateway.safety.alarms import AlarmChange, AlarmMonitor
+from gateway.safety.alarms import AlarmChange, AlarmMonitor, SensorKind
 from gateway.safety.alerts import AlertDesk, AppriseNotifier, Ticker, load_or_create_key
 from gateway.safety.incidents import IncidentDesk
 from gateway.storage.store import GatewayStore
@@ -68,7 +68,16 @@ def lane_keys_of(config: GatewayConfig) -> dict[str, bytes]:
     keys = dict(config.lane_keys)
     if config.broker.bundle is not None:
         keys.update(load_bundle(config.broker.bundle).lane_keys)
-    return {lane: bytes.fromhex(key) for lane, key in keys.items()}
+    return {lane: bytes.fromhex(key.get_secret_value()) for lane, key in keys.items()}
+
+
+def sensor_kinds_of(config: GatewayConfig) -> dict[str, SensorKind]:
+    """Every sensor node's kind, as the site inventory says: from the gateway's device
+    bundle, else from the config. The alarm monitor believes nothing else."""
+    kinds = dict(config.sensors)
+    if config.broker.bundle is not None:
+        kinds.update(load_bundle(config.broker.bundle).sensors)
+    return kinds
 
 
 class GatewayApp:
@@ -106,7 +115,8 @@ class GatewayApp:
         self.replicas = ReplicaPublisher(
             self.bus, config.site, clock, lanes=set(keys) | set(config.replicas.lanes),
             store=self.store, access=self.billing.access, payments=self.billing.payments,
-            tariff_file=config.tariff_file, snapshot_every=config.replicas.snapshot_every)
+            tariff_file=config.tariff_file, snapshot_every=config.replicas.snapshot_every,
+            max_packet_size=self.bus.max_packet_size)
         self.capacity = None if config.capacity is None else Capacity.from_store(
             config.capacity, self.store, site=config.site, clock=clock,
             publish=self.replicas.publish_capacity)
@@ -118,6 +128,7 @@ class GatewayApp:
             else load_config(SafetySettings, config.safety_file)
         if safety is not None:
             self.alerts, self.alarms = self._safety_desks(safety)
+        self.bus.when_refused(self._refused_for_size)
         self.patrols: PatrolDesk | None = None
         if config.patrol_file is not None:
             self.patrols = PatrolDesk(
@@ -127,7 +138,7 @@ class GatewayApp:
             site=config.site, clock=clock, store=self.store, bus=self.bus, billing=self.billing,
             matching=config.matching, capacity=self.capacity, replicas=self.replicas,
             reconciler=self.reconciler, alarms=self.alarms, alerts=self.alerts,
-            patrols=self.patrols, inbox=self.inbox,
+            patrols=self.patrols, inbox=self.inbox, window=config.receipt_window,
         )
         self._ticker = None if safety is None else Ticker(
             self.clock, lambda now: self.service.call(lambda: self._tick(now)))
@@ -141,11 +152,27 @@ class GatewayApp:
         alerts = AlertDesk(self.store.db, site=self.config.site, clock=self.clock,
                            audit=self.audit, settings=settings, notifier=AppriseNotifier(),
                            ack_key=key, publisher=self.bus, run_on_owner=self.inbox.call)
+        sensors = sensor_kinds_of(self.config)
+        if not sensors:
+            log.warning("alarms: the gateway knows no sensor nodes (no [sensors] in its bundle "
+                        "or config): every sensor reading will be refused")
         alarms = AlarmMonitor(site=self.config.site, clock=self.clock, desk=alerts,
-                              audit=self.audit, settings=safety.alarms, publisher=self.bus,
-                              phones_inside=self._phones_inside)
+                              audit=self.audit, sensors=sensors, settings=safety.alarms,
+                              publisher=self.bus, phones_inside=self._phones_inside)
         alarms.add_listener(self._barriers_follow_fire)
         return alerts, alarms
+
+    def _refused_for_size(self, topic: str, size: int, limit: int) -> None:
+        """Something the gateway meant to publish was over the broker's packet limit and never
+        left (the bus refuses it rather than be disconnected and resend it forever): staff must
+        know. Raised on the worker, from whichever thread published."""
+        alerts = self.alerts
+        if alerts is None:
+            return  # the bus has logged and counted it; there is no roster to tell
+        self.inbox.put(Job.of(lambda: alerts.raise_alert(
+            f"bus-oversize:{topic}", kind="bus_oversize", severity="warning",
+            title_zh="消息过大 未能发送", title_en="Message too large for the broker, not sent",
+            detail=f"{size} bytes on {topic}: over the broker's max_packet_size of {limit}")))
 
     def _tick(self, now: datetime) -> None:
         """Once a second on the worker: escalate alarms and alerts, and about once a minute
@@ -193,7 +220,9 @@ class GatewayApp:
             web = self.config.web
             self.web = WebServer(self, web.host, web.port, settings=WebSettings(
                 secret_key=load_secret_key(web.secret_key_file),
-                https_only=web.https_only)).start()
+                https_only=web.https_only, tls_certfile=web.tls_certfile,
+                tls_keyfile=web.tls_keyfile,
+                forwarded_allow_ips=tuple(web.forwarded_allow_ips))).start()
         return self
 
     def _publish_replicas(self) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from gateway.lanes.capacity import CapacitySettings
 from gateway.money.pricing import EXAMPLE_TARIFF
@@ -14,6 +14,7 @@ from gateway.safety.alerts import AlertSettings
 from parkguard.configfile import BrokerSettings, CommandKeyHex, StrictModel
 from parkguard.core.plates import MatchPolicy
 from parkguard.core.zones import TimeZoneName
+from wire.contract.window import ReceiptWindow
 
 
 class PaymentSettings(StrictModel):
@@ -37,6 +38,18 @@ class WebConfig(StrictModel):
                                   description="session-cookie key, made on first start (0600)")
     https_only: bool = Field(default=False,
                              description="mark cookies Secure (on when served behind HTTPS)")
+    tls_certfile: Path | None = Field(
+        default=None, description="PEM certificate: serve HTTPS here (with tls_keyfile)")
+    tls_keyfile: Path | None = Field(default=None, description="PEM private key of tls_certfile")
+    forwarded_allow_ips: list[str] = Field(
+        default_factory=list,
+        description="reverse proxies whose X-Forwarded-For/-Proto are believed (none)")
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> WebConfig:
+        if (self.tls_certfile is None) != (self.tls_keyfile is None):
+            raise ValueError("tls_certfile and tls_keyfile go together: set both or neither")
+        return self
 
 
 class ReplicaSettings(StrictModel):
@@ -76,6 +89,11 @@ class GatewayConfig(StrictModel):
         default_factory=dict,
         description="lane id → hex HMAC key for signed commands, when the broker bundle "
                     "does not carry them")
+    sensors: dict[str, Literal["fire_panel", "flood"]] = Field(
+        default_factory=dict,
+        description="sensor node id → kind (the site inventory's), when the broker bundle "
+                    "does not carry them; a reading from a node not listed, or of another "
+                    "kind, is refused")
     patrol_file: Path | None = Field(
         default=None, description="patrol regime: checkpoints, routes, roster, tag keys "
                                   "(docs/patrols.md); absent: taps are not checked")
@@ -87,4 +105,8 @@ class GatewayConfig(StrictModel):
     matching: MatchPolicy = Field(
         default=MatchPolicy(), description="when a dirty exit read counts as a car inside"
     )
+    receipt_window: ReceiptWindow = Field(
+        default=ReceiptWindow(),
+        description="how far a lane event's or decide request's `ts` may be from the "
+                    "gateway's clock; outside it the message is dead-lettered")
 

@@ -79,7 +79,7 @@ from rich.table import Table
 from broker.runner import MosquittoBroker
 from gateway.app import GatewayApp
 from gateway.config import GatewayConfig
-from parkguard.clock import ManualClock, SystemClock
+from parkguard.clock import ManualClock, ScaledClock
 from parkguard.errors import ParkGuardError
 from simulator.provisioned import provision_simulated_site
 from simulator.site import SimulatedSite, settings_of
@@ -498,7 +498,9 @@ def durable_ingestion(
     topic = topics.lane_event(SITE, "in1")
     payloads = lane_event_payloads(warmup + events)
     with (
-        GatewayApp(config, clock=SystemClock()) as app,
+        # Real time from START, the day the events are stamped with: a gateway on the wall
+        # clock would dead-letter them as older than its receipt window.
+        GatewayApp(config, clock=ScaledClock(START, speed=1.0)) as app,
         PlainClient(login("lane-in1"), "bench-lane", nodelay=True) as publisher,
         app.store.reader() as db,
     ):

@@ -154,7 +154,7 @@ def fire_runs(broker: MosquittoBroker, workdir: Path, *, runs: int, warmup: int,
         safety.write_text(_SAFETY.format(port=hook.server_port), encoding="utf-8")
         config = GatewayConfig(site=SITE, database=workdir / "gateway.db",
                                broker=settings_of(broker.address("gateway")),
-                               safety_file=safety)
+                               safety_file=safety, sensors={"fire1": "fire_panel"})
         gateway = stack.enter_context(GatewayApp(config, clock=SystemClock()))
         alarms = gateway.alarms
         if alarms is None:

@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from gpiozero.pins.mock import MockFactory
+from pydantic import SecretStr
 
 from firmware.lane.config import (
     CameraSettings,
@@ -45,7 +46,10 @@ from wire.mqtt import BrokerAddress
 def settings_of(address: BrokerAddress) -> BrokerSettings:
     """The ``[broker]`` config section that says what ``address`` says."""
     return BrokerSettings(host=address.host, port=address.port, ca_file=address.ca_file,
-                          username=address.username, password=address.password)
+                          username=address.username,
+                          password=None if address.password is None
+                          else SecretStr(address.password),
+                          max_packet_size=address.max_packet_size)
 
 
 def shared_scaled_clock(origin: datetime, scale: float, *, anchor: float | None = None
@@ -91,7 +95,8 @@ def build_lane(
     config = LaneConfig(site=site, lane=lane, direction=direction,
                         broker=settings_of(address), timing=timing or LaneTiming(),
                         commands=CommandSettings(
-                            hmac_key=None if command_key is None else command_key.hex()),
+                            hmac_key=None if command_key is None
+                            else SecretStr(command_key.hex())),
                         journal=JournalSettings(path=journal),
                         camera=_camera_settings(reader))
     seed = sum(lane.encode())  # each lane's camera renders its own scenes
@@ -195,7 +200,7 @@ class SimulatedSite:
             site=site, timezone=timezone, database=workdir / "gateway.db",
             broker=settings_of(broker("gateway")),
             tariff_file=tariff_file,
-            lane_keys={lane: key.hex() for lane, key in keys.items()},
+            lane_keys={lane: SecretStr(key.hex()) for lane, key in keys.items()},
             capacity=capacity, safety_file=safety_file,
         )
         self.gateway = GatewayApp(self.gateway_config, clock=clock)

@@ -20,6 +20,8 @@ from gateway.safety.alarms import (
     AlarmChange,
     AlarmError,
     AlarmMonitor,
+    SensorKind,
+    UntrustedReading,
 )
 from gateway.safety.alerts import AlertDesk
 from gateway.storage.database import open_database
@@ -79,6 +81,8 @@ class Rig:
 
 
 PHONES = ["13800000001", "13900000002"]
+#: The site inventory's sensor nodes, as the gateway's bundle carries them.
+SENSORS: dict[str, SensorKind] = {"fire1": "fire_panel", "flood1": "flood", "flood2": "flood"}
 
 
 def make_rig(db: sqlite_utils.Database, clock: ManualClock, publisher: Any) -> Rig:
@@ -88,7 +92,7 @@ def make_rig(db: sqlite_utils.Database, clock: ManualClock, publisher: Any) -> R
     desk = AlertDesk(db, site=TEST_SITE, clock=clock, audit=audit, settings=settings,
                      notifier=notes, ack_key=KEY, publisher=publisher)
     monitor = AlarmMonitor(site=TEST_SITE, clock=clock, desk=desk, audit=audit,
-                           publisher=publisher, phones_inside=lambda: PHONES)
+                           sensors=SENSORS, publisher=publisher, phones_inside=lambda: PHONES)
     changes: list[AlarmChange] = []
     monitor.add_listener(changes.append)
     return Rig(monitor, desk, clock, notes, publisher, audit, db, changes)
@@ -155,7 +159,8 @@ def test_the_fire_nodes_own_retained_alarm_latches_and_a_stray_clear_is_undone(r
 
 def test_a_restarted_monitor_remembers_an_unreset_fire(rig: Rig) -> None:
     rig.panel(fire=True)
-    again = AlarmMonitor(site=TEST_SITE, clock=rig.clock, desk=rig.desk, audit=rig.audit)
+    again = AlarmMonitor(site=TEST_SITE, clock=rig.clock, desk=rig.desk, audit=rig.audit,
+                         sensors=SENSORS)
     assert again.billing_suspended()
 
 
@@ -267,9 +272,86 @@ def test_out_of_range_stuck_and_float_faults_are_trouble(rig: Rig) -> None:
 
 def test_a_repeated_reading_only_proves_the_node_is_alive(rig: Rig) -> None:
     rig.panel(fire=True)
-    rig.seq["fire1"] -= 1  # QoS 1 resend of the same seq after a reconnect
     rig.panel(fire=False)
-    assert rig.monitor.panel_reports_fire() is True
+    resend = SensorReading(node="fire1", seq=1, kind="fire_panel", ts=START, fire=True,
+                           trouble=False, supervisory=False)
+    rig.monitor.on_reading(resend)  # a QoS 1 resend of seq 1 after a reconnect
+    assert rig.monitor.panel_reports_fire() is False
+    assert rig.keys() == ["fire"]  # the latched fire; no trouble for a resend
+
+
+def test_a_seq_that_leaps_or_goes_back_is_trouble_and_the_readings_still_count(
+        rig: Rig) -> None:
+    rig.water(10)
+    # Whatever bound the contract keeps, the monitor must not be silenced by a big seq:
+    # model_construct skips the contract, as a looser one once let 2**64 through.
+    rig.monitor.on_reading(SensorReading.model_construct(
+        node="flood1", seq=2**64, kind="flood", ts=START, water_level_mm=10, trouble=False))
+    leap = rig.desk.open_alert("seq:flood1")
+    assert leap is not None and leap.kind == "trouble" and "jumped from 1 to" in leap.detail
+    # A replacement node counts from 0: its level-3 reading is acted on, not ignored.
+    rig.seq["flood1"] = -1
+    rig.water(650)
+    assert rig.monitor.flood_level() == 3 and "flood:3" in rig.keys()
+    reset = rig.desk.open_alert("seq:flood1")
+    assert reset is not None and "went back from 18446744073709551616 to 0" in reset.detail
+    rig.water(660)  # counting in order again: the trouble resolves itself
+    assert rig.desk.open_alert("seq:flood1") is None
+    # The same seq with another reading is a reset too, never a silent drop.
+    rig.seq["flood1"] -= 1
+    rig.water(20)
+    assert rig.desk.open_alert("seq:flood1") is not None
+
+
+def test_the_inventory_not_the_payload_says_what_a_node_is(rig: Rig) -> None:
+    forged = SensorReading(node="flood1", seq=1, kind="fire_panel", ts=START, fire=True,
+                           trouble=False, supervisory=False)
+    with pytest.raises(UntrustedReading, match="flood node"):
+        rig.monitor.on_reading(forged)
+    assert not rig.monitor.fire_active() and rig.out.alarms("fire") == []
+    trust = rig.desk.open_alert("trust:flood1")
+    assert trust is not None and "fire_panel" in trust.title_en
+    with pytest.raises(UntrustedReading, match="not in the site inventory"):
+        rig.water(650, node="flood9")
+    with pytest.raises(UntrustedReading, match="not in the site inventory"):
+        rig.monitor.on_state(SensorState(node="flood9", online=True, heartbeat_s=30, ts=START))
+    assert rig.monitor.flood_level() == 0
+    assert rig.keys() == ["trust:flood1", "unknown:flood9"]
+    rig.water(20)  # flood1 reports as what it is again
+    assert rig.keys() == ["unknown:flood9"]
+
+
+def test_a_restarted_monitor_keeps_each_nodes_level_and_count(rig: Rig) -> None:
+    rig.water(650)
+    rig.panel(fire=False)
+    again = AlarmMonitor(site=TEST_SITE, clock=rig.clock, desk=rig.desk, audit=rig.audit,
+                         sensors=SENSORS, publisher=rig.out)
+    rig.clock.advance(timedelta(minutes=30))
+    again.tick()
+    assert again.flood_level() == 3 and again.panel_reports_fire() is False
+    assert [a.active for a in rig.out.alarms("flood")] == [True]
+    resend = SensorReading(node="flood1", seq=1, kind="flood", ts=START, water_level_mm=650,
+                           pump_running=None, trouble=False)
+    again.on_reading(resend)  # known from before the restart: not a reset
+    assert rig.desk.open_alert("seq:flood1") is None
+    again.on_reading(resend.model_copy(update={"seq": 2, "water_level_mm": 0,
+                                               "ts": rig.clock.now()}))
+    rig.clock.advance(timedelta(seconds=61))
+    again.tick()
+    assert again.flood_level() == 0 and rig.out.alarms("flood")[-1].active is False
+
+
+def test_open_flood_alerts_hold_the_level_when_no_node_state_was_kept(rig: Rig) -> None:
+    """A file from before node states were kept: the open alerts hold the level until a
+    fresh flood reading."""
+    rig.water(650)
+    rig.db.execute("DELETE FROM sensor_nodes")
+    again = AlarmMonitor(site=TEST_SITE, clock=rig.clock, desk=rig.desk, audit=rig.audit,
+                         sensors=SENSORS, publisher=rig.out)
+    rig.clock.advance(timedelta(minutes=30))
+    again.tick()
+    assert again.flood_level() == 3 and rig.desk.open_alert("flood:3") is not None
+    assert [a.active for a in rig.out.alarms("flood")] == [True]
 
 
 # --- on a real broker ------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import sqlite_utils
 from aiosmtpd.controller import Controller
+from pydantic import SecretStr
 
 from broker.provision.generate import provision_site
 from broker.provision.inventory import BrokerSpec, LaneSpec, SensorSpec, SiteInventory, StaffSpec
@@ -303,9 +304,9 @@ def test_email_and_webhook_really_leave_through_apprise(tmp_path: Path) -> None:
     try:
         settings = roster().model_copy(update={"people": (Person(
             id="guard-a", name="Wang", role="guard", shift="a", contacts={
-                "email": f"mailto://127.0.0.1:{smtp.port}?from=parkguard@test.lan"
-                         "&to=wang@test.lan&mode=insecure",
-                "webhook": f"json://127.0.0.1:{http.server_port}/alerts"}),)})
+                "email": SecretStr(f"mailto://127.0.0.1:{smtp.port}?from=parkguard@test.lan"
+                                   "&to=wang@test.lan&mode=insecure"),
+                "webhook": SecretStr(f"json://127.0.0.1:{http.server_port}/alerts")}),)})
         clock = ManualClock(START)
         db = open_database(tmp_path / "g.db")
         alerts = AlertDesk(db, site=TEST_SITE, clock=clock, audit=AuditLog(db, clock=clock),

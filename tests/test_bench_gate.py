@@ -46,7 +46,9 @@ def test_a_tiny_gate_bench_measures_online_and_offline_against_the_ping_pong(
             assert row.baseline == BASELINE_RR and row.ratio is not None
     # offline = the deadline the lane waited out + its own work
     deadline, offline = by_name[GATE_DEADLINE], by_name[GATE_OFFLINE]
-    assert deadline.p50 >= DEADLINE_MS
+    # The request's ts goes on the wire to the millisecond (wire.contract), so the lane gives
+    # up at most 1 ms before a stopwatch started as it built the request would say.
+    assert deadline.p50 >= DEADLINE_MS - 1
     assert offline.p50 > deadline.p50
     for total, waited, own in zip(offline.samples, deadline.samples,
                                   by_name[GATE_OFFLINE_OWN].samples, strict=True):

@@ -94,6 +94,24 @@ def test_a_repeated_entry_or_an_unknown_exit_changes_nothing() -> None:
     assert len(published) == 1
 
 
+def test_a_plate_takes_one_space_however_many_sessions_it_has_open() -> None:
+    capacity, published = lot(TWO_LEVELS)
+    capacity.entered("s-1", "in2", "visitor", "粤B12345")
+    for n in range(2, 56):  # a lane replaying the same entry with fresh event ids
+        capacity.entered(f"s-{n}", "in1", "visitor", "粤B12345")
+    capacity.entered("s-x", "in1", "visitor", "")  # unread plates are cars of their own
+    capacity.entered("s-y", "in1", "visitor")
+    state = capacity.state()
+    assert (state.occupied, state.levels["B2"].occupied, state.levels["B1"].occupied) == (
+        3, 1, 2)  # the plate parks on the level of its first session
+    assert len(published) == 3
+    capacity.left("s-1")
+    assert capacity.occupied == 3  # the plate still has open sessions
+    for n in range(2, 56):
+        capacity.left(f"s-{n}")
+    assert capacity.occupied == 2
+
+
 def test_more_cars_than_spaces_leave_no_space_free_rather_than_a_negative_count() -> None:
     capacity, _ = lot()
     for n in range(6):
@@ -176,4 +194,23 @@ def test_the_count_is_rebuilt_from_the_open_sessions_in_the_store(tmp_path: Path
     assert state.occupied == 3
     assert (state.levels["B1"].occupied, state.levels["B2"].occupied) == (2, 1)
     assert published[-1] == state
+    store.close()
+
+
+def test_the_rebuilt_count_takes_one_car_per_plate(tmp_path: Path) -> None:
+    store = GatewayStore.open(tmp_path / "gateway.db")
+    for n, (lane, plate) in enumerate([("in2", "沪A12345"), ("in1", "沪A12345"),
+                                        ("in1", "沪A12345"), ("in1", ""), ("in1", "")]):
+        store.db.table("sessions").insert({
+            "session_id": f"s-{n}", "plate": plate, "state": "open", "entry_lane": lane,
+            "entry_at": utc_iso(START + timedelta(minutes=n)), "fee_fen": 0,
+            "access": "visitor"})
+    capacity = Capacity.from_store(CapacitySettings.model_validate(TWO_LEVELS), store,
+                                   site="test", clock=ManualClock(START))
+    again = Capacity(CapacitySettings.model_validate(TWO_LEVELS), site="test",
+                     clock=ManualClock(START))
+    again.load(store.open_sessions_by_lane())
+    for counted in (capacity, again):
+        state = counted.state()
+        assert (state.occupied, state.levels["B2"].occupied) == (3, 1)
     store.close()

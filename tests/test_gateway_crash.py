@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
 
 from broker.runner import MosquittoBroker
 from firmware.lane.config import LaneTiming
@@ -119,6 +120,8 @@ def gateway_config(broker: MosquittoBroker, tmp_path: Path) -> GatewayConfig:
              "[broker]", f"host = {json.dumps(settings.host)}", f"port = {settings.port}"]
     for key in ("ca_file", "username", "password"):
         value = getattr(settings, key)
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
         if value is not None:
             lines.append(f"{key} = {json.dumps(str(value))}")
     (tmp_path / "gateway.toml").write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 from gpiozero.pins.mock import MockFactory
+from pydantic import SecretStr
 
 from broker.provision.generate import ProvisionResult
 from broker.runner import MosquittoBroker
@@ -62,7 +63,8 @@ class KioskLane:
         self.config = LaneConfig(
             site=TEST_SITE, lane=lane, direction=direction,  # type: ignore[arg-type]
             broker=settings_of(broker.address(f"lane-{lane}")),
-            timing=LaneTiming(decide_deadline_ms=2000), kiosk=KioskSettings(site_key=KEY),
+            timing=LaneTiming(decide_deadline_ms=2000),
+            kiosk=KioskSettings(site_key=SecretStr(KEY)),
             journal=JournalSettings(path=workdir / f"lane-{lane}.db"),
             camera=CameraSettings(type="simulated"))
         self.node = LaneNode(self.config, clock=clock, camera=SimulatedCamera(clock=clock),

@@ -172,6 +172,8 @@ def test_an_exit_read_waits_for_the_queued_entry_of_its_car_instead_of_refusing_
     entered = Passed(event_id=uuid.uuid4().hex, seq=1, ts=NOW, lane="in1", direction="entry",
                      plate=PLATE, correlation_id="e0000001")  # the lane let it in alone
     deliver(app, entered.to_json())
+    assert isinstance(app.clock, ManualClock)
+    app.clock.advance(timedelta(hours=1))  # it leaves an hour later by both clocks (the window)
     request = DecideRequest(correlation_id="x0000001", lane="out1", direction="exit",
                             plate=PLATE, confidence=0.99, char_confidences=(0.99,) * 7,
                             ts=NOW + timedelta(hours=1), deadline_ms=300)

@@ -21,11 +21,13 @@ import sqlite_utils
 from gpiozero.pins.mock import MockFactory
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import SecretStr
 
 from broker.provision.generate import ProvisionResult
 from broker.runner import MosquittoBroker
 from firmware.lane.commands import CommandVerifier
 from firmware.lane.config import CameraSettings, CommandSettings, LaneConfig
+from firmware.lane.journal import Journal
 from firmware.lane.node import LaneNode
 from gateway.app import GatewayApp
 from gateway.config import GatewayConfig
@@ -127,6 +129,23 @@ def test_a_full_replay_cache_refuses_too_much_rather_than_let_a_replay_in() -> N
     assert verifier.check(first).reason == "replayed"  # forgotten, still refused
 
 
+def test_spent_nonces_and_the_floor_outlive_the_verifier_in_the_journal(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "lane.db")
+    verifier = CommandVerifier(KEY, ManualClock(START), "in1", max_remembered=2, spent=journal)
+    first, second, third = (command(nonce=f"{n:032x}", valid_s=10 + n) for n in range(3))
+    assert all(verifier.check(c).accepted for c in (first, second, third))
+    journal.close()
+    journal = Journal(tmp_path / "lane.db")
+    try:
+        restarted = CommandVerifier(KEY, ManualClock(START), "in1", max_remembered=2,
+                                    spent=journal)
+        assert restarted.remembered == 2
+        assert [restarted.check(c).reason for c in (first, second, third)] == ["replayed"] * 3
+        assert restarted.check(command(nonce="ef" * 16)).accepted
+    finally:
+        journal.close()
+
+
 SIGNED_WIRE = command(reason="帮助按钮: ticket jammed").to_json()  # multi-byte text too
 
 
@@ -173,7 +192,7 @@ def start_lane(broker: MosquittoBroker, lane: str, direction: str, clock: Manual
     config = LaneConfig(
         site=SITE, lane=lane, direction=direction,  # type: ignore[arg-type]
         broker=settings_of(broker.address(f"lane-{lane}")),
-        commands=CommandSettings(hmac_key=None if key is None else key.hex()),
+        commands=CommandSettings(hmac_key=None if key is None else SecretStr(key.hex())),
         camera=CameraSettings(type="simulated"),
     )
     factory = MockFactory()
@@ -205,8 +224,9 @@ def memory() -> Iterator[MemoryBroker]:
 
 def memory_lane(memory: MemoryBroker, tmp_path: Path, clock: ManualClock, lane: str,
                 key: bytes | None) -> MemoryLane:
+    hmac_key = None if key is None else SecretStr(key.hex())
     return MemoryLane(tmp_path, lane=lane, broker=memory, clock=clock,
-                      commands=CommandSettings(hmac_key=None if key is None else key.hex()))
+                      commands=CommandSettings(hmac_key=hmac_key))
 
 
 @pytest.fixture

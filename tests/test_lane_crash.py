@@ -32,6 +32,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 
 from broker.runner import MosquittoBroker
 from gateway.app import GatewayApp
@@ -62,6 +63,8 @@ def lane_toml(broker: MosquittoBroker, journal: Path) -> str:
              f"port = {settings.port}"]
     for key in ("ca_file", "username", "password"):
         value = getattr(settings, key)
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
         if value is not None:
             lines.append(f"{key} = {json.dumps(str(value))}")
     lines += ["[camera]", 'type = "simulated"', "[timing]", "decide_deadline_ms = 300",

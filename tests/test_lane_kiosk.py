@@ -7,6 +7,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from pydantic import SecretStr
+
 from firmware.lane.config import KioskSettings, LaneTiming
 from firmware.lane.devices.display import RecordingDisplay
 from firmware.lane.kiosk import LastFourDigits, OneTimeCode, SimulatedKiosk
@@ -24,7 +26,7 @@ def start_lane(tmp_path: Path, lane: str, direction: str, kiosk: SimulatedKiosk,
                screen: RecordingDisplay) -> Iterator[MemoryLane]:
     with MemoryLane(tmp_path, lane=lane, direction=direction,  # type: ignore[arg-type]
                     timing=LaneTiming(decide_deadline_ms=DEADLINE_MS),
-                    kiosk=KioskSettings(site_key=KEY), display=screen,
+                    kiosk=KioskSettings(site_key=SecretStr(KEY)), display=screen,
                     keypad=kiosk) as running:
         yield running
 

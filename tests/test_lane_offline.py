@@ -1,7 +1,8 @@
 """With the gateway gone the lane decides from its replica, with the gateway's own pure cores.
 
-The test plays the gateway's replica publisher (retained snapshot, deltas, capacity on
-``lane/{lane}/replica/...``) but never answers a decide request. Mock pins, the in-memory
+The test plays the gateway's replica publisher (snapshot in chunks, deltas, capacity on
+``lane/{lane}/replica/...``; a snapshot of one chunk may be retained here, so a lane that
+starts later still finds it) but never answers a decide request. Mock pins, the in-memory
 bus, a manual clock so the fee is exact (no sleeps: each step settles the lane).
 """
 
@@ -23,6 +24,7 @@ from parkguard.core.tariffs import parse_tariff_document, quote
 from tests.conftest import SITE_START, TEST_SITE
 from tests.lane_harness import MemoryLane
 from wire.contract import topics
+from wire.contract.chunks import split_snapshot
 from wire.contract.messages import (
     CapacityState,
     LevelState,
@@ -88,7 +90,12 @@ class Gateway:
 
     def publish(self, lane: str, part: str, message: WireMessage | bytes, *,
                 retain: bool) -> None:
-        self.bus.publish_and_wait(topics.lane_replica(SITE, lane, part), message, retain=retain)
+        topic = topics.lane_replica(SITE, lane, part)
+        if isinstance(message, ReplicaSnapshot):
+            for chunk in split_snapshot(message, max_payload=200_000, snapshot_id="abcdef0123"):
+                self.bus.publish_and_wait(topic, chunk, retain=retain)
+            return
+        self.bus.publish_and_wait(topic, message, retain=retain)
 
 
 @pytest.fixture

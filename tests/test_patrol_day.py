@@ -50,7 +50,7 @@ class Tags:
         point = CONFIG.checkpoint[checkpoint]
         self.counters[checkpoint] += 1
         assert point.key is not None
-        return point.tag, simulate_tap(bytes.fromhex(point.key), point.tag,
+        return point.tag, simulate_tap(bytes.fromhex(point.key.get_secret_value()), point.tag,
                                        self.counters[checkpoint])
 
 

@@ -44,7 +44,7 @@ def test_a_month_of_the_three_checks(tmp_path: Path) -> None:
             seq["r1"] += 1
             assert point.key is not None
             tap = PatrolTap(reader="r1", seq=seq["r1"], tag_id=point.tag, badge=badge,
-                            sun=simulate_tap(bytes.fromhex(point.key), point.tag,
+                            sun=simulate_tap(bytes.fromhex(point.key.get_secret_value()), point.tag,
                                              counters[point_id]),
                             reader_time=at.astimezone(CONFIG.zone).replace(tzinfo=None))
             outcome = desk.ingest(tap, at + timedelta(seconds=5), answers=answers)

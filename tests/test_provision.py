@@ -1,6 +1,6 @@
 """Site provisioning without a broker: what ``init`` writes, what it keeps, what it refuses.
 
-The broker's verdict on these files is in ``test_broker_security.py``; here we check the
+The broker's verdict on these files is in ``security/test_broker_acl.py``; here we check the
 generator's own promises: idempotent re-runs, rotation of exactly what was named, file
 modes, errors that name the field, hashes Mosquitto's own tool agrees with.
 """
@@ -383,7 +383,7 @@ def test_a_lane_bundle_holds_what_the_lane_needs(site: ProvisionResult) -> None:
     )
     assert (bundle.broker.host, bundle.broker.port) == ("gw.mall-b2.lan", 8883)
     assert bundle.broker.username == bundle.broker.client_id == "lane-in1"
-    assert bundle.broker.password == creds.password
+    assert bundle.broker.password.get_secret_value() == creds.password
     assert bundle.broker.ca_file == creds.ca_path
     assert bundle.broker.ca_file.read_bytes() == site.ca_path.read_bytes()
     assert bundle.hmac_key_bytes() == creds.hmac_key
@@ -393,7 +393,8 @@ def test_a_lane_bundle_holds_what_the_lane_needs(site: ProvisionResult) -> None:
 
 def test_only_the_gateway_bundle_carries_every_lane_key(site: ProvisionResult) -> None:
     gateway = load_bundle(site.gateway.config_path)
-    assert {lane: bytes.fromhex(k) for lane, k in gateway.lane_keys.items()} == {
+    assert {lane: bytes.fromhex(k.get_secret_value())
+            for lane, k in gateway.lane_keys.items()} == {
         "in1": site.lane("in1").hmac_key, "out1": site.lane("out1").hmac_key,
     }
     for device_id in ("sensor-fire1", "patrol-reader1", "staff-li-na"):

@@ -3,7 +3,7 @@
 The gateway alone publishes ``lane/{lane}/replica/{snapshot,delta,capacity}``; each lane reads
 only its own; a read-only monitor reads them all. Over MQTT 3.1.1 Mosquitto acknowledges a
 denied PUBLISH and drops it, and grants every SUBSCRIBE but filters deliveries, so a denial
-is proven as in test_broker_security.py: an observer allowed to see the topic does not get
+is proven as in security/test_broker_acl.py: an observer allowed to see the topic does not get
 the forged message, while a control message sent after it arrives (one client's messages are
 forwarded in order).
 """

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from pydantic import SecretStr
 
 from broker.provision.generate import ProvisionResult
 from broker.runner import MosquittoBroker
@@ -65,8 +66,9 @@ def gateway(broker: MosquittoBroker, tmp_path: Path,
     config = GatewayConfig(
         site=TEST_SITE, database=tmp_path / "gateway.db",
         broker=settings_of(broker.address("gateway")), safety_file=safety,
-        lane_keys={lane: key.hex()
-                   for lane, key in test_site.device("gateway").lane_keys.items()})
+        lane_keys={lane: SecretStr(key.hex())
+                   for lane, key in test_site.device("gateway").lane_keys.items()},
+        sensors=dict(test_site.device("gateway").sensors))
     with GatewayApp(config, clock=ManualClock(SITE_START)) as app:
         yield app
 

@@ -40,9 +40,10 @@ def add_people(gateway: GatewayApp) -> None:
         for name, (role, merchant) in PEOPLE.items():
             store.add(name, role, PASSWORD, now=datetime.now(UTC), merchant_id=merchant)
 
-    gateway.service.call(add)
+    # the merchant's account first: a merchant user is only for a merchant that exists
     gateway.service.call(lambda: gateway.billing.merchants.open_account(
         "m-tea", name="茶饮 Tea shop", actor="test", reason="test merchant"))
+    gateway.service.call(add)
     gateway.service.call(lambda: gateway.billing.merchants.top_up(
         "m-tea", 10_000, actor="test", reason="test money"))
 

@@ -198,7 +198,8 @@ def test_driver_prepays_on_the_pay_page_and_leaves_without_paying_again(
         site: SimulatedSite, live: TestClient) -> None:
     park(site)
     page = live.get("/pay", params={"plate": PLATE})
-    assert "停车费" in page.text and 'id="pay-button"' in page.text
+    assert 'id="bill-due"' in page.text and 'id="pay-button"' in page.text
+    assert "入场 Entered" not in page.text  # a typed plate: what is due, not since when
     wallet = live.post("/pay", data={"plate": PLATE, "csrf_token": csrf_of(page.text)},
                        follow_redirects=False)
     assert wallet.headers["location"].startswith("/sim-pay/sim-")

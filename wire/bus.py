@@ -12,7 +12,11 @@ The promises both keep:
   to ``on_handler_error`` (a bad message must not stop the bus);
 - subscriptions survive reconnects; ``when_connected`` listeners run after every connect;
 - a QoS 1 publish returns a :class:`Receipt` that says when the broker has it;
-- with ``manual_ack`` a :class:`Delivery` stays the broker's until :meth:`Delivery.ack`.
+- with ``manual_ack`` a :class:`Delivery` stays the broker's until :meth:`Delivery.ack`;
+- a publish whose packet is over the broker's ``max_packet_size`` is refused with
+  :class:`wire.mqtt.PacketTooLarge` before it is queued (the broker would disconnect the
+  sender and a QoS 1 packet would be resent on every reconnect), counted and told to the
+  ``when_refused`` listeners.
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[str, bytes], None]
 HandlerErrorHook = Callable[[str, bytes, BaseException], None]
+#: Called with ``(topic, packet_size, limit)`` when a publish is refused for size.
+RefusalListener = Callable[[str, int, int], None]
 
 
 class Delivery:
@@ -97,6 +103,11 @@ class Bus(Protocol):
     def stop(self) -> None: ...
 
     def when_connected(self, listener: Callable[[], None]) -> None: ...
+
+    def when_refused(self, listener: RefusalListener) -> None: ...
+
+    @property
+    def max_packet_size(self) -> int: ...
 
     def publish(self, topic: str, payload: bytes | WireMessage, *, qos: int = 1,
                 retain: bool = False) -> Receipt: ...

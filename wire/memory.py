@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 from paho.mqtt.client import topic_matches_sub
 
+from parkguard.configfile import MAX_PACKET_SIZE
 from parkguard.errors import BrokerError
 from wire.bus import (
     Delivery,
@@ -32,10 +33,11 @@ from wire.bus import (
     Handler,
     HandlerErrorHook,
     HandlerGuard,
+    RefusalListener,
     body_of,
 )
 from wire.contract.messages import WireMessage
-from wire.mqtt import Will
+from wire.mqtt import PacketSizeGuard, Will
 
 log = logging.getLogger(__name__)
 
@@ -225,9 +227,10 @@ class MemoryBus:
 
     def __init__(self, broker: MemoryBroker, *, client_id: str, persistent: bool = False,
                  will: Will | None = None, on_handler_error: HandlerErrorHook | None = None,
-                 manual_ack: bool = False) -> None:
+                 manual_ack: bool = False, max_packet_size: int = MAX_PACKET_SIZE) -> None:
         self.broker = broker
         self.client_id = client_id
+        self._size = PacketSizeGuard(client_id, max_packet_size)
         self.persistent = persistent
         self.connected = threading.Event()
         self.received = 0
@@ -287,7 +290,9 @@ class MemoryBus:
 
     def publish(self, topic: str, payload: bytes | WireMessage, *, qos: int = 1,
                 retain: bool = False) -> MemoryReceipt:
+        """As :meth:`wire.mqtt.MqttBus.publish`, with the same size refusal."""
         message = _Message(topic, body_of(payload), qos, retain)
+        self._size.check(topic, message.payload, qos)
         if self.connected.is_set():
             self.broker._publish(message)
             return MemoryReceipt(True)
@@ -296,6 +301,17 @@ class MemoryBus:
             with self._lock:
                 self._outgoing.append((message, receipt))
         return receipt
+
+    def when_refused(self, listener: RefusalListener) -> None:
+        self._size.listen(listener)
+
+    @property
+    def max_packet_size(self) -> int:
+        return self._size.limit
+
+    @property
+    def oversized(self) -> int:
+        return self._size.refused
 
     def publish_and_wait(self, topic: str, payload: bytes | WireMessage, *, qos: int = 1,
                          retain: bool = False, timeout: float = 10.0) -> None:

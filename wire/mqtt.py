@@ -12,6 +12,14 @@ consumer that must not lose messages (the gateway) opts in with ``manual_ack=Tru
 :meth:`MqttBus.subscribe_deliveries`: its handler gets a :class:`Delivery` and calls
 :meth:`Delivery.ack` once the message is safe (committed); until then the broker keeps it
 and redelivers it on the next connection.
+
+Size: Mosquitto disconnects a client that sends a packet over its ``max_packet_size``, and
+paho keeps an unacknowledged QoS 1 packet and resends it on every reconnect, so one
+oversized publish would knock the client off the bus again and again. :meth:`MqttBus.publish`
+therefore measures the packet first and refuses one over the limit with
+:class:`PacketTooLarge` (counted in ``oversized``, told to ``when_refused`` listeners): paho
+never holds it. Whatever grows with the site must be cut to size before it reaches the bus
+(the lane replicas are sent in chunks, ``docs/replicas.md``).
 """
 
 from __future__ import annotations
@@ -30,6 +38,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from parkguard.configfile import MAX_PACKET_SIZE
 from parkguard.errors import BrokerError
 from wire.bus import (
     Delivery,
@@ -37,11 +46,74 @@ from wire.bus import (
     Handler,
     HandlerErrorHook,
     HandlerGuard,
+    RefusalListener,
     body_of,
 )
 from wire.contract.messages import WireMessage
 
 log = logging.getLogger(__name__)
+
+def publish_packet_size(topic: str, payload_size: int, *, qos: int) -> int:
+    """Bytes of the MQTT 3.1.1 PUBLISH packet for ``payload_size`` bytes on ``topic``: what
+    Mosquitto compares with ``max_packet_size`` (fixed header, topic, packet id, payload).
+
+    >>> publish_packet_size("a/b", 10, qos=1)
+    19
+    """
+    remaining = 2 + len(topic.encode("utf-8")) + (2 if qos > 0 else 0) + payload_size
+    length_bytes = 1
+    while remaining >= 128 ** length_bytes and length_bytes < 4:
+        length_bytes += 1
+    return 1 + length_bytes + remaining
+
+
+def max_payload_size(topic: str, *, qos: int, limit: int) -> int:
+    """The largest payload on ``topic`` whose packet stays within ``limit`` bytes."""
+    return limit - publish_packet_size(topic, 0, qos=qos) - 3  # up to 3 more length bytes
+
+
+class PacketTooLarge(BrokerError):
+    """A publish refused before it reached paho: the broker would disconnect us for it."""
+
+    def __init__(self, client_id: str, topic: str, size: int, limit: int) -> None:
+        super().__init__(f"{client_id}: refused to publish {size} bytes on {topic}: over the "
+                         f"broker's max_packet_size of {limit} bytes (it would disconnect us "
+                         "and paho would resend it on every reconnect)")
+        self.topic, self.size, self.limit = topic, size, limit
+
+
+class PacketSizeGuard:
+    """Refuses a publish over the broker's ``max_packet_size`` before any client library holds
+    it; counts refusals and tells listeners. Shared by :class:`MqttBus` and the in-memory twin
+    so both keep the same promise."""
+
+    def __init__(self, client_id: str, limit: int) -> None:
+        if limit < 64:
+            raise BrokerError(f"{client_id}: max_packet_size must be at least 64 bytes, "
+                              f"got {limit}")
+        self.client_id = client_id
+        self.limit = limit
+        self.refused = 0
+        self._listeners: list[RefusalListener] = []
+
+    def listen(self, listener: RefusalListener) -> None:
+        self._listeners.append(listener)
+
+    def check(self, topic: str, body: bytes, qos: int) -> None:
+        """Return if the packet fits; else count, log, tell listeners, raise PacketTooLarge."""
+        size = publish_packet_size(topic, len(body), qos=qos)
+        if size <= self.limit:
+            return
+        self.refused += 1
+        error = PacketTooLarge(self.client_id, topic, size, self.limit)
+        log.error("%s", error)
+        for listener in self._listeners:
+            try:
+                listener(topic, size, self.limit)
+            except Exception:
+                log.exception("%s: refusal listener failed", self.client_id)
+        raise error
+
 
 class MqttReceipt:
     """paho's publish handle as a :class:`wire.bus.Receipt`."""
@@ -81,6 +153,8 @@ class BrokerAddress:
     ca_file: Path | None = None
     username: str | None = None
     password: str | None = field(default=None, repr=False)
+    max_packet_size: int = MAX_PACKET_SIZE
+    """The broker's ``max_packet_size``: the bus never sends a bigger packet."""
 
 
 class MqttBus:
@@ -96,6 +170,10 @@ class MqttBus:
     return, so one bus can serve both kinds. The broker sends at most its
     ``max_inflight_messages`` unacknowledged messages at a time: a consumer that holds
     acks for a batch should keep batches below that window.
+
+    ``max_packet_size`` (default: the address's, i.e. the broker's configured limit): a
+    publish whose packet would be bigger raises :class:`PacketTooLarge` instead of being
+    handed to paho (see the module docstring).
     """
 
     def __init__(
@@ -108,8 +186,11 @@ class MqttBus:
         keepalive: int = 15,
         on_handler_error: HandlerErrorHook | None = None,
         manual_ack: bool = False,
+        max_packet_size: int | None = None,
     ) -> None:
         self.address = address
+        self._size = PacketSizeGuard(client_id, address.max_packet_size
+                                     if max_packet_size is None else max_packet_size)
         self.client_id = client_id
         self._manual_ack = manual_ack
         self._client = paho.Client(
@@ -132,6 +213,7 @@ class MqttBus:
         self.received = 0
         self.acks_sent = 0
         self.stale_acks = 0  # acks dropped because the message came on an earlier connection
+        self.disconnects = 0  # connections lost or closed since construction
         if address.ca_file is not None:
             self._client.tls_set(ca_certs=str(address.ca_file))
         if address.username is not None:
@@ -184,12 +266,31 @@ class MqttBus:
         """Call ``listener`` after every (re)connect, e.g. to republish a retained online state."""
         self._connect_listeners.append(listener)
 
+    def when_refused(self, listener: RefusalListener) -> None:
+        """Call ``listener(topic, size, limit)`` whenever a publish is refused for size (on
+        the publisher's thread, before :class:`PacketTooLarge` is raised): the gateway raises
+        an alert, since something it meant to say never left."""
+        self._size.listen(listener)
+
+    @property
+    def max_packet_size(self) -> int:
+        """The broker's limit this bus enforces on every publish."""
+        return self._size.limit
+
+    @property
+    def oversized(self) -> int:
+        """Publishes refused for size (never handed to paho)."""
+        return self._size.refused
+
     # messaging ---------------------------------------------------------------
 
     def publish(
         self, topic: str, payload: bytes | WireMessage, *, qos: int = 1, retain: bool = False
     ) -> MqttReceipt:
-        return MqttReceipt(self._client.publish(topic, body_of(payload), qos=qos, retain=retain))
+        """Hand one message to paho; :class:`PacketTooLarge` if the broker would refuse it."""
+        body = body_of(payload)
+        self._size.check(topic, body, qos)
+        return MqttReceipt(self._client.publish(topic, body, qos=qos, retain=retain))
 
     def publish_and_wait(
         self,
@@ -310,6 +411,7 @@ class MqttBus:
     ) -> None:
         with self._lock:
             self._connection += 1  # what was not acknowledged will be resent: drop late acks
+            self.disconnects += 1
         self.connected.clear()
         log.info("%s: disconnected (%s)", self.client_id, reason)
 

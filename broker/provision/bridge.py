@@ -73,9 +73,10 @@ class BridgeConf:
     password: str
 
 
-def _one_line(value: str, what: str) -> str:
+def _one_line(value: str, what: str, *, secret: bool = False) -> str:
     if "\n" in value or "\r" in value:
-        raise ValueError(f"{what} must not contain a line break: {value!r}")
+        shown = "" if secret else f": {value!r}"
+        raise ValueError(f"{what} must not contain a line break{shown}")
     return value
 
 
@@ -95,7 +96,7 @@ def render_bridge(conf: BridgeConf) -> str:
         "# Tell the fleet this is a bridge, so it never echoes our own messages back (no loops).",
         "try_private true",
         f"remote_username {_one_line(conf.username, 'username')}",
-        f"remote_password {_one_line(conf.password, 'password')}",
+        f"remote_password {_one_line(conf.password, 'password', secret=True)}",
         "# Client ids unique across the fleet; on the fleet use_username_as_clientid makes the",
         "# remote one the user name anyway.",
         f"remote_clientid {conf.username}",

@@ -17,12 +17,20 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 
 from broker.provision.files import write_public, write_secret
 from broker.provision.inventory import DeviceKind
-from parkguard.configfile import BrokerSettings, CommandKeyHex, StrictModel, load_config
+from parkguard.configfile import (
+    MAX_PACKET_SIZE,
+    BrokerSettings,
+    CommandKeyHex,
+    StrictModel,
+    load_config,
+    reveal,
+)
 from wire.mqtt import BrokerAddress
 
 BUNDLE_FILE = "device.toml"
@@ -40,7 +48,10 @@ class BundleBroker(StrictModel):
     )
     client_id: str = Field(min_length=1, description="MQTT client id (the broker enforces it)")
     username: str = Field(min_length=1, description="MQTT user name")
-    password: str = Field(min_length=1, description="MQTT password")
+    password: SecretStr = Field(min_length=1, description="MQTT password")
+    max_packet_size: int = Field(
+        default=MAX_PACKET_SIZE, ge=1024, le=16 * 1024 * 1024,
+        description="the broker's max_packet_size: the device's bus never sends a bigger packet")
 
 
 class DeviceBundle(StrictModel):
@@ -57,9 +68,15 @@ class DeviceBundle(StrictModel):
     lane_keys: dict[str, CommandKeyHex] = Field(
         default_factory=dict, description="gateway: every lane's hex HMAC key, by lane id"
     )
+    sensors: dict[str, Literal["fire_panel", "flood"]] = Field(
+        default_factory=dict,
+        description="gateway: every sensor node's kind, by node id, from the site inventory "
+        "(what a node may do is never taken from its payload)",
+    )
 
     def hmac_key_bytes(self) -> bytes | None:
-        return None if self.hmac_key is None else bytes.fromhex(self.hmac_key)
+        key = reveal(self.hmac_key)
+        return None if key is None else bytes.fromhex(key)
 
 
 def _s(value: str) -> str:
@@ -83,7 +100,7 @@ def render_bundle(bundle: DeviceBundle) -> str:
     if bundle.hmac_key is not None:
         lines += [
             "# Verifies the gateway's signed commands to this lane (HMAC-SHA256 key, hex).",
-            f"hmac_key = {_s(bundle.hmac_key)}",
+            f"hmac_key = {_s(bundle.hmac_key.get_secret_value())}",
         ]
     b = bundle.broker
     lines += [
@@ -96,14 +113,25 @@ def render_bundle(bundle: DeviceBundle) -> str:
         "# The broker replaces any client id with the user name; use the same one.",
         f"client_id = {_s(b.client_id)}",
         f"username = {_s(b.username)}",
-        f"password = {_s(b.password)}",
+        f"password = {_s(b.password.get_secret_value())}",
+        "# The broker disconnects a client that sends a bigger packet: the bus refuses first.",
+        f"max_packet_size = {b.max_packet_size}",
     ]
     if bundle.lane_keys:
         lines += [
             "",
             "# Every lane's HMAC key: the gateway signs each lane's commands with its own key.",
             "[lane_keys]",
-            *(f"{_s(lane)} = {_s(key)}" for lane, key in bundle.lane_keys.items()),
+            *(f"{_s(lane)} = {_s(key.get_secret_value())}"
+              for lane, key in bundle.lane_keys.items()),
+        ]
+    if bundle.sensors:
+        lines += [
+            "",
+            "# Every sensor node's kind, from the site inventory: a flood node's reading that",
+            "# claims to come from a fire panel is refused.",
+            "[sensors]",
+            *(f"{_s(node)} = {_s(kind)}" for node, kind in bundle.sensors.items()),
         ]
     return "\n".join(lines) + "\n"
 
@@ -133,6 +161,7 @@ def broker_address(settings: BrokerSettings) -> BrokerAddress:
     if settings.bundle is not None:
         login = load_bundle(settings.bundle).broker
         return BrokerAddress(login.host, login.port, login.ca_file, login.username,
-                             login.password)
+                             login.password.get_secret_value(),
+                             max_packet_size=login.max_packet_size)
     return BrokerAddress(settings.host, settings.port, settings.ca_file, settings.username,
-                         settings.password)
+                         reveal(settings.password), max_packet_size=settings.max_packet_size)

@@ -41,7 +41,9 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import SecretStr
 
 from broker.provision.acl import render_acl
 from broker.provision.bridge import BridgeConf, render_fleet_acl_block
@@ -93,6 +95,8 @@ class DeviceCredentials:
     """A lane's command-signing key."""
     lane_keys: Mapping[str, bytes] = field(default_factory=dict)
     """The gateway's copy of every lane's key, by lane id."""
+    sensors: Mapping[str, Literal["fire_panel", "flood"]] = field(default_factory=dict)
+    """The gateway's copy of every sensor node's kind, by node id (the inventory's)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -446,11 +450,13 @@ def _provision(
         for d in devices
         if d.kind == "lane" and d.node is not None
     }
+    sensor_kinds = {s.id: s.kind for s in inventory.sensors}
     credentials: dict[str, DeviceCredentials] = {}
     for device in devices:
         directory = devices_dir / device.device_id
         key = lane_keys.get(device.node or "") if device.kind == "lane" else None
         keys = lane_keys if device.kind == "gateway" else {}
+        kinds = sensor_kinds if device.kind == "gateway" else {}
         bundle = DeviceBundle(
             site=inventory.site,
             device=device.device_id,
@@ -461,10 +467,12 @@ def _provision(
                 port=inventory.broker.port,
                 client_id=_client_id(device),
                 username=device.device_id,
-                password=store.passwords[device.device_id],
+                password=SecretStr(store.passwords[device.device_id]),
+                max_packet_size=inventory.broker.max_packet_size,
             ),
-            hmac_key=None if key is None else key.hex(),
-            lane_keys={lane: k.hex() for lane, k in keys.items()},
+            hmac_key=None if key is None else SecretStr(key.hex()),
+            lane_keys={lane: SecretStr(k.hex()) for lane, k in keys.items()},
+            sensors=kinds,
         )
         config_path = write_bundle(directory, bundle, ca_pem=ca_pem)
         credentials[device.device_id] = DeviceCredentials(
@@ -479,6 +487,7 @@ def _provision(
             ca_path=directory / CA_FILE,
             hmac_key=key,
             lane_keys=dict(keys),
+            sensors=dict(kinds),
         )
     removed_bundles = _remove_stale_bundles(devices_dir, {d.device_id for d in devices})
     if broker_user is not None:

@@ -12,7 +12,9 @@ the lane accepts it only if
   is what makes a bounded replay cache enough,
 - ``issued <= now < expires`` within a small clock skew (``not_yet_valid``,
   ``expired``),
-- its nonce has not been accepted before (``replayed``),
+- its nonce has not been accepted before (``replayed``), by this run of the lane or an
+  earlier one: accepted nonces are kept in the lane's journal until they expire, and
+  written there before the barrier can move (``unrecorded`` if that fails),
 
 and the payload is a well-formed command in the first place (``malformed``).
 
@@ -52,7 +54,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Final, Literal, TypeAlias
+from typing import TYPE_CHECKING, Final, Literal, Protocol, TypeAlias
 
 from firmware.lane.states import Event
 from parkguard.clock import Clock, utc_iso
@@ -67,7 +69,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 RejectReason: TypeAlias = Literal[
-    "bad_signature", "expired", "not_yet_valid", "replayed", "malformed", "wrong_lane"
+    "bad_signature", "expired", "not_yet_valid", "replayed", "malformed", "wrong_lane",
+    "unrecorded",
 ]
 
 DEFAULT_SKEW_S: Final = 5.0
@@ -77,6 +80,21 @@ DEFAULT_MAX_WINDOW_S: Final = 300.0
 DEFAULT_MAX_REMEMBERED: Final = 4096
 """Nonces kept at most; far more than a lane can legitimately get within one window."""
 DISPLAY_TEXT_MAX: Final = 64
+
+
+class SpentNonces(Protocol):
+    """Where accepted nonces outlive the lane process: its journal
+    (:class:`firmware.lane.journal.Journal`). Without it a restart forgets them, and a
+    recording of an order obeyed just before the restart would be obeyed again."""
+
+    def spend_nonce(self, nonce: str, expires: datetime) -> None:
+        """Keep ``nonce`` until ``expires``, durably, before returning."""
+
+    def forget_nonces(self, expired_by: datetime, *, floor: datetime | None) -> None:
+        """Drop nonces expiring at or before ``expired_by``; keep ``floor``."""
+
+    def spent_nonces(self) -> tuple[dict[str, datetime], datetime | None]:
+        """What an earlier run kept: nonce -> expiry, and the floor."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +136,7 @@ class CommandVerifier:
         skew_s: float = DEFAULT_SKEW_S,
         max_window_s: float = DEFAULT_MAX_WINDOW_S,
         max_remembered: int = DEFAULT_MAX_REMEMBERED,
+        spent: SpentNonces | None = None,
     ) -> None:
         if len(key) < 16:
             raise ValueError(f"a lane command key must be at least 16 bytes, got {len(key)}")
@@ -133,6 +152,20 @@ class CommandVerifier:
         self._seen: dict[str, datetime] = {}
         self._by_expiry: list[tuple[datetime, str]] = []
         self._floor: datetime | None = None
+        self._spent = spent
+        if spent is not None:
+            self._load(spent)
+
+    def _load(self, spent: SpentNonces) -> None:
+        """Take up the nonces an earlier run of this lane accepted (and its floor)."""
+        kept, floor = spent.spent_nonces()
+        self._floor = floor
+        for nonce, expires in sorted(kept.items(), key=lambda item: item[1])[
+                -self._max_remembered:]:
+            self._seen[nonce] = expires
+            heapq.heappush(self._by_expiry, (expires, nonce))
+        if len(kept) > self._max_remembered:  # only if max_remembered shrank between runs
+            self._raise_floor(self._by_expiry[0][0])
 
     @property
     def remembered(self) -> int:
@@ -180,13 +213,23 @@ class CommandVerifier:
                 f"lane clock says {utc_iso(now)}", command)
         with self._lock:
             self._forget_until(now)
-            if command.nonce in self._seen or (
-                self._floor is not None and command.expires <= self._floor
-            ):
+            if command.nonce in self._seen:
                 return CommandVerdict.reject(
                     "replayed", f"{command.command}: nonce {command.nonce} was already used",
                     command)
-            self._remember(command.nonce, command.expires)
+            if self._floor is not None and command.expires <= self._floor:
+                return CommandVerdict.reject(
+                    "replayed", f"{command.command}: expires {utc_iso(command.expires)}, no "
+                    f"later than {utc_iso(self._floor)}, before which this lane no longer "
+                    "tells used nonces from new ones", command)
+            try:
+                self._remember(command.nonce, command.expires)
+            except Exception as error:  # whatever the store raises: refuse, never obey twice
+                log.exception("lane %s: could not record nonce %s", self.lane, command.nonce)
+                return CommandVerdict.reject(
+                    "unrecorded", f"{command.command}: its nonce could not be kept, so the "
+                    f"lane cannot promise to obey it only once ({type(error).__name__})",
+                    command)
         return CommandVerdict.accept(command)
 
     def still_valid(self, command: LaneCommand) -> bool:
@@ -197,19 +240,39 @@ class CommandVerifier:
     # replay cache ---------------------------------------------------------------------
 
     def _forget_until(self, now: datetime) -> None:
-        # A nonce whose command fails the time check anyway need not be remembered.
+        # A nonce whose command fails the time check anyway need not be remembered. The
+        # floor rises to what is forgotten: should the clock ever step back (a Pi has no
+        # RTC and boots on the time it last saved), a forgotten order still stays spent.
+        forgotten: datetime | None = None
         while self._by_expiry and self._by_expiry[0][0] + self._skew <= now:
-            _expires, nonce = heapq.heappop(self._by_expiry)
+            forgotten, nonce = heapq.heappop(self._by_expiry)
             self._seen.pop(nonce, None)
+        if forgotten is not None:
+            self._raise_floor(forgotten)
+            self._persist_forgetting(forgotten)
 
     def _remember(self, nonce: str, expires: datetime) -> None:
+        if self._spent is not None:  # on the card before the barrier can move
+            self._spent.spend_nonce(nonce, expires)
         if len(self._seen) >= self._max_remembered:
             dropped_expires, dropped = heapq.heappop(self._by_expiry)
             self._seen.pop(dropped, None)
-            if self._floor is None or dropped_expires > self._floor:
-                self._floor = dropped_expires
+            self._raise_floor(dropped_expires)
+            self._persist_forgetting(dropped_expires)
         self._seen[nonce] = expires
         heapq.heappush(self._by_expiry, (expires, nonce))
+
+    def _raise_floor(self, expires: datetime) -> None:
+        if self._floor is None or expires > self._floor:
+            self._floor = expires
+
+    def _persist_forgetting(self, until: datetime) -> None:
+        if self._spent is None:
+            return
+        try:
+            self._spent.forget_nonces(until, floor=self._floor)
+        except Exception:  # a nonce kept too long refuses nothing that is current
+            log.exception("lane %s: could not drop expired nonces", self.lane)
 
 
 def args_problem(command: LaneCommand) -> str | None:

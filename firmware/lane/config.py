@@ -8,7 +8,7 @@ from typing import Literal, Self
 from pydantic import Field, NonNegativeInt, model_validator
 
 from firmware.lane.devices.picamera import CAPTURE_SIZE
-from parkguard.configfile import BrokerSettings, CommandKeyHex, SiteKeyHex, StrictModel
+from parkguard.configfile import BrokerSettings, CommandKeyHex, SiteKeyHex, StrictModel, reveal
 from parkguard.core.plates import MatchPolicy
 
 PinName = int | str
@@ -126,7 +126,7 @@ class KioskSettings(StrictModel):
     codes (see docs/lane.md)."""
 
     site_key: SiteKeyHex | None = Field(
-        default=None, repr=False,
+        default=None,
         description="hex key (16 bytes or more, the site's no-plate key, the same on every "
                     "lane and the gateway) that turns a phone number into a no-plate "
                     "identity; without it the keypad takes no phone numbers")
@@ -202,7 +202,7 @@ class CommandSettings(StrictModel):
     """How the lane checks the gateway's signed commands (see docs/lane-commands.md)."""
 
     hmac_key: CommandKeyHex | None = Field(
-        default=None, repr=False,
+        default=None,
         description="hex HMAC key of this lane, when the broker section names no bundle; "
                     "a bundle's hmac_key takes precedence. Without a key every command is refused",
     )
@@ -261,4 +261,5 @@ class LaneConfig(StrictModel):
             key = load_bundle(self.broker.bundle).hmac_key_bytes()
             if key is not None:
                 return key
-        return None if self.commands.hmac_key is None else bytes.fromhex(self.commands.hmac_key)
+        configured = reveal(self.commands.hmac_key)
+        return None if configured is None else bytes.fromhex(configured)

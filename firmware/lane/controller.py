@@ -43,6 +43,7 @@ from firmware.lane.states import GateMachine, State
 from firmware.lane.status import LaneStatus
 from firmware.lane.waiting import Waiter
 from parkguard.clock import Clock
+from parkguard.configfile import reveal
 from parkguard.core.plates import NoPlateId
 from wire.bus import Bus
 from wire.contract import topics
@@ -93,7 +94,7 @@ class LaneController:
                                flood_active=lambda: self.alarms.flood_alarm,
                                block_until=self.waiter.block_until)
         self.kiosk = KioskDesk(
-            direction=config.direction, site_key=config.kiosk.site_key,
+            direction=config.direction, site_key=reveal(config.kiosk.site_key),
             confirmation=confirmation or LastFourDigits(), show=self.status.show,
             vehicle_present=lambda: hardware.arming_loop.vehicle_present,
             waiting=lambda: self.machine.state in WAITING, wake=self.waiter.wake,

@@ -14,8 +14,11 @@ A row whose PUBACK was lost is published again after a restart: the gateway inge
 ``event_id`` once, so a repeat is harmless, a loss is not.
 
 The same file keeps what must survive a reboot besides events: the last known site alarms
-(a fire latched before a power cut still holds the barrier up after it) and the replica
-(snapshot + the deltas applied since, see :mod:`firmware.lane.replica`).
+(a fire latched before a power cut still holds the barrier up after it), the replica
+(snapshot + the deltas applied since, see :mod:`firmware.lane.replica`) and the nonces of
+the signed commands the lane accepted, until they expire (a recording of an order the
+lane obeyed must not open the barrier again after a restart, see
+:mod:`firmware.lane.commands`).
 
 One connection, shared by the lane's worker (append), the outbox (mark sent) and paho's
 thread (replica, alarms) under a lock; WAL so readers never wait for the writer.
@@ -30,6 +33,7 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Final
 
@@ -63,7 +67,28 @@ CREATE TABLE IF NOT EXISTS replica_deltas (
     version INTEGER PRIMARY KEY,
     payload TEXT NOT NULL
 ) STRICT;
+CREATE TABLE IF NOT EXISTS command_nonces (
+    nonce TEXT PRIMARY KEY,
+    expires_us INTEGER NOT NULL
+) STRICT;
+CREATE INDEX IF NOT EXISTS command_nonces_expiry ON command_nonces (expires_us);
 """
+# command_nonces came after version 1 without a version bump on purpose: it is a table an
+# older firmware never reads, so a journal stays usable by the release before (a bump would
+# stop a downgraded lane from starting at all).
+
+_NONCE_FLOOR_KEY: Final = "command_nonce_floor_us"
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _micros(moment: datetime) -> int:
+    """A UTC instant as integer microseconds since the epoch (exact, orderable in SQL)."""
+    delta = moment.astimezone(UTC) - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def _instant(micros: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=micros)
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,6 +204,42 @@ class Journal:
             self._db.execute("INSERT INTO kv (key, value) VALUES (?, ?) "
                              "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                              (key, value))
+
+    # spent command nonces ---------------------------------------------------------------------
+
+    def spend_nonce(self, nonce: str, expires: datetime) -> None:
+        """Keep an accepted command's nonce until ``expires``; durable when this returns, so
+        the barrier moves only for an order whose nonce a power cut cannot bring back."""
+        with self._lock:
+            self._sync("FULL")
+            self._db.execute("INSERT OR REPLACE INTO command_nonces (nonce, expires_us) "
+                             "VALUES (?, ?)", (nonce, _micros(expires)))
+
+    def forget_nonces(self, expired_by: datetime, *, floor: datetime | None) -> None:
+        """Drop the nonces whose commands expired at or before ``expired_by`` and keep
+        ``floor`` (every command expiring at or before it counts as spent). Losing this in a
+        power cut only keeps a few nonces longer."""
+        with self._lock:
+            self._sync("NORMAL")
+            self._db.execute("BEGIN")
+            self._db.execute("DELETE FROM command_nonces WHERE expires_us <= ?",
+                             (_micros(expired_by),))
+            if floor is not None:
+                self._db.execute(
+                    "INSERT INTO kv (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE "
+                    "SET value = CAST(max(CAST(value AS INTEGER), "
+                    "CAST(excluded.value AS INTEGER)) AS TEXT)",
+                    (_NONCE_FLOOR_KEY, str(_micros(floor))))
+            self._db.execute("COMMIT")
+
+    def spent_nonces(self) -> tuple[dict[str, datetime], datetime | None]:
+        """The nonces kept (nonce -> its command's expiry) and the floor, if any."""
+        with self._lock:
+            rows = self._db.execute("SELECT nonce, expires_us FROM command_nonces").fetchall()
+            floor = self._db.execute("SELECT value FROM kv WHERE key = ?",
+                                     (_NONCE_FLOOR_KEY,)).fetchone()
+        return ({str(n): _instant(int(e)) for n, e in rows},
+                None if floor is None else _instant(int(floor[0])))
 
     # replica ----------------------------------------------------------------------------------
 

@@ -13,7 +13,7 @@ from gpiozero.pins import Factory
 from gpiozero.pins.mock import MockFactory
 
 from broker.provision.bundle import broker_address
-from firmware.lane.commands import CommandVerifier
+from firmware.lane.commands import CommandVerifier, SpentNonces
 from firmware.lane.config import LaneConfig
 from firmware.lane.controller import LaneController
 from firmware.lane.devices.camera import Camera, PlateReader
@@ -37,15 +37,17 @@ BROKER_RETRY_S = 5.0
 """How long each attempt to reach the broker at start waits before the lane retries."""
 
 
-def command_verifier(config: LaneConfig, clock: Clock) -> CommandVerifier | None:
+def command_verifier(config: LaneConfig, clock: Clock,
+                     spent: SpentNonces | None = None) -> CommandVerifier | None:
     """The checker for this lane's signed commands, or None when it has no key (every
-    command is then refused: an unkeyed lane must not obey whoever can publish)."""
+    command is then refused: an unkeyed lane must not obey whoever can publish).
+    ``spent``: where accepted nonces outlive a restart (the lane's journal)."""
     key = config.command_key()
     if key is None:
         return None
     settings = config.commands
     return CommandVerifier(key, clock, config.lane, skew_s=settings.clock_skew_s,
-                           max_window_s=settings.max_window_s)
+                           max_window_s=settings.max_window_s, spent=spent)
 
 
 def offline_will(config: LaneConfig) -> Will:
@@ -104,7 +106,7 @@ class LaneNode:
         self.controller = LaneController(
             config, clock=clock, hardware=self.hardware, camera=camera, reader=reader, bus=self.bus,
             journal=self.journal, replica=self.replica, display=display,
-            verifier=command_verifier(config, clock), kiosk=kiosk, scanner=scanner,
+            verifier=command_verifier(config, clock, self.journal), kiosk=kiosk, scanner=scanner,
             confirmation=confirmation,
         )
 

@@ -1,9 +1,15 @@
 """The lane's replica of what the gateway decides from, and the lane's own decisions from it.
 
-The gateway publishes to each lane (``docs/replicas.md``) a retained **snapshot**, ordered
+The gateway publishes to each lane (``docs/replicas.md``) a **snapshot** in chunks, ordered
 **deltas** after it and the retained **capacity**. :class:`LaneReplica` keeps them:
 
-- a snapshot replaces everything and sets the epoch and version;
+- a snapshot arrives as :class:`~wire.contract.messages.ReplicaChunk` pieces, each within the
+  broker's packet limit; only when every piece of one snapshot is here (and the joined text
+  matches its SHA-256) does it replace everything, at once, and set the epoch and version.
+  Until then the lane decides from what it has. A snapshot missing a piece is dropped when
+  a delta overtakes it or a newer snapshot starts; if the lane needed it (another epoch, or
+  it is waiting after a gap) that counts as a gap, reported like one, so the gateway sends
+  another. A snapshot older than what the lane has (same epoch, lower version) is ignored;
 - a delta of the same epoch and exactly the next version is applied; one the lane already
   has (same epoch, version not above its own) is a QoS 1 repeat and ignored; anything else
   is a **gap**: the delta is not applied, the lane keeps deciding from what it has and
@@ -59,10 +65,12 @@ from parkguard.core.tariffs import (
 )
 from parkguard.errors import ContractError, ParkGuardError
 from wire.contract import topics
+from wire.contract.chunks import ChunkAssembler
 from wire.contract.messages import (
     CapacityState,
     ListsChanged,
     PassesChanged,
+    ReplicaChunk,
     ReplicaDelta,
     ReplicaPrepaid,
     ReplicaSession,
@@ -109,6 +117,8 @@ class LaneReplica:
         self.gaps = 0
         self.repeats = 0
         self.rejected = 0
+        self.stale = 0  # whole snapshots older than the replica, ignored
+        self._chunks = ChunkAssembler()
         self._sessions: dict[str, ReplicaSession] = {}
         self._index = PlateIndex()
         self._session_by_key: dict[str, str] = {}
@@ -132,15 +142,16 @@ class LaneReplica:
 
     def on_message(self, topic: str, payload: bytes) -> str:
         """Take one replica message (paho's thread); say what became of it."""
+        if not payload:
+            return "cleared"  # a retained message removed (the gateway clears old snapshots)
         try:
             value = decode(topic, payload)
+            if isinstance(value, ReplicaChunk):
+                return self.apply_chunk(value)
         except ContractError as error:
             self.rejected += 1
             log.warning("lane %s: replica message refused: %s", self.lane, error)
             return "refused"
-        if isinstance(value, ReplicaSnapshot):
-            self.apply_snapshot(value)
-            return "snapshot"
         if isinstance(value, ReplicaDelta):
             return self.apply_delta(value)
         if isinstance(value, CapacityState):
@@ -172,7 +183,38 @@ class LaneReplica:
             log.info("lane %s: replica restored at %s v%d, %d inside", self.lane, self.epoch,
                      self.version, len(self._sessions))
 
-    def apply_snapshot(self, snapshot: ReplicaSnapshot, *, persist: bool = True) -> None:
+    def apply_chunk(self, chunk: ReplicaChunk) -> str:
+        """One piece of a snapshot: ``chunk`` while it is incomplete (``gap`` if it made the
+        lane drop an unfinished snapshot it needed), then what :meth:`apply_snapshot` made of
+        the whole. ContractError if the pieces do not join."""
+        with self._lock:
+            gaps = self.gaps
+            whole = self._chunks.offer(chunk)
+            self._settle_abandoned()
+            gap = self.gaps > gaps
+        if whole is not None:
+            return self.apply_snapshot(whole)
+        return "gap" if gap else "chunk"
+
+    def _settle_abandoned(self) -> None:
+        """Snapshots dropped with a piece missing: a gap if the lane needed one (lock held)."""
+        while self._chunks.abandoned:
+            lost = self._chunks.abandoned.pop()
+            log.warning("lane %s: replica snapshot %s v%d incomplete, dropped", self.lane,
+                        lost.epoch, lost.version)
+            if self.epoch is not None and lost.epoch == self.epoch \
+                    and not self.waiting_for_snapshot:
+                continue  # the deltas keep this lane current: nothing missed
+            self.gaps += 1  # reported again: the snapshot sent for the last gap is lost too
+            self.waiting_for_snapshot = self.epoch is not None
+
+    def apply_snapshot(self, snapshot: ReplicaSnapshot, *, persist: bool = True) -> str:
+        """Replace the replica with ``snapshot`` (``snapshot``), unless it is older than what
+        the lane has (``stale``)."""
+        with self._lock:
+            if snapshot.epoch == self.epoch and snapshot.version < self.version:
+                self.stale += 1
+                return "stale"
         document = self._document
         if snapshot.tariff.sha256 != self._tariff_sha:
             document = parse_tariff_document(snapshot.tariff.text, source=snapshot.tariff.source)
@@ -193,9 +235,12 @@ class LaneReplica:
             self.waiting_for_snapshot = False
         if persist and self._journal is not None:
             self._journal.save_snapshot(snapshot.model_dump_json())
+        return "snapshot"
 
     def apply_delta(self, delta: ReplicaDelta, *, persist: bool = True) -> DeltaOutcome:
         with self._lock:
+            if self._chunks.drop_older_than(delta.epoch, delta.version):
+                self._settle_abandoned()
             if self.epoch is None:
                 return "no_snapshot"
             if delta.epoch == self.epoch and delta.version <= self.version:
@@ -376,6 +421,9 @@ class LaneReplica:
                 vehicle_class = held.vehicle_class
         if span is None:
             return 0, False
+        # entry_at is another clock's (the entry lane's, via the gateway): a few seconds of
+        # skew must read as no time parked, not as an exit before the entry (TariffError)
+        span = (span[0], max(span[0], span[1]))
         classes = set(document.tariffs[0].classes)
         if vehicle_class is not None and vehicle_class not in classes:
             vehicle_class = None

@@ -5,6 +5,13 @@ until its exit ``passed``. So :class:`Capacity` is rebuilt from the store's open
 start (:meth:`Capacity.from_store`) and then told each :meth:`~Capacity.entered` and
 :meth:`~Capacity.left` by the gateway's worker, which owns it (no locks).
 
+**One car per plate.** A plate takes one space however many sessions it has open: a lane
+that reports the same car coming in again (a replayed journal with fresh event ids, a missed
+exit, a cloned plate) opens a session for each passage, flagged ``entry_while_inside`` for a
+guard (:mod:`gateway.lanes.reconcile`), but those sessions do not fill the car park. A
+session without a plate (unread, or unmatchable) is a car of its own. The car parks on the
+level of its plate's earliest open session.
+
 **The rule at the entry gate** (``docs/capacity.md``):
 
 - The site is *full* when ``free <= reserve``: the last ``reserve`` spaces are kept for
@@ -136,7 +143,12 @@ class Capacity:
         self._clock = clock
         self._publish = publish
         self._spaces = settings.level_spaces()
-        self._level_of_session: dict[str, str] = {}
+        # session -> the car it is (its plate, or the session itself); car -> its open
+        # sessions and their levels, in the order they opened; cars per level (each car on
+        # the level of its earliest open session), kept as sessions come and go
+        self._car_of_session: dict[str, str] = {}
+        self._sessions_of_car: dict[str, dict[str, str]] = {}
+        self._cars_by_level: Counter[str] = Counter()
         self._last: tuple[Any, ...] | None = None
 
     @classmethod
@@ -145,42 +157,50 @@ class Capacity:
         """Rebuilt from the sessions open in the store: a restart forgets nobody inside."""
         capacity = cls(settings, site=site, clock=clock, publish=publish)
         capacity.load(store.db.query(
-            "SELECT session_id, entry_lane, access FROM sessions WHERE state = 'open'"))
+            "SELECT session_id, entry_lane, access, plate FROM sessions WHERE state = 'open' "
+            "ORDER BY entry_at, rowid"))
         return capacity
 
     def load(self, open_sessions: Iterable[Mapping[str, Any]]) -> None:
-        """Replace the count with these open sessions (``session_id``, ``entry_lane``) and
-        publish if that changed the state; also how a drifted count is corrected."""
-        self._level_of_session = {
-            str(row["session_id"]): self.settings.level_of(str(row["entry_lane"]))
-            for row in open_sessions}
+        """Replace the count with these open sessions (``session_id``, ``entry_lane``,
+        ``plate``; oldest first) and publish if that changed the state; also how a drifted
+        count is corrected."""
+        self._car_of_session, self._sessions_of_car = {}, {}
+        self._cars_by_level = Counter()
+        for row in open_sessions:
+            self._open(str(row["session_id"]), str(row["entry_lane"]), row.get("plate"))
         self._changed()
 
     # --- told by the gateway -------------------------------------------------------------
 
-    def entered(self, session_id: str, lane: str, access: str = "visitor") -> None:
-        """A car has passed an entry lane (its session is open). A repeat is ignored.
+    def entered(self, session_id: str, lane: str, access: str = "visitor",
+                plate: str | None = None) -> None:
+        """A car has passed an entry lane (its session is open). A repeat is ignored, and so
+        is, for the count, another open session of a ``plate`` already inside.
 
         ``access`` is how it came in; it does not change the count (every car takes a
         space) and is accepted so the call reads like the session it describes.
         """
-        if session_id in self._level_of_session:
+        if session_id in self._car_of_session:
             return
-        self._level_of_session[session_id] = self.settings.level_of(lane)
+        self._open(session_id, lane, plate)
         _log.debug("capacity: %s entered by %s (%s)", session_id, lane, access)
         self._changed()
 
     def left(self, session_id: str) -> None:
         """A car has passed an exit lane (its session is closed). Unknown ids are ignored:
-        a car let out that was never counted in frees no space that was counted."""
-        if self._level_of_session.pop(session_id, None) is not None:
+        a car let out that was never counted in frees no space that was counted. A plate
+        with another session still open stays counted until that one closes too."""
+        if session_id in self._car_of_session:
+            self._close(session_id)
             self._changed()
 
     # --- asked by the gateway ------------------------------------------------------------
 
     @property
     def occupied(self) -> int:
-        return len(self._level_of_session)
+        """Cars inside: plates with an open session, and open sessions without a plate."""
+        return len(self._sessions_of_car)
 
     def full(self, lane: str | None = None) -> bool:
         """Full for visitors: the site keeps only its reserve free, or ``lane``'s level is full."""
@@ -224,9 +244,28 @@ class Capacity:
 
     # --- helpers ---------------------------------------------------------------------------
 
+    def _open(self, session_id: str, lane: str, plate: object) -> None:
+        car = f"plate:{plate}" if isinstance(plate, str) and plate else f"session:{session_id}"
+        self._car_of_session[session_id] = car
+        sessions = self._sessions_of_car.setdefault(car, {})
+        if not sessions:  # a new car: it parks on this session's level
+            self._cars_by_level[self.settings.level_of(lane)] += 1
+        sessions[session_id] = self.settings.level_of(lane)
+
+    def _close(self, session_id: str) -> None:
+        car = self._car_of_session.pop(session_id)
+        sessions = self._sessions_of_car[car]
+        level_before = next(iter(sessions.values()))
+        del sessions[session_id]
+        self._cars_by_level[level_before] -= 1
+        if sessions:  # still inside, now on the level of its earliest open session
+            self._cars_by_level[next(iter(sessions.values()))] += 1
+        else:
+            del self._sessions_of_car[car]
+
     def _occupied_by_level(self) -> Counter[str]:
         counts: Counter[str] = Counter(dict.fromkeys(self._spaces, 0))
-        counts.update(self._level_of_session.values())
+        counts.update({level: n for level, n in self._cars_by_level.items() if n})
         return counts
 
     def _changed(self) -> None:

@@ -4,10 +4,15 @@ A lane that loses the gateway still has to answer the car in front of it (DESIGN
 "a lane works offline"). :class:`ReplicaPublisher` gives every lane, on its own topics
 ``lane/{lane}/replica/...`` (only that lane may read them):
 
-- ``snapshot`` (retained): the cars inside, the passes and lists, the tariff file verbatim
-  with its SHA-256, and the prepaid sessions — :class:`~wire.contract.messages.ReplicaSnapshot`;
+- ``snapshot`` (QoS 1, not retained): the cars inside, the passes and lists, the tariff file
+  verbatim with its SHA-256, and the prepaid sessions —
+  :class:`~wire.contract.messages.ReplicaSnapshot`, cut into
+  :class:`~wire.contract.messages.ReplicaChunk` messages that each fit the broker's
+  ``max_packet_size`` (:mod:`wire.contract.chunks`): a whole snapshot of a big site is
+  megabytes, and a packet over the limit gets the gateway disconnected;
 - ``delta`` (QoS 1): each change after it, numbered ``version`` + 1, + 2, ...
-  — :class:`~wire.contract.messages.ReplicaDelta`;
+  — :class:`~wire.contract.messages.ReplicaDelta`; a delta that would not fit a packet (the
+  whole set of passes at a site with thousands) is sent as a fresh snapshot instead;
 - ``capacity`` (retained): occupancy and lot full, from :mod:`gateway.lanes.capacity`.
 
 **Versions and recovery** (``docs/replicas.md``). Versions count within an ``epoch`` that is
@@ -15,8 +20,8 @@ new every time the gateway starts. A lane applies a delta only if it has the sam
 exactly the next version; an older one is a repeat (QoS 1 may deliver twice) and is ignored;
 anything else is a gap: the lane keeps deciding from what it has and asks for a ``sync``,
 which the gateway answers with :meth:`ReplicaPublisher.publish_snapshot` for that lane. A
-fresh snapshot also goes to every lane each ``snapshot_every`` deltas, so the retained one
-is never far behind, and to a lane whose state comes back online.
+fresh snapshot also goes to every lane each ``snapshot_every`` deltas and to a lane whose
+state comes back online (chunks are not retained: the lane's journal keeps its last one).
 
 Deltas replace, never add up: ``session_opened``/``session_closed`` carry the session,
 ``paid`` the session's whole prepayment so far, ``pass_changed``/``list_changed`` the whole
@@ -39,14 +44,17 @@ from gateway.money.passes import AccessDesk
 from gateway.money.payments import PaymentDesk
 from gateway.storage.store import GatewayStore
 from parkguard.clock import Clock
+from parkguard.configfile import MAX_PACKET_SIZE
 from parkguard.errors import ConfigError
 from wire.contract import topics
+from wire.contract.chunks import split_snapshot
 from wire.contract.messages import (
     CapacityState,
     DeltaData,
     DeltaKind,
     ListsChanged,
     PassesChanged,
+    ReplicaChunk,
     ReplicaDelta,
     ReplicaListEntry,
     ReplicaPass,
@@ -58,6 +66,7 @@ from wire.contract.messages import (
     SessionClosed,
     WireMessage,
 )
+from wire.mqtt import max_payload_size
 
 __all__ = ["DEFAULT_SNAPSHOT_EVERY", "ReplicaBus", "ReplicaPublisher"]
 
@@ -69,6 +78,11 @@ the retained snapshot a reconnecting lane finds is at most that far behind (and 
 for a sync when it sees the gap)."""
 
 _MONEY_IN = ("paid", "partly_refunded", "refunded")
+
+_REUSE = timedelta(seconds=60)
+"""A snapshot built less than this long ago at the same version is sent again as it is: at
+a big site building one takes seconds of the worker's time, and a gateway start brings a
+sync for every lane whose state is online at once."""
 
 
 class ReplicaBus(Protocol):
@@ -84,12 +98,13 @@ class ReplicaPublisher:
     ``lanes`` are the lane ids to publish to (the gateway's bundle lists them in
     ``lane_keys``). ``tariff_file`` is read once, here, as the gateway reads it once at
     start: a lane must price with the very file the gateway prices with.
+    ``max_packet_size`` is the broker's limit (the bus's): no message it publishes is bigger.
     """
 
     def __init__(self, bus: ReplicaBus, site: str, clock: Clock, *, lanes: Iterable[str],
                  store: GatewayStore, access: AccessDesk, payments: PaymentDesk,
                  tariff_file: Path, snapshot_every: int = DEFAULT_SNAPSHOT_EVERY,
-                 epoch: str | None = None) -> None:
+                 epoch: str | None = None, max_packet_size: int = MAX_PACKET_SIZE) -> None:
         if isinstance(snapshot_every, bool) or not isinstance(snapshot_every, int) \
                 or snapshot_every < 1:
             raise ValueError(f"snapshot_every must be a positive int, got {snapshot_every!r}")
@@ -108,7 +123,15 @@ class ReplicaPublisher:
             raise ConfigError(f"{tariff_file}: cannot read tariff file: {error}") from error
         self.tariff = ReplicaTariff.of(text, source=str(tariff_file))
         self.version = 0
+        self.chunks_sent = 0
         self._since_snapshot = 0
+        self._cleared = False
+        self._built: tuple[int, ReplicaSnapshot, list[ReplicaChunk]] | None = None
+        # One budget for every lane (the longest topic): the same chunks go to each.
+        self._budget = min(max_payload_size(topics.lane_replica(self.site, lane, part), qos=1,
+                                             limit=max_packet_size)
+                            for lane in self.lanes or ("x" * 32,)
+                            for part in ("snapshot", "delta"))
         self._passes: tuple[ReplicaPass, ...] | None = None
         self._lists: tuple[ReplicaListEntry, ...] | None = None
 
@@ -125,19 +148,45 @@ class ReplicaPublisher:
             tariff=self.tariff, prepaid=tuple(self._prepaid()))
 
     def publish_snapshot(self, lanes: Iterable[str] | None = None) -> ReplicaSnapshot:
-        """Publish a fresh snapshot (retained) to ``lanes``, default every lane: at start,
-        on a lane's ``sync`` request, when a lane comes back online."""
-        snapshot = self.snapshot()
+        """Publish a fresh snapshot in chunks to ``lanes``, default every lane: at start, on a
+        lane's ``sync`` request, when a lane comes back online."""
         targets = self.lanes if lanes is None else tuple(lanes)
+        snapshot, chunks = self._current()
+        if not self._cleared:
+            self._clear_retained()
         for lane in targets:
-            self._bus.publish(topics.lane_replica(self.site, lane, "snapshot"), snapshot,
-                              qos=1, retain=True)
+            topic = topics.lane_replica(self.site, lane, "snapshot")
+            for chunk in chunks:
+                self._bus.publish(topic, chunk, qos=1)
+            self.chunks_sent += len(chunks)
         if lanes is None:
             self._since_snapshot = 0
         self._passes, self._lists = snapshot.passes, snapshot.lists
-        _log.info("replica snapshot v%d (%s) to %s: %d inside", snapshot.version, self.epoch,
-                  ", ".join(targets), len(snapshot.sessions))
+        _log.info("replica snapshot v%d (%s) to %s: %d inside, %d chunks", snapshot.version,
+                  self.epoch, ", ".join(targets), len(snapshot.sessions), len(chunks))
         return snapshot
+
+    def _current(self) -> tuple[ReplicaSnapshot, list[ReplicaChunk]]:
+        """The snapshot at the current version and its chunks: built again unless one was
+        built at this version within :data:`_REUSE` (the same publication id, so a lane that
+        lost a chunk of it completes it from the repeat)."""
+        built = self._built
+        if built is not None and built[0] == self.version \
+                and self._clock.now() - built[1].taken_at < _REUSE:
+            return built[1], built[2]
+        snapshot = self.snapshot()
+        chunks = split_snapshot(snapshot, max_payload=self._budget,
+                                snapshot_id=uuid.uuid4().hex[:16])
+        self._built = (self.version, snapshot, chunks)
+        return snapshot, chunks
+
+    def _clear_retained(self) -> None:
+        """Remove a whole snapshot an older gateway left retained on the snapshot topics: a
+        lane would take it for a chunk and refuse it on every subscribe."""
+        for lane in self.lanes:
+            self._bus.publish(topics.lane_replica(self.site, lane, "snapshot"), b"", qos=1,
+                              retain=True)
+        self._cleared = True
 
     # --- deltas ----------------------------------------------------------------------------
 
@@ -195,6 +244,13 @@ class ReplicaPublisher:
         self.version += 1
         delta = ReplicaDelta(site=self.site, epoch=self.epoch, version=self.version,
                              ts=self._clock.now(), kind=kind, data=data)
+        if len(delta.to_json()) > self._budget:
+            # Too big for one packet (the whole set of thousands of passes): the lanes get
+            # this version as a snapshot, in chunks, and the next delta follows it.
+            _log.info("replica %s v%d does not fit a packet: sent as a snapshot", kind,
+                      self.version)
+            self.publish_snapshot()
+            return delta
         for lane in self.lanes:
             self._bus.publish(topics.lane_replica(self.site, lane, "delta"), delta, qos=1)
         self._since_snapshot += 1

@@ -33,6 +33,8 @@ from parkguard.core.access import billable_span
 from parkguard.core.ledger import Fen
 from parkguard.core.plates import NoPlateId, PlateError, is_no_plate
 from parkguard.core.tariffs import Quote, format_yuan
+from parkguard.errors import TariffError
+from wire.contract.messages import EARLIEST, LATEST
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +155,13 @@ class Billing:
                 vehicle_class = held.vehicle_class
         if span is None:
             return None
+        if not EARLIEST <= span[0] < LATEST:  # a record from before the contract bounded times
+            raise TariffError(f"entry {span[0].isoformat()} is out of the range a stay can be "
+                              f"priced in ({EARLIEST.year}-{LATEST.year - 1}): price it by hand")
+        # The entry is stamped by the lane's clock and ``exit`` is the gateway's now: within
+        # the skew the receipt window allows (wire.contract.window), a car may look as if it
+        # left before it came in; it has stayed no time at all, not a negative time.
+        span = (span[0], max(span[0], span[1]))
         coupons = [c.as_tariff_coupon() for c in self.merchants.coupons_for(plate)] \
             if plate else []
         return self.pricing.quote(plate=plate, entry=span[0], exit=span[1], coupons=coupons,

@@ -119,8 +119,8 @@ class PatrolDesk:
         self.config = config
         self._clock = clock
         self._raise = raise_alert
-        self._keys = {c.tag: bytes.fromhex(c.key) for c in config.checkpoints
-                      if c.key is not None}
+        self._keys = {c.tag: bytes.fromhex(c.key.get_secret_value())
+                      for c in config.checkpoints if c.key is not None}
 
     def now(self) -> datetime:
         return self._clock.now()

@@ -17,6 +17,7 @@ from html import escape
 from zoneinfo import ZoneInfo
 
 from gateway.patrols.desk import PatrolDesk, StoredTap
+from gateway.records.reports import csv_cell
 from parkguard.core.patrol import ObligationResult, RoundResult
 from parkguard.core.patrol.engine import local_midnight
 
@@ -114,7 +115,9 @@ def month_report(desk: PatrolDesk, year: int, month: int, *,
 
 def _csv(rows: Iterable[Sequence[object]]) -> str:
     out = io.StringIO()
-    csv.writer(out, lineterminator="\r\n").writerows(rows)
+    # tags and badges are what readers sent: no cell may run as a spreadsheet formula
+    csv.writer(out, lineterminator="\r\n").writerows(
+        [csv_cell(cell) for cell in row] for row in rows)
     return out.getvalue()
 
 

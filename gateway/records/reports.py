@@ -21,6 +21,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -320,10 +321,27 @@ _SUMMARY_HEADER = ("类别 section", "项目 item", "数值 value", "时间 time
                    "车牌 plate", "说明 detail")
 
 
+#: What a spreadsheet reads as the start of a formula (or, tab and CR, a cell it re-parses).
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+_PLAIN_NUMBER = re.compile(r"[+-]?\d+(\.\d+)?")
+
+
+def csv_cell(value: object) -> object:
+    """A text cell that a spreadsheet would run as a formula, made inert with a leading
+    ``'`` (plates come from lanes, tags from readers, reasons from people: none may run on
+    the office PC). Numbers, and text that is just a number (``-3``), are left alone."""
+    if (isinstance(value, str) and value.startswith(_FORMULA_STARTS)
+            and not _PLAIN_NUMBER.fullmatch(value)):
+        return "'" + value
+    return value
+
+
 def _csv(rows: Iterable[Sequence[object]]) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerows(rows)
+    writer.writerows([csv_cell(cell) for cell in row] for row in rows)
     return out.getvalue()
 
 

@@ -36,7 +36,8 @@ from parkguard.clock import Clock, utc_iso
 from parkguard.errors import ContractError
 from wire.bus import Bus
 from wire.contract import topics
-from wire.contract.messages import LANE_EVENT_TYPES, DecideRequest, decode
+from wire.contract.messages import LANE_EVENT_TYPES, DecideRequest
+from wire.contract.window import ReceiptWindow
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -62,10 +63,12 @@ class Batches:
 
     def __init__(self, *, site: str, clock: Clock, store: GatewayStore, bus: Bus,
                  inbox: Inbox, ingester: Ingester, decider: Decider, effects: AfterCommit,
-                 tally: Tally, forget: Callable[[], None], batch_size: int = BATCH_SIZE
-                 ) -> None:
+                 tally: Tally, forget: Callable[[], None], batch_size: int = BATCH_SIZE,
+                 window: ReceiptWindow | None = None) -> None:
         """``forget`` rereads from the file what the worker keeps in memory (the cars
-        inside, the lot's count), after a transaction that could not commit."""
+        inside, the lot's count), after a transaction that could not commit. ``window``
+        bounds a message's ``ts`` around its receipt: a lane event or decide request stamped
+        far ahead or long ago is dead-lettered, never stored, billed or shown."""
         self._site = site
         self._clock = clock
         self._store = store
@@ -77,6 +80,7 @@ class Batches:
         self._tally = tally
         self._forget = forget
         self.batch_size = batch_size
+        self._window = window or ReceiptWindow()
         self._unrecorded: list[_Answered] = []
 
     def guard(self, step: Callable[[list[Inbound]], None], items: list[Inbound]) -> None:
@@ -125,7 +129,7 @@ class Batches:
         self._tally.batches += 1
 
     def _store_inbound(self, item: Inbound) -> bool:
-        message = decode(item.topic, item.payload)
+        message = self._window.receive(item.topic, item.payload, item.received_at)
         if not isinstance(message, LANE_EVENT_TYPES):
             raise ContractError(f"{type(message).__name__} is not a lane event")
         return self._ingester.store_event(message, item.received_at)
@@ -182,7 +186,7 @@ class Batches:
         too_late: list[Inbound] = []
         for item in items:
             try:
-                request = decode(item.topic, item.payload)
+                request = self._window.receive(item.topic, item.payload, item.received_at)
                 if not isinstance(request, DecideRequest):
                     raise ContractError(f"{type(request).__name__} is not a decide request")
                 if self._past_deadline(request):

@@ -40,6 +40,7 @@ from parkguard.errors import ContractError, ParkGuardError
 from wire.bus import Bus, Delivery
 from wire.contract import topics
 from wire.contract.messages import LaneEvent, LaneState, PatrolTap, decode
+from wire.contract.window import ReceiptWindow
 
 T = TypeVar("T")
 
@@ -83,6 +84,7 @@ class Gateway:
         alerts: AlertDesk | None = None,
         patrols: PatrolDesk | None = None,
         inbox: Inbox | None = None,
+        window: ReceiptWindow | None = None,
     ) -> None:
         if (alarms is None) != (alerts is None):
             raise ValueError("alarms and alerts come together")
@@ -111,7 +113,7 @@ class Gateway:
                           capacity=capacity, alarms=alarms)
         self._batches = Batches(site=site, clock=clock, store=store, bus=bus, inbox=self.inbox,
                                 ingester=self._ingester, decider=decider, effects=effects,
-                                tally=self.tally, forget=self._reload)
+                                tally=self.tally, forget=self._reload, window=window)
         self._worker = Worker(self.inbox, self._batches)
 
     # lifecycle ------------------------------------------------------------------

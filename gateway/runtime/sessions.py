@@ -112,7 +112,8 @@ class Sessions:
                 session_id, plate, event.ts, kind, pass_id))
         if self._capacity is not None:
             capacity = self._capacity
-            self._effects.later(lambda: capacity.entered(session_id, event.lane, kind))
+            self._effects.later(lambda: capacity.entered(session_id, event.lane, kind,
+                                                         plate))
 
     def _occupy(self, pass_id: str, session_id: str, plate: str) -> bool:
         """Count the car on its pass; False (a visitor) when the pass already had its car

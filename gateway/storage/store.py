@@ -157,9 +157,11 @@ class GatewayStore:
         return rows[0] if rows else None
 
     def open_sessions_by_lane(self) -> list[dict[str, Any]]:
-        """The cars inside with the lane they came in by and on what terms (capacity)."""
+        """The cars inside with the lane they came in by, on what terms and under which
+        plate, oldest first (capacity counts one car per plate)."""
         return list(self.db.query(
-            "SELECT session_id, entry_lane, access FROM sessions WHERE state = 'open'"))
+            "SELECT session_id, entry_lane, access, plate FROM sessions WHERE state = 'open' "
+            "ORDER BY entry_at, rowid"))
 
     def lane_decision(self, lane: str, correlation_id: str) -> dict[str, Any] | None:
         """The ``decision`` event a lane reported for this correlation id, if stored (a

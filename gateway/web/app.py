@@ -14,6 +14,7 @@ the role may open.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
@@ -51,13 +52,16 @@ from gateway.web.routers import (
     reports,
     sessions,
 )
-from gateway.web.security import LoginLimiter
+from gateway.web.security import LoginLimiter, RateLimiter
 from gateway.web.settings import WebSettings
+from gateway.web.tickets import TicketSigner
 from parkguard.clock import Clock
+from parkguard.errors import ParkGuardError
 from wire.bus import Bus
 
 __all__ = ["PERMISSIONS", "RunningGateway", "create_web_app", "parse_yuan"]
 
+log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
 ROUTERS = (auth, lanes, sessions, audit, pay, merchant, merchants, passes, refunds, reports,
            incidents, alerts)
@@ -122,8 +126,13 @@ def create_web_app(gateway_app: RunningGateway, *, settings: WebSettings | None 
     state = WebState(
         desks=desks_of(gateway_app), settings=settings, time=time, pages=pages,
         board=LaneBoard(gateway_app.bus, config.site),
-        limiter=LoginLimiter(settings.login_max_failures, settings.login_window_s),
-        worker=Worker(gateway_app.service), reader=store.reader)
+        limiter=LoginLimiter(settings.login_max_failures, settings.login_window_s,
+                             per_client=settings.login_max_failures_client,
+                             overall=settings.login_max_failures_total),
+        worker=Worker(gateway_app.service), reader=store.reader,
+        pay_limiter=RateLimiter(settings.pay_lookups_per_client, settings.pay_window_s),
+        pay_limiter_total=RateLimiter(settings.pay_lookups_total, settings.pay_window_s),
+        tickets=TicketSigner(settings.secret_key))
     alerts.install_banner(pages, enabled=gateway_app.alerts is not None, reader=store.reader,
                           time=time)
 
@@ -132,7 +141,7 @@ def create_web_app(gateway_app: RunningGateway, *, settings: WebSettings | None 
     app.add_middleware(SessionMiddleware, secret_key=settings.secret_key,
                        session_cookie="parkguard_session",
                        max_age=settings.session_hours * 3600, same_site="lax",
-                       https_only=settings.https_only)
+                       https_only=settings.secure_cookies)
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
     _guard(app, state)
     for area in ROUTERS:
@@ -156,6 +165,16 @@ def _guard(app: FastAPI, state: WebState) -> None:
         return state.pages.render(request, "forbidden.html", user_of(request, state.reader),
                                   status_code=403)
 
+    @app.exception_handler(ParkGuardError)
+    async def _refused(request: Request, error: ParkGuardError) -> Response:
+        """A record the domain refuses to work with (a stay no tariff prices, say) answers
+        with the reason, never a 500 that takes the page down for every other record."""
+        log.warning("web: %s refused: %s", request.url.path, error)
+        if request.url.path.startswith("/api/"):
+            return JSONResponse({"error": str(error)}, status_code=409)
+        return state.pages.render(request, "refused.html", user_of(request, state.reader),
+                                  status_code=409, reason=str(error))
+
     @app.middleware("http")
     async def _headers(request: Request, call_next: Callable[[Request], Any]) -> Response:
         response: Response = await call_next(request)
@@ -163,4 +182,7 @@ def _guard(app: FastAPI, state: WebState) -> None:
             response.headers.setdefault(name, value)
         if not request.url.path.startswith("/static/"):
             response.headers.setdefault("Cache-Control", "no-store")
+        if request.url.scheme == "https":  # TLS here, or at a proxy we were told to trust
+            response.headers.setdefault(
+                "Strict-Transport-Security", f"max-age={state.settings.hsts_max_age_s}")
         return response

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import cache
 from typing import Annotated, Protocol, TypeVar, cast
 
@@ -31,9 +32,11 @@ from gateway.storage.store import GatewayStore
 from gateway.web.access import PERMISSIONS, Forbidden, LoginRequired
 from gateway.web.forms import Fields, read_form
 from gateway.web.lanes import LaneBoard
+from gateway.web.logins import session_owner
 from gateway.web.render import Pages, SiteTime
-from gateway.web.security import LoginLimiter
+from gateway.web.security import LoginLimiter, RateLimiter
 from gateway.web.settings import WebSettings
+from gateway.web.tickets import TicketSigner
 from gateway.web.users import User, session_user
 from parkguard.core.plates import MatchPolicy
 
@@ -112,6 +115,11 @@ class WebState:
     limiter: LoginLimiter
     worker: Worker
     reader: Reader
+    pay_limiter: RateLimiter
+    """Pay-page look-ups per client address."""
+    pay_limiter_total: RateLimiter
+    """Pay-page look-ups over the whole site (one key)."""
+    tickets: TicketSigner
 
 
 def web_state(request: Request) -> WebState:
@@ -161,6 +169,10 @@ def _limiter(state: State) -> LoginLimiter:
     return state.limiter
 
 
+def _tickets(state: State) -> TicketSigner:
+    return state.tickets
+
+
 def _cashier(desks: DesksDep) -> Cashier:
     return desks.cashier
 
@@ -207,6 +219,7 @@ def _matching(desks: DesksDep) -> MatchPolicy:
 
 BoardDep = Annotated[LaneBoard, Depends(_board)]
 LimiterDep = Annotated[LoginLimiter, Depends(_limiter)]
+TicketsDep = Annotated[TicketSigner, Depends(_tickets)]
 CashierDep = Annotated[Cashier, Depends(_cashier)]
 BillingDep = Annotated[Billing, Depends(_billing)]
 MerchantsDep = Annotated[MerchantAccounts, Depends(_merchants)]
@@ -225,17 +238,22 @@ FormDep = Annotated[Fields, Depends(read_form)]
 # --- who is asking ----------------------------------------------------------------------------
 
 
+SESSION_KEY = "sid"
+"""The cookie's one claim: the id of a server-side session (:mod:`gateway.web.logins`)."""
+
+
 def user_of(request: Request, reader: Reader) -> User | None:
-    """The logged-in user as the database says now; a session older than the user's last
-    password change (or of a disabled user) is ended."""
-    name = request.session.get("user")
-    if not isinstance(name, str):
+    """The logged-in user as the database says now: the cookie's session must still be
+    open on the server (not logged out, not ended by a password change, not expired) and
+    its user enabled; otherwise the cookie's claim is dropped."""
+    session_id = request.session.get(SESSION_KEY)
+    if not isinstance(session_id, str):
         return None
     with reader() as db:
-        user = session_user(db, name)
-    if user is None or str(request.session.get("since", "")) < user.password_changed_at:
-        request.session.pop("user", None)
-        return None
+        name = session_owner(db, session_id, now=datetime.now(UTC))
+        user = session_user(db, name) if name is not None else None
+    if user is None:
+        request.session.pop(SESSION_KEY, None)
     return user
 
 

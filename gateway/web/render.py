@@ -45,19 +45,23 @@ class SiteTime:
         return self.now().astimezone(self.zone).strftime("%Y-%m")
 
     def local(self, value: str | datetime | None) -> str:
-        moment = self._moment(value)
-        return moment.strftime("%Y-%m-%d %H:%M:%S") if moment else "—"
+        return self._shown(value, "%Y-%m-%d %H:%M:%S")
 
     def hm(self, value: str | datetime | None) -> str:
-        moment = self._moment(value)
-        return moment.strftime("%H:%M") if moment else "—"
+        return self._shown(value, "%H:%M")
 
-    def _moment(self, value: str | datetime | None) -> datetime | None:
+    def _shown(self, value: str | datetime | None, layout: str) -> str:
+        """``value`` in the site's zone; a stored time that cannot be converted (year 9999
+        from before the contract bounded times, or not a time at all) is shown as stored:
+        one odd record must never take a page down."""
         if value is None or value == "":
-            return None
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00")) \
-            if isinstance(value, str) else value
-        return moment.astimezone(self.zone)
+            return "—"
+        try:
+            moment = datetime.fromisoformat(value.replace("Z", "+00:00")) \
+                if isinstance(value, str) else value
+            return moment.astimezone(self.zone).strftime(layout)
+        except (ValueError, OverflowError):
+            return value if isinstance(value, str) else value.isoformat()
 
 
 class Pages:

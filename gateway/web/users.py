@@ -18,6 +18,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 from gateway.storage.migrations.users import migrations
+from gateway.web.logins import close_sessions_of
 from parkguard.clock import utc_iso
 
 Role: TypeAlias = Literal["guard", "supervisor", "manager", "merchant"]
@@ -44,7 +45,7 @@ class User:
     disabled: bool
     created_at: str
     password_changed_at: str = ""
-    """A session made before this moment is void (a password change logs everyone out)."""
+    """When the password last changed: the change also deleted every open session."""
 
     @property
     def actor(self) -> str:
@@ -95,6 +96,9 @@ class UserStore:
         if (role == "merchant") != bool(merchant_id):
             raise UserError("a merchant user needs --merchant (its merchant id), and only "
                             "a merchant user may have one")
+        if merchant_id and not self._merchant_exists(merchant_id):
+            raise UserError(f"no merchant {merchant_id!r}: open its account first "
+                            "(dashboard: Merchants), then add its user")
         if self.get(username) is not None:
             raise UserError(f"user {username!r} already exists")
         stamp = utc_iso(now)
@@ -104,6 +108,14 @@ class UserStore:
             "created_at": stamp, "password_changed_at": stamp,
         })
         return self._require(username)
+
+    def _merchant_exists(self, merchant_id: str) -> bool:
+        """A merchant user's pages read its account: one for a merchant that does not
+        exist would only ever answer errors."""
+        if not self.db["merchants"].exists():
+            return False
+        return bool(list(self.db.query("SELECT 1 FROM merchants WHERE merchant_id = ?",
+                                       [merchant_id])))
 
     def get(self, username: str) -> User | None:
         rows = list(self.db.query("SELECT * FROM users WHERE username = ?", [username]))
@@ -117,11 +129,14 @@ class UserStore:
         hashed = hash_password(password, self._hasher)
         self.db.execute("UPDATE users SET password_hash = ?, password_changed_at = ? "
                         "WHERE username = ?", [hashed, utc_iso(now), username])
+        close_sessions_of(self.db, username)  # every open session ends with the old password
 
     def set_disabled(self, username: str, disabled: bool = True) -> None:
         self._require(username)
         self.db.execute("UPDATE users SET disabled = ? WHERE username = ?",
                         [int(disabled), username])
+        if disabled:
+            close_sessions_of(self.db, username)
 
     def _require(self, username: str) -> User:
         user = self.get(username)

@@ -88,6 +88,11 @@ EXAMPLES: Final[dict[str, dict[str, Any]]] = {
                                    "text": _TARIFF_TEXT},
                         "prepaid": [{"session_id": "s-01HZX3", "paid_fen": 700,
                                      "grace_until": "2026-05-01T03:15:00.000Z"}]},
+    "ReplicaChunk": {**_REPLICA, "version": 118, "snapshot": "5e0c2a91d7f34b08", "index": 0,
+                     "count": 14,
+                     "sha256": "3b9f1c0e8a4d2f6b7c5e9a1d0f2b4c6e8a0d1f3b5c7e9a2d4f6b8c0e1a3d5f7b",
+                     "data": '{"v":1,"site":"mall-b2","epoch":"7c1e0a9d4b2f4e61","version":118,'
+                             '"taken_at":"2026-05-01T03:00:00.000Z","sessions":[{"session_id":'},
     "ReplicaDelta": {**_REPLICA, "version": 119, "ts": "2026-05-01T03:00:02.250Z",
                      "kind": "session_opened", "data": {**_SESSION, "session_id": "s-01HZXA",
                                                         "plate": "粤B54321",

@@ -14,17 +14,20 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Final, Literal, Self, TypeAlias
 
 from pydantic import (
     AfterValidator,
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     NaiveDatetime,
     PlainSerializer,
+    Strict,
+    StrictBool,
     TypeAdapter,
     ValidationError,
     ValidationInfo,
@@ -38,23 +41,58 @@ from wire.contract.topics import TopicKind, check_segment, parse_topic
 
 PROTOCOL_VERSION: Final = 1
 
+#: The largest integer on the wire: 2^53 - 1 is exact as a JSON double (the dashboard's
+#: JavaScript) and fits SQLite's signed 64-bit INTEGER, so whatever passes can be stored and shown.
+MAX_INT: Final = 2**53 - 1
+#: Every time on the wire lies in [EARLIEST, LATEST): far enough from year 1 and 9999 that
+#: converting it to any site's zone, or adding a day or a pass's length to it, cannot overflow.
+#: How close a message's own stamp must be to the receiver's clock is the receiver's check
+#: (wire.contract.window).
+EARLIEST: Final = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST: Final = datetime(2100, 1, 1, tzinfo=UTC)
+_TIME_RANGE: Final = "times must lie in 2000-2099 (UTC)"
+_DAY: Final = timedelta(days=1)
+
 
 def _to_utc(value: datetime) -> datetime:
     try:
-        return value.astimezone(UTC)
+        moment = value.astimezone(UTC)
     except OverflowError as error:  # e.g. 9999-12-31T23:59-05:00 has no UTC equivalent
-        raise ValueError("time is out of range once converted to UTC") from error
+        raise ValueError(f"time is out of range once converted to UTC: {_TIME_RANGE}") from error
+    if not EARLIEST <= moment < LATEST:
+        raise ValueError(f"{utc_iso(moment)} is out of range: {_TIME_RANGE}")
+    # milliseconds, as the wire carries it: a value equals what it decodes to after travel
+    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+
+
+def _local_in_range(value: datetime) -> datetime:
+    """A naive local time, kept a day inside the range so any zone's offset keeps it there."""
+    if not EARLIEST.replace(tzinfo=None) + _DAY <= value < LATEST.replace(tzinfo=None) - _DAY:
+        raise ValueError(f"{value.isoformat()} is out of range: {_TIME_RANGE}")
+    return value
+
+
+def _integer_only(value: Any) -> Any:
+    """``v`` is a JSON integer: ``true`` or ``1.0`` equal 1 in Python but are not version 1."""
+    if type(value) is not int:
+        raise ValueError(f"the protocol version must be a JSON integer, not {value!r}")
+    return value
 
 
 UtcTime = Annotated[
     AwareDatetime,
     AfterValidator(_to_utc),
     PlainSerializer(utc_iso, return_type=str),
-    Field(description="UTC instant, ISO-8601 with milliseconds, e.g. 2026-05-01T02:00:00.000Z"),
+    Field(description="UTC instant, ISO-8601 with milliseconds, in 2000-2099, "
+                      "e.g. 2026-05-01T02:00:00.000Z"),
 ]
+#: A JSON integer (never a string, a float or a bool) within +-2^53.
+WireInt = Annotated[int, Strict(), Field(ge=-MAX_INT, le=MAX_INT)]
+#: A finite JSON number (never a string, NaN or an infinity).
+Finite = Annotated[float, Strict(), Field(allow_inf_nan=False)]
 Fen = Annotated[
-    int,
-    Field(ge=0, strict=True, description="money in fen (1/100 CNY): a JSON integer, never a float"),
+    WireInt,
+    Field(ge=0, description="money in fen (1/100 CNY): a JSON integer, never a float"),
 ]
 NodeId = Annotated[
     str,
@@ -75,12 +113,13 @@ CorrelationId = Annotated[
     Field(min_length=8, max_length=64, pattern=r"^[A-Za-z0-9_-]+$",
           description="ties a decide reply to its request"),
 ]
-Seq = Annotated[int, Field(ge=0, description="per-node monotonic sequence number")]
+Seq = Annotated[WireInt, Field(ge=0, description="per-node monotonic sequence number")]
 NoPlateIdentity = Annotated[
     str | None,
     Field(max_length=40, pattern=r"^#[PQ][0-9A-Za-z:_-]+$",
           description="no-plate identity from the kiosk (phone or QR ticket); plate is null"),
 ]
+Confidence = Annotated[Finite, Field(ge=0.0, le=1.0)]
 Direction = Literal["entry", "exit"]
 BarrierPosition = Literal["opening", "open", "closing", "closed", "unknown"]
 LaneMode = Literal["normal", "free_open", "locked", "fire_open", "maintenance"]
@@ -101,7 +140,8 @@ class WireMessage(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    v: Literal[1] = Field(default=PROTOCOL_VERSION, description="protocol version of this payload")
+    v: Annotated[Literal[1], BeforeValidator(_integer_only)] = Field(
+        default=PROTOCOL_VERSION, description="protocol version of this payload")
 
     def to_json(self) -> bytes:
         return self.model_dump_json().encode("utf-8")
@@ -136,10 +176,10 @@ class PlateRead(_LaneEventBase):
 
     type: Literal["plate_read"] = "plate_read"
     plate: str | None = Field(max_length=16, description="normalised plate text, None if unread")
-    confidence: float = Field(ge=0.0, le=1.0)
-    char_confidences: tuple[float, ...] = ()
+    confidence: Finite = Field(ge=0.0, le=1.0)
+    char_confidences: tuple[Confidence, ...] = Field(default=(), max_length=16)
     reader: str = Field(max_length=32, description="plate reader type that produced it")
-    read_ms: float = Field(ge=0.0, description="time the reader took, milliseconds")
+    read_ms: Finite = Field(ge=0.0, le=3_600_000, description="time the reader took, milliseconds")
 
 
 class Decision(_LaneEventBase):
@@ -155,7 +195,8 @@ class Decision(_LaneEventBase):
     fee_fen: Fen = 0
     session_id: str | None = Field(default=None, max_length=64)
     decided_by: Literal["gateway", "lane"]
-    wait_ms: float = Field(ge=0.0, description="real time spent waiting for the gateway")
+    wait_ms: Finite = Field(ge=0.0, le=3_600_000,
+                            description="real time spent waiting for the gateway")
 
 
 class BarrierMoved(_LaneEventBase):
@@ -182,7 +223,7 @@ class Tailgate(_LaneEventBase):
     """More than one vehicle passed on one opening."""
 
     type: Literal["tailgate"] = "tailgate"
-    vehicles: int = Field(ge=2)
+    vehicles: WireInt = Field(ge=2)
 
 
 class HelpPressed(_LaneEventBase):
@@ -234,11 +275,11 @@ class LaneState(WireMessage):
     """Retained: is the lane alive and what is it doing. The offline copy is its Last Will."""
 
     lane: NodeId
-    online: bool
+    online: StrictBool
     direction: Direction
     mode: LaneMode = "normal"
     barrier: BarrierPosition = "unknown"
-    queue: int = Field(default=0, ge=0, description="vehicles waiting at the lane")
+    queue: WireInt = Field(default=0, ge=0, description="vehicles waiting at the lane")
     firmware: str = Field(default="", max_length=32)
     ts: UtcTime
 
@@ -250,7 +291,9 @@ class LaneCommand(WireMessage):
     """A signed order to a lane; the lane refuses bad, expired and replayed ones."""
 
     command: CommandName
-    args: dict[str, str | int | bool] = Field(default_factory=dict)
+    args: dict[Annotated[str, Field(max_length=32)],
+               Annotated[str, Field(max_length=256)] | StrictBool | WireInt] = Field(
+        default_factory=dict, max_length=16)
     reason: str = Field(default="", max_length=256)
     issuer: str = Field(max_length=64, description="person or service that gave the order")
     nonce: str = Field(min_length=16, max_length=64, pattern=r"^[0-9a-f]+$")
@@ -286,12 +329,14 @@ class DecideRequest(WireMessage):
     direction: Direction
     plate: str | None = Field(max_length=16, description="the read as the lane's reader gave it")
     identity: NoPlateIdentity = None
-    confidence: float = Field(ge=0.0, le=1.0)
-    char_confidences: tuple[float, ...] = Field(
-        default=(), description="per-character confidence of the read, for fuzzy matching"
+    confidence: Finite = Field(ge=0.0, le=1.0)
+    char_confidences: tuple[Confidence, ...] = Field(
+        default=(), max_length=16,
+        description="per-character confidence of the read, for fuzzy matching"
     )
     ts: UtcTime
-    deadline_ms: int = Field(gt=0, le=60_000, description="the lane decides alone after this")
+    deadline_ms: WireInt = Field(gt=0, le=60_000,
+                                 description="the lane decides alone after this")
 
 
 class DecideReply(WireMessage):
@@ -317,13 +362,13 @@ class SensorReading(WireMessage):
     seq: Seq
     ts: UtcTime
     kind: Literal["flood", "fire_panel"]
-    water_level_mm: int | None = Field(default=None, ge=0, le=10_000)
-    pump_running: bool | None = None
-    fire: bool | None = None
-    trouble: bool | None = None
-    supervisory: bool | None = None
+    water_level_mm: WireInt | None = Field(default=None, ge=0, le=10_000)
+    pump_running: StrictBool | None = None
+    fire: StrictBool | None = None
+    trouble: StrictBool | None = None
+    supervisory: StrictBool | None = None
     zone: str | None = Field(default=None, max_length=32)
-    battery_mv: int | None = Field(default=None, ge=0, le=10_000)
+    battery_mv: WireInt | None = Field(default=None, ge=0, le=10_000)
 
     @model_validator(mode="after")
     def _fields_for_kind(self) -> Self:
@@ -338,8 +383,8 @@ class SensorState(WireMessage):
     """Retained: is the sensor node alive (offline comes from its Last Will)."""
 
     node: NodeId
-    online: bool
-    heartbeat_s: int = Field(gt=0, le=3600)
+    online: StrictBool
+    heartbeat_s: WireInt = Field(gt=0, le=3600)
     firmware: str = Field(default="", max_length=32)
     ts: UtcTime
 
@@ -352,9 +397,11 @@ class PatrolTap(WireMessage):
     tag_id: str = Field(pattern=r"^[0-9A-F]{8,20}$", description="tag UID, upper-case hex")
     sun: str | None = Field(default=None, max_length=128, description="SUN/CMAC data if any")
     badge: str = Field(min_length=1, max_length=32, description="guard badge id")
-    reader_time: NaiveDatetime = Field(description="the reader's local clock at the tap")
+    reader_time: Annotated[NaiveDatetime, AfterValidator(_local_in_range)] = Field(
+        description="the reader's local clock at the tap")
     uploaded: UtcTime | None = None
-    answers: dict[str, Annotated[str, Field(max_length=200)]] = Field(
+    answers: dict[Annotated[str, Field(max_length=64)],
+                  Annotated[str, Field(max_length=200)]] = Field(
         default_factory=dict, max_length=32,
         description="checklist answered at the checkpoint: item → ok / fault / a note")
 
@@ -363,7 +410,7 @@ class AlarmState(WireMessage):
     """Retained site alarm: lanes act on it directly, even with the gateway down."""
 
     kind: Literal["fire", "flood"]
-    active: bool
+    active: StrictBool
     source: str = Field(max_length=64, description="node or service that set it")
     zone: str | None = Field(default=None, max_length=32)
     since: UtcTime | None = None
@@ -377,7 +424,7 @@ class Alert(WireMessage):
     kind: str = Field(max_length=32)
     severity: Literal["info", "warning", "critical"]
     state: Literal["raised", "acked", "resolved"]
-    escalation_step: int = Field(default=0, ge=0)
+    escalation_step: WireInt = Field(default=0, ge=0)
     title_zh: str = Field(max_length=128)
     title_en: str = Field(max_length=128)
     detail: str = Field(default="", max_length=1024)
@@ -436,11 +483,12 @@ class ReplicaPass(_Part):
     pass_id: str = Field(min_length=1, max_length=64)
     kind: Literal["monthly", "family"]
     holder: str = Field(max_length=128, description="masked name, e.g. 王**")
-    plates: tuple[str, ...] = Field(min_length=1, max_length=5)
+    plates: tuple[Annotated[str, Field(max_length=16)], ...] = Field(min_length=1,
+                                                                      max_length=5)
     valid_from: UtcTime
     valid_until: UtcTime
     vehicle_class: str | None = Field(default=None, max_length=32)
-    max_inside: int = Field(default=1, ge=1, description="cars of this pass inside at once")
+    max_inside: WireInt = Field(default=1, ge=1, description="cars of this pass inside at once")
     revoked_at: UtcTime | None = None
 
 
@@ -509,12 +557,14 @@ _DELTA_DATA: Final[dict[str, type[_Part]]] = {
 
 
 class ReplicaSnapshot(WireMessage):
-    """Retained, one per lane: everything the lane needs to decide alone. It replaces the
-    lane's replica whole; deltas with ``version`` + 1, + 2, ... of the same ``epoch`` follow."""
+    """Everything the lane needs to decide alone. It replaces the lane's replica whole; deltas
+    with ``version`` + 1, + 2, ... of the same ``epoch`` follow. It grows with the site, so it
+    never goes on the bus whole: it travels as :class:`ReplicaChunk` messages
+    (:mod:`wire.contract.chunks` cuts and joins them)."""
 
     site: SiteId
     epoch: Epoch
-    version: int = Field(ge=0, description="the last delta this snapshot includes")
+    version: WireInt = Field(ge=0, description="the last delta this snapshot includes")
     taken_at: UtcTime
     sessions: tuple[ReplicaSession, ...] = Field(description="every car inside, oldest first")
     passes: tuple[ReplicaPass, ...] = Field(description="passes not lapsed beyond the history "
@@ -524,13 +574,43 @@ class ReplicaSnapshot(WireMessage):
     prepaid: tuple[ReplicaPrepaid, ...] = Field(description="cars inside that paid in advance")
 
 
+MAX_CHUNKS: Final = 4096
+"""Chunks in one snapshot at most: 4096 of the default 256 KiB packet is a 1 GiB snapshot."""
+
+
+class ReplicaChunk(WireMessage):
+    """Piece ``index`` of ``count`` of one :class:`ReplicaSnapshot`'s JSON text, QoS 1 on
+    ``replica/snapshot``. A lane joins the pieces of one ``snapshot`` id in index order,
+    checks ``sha256`` and decodes the result as a ReplicaSnapshot; until every piece of one
+    snapshot has arrived it keeps the replica it has (docs/replicas.md)."""
+
+    site: SiteId
+    epoch: Epoch
+    version: WireInt = Field(ge=0, description="the snapshot's version")
+    snapshot: str = Field(pattern=r"^[0-9a-f]{8,32}$",
+                          description="id of this snapshot publication: pieces of different "
+                                      "publications never mix")
+    index: WireInt = Field(ge=0, description="0-based position of this piece")
+    count: WireInt = Field(ge=1, le=MAX_CHUNKS, description="pieces in this snapshot")
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$",
+                        description="SHA-256 (hex) of the whole snapshot's JSON text, UTF-8")
+    data: str = Field(max_length=16 * 1024 * 1024,
+                      description="this piece of the snapshot's JSON text")
+
+    @model_validator(mode="after")
+    def _index_within_count(self) -> Self:
+        if self.index >= self.count:
+            raise ValueError(f"index {self.index} is not below count {self.count}")
+        return self
+
+
 class ReplicaDelta(WireMessage):
     """One change after a snapshot, QoS 1 and not retained. Apply only ``version`` = the
     lane's + 1 of its epoch; an older one is a repeat, a gap means: ask for a sync."""
 
     site: SiteId
     epoch: Epoch
-    version: int = Field(ge=1, description="one more than the change before it")
+    version: WireInt = Field(ge=1, description="one more than the change before it")
     ts: UtcTime
     kind: DeltaKind
     data: DeltaData = Field(description="the record `kind` names: ReplicaSession, "
@@ -561,9 +641,9 @@ class ReplicaDelta(WireMessage):
 class LevelState(_Part):
     """One level's spaces and cars."""
 
-    capacity: int = Field(ge=0)
-    occupied: int = Field(ge=0, description="may exceed capacity: pass cars are never refused")
-    full: bool
+    capacity: WireInt = Field(ge=0)
+    occupied: WireInt = Field(ge=0, description="may exceed capacity: pass cars are never refused")
+    full: StrictBool
 
 
 class CapacityState(WireMessage):
@@ -571,11 +651,11 @@ class CapacityState(WireMessage):
     车位已满 / FULL and refuses visitors; pass holders and whitelisted cars still enter."""
 
     site: SiteId
-    total: int = Field(gt=0, description="spaces in the car park")
-    occupied: int = Field(ge=0, description="cars inside (sessions open)")
-    free: int = Field(ge=0, description="total - occupied, never below 0")
-    reserve: int = Field(default=0, ge=0, description="spaces kept for pass holders")
-    full: bool = Field(description="free <= reserve: visitors are refused")
+    total: WireInt = Field(gt=0, description="spaces in the car park")
+    occupied: WireInt = Field(ge=0, description="cars inside (sessions open)")
+    free: WireInt = Field(ge=0, description="total - occupied, never below 0")
+    reserve: WireInt = Field(default=0, ge=0, description="spaces kept for pass holders")
+    full: StrictBool = Field(description="free <= reserve: visitors are refused")
     levels: dict[LevelName, LevelState] = Field(description="per level, by name")
     ts: UtcTime
 
@@ -596,7 +676,7 @@ WireValue: TypeAlias = (
     VehicleDetected | PlateRead | Decision | BarrierMoved | Passed | Tailgate | HelpPressed
     | PaymentCode | Fault | LaneState | LaneCommand | DecideRequest | DecideReply
     | SensorReading | SensorState | PatrolTap | AlarmState | Alert
-    | ReplicaSnapshot | ReplicaDelta | CapacityState
+    | ReplicaSnapshot | ReplicaChunk | ReplicaDelta | CapacityState
 )
 
 _ADAPTERS: Final[dict[TopicKind, TypeAdapter[Any]]] = {
@@ -614,7 +694,7 @@ _ADAPTERS: Final[dict[TopicKind, TypeAdapter[Any]]] = {
 
 # A lane's replica topic holds a different message per part (topics.REPLICA_PARTS).
 _REPLICA_ADAPTERS: Final[dict[str, TypeAdapter[Any]]] = {
-    "snapshot": TypeAdapter(ReplicaSnapshot),
+    "snapshot": TypeAdapter(ReplicaChunk),
     "delta": TypeAdapter(ReplicaDelta),
     "capacity": TypeAdapter(CapacityState),
 }

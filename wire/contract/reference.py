@@ -41,13 +41,18 @@ TOPIC_TABLE: Final[tuple[tuple[str, str, str, tuple[type[BaseModel], ...], str],
      "site alarm `fire` or `flood`; lanes act on it directly"),
     ("alert/{id}", "gateway → staff", "1 / retained while active", (m.Alert,),
      "alert with severity, state and escalation step"),
-    ("lane/{lane}/replica/snapshot", "gateway → lane", "1 / retained", (m.ReplicaSnapshot,),
-     "the lane's offline replica, whole; see [replicas.md](replicas.md)"),
+    ("lane/{lane}/replica/snapshot", "gateway → lane", "1 / no", (m.ReplicaChunk,),
+     "the lane's offline replica, a [ReplicaSnapshot](#replicasnapshot) cut into pieces that "
+     "fit the broker's packet limit; see [replicas.md](replicas.md)"),
     ("lane/{lane}/replica/delta", "gateway → lane", "1 / no", (m.ReplicaDelta,),
      "one change after the snapshot, numbered; a gap means ask for a sync"),
     ("lane/{lane}/replica/capacity", "gateway → lane", "1 / retained", (m.CapacityState,),
      "occupancy and lot full (车位已满); see [capacity.md](capacity.md)"),
 )
+
+#: Messages that never travel whole, documented after the topics' messages: what the pieces
+#: of a topic's messages join into.
+CARRIED: Final[tuple[type[BaseModel], ...]] = (m.ReplicaSnapshot,)
 
 
 def _type_of(spec: dict[str, Any]) -> str:
@@ -111,7 +116,11 @@ def render() -> str:
         "MQTT 3.1.1/5, JSON payloads in UTF-8. Every topic lives under "
         "`parkguard/v1/{site}/`; ids are 1-32 characters of `a-z 0-9 - _`. Money is integer "
         "fen; times are UTC ISO-8601 with milliseconds. Every payload carries `v`, the "
-        "protocol version; a receiver refuses versions it does not know. A payload that "
+        "protocol version (the JSON integer 1); a receiver refuses versions it does not know. "
+        "Integers are JSON integers within ±(2^53 − 1), never strings, floats or bools; "
+        "floats are finite JSON numbers; times lie in 2000–2099 UTC. A receiver also "
+        "refuses a message whose own stamp (`ts`, or `issued`, `taken_at`, `uploaded`) is "
+        "far from its clock ([security.md](security.md#wire-contract)). A payload that "
         "fails validation is counted, logged and dead-lettered by the receiver.",
         "",
         "## Topics",
@@ -127,6 +136,9 @@ def render() -> str:
     for *_, models, _what in TOPIC_TABLE:
         for model in models:
             lines += _model_section(model, shown)
+    lines += ["## Joined from pieces", ""]
+    for model in CARRIED:
+        lines += _model_section(model, shown)
     return "\n".join(lines).rstrip() + "\n"
 
 

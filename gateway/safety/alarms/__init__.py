@@ -14,6 +14,11 @@ Three signal classes, in order: **fire alarm** > **supervisory** > **trouble**.
   inside to move it; level 3 calls everyone to evacuate. One alert per level, however much
   the surface ripples. A pump that runs while the water rises, or stands idle above level
   1, is its own alert.
+- Trust: what a node is comes from the site inventory (``sensors``), never from a payload:
+  a flood node's ``fire_panel`` reading is refused and dead-lettered with a trouble alert
+  naming the node. A seq that goes back or leaps ahead is a trouble alert and a resync,
+  never a reason to ignore readings (:mod:`~gateway.safety.alarms.intake`). Each node's
+  count and level survive a restart (:mod:`~gateway.safety.alarms.memory`).
 - Supervision (trouble): a node that misses two heartbeats or whose Last Will says it went
   offline, a stuck or out-of-range level reading, a supervised fire-panel loop open or
   shorted (the panel's ``trouble``), a stuck float: each a trouble alert that resolves
@@ -26,6 +31,7 @@ times come from the injected clock.
 
 from __future__ import annotations
 
+from gateway.safety.alarms.intake import SensorKind, UntrustedReading
 from gateway.safety.alarms.monitor import AlarmMonitor
 from gateway.safety.alarms.settings import (
     FIRE_DISPLAY,
@@ -46,4 +52,6 @@ __all__ = [
     "AlarmMonitor",
     "AlarmSettings",
     "FloodThresholds",
+    "SensorKind",
+    "UntrustedReading",
 ]

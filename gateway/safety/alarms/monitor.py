@@ -4,11 +4,13 @@ and lane displays out."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Literal
 
 from gateway.records.audit import AuditLog
+from gateway.safety.alarms.intake import Intake, SensorKind
+from gateway.safety.alarms.memory import SavedNode, SensorMemory
 from gateway.safety.alarms.settings import (
     FIRE_DISPLAY,
     FLOOD_ENTRY_DISPLAY,
@@ -37,12 +39,16 @@ class AlarmMonitor:
         clock: Clock,
         desk: AlertDesk,
         audit: AuditLog,
+        sensors: Mapping[str, SensorKind],
         settings: AlarmSettings | None = None,
         publisher: Publisher | None = None,
         phones_inside: Callable[[], Iterable[str]] = lambda: (),
     ) -> None:
-        """``phones_inside``: the phones of the owners of the cars inside (passes, no-plate
-        phone entries, registered contacts); called once when the water reaches level 2."""
+        """``sensors``: the site inventory's sensor nodes and their kinds, the only source
+        of what a node is and may do (a payload's ``kind`` is checked against it, never
+        believed). ``phones_inside``: the phones of the owners of the cars inside (passes,
+        no-plate phone entries, registered contacts); called once when the water reaches
+        level 2."""
         self.site = site
         self._clock = clock
         self._desk = desk
@@ -60,14 +66,23 @@ class AlarmMonitor:
         self._fire_zone: str | None = None
         self._fire_source: str | None = None
         self._site_level = 0
-        # A restart forgets nothing that matters: an unreset fire or a flood level stays.
+        self._intake = Intake(sensors, seq_jump=self.settings.seq_jump, trouble=self._trouble,
+                              resolve=self._resolve)
+        self._memory = SensorMemory(desk.db, clock)
+        # A restart forgets nothing that matters: an unreset fire, each node's count and
+        # level, and the site's flood level, held until a fresh flood reading moves it.
         if desk.open_alert("fire") is not None:
             self._fire = True
             self._fire_since = self._started
-        for level in (3, 2, 1):
-            if desk.open_alert(f"flood:{level}") is not None:
-                self._site_level = level
-                break
+        for name, saved in self._memory.load().items():
+            self._intake.tracks[name] = saved.track
+            if saved.flood is not None:
+                self._floods[name] = saved.flood
+            if saved.panel is not None:
+                self._panels[name] = saved.panel
+        self._held = next((lvl for lvl in (3, 2, 1)
+                           if desk.open_alert(f"flood:{lvl}") is not None), 0)
+        self._site_level = max([self._held, *(f.level for f in self._floods.values())])
 
     def add_listener(self, listener: Callable[[AlarmChange], None]) -> None:
         """``listener(change)`` after a site alarm goes on or off (on the caller's thread):
@@ -115,7 +130,9 @@ class AlarmMonitor:
     # --- input ---------------------------------------------------------------------------
 
     def on_state(self, state: SensorState) -> None:
-        """A node's retained online state (its heartbeat) or its Last Will."""
+        """A node's retained online state (its heartbeat) or its Last Will; a node not in
+        the inventory is refused (:class:`UntrustedReading`)."""
+        self._intake.kind_of(state.node, "state")
         now = self._clock.now()
         node = self._node(state.node, now)
         node.heartbeat_s = state.heartbeat_s
@@ -129,27 +146,32 @@ class AlarmMonitor:
                           "its Last Will arrived: power, Wi-Fi or crash")
 
     def on_reading(self, reading: SensorReading) -> None:
-        """One reading; a repeat (seq already seen) only proves the node is alive."""
+        """One reading, by what the inventory says its node is: one whose kind is not the
+        node's is refused (:class:`UntrustedReading`, a trouble alert names the node); a
+        resend only proves the node is alive; a count that went back or leapt ahead is a
+        trouble alert, and the reading is used all the same."""
+        verdict = self._intake.admit(reading)
         now = self._clock.now()
         node = self._node(reading.node, now)
         node.last_seen = now
-        node.kind = reading.kind
-        if not node.online:
-            node.online = True
+        node.online = True
         self._resolve(f"missing:{reading.node}", f"{reading.node} is reporting again")
-        if reading.seq <= node.seq:
+        if verdict == "repeat":
             return
-        node.seq = reading.seq
         if reading.kind == "fire_panel":
             self._panel_reading(reading)
         else:
             self._flood_reading(reading, now)
+        self._save(reading.node)
 
     def on_alarm(self, alarm: AlarmState) -> None:
-        """The retained site alarm, as the fire node (or anyone) set it."""
-        if alarm.kind != "fire" or alarm.source == GATEWAY:
+        """The retained site alarm, as the fire node (or anyone) set it. Only the gateway
+        and fire-panel nodes may write ``alarm/fire`` (the ACL); a clear while the fire holds
+        is undone whatever ``source`` it names, our own included (we clear only after the
+        reset, when the fire no longer holds)."""
+        if alarm.kind != "fire":
             return
-        if alarm.active and not self._fire:
+        if alarm.active and not self._fire and alarm.source != GATEWAY:
             self._latch_fire(alarm.source, alarm.zone, alarm.since or self._clock.now())
         elif not alarm.active and self._fire:
             log.warning("alarms: %s cleared alarm/fire without a reset; setting it again",
@@ -183,7 +205,8 @@ class AlarmMonitor:
                     f"last heard {utc_iso(node.last_seen)}, heartbeat every "
                     f"{node.heartbeat_s} s")
         for name, flood in self._floods.items():
-            self._settle_level(flood, now)
+            if self._settle_level(flood, now):
+                self._save(name)
             self._check_pump(name, flood, now)
         self._apply_flood_level()
 
@@ -276,6 +299,7 @@ class AlarmMonitor:
                           f"{mm} mm is above the sensor's {th.full_scale_mm} mm")
             return  # an impossible reading moves no level
         self._resolve(f"range:{name}", "level reading back in range")
+        self._held = 0  # a fresh level: the nodes' levels decide from now on
         if reading.trouble:
             self._trouble(f"trouble:{name}", f"浮球开关异常 {name}",
                           f"Float switch fault at {name}",
@@ -303,11 +327,14 @@ class AlarmMonitor:
         self._check_pump(name, flood, now)
         self._apply_flood_level(name)
 
-    def _settle_level(self, flood: FloodState, now: datetime) -> None:
+    def _settle_level(self, flood: FloodState, now: datetime) -> bool:
+        """A lower level that has held long enough counts now; say if it did."""
         if flood.lower_since is not None and (
                 now - flood.lower_since >= timedelta(seconds=self.settings.flood_clear_after_s)):
             flood.level = flood.raw
             flood.lower_since = None
+            return True
+        return False
 
     def _check_stuck(self, name: str, flood: FloodState, mm: int, now: datetime) -> None:
         limit = self.settings.stuck_after_s
@@ -349,7 +376,7 @@ class AlarmMonitor:
             self._resolve(key, "pump working again")
 
     def _apply_flood_level(self, node: str | None = None) -> None:
-        level = max((f.level for f in self._floods.values()), default=0)
+        level = max([self._held, *(f.level for f in self._floods.values())])
         before = self._site_level
         if level == before:
             return
@@ -399,6 +426,12 @@ class AlarmMonitor:
             node = NodeState(heartbeat_s=self.settings.default_heartbeat_s, last_seen=now)
             self._nodes[name] = node
         return node
+
+    def _save(self, name: str) -> None:
+        track = self._intake.tracks.get(name)
+        if track is not None:
+            self._memory.save(name, SavedNode(track, self._floods.get(name),
+                                              self._panels.get(name)))
 
     def _trouble(self, key: str, title_zh: str, title_en: str, detail: str) -> None:
         self._desk.raise_alert(key, kind="trouble", severity="warning", title_zh=title_zh,

@@ -73,6 +73,10 @@ class AlarmSettings(StrictModel):
         default=(), description="nodes that must be heard from (missing from the start is "
                                 "a trouble too)")
     default_heartbeat_s: int = Field(default=30, gt=0, le=3600)
+    seq_jump: int = Field(
+        default=10_000, gt=0, description="a reading this many seqs ahead of the node's last "
+                                          "is a trouble alert (readings lost, or a bad count); "
+                                          "it is used all the same")
     facilities_team: str = "facilities"
     flood_team: str = "flood"
     fire_reset_roles: tuple[Role, ...] = Field(

@@ -46,5 +46,3 @@ class NodeState:
     heartbeat_s: int
     last_seen: datetime
     online: bool = True
-    seq: int = -1
-    kind: str = ""

@@ -28,6 +28,7 @@ from gateway.safety.alerts.settings import AlertSettings, Person, Severity
 from gateway.safety.alerts.tokens import AckSigner
 from gateway.safety.alerts.values import _ACTIVE, AckClaim, AlertView, _AckMessage
 from parkguard.clock import Clock, utc_iso
+from parkguard.configfile import reveal
 from parkguard.errors import ContractError
 from wire.contract import topics
 
@@ -205,7 +206,8 @@ class AlertDesk:
             title, body = self._message(row, person, step, now)
             if not person.contacts:
                 log.error("alerts: %s has no contact channel", person.id)
-            for channel, url in person.contacts.items():
+            for channel, secret_url in person.contacts.items():
+                url = secret_url.get_secret_value()
                 pk = self.db.table("alert_notifications").insert({
                     "alert_id": alert_id, "step": step, "round": round_, "person": person.id,
                     "channel": channel, "target": _redact(url), "status": "queued",
@@ -271,7 +273,7 @@ class AlertDesk:
     def message_owners(self, alert_id: str, phones: Iterable[str], text: str) -> int:
         """Send ``text`` once per phone for this alert (through ``owner_message_url``);
         return how many were new. Phones are stored masked."""
-        template = self.settings.owner_message_url
+        template = reveal(self.settings.owner_message_url)
         now = self._clock.now()
         out: list[_Outgoing] = []
         with self.db.atomic():

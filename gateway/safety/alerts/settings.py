@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Final, Literal, Self, TypeAlias
 from zoneinfo import ZoneInfo
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 
 from gateway.safety.alerts.errors import AlertError
 from parkguard.configfile import StrictModel
@@ -45,10 +45,11 @@ class Person(StrictModel):
                                   "(managers, on-call engineers)")
     teams: tuple[str, ...] = Field(
         default=(), description="teams this person belongs to, e.g. facilities, flood")
-    contacts: dict[str, str] = Field(
+    contacts: dict[str, SecretStr] = Field(
         default_factory=dict,
         description="channel label → Apprise URL (dingtalk://, wecombot://, feishu://, "
-                    "mailto://, mailtos://, json://, ntfy://, ...)")
+                    "mailto://, mailtos://, json://, ntfy://, ...); secret: a URL carries "
+                    "the channel's token or password")
 
 
 class Step(StrictModel):
@@ -84,9 +85,10 @@ class AlertSettings(StrictModel):
     ack_key_file: Path | None = Field(
         default=None, description="secret for the signed links (made 0600 if missing); none: "
                                   "a fresh key each start (old links stop working)")
-    owner_message_url: str | None = Field(
+    owner_message_url: SecretStr | None = Field(
         default=None, description="Apprise URL template with {phone} for messages to car "
-                                  "owners (an SMS gateway); none: not sent")
+                                  "owners (an SMS gateway; secret: it carries the "
+                                  "gateway's credentials); none: not sent")
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:

@@ -1,5 +1,5 @@
-"""Alerts, their events, notifications and used acknowledgement tokens
-(set ``parkguard.alerts``)."""
+"""Alerts, their events, notifications and used acknowledgement tokens, and what the alarm
+monitor remembers of each sensor node (set ``parkguard.alerts``)."""
 
 from __future__ import annotations
 
@@ -48,4 +48,14 @@ def m001_alerts(db: sqlite_utils.Database) -> None:
     db.table("alert_ack_tokens").create(
         {"digest": str, "alert_id": str, "person": str, "used_at": str},
         pk="digest", not_null=["alert_id", "person", "used_at"], strict=True,
+    )
+
+
+@migrations()
+def m002_sensor_nodes(db: sqlite_utils.Database) -> None:
+    """Each sensor node's count and flood or fire-panel state (JSON, any seq fits), so a
+    restart neither forgets an active flood nor mistakes a resend for a new reading."""
+    db.table("sensor_nodes").create(
+        {"node": str, "state": str, "updated_at": str},
+        pk="node", not_null=["state", "updated_at"], strict=True,
     )

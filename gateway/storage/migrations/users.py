@@ -19,3 +19,15 @@ def m001_users(db: sqlite_utils.Database) -> None:
         not_null={"role", "password_hash", "disabled", "created_at", "password_changed_at"},
         defaults={"disabled": 0}, strict=True,
     )
+
+
+@migrations()
+def m002_web_sessions(db: sqlite_utils.Database) -> None:
+    """Server-side login sessions: the cookie carries only a random id, whose SHA-256 is
+    kept here, so logging out or a password change ends a session for good."""
+    db.create_table(
+        "web_sessions",
+        {"session_hash": str, "username": str, "created_at": str, "expires_at": str},
+        pk="session_hash", not_null={"username", "created_at", "expires_at"}, strict=True,
+    )
+    db.table("web_sessions").create_index(["username"], if_not_exists=True)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -11,11 +11,21 @@ from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse,
 from starlette.concurrency import run_in_threadpool
 
 from gateway.web.access import PERMISSIONS, LoginRequired, home, may
-from gateway.web.deps import CurrentUser, FormDep, LimiterDep, PagesDep, ReaderDep, SettingsDep
+from gateway.web.deps import (
+    SESSION_KEY,
+    CurrentUser,
+    FormDep,
+    LimiterDep,
+    PagesDep,
+    ReaderDep,
+    SettingsDep,
+    StoreDep,
+    WorkerDep,
+)
 from gateway.web.forms import local_target
+from gateway.web.logins import close_session, open_session
 from gateway.web.security import client_of, csrf_token
 from gateway.web.users import User, authenticate
-from parkguard.clock import utc_iso
 
 log = logging.getLogger(__name__)
 router = APIRouter()
@@ -33,7 +43,8 @@ def login_form(request: Request, pages: PagesDep, next: str = "") -> Response:
 
 @router.post("/login", response_class=HTMLResponse)
 async def login(request: Request, fields: FormDep, pages: PagesDep, limiter: LimiterDep,
-                settings: SettingsDep, reader: ReaderDep) -> Response:
+                settings: SettingsDep, reader: ReaderDep, worker: WorkerDep,
+                store: StoreDep) -> Response:
     username, password = fields.get("username", "").lower(), fields.get("password", "")
     client = client_of(request)
     if limiter.blocked(username, client):
@@ -54,14 +65,21 @@ async def login(request: Request, fields: FormDep, pages: PagesDep, limiter: Lim
         return pages.render(request, "login.html", None, status_code=401, next="",
                             error="用户名或密码错误 / Wrong user name or password")
     limiter.succeeded(username, client)
-    request.session.clear()  # a new session id's worth of state: no fixation
-    request.session.update(user=user.username, since=utc_iso(datetime.now().astimezone()))
+    session_id = await worker.run(lambda: open_session(
+        store.db, user.username, now=datetime.now(UTC), hours=settings.session_hours))
+    request.session.clear()  # a new session id and CSRF token: no fixation
+    request.session[SESSION_KEY] = session_id
     log.info("web: %s logged in from %s", user.actor, client)
     return RedirectResponse(local_target(fields.get("next", ""), home(user)), status_code=303)
 
 
 @router.post("/logout")
-async def logout(request: Request, _fields: FormDep) -> Response:
+async def logout(request: Request, _fields: FormDep, worker: WorkerDep,
+                 store: StoreDep) -> Response:
+    """Ends the session on the server: a copy of the cookie saved before is refused."""
+    session_id = request.session.get(SESSION_KEY)
+    if isinstance(session_id, str):
+        await worker.run(lambda: close_session(store.db, session_id))
     request.session.clear()
     return RedirectResponse("/login", status_code=303)
 

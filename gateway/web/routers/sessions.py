@@ -46,7 +46,11 @@ def api_sessions(_user: SessionsUser, reader: ReaderDep, matching: MatchingDep, 
 
 @router.get("/api/bill")
 def api_bill(plate: str, _user: SessionsUser, cashier: CashierDep) -> Response:
-    bill = cashier.bill_for(plate)
+    try:
+        bill = cashier.bill_for(plate)
+    except ParkGuardError as error:  # e.g. no tariff in force on the car's entry day
+        return JSONResponse({"error": f"cannot price this stay / 无法计费: {error}"},
+                            status_code=409)
     if bill is None:
         return JSONResponse({"error": "no car with this plate is inside / 场内无此车"},
                             status_code=404)
@@ -62,12 +66,17 @@ def session_page(request: Request, session_id: str, user: SessionsUser, pages: P
     if detail is None:
         raise HTTPException(404, "no such session")
     bill = None
+    unpriced = ""
     if detail["session"]["state"] == "open":
         def price() -> dict[str, Any] | None:
             row = store.session(session_id)
             return billing.bill(row, time.now()).as_json() if row else None
-        bill = worker.call(price)
-    return pages.render(request, "session.html", user, detail=detail, bill=bill)
+        try:
+            bill = worker.call(price)
+        except ParkGuardError as error:  # e.g. no tariff in force on its entry day
+            unpriced = str(error)
+    return pages.render(request, "session.html", user, detail=detail, bill=bill,
+                        unpriced=unpriced)
 
 
 @router.post("/sessions/{session_id}/override")

@@ -8,13 +8,14 @@ person's route or shift, an obligation's route or roles) must exist.
 from __future__ import annotations
 
 import math
+import re
 from datetime import time
 from functools import cached_property
 from pathlib import Path
-from typing import Final, Literal, Self, TypeAlias
+from typing import Annotated, Final, Literal, Self, TypeAlias
 from zoneinfo import ZoneInfo
 
-from pydantic import Field, model_validator
+from pydantic import AfterValidator, Field, SecretStr, model_validator
 
 from parkguard.configfile import StrictModel, load_config
 from parkguard.core.zones import TimeZoneName
@@ -39,6 +40,13 @@ Period: TypeAlias = Literal["shift", "day", "week", "month"]
 _ID = r"^[a-z0-9][a-z0-9_-]{0,47}$"
 
 
+def _aes_key(value: SecretStr) -> SecretStr:
+    """A tag's SUN key: 32 hex digits (the reason never quotes the key)."""
+    if not re.fullmatch(r"[0-9A-Fa-f]{32}", value.get_secret_value()):
+        raise ValueError("must be 32 hexadecimal digits (an AES-128 key)")
+    return value
+
+
 class Checkpoint(StrictModel):
     """A tag on a wall, and where it is (metres on the level's plan, for walking times)."""
 
@@ -48,8 +56,8 @@ class Checkpoint(StrictModel):
     level: str = Field(min_length=1, max_length=16, description="level name, e.g. B1")
     zone: str = Field(default="", max_length=32)
     position: tuple[float, float] = Field(description="x, y in metres on the level's plan")
-    key: str | None = Field(
-        default=None, pattern=r"^[0-9A-Fa-f]{32}$", repr=False,
+    key: Annotated[SecretStr, AfterValidator(_aes_key)] | None = Field(
+        default=None,
         description="the tag's AES-128 SUN key (SDMMetaRead = SDMFileRead), hex; none: a "
                     "plain tag, accepted only if allow_plain_tags")
 

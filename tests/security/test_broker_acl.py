@@ -409,7 +409,8 @@ def test_every_device_connects_with_its_own_bundle(site: ProvisionResult, site_b
     for creds in site.devices.values():
         bundle = load_bundle(creds.config_path)
         peer = Peer(site_broker.port, username=bundle.broker.username,
-                    password=bundle.broker.password, ca=bundle.broker.ca_file,
+                    password=bundle.broker.password.get_secret_value(),
+                    ca=bundle.broker.ca_file,
                     client_id=bundle.broker.client_id)
         peers.append(peer)
         assert peer.connect().value == 0, creds.device_id
