@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from gateway.money.billing import Billing
+from gateway.records.days import local_time
 from gateway.records.reports import (
     METHODS,
     daily_summary,
@@ -196,3 +197,13 @@ def test_a_new_site_with_no_money_tables_still_reports(tmp_path: Any) -> None:
         assert sum(h.fen for h in revenue_by_hour(db, DAY, ZONE)) == 0
         assert lane_counts(db, DAY, ZONE) == []
     store.close()
+
+
+def test_a_stored_time_at_the_edge_of_the_calendar_does_not_take_a_report_down() -> None:
+    """A year-9999 stamp stored before the contract bounded times cannot move east of UTC
+    (OverflowError before the fix); it stays in UTC, and ordinary times move as before."""
+    shanghai = ZoneInfo("Asia/Shanghai")
+    edge = local_time("9999-12-31T23:59:59.999Z", shanghai)
+    assert edge is not None and edge.year == 9999 and edge.utcoffset() == timedelta(0)
+    ordinary = local_time("2026-01-01T00:00:00Z", shanghai)
+    assert ordinary is not None and ordinary.hour == 8

@@ -26,9 +26,16 @@ def bounds_text(day: date, zone: ZoneInfo) -> tuple[str, str]:
 
 
 def local_time(text: str | None, zone: ZoneInfo) -> datetime | None:
+    """A stored UTC instant in the site's zone. One at the very edge of the calendar (a
+    year-9999 stamp stored before the contract bounded times) cannot be moved east of UTC:
+    it stays in UTC rather than take a report down."""
     if not text:
         return None
-    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(zone)
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    try:
+        return moment.astimezone(zone)
+    except OverflowError:
+        return moment
 
 
 def scalar(db: Database, sql: str, params: Sequence[object]) -> int:
