@@ -263,7 +263,9 @@ class Traffic:
                     heapq.heappush(self._leaving, (time.monotonic() + 0.2, car))
 
 
-@pytest.mark.timeout(240)
+# A hang guard, not a speed target: with a second suite running beside it on 2 cores this
+# whole-site run has taken over 240 s (issue 20's stress run; the old suite timed out alike).
+@pytest.mark.timeout(600)
 def test_killing_the_gateway_mid_traffic_loses_no_event_counts_no_car_twice_and_balances(
     broker: MosquittoBroker, gateway: GatewayProcess, gateway_config: GatewayConfig,
     tmp_path: Path,
