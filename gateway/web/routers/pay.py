@@ -84,20 +84,27 @@ def _shown(bill: Bill | None, token: str, tickets: TicketsDep,
     return None, due
 
 
+def _looked_up(request: Request, state: State, pages: PagesDep, cashier: CashierDep,
+               tickets: TicketsDep, time: TimeDep, plate: str, token: str,
+               template: str) -> Response:
+    """One counted look-up of a plate's bill, shown on ``template`` (the stay only with a
+    valid ticket token), or 429 once the look-up limits are reached."""
+    try:
+        _count_lookup(request, state)
+    except Throttled:
+        return _throttled(request, pages)
+    bill, due = _shown(cashier.bill_for(plate), token, tickets, time)
+    return pages.render(request, template, None, plate=plate, bill=bill, due=due,
+                        token=token if bill is not None else "")
+
+
 @router.get("/pay", response_class=HTMLResponse)
 def pay(request: Request, state: State, pages: PagesDep, cashier: CashierDep,
         tickets: TicketsDep, time: TimeDep, plate: str = "", t: str = "") -> Response:
     plate = plate.strip()
-    bill: Shown | None = None
-    due: Shown | None = None
-    if plate:
-        try:
-            _count_lookup(request, state)
-        except Throttled:
-            return _throttled(request, pages)
-        bill, due = _shown(cashier.bill_for(plate), t, tickets, time)
-    return pages.render(request, "pay.html", None, plate=plate, bill=bill, due=due,
-                        token=t if bill is not None else "")
+    if not plate:
+        return pages.render(request, "pay.html", None, plate="", bill=None, due=None, token="")
+    return _looked_up(request, state, pages, cashier, tickets, time, plate, t, "pay.html")
 
 
 @router.post("/pay")
@@ -167,13 +174,7 @@ async def sim_wallet_pay(request: Request, ref: str, _fields: FormDep, desks: De
 @router.get("/pay/done", response_class=HTMLResponse)
 def paid(request: Request, state: State, pages: PagesDep, cashier: CashierDep,
          tickets: TicketsDep, time: TimeDep, plate: str, t: str = "") -> Response:
-    try:
-        _count_lookup(request, state)
-    except Throttled:
-        return _throttled(request, pages)
-    bill, due = _shown(cashier.bill_for(plate), t, tickets, time)
-    return pages.render(request, "pay_done.html", None, plate=plate, bill=bill, due=due,
-                        token=t if bill is not None else "")
+    return _looked_up(request, state, pages, cashier, tickets, time, plate, t, "pay_done.html")
 
 
 @router.post("/api/payments/callback")
