@@ -118,3 +118,18 @@ class ManualClock:
                 return True
             if self.now() >= deadline:
                 return event.is_set()
+
+
+def shared_scaled_clock(origin: datetime, scale: float, *, anchor: float | None = None
+                        ) -> ScaledClock:
+    """A :class:`ScaledClock` that read ``origin`` at Unix time ``anchor`` (default: now).
+
+    ``ScaledClock`` counts from its own creation, so two processes that each make one from
+    the same origin disagree by their start-up gap times the scale (a second at ×600 is ten
+    minutes). Anchoring both to the same wall-clock instant makes them agree, and a gateway
+    restarted mid-run picks up the same simulated time.
+    """
+    if origin.tzinfo is None:
+        raise ValueError("shared_scaled_clock needs a timezone-aware origin")
+    elapsed = 0.0 if anchor is None else time.time() - anchor
+    return ScaledClock(origin + timedelta(seconds=elapsed * scale), speed=scale)

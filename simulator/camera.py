@@ -7,7 +7,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal, Protocol
 
-from firmware.lane.devices.camera import Frame, PlateReader, PlateReading
+from firmware.lane.config import CameraSettings
+from firmware.lane.devices.camera import Camera, Frame, PlateReader, PlateReading
 from parkguard.clock import Clock
 from simulator.frames import SimulatedFrame, truth_of
 
@@ -79,3 +80,14 @@ def camera_and_reader(kind: ReaderKind, clock: Clock, *, seed: int = 0,
         reader = TfliteReader(models or DEFAULT_MODELS, region=region, recogniser=recogniser)
         return RenderingCamera(clock=clock, seed=seed, view=view), reader
     return SimulatedCamera(clock=clock), GroundTruthReader()
+
+
+def ground_truth_camera(settings: CameraSettings, clock: Clock) -> tuple[Camera, PlateReader]:
+    """``[camera] type = "simulated"`` on a bench lane (entry point ``parkguard.cameras``)."""
+    return camera_and_reader("ground_truth", clock)
+
+
+def rendering_camera(settings: CameraSettings, clock: Clock) -> tuple[Camera, PlateReader]:
+    """``[camera] type = "tflite"`` on a bench lane: rendered frames, the real reader."""
+    return camera_and_reader("tflite", clock, region=settings.plate_region,
+                             models=settings.models, recogniser=settings.recogniser)

@@ -22,7 +22,7 @@ last car until then.
 
 Simulated time: by default the system clock; ``--time-origin ISO --time-scale X
 --time-anchor UNIX`` put it on the shared scaled clock of ``parkguard gateway`` (see
-:func:`simulator.site.shared_scaled_clock`).
+:func:`parkguard.clock.shared_scaled_clock`).
 """
 
 from __future__ import annotations
@@ -42,11 +42,10 @@ from gpiozero.pins.mock import MockFactory
 
 from firmware.lane.config import LaneConfig
 from firmware.lane.node import LaneNode
-from parkguard.clock import Clock, SystemClock
+from parkguard.clock import Clock, SystemClock, shared_scaled_clock
 from parkguard.configfile import load_config
 from simulator.camera import GroundTruthReader, SimulatedCamera
 from simulator.driver import CarDriver, SimulatedLaneWiring
-from simulator.site import shared_scaled_clock
 from simulator.traffic import random_plate
 
 

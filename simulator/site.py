@@ -5,7 +5,7 @@ next, so a day of traffic takes as long as its MQTT round trips, not a day.
 
 :class:`SimulatedLanes` is the same lanes without the in-process gateway, for a gateway
 that runs elsewhere (a ``parkguard gateway`` subprocess a test kills and restarts); the
-two then share time through :func:`shared_scaled_clock`.
+two then share time through :func:`parkguard.clock.shared_scaled_clock`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import json
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
 from pathlib import Path
 
 from gpiozero.pins.mock import MockFactory
@@ -32,7 +31,7 @@ from gateway.app import GatewayApp
 from gateway.config import GatewayConfig
 from gateway.lanes.capacity import CapacitySettings
 from gateway.money.pricing import EXAMPLE_TARIFF
-from parkguard.clock import Clock, ManualClock, ScaledClock
+from parkguard.clock import Clock, ManualClock
 from parkguard.configfile import BrokerSettings
 from simulator.camera import ReaderKind, ShowingCamera, camera_and_reader
 from simulator.driver import CarDriver, LaneStuck, Passage, SimulatedLaneWiring
@@ -50,23 +49,6 @@ def settings_of(address: BrokerAddress) -> BrokerSettings:
                           password=None if address.password is None
                           else SecretStr(address.password),
                           max_packet_size=address.max_packet_size)
-
-
-def shared_scaled_clock(origin: datetime, scale: float, *, anchor: float | None = None
-                        ) -> ScaledClock:
-    """A :class:`ScaledClock` that read ``origin`` at Unix time ``anchor`` (default: now).
-
-    ``ScaledClock`` counts from its own creation, so two processes that each make one from
-    the same origin disagree by their start-up gap times the scale (a second at ×600 is ten
-    minutes). Anchoring both to the same wall-clock instant makes them agree, and a gateway
-    restarted mid-run picks up the same simulated time.
-    """
-    if origin.tzinfo is None:
-        raise ValueError("shared_scaled_clock needs a timezone-aware origin")
-    elapsed = 0.0 if anchor is None else time.time() - anchor
-    return ScaledClock(origin + timedelta(seconds=elapsed * scale), speed=scale)
-
-
 
 
 def _camera_settings(reader: ReaderKind) -> CameraSettings:

@@ -2,7 +2,7 @@
 
 The gateway runs as a real ``parkguard gateway`` subprocess; two entry and two exit lanes run
 here on mock pins, on the same simulated time (``--time-origin/--time-scale/--time-anchor``
-and :func:`simulator.site.shared_scaled_clock`), so stays cost money. A seeded killer
+and :func:`parkguard.clock.shared_scaled_clock`), so stays cost money. A seeded killer
 SIGKILLs the gateway at seeded points of the traffic and restarts it at once; while it is
 dead the lanes decide alone after their deadline and the cars keep moving. Afterwards:
 
@@ -44,8 +44,8 @@ from firmware.lane.config import LaneTiming
 from gateway.app import GatewayApp
 from gateway.config import GatewayConfig
 from gateway.storage.store import GatewayStore
-from parkguard.clock import ManualClock
-from simulator.site import SimulatedLanes, settings_of, shared_scaled_clock
+from parkguard.clock import ManualClock, shared_scaled_clock
+from simulator.site import SimulatedLanes, settings_of
 from simulator.stats import percentile
 from simulator.traffic import random_plate
 from tests.conftest import TEST_SITE

@@ -1,9 +1,11 @@
 """The folders show the architecture, and this keeps them honest (docs/architecture.md).
 
-- Layers (pyproject's ``[tool.importlinter]``): ``cli`` may import everything; ``simulator``
-  everything but ``cli``; ``gateway`` and ``firmware`` neither each other nor anything above
-  them; then ``broker``, ``wire`` and the kernel ``parkguard``, which imports nothing of ours.
-  So no production module imports the simulator.
+- Layers (pyproject's ``[tool.importlinter]``): ``simulator`` may import everything;
+  ``cli`` (the production command) everything but the simulator, which plugs its commands
+  and bench cameras in through entry points instead; ``gateway`` and ``firmware`` neither
+  each other nor anything above them; then ``broker``, ``wire`` and the kernel
+  ``parkguard``, which imports nothing of ours. So no production module imports the
+  simulator, and importing the command loads none of it (checked in a fresh interpreter).
 - No module cycles: two modules that import each other (directly or round a loop) are one
   concept split badly, and whichever loads first sees the other half-built.
 - Short modules: none over 500 lines in ``gateway/`` or ``firmware/lane/``.
@@ -97,3 +99,30 @@ def test_no_module_over_500_lines_in_the_gateway_or_the_lane() -> None:
             for path in sorted((ROOT / folder).rglob("*.py"))
             if (lines := len(path.read_text(encoding="utf-8").splitlines())) > MAX_LINES}
     assert long == {}
+
+
+_IMPORT_THE_COMMAND = """
+import json, sys
+from cli.main import main
+print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] == "simulator")))
+"""
+
+
+def test_the_parkguard_command_loads_no_simulator_until_a_simulator_command_is_run() -> None:
+    done = subprocess.run([sys.executable, "-c", _IMPORT_THE_COMMAND], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_the_simulator_plugs_demo_and_sim_into_the_command() -> None:
+    import click
+
+    from cli.main import main
+
+    with click.Context(main) as ctx:
+        assert {"demo", "sim", "gateway", "lane"} <= set(main.list_commands(ctx))
+        demo = main.get_command(ctx, "demo")
+        assert demo is not None and demo.callback is not None
+        assert demo.callback.__module__ == "simulator.commands"
+        assert main.get_command(ctx, "no-such-command") is None

@@ -1,11 +1,12 @@
 """Which camera and plate reader a lane's ``[camera] type`` names: one registry.
 
 The firmware registers the real lane's kind, ``picamera`` (the Pi camera through picamera2
-and our TFLite reader); nothing here imports the simulator. A bench lane's kinds
-(``simulated``: the simulator's ground truth, ``tflite``: rendered frames read by the real
-reader) are registered by whoever composes a bench lane, from the simulator (``parkguard
-lane`` does, only when the config asks for one). A type nobody registered stops the lane at
-start, naming the field, so a Pi can never quietly run a camera that sees no plate.
+and our TFLite reader); nothing here imports the simulator. Other kinds come from the
+``parkguard.cameras`` entry point group: the simulator plugs in a bench lane's
+``simulated`` (ground truth) and ``tflite`` (rendered frames read by the real reader)
+through ``pyproject.toml``, loaded only when a config names one. A type nobody provides
+stops the lane at start, naming the field, so a Pi can never quietly run a camera that sees
+no plate.
 
 >>> sorted(registered())
 ['picamera']
@@ -14,11 +15,14 @@ start, naming the field, so a Pi can never quietly run a camera that sees no pla
 from __future__ import annotations
 
 from collections.abc import Callable
+from importlib.metadata import entry_points
 
 from firmware.lane.config import CameraSettings
 from firmware.lane.devices.camera import Camera, PlateReader
 from parkguard.clock import Clock
 from parkguard.errors import ConfigError
+
+PLUGIN_GROUP = "parkguard.cameras"
 
 CameraMaker = Callable[[CameraSettings, Clock], tuple[Camera, PlateReader]]
 """Builds a lane's camera and its reader from ``[camera]`` and the lane's clock."""
@@ -36,13 +40,23 @@ def registered() -> frozenset[str]:
 
 
 def camera_and_reader(settings: CameraSettings, clock: Clock) -> tuple[Camera, PlateReader]:
-    """The camera and reader ``settings.type`` names; ConfigError if none is registered."""
-    maker = _MAKERS.get(settings.type)
+    """The camera and reader ``settings.type`` names: registered here, else plugged in;
+    ConfigError if neither."""
+    maker = _MAKERS.get(settings.type) or _plugged_in(settings.type)
     if maker is None:
+        known = sorted(_MAKERS) + sorted(p.name for p in entry_points(group=PLUGIN_GROUP))
         raise ConfigError(
-            f"camera.type = {settings.type!r}: no such camera on this lane (registered: "
-            f"{', '.join(sorted(_MAKERS))}); a bench camera comes with the simulator")
+            f"camera.type = {settings.type!r}: no such camera on this lane (known: "
+            f"{', '.join(known)})")
     return maker(settings, clock)
+
+
+def _plugged_in(kind: str) -> CameraMaker | None:
+    """The maker another package plugs in as ``kind`` (loaded only now, when asked for)."""
+    for point in entry_points(group=PLUGIN_GROUP, name=kind):
+        maker: CameraMaker = point.load()
+        return maker
+    return None
 
 
 def _pi_camera(settings: CameraSettings, clock: Clock) -> tuple[Camera, PlateReader]:
