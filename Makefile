@@ -12,6 +12,9 @@ NUMPY1_STAMP := $(NUMPY1_VENV)/.installed-stamp
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get
 PYTEST_ARGS ?=
+# One pytest worker per core (pytest-xdist), each test file whole on one worker so its
+# module fixtures (a broker, a gateway) start once: TEST_WORKERS=0 runs in one process.
+TEST_WORKERS ?= auto
 
 .PHONY: help demo test bench bench-reader models real-data lint typecheck docs fuzz system-deps venv clean
 
@@ -28,7 +31,7 @@ demo: venv
 	$(BIN)/parkguard demo
 
 test: venv $(NUMPY1_STAMP) lint typecheck
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 lint: venv
 	$(BIN)/ruff check .
