@@ -38,6 +38,7 @@ def main(log_level: str) -> None:
       parkguard broker init       provision a site: CA, TLS, users, ACLs, device bundles
       parkguard broker run        a local Mosquitto for development
       parkguard audit verify DB   check the hash-chained audit log
+      parkguard payments reconcile   a provider's daily statement vs our books
       parkguard plate check TEXT  what a plate is (series, colour), or what is wrong
       parkguard tariff check F    validate a tariff file and run its golden vectors
       parkguard contract docs     regenerate docs/protocol.md from the code
@@ -166,6 +167,7 @@ def _lane_selftest(args: tuple[str, ...]) -> None:
 
 def _register() -> None:
     from cli.audit import audit
+    from cli.payments import payments
     from cli.plate import plate
     from cli.provision import COMMANDS
     from cli.read import read
@@ -173,6 +175,7 @@ def _register() -> None:
     from cli.users import users
 
     main.add_command(audit)
+    main.add_command(payments)
     main.add_command(users)
     lane.add_command(_lane_selftest)
     main.add_command(plate)

@@ -1,8 +1,10 @@
 """``parkguard tariff``: price a stay by hand and check a tariff file (installers, guards).
 
 * ``parkguard tariff quote --tariff FILE --plate P --in T --out T`` prints the itemised fee
-  in Chinese and English (``--json`` for one JSON document). Times without an offset are
-  site-local; ``--coupon KIND:VALUE`` may be repeated (``rule:spend_88``, ``free_minutes:120``,
+  in Chinese and English, line by line as the pay page shows it (``--json`` for one JSON
+  document). The plate must be a valid one; its vehicle class is picked as the gateway
+  picks it unless ``--class`` names one. Times without an offset are site-local;
+  ``--coupon KIND:VALUE`` may be repeated (``rule:spend_88``, ``free_minutes:120``,
   ``amount_off:500``, ``percent_off:20``, ``full_free``).
 * ``parkguard tariff check FILE`` validates the file and runs its golden vectors.
 
@@ -19,6 +21,8 @@ from pathlib import Path
 import click
 
 from cli.errors import UnreadableInputError
+from parkguard.core.bill_lines import BillLine, itemise, stay_en, stay_zh
+from parkguard.core.plates import PlateError, is_no_plate, parse_plate
 from parkguard.core.tariffs import (
     Coupon,
     Quote,
@@ -52,22 +56,37 @@ def _moment(text: str, document: TariffDocument, option: str) -> datetime:
 
 
 def _as_text(fee: Quote, zone_name: str) -> list[str]:
+    """The receipt as the pay page and the dashboard show it: the same itemised lines
+    (:func:`parkguard.core.bill_lines.itemise`), which sum to the total printed last."""
     lines = [f"收费标准 tariff: {fee.tariff} {fee.version}    车型 class: {fee.vehicle_class}",
              f"入场 entry: {fee.entry.isoformat()}    出场 exit: {fee.exit.isoformat()}"
-             f"    时长 stay: {fee.minutes} 分钟 min    (site time {zone_name})"]
-    lines += [f"  {line.label_zh} {line.label_en:<12} {line.start:%m-%d %H:%M}  "
-              f"{line.rule:<26} {line.minutes:>5} → {line.rounded_minutes:>5} min  "
-              f"{format_yuan(line.fen):>10}" for line in fee.lines]
-    lines += [f"  {cap.label_zh} {cap.label_en} ({cap.key})  {format_yuan(-cap.fen):>10}"
-              for cap in fee.caps]
-    if fee.class_fen:
-        lines.append(f"  车型调整 class adjustment ({fee.vehicle_class})  "
-                     f"{format_yuan(fee.class_fen):>10}")
-    lines += [f"  {d.label_zh} {d.label_en} [{d.reason}]  {format_yuan(-d.fen):>10}"
-              for d in fee.discounts]
+             f"    时长 stay: {stay_zh(fee.minutes, spaced=True)} ({stay_en(fee.minutes)}, "
+             f"{fee.minutes} 分钟 min)    (site time {zone_name})"]
+    bill = itemise(fee)
+    lines += [f"  {_head(line):<56} {format_yuan(line.fen):>10}" for line in bill.lines]
     lines += [f"  未使用 not used: {coupon} — {why}" for coupon, why in fee.rejected_coupons]
-    lines.append(f"应付 total: {format_yuan(fee.total_fen)}")
+    lines.append(f"应付 total: {format_yuan(bill.due_fen)}")
     return lines
+
+
+def _head(line: BillLine) -> str:
+    """A line's words and detail: ``折扣减免 percent off [coupon:percent_off]``."""
+    if not line.detail:
+        return f"{line.label_zh} {line.label_en}"
+    shown = {"coupon": f"[{line.detail}]", "exemption": f"[{line.detail}]",
+             "cap": f"({line.detail})"}.get(line.kind, f"  {line.detail}")
+    return f"{line.label_zh} {line.label_en} {shown}"
+
+
+def _checked_plate(plate: str) -> str:
+    """The plate in its canonical spelling; an invalid one is a usage error naming why."""
+    if is_no_plate(plate.strip()):
+        return plate.strip()
+    try:
+        return parse_plate(plate).text
+    except PlateError as error:
+        raise click.BadParameter(f"not a valid plate: {error}",
+                                 param_hint="--plate") from error
 
 
 @click.group(name="tariff")
@@ -83,18 +102,24 @@ def tariff() -> None:
               help="Entry time, ISO 8601; without an offset it is site-local.")
 @click.option("--out", "exit_text", required=True, metavar="T",
               help="Exit time, ISO 8601; without an offset it is site-local.")
-@click.option("--class", "vehicle_class", default="small", show_default=True,
-              help="Vehicle class name from the tariff.")
+@click.option("--class", "vehicle_class", default=None,
+              help="Vehicle class name from the tariff (a pass's class); default: the "
+                   "plate's, as the gateway picks it (a new-energy plate is new_energy when "
+                   "the tariff has that class, else small).")
 @click.option("--coupon", "coupon_texts", multiple=True, metavar="KIND:VALUE",
               help="rule:CODE, free_minutes:N, amount_off:FEN, percent_off:N (1-100) or "
                    "full_free (repeatable).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 def quote_command(tariff_path: Path, plate: str, entry_text: str, exit_text: str,
-                  vehicle_class: str, coupon_texts: tuple[str, ...], as_json: bool) -> None:
+                  vehicle_class: str | None, coupon_texts: tuple[str, ...],
+                  as_json: bool) -> None:
     """Print the itemised fee for one stay."""
+    plate = _checked_plate(plate)
     document = _load(tariff_path)
     entry = _moment(entry_text, document, "--in")
     exit_ = _moment(exit_text, document, "--out")
+    if vehicle_class is None:
+        vehicle_class = document.vehicle_class(plate, entry)
     try:
         coupons = [Coupon.parse(text) for text in coupon_texts]
     except ValueError as error:
@@ -106,7 +131,9 @@ def quote_command(tariff_path: Path, plate: str, entry_text: str, exit_text: str
     except TariffError as error:
         raise click.ClickException(str(error)) from error
     if as_json:
-        click.echo(json.dumps(fee.as_json(), ensure_ascii=False, indent=2))
+        receipt = {**fee.as_json(),
+                   "bill_lines": [line.as_json() for line in itemise(fee).lines]}
+        click.echo(json.dumps(receipt, ensure_ascii=False, indent=2))
         return
     for line in _as_text(fee, document.timezone):
         click.echo(line)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import secrets
 from datetime import datetime
+from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 from broker.provision.bundle import broker_address, load_bundle
@@ -16,10 +17,12 @@ from gateway.lanes.replicas import ReplicaPublisher
 from gateway.money.billing import Billing
 from gateway.money.merchants import MerchantAccounts
 from gateway.money.passes import AccessDesk
-from gateway.money.payments import PaymentDesk, SimulatedProvider
+from gateway.money.payments import PaymentDesk, PaymentProvider
+from gateway.money.payments.factory import build_provider
 from gateway.money.pricing import SitePricing
 from gateway.patrols.desk import PatrolDesk
 from gateway.records.audit import AuditLog
+from gateway.runtime.exits import PayLink
 from gateway.runtime.inbox import Inbox, Job
 from gateway.runtime.service import Gateway
 from gateway.safety.alarms import AlarmChange, AlarmMonitor, SensorKind
@@ -27,6 +30,7 @@ from gateway.safety.alerts import AlertDesk, AppriseNotifier, Ticker, load_or_cr
 from gateway.safety.incidents import IncidentDesk
 from gateway.storage.store import GatewayStore
 from gateway.web import WebServer, WebSettings, load_secret_key
+from gateway.web.tickets import TicketSigner
 from parkguard.clock import Clock
 from parkguard.configfile import load_config
 from parkguard.core.patrol import load_patrol_config
@@ -80,27 +84,51 @@ def sensor_kinds_of(config: GatewayConfig) -> dict[str, SensorKind]:
     return kinds
 
 
+def pay_link_of(config: GatewayConfig, clock: Clock) -> PayLink | None:
+    """How an exit lane's QR code is made: ``{public_url}/pay?plate=…&lane=…&t=<ticket>``,
+    the ticket signed with the dashboard's key so the pay page shows this stay; None without
+    ``[web] public_url`` (the lane then shows no QR, only 付款码)."""
+    web = config.web
+    if web is None or web.public_url is None:
+        return None
+    base, signer = web.public_url, TicketSigner(load_secret_key(web.secret_key_file))
+
+    def link(plate: str, lane: str, session_id: str) -> str:
+        token = signer.issue(plate, session_id, now=clock.now())
+        return f"{base}/pay?{urlencode({'plate': plate, 'lane': lane, 't': token})}"
+
+    return link
+
+
 class GatewayApp:
     """The running gateway process: one persistent MQTT session, one SQLite file, and the
     dashboard when the config has a ``[web]`` section."""
 
-    def __init__(self, config: GatewayConfig, *, clock: Clock, bus: Bus | None = None) -> None:
+    def __init__(self, config: GatewayConfig, *, clock: Clock, bus: Bus | None = None,
+                 allow_simulated: bool = False) -> None:
         """``bus``: the site broker connection; by default a persistent manual-ack
         :class:`MqttBus` to ``config.broker`` (tests hand in a :class:`wire.memory.MemoryBus`
-        made with ``persistent=True, manual_ack=True``)."""
+        made with ``persistent=True, manual_ack=True``). ``allow_simulated``: only
+        ``parkguard demo`` and tests may run the simulated payment provider; without it a
+        config naming it is refused (:class:`~parkguard.errors.ConfigError`) before anything
+        is opened."""
+        payments = config.payments
+        provider = build_provider(payments.provider, clock=clock, wechat=payments.wechat,
+                                  alipay=payments.alipay, allow_simulated=allow_simulated)
         self.config = config
         self.clock = clock
         self.pricing = SitePricing.from_file(config.tariff_file)
         self.store = GatewayStore.open(config.database)
         db, zone = self.store.db, ZoneInfo(config.timezone)
         self.audit = AuditLog(db, clock=clock)
-        self.provider = SimulatedProvider(secrets.token_bytes(32), clock)
+        self.provider: PaymentProvider = provider
         self.billing = Billing(
             pricing=self.pricing,
             merchants=MerchantAccounts(db, clock=clock, audit=self.audit, site_zone=zone),
             access=AccessDesk(db, clock=clock, audit=self.audit),
             payments=PaymentDesk(db, clock=clock, audit=self.audit, provider=self.provider,
-                                 grace_minutes=config.payments.grace_minutes),
+                                 grace_minutes=payments.grace_minutes,
+                                 notice_window_s=payments.notice_window_s),
         )
         self.incidents = IncidentDesk(db, clock=clock, audit=self.audit)
         self.reconciler = Reconciler(db, clock=clock, audit=self.audit)
@@ -116,7 +144,7 @@ class GatewayApp:
             self.bus, config.site, clock, lanes=set(keys) | set(config.replicas.lanes),
             store=self.store, access=self.billing.access, payments=self.billing.payments,
             tariff_file=config.tariff_file, snapshot_every=config.replicas.snapshot_every,
-            max_packet_size=self.bus.max_packet_size)
+            max_packet_size=self.bus.max_packet_size, merchants=self.billing.merchants)
         self.capacity = None if config.capacity is None else Capacity.from_store(
             config.capacity, self.store, site=config.site, clock=clock,
             publish=self.replicas.publish_capacity)
@@ -139,6 +167,7 @@ class GatewayApp:
             matching=config.matching, capacity=self.capacity, replicas=self.replicas,
             reconciler=self.reconciler, alarms=self.alarms, alerts=self.alerts,
             patrols=self.patrols, inbox=self.inbox, window=config.receipt_window,
+            commander=self.commander, pay_link=pay_link_of(config, clock), audit=self.audit,
         )
         self._ticker = None if safety is None else Ticker(
             self.clock, lambda now: self.service.call(lambda: self._tick(now)))

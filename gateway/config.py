@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from gateway.lanes.capacity import CapacitySettings
+from gateway.money.payments.settings import AlipaySettings, WeChatPaySettings
 from gateway.money.pricing import EXAMPLE_TARIFF
 from gateway.safety.alarms import AlarmSettings
 from gateway.safety.alerts import AlertSettings
@@ -18,15 +19,32 @@ from wire.contract.window import ReceiptWindow
 
 
 class PaymentSettings(StrictModel):
-    """Who takes drivers' money, and how long a driver has to leave after paying."""
+    """Who takes drivers' money, and how long a driver has to leave after paying
+    (docs/payments.md, "Real providers")."""
 
-    provider: Literal["simulated"] = Field(
-        default="simulated",
-        description="payment provider; `simulated` signs its callbacks with a key made at start "
-                    "(tests, demo). Real providers plug in behind "
-                    "gateway.money.payments.PaymentProvider")
+    provider: Literal["none", "simulated", "wechat", "alipay"] = Field(
+        default="none",
+        description="payment provider: `wechat` (with [payments.wechat]), `alipay` (with "
+                    "[payments.alipay]), `none` (cash and waivers at the dashboard only; "
+                    "付款码 are declined `no_provider`), or `simulated`: play money, which "
+                    "only `parkguard demo` and tests may run (any other gateway refuses to "
+                    "start with it)")
     grace_minutes: int = Field(default=15, ge=0, le=240,
                                description="minutes to reach the exit after paying in advance")
+    notice_window_s: int = Field(default=300, ge=30, le=3600,
+                                 description="a provider notice signed further than this from "
+                                             "the gateway's clock is refused as stale")
+    wechat: WeChatPaySettings | None = Field(default=None,
+                                             description="WeChat Pay merchant settings")
+    alipay: AlipaySettings | None = Field(default=None, description="Alipay app settings")
+
+    @model_validator(mode="after")
+    def _provider_has_settings(self) -> PaymentSettings:
+        if self.provider == "wechat" and self.wechat is None:
+            raise ValueError("provider = \"wechat\" needs a [payments.wechat] section")
+        if self.provider == "alipay" and self.alipay is None:
+            raise ValueError("provider = \"alipay\" needs a [payments.alipay] section")
+        return self
 
 
 class WebConfig(StrictModel):
@@ -44,6 +62,11 @@ class WebConfig(StrictModel):
     forwarded_allow_ips: list[str] = Field(
         default_factory=list,
         description="reverse proxies whose X-Forwarded-For/-Proto are believed (none)")
+    public_url: str | None = Field(
+        default=None, max_length=200, pattern=r"^https?://[\x21-\x7e]+[^/]$",
+        description="the pay page's address as drivers' phones reach it (https://pay.example."
+                    "cn), no trailing slash: an exit lane with a fee due shows a QR code of "
+                    "{public_url}/pay?...; absent: the lane shows no QR, only 付款码")
 
     @model_validator(mode="after")
     def _tls_pair(self) -> WebConfig:
@@ -73,6 +96,10 @@ class GatewayConfig(StrictModel):
     """Everything the site gateway needs to run."""
 
     site: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$", description="site slug")
+    site_name: str = Field(
+        default="", max_length=40, pattern=r"^[^\x00-\x1f<>]*$",
+        description="the lot's name as drivers read it on the pay page (万象城B2停车场); "
+                    "empty: the site slug")
     timezone: TimeZoneName = Field(default="Asia/Shanghai",
                                    description="site-local zone for screens")
     database: Path = Field(default=Path("var/gateway.db"), description="SQLite file")

@@ -7,11 +7,14 @@ it works the same on a laptop, a Pi and CI.
 from __future__ import annotations
 
 import logging
+import random
 from collections.abc import Callable, Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from functools import partial
 from pathlib import Path
+from time import monotonic, sleep
 from zoneinfo import ZoneInfo
 
 from rich.console import Console
@@ -27,8 +30,8 @@ from simulator.camera import ReaderKind
 from simulator.office import Office, open_the_office, pay_on_the_way_out
 from simulator.plots import plot_day
 from simulator.provisioned import provision_simulated_site
-from simulator.site import SimulatedSite, SiteSummary
-from simulator.traffic import day_of_visits
+from simulator.site import PayMethod, SimulatedSite, SiteSummary
+from simulator.traffic import Visit, day_of_visits
 from wire.mqtt import BrokerAddress
 
 log = logging.getLogger(__name__)
@@ -50,6 +53,7 @@ class DemoOptions:
     site_dir: Path | None = None
     plots: bool = True
     office: bool = True  # passes, a merchant's coupons and pay-page payments during the day
+    free_open_hour: bool = True  # exit lanes held open 17:00-18:00: those exits go free
     reader: ReaderKind = "ground_truth"  # tflite: lanes read rendered frames with the real reader
 
 
@@ -79,8 +83,11 @@ def run_demo(options: DemoOptions, console: Console | None = None,
     summary there and may serve the dashboard until Ctrl-C)."""
     console = console or Console()
     options.workdir.mkdir(parents=True, exist_ok=True)
-    for stale in options.workdir.glob("gateway.db*"):
-        stale.unlink()  # each demo is a fresh day
+    # Each demo is a fresh day: the gateway's file, and the lanes' journals, whose spent
+    # command nonces (kept until they expire, by the last day's clock) would refuse the new
+    # day's signed orders as replays.
+    for stale in [*options.workdir.glob("gateway.db*"), *options.workdir.glob("lane-*.db*")]:
+        stale.unlink()
     day = options.day or date.today()
     visits = day_of_visits(
         day, cars=options.cars, timezone=options.timezone, entry_lanes=options.entry_lanes,
@@ -97,16 +104,25 @@ def run_demo(options: DemoOptions, console: Console | None = None,
             timezone=options.timezone, lane_keys=provisioned.lane_keys, reader=options.reader,
         ))
         office = open_the_office(site, visits, seed=options.seed) if options.office else None
+        site.payer.choose = payment_mix(options.seed)
+        peak = FreeOpenHour(site, day, options.timezone) if options.free_open_hour else None
         with Progress(
             TextColumn("[bold]simulating {task.fields[day]}"), BarColumn(),
             MofNCompleteColumn(), TextColumn("passages"), TimeElapsedColumn(),
             console=console, transient=True,
         ) as progress:
             task = progress.add_task("day", total=2 * len(visits), day=day.isoformat())
-            wall = site.run_day(
-                visits, on_step=lambda: progress.advance(task),
-                before_exit=None if office is None else (
-                    lambda visit: pay_on_the_way_out(site, office, visit)))
+
+            def before_exit(visit: Visit) -> None:
+                if peak is not None:
+                    peak.follow_the_clock()
+                if office is not None:
+                    pay_on_the_way_out(site, office, visit)
+
+            wall = site.run_day(visits, on_step=lambda: progress.advance(task),
+                                before_exit=before_exit)
+            if peak is not None:
+                peak.end()
         summary = site.summary(wall)
         plot = None
         if options.plots:
@@ -116,6 +132,62 @@ def run_demo(options: DemoOptions, console: Console | None = None,
         if on_ready is not None:
             on_ready(result, site)
     return result
+
+
+def payment_mix(seed: int) -> Callable[[str], PayMethod]:
+    """How each visitor who owes money at the exit pays, fixed by plate and seed: mostly the
+    lane's QR, then a 付款码, a few in cash, and a few whose code is declined (a guard lets
+    them out and the fee is a debt on the plate)."""
+
+    def choose(plate: str) -> PayMethod:
+        roll = random.Random(f"{seed}:{plate}").random()
+        if roll < 0.55:
+            return "qr"
+        if roll < 0.88:
+            return "code"
+        return "cash" if roll < 0.95 else "declined"
+
+    return choose
+
+
+class FreeOpenHour:
+    """The peak-hour rule of the source plan, played by the control room: from 17:00 to
+    18:00 site time every exit lane is held open (``hold_open``) and cars leave free,
+    booked free with that reason; then the lanes are closed again."""
+
+    START, END = time(17, 0), time(18, 0)
+
+    def __init__(self, site: SimulatedSite, day: date, timezone: str) -> None:
+        zone = ZoneInfo(timezone)
+        self._site = site
+        self._window = (datetime.combine(day, self.START, tzinfo=zone),
+                        datetime.combine(day, self.END, tzinfo=zone))
+        self.held = False
+
+    def follow_the_clock(self) -> None:
+        now = self._site.clock.now()
+        inside = self._window[0] <= now < self._window[1]
+        if inside and not self.held:
+            self._order("hold_open", "peak hour: barriers up, exits free (free-open rule)")
+        elif not inside and self.held:
+            self.end()
+
+    def end(self) -> None:
+        if self.held:
+            self._order("close", "peak hour over: exits charge again")
+
+    def _order(self, name: str, reason: str) -> None:
+        gateway = self._site.gateway
+        order: Callable[..., object] = getattr(gateway.commander, name)
+        for lane in self._site.exit_lanes:
+            gateway.service.call(partial(order, lane, actor="office:demo", reason=reason))
+        self.held = name == "hold_open"
+        for lane in self._site.exit_lanes:  # the lanes say so before the next car comes
+            controller = self._site.lanes[lane].node.controller
+            wanted = "free_open" if self.held else "normal"
+            deadline = monotonic() + 10
+            while controller.mode != wanted and monotonic() < deadline:
+                sleep(0.001)
 
 
 def _money(site: SimulatedSite, office: Office | None, start: datetime) -> Money:
@@ -186,6 +258,8 @@ def summary_table(result: DemoResult, *, cars_planned: int) -> Table:
         table.add_row("欠费 unpaid (debts)", format_yuan(m.debts_fen))
         table.add_row("月卡 / 商户券 / 预付", f"{m.passes} passes, {m.coupons} merchant coupons, "
                       f"{m.prepaid} paid on the pay page")
+    if s.exits_by_settlement:
+        table.add_row("出场方式 exits by", exits_line(s.exits_by_settlement))
     table.add_row("决策 gate decisions", f"{s.decisions} ({s.decided_by_lane} by lane alone)")
     table.add_row("决策耗时 decide p50 / p99",
                   f"{s.decide_p50_ms:.1f} ms / {s.decide_p99_ms:.1f} ms")
@@ -195,3 +269,21 @@ def summary_table(result: DemoResult, *, cars_planned: int) -> Table:
     if result.plot is not None:
         table.add_row("图表 plot", str(result.plot))
     return table
+
+
+#: How the summary names each way out (``Passed.settled``, or the decision's reason).
+EXIT_WORDS = {
+    "paid_online": "扫码 QR", "payment_code": "付款码 pay code",
+    "payment_code_offline": "付款码(离线) pay code offline", "prepaid": "预付 prepaid",
+    "cash": "现金 cash", "guard_open": "拒付→欠费 declined → debt", "waived": "免收 waived",
+    "free_open": "高峰免费 free-open", "fire": "火警 fire",
+}
+
+
+def exits_line(counts: Mapping[str, int]) -> str:
+    """``扫码 QR 120, 付款码 pay code 80, ...``; passes and free stays as "nothing due"."""
+    shown = [(EXIT_WORDS[key], counts[key]) for key in EXIT_WORDS if counts.get(key)]
+    rest = sum(n for key, n in counts.items() if key not in EXIT_WORDS)
+    if rest:
+        shown.append(("无需缴费 nothing due", rest))
+    return ", ".join(f"{words} {n}" for words, n in shown)

@@ -1,7 +1,9 @@
 """Drives a car through a simulated lane electrically: loops on, wait for the boom, loops off.
 
 Talks to the lane only through its pins (gpiozero ``MockFactory``) and its
-camera, as a real car would.
+camera, as a real car would. At an exit with a fee due (``payment_due``) the barrier stays
+down: a driver with a :data:`Payer` pays (the pay page on the phone, or a 付款码 at the
+lane's scanner) and waits for the barrier; one without backs out.
 """
 
 from __future__ import annotations
@@ -14,7 +16,15 @@ from gpiozero.pins.mock import MockFactory, MockPin
 
 from firmware.lane.config import LaneConfig
 from firmware.lane.controller import LaneController
+from firmware.lane.events import Verdict
+from firmware.lane.states import State
 from simulator.camera import ShowingCamera
+from wire.contract.messages import Settlement
+
+Payer = Callable[[str, Verdict], None]
+"""``(lane id, the verdict the lane gave)``: pays a ``payment_due`` verdict (by the pay page
+and the provider, or by scanning a 付款码 at that lane's kiosk) and returns; the lane's
+barrier rising is what says it worked."""
 
 
 class LaneStuck(RuntimeError):
@@ -31,9 +41,13 @@ def _wait_real(condition: Callable[[], bool], timeout: float, what: str) -> None
 
 @dataclass(frozen=True, slots=True)
 class Passage:
+    """One car at one lane: whether it went through, the decision's reason, the fee it was
+    asked for, and how the lane let it go (``Passed.settled``; None if it did not pass)."""
+
     opened: bool
     reason: str
     fee_fen: int
+    settled: Settlement | None = None
 
 
 class SimulatedLaneWiring:
@@ -110,14 +124,18 @@ class CarDriver:
         controller: LaneController,
         *,
         patience_s: float = 10.0,
+        payer: Payer | None = None,
     ) -> None:
         self._pins = wiring
         self._camera = camera
         self._controller = controller
         self._patience = patience_s
+        self.payer = payer
+        """Who pays a fee due at an exit; None: the driver backs out instead."""
 
     def drive_through(self, plate: str | None) -> Passage:
-        """Arrive, wait for the verdict, and pass if the boom goes up."""
+        """Arrive, wait for the verdict, pay if money is due (and there is a payer), and
+        pass if the boom goes up."""
         pins, lane = self._pins, self._controller
         verdicts_before = lane.verdicts
         self._camera.show(plate)
@@ -126,13 +144,47 @@ class CarDriver:
         verdict = lane.last_verdict
         if verdict is None:
             raise LaneStuck("the lane counted a verdict but kept none")
+        if verdict.payment_due and self.payer is not None:
+            return self._pay_and_pass(verdict, self.payer)
         if verdict.action != "open":
             pins.arming.drive_low()
             return Passage(False, verdict.reason, 0)
-        _wait_real(lambda: bool(pins.relay.state), self._patience, "the barrier to rise")
+        return self._pass(verdict)
+
+    def _pay_and_pass(self, verdict: Verdict, payer: Payer) -> Passage:
+        """Pay, then wait for the barrier; a ``display`` command instead (the gateway's
+        "code declined") sends the driver back out, still owing."""
+        pins, lane = self._pins, self._controller
+        shown = lane.display
+        payer(lane.lane, verdict)
+        _wait_real(lambda: bool(pins.relay.state) or lane.display is not shown,
+                   self._patience, "the barrier to rise after paying")
+        if not pins.relay.state:
+            pins.arming.drive_low()
+            return Passage(False, verdict.reason, 0)
+        return self._pass(verdict)
+
+    def _pass(self, verdict: Verdict) -> Passage:
+        pins, lane = self._pins, self._controller
+        passed_before = lane.events.last_passed
+        # Up for this car: with the boom held up (free-open) the relay is on already, and a
+        # car that crossed before the lane stepped to ``open`` would never be counted.
+        _wait_real(lambda: bool(pins.relay.state) and (
+            lane.machine.state is State.OPEN or lane.mode == "fire_open"),
+            self._patience, "the barrier to rise")
         pins.safety.drive_high()
         pins.arming.drive_low()
         pins.safety.drive_low()
-        _wait_real(lambda: lane.barrier_position == "closed" and not pins.relay.state,
-                   self._patience, "the barrier to close")
-        return Passage(True, verdict.reason, verdict.fee_fen)
+
+        def through() -> bool:
+            if lane.events.last_passed is passed_before:
+                return False
+            if lane.mode in ("free_open", "fire_open"):  # held up: it never closes
+                return True
+            return lane.barrier_position == "closed" and not pins.relay.state
+
+        _wait_real(through, self._patience, "the barrier to close")
+        passed = lane.events.last_passed
+        if passed is None or passed is passed_before:
+            return Passage(True, verdict.reason, verdict.fee_fen)
+        return Passage(True, verdict.reason, passed.fee_fen, passed.settled)

@@ -78,8 +78,8 @@ def pay_on_the_way_out(site: SimulatedSite, office: Office, visit: Visit) -> Non
     pending = service.prepay(visit.plate)
     if pending is None:
         return  # nothing owed (a short stay)
-    body, signature = site.gateway.provider.pay(pending.provider_ref)
-    service.payment_callback(body, signature)
+    body, headers = site.wallet.pay(pending.provider_ref)
+    service.payment_callback(body, headers)
     office.prepaid += 1
 
 

@@ -11,10 +11,14 @@ two then share time through :func:`parkguard.clock.shared_scaled_clock`.
 from __future__ import annotations
 
 import json
+import random
+import secrets
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from gpiozero.pins.mock import MockFactory
 from pydantic import SecretStr
@@ -26,10 +30,13 @@ from firmware.lane.config import (
     LaneConfig,
     LaneTiming,
 )
+from firmware.lane.events import Verdict
+from firmware.lane.kiosk import SimulatedKiosk
 from firmware.lane.node import LaneNode
 from gateway.app import GatewayApp
-from gateway.config import GatewayConfig
+from gateway.config import GatewayConfig, PaymentSettings
 from gateway.lanes.capacity import CapacitySettings
+from gateway.money.payments import SimulatedProvider
 from gateway.money.pricing import EXAMPLE_TARIFF
 from parkguard.clock import Clock, ManualClock
 from parkguard.configfile import BrokerSettings
@@ -65,6 +72,8 @@ class SimulatedLane:
     camera: ShowingCamera
     wiring: SimulatedLaneWiring
     driver: CarDriver
+    scanner: SimulatedKiosk
+    """The lane's code scanner: a driver shows a 付款码 here (``scanner.scan(code)``)."""
 
 
 def build_lane(
@@ -84,10 +93,12 @@ def build_lane(
     seed = sum(lane.encode())  # each lane's camera renders its own scenes
     camera, plate_reader = camera_and_reader(reader, clock, seed=seed,
                                              region=config.camera.plate_region)
+    scanner = SimulatedKiosk()
     node = LaneNode(config, clock=clock, camera=camera, reader=plate_reader,
-                    pin_factory=factory)
+                    pin_factory=factory, scanner=scanner)
     wiring = SimulatedLaneWiring(config, factory)
-    return SimulatedLane(node, camera, wiring, CarDriver(wiring, camera, node.controller))
+    return SimulatedLane(node, camera, wiring, CarDriver(wiring, camera, node.controller),
+                         scanner)
 
 
 class SimulatedLanes:
@@ -132,6 +143,100 @@ class SimulatedLanes:
         return self.lanes[lane].driver.drive_through(plate)
 
 
+PayMethod = Literal["qr", "code", "cash", "waive", "declined"]
+"""How a simulated driver pays at an exit: the lane's QR (pay page, provider, callback), a
+付款码 at the lane's scanner, cash or a waiver at the dashboard, or a code the wallet
+declines (a guard then lets the car out and the fee is a debt)."""
+
+GUARD = "guard:sim"
+
+
+class ExitPayer:
+    """The drivers of a simulated site paying at an exit lane (``CarDriver.payer``).
+
+    Each payment goes through the same calls the real parts make: the pay page's order
+    (``Gateway.prepay``), the simulated provider paying it and its signed notice handed to
+    the gateway's callback handler (``Gateway.payment_callback``, what the HTTP route
+    calls); a code shown to the lane's scanner; the dashboard's cash and waiver
+    (``Gateway.take_cash`` / ``Gateway.waive``) or a guard's plain open. It returns once the
+    barrier is up (the driver then drives through). ``choose`` picks the method by plate.
+    """
+
+    def __init__(self, site: SimulatedSite,
+                 choose: Callable[[str], PayMethod] = lambda _plate: "qr", *,
+                 patience_s: float = 10.0, seed: int = 21) -> None:
+        self._site = site
+        self.choose = choose
+        self._patience = patience_s
+        self._codes = random.Random(seed)
+        self.paid: Counter[str] = Counter()
+        """Payments made, by method."""
+        self.callback_to_barrier_ms: list[float] = []
+        """For each QR payment: the provider's notice handed to the gateway → the lane's
+        barrier relay on (the gateway's open command signed, sent and obeyed)."""
+
+    def __call__(self, lane: str, verdict: Verdict) -> None:
+        service = self._site.gateway.service
+        car = next((c for c in service.waiting_exits()
+                    if c.lane == lane and c.session_id == verdict.session_id), None)
+        method: PayMethod = "code" if car is None else self.choose(car.plate)
+        if car is None:  # the lane asked its replica (gateway away): only a code will do
+            self._site.lanes[lane].scanner.scan(self._new_code())
+        elif method == "qr":
+            self._by_qr(lane, car.plate)
+        elif method == "code":
+            self._site.lanes[lane].scanner.scan(self._new_code())
+        elif method == "cash":
+            service.take_cash(lane, actor=GUARD, reason="现金收费 cash at the booth",
+                              expected_fen=car.due_fen)
+        elif method == "waive":
+            service.waive(lane, actor=GUARD, reason="道闸故障 barrier fault (simulated)")
+        else:
+            self._declined(lane)
+        self._barrier_up(lane)
+        self.paid[method] += 1
+
+    def _by_qr(self, lane: str, plate: str) -> None:
+        service = self._site.gateway.service
+        pending = service.prepay(plate)
+        if pending is None:
+            raise LaneStuck(f"{plate} waits to pay at {lane} but the pay page owes nothing")
+        body, headers = self._site.wallet.pay(pending.provider_ref)
+        started = time.perf_counter()
+        service.payment_callback(body, headers)
+        self._barrier_up(lane)
+        self.callback_to_barrier_ms.append((time.perf_counter() - started) * 1000)
+
+    def _declined(self, lane: str) -> None:
+        """The wallet refuses the code; the lane says so; a guard lets the car out anyway
+        (a plain open: the gateway books what was due as a debt)."""
+        code = self._new_code()
+        self._site.wallet.declined[code] = "insufficient_funds"
+        controller = self._site.lanes[lane].node.controller
+        shown = controller.display
+        self._site.lanes[lane].scanner.scan(code)
+        _wait(lambda: controller.display is not shown, self._patience,
+              f"the decline on {lane}'s display")
+        gateway = self._site.gateway
+        gateway.service.call(lambda: gateway.commander.open(
+            lane, actor=GUARD, reason="driver cannot pay: let out, the fee is a debt"))
+
+    def _barrier_up(self, lane: str) -> None:
+        relay = self._site.lanes[lane].wiring.relay
+        _wait(lambda: bool(relay.state), self._patience, f"{lane}'s barrier after paying")
+
+    def _new_code(self) -> str:
+        return f"13{self._codes.randrange(10 ** 16):016d}"  # a WeChat Pay 付款码's shape
+
+
+def _wait(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise LaneStuck(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.0005)
+
+
 @dataclass(frozen=True)
 class SiteSummary:
     """The one-screen result of a simulated day, read back from the gateway's database."""
@@ -149,6 +254,9 @@ class SiteSummary:
     wall_seconds: float
     database: Path
     decide_waits_ms: tuple[float, ...] = field(repr=False, default=())
+    exits_by_settlement: dict[str, int] = field(default_factory=dict)
+    """Cars out by how they were let go (``Passed.settled``); those the decision let go
+    are counted by its reason (``prepaid``, ``pass``, ``free`` ...)."""
 
 
 class SimulatedSite:
@@ -156,6 +264,9 @@ class SimulatedSite:
 
     ``broker`` says how a device (``"gateway"``, ``"lane-in1"``) reaches the broker,
     e.g. :meth:`broker.runner.MosquittoBroker.address` of a provisioned broker.
+    ``pay_at_exit``: the drivers at the exit lanes pay what is due (:attr:`payer`, by the
+    lane's QR unless its ``choose`` says otherwise; the gateway's open after money needs
+    ``lane_keys``); False: a car with a fee due backs out.
     """
 
     def __init__(
@@ -174,18 +285,23 @@ class SimulatedSite:
         capacity: CapacitySettings | None = None,
         safety_file: Path | None = None,
         reader: ReaderKind = "ground_truth",
+        pay_at_exit: bool = True,
     ) -> None:
         self.clock = clock
         self.entry_lanes, self.exit_lanes = entry_lanes, exit_lanes
-        keys = dict(lane_keys or {})
+        # Without keys given, each lane gets one of its own: the gateway's open after money
+        # (and a guard's) is a signed command.
+        keys = dict(lane_keys) if lane_keys is not None else {
+            lane: secrets.token_bytes(32) for lane in (*entry_lanes, *exit_lanes)}
         self.gateway_config = GatewayConfig(
             site=site, timezone=timezone, database=workdir / "gateway.db",
             broker=settings_of(broker("gateway")),
             tariff_file=tariff_file,
             lane_keys={lane: SecretStr(key.hex()) for lane, key in keys.items()},
             capacity=capacity, safety_file=safety_file,
+            payments=PaymentSettings(provider="simulated"),  # play money: demo and tests
         )
-        self.gateway = GatewayApp(self.gateway_config, clock=clock)
+        self.gateway = GatewayApp(self.gateway_config, clock=clock, allow_simulated=True)
         self.lanes: dict[str, SimulatedLane] = {}
         self._replayed = 0  # events stored that no lane controller counted (journal replays)
         roles: list[tuple[str, Direction]] = [(x, "entry") for x in entry_lanes]
@@ -195,6 +311,18 @@ class SimulatedSite:
                 site=site, lane=lane, direction=direction, address=broker(f"lane-{lane}"),
                 clock=clock, factory=pin_factory(lane), command_key=keys.get(lane),
                 journal=workdir / f"lane-{lane}.db", reader=reader)
+        self.payer = ExitPayer(self)
+        if pay_at_exit:
+            for lane in exit_lanes:
+                self.lanes[lane].driver.payer = self.payer
+
+    @property
+    def wallet(self) -> SimulatedProvider:
+        """The simulated payment provider: ``wallet.pay(ref)`` plays a driver paying."""
+        provider = self.gateway.provider
+        if not isinstance(provider, SimulatedProvider):  # pragma: no cover - built above
+            raise TypeError("this site's gateway has a real payment provider")
+        return provider
 
     def start(self) -> SimulatedSite:
         self.gateway.start()
@@ -282,12 +410,22 @@ class SimulatedSite:
             revenue = db.execute(
                 "SELECT coalesce(sum(fee_fen), 0) FROM sessions WHERE state = 'closed'"
             ).fetchone()[0]
+            exits: Counter[str] = Counter()
+            for row in db.query(
+                    "SELECT e.payload, d.reason FROM events e LEFT JOIN decisions d "
+                    "ON d.correlation_id = json_extract(e.payload, '$.correlation_id') "
+                    "WHERE e.type = 'passed'"):
+                passed = json.loads(row["payload"])
+                if passed["direction"] == "exit":
+                    settled = passed.get("settled", "decision")
+                    exits[row["reason"] or settled if settled == "decision" else settled] += 1
         waits = sorted(d["wait_ms"] for d in decisions if d["decided_by"] == "gateway")
         return SiteSummary(
             cars_in=store.count("sessions"),
             cars_out=store.count("sessions", "state = 'closed'"),
             still_inside=store.count("sessions", "state = 'open'"),
-            refused=sum(1 for d in decisions if d["action"] != "open"),
+            refused=sum(1 for d in decisions if d["action"] != "open"  # held to pay: not
+                        and d["reason"] not in ("payment_due", "offline_payment_due")),
             revenue_fen=int(revenue),
             decisions=len(decisions),
             decided_by_lane=sum(1 for d in decisions if d["decided_by"] == "lane"),
@@ -297,4 +435,5 @@ class SimulatedSite:
             wall_seconds=wall_seconds,
             database=self.gateway_config.database,
             decide_waits_ms=tuple(waits),
+            exits_by_settlement=dict(exits),
         )

@@ -20,7 +20,7 @@ from gpiozero.pins.mock import MockFactory
 from firmware.lane.config import CameraSettings, JournalSettings, LaneConfig
 from firmware.lane.controller import LaneController
 from firmware.lane.devices.camera import Camera, PlateReader
-from firmware.lane.devices.display import Display
+from firmware.lane.devices.display import Display, RecordingDisplay
 from firmware.lane.kiosk import InputSource
 from firmware.lane.node import LaneNode, offline_will
 from parkguard.clock import ManualClock
@@ -37,7 +37,8 @@ class MemoryLane:
     def __init__(self, tmp_path: Path, *, lane: str = "in9",
                  direction: Literal["entry", "exit"] = "entry", camera: Camera | None = None,
                  reader: PlateReader | None = None, display: Display | None = None,
-                 keypad: InputSource | None = None, factory: MockFactory | None = None,
+                 keypad: InputSource | None = None, scanner: InputSource | None = None,
+                 factory: MockFactory | None = None,
                  broker: MemoryBroker | None = None, clock: ManualClock | None = None,
                  **settings: Any) -> None:
         self.broker = broker or MemoryBroker()
@@ -52,7 +53,7 @@ class MemoryLane:
         self.bus = self.broker.bus(f"lane-{TEST_SITE}-{lane}", will=offline_will(self.config))
         self.node = LaneNode(self.config, clock=self.clock, camera=self.camera,
                              reader=reader or GroundTruthReader(), pin_factory=self.factory,
-                             display=display, kiosk=keypad, scanner=keypad, bus=self.bus)
+                             display=display, kiosk=keypad, scanner=scanner, bus=self.bus)
         self.pins = SimulatedLaneWiring(self.config, self.factory)
         self._lock = threading.Lock()
         self.messages: list[tuple[str, bytes]] = []
@@ -72,6 +73,14 @@ class MemoryLane:
     @property
     def controller(self) -> LaneController:
         return self.node.controller
+
+    @property
+    def screen(self) -> RecordingDisplay:
+        """The lane's display (a :class:`RecordingDisplay` unless the test brought another)."""
+        shown = self.node.controller.screen
+        if not isinstance(shown, RecordingDisplay):
+            raise TypeError(f"lane {self.config.lane} has a {type(shown).__name__} display")
+        return shown
 
     def __enter__(self) -> MemoryLane:
         self.watcher.start()

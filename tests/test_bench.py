@@ -15,6 +15,7 @@ from simulator.bench import (
     DECIDE_EXIT,
     INGEST_TP,
     NAGLE_RR,
+    PAID_OPEN,
     results_table,
     run_bench,
 )
@@ -31,11 +32,13 @@ def test_a_tiny_bench_measures_every_row_against_its_baseline(tmp_path: Path) ->
 
     by_name = {row.name: row for row in rows}
     assert list(by_name) == [
-        BASELINE_RR, NAGLE_RR, DECIDE, DECIDE_ENTRY, DECIDE_EXIT, BASELINE_TP, INGEST_TP,
+        BASELINE_RR, NAGLE_RR, DECIDE, DECIDE_ENTRY, DECIDE_EXIT, PAID_OPEN, BASELINE_TP,
+        INGEST_TP,
     ]
     expected_counts = {
         BASELINE_RR: REQUESTS, NAGLE_RR: REQUESTS, DECIDE: 2 * REQUESTS,
-        DECIDE_ENTRY: REQUESTS, DECIDE_EXIT: REQUESTS, BASELINE_TP: EVENTS, INGEST_TP: EVENTS,
+        DECIDE_ENTRY: REQUESTS, DECIDE_EXIT: REQUESTS, PAID_OPEN: REQUESTS,
+        BASELINE_TP: EVENTS, INGEST_TP: EVENTS,
     }
     for name, row in by_name.items():
         assert row.count == expected_counts[name], name
@@ -53,5 +56,8 @@ def test_a_tiny_bench_measures_every_row_against_its_baseline(tmp_path: Path) ->
     assert {r.unit for r in rows if r.kind == "latency"} == {"ms"}
     assert {r.unit for r in rows if r.kind == "throughput"} == {"msg/s"}
     assert results_table(rows).row_count == len(rows)
+    # every exit owed money and was paid by the lane's QR: the paid-open row says what it is
+    assert by_name[PAID_OPEN].baseline == BASELINE_RR
+    assert "own simulator" in by_name[PAID_OPEN].note and "target p99" in by_name[PAID_OPEN].note
     # ingestion is counted at the database, and says how many commits it took
     assert "events per commit" in by_name[INGEST_TP].note

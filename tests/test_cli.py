@@ -56,6 +56,7 @@ def test_the_demo_balances_its_day_and_leaves_a_verifiable_audit_log(tmp_path: P
     assert result.returncode == 0, result.stdout + result.stderr
     assert "30 of 30" in result.stdout
     assert "decide p50 / p99" in result.stdout
+    assert "出场方式 exits by" in result.stdout and "扫码 QR" in result.stdout  # paid at the exit
     assert (out / "demo-day.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     verify = run("audit", "verify", str(out / "gateway.db"))
     assert verify.returncode == 0, verify.stdout + verify.stderr

@@ -82,7 +82,8 @@ def test_the_second_car_of_a_family_pass_pays_as_a_visitor(site: SimulatedSite) 
     visitor_exit = drive(site, "out1", "沪B67890")
 
     assert second.opened and second.reason == "pass_in_use"
-    assert (visitor_exit.reason, visitor_exit.fee_fen) == ("paid_at_exit", 700)
+    assert (visitor_exit.reason, visitor_exit.fee_fen) == ("payment_due", 700)
+    assert visitor_exit.settled == "paid_online"  # the lane's QR: the pay page, then open
     assert sessions(site, "沪B67890")[0]["access"] == "visitor"
 
 
@@ -117,7 +118,8 @@ def test_a_merchant_coupon_takes_its_discount_off_and_the_merchant_pays_exactly_
     site.clock.advance(timedelta(minutes=150))  # ¥5 first hour + 3 × ¥2 = ¥11; 1 h free → ¥7
     leaving = drive(site, "out1", VISITOR)
 
-    assert (leaving.reason, leaving.fee_fen) == ("paid_at_exit", 700)
+    assert (leaving.reason, leaving.fee_fen, leaving.settled) == ("payment_due", 700,
+                                                                  "paid_online")
     assert exit_bill(site, VISITOR)["coupons"] == [[coupon.coupon_id, 400]]
     balance = office(site, lambda b: b.merchants.balance("M001"))
     assert balance.prepaid_fen == 10_000 - 400 and balance.held_fen == 0
@@ -133,14 +135,14 @@ def test_a_driver_who_prepays_leaves_free_within_the_grace_and_pays_only_the_ext
     site.clock.advance(timedelta(minutes=50))  # first hour: ¥5
     for plate in (VISITOR, "粤B54321"):
         bill = site.gateway.service.bill_for(plate)
-        assert bill is not None and (bill.due_fen, bill.reason) == (500, "paid_at_exit")
+        assert bill is not None and (bill.due_fen, bill.reason) == (500, "payment_due")
         pending = site.gateway.service.prepay(plate)
         assert pending is not None and pending.amount_fen == 500
-        body, signature = site.gateway.provider.pay(pending.provider_ref)
+        body, headers = site.wallet.pay(pending.provider_ref)
         for _ in range(2):  # the provider sends its notice twice: one payment
-            site.gateway.service.payment_callback(body, signature)
+            site.gateway.service.payment_callback(body, headers)
         with pytest.raises(BadSignatureError):
-            site.gateway.service.payment_callback(body.replace(b"500", b"50"), signature)
+            site.gateway.service.payment_callback(body.replace(b"500", b"50"), headers)
     assert site.gateway.service.prepay(VISITOR) is None  # nothing more to pay for now
     assert site.gateway.service.bill_for("粤B99999") is None
 
@@ -150,10 +152,11 @@ def test_a_driver_who_prepays_leaves_free_within_the_grace_and_pays_only_the_ext
     overstayed = drive(site, "out1", "粤B54321")
 
     assert (in_grace.reason, in_grace.fee_fen) == ("prepaid", 0)
-    assert (overstayed.reason, overstayed.fee_fen) == ("paid_at_exit", 200)
+    assert (overstayed.reason, overstayed.fee_fen) == ("payment_due", 200)  # the extra only
     money = office(site, lambda b: b.payments.revenue_report(
         site.clock.now() - timedelta(days=1), site.clock.now() + timedelta(days=1)))
-    assert dict(money.fees_by_method) == {"prepay": 1000, "exit": 200}
+    # the extra ¥2 was paid by the exit lane's QR (the pay page again): nothing else booked
+    assert dict(money.fees_by_method) == {"prepay": 1200}
 
 
 def test_an_offline_exit_with_a_declined_payment_code_becomes_a_debt_shown_at_next_entry(
@@ -161,7 +164,7 @@ def test_an_offline_exit_with_a_declined_payment_code_becomes_a_debt_shown_at_ne
 ) -> None:
     drive(site, "in1", VISITOR)
     site.clock.advance(timedelta(minutes=90))
-    site.gateway.provider.declined["283456789012345678"] = "insufficient_funds"
+    site.wallet.declined["283456789012345678"] = "insufficient_funds"
     # The exit lane decided alone and journaled the code and the passage; it replays both.
     code = PaymentCode(**event_fields(site, "out1"), code="283456789012345678", plate=VISITOR,
                        fee_fen=700)
@@ -185,8 +188,10 @@ def test_an_offline_exit_with_a_declined_payment_code_becomes_a_debt_shown_at_ne
     assert json.loads(shown)["owed_fen"] == 700
     site.clock.advance(timedelta(minutes=10))  # inside the free time: only the old ¥7
     leaving = drive(site, "out1", VISITOR)
-    assert (leaving.reason, leaving.fee_fen) == ("paid_at_exit", 700)
-    assert office(site, lambda b: b.payments.debts_for(VISITOR)) == []
+    # Nothing is due for this stay, so the car goes; the old debt is shown, never booked as
+    # paid by the exit (money is booked only where it is taken): it stays on the plate.
+    assert (leaving.reason, leaving.fee_fen, leaving.settled) == ("free", 0, "decision")
+    assert [d.amount_fen for d in office(site, lambda b: b.payments.debts_for(VISITOR))] == [700]
 
 
 def test_an_accepted_payment_code_journaled_offline_pays_the_stay(site: SimulatedSite) -> None:

@@ -25,6 +25,7 @@ from broker.provision.generate import ProvisionResult
 from broker.runner import MosquittoBroker
 from firmware.lane.config import (
     CameraSettings,
+    CommandSettings,
     JournalSettings,
     KioskSettings,
     LaneConfig,
@@ -56,7 +57,7 @@ class KioskLane:
     """One lane node with a kiosk, its mock board and its screen."""
 
     def __init__(self, broker: MosquittoBroker, workdir: Path, lane: str, direction: str,
-                 clock: ManualClock) -> None:
+                 clock: ManualClock, command_key: bytes | None = None) -> None:
         self.kiosk, self.screen, self.factory = SimulatedKiosk(), RecordingDisplay(), MockFactory()
         # A generous deadline: the gateway answers in a millisecond or two, and the manual
         # clock does not move while the lane decides, so the deadline never runs out anyway.
@@ -65,11 +66,13 @@ class KioskLane:
             broker=settings_of(broker.address(f"lane-{lane}")),
             timing=LaneTiming(decide_deadline_ms=2000),
             kiosk=KioskSettings(site_key=SecretStr(KEY)),
+            commands=CommandSettings(
+                hmac_key=None if command_key is None else SecretStr(command_key.hex())),
             journal=JournalSettings(path=workdir / f"lane-{lane}.db"),
             camera=CameraSettings(type="simulated"))
         self.node = LaneNode(self.config, clock=clock, camera=SimulatedCamera(clock=clock),
                              reader=GroundTruthReader(), pin_factory=self.factory,
-                             display=self.screen, kiosk=self.kiosk, scanner=self.kiosk)
+                             display=self.screen, kiosk=self.kiosk)
         self.wiring = SimulatedLaneWiring(self.config, self.factory)
 
     @property
@@ -120,9 +123,11 @@ def gateway_site(broker: MosquittoBroker, tmp_path: Path, test_site: ProvisionRe
 
 @pytest.fixture
 def lanes(broker: MosquittoBroker, tmp_path: Path, gateway_site: SimulatedSite,
-          clock: ManualClock) -> Iterator[tuple[KioskLane, KioskLane]]:
+          clock: ManualClock, test_site: ProvisionResult,
+          ) -> Iterator[tuple[KioskLane, KioskLane]]:
     entry = KioskLane(broker, tmp_path, "in9", "entry", clock)
-    exit_ = KioskLane(broker, tmp_path, "out2", "exit", clock)
+    exit_ = KioskLane(broker, tmp_path, "out2", "exit", clock,  # obeys the gateway's open
+                      command_key=test_site.device("gateway").lane_keys["out2"])
     entry.node.start()
     exit_.node.start()
     try:
@@ -187,7 +192,8 @@ def test_a_car_without_a_plate_enters_by_phone_and_leaves_paying_the_gateways_fe
     # 90 minutes later, while no lane is deciding.
     clock.advance(STAY)
 
-    # Exit: unread → refused; the phone, then its last four digits → the gateway's fee.
+    # Exit: unread → refused; the phone, then its last four digits → the gateway's fee, and
+    # the car waits to pay it: a 付款码 at the lane's scanner, charged, then the open.
     exit_.arrive_unread()
     exit_.kiosk.type_phone(PHONE)
     eventually(lambda: exit_.screen.current == LastFourDigits().challenge(PHONE, identity),
@@ -202,10 +208,12 @@ def test_a_car_without_a_plate_enters_by_phone_and_leaves_paying_the_gateways_fe
     expected = SitePricing.from_file(EXAMPLE_TARIFF).quote(
         plate=identity.text, entry=SITE_START, exit=SITE_START + STAY).total_fen
     assert expected == 700  # 1.5 h by day on the mall tariff
-    assert (verdict.action, verdict.decided_by, verdict.fee_fen, verdict.session_id) == (
-        "open", "gateway", 700, entry_session)
-    assert ("尾号5678 应付¥7.00", "尾号5678 please pay ¥7.00") in exit_.screen.shown
+    assert (verdict.action, verdict.reason, verdict.decided_by, verdict.fee_fen,
+            verdict.session_id) == ("refuse", "payment_due", "gateway", 700, entry_session)
+    assert ("尾号5678 停1小时30分 应付¥7.00", "Stay 1h 30m: pay ¥7.00 - show pay code") \
+        in exit_.screen.shown  # no public_url: no QR, the 付款码
     assert not any("#P" in zh + en for zh, en in entry.screen.shown + exit_.screen.shown)
+    exit_.kiosk.scan("134567890123456789")
     exit_.pass_through()
     eventually(lambda: sessions(gateway_site)[0]["state"] == "closed", what="session closed")
     service.wait_idle()
@@ -216,4 +224,8 @@ def test_a_car_without_a_plate_enters_by_phone_and_leaves_paying_the_gateways_fe
     eventually(lambda: len(of_type(events, "passed", "out2")) == 1, what="exit passed event")
     passed = of_type(events, "passed", "out2")[0]
     assert passed["identity"] == identity.text and passed["fee_fen"] == 700
+    assert passed["settled"] == "payment_code"
+    [payment] = service.call(lambda: gateway_site.gateway.billing.payments.payments_for(
+        entry_session))
+    assert (payment.method, payment.state, payment.amount_fen) == ("payment_code", "paid", 700)
     assert gateway_site.gateway.store.count("dead_letters") == 0

@@ -77,14 +77,15 @@ def test_each_lane_is_told_of_every_entry_and_exit_in_order(
         drive(site, "in1", "粤B12345")
         site.clock.advance(timedelta(hours=1))
         drive(site, "out1", "粤B12345")
-        eventually(lambda: len(deltas.payloads()) >= 2, what="two replica deltas")
+        eventually(lambda: len(deltas.payloads()) >= 3, what="three replica deltas")
     finally:
         deltas.close()
     received = [decode(topics.lane_replica(TEST_SITE, "out1", "delta"), p)
                 for p in deltas.payloads()]
     kinds = [d.kind for d in received if isinstance(d, ReplicaDelta)]
     versions = [d.version for d in received if isinstance(d, ReplicaDelta)]
-    assert kinds[:2] == ["session_opened", "session_closed"]
+    # in, paid at the exit by its QR (the lanes learn the stay is paid), out
+    assert kinds[:3] == ["session_opened", "paid", "session_closed"]
     assert versions == sorted(versions) and len(set(versions)) == len(versions)
 
 

@@ -56,7 +56,8 @@ def test_a_fee_dispute_on_a_real_exit_carries_the_quote_the_reads_and_the_match(
     assert evidence["exit_decision"]["match"]["score"] > 0
     assert [r["plate"] for r in evidence["entry_reads"]][:1] == [VISITOR]
     assert [r["plate"] for r in evidence["exit_reads"]][:1] == ["粤B1234S"]
-    assert [(p["method"], p["amount_fen"]) for p in evidence["payments"]] == [("exit", 1100)]
+    # paid by the exit lane's QR (the pay page, then the provider's callback)
+    assert [(p["method"], p["amount_fen"]) for p in evidence["payments"]] == [("prepay", 1100)]
     assert evidence["snapshots"] == [] and evidence["session"]["plate"] == VISITOR
     assert opened.contact_phone_masked == "138****5678" and opened.state == "open"
 

@@ -182,7 +182,8 @@ def test_an_exit_read_waits_for_the_queued_entry_of_its_car_instead_of_refusing_
     release.set()
 
     assert app.service.wait_idle()
-    assert [(r.action, r.reason != "no_entry_record") for r in replies] == [("open", True)]
+    # found inside: the hour is owed, so the car waits to pay (not "no entry record")
+    assert [(r.action, r.reason) for r in replies] == [("refuse", "payment_due")]
 
 
 def test_a_jump_in_seq_is_recorded_as_an_open_gap_with_a_warning(

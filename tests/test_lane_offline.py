@@ -20,7 +20,7 @@ from firmware.lane.controller import Verdict
 from firmware.lane.devices.display import RecordingDisplay
 from gateway.money.pricing import EXAMPLE_TARIFF, SitePricing
 from parkguard.clock import ManualClock
-from parkguard.core.tariffs import parse_tariff_document, quote
+from parkguard.core.tariffs import format_yuan, parse_tariff_document, quote
 from tests.conftest import SITE_START, TEST_SITE
 from tests.lane_harness import MemoryLane
 from wire.contract import topics
@@ -189,9 +189,14 @@ def test_an_exit_lane_alone_prices_the_stay_as_the_gateway_would(
         billing = SitePricing.from_file(EXAMPLE_TARIFF).quote(plate=VISITOR, entry=entered,
                                                               exit=left_at).total_fen
         assert core == billing > 0
+        # A fee due: the barrier stays down (offline only a 付款码 can take the money).
         assert (visitor.action, visitor.reason, visitor.fee_fen, visitor.session_id) == (
-            "open", "offline_paid_at_exit", core, "s-visitor")
-        assert "请缴费" in screen(out1).shown[-1][0]
+            "refuse", "offline_payment_due", core, "s-visitor")
+        assert screen(out1).shown[-2:] == [(
+            f"{VISITOR} 停3小时11分 应付{format_yuan(core)}",
+            f"Stay 3h 11m: pay {format_yuan(core)} - show pay code"),
+            ("欢迎光临", "Welcome")]  # it backed out: its fee leaves the screen with it
+        assert screen(out1).qrs[-2] is None  # no pay page to link to offline
 
         pass_car = offline(out1, gateway, PASS_CAR)
         assert (pass_car.reason, pass_car.fee_fen) == ("offline_pass", 0)
@@ -204,8 +209,8 @@ def test_an_exit_lane_alone_prices_the_stay_as_the_gateway_would(
         assert screen(out1).current == ("无入场记录 请按帮助键", "No entry record: press Help")
 
         passed = out1.events("passed")
-        assert [(p["plate"], p["fee_fen"]) for p in passed] == [
-            (VISITOR, core), (PASS_CAR, 0), (PREPAID, 0)]
+        assert [(p["plate"], p["fee_fen"], p["settled"]) for p in passed] == [
+            (PASS_CAR, 0, "decision"), (PREPAID, 0, "decision")]  # the visitor backed out
         assert {d["decided_by"] for d in out1.events("decision")} == {"lane"}
 
 
@@ -235,4 +240,4 @@ def test_deltas_apply_in_order_a_gap_waits_for_a_snapshot_and_the_replica_surviv
     with lane(memory, "out1", "exit", tmp_path) as again:
         assert again.node.replica.version == 6
         verdict = offline(again, gateway, "粤B12121")
-        assert (verdict.action, verdict.session_id) == ("open", "s-late")
+        assert (verdict.reason, verdict.session_id) == ("offline_payment_due", "s-late")

@@ -7,8 +7,10 @@ mock pins, real Mosquitto, real SQLite journals) on a manual clock:
 1. online: :data:`INSIDE` cars drive in; the gateway answers and publishes its replica (the
    retained snapshot at start, a ``session_opened`` delta per car) to every lane;
 2. the broker is stopped (SIGTERM; persistence on). :data:`INSIDE` cars leave by the exit
-   lanes, priced from the exit lanes' replicas, and :data:`NEWCOMERS` new cars come in by the
-   entry lanes: 200 passages, every decision ``decided_by: "lane"``, ``offline_...``;
+   lanes, priced from the exit lanes' replicas (each shows a 付款码 to the lane's scanner:
+   journaled, the barrier opens at once, the gateway charges it later), and
+   :data:`NEWCOMERS` new cars come in by the entry lanes: 200 passages, every decision
+   ``decided_by: "lane"``, ``offline_...``;
 3. the broker comes back: the lanes' outboxes replay their journals, the gateway ingests;
 4. online again: the newcomers leave, the gateway answering (its deltas have told the exit
    lanes about them).
@@ -21,6 +23,7 @@ every session is closed.
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 import sqlite3
@@ -51,11 +54,13 @@ SEED = 20260507
 ENTRIES = ("in1", "in2")
 EXITS = ("out1", "out2")
 BETWEEN_CARS = timedelta(seconds=40)
+CODES = itertools.count(1)
 
 
 def drive_offline(site: SimulatedSite, lane_id: str, plate: str) -> tuple[str, str, int]:
     """One car at a lane that cannot reach the gateway: arrive, let the lane's deadline pass
-    on the manual clock, take its own verdict, pass. Returns (action, reason, fee)."""
+    on the manual clock, take its own verdict, pay a fee due with a 付款码 at the lane's
+    scanner, pass. Returns ("open" if it went through, reason, fee)."""
     lane: SimulatedLane = site.lanes[lane_id]
     controller, pins = lane.node.controller, lane.wiring
     before = controller.verdicts
@@ -67,15 +72,17 @@ def drive_offline(site: SimulatedSite, lane_id: str, plate: str) -> tuple[str, s
     eventually(lambda: controller.verdicts > before, what=f"{lane_id}: a verdict for {plate}")
     verdict = controller.last_verdict
     assert verdict is not None and verdict.decided_by == "lane", verdict
-    if verdict.action == "open":
+    if verdict.payment_due:  # offline only a 付款码 takes the money: out at once
+        lane.scanner.scan(f"13{next(CODES):016d}")  # a WeChat Pay 付款码's shape, each new
+    if verdict.action == "open" or verdict.payment_due:
         eventually(lambda: bool(pins.relay.state), what=f"{lane_id} barrier up")
         pins.safety.drive_high()
         pins.arming.drive_low()
         pins.safety.drive_low()
         eventually(lambda: controller.barrier_position == "closed" and not pins.relay.state,
                    what=f"{lane_id} barrier down")
-    else:
-        pins.arming.drive_low()
+        return "open", verdict.reason, verdict.fee_fen
+    pins.arming.drive_low()
     return verdict.action, verdict.reason, verdict.fee_fen
 
 

@@ -65,6 +65,9 @@ CASES = {
     "guard opens for a refused car": (
         (E.VEHICLE_ARRIVED, E.READ_STARTED, E.PLATE_READ, E.DECIDED_REFUSE, E.MANUAL_OPEN),
         S.OPEN, [A.NONE] * 4 + [A.RAISE]),
+    "fee due, a 付款码 taken offline": (
+        (E.VEHICLE_ARRIVED, E.READ_STARTED, E.PLATE_READ, E.DECIDED_REFUSE, E.HELP_PRESSED,
+         E.PAID_OFFLINE), S.OPEN, [A.NONE] * 5 + [A.RAISE]),
     "car under a closing boom": ((*HAPPY, E.VEHICLE_ENTERED, E.VEHICLE_PASSED,
                                   E.SAFETY_OCCUPIED, E.VEHICLE_PASSED),
                                  S.CLOSING, [A.NONE] * 3 + [A.RAISE, A.NONE, A.LOWER,

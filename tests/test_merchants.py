@@ -19,6 +19,7 @@ from gateway.money.merchants import (
     ClaimRefusedError,
     CouponGrant,
     CouponRefusedError,
+    DailyCapError,
     InsufficientFundsError,
     IssuedCoupon,
     MerchantAccounts,
@@ -26,7 +27,7 @@ from gateway.money.merchants import (
 )
 from gateway.records.audit import AuditLog, verify
 from gateway.storage.database import open_database
-from parkguard.clock import ManualClock
+from parkguard.clock import ManualClock, utc_iso
 from parkguard.core.ledger import trial_balance
 from parkguard.core.tariffs.quote import Coupon
 
@@ -204,6 +205,10 @@ def test_unknown_merchants_and_coupons_are_named(site: Site) -> None:
     lambda: CouponGrant.free_minutes(0, cap_fen=100),
     lambda: CouponGrant.full_free(cap_fen=0),
     lambda: CouponGrant.amount_off(-1),
+    lambda: CouponGrant("rule", cap_fen=6_000),
+    lambda: CouponGrant.for_rule("x" * 33, cap_fen=6_000),
+    lambda: CouponGrant("rule", minutes=120, cap_fen=6_000, rule="spend_88"),
+    lambda: CouponGrant("free_minutes", minutes=120, cap_fen=6_000, rule="spend_88"),
 ])
 def test_nonsense_coupon_grants_are_refused(bad: object) -> None:
     with pytest.raises(ValueError, match="coupon"):
@@ -388,3 +393,96 @@ def test_the_same_file_read_through_a_second_connection_sees_committed_money(
         assert total == 700
     finally:
         reader.close()
+
+
+# --- rule coupons, claims per visit, daily caps ----------------------------------------------
+
+
+def test_a_rule_coupon_is_stored_and_offered_as_the_tariffs_rule(site: Site) -> None:
+    _prepaid(site, 10_000)
+    coupon = site.issue(CouponGrant.for_rule("spend_88", cap_fen=6_000))
+    [offered] = site.desk.coupons_for(PLATE)
+    assert offered.grant == CouponGrant("rule", cap_fen=6_000, rule="spend_88")
+    assert offered.as_tariff_coupon() == Coupon("rule", rule="spend_88")
+    assert offered.as_tariff_coupon().ref == coupon.coupon_id
+    assert site.desk.balance("M001").held_fen == 6_000  # the cap is held like any coupon
+    assert site.desk.redeem(coupon.coupon_id, session_id="s-1", plate=PLATE,
+                            applied_fen=1_300).charged_fen == 1_300
+    [row] = site.db.query("SELECT rule, state FROM merchant_coupons")
+    assert row == {"rule": "spend_88", "state": "redeemed"}
+
+
+def _open_session(site: Site, plate: str, hours_ago: float = 1) -> None:
+    site.db.table("sessions").insert({
+        "session_id": f"s-{plate}", "plate": plate, "state": "open", "entry_lane": "in1",
+        "entry_at": utc_iso(site.clock.now() - timedelta(hours=hours_ago)), "fee_fen": 0})
+
+
+def test_one_claim_per_plate_per_visit_from_each_merchant(site: Site) -> None:
+    _prepaid(site, 100_000)
+    site.desk.open_account("M009", name="书店", actor="manager:01", reason="tenant")
+    site.desk.top_up("M009", 10_000, actor="cashier:03", reason="deposit")
+    grant = CouponGrant.for_rule("spend_88", cap_fen=6_000)
+    codes = site.desk.create_claim_batch("M001", grant, count=4, expires_at=site.later(48),
+                                         actor="M001", reason="counter").codes
+    other = site.desk.create_claim_batch("M009", grant, count=1, expires_at=site.later(48),
+                                         actor="M009", reason="counter").codes
+    _open_session(site, PLATE)
+    first = site.desk.claim(codes[0], plate=PLATE)
+    with pytest.raises(ClaimRefusedError) as twice:
+        site.desk.claim(codes[1], plate="沪a·12345")
+    assert twice.value.reason == "claimed_this_visit"
+    site.desk.claim(other[0], plate=PLATE)  # another shop's coupon is its own
+    site.desk.revoke(first.coupon_id, actor="M001", reason="purchase refunded")
+    with pytest.raises(ClaimRefusedError):  # still this visit: given since the car came in
+        site.desk.claim(codes[1], plate=PLATE)
+    site.db.execute("UPDATE sessions SET state = 'closed'")  # the car left: a new visit
+    site.clock.advance(timedelta(minutes=1))
+    assert site.desk.claim(codes[1], plate=PLATE).plate == PLATE
+    with pytest.raises(ClaimRefusedError) as live:  # not inside, but a live coupon of M001
+        site.desk.claim(codes[2], plate=PLATE)
+    assert live.value.reason == "claimed_this_visit"
+    with pytest.raises(ClaimRefusedError) as typed:
+        site.desk.claim(codes[2], plate="沪A1234")
+    assert typed.value.reason == "bad_plate"
+    assert site.db.table("claim_codes").count_where("claimed_at IS NOT NULL") == 3
+
+
+def test_the_daily_cap_counts_the_till_and_claims_in_the_site_local_day(site: Site) -> None:
+    site.desk.open_account("M001", name="星巴克", actor="manager:01", reason="tenant",
+                           daily_cap=2)
+    site.desk.top_up("M001", 100_000, actor="cashier:03", reason="deposit")
+    assert site.desk.issued_today("M001") == (0, 2)
+    site.issue(CouponGrant.amount_off(100))
+    [code] = site.desk.create_claim_batch("M001", CouponGrant.amount_off(100), count=1,
+                                          expires_at=site.later(48), actor="M001",
+                                          reason="counter").codes
+    site.desk.claim(code, plate=OTHER)
+    with pytest.raises(DailyCapError):
+        site.issue(CouponGrant.amount_off(100), plate="沪C11111")
+    site.desk.set_daily_cap("M001", None, actor="manager:01", reason="holiday promotion")
+    site.issue(CouponGrant.amount_off(100), plate="沪C11111")
+    site.desk.set_daily_cap("M001", 3, actor="manager:01", reason="back to normal")
+    with pytest.raises(DailyCapError):
+        site.issue(CouponGrant.amount_off(100), plate="沪C22222")
+    site.clock.set(datetime(2026, 5, 10, 16, 0, tzinfo=UTC))  # midnight in Shanghai
+    assert site.desk.issued_today("M001") == (0, 3)
+    site.issue(CouponGrant.amount_off(100), plate="沪C22222")
+    with pytest.raises(ValueError, match="daily_cap"):
+        site.desk.set_daily_cap("M001", 0, actor="manager:01", reason="nonsense")
+    terms = [e for e in site.audit.entries() if e.action == "merchant.terms"]
+    assert [(e.before, e.after) for e in terms] == [
+        ({"daily_cap": 2}, {"daily_cap": None}), ({"daily_cap": None}, {"daily_cap": 3})]
+
+
+def test_the_desk_remembers_which_plates_changed_for_the_lanes(site: Site) -> None:
+    _prepaid(site, 10_000)
+    coupon = site.issue(CouponGrant.amount_off(100), plate="沪a·12345")
+    assert site.desk.drain_touched() == {PLATE} and site.desk.drain_touched() == set()
+    site.desk.revoke(coupon.coupon_id, actor="M001", reason="mistake")
+    assert site.desk.drain_touched() == {PLATE}
+    used = site.issue(CouponGrant.amount_off(100), plate=OTHER)
+    site.desk.drain_touched()
+    site.desk.redeem(used.coupon_id, session_id="s-1", plate=OTHER, applied_fen=100)
+    assert site.desk.drain_touched() == {OTHER}
+    assert [c.coupon_id for c in site.desk.live_coupons()] == []

@@ -40,6 +40,11 @@ ALIPAY = "281234567890123456"
 SECRET = b"sim-secret-for-tests"
 
 
+def signed(signature: str) -> dict[str, str]:
+    """Headers carrying a simulated notice's signature."""
+    return {"X-Signature": signature}
+
+
 class Site:
     """One gateway database with a payment desk, its audit log and a simulated provider."""
 
@@ -53,8 +58,8 @@ class Site:
 
     def prepay(self, session_id: str, fen: int, plate: str = PLATE) -> str:
         pending = self.desk.start_prepayment(session_id, plate, fen)
-        body, signature = self.provider.pay(pending.provider_ref)
-        return self.desk.handle_callback(body, signature).payment_id
+        body, headers = self.provider.pay(pending.provider_ref)
+        return self.desk.handle_callback(body, headers).payment_id
 
     def minutes(self, n: float) -> None:
         self.clock.advance(timedelta(minutes=n))
@@ -87,8 +92,8 @@ def test_prepay_then_leave_within_grace_owes_nothing(site: Site) -> None:
     pending = site.desk.start_prepayment("s1", "沪a·12345", 1_000)
     assert pending.pay_url.endswith(pending.provider_ref) and pending.plate == PLATE
     assert site.desk.due("s1", fee_now_fen=1_000).due_fen == 1_000  # not paid yet
-    body, signature = site.provider.pay(pending.provider_ref)
-    payment = site.desk.handle_callback(body, signature)
+    body, headers = site.provider.pay(pending.provider_ref)
+    payment = site.desk.handle_callback(body, headers)
     assert (payment.state, payment.method, payment.amount_fen) == ("paid", "prepay", 1_000)
     site.minutes(15)  # the meter moved on, but the window is inclusive
     due = site.desk.due("s1", fee_now_fen=1_200)
@@ -109,9 +114,9 @@ def test_overstaying_the_grace_charges_only_the_extra(site: Site) -> None:
 
 def test_the_same_callback_twice_records_one_payment(site: Site) -> None:
     pending = site.desk.start_prepayment("s1", PLATE, 800)
-    body, signature = site.provider.pay(pending.provider_ref)
-    first = site.desk.handle_callback(body, signature)
-    again = site.desk.handle_callback(body, signature)
+    body, headers = site.provider.pay(pending.provider_ref)
+    first = site.desk.handle_callback(body, headers)
+    again = site.desk.handle_callback(body, headers)
     assert first == again
     assert site.desk.money_for("s1").paid_fen == 800
     assert site.db.execute("SELECT count(*) FROM ledger_entries WHERE kind = 'payment'"
@@ -120,16 +125,18 @@ def test_the_same_callback_twice_records_one_payment(site: Site) -> None:
 
 def test_a_forged_or_altered_callback_is_refused_and_nothing_recorded(site: Site) -> None:
     pending = site.desk.start_prepayment("s1", PLATE, 800)
-    body, signature = site.provider.pay(pending.provider_ref)
+    body, headers = site.provider.pay(pending.provider_ref)
     cheaper = body.replace(b'"amount_fen":800', b'"amount_fen":1')
     with pytest.raises(BadSignatureError):
-        site.desk.handle_callback(cheaper, signature)
+        site.desk.handle_callback(cheaper, headers)
     forger = SimulatedProvider(b"not-the-secret", site.clock)
     with pytest.raises(BadSignatureError):
-        site.desk.handle_callback(body, forger.sign(body))
-    for junk in ("", "签名", signature[:-1]):
+        site.desk.handle_callback(body, signed(forger.sign(body)))
+    for junk in ("", "签名", headers["X-Signature"][:-1]):
         with pytest.raises(BadSignatureError):
-            site.desk.handle_callback(body, junk)
+            site.desk.handle_callback(body, signed(junk))
+    with pytest.raises(BadSignatureError):
+        site.desk.handle_callback(body, {})
     assert site.desk.payment(pending.payment_id).state == "pending"
     assert site.desk.money_for("s1").paid_fen == 0
     assert list(site.desk.entries()) == []
@@ -141,11 +148,11 @@ def test_a_signed_callback_for_an_unknown_order_or_wrong_amount_is_refused(
     stranger = json.dumps({"order_id": "nope", "provider_ref": pending.provider_ref,
                            "amount_fen": 800, "paid_at": "2026-05-10T02:00:00.000Z"}).encode()
     with pytest.raises(UnknownOrderError, match="nope"):
-        site.desk.handle_callback(stranger, site.provider.sign(stranger))
+        site.desk.handle_callback(stranger, signed(site.provider.sign(stranger)))
     wrong = json.dumps({"order_id": pending.payment_id, "provider_ref": pending.provider_ref,
                         "amount_fen": 80, "paid_at": "2026-05-10T02:00:00.000Z"}).encode()
     with pytest.raises(AmountMismatchError, match="800 fen"):
-        site.desk.handle_callback(wrong, site.provider.sign(wrong))
+        site.desk.handle_callback(wrong, signed(site.provider.sign(wrong)))
     assert site.desk.payment(pending.payment_id).state == "pending"
     assert list(site.desk.entries()) == []
 
@@ -154,7 +161,7 @@ def test_a_provider_clock_running_fast_cannot_lengthen_the_grace(site: Site) -> 
     pending = site.desk.start_prepayment("s1", PLATE, 500)
     future = json.dumps({"order_id": pending.payment_id, "provider_ref": pending.provider_ref,
                          "amount_fen": 500, "paid_at": "2026-05-10T05:00:00+00:00"}).encode()
-    payment = site.desk.handle_callback(future, site.provider.sign(future))
+    payment = site.desk.handle_callback(future, signed(site.provider.sign(future)))
     assert payment.paid_at == "2026-05-10T02:00:00.000Z"
 
 

@@ -70,8 +70,8 @@ def an_eventful_day(site: SimulatedSite) -> None:
     site.clock.advance(timedelta(minutes=50))
     pending = site.gateway.service.prepay("粤B54321")
     assert pending is not None
-    body, signature = site.gateway.provider.pay(pending.provider_ref)
-    paid = site.gateway.service.payment_callback(body, signature)
+    body, headers = site.wallet.pay(pending.provider_ref)
+    paid = site.gateway.service.payment_callback(body, headers)
     site.clock.advance(timedelta(minutes=10))
     assert drive(site, "out1", "粤B54321").opened
     site.clock.advance(timedelta(minutes=30))
@@ -88,7 +88,7 @@ def an_eventful_day(site: SimulatedSite) -> None:
         **event_fields(site, "in1"), correlation_id=uuid.uuid4().hex, direction="entry",
         plate="粤B77777", action="open", reason="offline_entry", decided_by="lane",
         wait_ms=300.0))
-    site.gateway.provider.declined["283456789012345678"] = "insufficient_funds"
+    site.wallet.declined["283456789012345678"] = "insufficient_funds"
     site.replay_journal("out1", PaymentCode(**event_fields(site, "out1"),
                                             code="283456789012345678", plate="京A22222",
                                             fee_fen=700))
@@ -171,7 +171,7 @@ def test_a_simulated_day_reconciles_and_its_series_add_up(site: SimulatedSite) -
 
     assert (summary.cars_in, summary.cars_out, summary.still_inside) == (16, 16, 1)
     assert summary.takings_fen == takings == exit_fees == sum(h.fen for h in hours)
-    assert summary.revenue_by_method["exit"] == takings
+    assert summary.revenue_by_method["prepay"] == takings  # every exit paid by the QR
     assert len(occupancy) == 96 and occupancy[0].cars == 1
     assert occupancy[0].at.isoformat() == "2026-05-07T00:00:00+08:00"
     assert max(p.cars for p in occupancy) > 1 and occupancy[-1].cars == 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from pathlib import Path
 
 from click.testing import CliRunner
@@ -103,3 +104,44 @@ def test_check_names_file_and_field_of_an_invalid_tariff(tmp_path: Path) -> None
 def test_check_of_a_missing_file_is_a_usage_error(tmp_path: Path) -> None:
     done = CliRunner().invoke(tariff, ["check", str(tmp_path / "nope.toml")])
     assert done.exit_code == 2 and "cannot read tariff file" in done.output
+
+
+def test_quote_picks_the_vehicle_class_as_the_gateway_does() -> None:
+    """A new-energy plate is priced new_energy, as the gateway prices it (it was `small`
+    here before), and the class adjustment is a line of the printed bill."""
+    from gateway.money.pricing import SitePricing
+
+    done = CliRunner().invoke(tariff, [
+        "quote", "--tariff", str(MALL), "--plate", "沪AD12345", "--in", "2026-03-02T21:00",
+        "--out", "2026-03-02T23:00", "--json"])
+    assert done.exit_code == 0, done.output
+    receipt = json.loads(done.output)
+    gateway = SitePricing.from_file(MALL).quote(
+        plate="沪AD12345", entry=datetime.fromisoformat(receipt["entry"]),
+        exit=datetime.fromisoformat(receipt["exit"]))
+    assert receipt["vehicle_class"] == gateway.vehicle_class == "new_energy"
+    assert receipt["total_fen"] == gateway.total_fen == 750
+    assert [(line["kind"], line["fen"]) for line in receipt["bill_lines"]] == [
+        ("period", 500), ("period", 1000), ("class", -750)]
+    code, out = _quote("--in", "2026-03-02T21:00", "--out", "2026-03-02T23:00", "--class",
+                       "large")
+    assert code == 0 and "车型 class: large" in out and out.rstrip().endswith("¥30.00")
+
+
+def test_quote_lines_sum_to_the_printed_total() -> None:
+    code, out = _quote("--in", "2026-03-02T07:00", "--out", "2026-03-03T09:40",
+                       "--coupon", "amount_off:300")
+    assert code == 0, out
+    amounts = [line.rsplit(maxsplit=1)[-1] for line in out.splitlines()[2:-1]]
+    fen = sum(int(a.replace("¥", "").replace(".", "")) for a in amounts)
+    assert out.rstrip().endswith(f"应付 total: ¥{fen // 100}.{fen % 100:02d}")
+    assert "单日封顶 calendar-day cap" in out
+
+
+def test_quote_refuses_an_invalid_plate() -> None:
+    done = CliRunner().invoke(tariff, [
+        "quote", "--tariff", str(MALL), "--plate", "粤B1234", "--in", "2026-03-02T10:00",
+        "--out", "2026-03-02T12:00"])
+    assert done.exit_code == 2
+    assert "--plate" in done.output and "not a valid plate" in done.output
+    assert "5 serial characters" in done.output

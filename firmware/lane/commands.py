@@ -54,12 +54,12 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Final, Literal, Protocol, TypeAlias
+from typing import TYPE_CHECKING, Final, Literal, Protocol, TypeAlias, cast, get_args
 
 from firmware.lane.states import Event
 from parkguard.clock import Clock, utc_iso
 from parkguard.errors import ContractError
-from wire.contract.messages import LaneCommand
+from wire.contract.messages import LaneCommand, Settlement
 
 if TYPE_CHECKING:
     from firmware.lane.events import EventLog
@@ -70,7 +70,7 @@ log = logging.getLogger(__name__)
 
 RejectReason: TypeAlias = Literal[
     "bad_signature", "expired", "not_yet_valid", "replayed", "malformed", "wrong_lane",
-    "unrecorded",
+    "unrecorded", "wrong_session",
 ]
 
 DEFAULT_SKEW_S: Final = 5.0
@@ -80,6 +80,9 @@ DEFAULT_MAX_WINDOW_S: Final = 300.0
 DEFAULT_MAX_REMEMBERED: Final = 4096
 """Nonces kept at most; far more than a lane can legitimately get within one window."""
 DISPLAY_TEXT_MAX: Final = 64
+SETTLEMENTS: Final[tuple[str, ...]] = get_args(Settlement)
+"""What an ``open``'s ``args.settled`` may say (docs/payments.md)."""
+SESSION_ID_MAX: Final = 64
 
 
 class SpentNonces(Protocol):
@@ -280,6 +283,15 @@ def args_problem(command: LaneCommand) -> str | None:
     lane = command.args.get("lane")
     if lane is not None and not isinstance(lane, str):
         return f"{command.command}: args.lane must be a string"
+    if command.command == "open":
+        settled = command.args.get("settled")
+        if settled is not None and settled not in SETTLEMENTS:
+            return (f"open: args.settled must be one of {', '.join(SETTLEMENTS)}, "
+                    f"not {settled!r}")
+        session_id = command.args.get("session_id")
+        if session_id is not None and (not isinstance(session_id, str) or not session_id
+                                       or len(session_id) > SESSION_ID_MAX):
+            return f"open: args.session_id must be text of 1 to {SESSION_ID_MAX} characters"
     if command.command == "display":
         texts = {k: command.args.get(k) for k in ("zh", "en")}
         if all(v is None for v in texts.values()):
@@ -380,6 +392,13 @@ class CommandDesk:
                 "expired", f"{command.command}: expired while the lane was busy", command))
             self.inbox.report_rejections()
             return
+        problem = None if fire or command.command != "open" else self._gate.open_problem(
+            _text(command.args.get("session_id")))
+        if problem is not None:  # the money was for another car: this one keeps waiting
+            self.inbox.reject(CommandVerdict.reject(
+                "wrong_session", f"open from {command.issuer}: {problem}", command))
+            self.inbox.report_rejections()
+            return
         self.done += 1
         handler = self._handlers.get(command.command)
         if handler is not None:
@@ -390,10 +409,15 @@ class CommandDesk:
 
     def _open(self, command: LaneCommand, fire: bool) -> None:
         if not fire:  # during a fire the barrier is up already
-            self._gate.manual_open(command.nonce)
+            settled = _text(command.args.get("settled"))  # checked: a Settlement or None
+            self._gate.manual_open(command.nonce, settled=cast("Settlement | None", settled),
+                                   session_id=_text(command.args.get("session_id")))
 
     def _hold_open(self, command: LaneCommand, fire: bool) -> None:
-        self._gate.step(Event.HOLD_OPEN, "command_hold_open")  # held after a fire too
+        if fire:
+            self._gate.step(Event.HOLD_OPEN, "command_hold_open")  # held after the fire
+        else:
+            self._gate.hold_open()
 
     def _close(self, command: LaneCommand, fire: bool) -> None:
         if fire:
@@ -406,5 +430,9 @@ class CommandDesk:
     def _display(self, command: LaneCommand, fire: bool) -> None:
         self.display = DisplayText(zh=str(command.args.get("zh", "")),
                                    en=str(command.args.get("en", "")), issuer=command.issuer)
-        if not fire:
-            self._status.show(self.display.zh, self.display.en)
+        if not fire:  # a car waiting for its money keeps its QR (the text says "scan QR")
+            self._status.show(self.display.zh, self.display.en, self._gate.pay_qr())
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None

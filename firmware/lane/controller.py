@@ -303,4 +303,6 @@ class LaneController:
             self.waiter.wake()  # the worker reports it
 
     def _payment_code(self, code: str, gate: AtTheGate) -> None:
-        self.events.emit(PaymentCode, code=code[:128], plate=gate.plate, fee_fen=gate.fee_fen)
+        self.events.emit(PaymentCode, code=code[:128], plate=gate.plate, fee_fen=gate.fee_fen,
+                         identity=gate.identity.text if gate.identity is not None else None,
+                         session_id=gate.verdict.session_id if gate.verdict else None)

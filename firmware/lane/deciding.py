@@ -71,7 +71,8 @@ class Decider:
                            TEXTS["flood_entry"])
         verdict = self._ask_gateway(correlation_id, reading, identity)
         if self._fire_active():  # a fire broke out while we asked: out, free
-            return Verdict("open", "fire_open", 0, None, "lane", verdict.wait_ms, TEXTS["fire"])
+            return Verdict("open", "fire_open", 0, None, "lane", verdict.wait_ms, TEXTS["fire"],
+                           settled="fire")
         return verdict
 
     def _ask_gateway(self, correlation_id: str, reading: PlateReading,
@@ -105,7 +106,7 @@ class Decider:
         shown = ((reply.display_zh, reply.display_en)
                  if reply.display_zh or reply.display_en else None)
         return Verdict(reply.action, reply.reason, reply.fee_fen, reply.session_id, "gateway",
-                       wait_ms, shown)
+                       wait_ms, shown, pay_url=reply.pay_url)
 
     def _decide_alone(self, correlation_id: str, reading: PlateReading,
                       wait_ms: float, identity: NoPlateId | None) -> Verdict:

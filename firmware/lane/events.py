@@ -14,7 +14,7 @@ from __future__ import annotations
 import threading
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from firmware.lane.config import LaneConfig
 from firmware.lane.journal import Journal, JournalRow, Outbox
@@ -22,12 +22,19 @@ from parkguard.clock import Clock
 from parkguard.core.plates import NoPlateId
 from wire.bus import Bus
 from wire.contract import topics
-from wire.contract.messages import Decision, Fault
+from wire.contract.messages import Decision, Fault, Passed, Settlement
+
+PAYMENT_DUE: Final = frozenset({"payment_due", "offline_payment_due"})
+"""Refusal reasons that mean "an exit with a fee due": the car waits for its money."""
 
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
-    """What the lane will do for this vehicle, and who said so."""
+    """What the lane will do for this vehicle, and who said so.
+
+    ``pay_url``: with a fee due at an exit, the pay-page link the display shows as a QR.
+    ``settled``: how a car this verdict opens for is let go (``Passed.settled``): the
+    decision itself, a guard, a 付款码 taken offline, free-open, a fire."""
 
     action: str
     reason: str
@@ -36,6 +43,13 @@ class Verdict:
     decided_by: str
     wait_ms: float
     display: tuple[str, str] | None = None
+    pay_url: str | None = None
+    settled: Settlement = "decision"
+
+    @property
+    def payment_due(self) -> bool:
+        """A refusal because money is due: the car waits at the barrier until it is paid."""
+        return self.action == "refuse" and self.reason in PAYMENT_DUE
 
 
 def new_correlation_id() -> str:
@@ -58,6 +72,8 @@ class EventLog:
         """Events emitted since this run started (not counting earlier runs)."""
         self.verdicts = 0
         self.last_verdict: Verdict | None = None
+        self.last_passed: Passed | None = None
+        """The latest ``passed`` this run emitted (the simulated driver reads ``settled``)."""
 
     def emit(self, kind: Any, **fields: Any) -> None:
         """Journal the event (durable when this returns), then let the outbox publish it."""
@@ -68,6 +84,8 @@ class EventLog:
             self._journal.append(JournalRow(event.seq, event.event_id, event.type,
                                             self._topic, event.to_json()))
             self.emitted += 1
+            if isinstance(event, Passed):
+                self.last_passed = event
         self.outbox.wake()
 
     def fault(self, code: str, detail: str) -> None:

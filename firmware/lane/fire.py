@@ -25,7 +25,8 @@ from wire.contract.messages import Passed, VehicleDetected
 
 log = logging.getLogger(__name__)
 
-FIRE_VERDICT = Verdict("open", "fire_open", 0, None, "lane", 0.0, TEXTS["fire"])
+FIRE_VERDICT = Verdict("open", "fire_open", 0, None, "lane", 0.0, TEXTS["fire"],
+                       settled="fire")
 
 
 def run_fire_mode(*, gate: Gate, machine: GateMachine, hardware: LaneHardware, waiter: Waiter,
@@ -60,7 +61,8 @@ def run_fire_mode(*, gate: Gate, machine: GateMachine, hardware: LaneHardware, w
             departures += 1
             correlation_id, plate = passages.popleft() if passages else fire_decision(None)
             events.emit(Passed, direction=gate.config.direction, plate=plate,
-                        correlation_id=correlation_id, session_id=None, fee_fen=0)
+                        correlation_id=correlation_id, session_id=None, fee_fen=0,
+                        settled="fire" if gate.config.direction == "exit" else "decision")
     if waiter.stopping.is_set():
         return
     log.warning("lane %s: fire over, back to normal", gate.config.lane)

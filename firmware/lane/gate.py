@@ -7,18 +7,24 @@ the action it returns; an event the table has no row for is reported as a fault
 :func:`~firmware.lane.states.timeout_for`, on the lane's clock.
 
 A refused car waits at the barrier until it leaves, the driver uses the kiosk, a guard's
-command comes (the worker's loop carries it out) or a fire starts.
+command comes (the worker's loop carries it out) or a fire starts. An exit with a fee due
+(``payment_due``) is such a refusal: the display shows plate, stay, amount and the pay-page
+QR, and the car leaves on the gateway's ``open`` once its money is taken, or at once on a
+付款码 when the lane decided alone. Each ``passed`` says how the car was let go
+(``settled``, docs/payments.md); only what was due, never a payment, is in its ``fee_fen``.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import replace
+from typing import Final
 
 from firmware.lane.config import LaneConfig
 from firmware.lane.deciding import Decider
 from firmware.lane.devices.camera import Camera, PlateReader, PlateReading
-from firmware.lane.devices.display import TEXTS
+from firmware.lane.devices.display import TEXTS, fee_due, goodbye
 from firmware.lane.devices.hardware import LaneHardware
 from firmware.lane.events import EventLog, Verdict, new_correlation_id
 from firmware.lane.kiosk import AtTheGate, KioskDesk
@@ -33,6 +39,7 @@ from wire.contract.messages import (
     HelpPressed,
     Passed,
     PlateRead,
+    Settlement,
     Tailgate,
     VehicleDetected,
 )
@@ -41,6 +48,11 @@ log = logging.getLogger(__name__)
 
 UNREAD = PlateReading(None, 0.0, (), 0.0)
 WAITING = (State.REFUSED, State.WAITING_HELP)
+MONEY_TAKEN: Final[frozenset[Settlement]] = frozenset(
+    {"paid_online", "payment_code", "payment_code_offline", "cash", "waived"})
+"""Settlements where money was taken (or a guard waived it): nothing overrides them."""
+OPENED_BY: Final = {"manual_open": Event.MANUAL_OPEN, "paid_offline": Event.PAID_OFFLINE}
+"""What an opening's cause steps the machine with (anything else: ``decided_open``)."""
 
 
 class Gate:
@@ -137,10 +149,16 @@ class Gate:
         leave the car waiting (``refused``)."""
         correlation_id = new_correlation_id()
         verdict = self._decider.decide(correlation_id, reading, identity)
-        if verdict.display is not None:
-            self._status.show(*verdict.display)
+        if verdict.payment_due and self.machine.held_open:
+            verdict = self._free_open(verdict, reading.plate)  # held open: out, free
+        display = verdict.display
+        if display is None and verdict.payment_due:
+            display = fee_due(reading.plate, verdict.fee_fen)
+        if display is not None:
+            self._status.show(*display, verdict.pay_url if verdict.payment_due else None)
         self._kiosk.gate = AtTheGate(self._hw.arming_loop.arrivals, reading.plate,
-                                     verdict.fee_fen, identity)
+                                     verdict.fee_fen, identity, verdict=verdict,
+                                     correlation_id=correlation_id)
         self._events.decision(correlation_id, reading.plate, verdict, identity)
         if verdict.action != "open":
             # Refused: the driver has to back out, use the kiosk or call for help.
@@ -180,9 +198,36 @@ class Gate:
         frames += [self._camera.capture() for _ in range(settings.fuse_frames - 1)]
         return self._reader.read_many(frames)
 
+    @staticmethod
+    def _free_open(verdict: Verdict, plate: str | None) -> Verdict:
+        """A fee due at a lane held open (peak rule): the car goes out free, and says so."""
+        offline = "offline_" if verdict.decided_by == "lane" else ""
+        return replace(verdict, action="open", reason=f"{offline}free_open", pay_url=None,
+                       display=goodbye(plate, "免费放行", "Free exit"), settled="free_open")
+
+    def _paid_offline(self) -> bool:
+        car = self._kiosk.gate
+        return car is not None and car.paid_offline
+
+    def car_waiting(self) -> AtTheGate | None:
+        """The decided car still on the arming loop, if any (what a command is about)."""
+        car, arming = self._kiosk.gate, self._hw.arming_loop
+        if car is None or not arming.vehicle_present or car.arrival != arming.arrivals:
+            return None
+        return car
+
+    def pay_qr(self) -> str | None:
+        """The pay-page link of the car waiting for its money, if one waits (a ``display``
+        command keeps it on the screen)."""
+        car = self.car_waiting()
+        if car is None or car.verdict is None or self.machine.state not in WAITING:
+            return None
+        return car.verdict.pay_url if car.verdict.payment_due else None
+
     def wait_refused(self) -> None:
         """A refused car waits at the barrier: until it leaves, the kiosk gives an identity,
-        or a guard's command (usually an open for this car) or a fire arrives."""
+        a 付款码 pays its fee while the lane decides alone, or a guard's command (usually
+        an open for this car) or a fire arrives."""
         arming = self._hw.arming_loop
         limit_s = self.timeout_for(State.REFUSED)  # waiting_help: the same
         reported = False
@@ -191,7 +236,7 @@ class Gate:
                 lambda: not arming.vehicle_present or self._command_waiting()
                 # it left and the next one came before we looked:
                 or arming.arrivals > self.served_arrivals
-                or self._fire_active() or self._kiosk.has_input(),
+                or self._fire_active() or self._kiosk.has_input() or self._paid_offline(),
                 timeout_s=None if reported else limit_s,
             )
             if self._stopping:
@@ -203,6 +248,9 @@ class Gate:
                 continue
             if self._fire_active() or self._command_waiting():
                 return  # the worker's loop carries it out, then comes back here
+            if self._paid_offline():
+                self._let_go_paid_offline()
+                return
             item = self._kiosk.next_input()
             if item is not None:
                 identity = self._kiosk.identity_from(item)
@@ -211,9 +259,24 @@ class Gate:
                     self._decide_and_act(UNREAD, identity)
                     return  # decided again: opened, or refused and waited out
                 continue
+            # Backed out: a refusal, nothing else (no money, no debt). A QR for this car
+            # must not be left for the next one.
             self.step(Event.VEHICLE_LEFT)
+            if self._kiosk.gate is not None and self._kiosk.gate.payment_due:
+                self._status.show(*TEXTS["idle"])
             self._kiosk.gate = None
             return
+
+    def _let_go_paid_offline(self) -> None:
+        """A 付款码 taken for the waiting car while the lane decides alone: out at once;
+        the ``payment_code`` event is already journaled, the gateway charges it later."""
+        car = self._kiosk.gate
+        if car is None or car.verdict is None:
+            return
+        verdict = replace(car.verdict, action="open", pay_url=None,
+                          settled="payment_code_offline")
+        self._status.show(*goodbye(car.plate, "已收到付款码", "Pay code received"))
+        self._open_and_pass(car.correlation_id, car.plate, verdict, cause="paid_offline")
 
     def wait_fault(self) -> None:
         """After a barrier fault the boom stays up. A boom that missed its *up* switch (or a
@@ -233,10 +296,31 @@ class Gate:
 
     # a guard's orders ----------------------------------------------------------------------
 
-    def manual_open(self, correlation_id: str) -> None:
+    def open_problem(self, session_id: str | None) -> str | None:
+        """Why an ``open`` naming ``session_id`` must not lift the barrier: its car is not
+        the one waiting (money for one car never lets another go), or none waits (it backed
+        out; asked again when it comes back, it has paid). A plain open has none."""
+        if session_id is None:
+            return None
+        car = self.car_waiting()
+        if car is None:
+            return f"it is for session {session_id} and no decided car waits at the barrier"
+        waiting = car.verdict.session_id if car.verdict is not None else None
+        if waiting is None or waiting == session_id:
+            return None  # the lane knew no session for this car: the gateway found it
+        return f"it is for session {session_id}, the car at the barrier is {waiting}"
+
+    def manual_open(self, correlation_id: str, *, settled: Settlement | None = None,
+                    session_id: str | None = None) -> None:
         """Let one vehicle through on a guard's word: the normal open → passed → close path
-        (``correlation_id`` ties the decision and the passage to the audited order)."""
+        (``correlation_id`` ties the decision and the passage to the audited order).
+
+        ``settled``: why the car may go (the gateway took its money: ``paid_online``,
+        ``payment_code``, ``cash``, ``waived``); none is a guard's plain ``guard_open``.
+        The passage carries the waiting car's session and the fee it was asked for."""
         arming = self._hw.arming_loop
+        car = self.car_waiting()
+        due = car.verdict if car is not None and car.verdict is not None else None
         plate: str | None = None
         if arming.vehicle_present:
             last = self._last_read
@@ -246,7 +330,12 @@ class Gate:
                 plate = self.read_plate().plate
         # The car at the gate now is this opening's; only a new arrival starts a sequence.
         self.served_arrivals = arming.arrivals
-        verdict = Verdict("open", "manual_open", 0, None, "gateway", 0.0)
+        taken = car is not None and car.paid_offline  # a code journaled, the boom stuck
+        verdict = Verdict("open", "manual_open", due.fee_fen if due else 0,
+                          session_id or (due.session_id if due else None), "gateway", 0.0,
+                          settled=settled or ("payment_code_offline" if taken else "guard_open"))
+        if due is not None and due.payment_due:
+            self._status.show(*goodbye(plate))  # the QR goes with its car
         self._events.decision(correlation_id, plate, verdict)
         self._open_and_pass(correlation_id, plate, verdict, cause="manual_open")
         self.served_arrivals = arming.arrivals
@@ -265,7 +354,7 @@ class Gate:
         # A guard may open before the car has reached the loops: then "gone" only counts
         # once a car has come.
         car_seen = arming.vehicle_present or safety.vehicle_present
-        self.step(Event.MANUAL_OPEN if cause == "manual_open" else Event.DECIDED_OPEN, cause)
+        self.step(OPENED_BY.get(cause, Event.DECIDED_OPEN), cause)
         if self.machine.state is not State.OPEN:
             return  # the boom did not reach its up limit: fault reported, a person looks
 
@@ -296,6 +385,7 @@ class Gate:
             Passed, direction=self.config.direction, plate=plate, correlation_id=correlation_id,
             identity=identity.text if identity is not None else None,
             session_id=verdict.session_id, fee_fen=verdict.fee_fen,
+            settled=self._settled(verdict),
         )
         self._kiosk.gate = None
         if vehicles > 1:
@@ -303,6 +393,30 @@ class Gate:
             self.step(Event.TAILGATE, "vehicle_passed")
         else:
             self.step(Event.VEHICLE_PASSED, "vehicle_passed")
+
+    def _settled(self, verdict: Verdict) -> Settlement:
+        """How this car was let go. Entries are the decision's; at an exit money taken (or
+        waived) stands, else a fire makes it ``fire`` and a lane held open ``free_open``."""
+        if self.config.direction == "entry":
+            return "decision"
+        if verdict.settled in MONEY_TAKEN:
+            return verdict.settled
+        if verdict.settled == "fire" or self._fire_active():
+            return "fire"
+        return "free_open" if self.machine.held_open else verdict.settled
+
+    def hold_open(self) -> None:
+        """A guard's ``hold_open`` (a peak hour's free opening): the barrier stays up; a car
+        already waiting there for its money goes out free, reported like any other."""
+        car = self.car_waiting() if self.machine.state in WAITING else None
+        self.step(Event.HOLD_OPEN, "command_hold_open")
+        if car is None or car.verdict is None or not car.payment_due or self._stopping:
+            return
+        if self.machine.state is State.IDLE and self.machine.held_open:
+            verdict = self._free_open(car.verdict, car.plate)
+            if verdict.display is not None:
+                self._status.show(*verdict.display)
+            self._open_and_pass(car.correlation_id, car.plate, verdict, cause="manual_open")
 
     def _lower(self, cause: str) -> None:
         """The ``lower`` action (state ``closing``): let the boom down through the interlock,

@@ -14,8 +14,9 @@ How a driver without a readable plate gets through (docs/lane.md):
   (:class:`LastFourDigits`) or a one-time code sent to the phone (:class:`OneTimeCode`,
   through a :data:`CodeSender` the gateway provides), then decides with the identity; a
   scanned QR ticket needs no confirmation;
-- an **offline payment code** scanned at the lane is captured as a ``payment_code`` event
-  (journaled first, like every event) for the gateway to charge.
+- a **payment code** (付款码) scanned at an exit is captured as a ``payment_code`` event
+  (journaled first, like every event) for the gateway to charge; a car waiting with a fee
+  due leaves at once if the lane decided alone, else when the gateway's ``open`` comes.
 
 :class:`KioskDesk` is the lane's side of all this; :class:`AtTheGate` is the car an input
 refers to (the one the lane last decided on).
@@ -36,6 +37,7 @@ Must override: ``InputSource.when_input``; ``Confirmation.challenge`` and ``.che
 from __future__ import annotations
 
 import hmac
+import logging
 import secrets
 import threading
 from collections import deque
@@ -44,8 +46,11 @@ from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from firmware.lane.devices.display import TEXTS
+from firmware.lane.events import Verdict
 from parkguard.core.payments import payment_code_wallet
 from parkguard.core.plates import NoPlateId, PlateError
+
+log = logging.getLogger(__name__)
 
 InputKind = Literal["phone", "digits", "ticket", "payment_code"]
 
@@ -155,13 +160,23 @@ class OneTimeCode:
 
 @dataclass(slots=True)
 class AtTheGate:
-    """The car the lane last decided on: what a kiosk input or a payment code refers to."""
+    """The car the lane last decided on: what a kiosk input or a payment code refers to.
+
+    ``verdict`` and ``correlation_id`` are its decision's; ``paid_offline`` is set when a
+    付款码 was taken for it while the lane decided alone (the gate then lets it go)."""
 
     arrival: int
     plate: str | None
     fee_fen: int
     identity: NoPlateId | None = None
     confirming: tuple[NoPlateId, str] | None = None  # (identity, phone) awaiting its digits
+    verdict: Verdict | None = None
+    correlation_id: str = ""
+    paid_offline: bool = False
+
+    @property
+    def payment_due(self) -> bool:
+        return self.verdict is not None and self.verdict.payment_due
 
 
 class KioskDesk:
@@ -173,7 +188,7 @@ class KioskDesk:
     """
 
     def __init__(self, *, direction: str, site_key: str | None, confirmation: Confirmation,
-                 show: Callable[[str, str], None], vehicle_present: Callable[[], bool],
+                 show: Callable[..., None], vehicle_present: Callable[[], bool],
                  waiting: Callable[[], bool], wake: Callable[[], None],
                  payment_code: Callable[[str, AtTheGate], None]) -> None:
         self._direction = direction
@@ -203,9 +218,15 @@ class KioskDesk:
             return None
 
     def capture_payment_codes(self) -> None:
-        """Worker, each time it looks: an offline payment code becomes a ``payment_code``
-        event (with the plate and fee of the car at the gate) for the gateway to charge;
-        other inputs wait for the refused car's loop."""
+        """Worker, each time it looks: a payment code becomes a ``payment_code`` event (with
+        the plate and fee of the car at the gate, journaled first) for the gateway to charge;
+        other inputs wait for the refused car's loop.
+
+        For a car waiting with a fee due: if the gateway decided, it charges the code and
+        answers (an ``open`` once paid, or a ``display`` with the decline), so the car keeps
+        waiting; if the lane decided alone, the car may go at once (``paid_offline``) and
+        the gateway charges the code from the journal later. A code for a car already
+        being let go is not captured (it would be charged twice)."""
         kept: deque[KioskInput] = deque()
         while self._inputs:
             item = self._inputs.popleft()
@@ -219,9 +240,23 @@ class KioskDesk:
             if self._direction != "exit" or gate is None or not self._vehicle_present():
                 self._show(*TEXTS["kiosk_no_vehicle"])
                 continue
+            if gate.verdict is not None and gate.verdict.payment_due:
+                self._pay_due(item, gate, gate.verdict)
+                continue
             self._payment_code(item.text, gate)
             self._show(*TEXTS["payment_code"])
         self._inputs.extendleft(reversed(kept))
+
+    def _pay_due(self, item: KioskInput, gate: AtTheGate, verdict: Verdict) -> None:
+        if gate.paid_offline or not self._waiting():
+            log.info("payment code for a car already let go: not captured")
+            return
+        self._payment_code(item.text, gate)
+        if verdict.decided_by == "lane":
+            gate.paid_offline = True  # Gate.wait_refused opens for it now
+            self._show(*TEXTS["payment_code"])
+        else:
+            self._show(*TEXTS["payment_code_charging"], verdict.pay_url)
 
     def identity_from(self, item: KioskInput) -> NoPlateId | None:
         """A refused car's driver typed or scanned something: the identity to decide with

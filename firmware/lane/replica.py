@@ -25,8 +25,10 @@ the plate matcher (:func:`~parkguard.core.plates.match`) over the open sessions 
 :func:`~parkguard.core.tariffs.quote` over the replica's tariff file at the exit, with
 :func:`~parkguard.core.access.billable_span` for pass cars and
 :func:`~parkguard.core.payments.amount_due` for prepaid ones. Every reason starts with
-``offline_`` and the decision event says ``decided_by: "lane"``. Merchant coupons and older
-debts are not in the replica: the gateway settles them when the passage arrives.
+``offline_`` and the decision event says ``decided_by: "lane"``. The replica's merchant
+coupons (:mod:`firmware.lane.coupons`) are offered to the quote as the gateway offers them;
+the gateway charges their merchants, and settles older debts (not in the replica), when the
+passage arrives.
 """
 
 from __future__ import annotations
@@ -38,7 +40,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from firmware.lane.devices.display import TEXTS, fee_due, goodbye
+from firmware.lane.coupons import CouponBook
+from firmware.lane.devices.display import TEXTS, goodbye, payment_due
 from firmware.lane.journal import Journal
 from parkguard.core.access import (
     ListEntry,
@@ -48,11 +51,14 @@ from parkguard.core.access import (
     list_entry_from_json,
     pass_from_json,
 )
+from parkguard.core.bill_lines import started_minutes
 from parkguard.core.payments import amount_due
 from parkguard.core.plates import (
     MatchPolicy,
+    NoPlateId,
     PlateError,
     PlateIndex,
+    is_no_plate,
     match,
     matchable_read,
     stored_spelling,
@@ -61,7 +67,6 @@ from parkguard.core.tariffs import (
     TariffDocument,
     parse_tariff_document,
     quote,
-    vehicle_class_for,
 )
 from parkguard.errors import ContractError, ParkGuardError
 from wire.contract import topics
@@ -70,6 +75,7 @@ from wire.contract.messages import (
     CapacityState,
     ListsChanged,
     PassesChanged,
+    PlateCoupons,
     ReplicaChunk,
     ReplicaDelta,
     ReplicaPrepaid,
@@ -125,6 +131,7 @@ class LaneReplica:
         self._passes: list[Pass] = []
         self._lists: list[ListEntry] = []
         self._prepaid: dict[str, ReplicaPrepaid] = {}
+        self._coupons = CouponBook()
         self._tariff_sha: str | None = None
         self._tariff_source = ""
         self._document: TariffDocument | None = None
@@ -231,6 +238,7 @@ class LaneReplica:
             for session in snapshot.sessions:
                 self._open(session)
             self._prepaid = {p.session_id: p for p in snapshot.prepaid}
+            self._coupons = CouponBook(snapshot.coupons)
             self.epoch, self.version = snapshot.epoch, snapshot.version
             self.waiting_for_snapshot = False
         if persist and self._journal is not None:
@@ -269,6 +277,8 @@ class LaneReplica:
                 self._passes = _passes(data.passes)
             elif isinstance(data, ListsChanged):
                 self._lists = _lists(data.lists)
+            elif isinstance(data, PlateCoupons):
+                self._coupons.replace(data)
             self.version = delta.version
         if persist and self._journal is not None:
             self._journal.save_delta(delta.version, delta.model_dump_json())
@@ -378,18 +388,24 @@ class LaneReplica:
         due = amount_due(fee_now_fen=fee, paid_fen=paid,
                          last_paid_at=prepaid.grace_until if prepaid else None,
                          grace_minutes=0, now=now).due_fen
+        plate = _shown(session.plate)
         if due:
-            reason = "paid_at_exit"
-        elif session.access in ("pass", "whitelisted") and fee == 0:
+            # The barrier stays down until the money is taken: offline only a 付款码 can
+            # take it (no pay page to link to), journaled for the gateway to charge.
+            minutes = started_minutes(session.entry_at, now)
+            return OfflineVerdict("refuse", "offline_payment_due", fee_fen=due,
+                                  session_id=session.session_id,
+                                  display=payment_due(plate, minutes, due, qr=False),
+                                  evidence={**evidence, "fee_fen": fee, "paid_fen": paid})
+        reason: str
+        if session.access in ("pass", "whitelisted") and fee == 0:
             reason = session.access
         elif exemption:
             reason = "exempt"
         else:
             reason = "prepaid" if paid else "free"
-        plate = session.plate or None
-        display = fee_due(plate, due) if due else goodbye(plate)
-        return OfflineVerdict("open", f"offline_{reason}", fee_fen=due,
-                              session_id=session.session_id, display=display,
+        return OfflineVerdict("open", f"offline_{reason}", fee_fen=0,
+                              session_id=session.session_id, display=goodbye(plate),
                               evidence={**evidence, "fee_fen": fee, "paid_fen": paid})
 
     def _session_of(self, read: str) -> str | None:
@@ -408,7 +424,8 @@ class LaneReplica:
         return {p.pass_id for p in self._passes if counts.get(p.pass_id, 0) >= p.max_inside}
 
     def _fee(self, session: ReplicaSession, now: datetime) -> tuple[int, bool]:
-        """The stay's fee as ``gateway.money.billing.Billing`` prices it (without coupons)."""
+        """The stay's fee as ``gateway.money.billing.Billing`` prices it, with the plate's
+        live merchant coupons offered in the gateway's order (lock held)."""
         document = self._document
         if document is None or session.access == "whitelisted":
             return 0, False
@@ -424,15 +441,24 @@ class LaneReplica:
         # entry_at is another clock's (the entry lane's, via the gateway): a few seconds of
         # skew must read as no time parked, not as an exit before the entry (TariffError)
         span = (span[0], max(span[0], span[1]))
-        classes = set(document.tariffs[0].classes)
-        if vehicle_class is not None and vehicle_class not in classes:
-            vehicle_class = None
-        if vehicle_class is None:
-            vehicle_class = vehicle_class_for(session.plate, classes)
+        vehicle_class = document.vehicle_class(session.plate, span[0], named=vehicle_class)
         priced = quote(document.book, entry=span[0], exit=span[1], plate=session.plate,
-                       vehicle_class=vehicle_class, coupons=(), calendar=document.calendar,
+                       vehicle_class=vehicle_class,
+                       coupons=self._coupons.offered(session.plate, now),
+                       calendar=document.calendar,
                        timezone=document.zone)
         return priced.total_fen, priced.exemption is not None
+
+
+def _shown(plate: str) -> str | None:
+    """What the display may show for a session's plate: a no-plate identity only masked
+    (尾号5678), never its text."""
+    if not plate or not is_no_plate(plate):
+        return plate or None
+    try:
+        return NoPlateId.parse(plate).masked
+    except PlateError:
+        return "无牌车"
 
 
 def _passes(records: Iterable[Any]) -> list[Pass]:

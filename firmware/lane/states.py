@@ -69,6 +69,7 @@ class Event(StrEnum):
     KIOSK_IDENTITY = "kiosk_identity"        # a no-plate identity from the kiosk: ask again
     HELP_PRESSED = "help_pressed"            # the driver pressed the help button
     MANUAL_OPEN = "manual_open"              # a guard's signed open
+    PAID_OFFLINE = "paid_offline"            # a 付款码 taken at a lane deciding alone
     HOLD_OPEN = "hold_open"                  # a guard's signed hold_open
     CLOSE_COMMAND = "close_command"          # a guard's signed close
     UP_REACHED = "up_reached"                # up limit switch closed
@@ -117,11 +118,13 @@ _CORE: Final[list[tuple[State, Event, State, Action]]] = [
     (S.REFUSED, E.HELP_PRESSED, S.WAITING_HELP, A.NONE),
     (S.REFUSED, E.KIOSK_IDENTITY, S.DECIDING, A.NONE),
     (S.REFUSED, E.MANUAL_OPEN, S.OPEN, A.RAISE),
+    (S.REFUSED, E.PAID_OFFLINE, S.OPEN, A.RAISE),
     (S.REFUSED, E.HOLD_OPEN, S.IDLE, A.RAISE),
     (S.REFUSED, E.CLOSE_COMMAND, S.CLOSING, A.LOWER),
     (S.WAITING_HELP, E.VEHICLE_LEFT, S.IDLE, A.NONE),
     (S.WAITING_HELP, E.KIOSK_IDENTITY, S.DECIDING, A.NONE),
     (S.WAITING_HELP, E.MANUAL_OPEN, S.OPEN, A.RAISE),
+    (S.WAITING_HELP, E.PAID_OFFLINE, S.OPEN, A.RAISE),
     (S.WAITING_HELP, E.HOLD_OPEN, S.IDLE, A.RAISE),
     (S.WAITING_HELP, E.CLOSE_COMMAND, S.CLOSING, A.LOWER),
     (S.OPEN, E.UP_REACHED, S.OPEN, A.NONE),

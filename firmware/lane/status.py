@@ -36,6 +36,8 @@ class LaneStatus:
         self._lock = threading.Lock()
         self.barrier_position: BarrierPosition = "closed"
         self._published: tuple[LaneMode, BarrierPosition] | None = None
+        self.qr: str | None = None
+        """The QR link on the display now (an exit waiting for money), else None."""
 
     @property
     def mode(self) -> LaneMode:
@@ -77,8 +79,12 @@ class LaneStatus:
                 topics.lane_state(self._config.site, self._config.lane),
                 self.state(online=False), retain=True, timeout=5)
 
-    def show(self, zh: str, en: str) -> None:
+    def show(self, zh: str, en: str, qr: str | None = None) -> None:
+        """Put two lines (and the pay-page QR, if any) on the display; every call replaces
+        the QR, so a link never outlives its car. The retained ``LaneState`` has no field
+        for the display, so what is shown is not published."""
+        self.qr = qr
         try:
-            self.screen.show(zh, en)
+            self.screen.show(zh, en, qr)
         except Exception:  # a broken display must not stop the gate
             log.exception("lane %s: display failed", self._config.lane)

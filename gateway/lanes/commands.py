@@ -65,9 +65,20 @@ class LaneCommander:
         """The lanes this gateway holds keys for, i.e. can command."""
         return tuple(sorted(self._keys))
 
-    def open(self, lane: str, *, actor: str, reason: str) -> LaneCommand:
-        """Raise ``lane``'s barrier for one vehicle (it closes behind it as usual)."""
-        return self._order(lane, "open", actor=actor, reason=reason)
+    def open(self, lane: str, *, actor: str, reason: str,
+             args: Mapping[str, str] | None = None) -> LaneCommand:
+        """Raise ``lane``'s barrier for one vehicle (it closes behind it as usual).
+
+        ``args`` say why the car may go when its money was taken: ``{"session_id": ...,
+        "settled": "paid_online" | "payment_code" | "cash" | "waived"}`` (docs/payments.md);
+        without ``settled`` the lane reports the car as let go by a guard (``guard_open``).
+        """
+        return self._order(lane, "open", actor=actor, reason=reason, args=args)
+
+    def display(self, lane: str, zh: str, en: str, *, actor: str, reason: str) -> LaneCommand:
+        """Show two lines on ``lane``'s display (a declined 付款码 at a waiting car, say)."""
+        return self._order(lane, "display", actor=actor, reason=reason,
+                           args={"zh": zh[:64], "en": en[:64]})
 
     def hold_open(self, lane: str, *, actor: str, reason: str) -> LaneCommand:
         """Raise ``lane``'s barrier and keep it up until :meth:`close`."""
@@ -77,7 +88,8 @@ class LaneCommander:
         """End a hold-open; the lane still waits for its safety loop to be clear."""
         return self._order(lane, "close", actor=actor, reason=reason)
 
-    def _order(self, lane: str, name: CommandName, *, actor: str, reason: str) -> LaneCommand:
+    def _order(self, lane: str, name: CommandName, *, actor: str, reason: str,
+               args: Mapping[str, str] | None = None) -> LaneCommand:
         key = self._keys.get(lane)
         if key is None:
             known = ", ".join(self.lanes) or "none"
@@ -90,13 +102,15 @@ class LaneCommander:
             raise LaneCommandError(f"lane.{name} on lane {lane} refused: who is giving it?")
         now = self._clock.now()
         command = LaneCommand(
-            command=name, args={"lane": lane}, reason=reason[:256], issuer=actor[:64],
+            command=name, args={**(args or {}), "lane": lane}, reason=reason[:256],
+            issuer=actor[:64],
             nonce=secrets.token_hex(16), issued=now, expires=now + self._ttl,
         ).signed(key)
         self._audit.record(
             actor=actor, action=f"lane.{name}", subject=f"lane:{lane}", reason=reason,
             after={"command": name, "nonce": command.nonce, "issued": utc_iso(command.issued),
-                   "expires": utc_iso(command.expires)},
+                   "expires": utc_iso(command.expires),
+                   **({"args": dict(args)} if args else {})},
         )
         self._bus.publish(topics.lane_cmd(self.site, lane), command)
         log.info("gateway: %s ordered %s on lane %s (nonce %s)", actor, name, lane,

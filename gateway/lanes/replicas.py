@@ -5,7 +5,7 @@ A lane that loses the gateway still has to answer the car in front of it (DESIGN
 ``lane/{lane}/replica/...`` (only that lane may read them):
 
 - ``snapshot`` (QoS 1, not retained): the cars inside, the passes and lists, the tariff file
-  verbatim with its SHA-256, and the prepaid sessions —
+  verbatim with its SHA-256, the prepaid sessions and the live merchant coupons —
   :class:`~wire.contract.messages.ReplicaSnapshot`, cut into
   :class:`~wire.contract.messages.ReplicaChunk` messages that each fit the broker's
   ``max_packet_size`` (:mod:`wire.contract.chunks`): a whole snapshot of a big site is
@@ -25,7 +25,8 @@ state comes back online (chunks are not retained: the lane's journal keeps its l
 
 Deltas replace, never add up: ``session_opened``/``session_closed`` carry the session,
 ``paid`` the session's whole prepayment so far, ``pass_changed``/``list_changed`` the whole
-set of passes or lists. Applying one twice does no harm.
+set of passes or lists, ``coupons_changed`` one plate's whole set of live coupons. Applying
+one twice does no harm.
 
 The publisher is owned by the gateway's worker thread (it reads the worker's connection).
 Call it after the transaction that made the change has committed.
@@ -40,6 +41,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
+from gateway.money.merchants import IssuedCoupon, MerchantAccounts
 from gateway.money.passes import AccessDesk
 from gateway.money.payments import PaymentDesk
 from gateway.storage.store import GatewayStore
@@ -54,7 +56,9 @@ from wire.contract.messages import (
     DeltaKind,
     ListsChanged,
     PassesChanged,
+    PlateCoupons,
     ReplicaChunk,
+    ReplicaCoupon,
     ReplicaDelta,
     ReplicaListEntry,
     ReplicaPass,
@@ -104,7 +108,8 @@ class ReplicaPublisher:
     def __init__(self, bus: ReplicaBus, site: str, clock: Clock, *, lanes: Iterable[str],
                  store: GatewayStore, access: AccessDesk, payments: PaymentDesk,
                  tariff_file: Path, snapshot_every: int = DEFAULT_SNAPSHOT_EVERY,
-                 epoch: str | None = None, max_packet_size: int = MAX_PACKET_SIZE) -> None:
+                 epoch: str | None = None, max_packet_size: int = MAX_PACKET_SIZE,
+                 merchants: MerchantAccounts | None = None) -> None:
         if isinstance(snapshot_every, bool) or not isinstance(snapshot_every, int) \
                 or snapshot_every < 1:
             raise ValueError(f"snapshot_every must be a positive int, got {snapshot_every!r}")
@@ -115,6 +120,7 @@ class ReplicaPublisher:
         self._store = store
         self._access = access
         self._payments = payments
+        self._merchants = merchants
         self.snapshot_every = snapshot_every
         self.epoch = epoch or uuid.uuid4().hex[:16]
         try:
@@ -145,7 +151,8 @@ class ReplicaPublisher:
         return ReplicaSnapshot(
             site=self.site, epoch=self.epoch, version=self.version, taken_at=self._clock.now(),
             sessions=tuple(self._open_sessions()), passes=passes, lists=lists,
-            tariff=self.tariff, prepaid=tuple(self._prepaid()))
+            tariff=self.tariff, prepaid=tuple(self._prepaid()),
+            coupons=tuple(self._coupons()))
 
     def publish_snapshot(self, lanes: Iterable[str] | None = None) -> ReplicaSnapshot:
         """Publish a fresh snapshot in chunks to ``lanes``, default every lane: at start, on a
@@ -199,9 +206,11 @@ class ReplicaPublisher:
             pass_id=pass_id))
 
     def session_closed(self, session_id: str, exit_at: datetime) -> ReplicaDelta:
-        """A car has left (its session is closed)."""
-        return self._delta("session_closed", SessionClosed(session_id=session_id,
-                                                           exit_at=exit_at))
+        """A car has left (its session is closed); the coupons its exit used follow."""
+        delta = self._delta("session_closed", SessionClosed(session_id=session_id,
+                                                            exit_at=exit_at))
+        self.coupons_changed()
+        return delta
 
     def paid(self, session_id: str) -> ReplicaDelta:
         """A payment for ``session_id`` was recorded or refunded: its prepayment as it now
@@ -228,6 +237,18 @@ class ReplicaPublisher:
             self._lists = lists
             sent.append(self._delta("list_changed", ListsChanged(lists=lists)))
         return sent
+
+    def coupons_changed(self) -> list[ReplicaDelta]:
+        """Call after coupons were issued, claimed, revoked or used (the merchant desk
+        remembers which plates): one ``coupons_changed`` per plate, with its whole live set
+        read back from the records, so a repeat says the same."""
+        if self._merchants is None:
+            return []
+        merchants = self._merchants
+        return [self._delta("coupons_changed", PlateCoupons(
+                    plate=plate, coupons=tuple(_wire_coupon(c)
+                                               for c in merchants.coupons_for(plate))))
+                for plate in sorted(merchants.drain_touched())]
 
     # --- capacity --------------------------------------------------------------------------
 
@@ -266,6 +287,13 @@ class ReplicaPublisher:
                                  entry_at=row["entry_at"], access=row["access"] or "visitor",
                                  pass_id=row["pass_id"])
 
+    def _coupons(self) -> Iterable[ReplicaCoupon]:
+        """Every live merchant coupon: what an offline exit offers the quote."""
+        if self._merchants is None:
+            return
+        for coupon in self._merchants.live_coupons():
+            yield _wire_coupon(coupon)
+
     def _prepaid(self) -> Iterable[ReplicaPrepaid]:
         """Cars inside that paid in advance: the same sums as ``PaymentDesk.money_for``."""
         grace = timedelta(minutes=self._payments.grace_minutes)
@@ -279,3 +307,11 @@ class ReplicaPublisher:
             last = datetime.fromisoformat(row["last_paid"])
             yield ReplicaPrepaid(session_id=row["session_id"], paid_fen=int(row["paid"]),
                                  grace_until=last + grace)
+
+
+def _wire_coupon(coupon: IssuedCoupon) -> ReplicaCoupon:
+    grant = coupon.grant
+    return ReplicaCoupon(coupon_id=coupon.coupon_id, plate=coupon.plate, kind=grant.kind,
+                         rule=grant.rule or None, minutes=grant.minutes, fen=grant.fen,
+                         issued_at=datetime.fromisoformat(coupon.issued_at),
+                         expires_at=datetime.fromisoformat(coupon.expires_at))

@@ -30,6 +30,7 @@ from gateway.money.passes import AccessDesk
 from gateway.money.payments import PaymentDesk
 from gateway.money.pricing import SitePricing
 from parkguard.core.access import billable_span
+from parkguard.core.bill_lines import Itemised, itemise, started_minutes
 from parkguard.core.ledger import Fen
 from parkguard.core.plates import NoPlateId, PlateError, is_no_plate
 from parkguard.core.tariffs import Quote, format_yuan
@@ -56,6 +57,22 @@ class Bill:
     debts_fen: Fen
     """Earlier unpaid exits of this plate, collected with this one."""
     grace_until: datetime | None
+    stay_debt_fen: Fen = 0
+    """The part of this stay already booked as a debt (a declined payment code)."""
+    within_grace: bool = False
+    """Whether the car is inside the grace after paying (nothing due until it ends)."""
+    stay_minutes: int = 0
+    """How long the car has stayed, entry to the moment billed (started minutes)."""
+
+    def lines(self, *, suspended: bool = False) -> Itemised:
+        """The itemised bill every screen renders (:mod:`parkguard.core.bill_lines`): its
+        lines sum to this bill's totals. ``suspended``: a fire alarm suspends billing
+        (``AlarmMonitor.billing_suspended()``), so nothing is asked for."""
+        return itemise(self.quote, access=self.access,
+                       fee_fen=self.fee_fen if self.overridden else None,
+                       paid_fen=self.paid_fen, stay_debt_fen=self.stay_debt_fen,
+                       within_grace=self.within_grace, debts_fen=self.debts_fen,
+                       minutes=self.stay_minutes, suspended=suspended)
 
     @property
     def due_fen(self) -> Fen:
@@ -71,26 +88,36 @@ class Bill:
 
     @property
     def reason(self) -> str:
-        """The decision's reason code at the exit."""
-        if self.due_fen:
-            return "paid_at_exit"
+        """The decision's reason code at the exit: ``payment_due`` while this stay still owes
+        money (the barrier stays down until it is taken); older debts alone do not hold the
+        car, they stay on the plate and are shown."""
+        if self.stay_due_fen:
+            return "payment_due"
         if self.access in ("pass", "whitelisted") and self.fee_fen == 0:
             return self.access
         if self.quote is not None and self.quote.exemption and not self.overridden:
             return "exempt"
         return "prepaid" if self.paid_fen else "free"
 
-    def display(self) -> tuple[str, str]:
-        """The exit display's two lines (Chinese, English)."""
+    def display(self, *, qr: bool = True) -> tuple[str, str]:
+        """The exit display's two lines (Chinese, English; 64 characters at most): with money
+        due, plate, stay and amount, and how to pay (the lane's QR when ``qr``, else a
+        付款码); else why the car may go, and any older debt still on the plate."""
         shown = shown_on_display(self.plate)
-        if self.due_fen:
-            money = format_yuan(self.due_fen)
-            owed = f" 含欠费{format_yuan(self.debts_fen)}" if self.debts_fen else ""
-            return (f"{shown} 应付{money}{owed}"[:64], f"{shown} please pay {money}")
+        if self.stay_due_fen:
+            money = format_yuan(self.stay_due_fen)
+            zh_stay, en_stay = stay_text(self.stay_minutes)
+            how = "scan QR" if qr else "show pay code"
+            return (f"{shown} 停{zh_stay} 应付{money}"[:64],
+                    f"Stay {en_stay}: pay {money} - {how}"[:64])
         words = {"pass": ("月卡", "Pass"), "whitelisted": ("免费放行", "Free exit"),
                  "exempt": ("免费放行", "Free exit"), "prepaid": ("已缴费", "Paid"),
                  "free": ("免费", "No charge")}
         zh, en = words[self.reason]
+        if self.debts_fen:
+            owed = format_yuan(self.debts_fen)
+            return (f"{shown} {zh} 另欠费{owed} 请补缴"[:64],
+                    f"{shown} {en}: {owed} unpaid from before"[:64])
         return f"{shown} {zh} 一路平安", f"{shown} {en}: goodbye"
 
     def as_json(self) -> dict[str, Any]:
@@ -104,6 +131,15 @@ class Bill:
             "grace_until": self.grace_until.isoformat() if self.grace_until else None,
             "coupons": [list(pair) for pair in self.coupons],
         }
+
+
+def stay_text(minutes: int) -> tuple[str, str]:
+    """A stay as a lane display says it: ``('3小时3分', '3h 3m')``; under an hour only
+    minutes (``'45分'``, ``'45m'``)."""
+    hours, rest = divmod(max(0, minutes), 60)
+    if hours:
+        return f"{hours}小时{rest}分", f"{hours}h {rest}m"
+    return f"{rest}分", f"{rest}m"
 
 
 def shown_on_display(plate: str) -> str:
@@ -138,9 +174,12 @@ class Billing:
         due = self.payments.due(session_id, fee, at=now)
         debts = sum(debt.amount_fen for debt in self.payments.debts_for(plate)
                     if debt.session_id != session_id) if plate else 0
+        entry = datetime.fromisoformat(session["entry_at"])
         return Bill(session_id, plate, access, quote,
                     fee if override is None else override, override is not None,
-                    due.paid_fen, due.due_fen, debts, due.grace_until)
+                    due.paid_fen, due.due_fen, debts, due.grace_until,
+                    stay_debt_fen=due.debt_fen, within_grace=due.within_grace,
+                    stay_minutes=started_minutes(entry, now))
 
     def _quote(self, session_id: str, plate: str, access: str, entry: datetime,
                exit: datetime) -> Quote | None:

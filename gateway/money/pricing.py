@@ -1,4 +1,4 @@
-"""The tariff file in force at the gateway, and how a session's plate picks its vehicle class.
+"""The tariff file in force at the gateway, and the vehicle class a stay is priced in.
 
 The pricing itself is the pure core (:mod:`parkguard.core.tariffs`), so a lane pricing
 offline from the same file gets the same receipt.
@@ -18,7 +18,6 @@ from parkguard.core.tariffs import (
     TariffDocument,
     parse_tariff_document,
     quote,
-    vehicle_class_for,
 )
 from parkguard.errors import ConfigError
 
@@ -43,7 +42,6 @@ class SitePricing:
     def __init__(self, document: TariffDocument, *, source: str = "") -> None:
         self.document = document
         self.source = source
-        self._classes = set(document.tariffs[0].classes)
 
     @classmethod
     def from_file(cls, path: Path) -> SitePricing:
@@ -51,16 +49,15 @@ class SitePricing:
 
     def quote(self, *, plate: str, entry: datetime, exit: datetime,
               coupons: Iterable[Coupon] = (), vehicle_class: str | None = None) -> Quote:
-        """Price a stay; the class comes from the plate unless a pass names one."""
-        if vehicle_class is not None and vehicle_class not in self._classes:
-            log.warning("vehicle class %r is not in the tariff: %s priced by its plate",
-                        vehicle_class, plate)
-            vehicle_class = None
-        if vehicle_class is None:
-            vehicle_class = vehicle_class_for(plate, self._classes)
+        """Price a stay; the class comes from the plate unless a pass names one the version
+        in force has (:meth:`TariffDocument.vehicle_class`, the rule ``tariff quote`` uses)."""
+        chosen = self.document.vehicle_class(plate, entry, named=vehicle_class)
+        if vehicle_class is not None and chosen != vehicle_class:
+            log.warning("vehicle class %r is not in the tariff: %s priced as %s",
+                        vehicle_class, plate, chosen)
         return quote(
             self.document.book, entry=entry, exit=exit, plate=plate,
-            vehicle_class=vehicle_class, coupons=coupons,
+            vehicle_class=chosen, coupons=coupons,
             calendar=self.document.calendar, timezone=self.document.zone,
         )
 

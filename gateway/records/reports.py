@@ -216,11 +216,15 @@ def _at(text: str, zone: ZoneInfo) -> datetime:
 
 def _manual_opens(db: Database, start: str, end: str,
                   zone: ZoneInfo) -> Iterator[ExceptionRow]:
-    """Audit entries ``lane.open``: who opened which barrier by hand, and why."""
+    """Audit entries ``lane.open``: who opened which barrier by hand, and why. An open
+    that followed money taken (its args say how it was ``settled``) is not one."""
     for row in db.query("SELECT ts, actor, subject, reason, after FROM audit_log "
                         "WHERE action = 'lane.open' AND ts >= ? AND ts < ? ORDER BY seq",
                         [start, end]):
         after = _json(row["after"])
+        args = after.get("args") if isinstance(after, dict) else None
+        if isinstance(args, dict) and args.get("settled"):
+            continue
         lane = after.get("lane") if isinstance(after, dict) else None
         if lane is None and str(row["subject"]).startswith("lane:"):
             lane = str(row["subject"]).removeprefix("lane:")

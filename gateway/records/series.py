@@ -65,7 +65,8 @@ def occupancy_over_day(db: Database, day: date, zone: ZoneInfo,
 
 def lane_counts(db: Database, day: date, zone: ZoneInfo) -> list[LaneCount]:
     """Per lane, sorted by name: sessions it opened, sessions it closed, and its ``refuse``
-    decision events (the gateway's and the lane's own)."""
+    decision events (the gateway's and the lane's own), a car held to pay (``payment_due``)
+    not counted: it is waiting, not turned away."""
     start, end = bounds_text(day, zone)
     counts: dict[str, list[int]] = {}
 
@@ -79,7 +80,8 @@ def lane_counts(db: Database, day: date, zone: ZoneInfo) -> list[LaneCount]:
                  "AND exit_at >= ? AND exit_at < ? GROUP BY exit_lane", [start, end]), 1)
     add(db.query("SELECT lane, count(*) AS n FROM events WHERE type = 'decision' "
                  "AND ts >= ? AND ts < ? AND json_extract(payload, '$.action') = 'refuse' "
-                 "GROUP BY lane", [start, end]), 2)
+                 "AND json_extract(payload, '$.reason') NOT IN "
+                 "('payment_due', 'offline_payment_due') GROUP BY lane", [start, end]), 2)
     return [LaneCount(lane, *values) for lane, values in sorted(counts.items())]
 
 

@@ -1,8 +1,10 @@
 """The gateway's verdict on a lane's decide request: open or refuse, and why.
 
 Pure over what the worker holds (the cars inside, the store, billing, capacity, alarms):
-nothing is written here. The loop answers the lane with the reply and writes the decision
-with the evidence and terms kept beside it (docs/ingestion.md).
+nothing is written here; an exit refused for money notes, in memory, the lane its car waits
+at (:mod:`gateway.runtime.exits`), so the money's arrival can open that lane. The loop
+answers the lane with the reply and writes the decision with the evidence and terms kept
+beside it (docs/ingestion.md).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any, NamedTuple
 
 from gateway.lanes.capacity import FULL_DISPLAY_EN, FULL_DISPLAY_ZH, LOT_FULL, Capacity
 from gateway.money.billing import Billing, shown_on_display
+from gateway.runtime.exits import ExitLanes, WaitingCar
 from gateway.runtime.inside import CarsInside
 from gateway.safety.alarms import AlarmMonitor
 from gateway.storage.store import GatewayStore
@@ -39,11 +42,12 @@ class Verdict(NamedTuple):
     terms: str | None
 
 
-def fire_free(bill: dict[str, Any]) -> dict[str, Any]:
-    """A bill with billing suspended by the fire alarm: nothing due, nothing booked; the fee
-    it would have been is kept for the record."""
+def fire_free(bill: dict[str, Any], reason: str = "fire_free_exit") -> dict[str, Any]:
+    """A bill with billing suspended (the fire alarm, or a lane held free-open at a peak):
+    nothing due, nothing booked, never a payment; the fee it would have been is kept for
+    the record as ``suspended_fee_fen``."""
     return {**bill, "fee_fen": 0, "stay_due_fen": 0, "debts_fen": 0, "due_fen": 0,
-            "coupons": [], "reason": "fire_free_exit", "suspended_fee_fen": bill["fee_fen"]}
+            "coupons": [], "reason": reason, "suspended_fee_fen": bill["fee_fen"]}
 
 
 class Decider:
@@ -51,12 +55,16 @@ class Decider:
     inside this read matches, and its bill."""
 
     def __init__(self, *, store: GatewayStore, billing: Billing, inside: CarsInside,
-                 capacity: Capacity | None = None, alarms: AlarmMonitor | None = None) -> None:
+                 capacity: Capacity | None = None, alarms: AlarmMonitor | None = None,
+                 exits: ExitLanes | None = None) -> None:
+        """``exits``: where a refused car with a fee due is noted as waiting (the one thing
+        a verdict leaves behind, in memory), the lanes' modes and the pay-page link."""
         self._store = store
         self._billing = billing
         self._inside = inside
         self._capacity = capacity
         self._alarms = alarms
+        self._exits = exits or ExitLanes()
 
     def verdict(self, request: DecideRequest, now: datetime) -> Verdict:
         def reply(action: str, reason: str, zh: str, en: str, **extra: Any) -> DecideReply:
@@ -71,6 +79,7 @@ class Decider:
         if request.direction == "entry":
             entry_reply, terms = self._entry(read, request.lane, reply)
             return Verdict(entry_reply, None, terms)
+        self._exits.asked(request.lane)  # whoever waited there backed out, or is asked again
         return self._exit(read, request, now, reply)
 
     def _exit(self, read: str, request: DecideRequest, now: datetime, reply: Reply) -> Verdict:
@@ -89,10 +98,23 @@ class Decider:
             return Verdict(reply("open", "fire_free_exit", zh, en,
                                  session_id=session["session_id"]),
                            evidence, json.dumps(fire_free(bill.as_json()), ensure_ascii=False))
+        session_id, kept = session["session_id"], bill.as_json()
+        if self._exits.lane_mode(request.lane) == "free_open":  # held open at a peak
+            shown = shown_on_display(bill.plate)
+            return Verdict(reply("open", "free_open", f"{shown} 免费放行 一路平安",
+                                 f"{shown} Free exit: goodbye", session_id=session_id),
+                           evidence, json.dumps(fire_free(kept, "free_open"), ensure_ascii=False))
+        if bill.stay_due_fen:  # the barrier stays down until the money is taken
+            url = self._exits.pay_url(bill.plate, request.lane, session_id)
+            zh, en = bill.display(qr=url is not None)
+            self._exits.waits(WaitingCar(request.lane, session_id, bill.plate,
+                                         bill.stay_due_fen, now))
+            return Verdict(reply("refuse", "payment_due", zh, en, fee_fen=bill.stay_due_fen,
+                                 session_id=session_id, pay_url=url),
+                           evidence, json.dumps(kept, ensure_ascii=False))
         zh, en = bill.display()
-        return Verdict(reply("open", bill.reason, zh, en, fee_fen=bill.due_fen,
-                             session_id=session["session_id"]),
-                       evidence, json.dumps(bill.as_json(), ensure_ascii=False))
+        return Verdict(reply("open", bill.reason, zh, en, session_id=session_id),
+                       evidence, json.dumps(kept, ensure_ascii=False))
 
     def _entry(self, read: str, lane: str, reply: Reply) -> tuple[DecideReply, str | None]:
         """Alarms, blacklist, lot full, then whitelist, pass or visitor, with the terms kept

@@ -1,7 +1,8 @@
 """Storing one lane event once, by ``event_id``, and acting on it.
 
-A pass opens or closes a session, a help press alerts the guard on duty (and a car going
-through ends the call), a payment code is charged, a replica gap earns the lane a fresh
+A pass opens or closes a session (and a car going out no longer waits for its money), a
+help press alerts the guard on duty (and a car going through ends the call), a payment code
+is charged (and opens the lane its car waits at), a replica gap earns the lane a fresh
 snapshot. The event's ``seq`` is noted last, so a failure above it forgets both.
 """
 
@@ -12,6 +13,7 @@ from datetime import datetime
 
 from gateway.lanes.replicas import ReplicaPublisher
 from gateway.runtime.effects import AfterCommit
+from gateway.runtime.exits import ExitLanes
 from gateway.runtime.sessions import Sessions
 from gateway.runtime.till import Till
 from gateway.safety.alerts import AlertDesk
@@ -27,7 +29,9 @@ class Ingester:
 
     def __init__(self, *, store: GatewayStore, sessions: Sessions, till: Till,
                  effects: AfterCommit, alerts: AlertDesk | None = None,
-                 replicas: ReplicaPublisher | None = None) -> None:
+                 replicas: ReplicaPublisher | None = None,
+                 exits: ExitLanes | None = None) -> None:
+        self._exits = exits or ExitLanes()
         self._store = store
         self._sessions = sessions
         self._till = till
@@ -49,15 +53,40 @@ class Ingester:
         if isinstance(event, Passed):
             self._sessions.passed(event)
             self._help_answered(event.lane, "a car went through")
+            if event.direction == "exit":
+                self._car_went(event)
         elif isinstance(event, HelpPressed):
             self._help_requested(event)
         elif isinstance(event, PaymentCode) and event.fee_fen:
-            self._till.payment_code(event)
+            self._code_scanned(event)
         elif isinstance(event, Fault) and event.code == "replica_gap" and self._replicas:
             replicas, lane = self._replicas, event.lane  # it missed deltas: a fresh snapshot
             self._effects.later(lambda: replicas.publish_snapshot(lanes=[lane]))
         self._store.track_seq(event.lane, event.seq, arrived)  # last: a failure above forgets it
         return True
+
+    def _car_went(self, event: Passed) -> None:
+        """A car went out: nobody waits at that lane for money any more."""
+        if event.session_id is not None:
+            self._exits.left(event.session_id)
+        waiting = self._exits.at(event.lane)
+        if waiting is not None:
+            self._exits.left(waiting.session_id)
+
+    def _code_scanned(self, event: PaymentCode) -> None:
+        """Charge the code; if its car waits at the lane for the gateway's word, open the
+        lane once the charge is committed, or show the decline and let it keep waiting."""
+        payment, car = self._till.payment_code(event)
+        if payment is None or car is None:
+            return  # the lane let the car go itself (offline), or nothing was charged
+        exits, session_id = self._exits, car.session_id
+        if payment.state == "paid":
+            reason = f"payment code charged: payment {payment.payment_id}"
+            self._effects.later(lambda: exits.open_for(
+                session_id, "payment_code", actor="gateway:payments", reason=reason))
+        else:
+            why = payment.failure or "declined"
+            self._effects.later(lambda: exits.declined(session_id, why))
 
     def _help_requested(self, event: HelpPressed) -> None:
         """The driver pressed the help button: the guard on duty is alerted (and the ladder

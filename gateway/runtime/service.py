@@ -11,31 +11,34 @@ lanes). See docs/ingestion.md.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import TypeVar
 
 from gateway.lanes.capacity import Capacity
+from gateway.lanes.commands import LaneCommander
 from gateway.lanes.reconcile import Reconciler
 from gateway.lanes.replicas import ReplicaPublisher
 from gateway.money.billing import Bill, Billing
 from gateway.money.payments import Payment, PendingPayment
 from gateway.patrols.desk import PatrolDesk
+from gateway.records.audit import AuditLog
 from gateway.runtime.batches import BATCH_SIZE, Batches
 from gateway.runtime.decide import Decider
 from gateway.runtime.effects import AfterCommit
+from gateway.runtime.exits import ExitLanes, PayLink, WaitingCar
 from gateway.runtime.inbox import Inbox, Job
 from gateway.runtime.ingest import Ingester
 from gateway.runtime.inside import CarsInside
 from gateway.runtime.loop import Worker
 from gateway.runtime.sessions import Sessions
 from gateway.runtime.tally import Tally
-from gateway.runtime.till import Till
+from gateway.runtime.till import Till, TillError
 from gateway.safety.alarms import AlarmMonitor
 from gateway.safety.alerts import AlertDesk
 from gateway.storage.store import GatewayStore
 from parkguard.clock import Clock
-from parkguard.core.plates import MatchPolicy
+from parkguard.core.plates import MatchPolicy, OcrRead, PlateError
 from parkguard.errors import ContractError, ParkGuardError
 from wire.bus import Bus, Delivery
 from wire.contract import topics
@@ -85,6 +88,9 @@ class Gateway:
         patrols: PatrolDesk | None = None,
         inbox: Inbox | None = None,
         window: ReceiptWindow | None = None,
+        commander: LaneCommander | None = None,
+        pay_link: PayLink | None = None,
+        audit: AuditLog | None = None,
     ) -> None:
         if (alarms is None) != (alerts is None):
             raise ValueError("alarms and alerts come together")
@@ -103,14 +109,17 @@ class Gateway:
         self.inside = CarsInside(matching or MatchPolicy())
         self.inside.reload(store.open_sessions())  # a restart forgets nobody inside
         effects = AfterCommit()
-        self.till = Till(store=store, billing=billing, inside=self.inside, clock=clock)
+        self.exits = ExitLanes(commander=commander, pay_link=pay_link)
+        self.till = Till(store=store, billing=billing, inside=self.inside, clock=clock,
+                         audit=audit, exits=self.exits)
         sessions = Sessions(store=store, billing=billing, inside=self.inside, till=self.till,
                             effects=effects, tally=self.tally, capacity=capacity,
                             replicas=replicas, reconciler=reconciler)
         self._ingester = Ingester(store=store, sessions=sessions, till=self.till,
-                                  effects=effects, alerts=alerts, replicas=replicas)
+                                  effects=effects, alerts=alerts, replicas=replicas,
+                                  exits=self.exits)
         decider = Decider(store=store, billing=billing, inside=self.inside,
-                          capacity=capacity, alarms=alarms)
+                          capacity=capacity, alarms=alarms, exits=self.exits)
         self._batches = Batches(site=site, clock=clock, store=store, bus=bus, inbox=self.inbox,
                                 ingester=self._ingester, decider=decider, effects=effects,
                                 tally=self.tally, forget=self._reload, window=window)
@@ -125,8 +134,7 @@ class Gateway:
         self._bus.subscribe_deliveries(topics.all_lane(self.site, "event"), self._enqueue_event)
         self._bus.subscribe_deliveries(topics.all_lane(self.site, "decide"),
                                        self._enqueue_decide)
-        if self.replicas is not None:
-            self._bus.subscribe(topics.all_lane(self.site, "state"), self._lane_state)
+        self._bus.subscribe(topics.all_lane(self.site, "state"), self._lane_state)
         if self.alarms is not None and self.alerts is not None:
             self._subscribe_safety(self.alarms, self.alerts)
         if self.patrols is not None:
@@ -196,12 +204,15 @@ class Gateway:
         self.inbox.put(Job.of(safely))
 
     def _lane_state(self, topic: str, payload: bytes) -> None:
-        """A lane that comes back online gets a fresh replica snapshot (it may have missed
-        deltas while it was away)."""
+        """A lane's mode is noted (a lane held free-open lets its exits go free); a lane
+        that comes back online gets a fresh replica snapshot (it may have missed deltas
+        while it was away)."""
         try:
             state = decode(topic, payload)
         except ContractError:
             return  # the lane's own retained state: not ours to dead-letter
+        if isinstance(state, LaneState):
+            self.exits.set_mode(state.lane, state.mode)
         if isinstance(state, LaneState) and state.online and self.replicas is not None:
             replicas, lane = self.replicas, topics.parse_topic(topic).node
             if lane in replicas.lanes:
@@ -221,7 +232,7 @@ class Gateway:
         The desks (passes, merchants, payments) write through the worker's connection; an
         office action (issue a pass, refund, override a fee) queues here so it is never
         interleaved with an exit being billed. Exceptions raised by ``work`` reach the caller.
-        If it changed passes or lists, the lanes are told.
+        If it changed passes, lists or coupons, the lanes are told.
         """
 
         def office() -> T:
@@ -229,6 +240,8 @@ class Gateway:
             result = work()
             if self.replicas is not None and self.billing.access.changes != before:
                 self.replicas.passes_changed()
+            if self.replicas is not None:  # coupons given, claimed or revoked: their plates
+                self.replicas.coupons_changed()
             return result
 
         return self.inbox.call(office, timeout)
@@ -239,6 +252,25 @@ class Gateway:
         is looked up as spelled (normalised), never guessed."""
         return self.call(lambda: self.till.bill_for(plate))
 
+    def suggest_plate(self, plate: str) -> str | None:
+        """The pay page's "did you mean": the one car inside the fuzzy matcher takes a typed
+        plate (not inside as typed) for, and only if that car owes money now, so it reveals
+        no more than typing its plate would (gateway/web/routers/pay.py); else None."""
+
+        def work() -> str | None:
+            if self.inside.session_of(plate) is not None:
+                return None
+            try:
+                result, session_id = self.inside.match(OcrRead(plate))
+            except PlateError:
+                return None
+            if result.outcome != "match" or session_id is None or result.plate is None:
+                return None
+            bill = self.till.bill_for(result.plate)
+            return bill.plate if bill is not None and bill.stay_due_fen > 0 else None
+
+        return self.call(work)
+
     def prepay(self, plate: str) -> PendingPayment | None:
         """Open a provider order for what this stay owes now; None if it owes nothing or
         the car is not inside. The provider's signed callback
@@ -246,18 +278,63 @@ class Gateway:
         time. Older debts are shown on the bill and collected at the exit."""
         return self.call(lambda: self.till.prepay(plate))
 
-    def payment_callback(self, body: bytes, signature: str) -> Payment:
-        """The provider's signed "paid" notice, as its HTTP callback delivers it: recorded
-        once however often it comes; a bad signature or unknown order raises and records
-        nothing."""
+    def payment_callback(self, body: bytes, headers: Mapping[str, str]) -> Payment:
+        """The provider's signed "paid" notice, as its HTTP callback delivers it (raw body
+        and headers): recorded once however often it comes; a bad signature, a stale or
+        replayed notice or an unknown order raises and records nothing."""
 
         def record() -> Payment:
-            payment = self.billing.payments.handle_callback(body, signature)
+            payment = self.billing.payments.handle_callback(body, headers)
             if self.replicas is not None and payment.session_id is not None:
                 self.replicas.paid(payment.session_id)
+            if payment.session_id is not None and payment.state == "paid" \
+                    and self.till.owes_nothing(payment.session_id):
+                self.exits.open_for(payment.session_id, "paid_online",
+                                    actor="gateway:payments",
+                                    reason=f"paid online: payment {payment.payment_id}")
             return payment
 
         return self.call(record)
+
+    # a car waiting at an exit, seen from the dashboard ---------------------------------
+
+    def waiting_exits(self) -> list[WaitingCar]:
+        """The cars held at exit lanes for money, with what they owe (the lane cards)."""
+        return self.call(self.exits.waiting)
+
+    def take_cash(self, lane: str, *, actor: str, reason: str,
+                  expected_fen: int | None = None) -> Payment:
+        """A guard took the fee in cash from the car waiting at ``lane``: booked, audited,
+        then the lane is ordered open (``settled="cash"``)."""
+
+        def take() -> Payment:
+            car = self._waiting_at(lane)
+            payment = self.till.take_cash(car, actor=actor, reason=reason,
+                                          expected_fen=expected_fen)
+            self.exits.open_for(car.session_id, "cash", actor=actor,
+                                reason=f"cash taken ({payment.payment_id}): {reason}")
+            return payment
+
+        return self.call(take)
+
+    def waive(self, lane: str, *, actor: str, reason: str) -> int:
+        """A guard waived the fee of the car waiting at ``lane`` (a fee override to 0, audited),
+        then the lane is ordered open (``settled="waived"``); returns the fee waived."""
+
+        def waive() -> int:
+            car = self._waiting_at(lane)
+            waived = self.till.waive(car, actor=actor, reason=reason)
+            self.exits.open_for(car.session_id, "waived", actor=actor,
+                                reason=f"fee waived: {reason}")
+            return waived
+
+        return self.call(waive)
+
+    def _waiting_at(self, lane: str) -> WaitingCar:
+        car = self.exits.at(lane)
+        if car is None:
+            raise TillError(f"no car waits to pay at lane {lane} / 该车道无待缴费车辆")
+        return car
 
     def ingest(self, event: LaneEvent, received_at: datetime) -> bool:
         """Store one event once by ``event_id`` in a transaction of its own (or a savepoint of

@@ -60,7 +60,20 @@ class Sessions:
         if event.direction == "entry":
             self._entered(event, decision)
         else:
-            self._left(event, decision)
+            self._left(event, decision or self._held_for_money(event))
+
+    def _held_for_money(self, event: Passed) -> dict[str, Any] | None:
+        """A car let go by an order (the gateway's open after its money, or a guard's): the
+        passage carries the order's nonce, not the request's id, and the session it was for.
+        Its bill is the one the lane held it to pay: the gateway's ``payment_due`` decision
+        for that session."""
+        if event.session_id is None or event.settled == "decision":
+            return None
+        rows = list(self._store.db.query(
+            "SELECT * FROM decisions WHERE session_id = ? AND direction = 'exit' "
+            "AND reason = 'payment_due' AND lane = ? ORDER BY answered_at DESC LIMIT 1",
+            [event.session_id, event.lane]))
+        return rows[0] if rows else None
 
     def _lane_alone(self, event: Passed) -> str:
         """Why a passage has no gateway decision: a guard's manual open (the lane reports the
@@ -137,7 +150,8 @@ class Sessions:
             return
         if decision and decision.get("bill"):
             bill = json.loads(decision["bill"])
-            review = None
+            review = None if event.settled != "guard_open" \
+                else f"left {self._lane_alone(event)}"
         else:  # let out by the lane alone: bill the stay as the lane priced it
             lane_decision = self._store.lane_decision(event.lane, event.correlation_id) or {}
             decided_at = lane_decision.get("ts")
@@ -146,6 +160,10 @@ class Sessions:
             if lane_decision.get("reason") == "fire_open":  # everyone out, nobody billed
                 bill = fire_free(bill)
             review = f"left {self._lane_alone(event)}"
+        if event.settled in ("free_open", "fire") and "suspended_fee_fen" not in bill:
+            # let out free by the lane's mode: booked free with that reason, never as paid
+            bill = fire_free(bill, "free_open" if event.settled == "free_open"
+                             else "fire_free_exit")
         review = self._till.take_exit_money(session, bill, event) or review
         self._store.db.table("sessions").update(session["session_id"], {
             "state": "closed", "exit_lane": event.lane, "exit_at": utc_iso(event.ts),

@@ -221,6 +221,7 @@ class CouponRow(TypedDict):
     coupon_id: str
     plate: str
     kind: str
+    rule: str | None
     minutes: int | None
     fen: int | None
     cap_fen: int | None
@@ -235,7 +236,7 @@ def merchant_coupons(db: sqlite_utils.Database, merchant_id: str,
                      limit: int = 50) -> list[CouponRow]:
     """The merchant's own page and ``/api/merchant``: its latest coupons."""
     return cast(list[CouponRow], list(db.query(
-        "SELECT coupon_id, plate, kind, minutes, fen, cap_fen, issued_at, expires_at, "
+        "SELECT coupon_id, plate, kind, rule, minutes, fen, cap_fen, issued_at, expires_at, "
         "state, applied_fen, charged_fen FROM merchant_coupons WHERE merchant_id = ? "
         "ORDER BY issued_at DESC LIMIT ?", [merchant_id, limit])))
 

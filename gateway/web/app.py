@@ -28,7 +28,7 @@ from starlette.middleware.sessions import SessionMiddleware
 from gateway.config import GatewayConfig
 from gateway.lanes.commands import LaneCommander
 from gateway.money.billing import Billing
-from gateway.money.payments import PaymentProvider
+from gateway.money.payments import PaymentProvider, SimulatedProvider
 from gateway.safety.alarms import AlarmMonitor
 from gateway.safety.alerts import AlertDesk
 from gateway.safety.incidents import IncidentDesk
@@ -42,15 +42,18 @@ from gateway.web.routers import (
     alerts,
     audit,
     auth,
+    claim,
     incidents,
     lanes,
     merchant,
     merchants,
+    notify,
     passes,
     pay,
     refunds,
     reports,
     sessions,
+    sim_pay,
 )
 from gateway.web.security import LoginLimiter, RateLimiter
 from gateway.web.settings import WebSettings
@@ -63,8 +66,8 @@ __all__ = ["PERMISSIONS", "RunningGateway", "create_web_app", "parse_yuan"]
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
-ROUTERS = (auth, lanes, sessions, audit, pay, merchant, merchants, passes, refunds, reports,
-           incidents, alerts)
+ROUTERS = (auth, lanes, sessions, audit, pay, notify, merchant, merchants, claim, passes,
+           refunds, reports, incidents, alerts)
 SECURITY_HEADERS = {
     "X-Frame-Options": "DENY",
     "X-Content-Type-Options": "nosniff",
@@ -122,6 +125,7 @@ def create_web_app(gateway_app: RunningGateway, *, settings: WebSettings | None 
     config = gateway_app.config
     time = SiteTime(clock or gateway_app.clock, ZoneInfo(config.timezone))
     pages = Pages(time, settings, config.site)
+    pages.env.globals["site_name"] = config.site_name or config.site  # the pay page's lot
     store = gateway_app.store
     state = WebState(
         desks=desks_of(gateway_app), settings=settings, time=time, pages=pages,
@@ -146,6 +150,8 @@ def create_web_app(gateway_app: RunningGateway, *, settings: WebSettings | None 
     _guard(app, state)
     for area in ROUTERS:
         app.include_router(area.router)
+    if isinstance(gateway_app.provider, SimulatedProvider):  # the demo's play wallet only
+        app.include_router(sim_pay.router)
     return app
 
 

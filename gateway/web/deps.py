@@ -9,7 +9,7 @@ the whole gateway and a test can override any one of them
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,6 +25,7 @@ from gateway.money.billing import Bill, Billing
 from gateway.money.merchants import MerchantAccounts
 from gateway.money.passes import AccessDesk
 from gateway.money.payments import Payment, PaymentDesk, PaymentProvider, PendingPayment
+from gateway.runtime.exits import WaitingCar
 from gateway.safety.alarms import AlarmMonitor
 from gateway.safety.alerts import AlertDesk
 from gateway.safety.incidents import IncidentDesk
@@ -69,14 +70,24 @@ class Worker:
 
 
 class Cashier(Protocol):
-    """The drivers' side of the money: what a car inside owes, a prepayment order, and the
-    provider's signed callback."""
+    """The drivers' side of the money: what a car inside owes, a prepayment order, the
+    provider's signed callback, and the cars waiting at an exit to pay (cash and waivers
+    taken at the dashboard)."""
 
     def bill_for(self, plate: str) -> Bill | None: ...
 
+    def suggest_plate(self, plate: str) -> str | None: ...
+
     def prepay(self, plate: str) -> PendingPayment | None: ...
 
-    def payment_callback(self, body: bytes, signature: str) -> Payment: ...
+    def payment_callback(self, body: bytes, headers: Mapping[str, str]) -> Payment: ...
+
+    def waiting_exits(self) -> list[WaitingCar]: ...
+
+    def take_cash(self, lane: str, *, actor: str, reason: str,
+                  expected_fen: int | None = None) -> Payment: ...
+
+    def waive(self, lane: str, *, actor: str, reason: str) -> int: ...
 
 
 class Service(Owner, Cashier, Protocol):

@@ -31,7 +31,9 @@ MERCHANT = {"merchant"}
 LOGGED_IN = STAFF | MERCHANT
 EVERYONE = set(ROLES)
 
-#: GET route template → (a URL of it, the roles that may open it, what they get).
+#: GET route template → (a URL of it, the roles that may open it, what they get). The
+#: simulated wallet (/sim-pay/...) is not here: it exists only in the demo and tests
+#: (gateway.web.routers.sim_pay), never on a gateway like this one.
 GETS: dict[str, tuple[str, set[str], int]] = {
     "/": ("/", EVERYONE, 303),
     "/login": ("/login", EVERYONE, 200),
@@ -61,7 +63,7 @@ GETS: dict[str, tuple[str, set[str], int]] = {
     # the drivers' side and signed links: no account needed
     "/pay": ("/pay?plate=粤B12345", EVERYONE, 200),
     "/pay/done": ("/pay/done?plate=粤B12345", EVERYONE, 200),
-    "/sim-pay/{ref}": ("/sim-pay/no-such", EVERYONE, 404),
+    "/claim": ("/claim", EVERYONE, 200),
     "/alerts/ack": ("/alerts/ack?t=forged", EVERYONE, 404),  # no safety file: disabled
 }
 
@@ -70,10 +72,14 @@ POSTS: dict[str, tuple[str, set[str]]] = {
     "/login": ("/login", EVERYONE),
     "/logout": ("/logout", EVERYONE),
     "/pay": ("/pay", EVERYONE),
-    "/sim-pay/{ref}": ("/sim-pay/no-such", EVERYONE),
+    "/claim": ("/claim", EVERYONE),
     "/alerts/ack": ("/alerts/ack", EVERYONE),
     "/lanes/{lane}/open": ("/lanes/in1/open", STAFF),
     "/api/lanes/{lane}/open": ("/api/lanes/in1/open", STAFF),
+    "/lanes/{lane}/cash": ("/lanes/out1/cash", STAFF),
+    "/api/lanes/{lane}/cash": ("/api/lanes/out1/cash", STAFF),
+    "/lanes/{lane}/waive": ("/lanes/out1/waive", SENIOR),
+    "/api/lanes/{lane}/waive": ("/api/lanes/out1/waive", SENIOR),
     "/alerts/{alert_id}/ack": ("/alerts/a-1/ack", STAFF),
     "/alerts/fire/reset": ("/alerts/fire/reset", SENIOR),
     "/sessions/{session_id}/override": ("/sessions/s-1/override", SENIOR),
@@ -81,11 +87,14 @@ POSTS: dict[str, tuple[str, set[str]]] = {
     "/incidents/{incident_id}/{action}": ("/incidents/i-1/close", SENIOR),
     "/admin/merchants": ("/admin/merchants", MANAGER),
     "/admin/merchants/{merchant_id}/top-up": ("/admin/merchants/m-tea/top-up", MANAGER),
+    "/admin/merchants/{merchant_id}/daily-cap": ("/admin/merchants/m-tea/daily-cap", MANAGER),
     "/admin/passes": ("/admin/passes", MANAGER),
     "/admin/passes/{pass_id}/revoke": ("/admin/passes/p-1/revoke", MANAGER),
     "/admin/lists": ("/admin/lists", MANAGER),
     "/admin/refunds": ("/admin/refunds", MANAGER),
     "/merchant/coupons": ("/merchant/coupons", MERCHANT),
+    "/merchant/spend": ("/merchant/spend", MERCHANT),
+    "/merchant/claim-codes": ("/merchant/claim-codes", MERCHANT),
 }
 #: Not cookie-authenticated, so not CSRF's business: the provider's notice is signed.
 SIGNED_NOT_CSRF = {"/api/payments/callback"}

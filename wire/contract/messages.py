@@ -124,6 +124,19 @@ Direction = Literal["entry", "exit"]
 BarrierPosition = Literal["opening", "open", "closing", "closed", "unknown"]
 LaneMode = Literal["normal", "free_open", "locked", "fire_open", "maintenance"]
 GateAction = Literal["open", "refuse"]
+Settlement = Literal[
+    "decision",              # the decision itself let the car go: nothing was due
+    "paid_online",           # the provider confirmed a QR / pay-page payment (gateway's open)
+    "payment_code",          # a 付款码 scanned at the lane was charged online (gateway's open)
+    "payment_code_offline",  # a 付款码 journaled while the gateway was away: captured later
+    "cash",                  # a guard took cash at the dashboard (gateway's open)
+    "waived",                # a guard waived the fee at the dashboard (gateway's open)
+    "guard_open",            # a guard opened with no money taken: what was due is a debt
+    "free_open",             # the lane was held free-open (peak rule): booked free
+    "fire",                  # fire mode: billing suspended, booked free
+]
+"""How a car leaving was let go: the gateway books money only for what was taken
+(docs/payments.md). Entries are ``decision``."""
 
 
 def describe_validation_error(error: ValidationError) -> str:
@@ -217,6 +230,9 @@ class Passed(_LaneEventBase):
     correlation_id: CorrelationId
     session_id: str | None = Field(default=None, max_length=64)
     fee_fen: Fen = 0
+    settled: Settlement = Field(
+        default="decision",
+        description="how the car was let go; the gateway books money only for what was taken")
 
 
 class Tailgate(_LaneEventBase):
@@ -238,6 +254,11 @@ class PaymentCode(_LaneEventBase):
     type: Literal["payment_code"] = "payment_code"
     code: str = Field(min_length=4, max_length=128)
     plate: str | None = Field(max_length=16)
+    identity: NoPlateIdentity = None
+    session_id: str | None = Field(
+        default=None, max_length=64,
+        description="the session the lane's decision named, so a code for a car without a "
+                    "plate is charged to its stay even when the car has already left")
     fee_fen: Fen
 
 
@@ -349,6 +370,9 @@ class DecideReply(WireMessage):
     session_id: str | None = Field(default=None, max_length=64)
     display_zh: str = Field(default="", max_length=64, description="lane display text, Chinese")
     display_en: str = Field(default="", max_length=64, description="lane display text, English")
+    pay_url: str | None = Field(
+        default=None, max_length=512, pattern=r"^https?://[\x21-\x7e]+$",
+        description="exit with a fee due: the pay-page link the lane shows as a QR code")
     ts: UtcTime
 
 
@@ -448,7 +472,8 @@ Epoch = Annotated[
 ]
 LevelName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$")]
 SessionAccess = Literal["visitor", "pass", "whitelisted"]
-DeltaKind = Literal["session_opened", "session_closed", "paid", "pass_changed", "list_changed"]
+DeltaKind = Literal["session_opened", "session_closed", "paid", "pass_changed", "list_changed",
+                    "coupons_changed"]
 
 
 class _Part(BaseModel):
@@ -461,7 +486,8 @@ class ReplicaSession(_Part):
     """A car inside: what an exit lane needs to find and price it alone."""
 
     session_id: SessionId
-    plate: str = Field(max_length=16, description="plate as the gateway keeps it; '' if unread")
+    plate: str = Field(max_length=40, description="plate as the gateway keeps it, or the "
+                       "no-plate identity (#P…, #Q…) a kiosk gave; '' if unread")
     entry_at: UtcTime
     access: SessionAccess = Field(description="how it came in; a pass car pays only what "
                                               "its pass did not cover")
@@ -544,8 +570,52 @@ class ListsChanged(_Part):
     lists: tuple[ReplicaListEntry, ...]
 
 
+MAX_PLATE_COUPONS: Final = 16
+"""Live merchant coupons one plate may hold (the gateway refuses a 17th): one plate's whole
+set always fits one ``coupons_changed`` delta."""
+
+
+class ReplicaCoupon(_Part):
+    """A live merchant coupon for a plate, as the exit quote is offered it: a lane prices an
+    offline exit with it exactly as the gateway's bill would (same kind, same order). The
+    merchant and its money stay at the gateway, which charges the merchant when the passage
+    arrives."""
+
+    coupon_id: str = Field(pattern=r"^[0-9a-f]{8,32}$",
+                           description="the gateway's coupon id (the quote's discount ref)")
+    plate: str = Field(min_length=1, max_length=16, description="normalised plate it was given to")
+    kind: Literal["rule", "free_minutes", "amount_off", "full_free"]
+    rule: str | None = Field(default=None, min_length=1, max_length=32,
+                             description="for `rule`: the tariff's coupon rule code")
+    minutes: WireInt = Field(default=0, ge=0, le=7 * 24 * 60, description="for free_minutes")
+    fen: Fen = Field(default=0, description="for amount_off")
+    issued_at: UtcTime = Field(description="coupons are offered oldest first, as at the gateway")
+    expires_at: UtcTime = Field(description="not offered at or after this time")
+
+    @model_validator(mode="after")
+    def _value_matches_kind(self) -> Self:
+        if (self.kind == "rule") != (self.rule is not None):
+            raise ValueError("rule names the tariff rule of a `rule` coupon, and only of one")
+        return self
+
+
+class PlateCoupons(_Part):
+    """One plate's live coupons now: they replace the lane's coupons for that plate (an empty
+    set: the plate has none left, used, revoked or expired)."""
+
+    plate: str = Field(min_length=1, max_length=16, description="normalised plate")
+    coupons: tuple[ReplicaCoupon, ...] = Field(max_length=MAX_PLATE_COUPONS)
+
+    @model_validator(mode="after")
+    def _all_of_the_plate(self) -> Self:
+        if any(coupon.plate != self.plate for coupon in self.coupons):
+            raise ValueError(f"every coupon must be for plate {self.plate!r}")
+        return self
+
+
 DeltaData: TypeAlias = (
     ReplicaSession | SessionClosed | ReplicaPrepaid | PassesChanged | ListsChanged
+    | PlateCoupons
 )
 _DELTA_DATA: Final[dict[str, type[_Part]]] = {
     "session_opened": ReplicaSession,
@@ -553,6 +623,7 @@ _DELTA_DATA: Final[dict[str, type[_Part]]] = {
     "paid": ReplicaPrepaid,
     "pass_changed": PassesChanged,
     "list_changed": ListsChanged,
+    "coupons_changed": PlateCoupons,
 }
 
 
@@ -572,6 +643,9 @@ class ReplicaSnapshot(WireMessage):
     lists: tuple[ReplicaListEntry, ...] = Field(description="whitelist and blacklist in force")
     tariff: ReplicaTariff
     prepaid: tuple[ReplicaPrepaid, ...] = Field(description="cars inside that paid in advance")
+    coupons: tuple[ReplicaCoupon, ...] = Field(
+        default=(), max_length=1_000_000,
+        description="every live merchant coupon, by plate and oldest first")
 
 
 MAX_CHUNKS: Final = 4096
@@ -614,8 +688,8 @@ class ReplicaDelta(WireMessage):
     ts: UtcTime
     kind: DeltaKind
     data: DeltaData = Field(description="the record `kind` names: ReplicaSession, "
-                                        "SessionClosed, ReplicaPrepaid, PassesChanged or "
-                                        "ListsChanged")
+                                        "SessionClosed, ReplicaPrepaid, PassesChanged, "
+                                        "ListsChanged or PlateCoupons")
 
     @field_validator("data", mode="before")
     @classmethod

@@ -1,16 +1,20 @@
-"""The lane display seam: two lines, Chinese first, English beside it.
+"""The lane display seam: two lines, Chinese first, English beside it, and a QR code.
 
 A real lane drives an LED matrix or an LCD behind :class:`Display`; tests and the simulator
 use :class:`RecordingDisplay`, which keeps what was shown. The lane's own words live here
 (:data:`TEXTS` and the ``fee_*`` helpers); the gateway's words arrive in its decide reply
 (``display_zh`` / ``display_en``) and are shown as given.
 
+The QR code is how an exit with a fee due is paid from the driver's phone: the gateway's
+``pay_url`` (a pay-page link for this plate and lane). Every ``show`` replaces the QR too,
+so a link never outlives the car it was made for; ``qr=None`` shows none.
+
 Must override: ``Display.show``.
 
 >>> screen = RecordingDisplay()
->>> screen.show(*fee_due("粤B12345", 1_200))
->>> screen.current
-('粤B12345 请缴费 ¥12.00', '粤B12345 please pay ¥12.00')
+>>> screen.show(*payment_due("粤B12345", 183, 1_500, qr=False))
+>>> screen.current, screen.current_qr
+(('粤B12345 停3小时3分 应付¥15.00', 'Stay 3h 3m: pay ¥15.00 - show pay code'), None)
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from __future__ import annotations
 import threading
 from typing import Final, Protocol
 
+from parkguard.core.bill_lines import stay_en, stay_zh
 from parkguard.core.tariffs import format_yuan
 
 MAX_LINE: Final = 64
@@ -41,13 +46,15 @@ TEXTS: Final[dict[str, tuple[str, str]]] = {
     "kiosk_bad_input": ("号码无效 请重新输入", "Invalid number: please try again"),
     "kiosk_not_confirmed": ("尾号不符 请重新输入", "Not confirmed: please try again"),
     "payment_code": ("已收到付款码", "Payment code received"),
+    "payment_code_charging": ("已收到付款码 正在扣款", "Pay code received: charging"),
 }
 
 
 class Display(Protocol):
-    """The lane display: show two lines (Chinese, English) until the next call."""
+    """The lane display: show two lines (Chinese, English) and, when ``qr`` is a link, that
+    link as a QR code, until the next call."""
 
-    def show(self, zh: str, en: str) -> None: ...
+    def show(self, zh: str, en: str, qr: str | None = None) -> None: ...
 
 
 def fit(text: str) -> str:
@@ -59,6 +66,17 @@ def fee_due(plate: str | None, fen: int) -> tuple[str, str]:
     money = format_yuan(fen)
     who = f"{plate} " if plate else ""
     return fit(f"{who}请缴费 {money}"), fit(f"{who}please pay {money}")
+
+
+def payment_due(plate: str | None, minutes: int, fen: int, *, qr: bool) -> tuple[str, str]:
+    """Plate, stay and amount while the exit waits for money (the gateway's own wording,
+    ``parkguard.core.bill_lines.lane_display``); ``qr``: a QR code is shown, else the
+    driver is asked for a 付款码."""
+    money = format_yuan(fen)
+    who = f"{plate} " if plate else ""
+    how = "scan QR" if qr else "show pay code"
+    return (fit(f"{who}停{stay_zh(minutes)} 应付{money}"),
+            fit(f"Stay {stay_en(minutes)}: pay {money} - {how}"))
 
 
 def goodbye(plate: str | None, note_zh: str = "", note_en: str = "") -> tuple[str, str]:
@@ -75,12 +93,21 @@ class RecordingDisplay:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.shown: list[tuple[str, str]] = []
+        self.qrs: list[str | None] = []
+        """The QR link of each ``shown`` entry (same index), None where there was none."""
 
-    def show(self, zh: str, en: str) -> None:
+    def show(self, zh: str, en: str, qr: str | None = None) -> None:
         with self._lock:
             self.shown.append((fit(zh), fit(en)))
+            self.qrs.append(qr)
 
     @property
     def current(self) -> tuple[str, str] | None:
         with self._lock:
             return self.shown[-1] if self.shown else None
+
+    @property
+    def current_qr(self) -> str | None:
+        """The QR link on the display now, if any."""
+        with self._lock:
+            return self.qrs[-1] if self.qrs else None

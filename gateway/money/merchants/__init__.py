@@ -3,10 +3,12 @@
 A mall merchant pays the car park for its customers' parking. It either prepays (coupons must
 be covered by its balance) or has an overdraft limit (it may owe up to the limit and settles
 monthly). It gives a coupon to a plate directly, or prints QR claim codes that drivers claim for
-their own plate. At exit the quote applies the coupon and the merchant is charged **the discount
-actually applied, never more than the coupon's cap** — what a merchant expects: a "2 h free"
-coupon on a 40-minute stay costs it the 40 minutes' fee, not two hours. Until then the cap is
-held against the merchant's available money, so a redemption can never overdraw it.
+their own plate, or — the tariff's spend rules — types what the shopper spent and the tariff's
+rule (``spend_88``) becomes the coupon. At exit the quote applies the coupon and the merchant
+is charged **the discount actually applied, never more than the coupon's cap** — what a
+merchant expects: a "2 h free" coupon on a 40-minute stay costs it the 40 minutes' fee, not
+two hours. Until then the cap is held against the merchant's available money, so a
+redemption can never overdraw it.
 
 Every top-up and redemption is a balanced :class:`~parkguard.core.ledger.Entry` in the site's
 shared :class:`~gateway.money.books.Books`; every top-up,
@@ -35,18 +37,31 @@ same transaction as the write it describes (when the :class:`AuditLog` shares th
 
 from __future__ import annotations
 
-from gateway.money.merchants.desk import MerchantAccounts
+from gateway.money.merchants.desk import MAX_LIVE_PER_PLATE, MerchantAccounts
 from gateway.money.merchants.errors import (
+    CLAIM_REFUSALS,
     ClaimRefusedError,
     CouponRefusedError,
+    DailyCapError,
     InsufficientFundsError,
     MerchantError,
+    NoSpendRuleError,
     RefusalReason,
+    SpendTooLowError,
+    TooManyCouponsError,
     UnknownMerchantError,
+)
+from gateway.money.merchants.rules import (
+    describe_grant,
+    describe_rule,
+    grant_minutes,
+    rule_for_spend,
+    spend_rules,
 )
 from gateway.money.merchants.values import (
     Balance,
     ClaimBatch,
+    ClaimCode,
     CouponGrant,
     IssuedCoupon,
     Redemption,
@@ -55,18 +70,30 @@ from gateway.money.merchants.values import (
 )
 
 __all__ = [
+    "CLAIM_REFUSALS",
+    "MAX_LIVE_PER_PLATE",
     "Balance",
     "ClaimBatch",
+    "ClaimCode",
     "ClaimRefusedError",
     "CouponGrant",
     "CouponRefusedError",
+    "DailyCapError",
     "InsufficientFundsError",
     "IssuedCoupon",
     "MerchantAccounts",
     "MerchantError",
+    "NoSpendRuleError",
     "Redemption",
     "RefusalReason",
+    "SpendTooLowError",
     "Statement",
     "StatementLine",
+    "TooManyCouponsError",
     "UnknownMerchantError",
+    "describe_grant",
+    "describe_rule",
+    "grant_minutes",
+    "rule_for_spend",
+    "spend_rules",
 ]

@@ -4,10 +4,7 @@ transaction."""
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import logging
-import secrets
 import uuid
 from collections.abc import Iterator
 from dataclasses import asdict
@@ -21,13 +18,27 @@ from gateway.money.books import Books
 from gateway.money.merchants.errors import (
     ClaimRefusedError,
     CouponRefusedError,
+    DailyCapError,
     InsufficientFundsError,
+    TooManyCouponsError,
     UnknownMerchantError,
+)
+from gateway.money.merchants.rows import (
+    already,
+    balance_json,
+    check_daily_cap,
+    coupon_from,
+    grant_from,
+    hash_code,
+    new_claim_code,
+    require_positive,
+    subject,
 )
 from gateway.money.merchants.values import (
     AccountMode,
     Balance,
     ClaimBatch,
+    ClaimCode,
     CouponGrant,
     IssuedCoupon,
     Redemption,
@@ -37,25 +48,16 @@ from gateway.money.merchants.values import (
 from gateway.records.audit import AuditLog
 from parkguard.clock import Clock, utc_iso
 from parkguard.core.ledger import Account, Entry, Fen, Posting
+from parkguard.core.plates import PlateError, parse_plate, stored_spelling
 from parkguard.core.plates.normalise import normalise_plate
 
 _log = logging.getLogger(__name__)
 
 
-_CLAIM_CODE_BYTES = 10  # 80 random bits: unguessable, and 16 base32 characters on a QR code
-
-
-def _hash_code(code: str) -> str:
-    return hashlib.sha256(code.strip().upper().encode("ascii", "replace")).hexdigest()
-
-
-def _new_claim_code() -> str:
-    return base64.b32encode(secrets.token_bytes(_CLAIM_CODE_BYTES)).decode("ascii")
-
-
-def _grant_from(row: dict[str, Any]) -> CouponGrant:
-    return CouponGrant(row["kind"], minutes=row["minutes"], fen=row["fen"],
-                       cap_fen=row["cap_fen"])
+MAX_LIVE_PER_PLATE = 16
+"""Live coupons one plate may hold at once: a lane's replica carries them all in one
+bounded delta (``wire.contract.messages.PlateCoupons``); nobody shops at 16 merchants in
+one visit."""
 
 
 class MerchantAccounts:
@@ -73,12 +75,15 @@ class MerchantAccounts:
         self._audit = audit
         self._zone = site_zone or ZoneInfo("Asia/Shanghai")
         self._books = Books(db, clock=clock)
+        self._touched: set[str] = set()
 
     # --- accounts --------------------------------------------------------------------------
 
     def open_account(self, merchant_id: str, *, name: str, actor: str, reason: str,
-                     overdraft_limit_fen: Fen = 0) -> Balance:
-        """Open a prepaid account (limit 0) or an overdraft account (limit > 0)."""
+                     overdraft_limit_fen: Fen = 0, daily_cap: int | None = None) -> Balance:
+        """Open a prepaid account (limit 0) or an overdraft account (limit > 0); with a
+        ``daily_cap`` it gives at most that many coupons per site-local day."""
+        check_daily_cap(daily_cap)
         if not merchant_id or ":" in merchant_id:
             raise ValueError(f"merchant id must be non-empty without ':', got {merchant_id!r}")
         if isinstance(overdraft_limit_fen, bool) or not isinstance(overdraft_limit_fen, int) \
@@ -92,12 +97,36 @@ class MerchantAccounts:
             self.db.table("merchants").insert({
                 "merchant_id": merchant_id, "name": name, "mode": mode,
                 "overdraft_limit_fen": overdraft_limit_fen, "opened_at": self._now_iso(),
+                "daily_cap": daily_cap,
             })
             balance = self.balance(merchant_id)
-            self._audit.record(actor=actor, action="merchant.open", subject=_subject(merchant_id),
+            self._audit.record(actor=actor, action="merchant.open", subject=subject(merchant_id),
                                reason=reason, after={"name": name, "mode": mode,
-                                                     **_balance_json(balance)})
+                                                     "daily_cap": daily_cap,
+                                                     **balance_json(balance)})
         return balance
+
+    def set_daily_cap(self, merchant_id: str, daily_cap: int | None, *, actor: str,
+                      reason: str) -> None:
+        """Change the most coupons the merchant gives per site-local day (None: no cap)."""
+        check_daily_cap(daily_cap)
+        with self.db.atomic():
+            before = self._require_merchant(merchant_id).get("daily_cap")
+            self.db.execute("UPDATE merchants SET daily_cap = ? WHERE merchant_id = ?",
+                            [daily_cap, merchant_id])
+            self._audit.record(actor=actor, action="merchant.terms",
+                               subject=subject(merchant_id), reason=reason,
+                               before={"daily_cap": before}, after={"daily_cap": daily_cap})
+
+    def issued_today(self, merchant_id: str) -> tuple[int, int | None]:
+        """(coupons the merchant gave since site-local midnight, its daily cap or None)."""
+        row = self._require_merchant(merchant_id)
+        local = self._clock.now().astimezone(self._zone)
+        midnight = utc_iso(local.replace(hour=0, minute=0, second=0, microsecond=0))
+        count = self.db.execute(
+            "SELECT count(*) FROM merchant_coupons WHERE merchant_id = ? AND issued_at >= ?",
+            [merchant_id, midnight]).fetchone()[0]
+        return int(count), row.get("daily_cap")
 
     def balance(self, merchant_id: str) -> Balance:
         """The merchant's money now: prepaid, owed, held by live coupons, and its limit."""
@@ -117,7 +146,7 @@ class MerchantAccounts:
 
     def top_up(self, merchant_id: str, amount_fen: Fen, *, actor: str, reason: str) -> Balance:
         """Money in from the merchant: it pays off any overdraft first, the rest is prepaid."""
-        _require_positive("amount_fen", amount_fen)
+        require_positive("amount_fen", amount_fen)
         with self.db.atomic():
             before = self.balance(merchant_id)
             repaid = min(amount_fen, before.owed_fen)
@@ -132,9 +161,9 @@ class MerchantAccounts:
                                         merchant_id=merchant_id)
             after = self.balance(merchant_id)
             self._audit.record(actor=actor, action="merchant.top_up",
-                               subject=_subject(merchant_id), reason=reason,
-                               before=_balance_json(before),
-                               after={**_balance_json(after), "amount_fen": amount_fen,
+                               subject=subject(merchant_id), reason=reason,
+                               before=balance_json(before),
+                               after={**balance_json(after), "amount_fen": amount_fen,
                                       "entry_id": entry_id})
         return after
 
@@ -153,24 +182,38 @@ class MerchantAccounts:
             "SELECT * FROM merchant_coupons WHERE plate = ? AND state = 'issued' "
             "AND expires_at > ? ORDER BY issued_at, coupon_id",
             [normalise_plate(plate), self._now_iso()])
-        return [_coupon_from(row) for row in rows]
+        return [coupon_from(row) for row in rows]
+
+    def live_coupons(self) -> list[IssuedCoupon]:
+        """Every live coupon of the site, by plate and then oldest first: a lane's snapshot."""
+        rows = self.db.query(
+            "SELECT * FROM merchant_coupons WHERE state = 'issued' AND expires_at > ? "
+            "ORDER BY plate, issued_at, coupon_id", [self._now_iso()])
+        return [coupon_from(row) for row in rows]
+
+    def drain_touched(self) -> set[str]:
+        """The plates whose coupons were issued, claimed, revoked or used since the last
+        call (normalised): the lanes' replicas are told about each."""
+        touched, self._touched = self._touched, set()
+        return touched
 
     def revoke(self, coupon_id: str, *, actor: str, reason: str) -> None:
         """Withdraw an unused coupon (given by mistake, customer refunded); its hold is released."""
         with self.db.atomic():
             row = self._coupon_row(coupon_id)
             if row["state"] != "issued":
-                raise _already(row)
+                raise already(row)
             before = self.balance(row["merchant_id"])
             self.db.execute(
                 "UPDATE merchant_coupons SET state = 'revoked', revoked_at = ?, "
                 "revoke_reason = ? WHERE coupon_id = ? AND state = 'issued'",
                 [self._now_iso(), reason, coupon_id])
+            self._touched.add(row["plate"])
             self._audit.record(actor=actor, action="coupon.revoke",
                                subject=f"coupon:{coupon_id}", reason=reason,
-                               before={"state": "issued", **_balance_json(before)},
+                               before={"state": "issued", **balance_json(before)},
                                after={"state": "revoked",
-                                      **_balance_json(self.balance(row["merchant_id"]))})
+                                      **balance_json(self.balance(row["merchant_id"]))})
 
     def redeem(self, coupon_id: str, *, session_id: str, plate: str, applied_fen: Fen,
                actor: str = "gateway") -> Redemption:
@@ -182,7 +225,7 @@ class MerchantAccounts:
         with self.db.atomic():
             row = self._coupon_row(coupon_id)
             if row["state"] != "issued":
-                raise _already(row)
+                raise already(row)
             if now >= row["expires_at"]:
                 raise CouponRefusedError(
                     "expired", f"coupon {coupon_id} expired at {row['expires_at']}")
@@ -212,12 +255,13 @@ class MerchantAccounts:
                 [now, session_id, applied_fen, charged, entry_id, coupon_id])
             if cursor.rowcount != 1:  # pragma: no cover - the writer thread is alone
                 raise CouponRefusedError("used", f"coupon {coupon_id} was used meanwhile")
+            self._touched.add(row["plate"])
             self._audit.record(actor=actor, action="coupon.redeem",
                                subject=f"coupon:{coupon_id}", reason=f"exit of {session_id}",
-                               before={"state": "issued", **_balance_json(before)},
+                               before={"state": "issued", **balance_json(before)},
                                after={"state": "redeemed", "applied_fen": applied_fen,
                                       "charged_fen": charged, "entry_id": entry_id,
-                                      **_balance_json(self.balance(merchant_id))})
+                                      **balance_json(self.balance(merchant_id))})
         return Redemption(coupon_id, session_id, applied_fen, charged, entry_id)
 
     # --- QR claim codes --------------------------------------------------------------------
@@ -236,26 +280,49 @@ class MerchantAccounts:
         if expires <= now:
             raise ValueError(f"claim codes would expire at {expires}, which is not after {now}")
         batch_id = uuid.uuid4().hex
-        codes = tuple(_new_claim_code() for _ in range(count))
+        codes = tuple(new_claim_code() for _ in range(count))
         with self.db.atomic():
             self._require_merchant(merchant_id)
             self.db.table("claim_codes").insert_all(
-                {"code_hash": _hash_code(code), "batch_id": batch_id, "merchant_id": merchant_id,
+                {"code_hash": hash_code(code), "batch_id": batch_id, "merchant_id": merchant_id,
                  "kind": grant.kind, "minutes": grant.minutes, "fen": grant.fen,
-                 "cap_fen": grant.cap_fen, "created_at": now, "expires_at": expires}
+                 "cap_fen": grant.cap_fen, "created_at": now, "expires_at": expires,
+                 "rule": grant.rule or None}
                 for code in codes)
             self._audit.record(actor=actor, action="coupon.claim_batch",
-                               subject=_subject(merchant_id), reason=reason,
+                               subject=subject(merchant_id), reason=reason,
                                after={"batch_id": batch_id, "count": count,
                                       "grant": asdict(grant), "expires_at": expires})
         return ClaimBatch(batch_id, merchant_id, grant, expires, codes)
 
+    def claim_code(self, code: str) -> ClaimCode | None:
+        """What a claim code gives and whose it is, for the claim page before the driver
+        types a plate; None for a code that does not exist."""
+        rows = list(self.db.query(
+            "SELECT c.*, m.name, m.daily_cap FROM claim_codes c JOIN merchants m "
+            "USING (merchant_id) WHERE c.code_hash = ?", [hash_code(code)]))
+        if not rows:
+            return None
+        row = rows[0]
+        return ClaimCode(row["merchant_id"], row["name"], grant_from(row), row["expires_at"],
+                         row["claimed_at"] is not None, row["daily_cap"])
+
     def claim(self, code: str, *, plate: str) -> IssuedCoupon:
-        """A driver claims a code for their plate: it becomes that plate's coupon, once."""
+        """A driver claims a code for their plate: it becomes that plate's coupon, once.
+
+        One coupon per plate per visit from each merchant: refused while the plate holds a
+        live coupon of this merchant, or got one since its car came in (the open session's
+        entry), so a stack of codes cannot pile up on one car. The merchant's daily cap and
+        money are checked as for any coupon it gives."""
         now = self._now_iso()
+        try:  # typed by the driver: a real plate, not just letters and digits
+            parse_plate(plate)
+            spelled = stored_spelling(plate)
+        except PlateError as error:
+            raise ClaimRefusedError("bad_plate", f"plate {plate!r}: {error}") from error
         with self.db.atomic():
             rows = list(self.db.query("SELECT * FROM claim_codes WHERE code_hash = ?",
-                                      [_hash_code(code)]))
+                                      [hash_code(code)]))
             if not rows:
                 raise ClaimRefusedError("unknown", "no such claim code")
             row = rows[0]
@@ -264,8 +331,12 @@ class MerchantAccounts:
             if now >= row["expires_at"]:
                 raise ClaimRefusedError("expired", f"this claim code expired at "
                                                    f"{row['expires_at']}")
+            if self._claimed_this_visit(row["merchant_id"], spelled, now):
+                raise ClaimRefusedError(
+                    "claimed_this_visit", f"{spelled} already has a coupon from "
+                                          f"{row['merchant_id']} for this visit")
             coupon = self._issue(
-                row["merchant_id"], plate, _grant_from(row),
+                row["merchant_id"], spelled, grant_from(row),
                 expires_at=datetime.fromisoformat(row["expires_at"]),
                 actor=f"claim:{row['batch_id']}", reason="driver claimed a QR code",
                 claim_batch=row["batch_id"])
@@ -274,6 +345,20 @@ class MerchantAccounts:
                 "WHERE code_hash = ? AND claimed_at IS NULL",
                 [now, coupon.coupon_id, row["code_hash"]])
         return coupon
+
+    def _claimed_this_visit(self, merchant_id: str, plate: str, now: str) -> bool:
+        """Whether ``plate`` holds a live coupon of this merchant or got one since its car
+        came in. The visit is the plate's open session in the gateway's ``sessions`` table
+        (this desk shares the gateway's file); a car not inside has only its live coupons."""
+        normalised = normalise_plate(plate)
+        entered = self.db.execute(
+            "SELECT min(entry_at) FROM sessions WHERE state = 'open' AND plate = ?",
+            [plate]).fetchone()[0] if self.db["sessions"].exists() else None
+        found = self.db.execute(
+            "SELECT count(*) FROM merchant_coupons WHERE merchant_id = ? AND plate = ? "
+            "AND ((state = 'issued' AND expires_at > ?) OR issued_at >= ?)",
+            [merchant_id, normalised, now, entered or "9999"]).fetchone()[0]
+        return bool(found)
 
     # --- settlement ------------------------------------------------------------------------
 
@@ -304,7 +389,7 @@ class MerchantAccounts:
             closing_balance_fen=opening + month_credit - month_debit,
         )
         self._audit.record(actor=actor, action="merchant.settlement",
-                           subject=_subject(merchant_id), reason=reason,
+                           subject=subject(merchant_id), reason=reason,
                            after={k: v for k, v in asdict(result).items() if k != "lines"}
                            | {"coupons": len(lines)})
         return result
@@ -327,6 +412,16 @@ class MerchantAccounts:
         normalised = normalise_plate(plate)
         if not normalised:
             raise ValueError(f"plate {plate!r} has no letters or digits")
+        issued, cap = self.issued_today(merchant_id)
+        if cap is not None and issued >= cap:
+            raise DailyCapError(f"商户 {merchant_id} 今日已发 {issued} 张券，已达每日上限 / "
+                                f"merchant {merchant_id} has given its {cap} coupons for today")
+        live = self.db.execute(
+            "SELECT count(*) FROM merchant_coupons WHERE plate = ? AND state = 'issued' "
+            "AND expires_at > ?", [normalised, now]).fetchone()[0]
+        if live >= MAX_LIVE_PER_PLATE:
+            raise TooManyCouponsError(f"{normalised} already holds {live} live coupons, the "
+                                      f"most one plate may hold")
         before = self.balance(merchant_id)
         if grant.cap_fen > before.available_fen:
             raise InsufficientFundsError(
@@ -337,14 +432,15 @@ class MerchantAccounts:
             "coupon_id": coupon.coupon_id, "merchant_id": merchant_id, "plate": normalised,
             "kind": grant.kind, "minutes": grant.minutes, "fen": grant.fen,
             "cap_fen": grant.cap_fen, "issued_at": now, "expires_at": expires,
-            "state": "issued", "claim_batch": claim_batch,
+            "state": "issued", "claim_batch": claim_batch, "rule": grant.rule or None,
         })
+        self._touched.add(normalised)
         self._audit.record(actor=actor, action="coupon.issue",
                            subject=f"coupon:{coupon.coupon_id}", reason=reason,
-                           before=_balance_json(before),
+                           before=balance_json(before),
                            after={"merchant_id": merchant_id, "plate": normalised,
                                   "grant": asdict(grant), "expires_at": expires,
-                                  **_balance_json(self.balance(merchant_id))})
+                                  **balance_json(self.balance(merchant_id))})
         _log.info("merchant %s issued coupon %s", merchant_id, coupon.coupon_id)
         return coupon
 
@@ -368,30 +464,3 @@ class MerchantAccounts:
 
     def _now_iso(self) -> str:
         return utc_iso(self._clock.now())
-
-
-def _already(row: dict[str, Any]) -> CouponRefusedError:
-    if row["state"] == "revoked":
-        return CouponRefusedError("revoked", f"coupon {row['coupon_id']} was revoked: "
-                                             f"{row['revoke_reason']}")
-    return CouponRefusedError("used", f"coupon {row['coupon_id']} was already used at "
-                                      f"{row['redeemed_at']}")
-
-
-def _coupon_from(row: dict[str, Any]) -> IssuedCoupon:
-    return IssuedCoupon(row["coupon_id"], row["merchant_id"], row["plate"], _grant_from(row),
-                        row["issued_at"], row["expires_at"])
-
-
-def _subject(merchant_id: str) -> str:
-    return f"merchant:{merchant_id}"
-
-
-def _balance_json(balance: Balance) -> dict[str, int]:
-    return {"prepaid_fen": balance.prepaid_fen, "owed_fen": balance.owed_fen,
-            "held_fen": balance.held_fen, "available_fen": balance.available_fen}
-
-
-def _require_positive(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"{name} must be a positive int (fen), got {value!r}")

@@ -10,7 +10,10 @@ from typing import Literal, TypeAlias
 from parkguard.core.ledger import Fen
 from parkguard.core.tariffs.quote import Coupon
 
-CouponKindName: TypeAlias = Literal["free_minutes", "amount_off", "full_free"]
+CouponKindName: TypeAlias = Literal["free_minutes", "amount_off", "full_free", "rule"]
+COUPON_KINDS: tuple[CouponKindName, ...] = ("free_minutes", "amount_off", "full_free", "rule")
+RULE_CODE_MAX = 32
+"""The longest tariff rule code (``CouponRule.code``)."""
 AccountMode: TypeAlias = Literal["prepaid", "overdraft"]
 
 
@@ -22,15 +25,23 @@ class CouponGrant:
     cap the merchant agreed to (typically the tariff's daily cap): their real cost depends on
     the stay, and the cap is what is held against the merchant's money until exit.
 
+    A ``rule`` coupon names a rule of the site's tariff (``spend_88``): the tariff, not the
+    merchant, says what it gives, so the same stay gets the same grant at the gateway and at
+    an offline lane, and the holiday upgrade follows the calendar of the car's entry date.
+
     >>> CouponGrant.amount_off(500), CouponGrant.full_free(cap_fen=6_000).as_tariff_coupon()
-    (CouponGrant(kind='amount_off', minutes=0, fen=500, cap_fen=500), Coupon(kind='full_free', \
-minutes=0, fen=0, rule=None, ref=None))
+    (CouponGrant(kind='amount_off', minutes=0, fen=500, cap_fen=500, rule=''), \
+Coupon(kind='full_free', minutes=0, fen=0, rule=None, ref=None))
+    >>> CouponGrant.for_rule("spend_88", cap_fen=6_000).as_tariff_coupon()
+    Coupon(kind='rule', minutes=0, fen=0, rule='spend_88', ref=None)
     """
 
     kind: CouponKindName
     minutes: int = 0
     fen: Fen = 0
     cap_fen: Fen = 0
+    rule: str = ""
+    """For ``rule`` coupons: the tariff rule's code."""
 
     def __post_init__(self) -> None:
         for name in ("minutes", "fen", "cap_fen"):
@@ -44,7 +55,14 @@ minutes=0, fen=0, rule=None, ref=None))
             raise ValueError("an amount_off coupon needs fen > 0, no minutes, and cap_fen == fen")
         if self.kind == "full_free" and (self.minutes or self.fen):
             raise ValueError("a full_free coupon carries neither minutes nor fen")
-        if self.kind not in ("free_minutes", "amount_off", "full_free"):
+        if self.kind == "rule" and (self.minutes or self.fen or not self.rule
+                                    or len(self.rule) > RULE_CODE_MAX):
+            raise ValueError(f"a rule coupon names a tariff rule code of 1 to {RULE_CODE_MAX} "
+                             f"characters and carries neither minutes nor fen, got "
+                             f"{self.rule!r}")
+        if self.kind != "rule" and self.rule:
+            raise ValueError(f"only a rule coupon names a tariff rule, not {self.kind!r}")
+        if self.kind not in COUPON_KINDS:
             raise ValueError(f"unknown coupon kind {self.kind!r}")
         if self.cap_fen <= 0:
             raise ValueError("a coupon's cap_fen (the most it can cost the merchant) must be > 0")
@@ -61,9 +79,21 @@ minutes=0, fen=0, rule=None, ref=None))
     def full_free(cls, *, cap_fen: Fen) -> CouponGrant:
         return cls("full_free", cap_fen=cap_fen)
 
+    @classmethod
+    def for_rule(cls, code: str, *, cap_fen: Fen) -> CouponGrant:
+        """A coupon the tariff's rule ``code`` prices at exit; ``cap_fen`` is the most it may
+        cost the merchant (what is held until it is used)."""
+        return cls("rule", cap_fen=cap_fen, rule=code)
+
     def as_tariff_coupon(self) -> Coupon:
         """The coupon to hand to ``quote(..., coupons=[...])`` at exit."""
+        if self.kind == "rule":
+            return Coupon("rule", rule=self.rule)
         return Coupon(self.kind, minutes=self.minutes, fen=self.fen)
+
+    def describe(self) -> str:
+        """How a page names it: ``rule:spend_88``, ``free_minutes:120``, ``amount_off:500``."""
+        return str(self.as_tariff_coupon())
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +142,19 @@ class ClaimBatch:
     grant: CouponGrant
     expires_at: str
     codes: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimCode:
+    """One claim code as the driver's claim page shows it before claiming."""
+
+    merchant_id: str
+    merchant_name: str
+    grant: CouponGrant
+    expires_at: str
+    claimed: bool
+    daily_cap: int | None = None
+    """The merchant's cap on coupons per site-local day, if it has one."""
 
 
 @dataclass(frozen=True, slots=True)

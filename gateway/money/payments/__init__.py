@@ -34,8 +34,8 @@ crash between the provider's answer and the commit repeats the answer instead of
 >>> provider = SimulatedProvider(b"test-secret", clock)
 >>> desk = PaymentDesk(db, clock=clock, audit=AuditLog(db, clock=clock), provider=provider)
 >>> pending = desk.start_prepayment("s-1", "沪A12345", 1_000)
->>> body, signature = provider.pay(pending.provider_ref)
->>> desk.handle_callback(body, signature).state
+>>> body, headers = provider.pay(pending.provider_ref)
+>>> desk.handle_callback(body, headers).state
 'paid'
 >>> desk.due("s-1", fee_now_fen=1_200).due_fen  # still inside the grace window
 0
@@ -48,20 +48,25 @@ from gateway.money.payments.errors import (
     AmountMismatchError,
     BadSignatureError,
     IdempotencyConflictError,
+    IgnoredNoticeError,
     PaymentError,
     RefundRefusedError,
+    ReplayedNoticeError,
+    StaleNoticeError,
     UnknownOrderError,
     UnknownPaymentError,
 )
 from gateway.money.payments.provider import (
+    CallbackReply,
     CodeCharge,
+    NoProvider,
     PaymentNotice,
     PaymentProvider,
     ProviderOrder,
     RefundResult,
-    SimulatedProvider,
 )
 from gateway.money.payments.reports import RevenueReport
+from gateway.money.payments.simulated import SimulatedProvider
 from gateway.money.payments.values import (
     Debt,
     FeeOverride,
@@ -75,11 +80,14 @@ from gateway.money.payments.values import (
 __all__ = [
     "AmountMismatchError",
     "BadSignatureError",
+    "CallbackReply",
     "CodeCharge",
     "Debt",
     "FeeOverride",
     "IdempotencyConflictError",
+    "IgnoredNoticeError",
     "Method",
+    "NoProvider",
     "Payment",
     "PaymentDesk",
     "PaymentError",
@@ -90,9 +98,11 @@ __all__ = [
     "Refund",
     "RefundRefusedError",
     "RefundResult",
+    "ReplayedNoticeError",
     "RevenueReport",
     "SessionMoney",
     "SimulatedProvider",
+    "StaleNoticeError",
     "UnknownOrderError",
     "UnknownPaymentError",
 ]

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterator
-from datetime import datetime
+from collections.abc import Iterator, Mapping
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 import sqlite_utils
@@ -18,7 +18,8 @@ from gateway.money.payments.errors import (
     UnknownOrderError,
     UnknownPaymentError,
 )
-from gateway.money.payments.provider import CodeCharge, PaymentProvider
+from gateway.money.payments.notices import NoticeGuard
+from gateway.money.payments.provider import CodeCharge, PaymentNotice, PaymentProvider
 from gateway.money.payments.reports import MONEY_IN_STATES, RevenueReport, revenue_report
 from gateway.money.payments.values import (
     Debt,
@@ -54,14 +55,21 @@ class PaymentDesk:
 
     ``db`` is the gateway's writer connection (one thread); ``audit`` must be on the same
     database so each audited action and its entry commit together. ``grace_minutes`` is the
-    time a driver has to leave after paying.
+    time a driver has to leave after paying. ``notice_window_s`` is how far a provider's
+    signed notice time may be from the gateway's clock (either way) before it is refused as
+    stale.
     """
 
     def __init__(self, db: sqlite_utils.Database, *, clock: Clock, audit: AuditLog,
-                 provider: PaymentProvider, grace_minutes: int = 15) -> None:
+                 provider: PaymentProvider, grace_minutes: int = 15,
+                 notice_window_s: int = 300) -> None:
         if isinstance(grace_minutes, bool) or not isinstance(grace_minutes, int) \
                 or grace_minutes < 0:
             raise ValueError(f"grace_minutes must be a non-negative int, got {grace_minutes!r}")
+        if isinstance(notice_window_s, bool) or not isinstance(notice_window_s, int) \
+                or notice_window_s <= 0:
+            raise ValueError(f"notice_window_s must be a positive int, got {notice_window_s!r}")
+        self._notices = NoticeGuard(clock, timedelta(seconds=notice_window_s))
         self.db = db
         self._clock = clock
         self._audit = audit
@@ -126,16 +134,25 @@ class PaymentDesk:
         return PendingPayment(payment_id, session_id, normalised, amount_fen,
                               order.provider_ref, order.pay_url)
 
-    def handle_callback(self, body: bytes, signature: str) -> Payment:
-        """Record a provider's "paid" callback once; a repeat returns the recorded payment.
+    def handle_callback(self, body: bytes, headers: Mapping[str, str]) -> Payment:
+        """Record a provider's "paid" notice once; a repeat returns the recorded payment.
 
-        Refused with nothing written: a bad signature (:class:`BadSignatureError`), an order
-        this desk never opened (:class:`UnknownOrderError`), an amount other than the
-        order's (:class:`AmountMismatchError`). The payment counts from the provider's
-        ``paid_at``, but never from later than now, so a provider clock running fast cannot
-        lengthen the grace.
+        ``body`` is the raw request body and ``headers`` its HTTP headers, as received.
+        Refused with nothing written: a bad signature (:class:`BadSignatureError`), a notice
+        signed outside the time window (:class:`StaleNoticeError`) or one already booked
+        coming back with the same nonce (:class:`ReplayedNoticeError`), an order this desk
+        never opened (:class:`UnknownOrderError`), an amount other than the order's
+        (:class:`AmountMismatchError`). The payment counts from the provider's ``paid_at``,
+        but never from later than now, so a provider clock running fast cannot lengthen
+        the grace.
         """
-        notice = self._provider.verify_callback(body, signature)
+        notice = self._provider.verify_callback(body, headers)
+        self._notices.check(notice)
+        payment = self._book_notice(notice)
+        self._notices.remember(notice)
+        return payment
+
+    def _book_notice(self, notice: PaymentNotice) -> Payment:
         now = self._now_iso()
         with self.db.atomic():
             row = self._payment_row(notice.order_id)
@@ -193,13 +210,14 @@ class PaymentDesk:
             return self.payment(payment_id)
 
     def pay_with_code(self, session_id: str, plate: str, code: str, amount_fen: Fen, *,
-                      captured_at: datetime, event_id: str) -> Payment:
+                      captured_at: datetime, event_id: str,
+                      debt_on_decline: bool = True) -> Payment:
         """Charge a scanned payment code once per lane event, live or replayed from a journal.
 
         If the code is malformed or the provider declines it, the payment is recorded as
         ``failed`` with the reason and ``amount_fen`` becomes a debt on the plate (the car
-        may already be gone); the failed payment is returned. Only the code's last four
-        digits are kept.
+        may be gone; not with ``debt_on_decline=False``: it still waits at the barrier); the
+        failed payment is returned. Only the code's last four digits are kept.
         """
         _require_positive("amount_fen", amount_fen)
         if not event_id:
@@ -240,7 +258,7 @@ class PaymentDesk:
                 "failure": None if charge.ok else (charge.reason or "declined"),
                 "entry_id": entry_id,
             })
-            if not charge.ok:
+            if not charge.ok and debt_on_decline:
                 self._record_debt(session_id, normalised, amount_fen,
                                   f"payment code declined: {charge.reason or 'declined'}",
                                   key=key, actor="gateway")

@@ -37,3 +37,28 @@ class RefundRefusedError(PaymentError, ValueError):
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)
         self.reason = reason
+
+
+class StaleNoticeError(BadSignatureError):
+    """A correctly signed notice sent (by its own signed time) outside the window the desk
+    accepts: a late replay, or a provider clock far off. Refused, nothing recorded."""
+
+
+class ReplayedNoticeError(BadSignatureError):
+    """A correctly signed notice the desk has already booked, sent again with the same nonce
+    or notify id: someone replaying what they captured. Refused; the payment stands once."""
+
+
+class IgnoredNoticeError(PaymentError):
+    """A genuine notice that books nothing (a trade closed, a refund's echo): the route
+    acknowledges it so the provider stops sending it."""
+
+
+class ProviderUnreachableError(PaymentError, ConnectionError):
+    """The provider gave no answer (network down, timeout, a 5xx): nothing is known to have
+    happened, and the caller may retry with the same key."""
+
+
+class ProviderRefusedError(PaymentError):
+    """The provider answered, and said no to a request that is not a driver's decline (an
+    order it would not open, a malformed answer, a signature on its answer that fails)."""

@@ -47,3 +47,13 @@ def m001_merchants_coupons_ledger(db: sqlite_utils.Database) -> None:
         foreign_keys=[("merchant_id", "merchants", "merchant_id")], strict=True,
     )
     db.table("claim_codes").create_index(["batch_id"])
+
+
+@migrations()
+def m002_rule_coupons_and_daily_caps(db: sqlite_utils.Database) -> None:
+    """Coupons and claim codes that name a tariff rule (``spend_88``), and a merchant's
+    optional cap on the coupons it gives per site-local day (NULL: no cap)."""
+    db.execute("ALTER TABLE merchant_coupons ADD COLUMN rule TEXT")
+    db.execute("ALTER TABLE claim_codes ADD COLUMN rule TEXT")
+    db.execute("ALTER TABLE merchants ADD COLUMN daily_cap INTEGER")
+    db.table("merchant_coupons").create_index(["merchant_id", "issued_at"])

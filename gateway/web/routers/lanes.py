@@ -1,22 +1,28 @@
 """The lanes page and its live API: each lane's state and last reads, the read snapshot,
-and the manual open (a guard lets a car through, with a reason)."""
+the manual open (a guard lets a car through, with a reason), and for a car waiting at an
+exit to pay, cash taken (guards) or the fee waived (supervisors), each with a reason,
+audited, then the lane's open (docs/dashboard.md)."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
 
 from gateway.storage import queries
 from gateway.web.deps import (
     BoardDep,
+    CashierDep,
     CommanderDep,
     FormDep,
     Opener,
     PagesDep,
     ReaderDep,
+    Senior,
     Staff,
     TimeDep,
     WorkerDep,
@@ -26,28 +32,49 @@ from gateway.web.lanes import lanes_view, plate_snapshot_svg
 from gateway.web.security import CSRF_HEADER, csrf_ok
 from gateway.web.users import User
 from parkguard.clock import utc_iso
+from parkguard.core.tariffs import format_yuan
 from parkguard.errors import ParkGuardError
 
 log = logging.getLogger(__name__)
 router = APIRouter()
 
 
+#: Reasons a guard picks from (and may add to) when taking cash or waiving a fee.
+CASH_REASONS = ("现金收费 cash at the booth", "手机无法支付 driver's phone cannot pay",
+                "扫码失败 QR and pay code failed")
+WAIVE_REASONS = ("道闸故障 barrier fault", "系统故障 system fault",
+                 "投诉成立 complaint upheld", "紧急车辆 emergency vehicle")
+
+
+def _with_waiting(view: list[dict[str, Any]], cashier: CashierDep,
+                  time: TimeDep) -> list[dict[str, Any]]:
+    """Each lane card with the car waiting there to pay, if any: plate, amount, since."""
+    waiting = {car.lane: car for car in cashier.waiting_exits()}
+    for lane in view:
+        car = waiting.get(lane["lane"])
+        lane["waiting"] = None if car is None else {
+            "session_id": car.session_id, "plate": car.plate, "due_fen": car.due_fen,
+            "due": format_yuan(car.due_fen), "since": time.local(utc_iso(car.since))}
+    return view
+
+
 @router.get("/lanes", response_class=HTMLResponse)
 def lanes(request: Request, user: Staff, pages: PagesDep, board: BoardDep,
-          reader: ReaderDep) -> Response:
+          reader: ReaderDep, cashier: CashierDep, time: TimeDep) -> Response:
     with reader() as db:
         view = lanes_view(board, db)
-    return pages.render(request, "lanes.html", user, lanes=view)
+    return pages.render(request, "lanes.html", user, lanes=_with_waiting(view, cashier, time),
+                        cash_reasons=CASH_REASONS, waive_reasons=WAIVE_REASONS)
 
 
 @router.get("/api/lanes")
-def api_lanes(_user: Staff, board: BoardDep, reader: ReaderDep,
+def api_lanes(_user: Staff, board: BoardDep, reader: ReaderDep, cashier: CashierDep,
               time: TimeDep) -> dict[str, Any]:
     with reader() as db:
         view = lanes_view(board, db)
     for lane in view:
         lane["reads"] = [{**read, "local": time.local(read["ts"])} for read in lane["reads"]]
-    return {"lanes": view, "now": utc_iso(time.now())}
+    return {"lanes": _with_waiting(view, cashier, time), "now": utc_iso(time.now())}
 
 
 @router.get("/lanes/reads/{event_id}.svg")
@@ -92,6 +119,89 @@ async def api_open_lane(request: Request, lane: str, user: Opener, commander: Co
     try:
         message = await manual_open(user, commander, worker, lane,
                                     str(body.get("reason", "")).strip())
+    except (BadForm, ParkGuardError, ValueError) as error:
+        return JSONResponse({"error": str(error)}, status_code=400)
+    return JSONResponse({"ok": True, "message": message})
+
+
+def money_reason(preset: str, detail: str) -> str:
+    """The reason a guard gave: a preset, free text, or both (``preset: text``)."""
+    preset, detail = preset.strip(), detail.strip()
+    return require_reason(f"{preset}: {detail}" if preset and detail else preset or detail)
+
+
+def _expected(value: object) -> int | None:
+    """The amount the guard saw on the card (fen); None when the form did not say."""
+    text = str(value or "").strip()
+    if not text:
+        return None
+    if not text.isdigit():
+        raise BadForm(f"amount must be whole fen, got {text!r} / 金额格式错误")
+    return int(text)
+
+
+async def take_cash(user: User, cashier: CashierDep, lane: str,
+                    fields: dict[str, Any]) -> str:
+    reason = money_reason(str(fields.get("preset", "")), str(fields.get("detail", "")))
+    expected = _expected(fields.get("due_fen"))
+    payment = await run_in_threadpool(lambda: cashier.take_cash(
+        lane, actor=user.actor, reason=reason, expected_fen=expected))
+    log.info("web: %s took %d fen cash at %s", user.actor, payment.amount_fen, lane)
+    return (f"已收现金 {format_yuan(payment.amount_fen)}，已开闸 {lane} / "
+            f"Cash {format_yuan(payment.amount_fen)} taken, {lane} opened")
+
+
+async def waive_fee(user: User, cashier: CashierDep, lane: str,
+                    fields: dict[str, Any]) -> str:
+    reason = money_reason(str(fields.get("preset", "")), str(fields.get("detail", "")))
+    waived = await run_in_threadpool(lambda: cashier.waive(lane, actor=user.actor,
+                                                           reason=reason))
+    log.info("web: %s waived %d fen at %s", user.actor, waived, lane)
+    return (f"已免收 {format_yuan(waived)}，已开闸 {lane} / "
+            f"Fee of {format_yuan(waived)} waived, {lane} opened")
+
+
+@router.post("/lanes/{lane}/cash")  # the form's token is checked before the role
+async def cash_form(request: Request, lane: str, fields: FormDep, user: Opener,
+                    cashier: CashierDep, pages: PagesDep) -> Response:
+    try:
+        pages.flash(request, "ok", await take_cash(user, cashier, lane, dict(fields)))
+    except (BadForm, ParkGuardError, ValueError) as error:
+        pages.flash(request, "error", str(error))
+    return RedirectResponse("/lanes", status_code=303)
+
+
+@router.post("/lanes/{lane}/waive")
+async def waive_form(request: Request, lane: str, fields: FormDep, user: Senior,
+                     cashier: CashierDep, pages: PagesDep) -> Response:
+    try:
+        pages.flash(request, "ok", await waive_fee(user, cashier, lane, dict(fields)))
+    except (BadForm, ParkGuardError, ValueError) as error:
+        pages.flash(request, "error", str(error))
+    return RedirectResponse("/lanes", status_code=303)
+
+
+@router.post("/api/lanes/{lane}/cash")
+async def api_cash(request: Request, lane: str, user: Opener,
+                   cashier: CashierDep) -> Response:
+    return await _api_money(request, lambda body: take_cash(user, cashier, lane, body))
+
+
+@router.post("/api/lanes/{lane}/waive")
+async def api_waive(request: Request, lane: str, user: Senior,
+                    cashier: CashierDep) -> Response:
+    return await _api_money(request, lambda body: waive_fee(user, cashier, lane, body))
+
+
+async def _api_money(request: Request,
+                     act: Callable[[dict[str, Any]], Awaitable[str]]) -> Response:
+    if not csrf_ok(request, request.headers.get(CSRF_HEADER)):
+        return JSONResponse({"error": "CSRF token missing or wrong"}, status_code=403)
+    body = await request.json()
+    if not isinstance(body, dict):
+        return JSONResponse({"error": "a JSON object is expected"}, status_code=400)
+    try:
+        message = await act(body)
     except (BadForm, ParkGuardError, ValueError) as error:
         return JSONResponse({"error": str(error)}, status_code=400)
     return JSONResponse({"ok": True, "message": message})

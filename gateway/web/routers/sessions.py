@@ -1,14 +1,17 @@
-"""Finding a car and its stay: the sessions search, a session's page with what it would
-pay now, the bill API, and the fee override (supervisors, with a reason)."""
+"""Finding a car and its stay: the sessions search (the cars inside with their fee so
+far), a session's page with its itemised bill now, the bill API, and the fee override
+(supervisors, with a reason)."""
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from gateway.web.deps import (
+    AlarmsDep,
     BillingDep,
     CashierDep,
     FormDep,
@@ -23,25 +26,68 @@ from gateway.web.deps import (
 )
 from gateway.web.forms import BadForm, parse_yuan, require_reason
 from gateway.web.search import search_sessions, session_detail
+from parkguard.core.bill_lines import stay_en, stay_zh
 from parkguard.core.tariffs import format_yuan
 from parkguard.errors import ParkGuardError
 
 router = APIRouter()
 
 
+#: Cars priced per turn of the gateway's worker: the lanes' decisions queue between turns,
+#: so a long "cars inside" list never holds an exit up for long (about 1 ms a car).
+PRICED_PER_TURN = 25
+
+
+def fees_so_far(rows: list[dict[str, Any]], worker: WorkerDep, billing: BillingDep,
+                time: TimeDep) -> dict[str, dict[str, Any]]:
+    """What each car still inside would pay leaving now, by session id: the bill's fee,
+    what is due and how long it has stayed (``error`` for a stay no tariff prices), so the
+    "cars inside" list shows the fee so far rather than the 0 stored until the exit."""
+    open_rows = [row for row in rows if row.get("state") == "open"]
+    now = time.now()
+    fees: dict[str, dict[str, Any]] = {}
+
+    def price(batch: list[dict[str, Any]]) -> None:
+        for row in batch:
+            try:
+                bill = billing.bill(row, now)
+            except ParkGuardError as error:
+                fees[row["session_id"]] = {"error": str(error)}
+                continue
+            items = bill.lines()
+            fees[row["session_id"]] = {
+                "fee_fen": items.fee_fen, "due_fen": items.payable_fen,
+                "paid_fen": bill.paid_fen, "stay_zh": stay_zh(items.minutes, spaced=True),
+                "stay_en": stay_en(items.minutes)}
+
+    for start in range(0, len(open_rows), PRICED_PER_TURN):
+        worker.call(partial(price, open_rows[start:start + PRICED_PER_TURN]))
+    return fees
+
+
 @router.get("/sessions", response_class=HTMLResponse)
 def sessions(request: Request, user: SessionsUser, pages: PagesDep, reader: ReaderDep,
-             matching: MatchingDep, q: str = "", plate: str = "") -> Response:
+             matching: MatchingDep, worker: WorkerDep, billing: BillingDep, time: TimeDep,
+             q: str = "", plate: str = "") -> Response:
     with reader() as db:
         found = search_sessions(db, q=q, plate=plate, policy=matching)
-    return pages.render(request, "sessions.html", user, q=q, plate=plate, found=found)
+    fees = fees_so_far(found["inside"] + found["history"], worker, billing, time)
+    return pages.render(request, "sessions.html", user, q=q, plate=plate, found=found,
+                        fees=fees)
 
 
 @router.get("/api/sessions")
-def api_sessions(_user: SessionsUser, reader: ReaderDep, matching: MatchingDep, q: str = "",
+def api_sessions(_user: SessionsUser, reader: ReaderDep, matching: MatchingDep,
+                 worker: WorkerDep, billing: BillingDep, time: TimeDep, q: str = "",
                  plate: str = "") -> dict[str, Any]:
+    """The search as JSON; each car inside carries ``so_far``: its fee, due and stay now."""
     with reader() as db:
-        return search_sessions(db, q=q, plate=plate, policy=matching)
+        found = search_sessions(db, q=q, plate=plate, policy=matching)
+    fees = fees_so_far(found["inside"] + found["history"], worker, billing, time)
+    for row in found["inside"] + found["history"]:
+        if row["session_id"] in fees:
+            row["so_far"] = fees[row["session_id"]]
+    return found
 
 
 @router.get("/api/bill")
@@ -60,23 +106,30 @@ def api_bill(plate: str, _user: SessionsUser, cashier: CashierDep) -> Response:
 @router.get("/sessions/{session_id}", response_class=HTMLResponse)
 def session_page(request: Request, session_id: str, user: SessionsUser, pages: PagesDep,
                  reader: ReaderDep, worker: WorkerDep, store: StoreDep, billing: BillingDep,
-                 time: TimeDep) -> Response:
+                 time: TimeDep, alarms: AlarmsDep) -> Response:
     with reader() as db:
         detail = session_detail(db, session_id)
     if detail is None:
         raise HTTPException(404, "no such session")
-    bill = None
+    bill = items = None
     unpriced = ""
     if detail["session"]["state"] == "open":
-        def price() -> dict[str, Any] | None:
+        suspended = alarms is not None and alarms.billing_suspended()
+
+        def price() -> tuple[dict[str, Any], dict[str, Any]] | None:
             row = store.session(session_id)
-            return billing.bill(row, time.now()).as_json() if row else None
+            if row is None:
+                return None
+            now = billing.bill(row, time.now())
+            return now.as_json(), now.lines(suspended=suspended).as_json()
         try:
-            bill = worker.call(price)
+            priced = worker.call(price)
         except ParkGuardError as error:  # e.g. no tariff in force on its entry day
             unpriced = str(error)
+        else:
+            bill, items = priced if priced else (None, None)
     return pages.render(request, "session.html", user, detail=detail, bill=bill,
-                        unpriced=unpriced)
+                        items=items, unpriced=unpriced)
 
 
 @router.post("/sessions/{session_id}/override")

@@ -36,6 +36,10 @@
     data.lanes.forEach(function (lane) {
       var card = document.getElementById("lane-" + lane.lane);
       if (!card) { window.location.reload(); return; }  // a new lane appeared
+      var waiting = lane.waiting ? lane.waiting.session_id : "";
+      if (card.getAttribute("data-waiting") !== waiting) {  // a car waits to pay, or went
+        window.location.reload(); return;
+      }
       text(card, ".online", words[String(lane.online)]);
       text(card, ".barrier", lane.barrier);
       text(card, ".mode", lane.mode || "—");

@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from parkguard.core.tariffs.classes import vehicle_class_for
 from parkguard.core.tariffs.holidays import HolidayCalendar
 from parkguard.core.tariffs.model import Fen, Tariff, TariffBook
 from parkguard.core.tariffs.quote import Coupon, quote
@@ -72,6 +73,14 @@ class TariffDocument(BaseModel):
     @property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
+
+    def vehicle_class(self, plate: str, entry: datetime, *, named: str | None = None) -> str:
+        """The class a stay entering at ``entry`` is priced in: ``named`` (a pass's class)
+        when the version in force then has it, else the plate's (:func:`vehicle_class_for`).
+        The gateway, the lane's offline pricing and ``tariff quote`` all ask here."""
+        day = entry.astimezone(self.zone).date() if entry.tzinfo else entry.date()
+        version = self.book.in_force(day) or self.tariffs[0]
+        return vehicle_class_for(plate, version.classes, named=named)
 
 
 @dataclass(frozen=True, slots=True)

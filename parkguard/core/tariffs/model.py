@@ -219,6 +219,9 @@ class CouponRule(_Frozen):
                          description="for percent_off: percent taken off the fee, 1..100")
     upgrades: list[Upgrade] = Field(default_factory=list,
                                     description="bigger free_minutes on some entry dates")
+    min_spend_fen: Fen | None = Field(
+        default=None, ge=1, le=100_000_000,
+        description="a merchant may issue it for a shopper who spent at least this much")
 
     @model_validator(mode="after")
     def _value_matches_kind(self) -> Self:

@@ -1,0 +1,1 @@
+"""Real payment providers against local servers that speak their wire protocols."""
