@@ -21,6 +21,7 @@ from broker.runner import MosquittoBroker
 from parkguard.clock import ManualClock
 from simulator.provisioned import provision_simulated_site
 from simulator.site import SimulatedSite
+from wire.memory import MemoryBroker
 
 TEST_SITE = "test"
 ENTRY_LANES = ("in1", "in2", "in9")
@@ -66,3 +67,11 @@ def site(broker: MosquittoBroker, tmp_path: Path,
                        exit_lanes=("out1",),
                        lane_keys=test_site.device("gateway").lane_keys) as running:
         yield running
+
+
+@pytest.fixture
+def memory() -> Iterator[MemoryBroker]:
+    """An in-memory broker for tests that play the lanes or the gateway without Mosquitto."""
+    broker = MemoryBroker()
+    yield broker
+    broker.close()

@@ -12,7 +12,7 @@ that broker that publishes what a lane publishes and keeps the commands and repl
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ from pydantic import SecretStr
 
 from gateway.app import GatewayApp, gateway_client_id
 from gateway.config import GatewayConfig, PaymentSettings, WebConfig
+from gateway.runtime.exits import WaitingCar
 from gateway.web.settings import load_secret_key
 from gateway.web.tickets import TicketSigner
 from parkguard.clock import ManualClock
@@ -34,6 +35,7 @@ from wire.contract import topics
 from wire.contract.messages import (
     DecideReply,
     DecideRequest,
+    Decision,
     LaneCommand,
     LaneState,
     Passed,
@@ -48,6 +50,8 @@ PLATE = "粤B12345"
 KEY = bytes(range(32))
 STAY = timedelta(hours=3, minutes=3)
 CODE = "134567890123456789"  # the shape of a WeChat Pay 付款码
+IDENTITY = "#QPG18F2K31QZ"  # a car without a plate: the kiosk's QR ticket
+PAY_SITE = "https://pay.example.cn"
 
 
 class Lane:
@@ -65,11 +69,14 @@ class Lane:
                            lambda _t, p: self.commands.append(LaneCommand.from_json(p)))
         self.bus.start()
 
-    def ask(self, plate: str, now: datetime) -> str:
+    def ask(self, plate: str | None, now: datetime, *, identity: str | None = None) -> str:
+        """A decide request for a car read as ``plate`` (or without one: the kiosk's
+        ``identity``); its correlation id."""
         correlation_id = uuid.uuid4().hex[:20]
         self.bus.publish(topics.lane_decide(SITE, self.lane), DecideRequest(
             correlation_id=correlation_id, lane=self.lane, direction=self.direction,  # type: ignore[arg-type]
-            plate=plate, confidence=0.99, ts=now, deadline_ms=5_000))
+            plate=plate, identity=identity, confidence=0.99 if plate else 0.0, ts=now,
+            deadline_ms=5_000))
         return correlation_id
 
     def event(self, message_type: type[Any], now: datetime, **fields: Any) -> Any:
@@ -133,14 +140,17 @@ class Site:
         return [r["amount_fen"] for r in self.rows("SELECT amount_fen FROM debts")]
 
 
-def _site(broker: MemoryBroker, tmp_path: Path, *, public_url: str | None) -> Iterator[Site]:
+def _site(broker: MemoryBroker, tmp_path: Path, *, public_url: str | None,
+          clock: ManualClock | None = None) -> Generator[Site, None, None]:
+    """The gateway on ``tmp_path``'s file, started; ``clock`` to go on with the time of a
+    gateway that ran on the same file before."""
     web = None if public_url is None else WebConfig(
         port=0, secret_key_file=tmp_path / "web.key", public_url=public_url)
     config = GatewayConfig(site=SITE, database=tmp_path / "gw.db",
                            broker=BrokerSettings(host="memory"),
                            lane_keys={"out1": SecretStr(KEY.hex())}, web=web,
                            payments=PaymentSettings(provider="simulated"))
-    clock = ManualClock(NOW)
+    clock = clock or ManualClock(NOW)
     bus = broker.bus(gateway_client_id(SITE), persistent=True, manual_ack=True)
     app = GatewayApp(config, clock=clock, bus=bus, allow_simulated=True)
     app.service.start()  # the worker and its subscriptions, without the web server
@@ -154,16 +164,9 @@ def _site(broker: MemoryBroker, tmp_path: Path, *, public_url: str | None) -> It
 
 
 @pytest.fixture
-def memory() -> Iterator[MemoryBroker]:
-    broker = MemoryBroker()
-    yield broker
-    broker.close()
-
-
-@pytest.fixture
 def gw(memory: MemoryBroker, tmp_path: Path) -> Iterator[Site]:
     """The gateway on the in-memory broker, its lanes played by the test."""
-    yield from _site(memory, tmp_path, public_url="https://pay.example.cn")
+    yield from _site(memory, tmp_path, public_url=PAY_SITE)
 
 
 def waiting_car(site: Site) -> tuple[str, str, DecideReply]:
@@ -403,6 +406,142 @@ def test_the_lane_card_shows_the_waiting_car_and_a_guard_takes_cash_there(gw: Si
 
 
 # --- with the real lanes, on Mosquitto --------------------------------------------------------
+
+
+# --- a gateway restart, and 付款码 naming a stay --------------------------------------------
+
+
+def test_a_car_waiting_to_pay_is_remembered_when_the_gateway_restarts(
+    memory: MemoryBroker, tmp_path: Path,
+) -> None:
+    """The driver pays on the phone after the gateway came back: its lane still opens."""
+    first = _site(memory, tmp_path, public_url=PAY_SITE)
+    site = next(first)
+    session_id, correlation_id, reply = waiting_car(site)
+    site.exit.event(Decision, site.clock.now(), correlation_id=correlation_id,  # as reported
+                    direction="exit", plate=PLATE, action="refuse", reason="payment_due",
+                    fee_fen=reply.fee_fen, session_id=session_id, decided_by="gateway",
+                    wait_ms=20.0)
+    site.handled()
+    since, clock = site.clock.now(), site.clock
+    first.close()  # the gateway stops (its worker, its bus, its file); the car stays
+    clock.advance(timedelta(minutes=2))
+    for again in _site(memory, tmp_path, public_url=PAY_SITE, clock=clock):
+        service = again.app.service
+        assert service.waiting_exits() == [
+            WaitingCar("out1", session_id, PLATE, reply.fee_fen, since)]
+        pending = service.prepay(PLATE)
+        assert pending is not None
+        body, headers = again.app.provider.pay(pending.provider_ref)  # type: ignore[attr-defined]
+        service.payment_callback(body, headers)
+        again.handled()
+        assert the_open(again).args == {"lane": "out1", "session_id": session_id,
+                                        "settled": "paid_online"}
+        assert service.waiting_exits() == []
+
+
+def test_a_restarted_gateway_holds_no_car_its_lane_has_moved_on_from(
+    memory: MemoryBroker, tmp_path: Path,
+) -> None:
+    first = _site(memory, tmp_path, public_url=PAY_SITE)
+    site = next(first)
+    waiting_car(site)
+    # The lane's report of the refusal is not in yet; it let the next car out alone.
+    site.clock.advance(timedelta(seconds=30))
+    site.exit.event(Decision, site.clock.now(), correlation_id="offline00000002",
+                    direction="exit", plate="粤C00001", action="open", reason="offline_paid",
+                    decided_by="lane", wait_ms=3_000.0)
+    site.handled()
+    clock = site.clock
+    first.close()
+    for again in _site(memory, tmp_path, public_url=PAY_SITE, clock=clock):
+        assert again.app.service.waiting_exits() == []
+
+
+def no_plate_stay(site: Site) -> str:
+    """A car without a plate let in on the kiosk's QR ticket: its session."""
+    correlation_id = site.entry.ask(None, site.clock.now(), identity=IDENTITY)
+    site.handled()
+    reply = site.entry.replies[-1]
+    assert reply.action == "open" and reply.session_id is not None
+    site.entry.event(Passed, site.clock.now(), direction="entry", plate=None,
+                     identity=IDENTITY, correlation_id=correlation_id,
+                     session_id=reply.session_id)
+    site.handled()
+    return reply.session_id
+
+
+def charged(site: Site) -> list[tuple[str, str, int]]:
+    """The 付款码 payments: session, state, amount."""
+    return [(r["session_id"], r["state"], r["amount_fen"]) for r in site.rows(
+        "SELECT session_id, state, amount_fen FROM payments WHERE method = 'payment_code' "
+        "ORDER BY created_at")]
+
+
+def test_a_code_for_a_waiting_car_without_a_plate_is_charged_to_its_stay(gw: Site) -> None:
+    session_id = no_plate_stay(gw)
+    gw.clock.advance(STAY)
+    gw.exit.ask(None, gw.clock.now(), identity=IDENTITY)
+    gw.handled()
+    reply = gw.exit.replies[-1]
+    assert (reply.reason, reply.session_id) == ("payment_due", session_id)
+    gw.exit.event(PaymentCode, gw.clock.now(), code=CODE, plate=None, identity=IDENTITY,
+                  session_id=session_id, fee_fen=reply.fee_fen)
+    gw.handled()
+    assert charged(gw) == [(session_id, "paid", reply.fee_fen)]
+    assert the_open(gw).args == {"lane": "out1", "session_id": session_id,
+                                 "settled": "payment_code"}
+
+
+def test_a_code_for_a_car_without_a_plate_that_has_left_is_charged_to_its_stay(
+    gw: Site,
+) -> None:
+    session_id = no_plate_stay(gw)
+    gw.clock.advance(STAY)
+    # The lane decided alone and let the car go on its code; the passage came in first.
+    gw.exit.event(Passed, gw.clock.now(), direction="exit", plate=None, identity=IDENTITY,
+                  correlation_id="offline00000003", session_id=session_id,
+                  settled="payment_code_offline", fee_fen=1_500)
+    gw.handled()
+    assert gw.rows("SELECT state FROM sessions WHERE session_id = ?",
+                   [session_id])[0]["state"] == "closed"
+    assert gw.debts() == []  # the code is on its way: it pays or becomes the debt
+    gw.exit.event(PaymentCode, gw.clock.now(), code=CODE, plate=None, identity=IDENTITY,
+                  session_id=session_id, fee_fen=1_500)
+    gw.handled()
+    assert charged(gw) == [(session_id, "paid", 1_500)]
+    assert gw.debts() == []  # charged once, not also owed
+
+
+def test_an_offline_code_declined_after_the_passage_came_in_is_one_debt(gw: Site) -> None:
+    session_id = gw.enter()
+    gw.clock.advance(STAY)
+    gw.app.provider.declined[CODE] = "insufficient_funds"  # type: ignore[attr-defined]
+    gw.exit.passed(PLATE, "offline00000004", gw.clock.now(), session_id=session_id,
+                   settled="payment_code_offline", fee_fen=1_500)
+    gw.handled()
+    gw.exit.event(PaymentCode, gw.clock.now(), code=CODE, plate=PLATE, session_id=session_id,
+                  fee_fen=1_500)
+    gw.handled()
+    assert charged(gw) == [(session_id, "failed", 1_500)]
+    assert gw.debts() == [1_500]
+
+
+def test_a_code_naming_a_stay_of_another_car_is_not_charged_to_it(gw: Site) -> None:
+    no_plate = no_plate_stay(gw)
+    plated = gw.enter()
+    gw.clock.advance(STAY)
+    gw.exit.event(PaymentCode, gw.clock.now(), code=CODE, plate=PLATE, session_id=no_plate,
+                  fee_fen=1_500)
+    gw.handled()
+    assert charged(gw) == [(plated, "paid", 1_500)]  # the plate's own stay
+    # A ticket nobody came in on, naming the plated car's stay: charged to nobody, kept.
+    gw.exit.event(PaymentCode, gw.clock.now(), code="134567890123456780", plate=None,
+                  identity="#QZZZZZZZZZZZZ", session_id=plated, fee_fen=1_500)
+    gw.handled()
+    assert charged(gw) == [(plated, "paid", 1_500)]
+    (letter,) = gw.rows("SELECT reason FROM dead_letters")
+    assert "no session" in letter["reason"]
 
 
 def _booked(site: SimulatedSite) -> tuple[list[tuple[str, str, int]], list[int]]:

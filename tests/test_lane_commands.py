@@ -215,13 +215,6 @@ def clock() -> ManualClock:
     return ManualClock(START)
 
 
-@pytest.fixture
-def memory() -> Iterator[MemoryBroker]:
-    broker = MemoryBroker()
-    yield broker
-    broker.close()
-
-
 def memory_lane(memory: MemoryBroker, tmp_path: Path, clock: ManualClock, lane: str,
                 key: bytes | None) -> MemoryLane:
     hmac_key = None if key is None else SecretStr(key.hex())

@@ -110,13 +110,6 @@ class Exit:
 
 
 @pytest.fixture
-def memory() -> Iterator[MemoryBroker]:
-    broker = MemoryBroker()
-    yield broker
-    broker.close()
-
-
-@pytest.fixture
 def exit_lane(memory: MemoryBroker, tmp_path: Path) -> Iterator[Exit]:
     clock = ManualClock(SITE_START)
     audit = AuditLog(migrate(sqlite_utils.Database(tmp_path / "audit.db")), clock=clock)

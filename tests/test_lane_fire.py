@@ -37,13 +37,6 @@ FIRE_PIN = 23
 
 
 @pytest.fixture
-def memory() -> Iterator[MemoryBroker]:
-    broker = MemoryBroker()
-    yield broker
-    broker.close()
-
-
-@pytest.fixture
 def clock() -> ManualClock:
     return ManualClock(SITE_START)
 

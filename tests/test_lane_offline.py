@@ -99,13 +99,6 @@ class Gateway:
 
 
 @pytest.fixture
-def memory() -> Iterator[MemoryBroker]:
-    broker = MemoryBroker()
-    yield broker
-    broker.close()
-
-
-@pytest.fixture
 def gateway(memory: MemoryBroker) -> Iterator[Gateway]:
     gw = Gateway(memory)
     yield gw

@@ -9,7 +9,6 @@ from its topics, and a lane node on mock pins for the offline exit itself.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -121,13 +120,6 @@ class Gateway:
         verdict = self.lane.exit(plate, [0.99] * len(plate), self.clock.now())
         assert verdict.session_id == session_id, verdict
         return verdict.fee_fen, bill.due_fen, bill.as_json()
-
-
-@pytest.fixture
-def memory() -> Iterator[MemoryBroker]:
-    broker = MemoryBroker()
-    yield broker
-    broker.close()
 
 
 def site(tmp_path: Path, memory: MemoryBroker, start: datetime, **options: Any) -> Gateway:

@@ -147,13 +147,6 @@ def test_a_lane_joins_the_snapshot_from_chunks_that_each_fit_the_packet_limit(
 # --- on the in-memory broker (retained messages and ordering are broker semantics) ----------
 
 
-@pytest.fixture
-def memory() -> Iterator[MemoryBroker]:
-    broker = MemoryBroker()
-    yield broker
-    broker.close()
-
-
 def _watch(broker: MemoryBroker, topic_filter: str) -> list[tuple[str, bytes]]:
     seen: list[tuple[str, bytes]] = []
     broker.bus(f"watch-{len(topic_filter)}").start().subscribe(

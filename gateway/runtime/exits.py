@@ -9,16 +9,19 @@ lane's display instead, and the car keeps waiting.
 
 A car stops waiting when it passes, when the next decide request comes from its lane (it
 backed out and another car is there, or it is asked about again), or when it waits at
-another lane. Kept in memory on the worker: after a restart the car is asked about again
-when it moves, so nothing is lost but one remote open.
+another lane. Kept in memory on the worker and rebuilt from the store when the gateway
+starts (:meth:`ExitLanes.reload` with :meth:`GatewayStore.waiting_at_exits`: each exit lane's
+latest decision, if it refused a car whose stay is still open for money and the lane has
+reported nothing since), so a driver who pays on the phone after a restart is let out.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from gateway.lanes.commands import LaneCommander, LaneCommandError
 from wire.contract.messages import LaneCommand
@@ -72,6 +75,17 @@ class ExitLanes:
         return None if self._pay_link is None else self._pay_link(plate, lane, session_id)
 
     # who waits where ---------------------------------------------------------------------
+
+    def reload(self, rows: Iterable[dict[str, Any]]) -> None:
+        """The cars found waiting when the gateway starts, oldest first (rows of
+        :meth:`~gateway.storage.store.GatewayStore.waiting_at_exits`): a later one at the
+        same lane, or of the same stay, replaces an earlier one."""
+        self._by_session.clear()
+        for row in rows:
+            self.asked(row["lane"])
+            self.waits(WaitingCar(row["lane"], row["session_id"], row["plate"],
+                                  int(row["fee_fen"]),
+                                  datetime.fromisoformat(row["answered_at"])))
 
     def asked(self, lane: str) -> None:
         """A decide request from ``lane``: whichever car waited there is gone (or is being

@@ -110,6 +110,7 @@ class Gateway:
         self.inside.reload(store.open_sessions())  # a restart forgets nobody inside
         effects = AfterCommit()
         self.exits = ExitLanes(commander=commander, pay_link=pay_link)
+        self.exits.reload(store.waiting_at_exits())  # nor a car waiting to pay at a barrier
         self.till = Till(store=store, billing=billing, inside=self.inside, clock=clock,
                          audit=audit, exits=self.exits)
         sessions = Sessions(store=store, billing=billing, inside=self.inside, till=self.till,

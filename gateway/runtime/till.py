@@ -77,7 +77,9 @@ class Till:
         merchants' coupons the bill used are charged (not for a waived fee). What was due
         and not taken becomes one debt for the session ("left without paying"), except when
         the car went free (``free_open``, ``fire``) or the fee was waived; a declined code
-        already booked as a debt counts as that debt.
+        already booked as a debt counts as that debt. A car let go on a 付款码 by the lane
+        alone whose code has not reached the gateway yet owes no debt now: the code, charged
+        when it comes, pays or becomes the debt.
         """
         session_id, plate = session["session_id"], session["plate"]
         payments, note = self._billing.payments, None
@@ -94,6 +96,10 @@ class Till:
                     note = f"coupon {coupon_id} could not be charged: {error}"
         if event.settled == "waived" or not plate:
             return note
+        if event.settled == "payment_code_offline" and not any(
+                p.method == "payment_code" for p in payments.payments_for(session_id)):
+            return note  # the code is still on its way from the lane's journal: it pays,
+            # or its decline is the session's one debt (booking one here made two charges)
         untaken = payments.due(session_id, bill["fee_fen"], at=event.ts).due_fen
         if untaken:
             payments.record_debt(session_id, plate, untaken,

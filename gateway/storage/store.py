@@ -179,6 +179,46 @@ class GatewayStore:
             [plate]).fetchone()
         return str(row[0]) if row else None
 
+    def waiting_at_exits(self) -> list[dict[str, Any]]:
+        """The cars a restarted gateway finds waiting at an exit barrier for their money,
+        oldest first: each exit lane's latest decision when it refused a car ``payment_due``,
+        that car's stay is still open, and the lane has reported no decision of its own (a
+        guard's open, an offline verdict, another car) or passage since. Rows: ``lane``,
+        ``session_id``, ``plate``, ``fee_fen``, ``answered_at``.
+
+        A car that backed out leaves no trace the gateway sees, so it may be counted as
+        waiting until its lane's next decide request, as the in-memory note would have."""
+        latest = self.db.query(
+            "SELECT d.correlation_id, d.lane, d.session_id, d.fee_fen, d.action, d.reason, "
+            "d.requested_at, d.answered_at, s.plate, s.state, max(d.answered_at) AS newest "
+            "FROM decisions d LEFT JOIN sessions s ON s.session_id = d.session_id "
+            "WHERE d.direction = 'exit' GROUP BY d.lane ORDER BY d.answered_at")
+        return [{name: row[name] for name in
+                 ("lane", "session_id", "plate", "fee_fen", "answered_at")}
+                for row in latest
+                if (row["action"], row["reason"], row["state"]) == ("refuse", "payment_due",
+                                                                     "open")
+                and not self._lane_moved_since(row["lane"], row["correlation_id"],
+                                               row["requested_at"])]
+
+    def _lane_moved_since(self, lane: str, correlation_id: str, requested_at: str) -> bool:
+        """Whether ``lane`` reported a decision or a passage after the one it asked for
+        under ``correlation_id``: after that decision's own event (by seq, on the index),
+        or, not stored yet, after the request by the lane's clock."""
+        mine = self.db.execute(
+            "SELECT seq FROM events WHERE lane = ? AND type = 'decision' "
+            "AND json_extract(payload, '$.correlation_id') = ? LIMIT 1",
+            [lane, correlation_id]).fetchone()
+        if mine is not None:
+            later = self.db.execute(
+                "SELECT 1 FROM events WHERE lane = ? AND seq > ? "
+                "AND type IN ('decision', 'passed') LIMIT 1", [lane, mine[0]]).fetchone()
+        else:
+            later = self.db.execute(
+                "SELECT 1 FROM events WHERE lane = ? AND ts > ? "
+                "AND type IN ('decision', 'passed') LIMIT 1", [lane, requested_at]).fetchone()
+        return later is not None
+
     def decision(self, correlation_id: str) -> dict[str, Any] | None:
         rows = list(self.db.query(
             "SELECT * FROM decisions WHERE correlation_id = ?", [correlation_id]

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import secrets
-import threading
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from urllib.parse import parse_qsl, urlencode, urlsplit
@@ -15,7 +14,7 @@ from zoneinfo import ZoneInfo
 import httpx
 
 from parkguard.clock import Clock
-from tests.payments.wire import KeyPair, LocalServer, Reply
+from tests.payments.wire import KeyPair, ProviderServer, Reply
 
 BEIJING = ZoneInfo("Asia/Shanghai")
 
@@ -47,28 +46,15 @@ class Trade:
     refunds: dict[str, tuple[int, datetime]] = field(default_factory=dict)
 
 
-class AlipayServer:
-    """``declines[code] = sub_code``; ``waits[code] = n``: WAIT_BUYER_PAY for n queries,
-    then paid (``-1``: never)."""
+class AlipayServer(ProviderServer[Trade]):
+    """``declines[code] = sub_code``; a waiting code is WAIT_BUYER_PAY until paid."""
 
     def __init__(self, clock: Clock, *, app: KeyPair, alipay: KeyPair,
                  app_id: str = "2021000123456789", seller_id: str = "2088102146225135") -> None:
-        self.clock, self.app, self.alipay = clock, app, alipay
+        super().__init__(clock)
+        self.app, self.alipay = app, alipay
         self.app_id, self.seller_id = app_id, seller_id
-        self.trades: dict[str, Trade] = {}
-        self.declines: dict[str, str] = {}
-        self.waits: dict[str, int] = {}
         self.pays: list[str] = []
-        self._lock = threading.Lock()
-        self.http = LocalServer(self._handle)
-        self.url = self.http.url
-
-    def __enter__(self) -> AlipayServer:
-        self.http.start()
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self.http.stop()
 
     @staticmethod
     def signing_text(fields: dict[str, str], *, drop: tuple[str, ...]) -> str:
@@ -107,12 +93,9 @@ class AlipayServer:
                 return self._answer(name, {"code": "40004", "msg": "Business Failed",
                                            "sub_code": "ACQ.TRADE_NOT_EXIST"})
             if name == "alipay.trade.query":
-                waits = self.waits.get(trade.auth_code, 0)
-                if trade.status == "WAIT_BUYER_PAY" and trade.auth_code and waits >= 0:
-                    if waits == 0:
-                        self._settle(trade)
-                    else:
-                        self.waits[trade.auth_code] = waits - 1
+                if trade.status == "WAIT_BUYER_PAY" and trade.auth_code \
+                        and self._payer_done(trade.auth_code):
+                    self._settle(trade)
                 return self._answer(name, {"code": "10000", "msg": "Success",
                                            "out_trade_no": no, "trade_no": trade.trade_no,
                                            "trade_status": trade.status,

@@ -1,5 +1,7 @@
 """Fixtures: keys made once per run, the local provider servers, and a running gateway
-(its worker, a memory broker and its web server on a free port) configured for them."""
+(its worker, a memory broker and its web server on a free port) configured for them; what
+the Alipay and WeChat Pay tests share (an order opened by the desk, a desk charging 付款码
+whose waits step the clock)."""
 
 from __future__ import annotations
 
@@ -7,14 +9,19 @@ import secrets
 import socket
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from gateway.app import GatewayApp, gateway_client_id
 from gateway.config import GatewayConfig, PaymentSettings, WebConfig
+from gateway.money.payments import PaymentDesk
+from gateway.money.payments.provider import PaymentProvider
 from gateway.money.payments.settings import AlipaySettings, WeChatPaySettings
+from gateway.records.audit import AuditLog
+from gateway.storage.database import open_database
 from parkguard.clock import ManualClock
 from parkguard.configfile import BrokerSettings
 from tests.payments.alipay_server import AlipayServer
@@ -115,3 +122,66 @@ def running_gateway(tmp_path: Path, clock: ManualClock, payments: PaymentSetting
             yield app
     finally:
         broker.close()
+
+
+@contextmanager
+def provider_gateway(tmp_path: Path, clock: ManualClock, provider: str,
+                     settings: Callable[[str], object]) -> Iterator[GatewayApp]:
+    """A started gateway taking money through ``provider``, configured by
+    ``settings(notify_url)`` with the notify route of this gateway's own web server."""
+    port = free_port()
+    payments = PaymentSettings.model_validate(
+        {"provider": provider,
+         provider: settings(f"http://127.0.0.1:{port}/api/payments/callback")})
+    with running_gateway(tmp_path, clock, payments, port) as app:
+        yield app
+
+
+def open_order(app: GatewayApp, pay_url_prefix: str, session_id: str = "s-1",
+               fen: int = 1_500) -> str:
+    """A prepayment the desk opens at the provider: its payment id (the out_trade_no)."""
+    pending = app.service.call(
+        lambda: app.billing.payments.start_prepayment(session_id, PLATE, fen))
+    assert pending.pay_url.startswith(pay_url_prefix)
+    return pending.payment_id
+
+
+def state_of(app: GatewayApp, payment_id: str) -> str:
+    return app.service.call(lambda: app.billing.payments.payment(payment_id).state)
+
+
+def payment_entries(app: GatewayApp) -> int:
+    with app.store.reader() as db:
+        return int(db.execute("SELECT count(*) FROM ledger_entries WHERE kind = 'payment'"
+                              ).fetchone()[0])
+
+
+@dataclass
+class CodeDesk:
+    """A desk charging 付款码 through a real provider, and the waits it made."""
+
+    desk: PaymentDesk
+    clock: ManualClock
+    waited: list[float]
+
+    def charge(self, event_id: str, code: str, fen: int = 700) -> str:
+        """``state:failure`` of the code charged to session s-1 for ``event_id``."""
+        payment = self.desk.pay_with_code("s-1", PLATE, code, fen,
+                                          captured_at=self.clock.now(), event_id=event_id)
+        return f"{payment.state}:{payment.failure or ''}"
+
+
+def code_desk(tmp_path: Path, clock: ManualClock,
+              provider: Callable[[Callable[[float], None]], PaymentProvider]) -> CodeDesk:
+    """``provider(sleep)`` behind a desk on its own database; its waits between queries
+    step the clock instead of sleeping."""
+    waited: list[float] = []
+
+    def wait(seconds: float) -> None:
+        waited.append(seconds)
+        clock.advance(timedelta(seconds=seconds))
+
+    db = open_database(tmp_path / "codes.db")
+    desk = PaymentDesk(db, clock=clock, audit=AuditLog(db, clock=clock),
+                       provider=provider(wait))
+    return CodeDesk(desk, clock, waited)

@@ -5,7 +5,6 @@ WAIT_BUYER_PAY, a lost request, a payer who never completes)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode
@@ -13,14 +12,20 @@ from urllib.parse import parse_qsl, urlencode
 import pytest
 
 from gateway.app import GatewayApp
-from gateway.config import PaymentSettings
-from gateway.money.payments import PaymentDesk, RefundRefusedError
+from gateway.money.payments import RefundRefusedError
 from gateway.money.payments.alipay import AlipayProvider, fen_of, yuan
-from gateway.records.audit import AuditLog
-from gateway.storage.database import open_database
 from parkguard.clock import ManualClock
 from tests.payments.alipay_server import AlipayServer
-from tests.payments.conftest import PLATE, alipay_settings, free_port, running_gateway
+from tests.payments.conftest import (
+    PLATE,
+    CodeDesk,
+    alipay_settings,
+    code_desk,
+    payment_entries,
+    provider_gateway,
+    state_of,
+)
+from tests.payments.conftest import open_order as open_desk_order
 from tests.payments.wire import KeyPair
 
 CODE = "281234567890123456"  # an Alipay 付款码 starts 25-30
@@ -28,29 +33,13 @@ CODE = "281234567890123456"  # an Alipay 付款码 starts 25-30
 
 @pytest.fixture
 def gateway(tmp_path: Path, clock: ManualClock, alipay: AlipayServer) -> Iterator[GatewayApp]:
-    port = free_port()
-    notify = f"http://127.0.0.1:{port}/api/payments/callback"
-    payments = PaymentSettings(provider="alipay",
-                               alipay=alipay_settings(alipay, tmp_path, notify))
-    with running_gateway(tmp_path, clock, payments, port) as app:
+    with provider_gateway(tmp_path, clock, "alipay",
+                          lambda notify: alipay_settings(alipay, tmp_path, notify)) as app:
         yield app
 
 
 def open_order(app: GatewayApp, session_id: str = "s-1", fen: int = 1_500) -> str:
-    pending = app.service.call(
-        lambda: app.billing.payments.start_prepayment(session_id, PLATE, fen))
-    assert pending.pay_url.startswith("https://qr.alipay.com/")
-    return pending.payment_id
-
-
-def state_of(app: GatewayApp, payment_id: str) -> str:
-    return app.service.call(lambda: app.billing.payments.payment(payment_id).state)
-
-
-def payment_entries(app: GatewayApp) -> int:
-    with app.store.reader() as db:
-        return int(db.execute("SELECT count(*) FROM ledger_entries WHERE kind = 'payment'"
-                              ).fetchone()[0])
+    return open_desk_order(app, "https://qr.alipay.com/", session_id, fen)
 
 
 def test_yuan_text_and_fen_convert_exactly() -> None:
@@ -128,33 +117,15 @@ def test_orders_are_queried_cancelled_and_refunded(gateway: GatewayApp,
 # --- 付款码 by trade.pay -----------------------------------------------------------------
 
 
-@dataclass
-class CodeDesk:
-    desk: PaymentDesk
-    clock: ManualClock
-    waited: list[float]
-
-
 @pytest.fixture
 def codes(tmp_path: Path, clock: ManualClock, alipay: AlipayServer) -> CodeDesk:
-    waited: list[float] = []
-
-    def wait(seconds: float) -> None:
-        waited.append(seconds)
-        clock.advance(timedelta(seconds=seconds))
-
-    provider = AlipayProvider.from_settings(
-        alipay_settings(alipay, tmp_path, "https://gw.invalid/api/payments/callback"), clock,
-        sleep=wait)
-    db = open_database(tmp_path / "codes.db")
-    desk = PaymentDesk(db, clock=clock, audit=AuditLog(db, clock=clock), provider=provider)
-    return CodeDesk(desk, clock, waited)
+    settings = alipay_settings(alipay, tmp_path, "https://gw.invalid/api/payments/callback")
+    return code_desk(tmp_path, clock,
+                     lambda sleep: AlipayProvider.from_settings(settings, clock, sleep=sleep))
 
 
-def charge(codes: CodeDesk, event_id: str, fen: int = 700) -> str:
-    payment = codes.desk.pay_with_code("s-1", PLATE, CODE, fen, captured_at=codes.clock.now(),
-                                       event_id=event_id)
-    return f"{payment.state}:{payment.failure or ''}"
+def charge(codes: CodeDesk, event_id: str) -> str:
+    return codes.charge(event_id, CODE)
 
 
 def test_a_code_is_charged_once(codes: CodeDesk, alipay: AlipayServer) -> None:

@@ -6,23 +6,28 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 from gateway.app import GatewayApp
-from gateway.config import PaymentSettings
-from gateway.money.payments import PaymentDesk, RefundRefusedError
+from gateway.money.payments import RefundRefusedError
 from gateway.money.payments.errors import ProviderRefusedError
 from gateway.money.payments.settings import WeChatPaySettings
 from gateway.money.payments.wechat import WeChatPayProvider
 from gateway.money.payments.wechat_codes import from_xml
-from gateway.records.audit import AuditLog
-from gateway.storage.database import open_database
 from parkguard.clock import ManualClock
-from tests.payments.conftest import PLATE, free_port, running_gateway, wechat_settings
+from tests.payments.conftest import (
+    PLATE,
+    CodeDesk,
+    code_desk,
+    payment_entries,
+    provider_gateway,
+    state_of,
+    wechat_settings,
+)
+from tests.payments.conftest import open_order as open_desk_order
 from tests.payments.wechat_server import WeChatPayServer
 from tests.payments.wire import KeyPair
 
@@ -31,29 +36,13 @@ CODE = "134567890123456789"  # a WeChat 付款码 is 18 digits starting 10-15
 
 @pytest.fixture
 def gateway(tmp_path: Path, clock: ManualClock, wechat: WeChatPayServer) -> Iterator[GatewayApp]:
-    port = free_port()
-    notify = f"http://127.0.0.1:{port}/api/payments/callback"
-    payments = PaymentSettings(provider="wechat",
-                               wechat=wechat_settings(wechat, tmp_path, notify))
-    with running_gateway(tmp_path, clock, payments, port) as app:
+    with provider_gateway(tmp_path, clock, "wechat",
+                          lambda notify: wechat_settings(wechat, tmp_path, notify)) as app:
         yield app
 
 
 def open_order(app: GatewayApp, session_id: str = "s-1", fen: int = 1_500) -> str:
-    pending = app.service.call(
-        lambda: app.billing.payments.start_prepayment(session_id, PLATE, fen))
-    assert pending.pay_url.startswith("weixin://wxpay/bizpayurl?pr=")
-    return pending.payment_id
-
-
-def state_of(app: GatewayApp, payment_id: str) -> str:
-    return app.service.call(lambda: app.billing.payments.payment(payment_id).state)
-
-
-def payment_entries(app: GatewayApp) -> int:
-    with app.store.reader() as db:
-        return int(db.execute("SELECT count(*) FROM ledger_entries WHERE kind = 'payment'"
-                              ).fetchone()[0])
+    return open_desk_order(app, "weixin://wxpay/bizpayurl?pr=", session_id, fen)
 
 
 def test_a_paid_native_order_is_booked_once_however_often_it_is_notified(
@@ -144,36 +133,19 @@ def test_orders_are_queried_closed_and_refunded_through_v3(
 # --- 付款码 by micropay ------------------------------------------------------------------
 
 
-@dataclass
-class CodeDesk:
-    desk: PaymentDesk
-    provider: WeChatPayProvider
-    settings: WeChatPaySettings
-    clock: ManualClock
-    waited: list[float]
+@pytest.fixture
+def settings(tmp_path: Path, wechat: WeChatPayServer) -> WeChatPaySettings:
+    return wechat_settings(wechat, tmp_path, "https://gw.invalid/api/payments/callback")
 
 
 @pytest.fixture
-def codes(tmp_path: Path, clock: ManualClock, wechat: WeChatPayServer) -> CodeDesk:
-    """A desk charging codes through the real provider; its waits between queries step
-    the clock instead of sleeping."""
-    waited: list[float] = []
-
-    def wait(seconds: float) -> None:
-        waited.append(seconds)
-        clock.advance(timedelta(seconds=seconds))
-
-    settings = wechat_settings(wechat, tmp_path, "https://gw.invalid/api/payments/callback")
-    provider = WeChatPayProvider.from_settings(settings, clock, sleep=wait)
-    db = open_database(tmp_path / "codes.db")
-    desk = PaymentDesk(db, clock=clock, audit=AuditLog(db, clock=clock), provider=provider)
-    return CodeDesk(desk, provider, settings, clock, waited)
+def codes(tmp_path: Path, clock: ManualClock, settings: WeChatPaySettings) -> CodeDesk:
+    return code_desk(tmp_path, clock,
+                     lambda sleep: WeChatPayProvider.from_settings(settings, clock, sleep=sleep))
 
 
-def charge(codes: CodeDesk, event_id: str, code: str = CODE, fen: int = 700) -> str:
-    payment = codes.desk.pay_with_code("s-1", PLATE, code, fen, captured_at=codes.clock.now(),
-                                       event_id=event_id)
-    return f"{payment.state}:{payment.failure or ''}"
+def charge(codes: CodeDesk, event_id: str) -> str:
+    return codes.charge(event_id, CODE)
 
 
 def micropay_numbers(wechat: WeChatPayServer) -> list[str]:
@@ -182,13 +154,13 @@ def micropay_numbers(wechat: WeChatPayServer) -> list[str]:
             if path == "/pay/micropay"]
 
 
-def test_a_payment_code_is_charged_once_even_when_retried(codes: CodeDesk,
-                                                         wechat: WeChatPayServer) -> None:
+def test_a_payment_code_is_charged_once_even_when_retried(
+        codes: CodeDesk, wechat: WeChatPayServer, settings: WeChatPaySettings) -> None:
     assert charge(codes, "ev-1") == "paid:"
     assert charge(codes, "ev-1") == "paid:"  # the lane's journal replays the event
     # A gateway that crashed between WeChat's answer and its commit asks again with the
     # same key: the same out_trade_no, which WeChat answers ORDERPAID, then a query.
-    restarted = WeChatPayProvider.from_settings(codes.settings, codes.clock)
+    restarted = WeChatPayProvider.from_settings(settings, codes.clock)
     again = restarted.charge_code(CODE, 700, "code:ev-1")
     (trade,) = wechat.trades.values()
     assert again.ok and again.provider_ref == trade.out_trade_no

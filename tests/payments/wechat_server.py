@@ -13,7 +13,6 @@ import base64
 import json
 import re
 import secrets
-import threading
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from urllib.parse import urlsplit
@@ -24,7 +23,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from gateway.money.payments.wechat_codes import from_xml, to_xml, v2_sign
 from parkguard.clock import Clock
-from tests.payments.wire import KeyPair, LocalServer, Reply
+from tests.payments.wire import KeyPair, ProviderServer, Reply
 
 BEIJING = ZoneInfo("Asia/Shanghai")
 _AUTH = re.compile(r'^WECHATPAY2-SHA256-RSA2048 (.*)$')
@@ -44,31 +43,18 @@ class Trade:
     refunds: dict[str, tuple[str, int, datetime]] = field(default_factory=dict)
 
 
-class WeChatPayServer:
-    """The local WeChat Pay. ``wallet`` scripts the payer: ``declines[code] = err_code``,
-    ``waits[code] = n`` (USERPAYING for n queries, then paid; ``-1``: never completes)."""
+class WeChatPayServer(ProviderServer[Trade]):
+    """The local WeChat Pay: ``declines[code] = err_code``; a waiting code is USERPAYING
+    until paid."""
 
     def __init__(self, clock: Clock, *, mchid: str = "1900000109", appid: str = "wxparkguard01",
                  merchant: KeyPair, platform: KeyPair, key_id: str = "PUB_KEY_ID_0001",
                  apiv3_key: str, apiv2_key: str) -> None:
-        self.clock = clock
+        super().__init__(clock)
         self.mchid, self.appid, self.key_id = mchid, appid, key_id
         self.merchant, self.platform = merchant, platform
         self.apiv3_key, self.apiv2_key = apiv3_key, apiv2_key
-        self.trades: dict[str, Trade] = {}
-        self.declines: dict[str, str] = {}
-        self.waits: dict[str, int] = {}
         self.micropays: list[str] = []
-        self._lock = threading.Lock()
-        self.http = LocalServer(self._handle)
-        self.url = self.http.url
-
-    def __enter__(self) -> WeChatPayServer:
-        self.http.start()
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self.http.stop()
 
     # --- the wire ------------------------------------------------------------------------
 
@@ -176,12 +162,8 @@ class WeChatPayServer:
             if route == "/pay/orderquery":
                 if trade is None:
                     return self._result({"err_code": "ORDERNOTEXIST"})
-                waits = self.waits.get(trade.auth_code, 0)
-                if trade.state == "USERPAYING" and waits >= 0:
-                    if waits == 0:
-                        self._settle(trade)
-                    else:
-                        self.waits[trade.auth_code] = waits - 1
+                if trade.state == "USERPAYING" and self._payer_done(trade.auth_code):
+                    self._settle(trade)
                 return self._result({"trade_state": trade.state, "out_trade_no": no,
                                      "transaction_id": trade.transaction_id,
                                      "total_fee": str(trade.total)})

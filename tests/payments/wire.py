@@ -1,5 +1,6 @@
 """What the local provider servers share: RSA keys made in the test, a threaded HTTP
-server on a free loopback port, and a way to make it swallow a request (a timeout)."""
+server on a free loopback port, a way to make it swallow a request (a timeout), and the
+scripted wallet both providers' servers keep (:class:`ProviderServer`)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,13 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Generic, Self, TypeVar
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+from parkguard.clock import Clock
 
 
 @dataclass(frozen=True)
@@ -123,3 +126,39 @@ class LocalServer:
         self._released.set()
         self._http.shutdown()
         self._http.server_close()
+
+
+TradeT = TypeVar("TradeT")
+
+
+class ProviderServer(Generic[TradeT]):
+    """A local provider: its trades by ``out_trade_no``, a lock over them, the HTTP server
+    handing each request to :meth:`_handle`, and the payer a test scripts for 付款码:
+    ``declines[code]`` = the provider's error for that code; ``waits[code] = n``: the payer
+    is still confirming for n queries, then pays (``-1``: never)."""
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self.trades: dict[str, TradeT] = {}
+        self.declines: dict[str, str] = {}
+        self.waits: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self.http = LocalServer(self._handle)
+        self.url = self.http.url
+
+    def __enter__(self) -> Self:
+        self.http.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.http.stop()
+
+    def _handle(self, method: str, path: str, headers: dict[str, str], body: bytes) -> Reply:
+        raise NotImplementedError
+
+    def _payer_done(self, code: str) -> bool:
+        """One query of a code still waiting for its payer: has the payer now paid?"""
+        waits = self.waits.get(code, 0)
+        if waits > 0:
+            self.waits[code] = waits - 1
+        return waits == 0

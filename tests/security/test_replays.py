@@ -9,7 +9,6 @@ Mosquitto of the provisioned test site.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -40,13 +39,6 @@ def open_order(clock: ManualClock, *, nonce: str = "5e" * 16, valid_s: float = 3
 
 
 # --- signed lane commands across a restart ------------------------------------------------
-
-
-@pytest.fixture
-def memory() -> Iterator[MemoryBroker]:
-    broker = MemoryBroker()
-    yield broker
-    broker.close()
 
 
 def keyed_lane(memory: MemoryBroker, tmp_path: Path, clock: ManualClock) -> MemoryLane:

@@ -26,6 +26,7 @@ from alipay import AliPay
 from alipay.exceptions import AliPayException, AliPayValidationError
 from alipay.utils import AliPayConfig
 
+from gateway.money.payments.code_wait import CodeWait, OrderStates
 from gateway.money.payments.errors import (
     BadSignatureError,
     IgnoredNoticeError,
@@ -61,6 +62,9 @@ DECLINES = {
     "ACQ.PULL_MOBILE_CASHIER_FAIL": "refused_by_wallet",
 }
 PAID = frozenset({"TRADE_SUCCESS", "TRADE_FINISHED"})
+CODE_STATES = OrderStates(paid=PAID, failed={"TRADE_CLOSED": "reversed"},
+                          missing="TRADE_NOT_EXIST")
+"""How a trade.query answer reads while a 付款码 waits for the payer."""
 
 
 def yuan(fen: Fen) -> str:
@@ -111,10 +115,7 @@ class AlipayProvider:
             raise ConfigError(f"payments: Alipay refused its keys ({type(error).__name__}): "
                               "check the PEM files") from None
         self._sdk._gateway = api_base  # the SDK offers only production and its sandbox
-        self._polls = int(code_wait_s // code_poll_s)
-        self._poll_s = code_poll_s
-        self._sleep = sleep
-        self._final: dict[str, CodeCharge] = {}
+        self._codes = CodeWait(code_wait_s=code_wait_s, code_poll_s=code_poll_s, sleep=sleep)
 
     @classmethod
     def from_settings(cls, settings: AlipaySettings, clock: Clock, *,
@@ -246,11 +247,15 @@ class AlipayProvider:
         """alipay.trade.pay (bar_code) under an out_trade_no from the key; a code waiting for
         the payer is queried until final, and cancelled if the payer never completes."""
         out_trade_no = merchant_no("pc", idempotency_key)
-        if out_trade_no in self._final:
-            return self._final[out_trade_no]
-        result = self._settle(code.strip(), amount_fen, out_trade_no)
-        self._final[out_trade_no] = result
-        return result
+
+        def settle() -> CodeCharge:
+            return self._codes.settle(
+                amount_fen, out_trade_no, states=CODE_STATES,
+                submit=lambda: self._submit(code.strip(), amount_fen, out_trade_no),
+                query=lambda: self._state(out_trade_no),
+                give_up=lambda: self._cancel_unpaid(out_trade_no))
+
+        return self._codes.once(out_trade_no, settle)
 
     def _submit(self, code: str, amount_fen: Fen, out_trade_no: str) -> CodeCharge | None:
         """trade.pay once: a final answer, or None while the outcome is unknown."""
@@ -270,27 +275,13 @@ class AlipayProvider:
         reason = DECLINES.get(sub, sub.removeprefix("ACQ.").lower() or "declined")
         return CodeCharge(False, amount_fen, reason=reason)
 
-    def _settle(self, code: str, amount_fen: Fen, out_trade_no: str) -> CodeCharge:
-        answer = self._submit(code, amount_fen, out_trade_no)
-        if answer is not None:
-            return answer
-        resubmitted = False
-        for poll in range(self._polls + 1):
-            if poll:
-                self._sleep(self._poll_s)
-            try:
-                status = self.query_order(out_trade_no)
-            except ProviderUnreachableError:
-                continue
-            if status in PAID:
-                return CodeCharge(True, amount_fen, provider_ref=out_trade_no)
-            if status == "TRADE_CLOSED":
-                return CodeCharge(False, amount_fen, reason="reversed")
-            if status == "TRADE_NOT_EXIST" and not resubmitted:
-                resubmitted = True  # the first pay never arrived: same out_trade_no again
-                answer = self._submit(code, amount_fen, out_trade_no)
-                if answer is not None:
-                    return answer
+    def _state(self, out_trade_no: str) -> str | None:
+        """The trade's status, or None for no answer (the wait goes on)."""
+        try:
+            return self.query_order(out_trade_no)
+        except ProviderUnreachableError:
+            return None
+
+    def _cancel_unpaid(self, out_trade_no: str) -> None:
         self.cancel_order(out_trade_no)
         log.info("payment code trade %s cancelled: the payer did not complete", out_trade_no)
-        return CodeCharge(False, amount_fen, reason="payer_timeout")

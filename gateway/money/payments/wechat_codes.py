@@ -23,6 +23,7 @@ from xml.etree.ElementTree import ParseError
 import httpx
 from defusedxml import ElementTree
 
+from gateway.money.payments.code_wait import CodeWait, OrderStates
 from gateway.money.payments.errors import ProviderRefusedError, ProviderUnreachableError
 from gateway.money.payments.provider import CodeCharge
 from parkguard.core.ledger import Fen
@@ -46,6 +47,10 @@ DECLINES = {
 """WeChat's err_code → the desk's one-word decline reason (others: the code, lower-case)."""
 
 FINAL_FAILURES = frozenset({"PAYERROR", "REVOKED", "CLOSED"})
+CODE_STATES = OrderStates(paid=frozenset({"SUCCESS"}),
+                          failed={state: state.lower() for state in FINAL_FAILURES},
+                          missing="ORDERNOTEXIST")
+"""How an orderquery answer reads while a 付款码 waits for the payer."""
 
 MERCHANT_ERRORS = frozenset({
     "SIGNERROR", "PARAM_ERROR", "APPID_NOT_EXIST", "MCHID_NOT_EXIST", "APPID_MCHID_NOT_MATCH",
@@ -97,10 +102,7 @@ class Micropay:
         self._cert = client_cert
         self._ip = terminal_ip
         self._timeout = timeout_s
-        self._polls = int(code_wait_s // code_poll_s)
-        self._poll_s = code_poll_s
-        self._sleep = sleep
-        self._final: dict[str, CodeCharge] = {}
+        self._codes = CodeWait(code_wait_s=code_wait_s, code_poll_s=code_poll_s, sleep=sleep)
 
     def charge(self, code: str, amount_fen: Fen, out_trade_no: str, *,
                description: str) -> CodeCharge:
@@ -108,38 +110,22 @@ class Micropay:
         first final answer (in this process) or WeChat's own for that order."""
         if self._key is None:
             return CodeCharge(False, amount_fen, reason="no_micropay")
-        if out_trade_no in self._final:
-            return self._final[out_trade_no]
         order = {"body": description, "out_trade_no": out_trade_no,
                  "total_fee": str(amount_fen), "spbill_create_ip": self._ip,
                  "auth_code": code.strip()}
-        result = self._settle(order, amount_fen)
-        self._final[out_trade_no] = result
-        return result
 
-    def _settle(self, order: dict[str, str], amount_fen: Fen) -> CodeCharge:
-        out_trade_no = order["out_trade_no"]
-        answer = self._submit(order, amount_fen)
-        if answer is not None:
-            return answer
-        resubmitted = False
-        for poll in range(self._polls + 1):
-            if poll:
-                self._sleep(self._poll_s)
-            state = self._query(out_trade_no)
-            if state == "SUCCESS":
-                return CodeCharge(True, amount_fen, provider_ref=out_trade_no)
-            if state in FINAL_FAILURES:
-                return CodeCharge(False, amount_fen, reason=state.lower())
-            if state == "ORDERNOTEXIST" and not resubmitted:
-                # The first submission never arrived: the same out_trade_no again.
-                resubmitted = True
-                answer = self._submit(order, amount_fen)
-                if answer is not None:
-                    return answer
+        def settle() -> CodeCharge:
+            return self._codes.settle(
+                amount_fen, out_trade_no, states=CODE_STATES,
+                submit=lambda: self._submit(order, amount_fen),
+                query=lambda: self._query(out_trade_no),
+                give_up=lambda: self._give_up(out_trade_no))
+
+        return self._codes.once(out_trade_no, settle)
+
+    def _give_up(self, out_trade_no: str) -> None:
         self._reverse(out_trade_no)
         log.info("payment code order %s reversed: the payer did not complete", out_trade_no)
-        return CodeCharge(False, amount_fen, reason="payer_timeout")
 
     def _submit(self, order: dict[str, str], amount_fen: Fen) -> CodeCharge | None:
         """Micropay once: a final answer, or None when it is not known yet."""

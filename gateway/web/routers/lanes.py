@@ -164,21 +164,13 @@ async def waive_fee(user: User, cashier: CashierDep, lane: str,
 @router.post("/lanes/{lane}/cash")  # the form's token is checked before the role
 async def cash_form(request: Request, lane: str, fields: FormDep, user: Opener,
                     cashier: CashierDep, pages: PagesDep) -> Response:
-    try:
-        pages.flash(request, "ok", await take_cash(user, cashier, lane, dict(fields)))
-    except (BadForm, ParkGuardError, ValueError) as error:
-        pages.flash(request, "error", str(error))
-    return RedirectResponse("/lanes", status_code=303)
+    return await _form_money(request, pages, take_cash(user, cashier, lane, dict(fields)))
 
 
 @router.post("/lanes/{lane}/waive")
 async def waive_form(request: Request, lane: str, fields: FormDep, user: Senior,
                      cashier: CashierDep, pages: PagesDep) -> Response:
-    try:
-        pages.flash(request, "ok", await waive_fee(user, cashier, lane, dict(fields)))
-    except (BadForm, ParkGuardError, ValueError) as error:
-        pages.flash(request, "error", str(error))
-    return RedirectResponse("/lanes", status_code=303)
+    return await _form_money(request, pages, waive_fee(user, cashier, lane, dict(fields)))
 
 
 @router.post("/api/lanes/{lane}/cash")
@@ -191,6 +183,15 @@ async def api_cash(request: Request, lane: str, user: Opener,
 async def api_waive(request: Request, lane: str, user: Senior,
                     cashier: CashierDep) -> Response:
     return await _api_money(request, lambda body: waive_fee(user, cashier, lane, body))
+
+
+async def _form_money(request: Request, pages: PagesDep, act: Awaitable[str]) -> Response:
+    """The form's cash or waiver: its outcome flashed on the lanes page either way."""
+    try:
+        pages.flash(request, "ok", await act)
+    except (BadForm, ParkGuardError, ValueError) as error:
+        pages.flash(request, "error", str(error))
+    return RedirectResponse("/lanes", status_code=303)
 
 
 async def _api_money(request: Request,
