@@ -30,7 +30,7 @@ from gateway.money.passes import AccessDesk
 from gateway.money.payments import PaymentDesk
 from gateway.money.pricing import SitePricing
 from parkguard.core.access import billable_span
-from parkguard.core.bill_lines import Itemised, itemise, started_minutes
+from parkguard.core.bill_lines import Itemised, itemise, lane_display, started_minutes
 from parkguard.core.ledger import Fen
 from parkguard.core.plates import NoPlateId, PlateError, is_no_plate
 from parkguard.core.tariffs import Quote, format_yuan
@@ -105,11 +105,7 @@ class Bill:
         付款码); else why the car may go, and any older debt still on the plate."""
         shown = shown_on_display(self.plate)
         if self.stay_due_fen:
-            money = format_yuan(self.stay_due_fen)
-            zh_stay, en_stay = stay_text(self.stay_minutes)
-            how = "scan QR" if qr else "show pay code"
-            return (f"{shown} 停{zh_stay} 应付{money}"[:64],
-                    f"Stay {en_stay}: pay {money} - {how}"[:64])
+            return lane_display(shown, self.lines(), qr=qr)
         words = {"pass": ("月卡", "Pass"), "whitelisted": ("免费放行", "Free exit"),
                  "exempt": ("免费放行", "Free exit"), "prepaid": ("已缴费", "Paid"),
                  "free": ("免费", "No charge")}
@@ -131,15 +127,6 @@ class Bill:
             "grace_until": self.grace_until.isoformat() if self.grace_until else None,
             "coupons": [list(pair) for pair in self.coupons],
         }
-
-
-def stay_text(minutes: int) -> tuple[str, str]:
-    """A stay as a lane display says it: ``('3小时3分', '3h 3m')``; under an hour only
-    minutes (``'45分'``, ``'45m'``)."""
-    hours, rest = divmod(max(0, minutes), 60)
-    if hours:
-        return f"{hours}小时{rest}分", f"{hours}h {rest}m"
-    return f"{rest}分", f"{rest}m"
 
 
 def shown_on_display(plate: str) -> str:
