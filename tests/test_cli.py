@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -58,6 +59,13 @@ def test_the_demo_balances_its_day_and_leaves_a_verifiable_audit_log(tmp_path: P
     assert "decide p50 / p99" in result.stdout
     assert "出场方式 exits by" in result.stdout and "扫码 QR" in result.stdout  # paid at the exit
     assert (out / "demo-day.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with sqlite3.connect(out / "gateway.db") as db:  # fees booked = money taken + debts
+        (fees,), (taken,), (owed,) = (db.execute(sql).fetchone() for sql in (
+            "SELECT coalesce(sum(fee_fen), 0) FROM sessions WHERE state = 'closed'",
+            "SELECT coalesce(sum(amount_fen - refunded_fen), 0) FROM payments "
+            "WHERE state = 'paid' AND purpose = 'fee'",
+            "SELECT coalesce(sum(amount_fen), 0) FROM debts"))
+    assert fees == taken + owed, (fees, taken, owed)
     verify = run("audit", "verify", str(out / "gateway.db"))
     assert verify.returncode == 0, verify.stdout + verify.stderr
     assert "OK" in verify.stdout

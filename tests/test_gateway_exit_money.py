@@ -360,6 +360,31 @@ def test_a_lane_held_free_open_lets_cars_out_free_booked_with_that_reason(gw: Si
     assert '"reason": "free_open"' in bill and '"suspended_fee_fen"' in bill
 
 
+def test_a_car_that_prepaid_and_leaves_in_a_free_open_hour_keeps_what_it_paid_as_its_fee(
+    gw: Site,
+) -> None:
+    """The books still add up: fees booked = money taken + debts (the demo found a car that
+    prepaid ¥5 before the peak hour booked at ¥0 while its ¥5 stayed a payment)."""
+    session_id = gw.enter()
+    gw.clock.advance(STAY)
+    service = gw.app.service
+    pending = service.prepay(PLATE)
+    assert pending is not None
+    body, headers = gw.app.provider.pay(pending.provider_ref)  # type: ignore[attr-defined]
+    service.payment_callback(body, headers)
+    gw.clock.advance(timedelta(hours=1))  # past the grace: the stay owes more again
+    gw.exit.state("free_open")
+    gw.handled()
+    correlation_id, reply = gw.arrive_at_exit()
+    assert (reply.action, reply.reason) == ("open", "free_open")
+    gw.exit.passed(PLATE, correlation_id, gw.clock.now(), session_id=session_id,
+                   settled="free_open")
+    gw.handled()
+    assert gw.payments() == [("prepay", "paid", pending.amount_fen)] and gw.debts() == []
+    session = gw.rows("SELECT fee_fen FROM sessions WHERE session_id = ?", [session_id])
+    assert session[0]["fee_fen"] == pending.amount_fen
+
+
 def test_a_car_let_out_free_by_the_lane_alone_is_booked_free_not_as_a_debt(gw: Site) -> None:
     session_id = gw.enter()
     gw.clock.advance(STAY)

@@ -44,10 +44,13 @@ class Verdict(NamedTuple):
 
 def fire_free(bill: dict[str, Any], reason: str = "fire_free_exit") -> dict[str, Any]:
     """A bill with billing suspended (the fire alarm, or a lane held free-open at a peak):
-    nothing due, nothing booked, never a payment; the fee it would have been is kept for
-    the record as ``suspended_fee_fen``."""
-    return {**bill, "fee_fen": 0, "stay_due_fen": 0, "debts_fen": 0, "due_fen": 0,
-            "coupons": [], "reason": reason, "suspended_fee_fen": bill["fee_fen"]}
+    nothing more due, nothing booked, never a payment. What the driver had already paid
+    (on the pay page before the peak hour began, say) stays this stay's fee, so the fees
+    booked still equal the money taken plus the debts; the rest of what it would have been
+    is kept for the record as ``suspended_fee_fen``."""
+    kept = min(int(bill.get("paid_fen") or 0), int(bill["fee_fen"]))
+    return {**bill, "fee_fen": kept, "stay_due_fen": 0, "debts_fen": 0, "due_fen": 0,
+            "coupons": [], "reason": reason, "suspended_fee_fen": bill["fee_fen"] - kept}
 
 
 class Decider:
