@@ -249,11 +249,13 @@ def summary_table(result: DemoResult, *, cars_planned: int) -> Table:
     table.add_row("车辆出场 cars out", str(s.cars_out))
     table.add_row("场内剩余 still inside", str(s.still_inside))
     table.add_row("拒绝放行 refused", str(s.refused))
-    table.add_row("收入 revenue", f"{format_yuan(s.revenue_fen)}  ({s.revenue_fen} fen)")
+    table.add_row("应收 fees billed", f"{format_yuan(s.revenue_fen)}  ({s.revenue_fen} fen)")
     if result.money is not None:
         m = result.money
         paid = ", ".join(f"{method} {format_yuan(fen)}" for method, fen in m.by_method.items()
                          if fen)
+        taken = sum(m.by_method.values())
+        table.add_row("实收 money taken", format_yuan(taken))
         table.add_row("收款方式 paid by", paid or "—")
         table.add_row("欠费 unpaid (debts)", format_yuan(m.debts_fen))
         table.add_row("月卡 / 商户券 / 预付", f"{m.passes} passes, {m.coupons} merchant coupons, "
