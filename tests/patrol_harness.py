@@ -125,7 +125,7 @@ class PatrolReaderNode(SensorNode):
         presented = time.monotonic()
         os.replace(tmp, control)
         if wait:
-            eventually(lambda: not control.exists(), timeout=5, what=f"the reader to take {uid}")
+            eventually(lambda: not control.exists(), timeout=30, what=f"the reader to take {uid}")
         return presented
 
     # -- what the reader shows ------------------------------------------------------------

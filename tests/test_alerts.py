@@ -348,7 +348,7 @@ def test_courier_sends_off_the_owner_thread_and_records_through_it(tmp_path: Pat
                                  title_en="t")
     alerts.close()
     assert [n["status"] for n in alerts.notifications(view.alert_id)] == ["queued"]
-    sender, work = handed.get(timeout=5)
+    sender, work = handed.get(timeout=30)
     assert sender == "alert-courier"
     work()
     assert [n["status"] for n in alerts.notifications(view.alert_id)] == ["sent"]

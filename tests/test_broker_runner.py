@@ -29,7 +29,9 @@ from wire.mqtt import BrokerAddress, MqttBus
 
 pytestmark = pytest.mark.integration
 
-WAIT_S = 5.0
+#: An upper bound for what must happen; each wait returns as soon as it does. A busy 2-core
+#: machine running two suites once took over 5 s to stop a broker.
+WAIT_S = 60.0
 
 
 @pytest.fixture
@@ -303,7 +305,7 @@ def test_a_provisioned_broker_lets_its_devices_in_and_nobody_else(
         anonymous = MqttBus(BrokerAddress(locked.host, locked.port, test_site.ca_path),
                             client_id="stranger")
         with pytest.raises(BrokerError, match="refused"):
-            anonymous.start(timeout=5)
+            anonymous.start(timeout=30)
         with pytest.raises(BrokerError, match="locked down"):
             locked.address()
 
