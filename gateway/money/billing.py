@@ -14,8 +14,9 @@ The order, and why:
    merchant is charged exactly what it took off when the car leaves.
 3. **Payments.** A fee override replaces the quote; what was paid on the pay page counts, and
    inside the grace time after paying nothing is due (:func:`~parkguard.core.payments.amount_due`).
-4. **Old debts.** Fees this plate left without paying before are collected with this exit,
-   and were shown on the lane display when it came in.
+4. **Old debts.** Fees this plate left without paying before are on the bill (and were shown
+   on the lane display when it came in); they do not hold the car at the exit, and nothing
+   collects them yet (docs/payments.md, "Not done yet").
 """
 
 from __future__ import annotations
