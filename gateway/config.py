@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from gateway.lanes.capacity import CapacitySettings
+from gateway.lanes.otp import OtpSettings
 from gateway.money.payments.settings import AlipaySettings, WeChatPaySettings
 from gateway.money.pricing import EXAMPLE_TARIFF
 from gateway.safety.alarms import AlarmSettings
@@ -136,4 +137,8 @@ class GatewayConfig(StrictModel):
         default=ReceiptWindow(),
         description="how far a lane event's or decide request's `ts` may be from the "
                     "gateway's clock; outside it the message is dead-lettered")
+    otp: OtpSettings | None = Field(
+        default=None, description="one-time codes texted to no-plate drivers (lanes with "
+                                  "[kiosk] confirm = \"otp\"); absent: every code request "
+                                  "is answered unavailable and the lanes fall back")
 

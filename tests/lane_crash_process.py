@@ -48,13 +48,13 @@ def install(kill_at: int, phase: str) -> None:
         return result
 
     if phase in ("before_journal", "after_journal"):
-        append = Journal.append
+        append_many = Journal.append_many  # every event goes in through it (append too)
 
-        def append_then_maybe_die(self: Journal, row: JournalRow) -> None:
+        def append_then_maybe_die(self: Journal, rows: list[JournalRow]) -> None:
             counted(phase == "before_journal", phase == "after_journal",
-                    lambda: append(self, row))
+                    lambda: append_many(self, rows), events=len(rows))
 
-        Journal.append = append_then_maybe_die  # type: ignore[method-assign]
+        Journal.append_many = append_then_maybe_die  # type: ignore[method-assign]
     elif phase == "after_publish":
         publish = MqttBus.publish
 

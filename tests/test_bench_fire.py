@@ -9,24 +9,38 @@ from pathlib import Path
 import pytest
 
 from simulator.bench import BASELINE_RR, results_table
-from simulator.bench_fire import FIRE_ALERT, FIRE_BARRIERS, main, run_bench_fire
+from simulator.bench_fire import (
+    FIRE_ALERT,
+    FIRE_ALERT_BEFORE,
+    FIRE_BARRIERS,
+    FIRE_BARRIERS_BEFORE,
+    FIRE_NODE,
+    FIRE_NODE_BEFORE,
+    main,
+    run_bench_fire,
+)
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.mark.timeout(120)
 def test_a_tiny_fire_bench_measures_both_paths_against_the_ping_pong(tmp_path: Path) -> None:
-    rows = run_bench_fire(3, tmp_path, warmup=1, debounce_ms=20)
+    rows = run_bench_fire(3, tmp_path, warmup=1, debounce_ms=15)
     by_name = {row.name: row for row in rows}
-    assert list(by_name) == [BASELINE_RR, FIRE_BARRIERS, FIRE_ALERT]
-    assert by_name[FIRE_BARRIERS].count == by_name[FIRE_ALERT].count == 3
+    fires = [FIRE_BARRIERS, FIRE_BARRIERS_BEFORE, FIRE_NODE, FIRE_NODE_BEFORE, FIRE_ALERT,
+             FIRE_ALERT_BEFORE]
+    assert list(by_name) == [BASELINE_RR, *fires]
+    assert {by_name[name].count for name in fires} == {3}
     for row in rows:
         assert all(math.isfinite(v) and v > 0 for v in (row.p50, row.p99, row.maximum))
         assert row.p50 <= row.p99 <= row.maximum
-    for name in (FIRE_BARRIERS, FIRE_ALERT):
+    for name in fires:
         assert by_name[name].baseline == BASELINE_RR and by_name[name].ratio is not None
-        assert by_name[name].p50 >= 20  # the debounce is in the path
-    assert results_table(rows).row_count == 3
+    # Each confirmation window is in its path: 15 ms now, 50 ms as configured before.
+    assert by_name[FIRE_BARRIERS].p50 >= 15 and by_name[FIRE_ALERT].p50 >= 15
+    assert by_name[FIRE_BARRIERS_BEFORE].p50 >= 50 and by_name[FIRE_NODE_BEFORE].p50 >= 50
+    assert 15 <= by_name[FIRE_NODE].p50 <= by_name[FIRE_BARRIERS].p50  # the node's share
+    assert results_table(rows).row_count == 7
 
 
 @pytest.mark.timeout(120)
@@ -34,4 +48,4 @@ def test_the_command_line_prints_the_table(tmp_path: Path,
                                            capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--runs", "1", "--warmup", "0", "--workdir", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert FIRE_BARRIERS in out and FIRE_ALERT in out
+    assert FIRE_BARRIERS in out and FIRE_ALERT in out and FIRE_BARRIERS_BEFORE.strip() in out

@@ -1,5 +1,5 @@
-"""The gate bench runs end to end (lanes on mock pins, gateway, then the gateway stopped) and
-yields sane rows; no timing targets here."""
+"""The gate bench runs end to end (lanes on mock pins, gateway, then the gateway silent, then
+stopped) and yields sane rows; no timing targets here (the bench prints whether it met them)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from simulator.bench_gate import (
     GATE_ONLINE,
     GATE_ONLINE_ENTRY,
     GATE_ONLINE_EXIT,
+    GATE_SILENT,
     main,
     run_bench_gate,
 )
@@ -29,12 +30,12 @@ DEADLINE_MS = 60
 def test_a_tiny_gate_bench_measures_online_and_offline_against_the_ping_pong(
     tmp_path: Path,
 ) -> None:
-    rows = run_bench_gate(4, 3, tmp_path, warmup=1, deadline_ms=DEADLINE_MS)
+    rows = run_bench_gate(4, 3, tmp_path, warmup=1, deadline_ms=DEADLINE_MS, silent_cars=2)
     by_name = {row.name: row for row in rows}
     assert list(by_name) == [BASELINE_RR, GATE_ONLINE, GATE_ONLINE_ENTRY, GATE_ONLINE_EXIT,
-                             GATE_OFFLINE, GATE_DEADLINE, GATE_OFFLINE_OWN]
+                             GATE_OFFLINE, GATE_SILENT, GATE_DEADLINE, GATE_OFFLINE_OWN]
     counts = {GATE_ONLINE: 8, GATE_ONLINE_ENTRY: 4, GATE_ONLINE_EXIT: 4, GATE_OFFLINE: 6,
-              GATE_DEADLINE: 6, GATE_OFFLINE_OWN: 6}
+              GATE_SILENT: 4, GATE_DEADLINE: 4, GATE_OFFLINE_OWN: 4}
     for name, count in counts.items():
         assert by_name[name].count == count, name
     for row in rows:
@@ -44,23 +45,27 @@ def test_a_tiny_gate_bench_measures_online_and_offline_against_the_ping_pong(
         assert row.unit == "ms"
         if row.name != BASELINE_RR:
             assert row.baseline == BASELINE_RR and row.ratio is not None
-    # offline = the deadline the lane waited out + its own work
-    deadline, offline = by_name[GATE_DEADLINE], by_name[GATE_OFFLINE]
+    # silent = the deadline the lane waited out + its own work
+    deadline, silent = by_name[GATE_DEADLINE], by_name[GATE_SILENT]
     # The request's ts goes on the wire to the millisecond (wire.contract), so the lane gives
     # up at most 1 ms before a stopwatch started as it built the request would say.
     assert deadline.p50 >= DEADLINE_MS - 1
-    assert offline.p50 > deadline.p50
-    for total, waited, own in zip(offline.samples, deadline.samples,
+    assert silent.p50 > deadline.p50
+    for total, waited, own in zip(silent.samples, deadline.samples,
                                   by_name[GATE_OFFLINE_OWN].samples, strict=True):
         assert math.isclose(total, waited + own)
-    assert f"{DEADLINE_MS} ms" in offline.note
+    assert f"{DEADLINE_MS} ms" in silent.note
+    # (the bench itself refuses an offline car that waited for the gateway at all)
+    for row in (by_name[GATE_OFFLINE], by_name[GATE_ONLINE]):
+        assert "target p99" in row.note and ("met" in row.note or "NOT MET" in row.note)
     assert results_table(rows).row_count == len(rows)
 
 
 @pytest.mark.timeout(90)
 def test_the_command_line_prints_the_table(tmp_path: Path,
                                            capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["--cars", "2", "--offline-cars", "1", "--warmup", "0", "--deadline-ms",
-                 str(DEADLINE_MS), "--workdir", str(tmp_path)]) == 0
+    assert main(["--cars", "2", "--offline-cars", "1", "--silent-cars", "1", "--warmup", "0",
+                 "--deadline-ms", str(DEADLINE_MS), "--workdir", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert GATE_ONLINE in out and GATE_OFFLINE in out and GATE_DEADLINE.strip(" …") in out
+    assert GATE_SILENT in out

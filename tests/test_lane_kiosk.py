@@ -11,7 +11,7 @@ from pydantic import SecretStr
 
 from firmware.lane.config import KioskSettings, LaneTiming
 from firmware.lane.devices.display import RecordingDisplay
-from firmware.lane.kiosk import LastFourDigits, OneTimeCode, SimulatedKiosk
+from firmware.lane.kiosk import LastFourDigits, SimulatedKiosk
 from firmware.lane.states import State
 from parkguard.core.plates import NoPlateId
 from tests.lane_harness import MemoryLane
@@ -78,7 +78,7 @@ def test_at_the_exit_the_number_is_confirmed_and_a_payment_code_is_journaled(
         kiosk.type_phone(PHONE)
         lane.settle()
         assert screen.current == LastFourDigits().challenge(PHONE, NoPlateId(
-            "#P0000:AAAAAAAAAAAA", "phone"))
+            "#P0000:AAAAAAAAAAAA", "phone")).shown
         kiosk.type_digits("1234")
         lane.settle()
         assert screen.current == ("尾号不符 请重新输入", "Not confirmed: please try again")
@@ -96,12 +96,7 @@ def test_at_the_exit_the_number_is_confirmed_and_a_payment_code_is_journaled(
         assert any(kind == "payment_code" for _seq, kind, _sent in lane.node.journal.events())
 
 
-def test_a_one_time_code_goes_to_the_phone_and_only_that_code_confirms() -> None:
-    sent: list[tuple[str, str]] = []
-    confirm = OneTimeCode(lambda phone, code: sent.append((phone, code)))
+def test_the_last_four_digits_confirm_a_phone_identity() -> None:
+    """(One-time codes, made and checked by the gateway: tests/test_kiosk_otp.py.)"""
     identity = NoPlateId.for_phone(PHONE, site_key=bytes.fromhex(KEY))
-    confirm.challenge(PHONE, identity)
-    assert not confirm.check(identity, "000000" if sent[0][1] != "000000" else "111111")
-    confirm.challenge(PHONE, identity)
-    assert confirm.check(identity, sent[1][1])
     assert LastFourDigits().check(identity, "5678") and not LastFourDigits().check(identity, "1")

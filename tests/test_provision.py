@@ -499,11 +499,12 @@ def test_acl_topics_are_the_contracts_topics() -> None:
     written = {g.topic for g in grants(lane, inv) if g.access == "write"}
     assert written == {
         topics.lane_event("mall-b2", "in1"), topics.lane_state("mall-b2", "in1"),
-        topics.lane_decide("mall-b2", "in1"),
+        topics.lane_decide("mall-b2", "in1"), topics.lane_otp("mall-b2", "in1"),
     }
     read = {g.topic for g in grants(lane, inv) if g.access == "read"}
     assert topics.lane_cmd("mall-b2", "in1") in read
     assert topics.lane_decide_reply("mall-b2", "in1") in read
+    assert topics.lane_otp_reply("mall-b2", "in1") in read
     assert topics.all_alarms("mall-b2") in read
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 import time
 from pathlib import Path
 
@@ -9,16 +11,20 @@ import pytest
 
 from broker.runner import MosquittoBroker
 from simulator.sensor_node import (
+    FIRMWARE,
     LOOP_ACTIVE,
     LOOP_NORMAL,
     LOOP_OPEN,
     LOOP_SHORT,
+    SIM,
     SensorNode,
     fire_panel_config,
     fire_panel_inputs,
     loop_key,
+    micropython_binary,
+    pulse,
 )
-from tests.helpers import Recorder, eventually
+from tests.helpers import Recorder, eventually, wait_node_ms
 from wire.contract import topics
 from wire.contract.messages import AlarmState, SensorReading, SensorState, decode
 
@@ -147,3 +153,98 @@ def test_a_contact_that_bounces_shorter_than_the_debounce_is_ignored(
         assert len(got) == 2, got
         assert (got[1].seq, got[1].supervisory, got[1].trouble) == (1, True, False)
         assert alarms(rec) == []
+
+
+# --- the fast path: wake lines and the confirmation window ---------------------------------
+#
+# Waveforms (simulator.sensor_node.pulse) run on the node's own clock, so a 12 ms glitch lasts
+# 12 ms of the node's time however slowly this process writes the control file.
+
+#: The node's `machine.Pin.IRQ_FALLING`: the comparator output falls as the loop goes active.
+IRQ_FALLING = 4
+
+
+def _woken(node: SensorNode, pin: str) -> bool:
+    return any(key == pin and flags & IRQ_FALLING for _t, key, flags in node.irq_log())
+
+
+def test_a_glitch_shorter_than_the_confirmation_window_wakes_the_node_but_never_alarms(
+    broker: MosquittoBroker, fire_node: SensorNode
+) -> None:
+    window = fire_node.config["fire_panel"]["debounce_ms"]
+    with Recorder(broker, f"parkguard/v1/{SITE}/#", device="monitor-watch1") as rec, fire_node:
+        eventually(lambda: len(readings(rec)) == 1, timeout=10, what="the boot reading")
+        for _ in range(3):
+            fire_node.set(**{loop_key("b2-east"): pulse(LOOP_ACTIVE, window // 3, LOOP_NORMAL)})
+            eventually(lambda: _woken(fire_node, "pin7"), what="the wake line's interrupt")
+            wait_node_ms(fire_node.dir, 3 * window)  # the glitch, and a window after it
+            (fire_node.dir / "sim_irq.log").unlink()
+        # The sentinel: a supervisory contact that holds. Readings leave in seq order, so a
+        # reading (or the alarm, which leaves first) from a glitch would come before this one.
+        fire_node.set(**{loop_key("supervisory"): LOOP_ACTIVE})
+        eventually(lambda: any(r.supervisory for r in readings(rec)),
+                   what="the supervisory reading")
+        got = readings(rec)
+        assert [(r.seq, r.fire, r.supervisory) for r in got] == [(0, False, False),
+                                                                 (1, False, True)]
+        assert alarms(rec) == []
+
+
+def test_a_contact_between_two_scans_is_caught_at_its_edge(
+    broker: MosquittoBroker, tmp_path: Path
+) -> None:
+    """A full scan only every 4 s: a 100 ms zone contact (more than the 30 ms window) is
+    confirmed because its wake line interrupts the wait, not because a scan happened on it."""
+    node = SensorNode(broker, tmp_path / "fire1", fire_panel_config(loop_ms=4000),
+                      fire_panel_inputs())
+    with Recorder(broker, f"parkguard/v1/{SITE}/#", device="monitor-watch1") as rec, node:
+        eventually(lambda: len(readings(rec)) == 1, timeout=10, what="the boot reading")
+        node.set(**{loop_key("b2-east"): pulse(LOOP_ACTIVE, 100, LOOP_NORMAL)})
+        eventually(lambda: bool(alarms(rec)), timeout=30, what="the fire alarm")
+        assert alarms(rec)[0].zone == "b2-east"
+        assert _woken(node, "pin7")
+        eventually(lambda: len(readings(rec)) == 3, timeout=30,
+                   what="the fire reading and the back-to-normal one")
+        assert [(r.fire, r.zone) for r in readings(rec)[1:]] == [(True, "b2-east"),
+                                                                 (False, "b2-east")]
+
+
+CONFIRM_SCRIPT = """
+import time
+from pgsensor.inputs import Confirmed
+c = Confirmed(20, 3)
+out = []
+def feed(samples):
+    return [c.update(v, time.ticks_add(0, t * 1000)) for v, t in samples]
+# boot: 'normal' confirmed once three samples span 20 ms
+out.append(feed([("normal", 0), ("normal", 10), ("normal", 19), ("normal", 20)]))
+# a 15 ms glitch, sampled every millisecond: never confirmed
+out.append(feed([("active", 100 + t) for t in range(16)] + [("normal", 116)]))
+# one disagreeing sample starts the run again
+out.append(feed([("active", 200), ("active", 210), ("normal", 215), ("active", 216),
+                 ("active", 230), ("active", 236)]))
+# a late sampler (every 15 ms): confirmed once the span reaches the window
+out.append(feed([("normal", 300), ("normal", 315), ("normal", 330)]))
+# two samples spanning the window are not enough: three are needed, and then the missing
+# one is due at once (ripe), not after another pass
+c2 = Confirmed(20, 3)
+out.append([c2.ripe(0), c2.update("active", 0), c2.ripe(10000), c2.update("active", 30000),
+            c2.ripe(30000), c2.update("active", 30001), c2.ripe(30002)])
+print(repr(out), c.value)
+"""
+
+
+def test_the_confirmation_rule_on_micropython() -> None:
+    """``inputs.Confirmed`` on the unix port with synthetic sample times (no broker)."""
+    env = dict(os.environ, MICROPYPATH=f"{SIM}:{FIRMWARE}")
+    done = subprocess.run([str(micropython_binary()), "-c", CONFIRM_SCRIPT], env=env,
+                          capture_output=True, text=True, timeout=30, check=True)
+    out, value = done.stdout.strip().rsplit(" ", 1)
+    assert out == repr([
+        [False, False, False, True],
+        [False] * 17,
+        [False, False, False, False, False, True],
+        [False, False, True],
+        [False, False, False, False, True, True, False],
+    ])
+    assert value == "normal"

@@ -63,10 +63,12 @@ RULES: dict[DeviceKind, tuple[Rule, ...]] = {
              "watches every state"),
         Rule("write", "lane/{lane}/cmd", "signed barrier and display commands, to each lane"),
         Rule("write", "lane/{lane}/decide/reply", "answers each lane's decide requests"),
+        Rule("write", "lane/{lane}/otp/reply", "answers each lane's one-time code requests"),
         Rule("write", "lane/{lane}/replica/#", "keeps each lane's offline replica current"),
         *(Rule("write", f"alarm/{kind}", f"sets and clears the {kind} alarm")
           for kind in ALARM_KINDS),
         Rule("write", "alert/+", "raises, escalates and resolves alerts"),
+        Rule("write", "gateway/availability", "its retained online/offline and Last Will"),
     ),
     "lane": (
         Rule("write", "lane/{self}/event", "its own events"),
@@ -74,8 +76,11 @@ RULES: dict[DeviceKind, tuple[Rule, ...]] = {
         Rule("write", "lane/{self}/decide", "asks the gateway to decide on a read"),
         Rule("read", "lane/{self}/cmd", "commands for this lane only"),
         Rule("read", "lane/{self}/decide/reply", "the gateway's answers to its requests"),
+        Rule("write", "lane/{self}/otp", "asks the gateway to text or check a one-time code"),
+        Rule("read", "lane/{self}/otp/reply", "the gateway's answers about one-time codes"),
         Rule("read", "lane/{self}/replica/#", "its offline replica"),
         Rule("read", "alarm/+", "site alarms: a fire opens the barrier even without the gateway"),
+        Rule("read", "gateway/availability", "whether to ask the gateway or decide alone at once"),
     ),
     "sensor": (
         Rule("write", "sensor/{self}/reading", "its own readings"),

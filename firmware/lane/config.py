@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Literal, Self
+from urllib.parse import urlsplit
 
-from pydantic import Field, NonNegativeInt, model_validator
+from pydantic import Field, NonNegativeInt, SecretStr, model_validator
 
 from firmware.lane.devices.picamera import CAPTURE_SIZE
 from parkguard.configfile import BrokerSettings, CommandKeyHex, SiteKeyHex, StrictModel, reveal
@@ -132,8 +133,38 @@ class KioskSettings(StrictModel):
                     "identity; without it the keypad takes no phone numbers")
     confirm: Literal["last4", "otp"] = Field(
         default="last4",
-        description="how an exit confirms a phone identity: its last four digits, or a "
-                    "one-time code sent to the phone (needs a code sender)")
+        description="how a phone identity is confirmed: last4: at exits, its last four "
+                    "digits; otp: at entries and exits, a one-time code the gateway texts to "
+                    "the phone (gateway [otp]); with the gateway silent an entry goes ahead "
+                    "by number and an exit asks for the last four digits")
+    otp_wait_ms: int = Field(default=3000, ge=100, le=30_000,
+                             description="otp: how long the lane waits for the gateway to "
+                                         "say the code was texted, or whether it was right")
+    keypad: str | None = Field(
+        default=None, min_length=1, max_length=256, pattern=r"^[^\x00-\x1f]+$",
+        exclude_if=lambda spec: spec is None,
+        description="the USB keypad: /dev/input/by-id/...-event-kbd (stable across reboots "
+                    "and USB ports) or the name the device reports; none: no keypad "
+                    "(hardware/lane-wiring.md)")
+    scanner: str | None = Field(
+        default=None, min_length=1, max_length=256, pattern=r"^[^\x00-\x1f]+$",
+        exclude_if=lambda spec: spec is None,
+        description="the USB QR/barcode scanner, as keypad; the same value as keypad: one "
+                    "device that is both")
+    keypad_idle_s: float = Field(default=30.0, ge=2, le=600,
+                                 description="a number left half-typed this long is dropped")
+    scan_gap_s: float = Field(default=0.5, ge=0.05, le=5,
+                              description="a scan with a longer pause between two characters "
+                                          "was cut short: dropped")
+
+    @model_validator(mode="after")
+    def _device_paths(self) -> Self:
+        for name in ("keypad", "scanner"):
+            spec = getattr(self, name)
+            if spec is not None and spec.startswith("/") and not spec.startswith("/dev/input/"):
+                raise ValueError(f"{name} {spec!r}: a path must be under /dev/input/ "
+                                 "(best /dev/input/by-id/...)")
+        return self
 
 
 class WatchdogSettings(StrictModel):
@@ -145,11 +176,31 @@ class WatchdogSettings(StrictModel):
 class CameraSettings(StrictModel):
     """Which camera and plate reader the lane uses (docs/reader.md)."""
 
-    type: Literal["simulated", "tflite", "picamera"] = Field(
+    type: Literal["simulated", "tflite", "picamera", "rtsp"] = Field(
         description="required: picamera: the Pi camera (picamera2) and the TFLite reader (a "
-                    "real lane); simulated: the simulator's ground truth, tflite: our TFLite "
+                    "real lane); rtsp: an IP camera's RTSP stream (url) and the TFLite reader "
+                    "(a real lane); simulated: the simulator's ground truth, tflite: our TFLite "
                     "reader on rendered frames (bench lanes, cameras the simulator supplies; "
                     "firmware.lane.devices.cameras)")
+    url: str | None = Field(
+        default=None, max_length=512, exclude_if=lambda url: url is None,
+        description="rtsp only (required there): the camera's stream, rtsp://host[:port]/path, "
+                    "best its sub-stream at 1280x720 (hardware/lane-wiring.md); no user name "
+                    "or password in it: those go in username and password")
+    username: str | None = Field(default=None, min_length=1, max_length=64,
+                                 exclude_if=lambda name: name is None,
+                                 description="rtsp only: the camera's login, if it asks for one")
+    password: SecretStr | None = Field(
+        default=None, min_length=1, max_length=128, exclude_if=lambda secret: secret is None,
+        description="rtsp only: the camera login's password (never printed or logged)")
+    transport: Literal["tcp", "udp"] = Field(
+        default="tcp",
+        description="rtsp only: RTP over the RTSP connection (tcp: no lost packets, so no "
+                    "smeared frames) or over UDP")
+    timeout_s: float = Field(
+        default=5.0, ge=0.5, le=60,
+        description="rtsp only: longest wait to connect and between two packets before the "
+                    "camera counts as down (fault) and is reconnected")
     models: Path | None = Field(default=None,
                                 description="directory with reader.json and the .tflite files; "
                                             "default: the repo's models/")
@@ -177,12 +228,34 @@ class CameraSettings(StrictModel):
                           "(hardware/lane-commissioning.md)"))
 
     @model_validator(mode="after")
+    def _rtsp_stream(self) -> Self:
+        """An RTSP camera needs a stream URL without a login in it (the URL is printed in
+        logs and faults; the password is a secret field); other cameras take none."""
+        if self.type != "rtsp":
+            if self.url is not None or self.username is not None or self.password is not None:
+                raise ValueError(f"url, username and password are for type = \"rtsp\", not "
+                                 f"{self.type!r}")
+            return self
+        if self.url is None:
+            raise ValueError("url is required with type = \"rtsp\": the camera's stream, "
+                             "e.g. rtsp://192.0.2.10:554/Streaming/Channels/102")
+        parts = urlsplit(self.url)
+        if parts.scheme not in ("rtsp", "rtsps") or not parts.hostname:
+            raise ValueError("url must be rtsp://host[:port]/path (or rtsps://)")
+        if "@" in parts.netloc:
+            raise ValueError("url must not carry a user name or password: put them in "
+                             "camera.username and camera.password")
+        if (self.password is None) != (self.username is None):
+            raise ValueError("username and password go together (or neither)")
+        return self
+
+    @model_validator(mode="after")
     def _plate_region_fits(self) -> Self:
         region = self.plate_region
         if region is None:
-            if self.type == "picamera":
+            if self.type in ("picamera", "rtsp"):
                 raise ValueError(
-                    "plate_region is required with type = \"picamera\": take a still of a "
+                    f"plate_region is required with type = \"{self.type}\": take a still of a "
                     "car on the arming loop and run `parkguard read --find-region` on it "
                     "(hardware/lane-commissioning.md)")
             return self
@@ -195,6 +268,48 @@ class CameraSettings(StrictModel):
             raise ValueError(
                 f"plate_region {list(region)} reaches past the Pi camera's "
                 f"{CAPTURE_SIZE[0]}x{CAPTURE_SIZE[1]} frames")
+        return self
+
+
+class DisplaySettings(StrictModel):
+    """The lane's display board (docs/lane.md, hardware/lane-wiring.md)."""
+
+    type: Literal["none", "led_rs485"] = Field(
+        default="none",
+        description="led_rs485: a 4-line LED board on RS-485 (firmware.lane.devices."
+                    "led_display, hardware/lane-display-protocol.md); none: no display wired "
+                    "(the lane keeps what it would show in memory)")
+    port: str | None = Field(
+        default=None, min_length=1, max_length=256, exclude_if=lambda port: port is None,
+        description="led_rs485 (required there): the RS-485 adapter's serial device, best "
+                    "its /dev/serial/by-id/... name (stable across reboots); or a pyserial URL "
+                    "(rfc2217://host:port) for an RS-485-to-Ethernet converter")
+    baud: Literal[2400, 4800, 9600, 19200, 38400, 57600, 115200] = Field(
+        default=9600, description="led_rs485: the board's baud rate (8N1)")
+    address: int = Field(default=0, ge=0, le=255,
+                         description="led_rs485: the board's address (DA) on the bus")
+    columns: int = Field(
+        default=8, ge=4, le=64,
+        description="led_rs485: half-width characters one line shows without moving (a 64-px "
+                    "wide board with its 16-px font: 8, i.e. 4 Chinese characters); longer "
+                    "lines scroll")
+    reply_timeout_ms: int = Field(
+        default=300, ge=0, le=2000,
+        description="led_rs485: how long to wait for the board's reply to each line (a "
+                    "board that does not answer is a fault); 0 when the board is set to send "
+                    "no replies")
+
+    @model_validator(mode="after")
+    def _port_for_rs485(self) -> Self:
+        if self.type == "led_rs485":
+            if self.port is None:
+                raise ValueError("port is required with type = \"led_rs485\": the RS-485 "
+                                 "adapter, e.g. /dev/serial/by-id/usb-FTDI_...-if00-port0")
+            if not (self.port.startswith("/") or "://" in self.port):
+                raise ValueError("port must be a device path (/dev/...) or a pyserial URL "
+                                 "(rfc2217://host:port)")
+        elif self.port is not None:
+            raise ValueError(f"port is for type = \"led_rs485\", not {self.type!r}")
         return self
 
 
@@ -238,6 +353,7 @@ class LaneConfig(StrictModel):
     camera: CameraSettings = Field(
         description="required: which camera the lane has (a lane without one must not run a "
                     "simulated camera that never sees a plate)")
+    display: DisplaySettings = DisplaySettings()
     commands: CommandSettings = CommandSettings()
     journal: JournalSettings = JournalSettings()
     kiosk: KioskSettings = KioskSettings()

@@ -29,7 +29,7 @@ import time
 from firmware.lane.alarms import ALARM_KEYS, Alarms
 from firmware.lane.commands import CommandDesk, CommandInbox, CommandVerifier, DisplayText
 from firmware.lane.config import LaneConfig
-from firmware.lane.deciding import Decider
+from firmware.lane.deciding import Decider, GatewayState
 from firmware.lane.devices.camera import Camera, PlateReader
 from firmware.lane.devices.display import Display, RecordingDisplay
 from firmware.lane.devices.hardware import LaneHardware
@@ -37,7 +37,15 @@ from firmware.lane.events import EventLog, Verdict
 from firmware.lane.fire import run_fire_mode
 from firmware.lane.gate import WAITING, Gate
 from firmware.lane.journal import Journal, Outbox
-from firmware.lane.kiosk import AtTheGate, Confirmation, InputSource, KioskDesk, LastFourDigits
+from firmware.lane.kiosk import (
+    AtTheGate,
+    Confirmation,
+    DeviceInput,
+    InputSource,
+    KioskDesk,
+    LastFourDigits,
+)
+from firmware.lane.kiosk_otp import GatewayCodes, OneTimeCode
 from firmware.lane.replica import LaneReplica
 from firmware.lane.states import GateMachine, State
 from firmware.lane.status import LaneStatus
@@ -92,13 +100,20 @@ class LaneController:
         self.decider = Decider(config, clock=clock, bus=bus, journal=journal,
                                replica=self.replica, fire_active=self.alarms.fire_active,
                                flood_active=lambda: self.alarms.flood_alarm,
-                               block_until=self.waiter.block_until)
+                               block_until=self.waiter.block_until,
+                               after_asking=self.events.journal_held)
+        self.codes: GatewayCodes | None = None  # [kiosk] confirm = "otp": the gateway's codes
+        if confirmation is None and config.kiosk.confirm == "otp":
+            self.codes = GatewayCodes(site=config.site, lane=config.lane, bus=bus, clock=clock,
+                                      wait_ms=config.kiosk.otp_wait_ms,
+                                      block_until=self.waiter.block_until)
+            confirmation = OneTimeCode(self.codes, direction=config.direction)
         self.kiosk = KioskDesk(
             direction=config.direction, site_key=reveal(config.kiosk.site_key),
             confirmation=confirmation or LastFourDigits(), show=self.status.show,
             vehicle_present=lambda: hardware.arming_loop.vehicle_present,
             waiting=lambda: self.machine.state in WAITING, wake=self.waiter.wake,
-            payment_code=self._payment_code)
+            payment_code=self._payment_code, fault=self.events.fault)
         inbox = CommandInbox(config.lane, verifier, events=self.events, wake=self.waiter.wake)
         self.gate = Gate(config, hardware=hardware, machine=self.machine, waiter=self.waiter,
                          events=self.events, status=self.status, decider=self.decider,
@@ -110,11 +125,14 @@ class LaneController:
         self._gaps_reported = 0
         self._worker: threading.Thread | None = None
         for chore in (inbox.report_rejections, self._report_replica_gap,
-                      self.gate.report_help, self.kiosk.capture_payment_codes):
+                      self.gate.report_help, self.kiosk.capture_payment_codes,
+                      self.kiosk.report_faults):
             self.waiter.on_each_look(chore)
         for source in (kiosk, scanner):
             if source is not None:
                 source.when_input(self.kiosk.on_input)
+            if isinstance(source, DeviceInput):  # a real keypad or scanner: lost, back
+                source.when_fault(self.kiosk.on_fault)
         hardware.help_button.when_activated(self.gate.on_help)
         for pin in (hardware.arming_loop, hardware.up_limit, hardware.down_limit,
                     hardware.safety_loop):
@@ -156,6 +174,11 @@ class LaneController:
     @property
     def late_replies(self) -> int:
         return self.decider.late_replies
+
+    @property
+    def gateway_availability(self) -> GatewayState | None:
+        """What the gateway's retained availability last said (None: never heard)."""
+        return self.decider.gateway
 
     @property
     def mode(self) -> LaneMode:
@@ -233,6 +256,10 @@ class LaneController:
         for topic in self.replica.topics():
             self._bus.subscribe(topic, self._on_replica)
         self._bus.subscribe(topics.lane_decide_reply(site, lane), self.decider.on_reply)
+        if self.codes is not None:
+            for topic in self.codes.topics():
+                self._bus.subscribe(topic, self.codes.on_reply)
+        self._bus.subscribe(topics.gateway_availability(site), self.decider.on_availability)
         self._bus.subscribe(topics.lane_cmd(site, lane), self.commands.inbox.on_command)
         self.outbox.start()
         if self.commands.inbox.verifier is None:
@@ -250,6 +277,7 @@ class LaneController:
         self.waiter.stop()
         if self._worker is not None:
             self._worker.join(timeout=5)
+        self.events.flush()  # a car's held events, if the worker stopped while asking
         self.outbox.stop(flush_timeout=self.config.journal.flush_timeout_s)
         self.status.publish_offline()
 

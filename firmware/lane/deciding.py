@@ -7,6 +7,13 @@ The request states its deadline (``ts + deadline_ms``) and the lane waits until 
 then on its clock, so the gateway and the lane agree on when it passes. A reply that comes
 later is counted (``late_replies``) and dropped: the lane has already decided alone, and
 journaled the evidence.
+
+The gateway's retained ``gateway/availability`` (its Last Will says ``offline``) spares
+the wait: while it says ``offline`` the lane does not ask and decides from the replica at
+once; a request already waiting when ``offline`` arrives is decided from the replica then,
+and a reply for it that still comes is late. ``online`` again: the lane asks again. A lane
+that never heard the topic (or heard it cleared), or is cut off from the broker itself, asks
+and waits, as before the topic existed (the retained state comes again on reconnect).
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Literal
 
 from firmware.lane.config import LaneConfig
 from firmware.lane.devices.camera import PlateReading
@@ -31,15 +39,19 @@ from parkguard.core.plates import NoPlateId
 from parkguard.errors import ContractError
 from wire.bus import Bus
 from wire.contract import topics
-from wire.contract.messages import DecideReply, DecideRequest
+from wire.contract.messages import DecideReply, DecideRequest, GatewayAvailability, decode
 
 log = logging.getLogger(__name__)
+
+GatewayState = Literal["online", "offline"]
 
 
 @dataclass
 class _Pending:
     answered: threading.Event = field(default_factory=threading.Event)
     reply: DecideReply | None = None
+    released: bool = False
+    """The gateway went offline while this request waited: decided alone, any reply is late."""
 
 
 class Decider:
@@ -48,7 +60,10 @@ class Decider:
     def __init__(self, config: LaneConfig, *, clock: Clock, bus: Bus, journal: Journal,
                  replica: LaneReplica, fire_active: Callable[[], bool],
                  flood_active: Callable[[], bool],
-                 block_until: Callable[[threading.Event, datetime], bool]) -> None:
+                 block_until: Callable[[threading.Event, datetime], bool],
+                 after_asking: Callable[[], None] = lambda: None) -> None:
+        """``after_asking``: work for the wait, once the request is out (the worker journals
+        the car's held events, :mod:`firmware.lane.events`)."""
         self._config = config
         self._clock = clock
         self._bus = bus
@@ -57,10 +72,13 @@ class Decider:
         self._fire_active = fire_active
         self._flood_active = flood_active
         self._block_until = block_until  # the worker's wait (it counts as idle meanwhile)
+        self._after_asking = after_asking
         self._pending: dict[str, _Pending] = {}
         self._lock = threading.Lock()
         self.late_replies = 0
         self.last_request: DecideRequest | None = None
+        self.gateway: GatewayState | None = None
+        """What the retained ``gateway/availability`` last said; None: never heard."""
 
     def decide(self, correlation_id: str, reading: PlateReading,
                identity: NoPlateId | None = None) -> Verdict:
@@ -81,7 +99,11 @@ class Decider:
         deadline_s = timeout_for(State.DECIDING, config.timing, limit_switches=False) or 0.0
         pending = _Pending()
         with self._lock:
-            self._pending[correlation_id] = pending
+            gone = self.gateway == "offline" and self._bus.connected.is_set()
+            if not gone:
+                self._pending[correlation_id] = pending
+        if gone:  # the gateway said it is gone: no question, no wait
+            return self._decide_alone(correlation_id, reading, 0.0, identity)
         started = time.perf_counter()
         request = DecideRequest(
             correlation_id=correlation_id, lane=config.lane, direction=config.direction,
@@ -91,6 +113,7 @@ class Decider:
         )
         self.last_request = request
         self._bus.publish(topics.lane_decide(config.site, config.lane), request)
+        self._after_asking()  # while the gateway decides
         # The deadline the request states (ts + deadline_ms), not one counted from whenever
         # this thread gets to wait: the gateway and the lane then agree on when it passes.
         deadline = request.ts + timedelta(seconds=deadline_s)
@@ -98,7 +121,11 @@ class Decider:
         wait_ms = (time.perf_counter() - started) * 1000
         with self._lock:
             self._pending.pop(correlation_id, None)
-        reply = pending.reply
+            reply = None if pending.released else pending.reply
+        if pending.released:
+            log.info("lane %s: gateway went offline after %.0f ms, deciding alone",
+                     config.lane, wait_ms)
+            return self._decide_alone(correlation_id, reading, wait_ms, identity)
         if not answered or reply is None:
             log.warning("lane %s: gateway silent for %d ms, deciding alone", config.lane,
                         config.timing.decide_deadline_ms)
@@ -148,10 +175,44 @@ class Decider:
             return
         with self._lock:
             pending = self._pending.get(reply.correlation_id)
-        if pending is None:
+            late = pending is None or pending.released
+            if pending is not None and not late:
+                pending.reply = reply
+        if pending is None or late:
             self.late_replies += 1
-            log.info("lane %s: reply %s came after the deadline", self._config.lane,
+            log.info("lane %s: reply %s came after the lane decided alone", self._config.lane,
                      reply.correlation_id)
             return
-        pending.reply = reply
         pending.answered.set()
+
+    def on_availability(self, topic: str, payload: bytes) -> None:
+        """The bus's thread: the gateway's retained availability. ``offline`` releases every
+        request still waiting (each is then decided from the replica, once); an empty
+        payload (the retained state cleared) means "not known": ask and wait again."""
+        state: GatewayState | None
+        if not payload:
+            state = None
+        else:
+            try:
+                value = decode(topic, payload)
+            except ContractError as error:
+                log.warning("lane %s: gateway availability ignored: %s", self._config.lane,
+                            error)
+                return
+            if not isinstance(value, GatewayAvailability):
+                return
+            state = value.state
+        released: list[_Pending] = []
+        with self._lock:
+            changed, self.gateway = state != self.gateway, state
+            if state == "offline":
+                released = [p for p in self._pending.values()
+                            if p.reply is None and not p.released]
+                for pending in released:
+                    pending.released = True
+        for pending in released:
+            pending.answered.set()
+        if changed:
+            log.log(logging.WARNING if state == "offline" else logging.INFO,
+                    "lane %s: gateway %s%s", self._config.lane, state or "state unknown",
+                    ": deciding from the replica at once" if state == "offline" else "")

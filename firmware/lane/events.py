@@ -7,6 +7,14 @@ worker emits, so it stays in publication order.
 
 :meth:`EventLog.decision` is the one place a ``decision`` event is made, whoever decided
 (the gateway, the replica, a guard's open, a fire).
+
+An event may be *held* (``emit(..., hold=True)``): numbered and stamped now, journaled with
+the next event or :meth:`EventLog.flush`, in one transaction. The gate holds a car's
+``vehicle_detected`` and ``plate_read`` so that their wait for the card runs while the
+gateway decides (the decide request goes out first), not before the lane asks: the online
+decision pays one fsync, the decision's own. A held event is never published before it is
+journaled; a power cut in that millisecond loses the car's arrival and read events, never
+a decision or a passage (and their ``seq`` numbers were never sent, so nothing collides).
 """
 
 from __future__ import annotations
@@ -68,6 +76,7 @@ class EventLog:
         self._topic = topics.lane_event(config.site, config.lane)
         self._lock = threading.Lock()
         self.last_seq = journal.last_seq()  # seq continues across restarts
+        self._held: list[JournalRow] = []  # numbered, not journaled yet (``hold``)
         self.emitted = 0
         """Events emitted since this run started (not counting earlier runs)."""
         self.verdicts = 0
@@ -75,18 +84,41 @@ class EventLog:
         self.last_passed: Passed | None = None
         """The latest ``passed`` this run emitted (the simulated driver reads ``settled``)."""
 
-    def emit(self, kind: Any, **fields: Any) -> None:
-        """Journal the event (durable when this returns), then let the outbox publish it."""
+    def emit(self, kind: Any, *, hold: bool = False, **fields: Any) -> None:
+        """Journal the event (and any held before it; durable when this returns), then let
+        the outbox publish it. ``hold``: only number and stamp it now (see the module)."""
         with self._lock:
             self.last_seq += 1
             event = kind(event_id=uuid.uuid4().hex, seq=self.last_seq, ts=self._clock.now(),
                          lane=self._config.lane, **fields)
-            self._journal.append(JournalRow(event.seq, event.event_id, event.type,
-                                            self._topic, event.to_json()))
-            self.emitted += 1
+            self._held.append(JournalRow(event.seq, event.event_id, event.type, self._topic,
+                                         event.to_json()))
             if isinstance(event, Passed):
                 self.last_passed = event
+            if hold:
+                return
+            self._journal_held()
         self.outbox.wake()
+
+    def flush(self, *, publish: bool = True) -> None:
+        """Journal the held events now (any thread). ``publish=False``: leave them for the
+        outbox's next wake-up (the next event's), so they do not cross the bus while the lane
+        waits for the gateway's reply."""
+        with self._lock:
+            if not self._held:
+                return
+            self._journal_held()
+        if publish:
+            self.outbox.wake()
+
+    def journal_held(self) -> None:
+        """While the lane waits for the gateway: journal the held events, publish later."""
+        self.flush(publish=False)
+
+    def _journal_held(self) -> None:
+        rows, self._held = self._held, []
+        self._journal.append_many(rows)
+        self.emitted += len(rows)
 
     def fault(self, code: str, detail: str) -> None:
         self.emit(Fault, code=code, detail=detail[:512])

@@ -138,9 +138,10 @@ class Gate:
             self.machine.reset()
         self.served_arrivals = self._hw.arming_loop.arrivals
         self.step(Event.VEHICLE_ARRIVED)
-        self._events.emit(VehicleDetected, loop="arming")
+        # held: journaled while the gateway decides (the decider flushes after asking)
+        self._events.emit(VehicleDetected, hold=True, loop="arming")
         self.step(Event.READ_STARTED)
-        reading = self.read_plate()
+        reading = self.read_plate(hold=True)
         self.step(Event.PLATE_READ if reading.plate is not None else Event.READ_FAILED)
         self._decide_and_act(reading)
 
@@ -167,7 +168,9 @@ class Gate:
             return
         self._open_and_pass(correlation_id, reading.plate, verdict)
 
-    def read_plate(self) -> PlateReading:
+    def read_plate(self, *, hold: bool = False) -> PlateReading:
+        """Read the car at the loop and report it (``hold``: the ``plate_read`` event is
+        journaled with the next one, see :mod:`firmware.lane.events`)."""
         arrival = self._hw.arming_loop.arrivals
         try:
             reading = self._read_arriving_car()
@@ -177,7 +180,7 @@ class Gate:
             reading = UNREAD
         self._last_read = (arrival, reading.plate)
         self._events.emit(
-            PlateRead, plate=reading.plate, confidence=reading.confidence,
+            PlateRead, hold=hold, plate=reading.plate, confidence=reading.confidence,
             char_confidences=reading.char_confidences, reader=self._reader.name,
             read_ms=reading.read_ms,
         )

@@ -9,17 +9,22 @@ vehicle: a number typed at an empty lane is refused).
 How a driver without a readable plate gets through (docs/lane.md):
 
 - **entry**: types a mobile number (or scans a QR ticket) → the lane asks the gateway (or its
-  replica) again with the no-plate identity :class:`~parkguard.core.plates.NoPlateId`;
+  replica) again with the no-plate identity :class:`~parkguard.core.plates.NoPlateId`; with
+  ``[kiosk] confirm = "otp"`` first the one-time code sent to that phone
+  (:class:`~firmware.lane.kiosk_otp.OneTimeCode`);
 - **exit**: types the same number → the lane asks for its last four digits
-  (:class:`LastFourDigits`) or a one-time code sent to the phone (:class:`OneTimeCode`,
-  through a :data:`CodeSender` the gateway provides), then decides with the identity; a
-  scanned QR ticket needs no confirmation;
+  (:class:`LastFourDigits`) or a one-time code sent to the phone (the gateway makes, sends
+  and checks it, :mod:`firmware.lane.kiosk_otp`), then decides with the identity; a scanned
+  QR ticket needs no confirmation;
 - a **payment code** (付款码) scanned at an exit is captured as a ``payment_code`` event
   (journaled first, like every event) for the gateway to charge; a car waiting with a fee
   due leaves at once if the lane decided alone, else when the gateway's ``open`` comes.
 
 :class:`KioskDesk` is the lane's side of all this; :class:`AtTheGate` is the car an input
 refers to (the one the lane last decided on).
+
+Real keypads and scanners (USB HID, evdev) are :mod:`firmware.lane.devices.hid`; they are
+also :class:`DeviceInput` (started and closed by the node, faults reported as events).
 
 Must override: ``InputSource.when_input``; ``Confirmation.challenge`` and ``.check``.
 
@@ -38,12 +43,11 @@ from __future__ import annotations
 
 import hmac
 import logging
-import secrets
 import threading
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Final, Literal, Protocol, runtime_checkable
 
 from firmware.lane.devices.display import TEXTS
 from firmware.lane.events import Verdict
@@ -73,14 +77,33 @@ class InputSource(Protocol):
     def when_input(self, listener: Callable[[KioskInput], None]) -> None: ...
 
 
+@runtime_checkable
+class DeviceInput(InputSource, Protocol):
+    """A real device behind :class:`InputSource`: it has a reader to start and close, and
+    reports ``(code, detail)`` when it goes away or comes back (a ``fault`` event)."""
+
+    def when_fault(self, listener: Callable[[str, str], None]) -> None: ...
+
+    def start(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def looks_like_payment_code(code: str) -> bool:
+    """Whether ``code`` is a wallet's payment code (付款码)."""
+    try:
+        payment_code_wallet(code.strip())
+    except ValueError:
+        return False
+    return True
+
+
 def classify_scan(code: str) -> KioskInput:
     """A scanned code: a wallet's payment code (付款码) if it looks like one, else a ticket."""
     cleaned = code.strip()
-    try:
-        payment_code_wallet(cleaned)
-    except ValueError:
-        return KioskInput("ticket", cleaned)
-    return KioskInput("payment_code", cleaned)
+    if looks_like_payment_code(cleaned):
+        return KioskInput("payment_code", cleaned)
+    return KioskInput("ticket", cleaned)
 
 
 class SimulatedKiosk:
@@ -110,52 +133,50 @@ class SimulatedKiosk:
         self._send(classify_scan(code))
 
 
-class Confirmation(Protocol):
-    """How an exit confirms that the driver owns the phone identity they typed."""
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """What a confirmation says after a challenge or a typed answer: ``ask`` (waiting for
+    digits), ``confirmed`` (the identity may be used), ``again`` (wrong, the same challenge
+    takes another try) or ``refused`` (start again with the number); ``shown`` goes on the
+    display. True only when confirmed."""
 
-    def challenge(self, phone: str, identity: NoPlateId) -> tuple[str, str]:
-        """Start a confirmation; return the prompt (zh, en) the display shows."""
+    outcome: Literal["ask", "confirmed", "again", "refused"]
+    shown: tuple[str, str]
+
+    def __bool__(self) -> bool:
+        return self.outcome == "confirmed"
+
+
+class Confirmation(Protocol):
+    """How the kiosk confirms that the driver owns the phone identity they typed; at exits
+    always, at entries only where ``at_entry``."""
+
+    at_entry: bool
+
+    def challenge(self, phone: str, identity: NoPlateId) -> Answer:
+        """Start a confirmation (usually ``ask`` with the prompt to show)."""
         ...
 
-    def check(self, identity: NoPlateId, typed: str) -> bool:
-        """Whether ``typed`` confirms ``identity`` (one try per challenge)."""
+    def check(self, identity: NoPlateId, typed: str) -> Answer:
+        """The driver typed ``typed`` for ``identity``'s challenge."""
         ...
 
 
 class LastFourDigits:
-    """Confirm with the number's last four digits (尾号), which the identity keeps."""
+    """Confirm with the number's last four digits (尾号), which the identity keeps; entries
+    need no confirmation (one try per challenge)."""
 
-    def challenge(self, phone: str, identity: NoPlateId) -> tuple[str, str]:
-        return "请输入手机尾号4位确认", "Confirm: last 4 digits of your phone"
+    at_entry = False
+    PROMPT: Final = ("请输入手机尾号4位确认", "Confirm: last 4 digits of your phone")
 
-    def check(self, identity: NoPlateId, typed: str) -> bool:
+    def challenge(self, phone: str, identity: NoPlateId) -> Answer:
+        return Answer("ask", self.PROMPT)
+
+    def check(self, identity: NoPlateId, typed: str) -> Answer:
         digits = "".join(char for char in typed if char.isdigit())
-        return identity.kind == "phone" and hmac.compare_digest(digits, identity.text[2:6])
-
-
-CodeSender = Callable[[str, str], None]
-"""``(phone number, code)``: sends a one-time code to the phone (the gateway's SMS seam)."""
-
-
-class OneTimeCode:
-    """Confirm with a 6-digit code sent to the phone; the lane never shows or logs it."""
-
-    def __init__(self, sender: CodeSender) -> None:
-        self._sender = sender
-        self._codes: dict[str, str] = {}
-        self._lock = threading.Lock()
-
-    def challenge(self, phone: str, identity: NoPlateId) -> tuple[str, str]:
-        code = f"{secrets.randbelow(1_000_000):06d}"
-        with self._lock:
-            self._codes[identity.text] = code
-        self._sender(phone, code)
-        return "请输入短信验证码", "Enter the code sent to your phone"
-
-    def check(self, identity: NoPlateId, typed: str) -> bool:
-        with self._lock:
-            code = self._codes.pop(identity.text, None)
-        return code is not None and hmac.compare_digest(code, typed.strip())
+        if identity.kind == "phone" and hmac.compare_digest(digits, identity.text[2:6]):
+            return Answer("confirmed", self.PROMPT)
+        return Answer("refused", TEXTS["kiosk_not_confirmed"])
 
 
 @dataclass(slots=True)
@@ -190,7 +211,8 @@ class KioskDesk:
     def __init__(self, *, direction: str, site_key: str | None, confirmation: Confirmation,
                  show: Callable[..., None], vehicle_present: Callable[[], bool],
                  waiting: Callable[[], bool], wake: Callable[[], None],
-                 payment_code: Callable[[str, AtTheGate], None]) -> None:
+                 payment_code: Callable[[str, AtTheGate], None],
+                 fault: Callable[[str, str], None] | None = None) -> None:
         self._direction = direction
         self._site_key = site_key
         self._confirmation = confirmation
@@ -200,6 +222,8 @@ class KioskDesk:
         self._wake = wake
         self._payment_code = payment_code
         self._inputs: deque[KioskInput] = deque()
+        self._fault = fault
+        self._faults: deque[tuple[str, str]] = deque()
         self.gate: AtTheGate | None = None
         self.last_identity: NoPlateId | None = None
 
@@ -207,6 +231,19 @@ class KioskDesk:
         """A keypad or scanner thread: queue it for the worker."""
         self._inputs.append(item)
         self._wake()
+
+    def on_fault(self, code: str, detail: str) -> None:
+        """A device thread: a keypad or scanner went away or came back; the worker reports it
+        (:meth:`report_faults`)."""
+        self._faults.append((code, detail))
+        self._wake()
+
+    def report_faults(self) -> None:
+        """Worker, each time it looks: device faults become ``fault`` events."""
+        while self._faults:
+            code, detail = self._faults.popleft()
+            if self._fault is not None:
+                self._fault(code, detail)
 
     def has_input(self) -> bool:
         return bool(self._inputs)
@@ -282,16 +319,24 @@ class KioskDesk:
                 self._show(*TEXTS["kiosk_unavailable"])
                 return None
             phone_id = NoPlateId.for_phone(item.text, site_key=bytes.fromhex(self._site_key))
-            if self._direction == "entry":
+            if self._direction == "entry" and not self._confirmation.at_entry:
                 return phone_id
-            gate.confirming = (phone_id, item.text)
-            self._show(*self._confirmation.challenge(item.text, phone_id))
+            gate.confirming = None
+            answer = self._confirmation.challenge(item.text, phone_id)
+            self._show(*answer.shown)
+            if answer.outcome == "confirmed":
+                return phone_id
+            if answer.outcome == "ask":
+                gate.confirming = (phone_id, item.text)
             return None
         if item.kind == "digits" and gate.confirming is not None:
             phone_id, _phone = gate.confirming
-            gate.confirming = None
-            if not self._confirmation.check(phone_id, item.text):
-                self._show(*TEXTS["kiosk_not_confirmed"])
-                return None
-            return phone_id
+            answer = self._confirmation.check(phone_id, item.text)
+            if answer.outcome == "confirmed":
+                gate.confirming = None
+                return phone_id
+            self._show(*answer.shown)
+            if answer.outcome == "refused":
+                gate.confirming = None  # the driver starts again with the number
+            return None
         return None

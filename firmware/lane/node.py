@@ -20,7 +20,7 @@ from firmware.lane.devices.camera import Camera, PlateReader
 from firmware.lane.devices.display import Display
 from firmware.lane.devices.hardware import LaneHardware
 from firmware.lane.journal import Journal
-from firmware.lane.kiosk import Confirmation, InputSource
+from firmware.lane.kiosk import Confirmation, DeviceInput, InputSource
 from firmware.lane.replica import LaneReplica
 from firmware.lane.watchdog import Notifier, Watchdog, watchdog_period_s
 from parkguard import __version__
@@ -97,6 +97,8 @@ class LaneNode:
         self.replica.load()
         self._stopping = threading.Event()
         self._connector: threading.Thread | None = None
+        self._devices = [source for source in (kiosk, scanner)  # USB keypad, scanner
+                         if isinstance(source, DeviceInput)]
         self.watchdog: Watchdog | None = None
         self.bus: Bus = bus or MqttBus(
             broker_address(config.broker),
@@ -130,6 +132,8 @@ class LaneNode:
                                                name=f"connect-{self.config.lane}")
             self._connector.start()
         self.controller.start()
+        for device in self._devices:
+            device.start()
         if self.config.watchdog.enabled:
             self.watchdog = Watchdog(Notifier.from_environment(), watchdog_period_s(),
                                      self.controller.healthy)
@@ -150,6 +154,8 @@ class LaneNode:
         self._stopping.set()
         if self.watchdog is not None:
             self.watchdog.stop()
+        for device in self._devices:
+            device.close()
         self.controller.stop()
         if self._connector is not None:
             self._connector.join(timeout=BROKER_RETRY_S + 2)

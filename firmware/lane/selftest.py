@@ -3,6 +3,8 @@
 Outputs (barrier relay or open/close pulses, lane light) are switched one at a time and the
 installer says whether the right thing happened; inputs (loops, limit switches, help button,
 fire input) are each triggered by the installer and must be seen within ``--wait`` seconds.
+An IP camera (``[camera] type = "rtsp"``) must send a frame, and an RS-485 LED display must
+acknowledge a test screen that the installer then confirms.
 ``--script FILE`` answers the prompts from a file (one answer a line: ``y``/``n`` for an
 output, ``trigger`` for an input: with ``--mock-pins`` the selftest then drives the mock pin
 itself), so a test can run it on gpiozero's MockFactory.
@@ -99,6 +101,13 @@ def selftest(config_path: Path, mock_pins: bool, script: Path | None, wait_s: fl
             if factory is not None and answer == "trigger":
                 factory.pin(getattr(config.pins, key)).drive_low()
             results.append((key, seen))
+        from firmware.lane.devices.hid_kiosk import kiosk_selftest  # [kiosk] keypad, scanner
+
+        results += kiosk_selftest(config.kiosk, ask, wait_s)
+        from firmware.lane.devices import led_display, rtsp
+
+        results += rtsp.selftest(config.camera, click.echo, wait_s)  # [camera] type = "rtsp"
+        results += led_display.selftest(config.display, ask)  # [display] type = "led_rs485"
     finally:
         hw.close()
     for name, ok in results:

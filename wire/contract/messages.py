@@ -86,8 +86,15 @@ UtcTime = Annotated[
     Field(description="UTC instant, ISO-8601 with milliseconds, in 2000-2099, "
                       "e.g. 2026-05-01T02:00:00.000Z"),
 ]
-#: A JSON integer (never a string, a float or a bool) within +-2^53.
-WireInt = Annotated[int, Strict(), Field(ge=-MAX_INT, le=MAX_INT)]
+def _within_json_range(value: int) -> int:
+    if not -MAX_INT <= value <= MAX_INT:
+        raise ValueError(f"integer outside +-2^53 (what JSON carries exactly): {value}")
+    return value
+
+
+#: A JSON integer (never a string, a float or a bool) within +-2^53. The range is a validator,
+#: not ``Field(ge=, le=)``: a field's own ``Field(ge=2)`` would be overridden by this one's.
+WireInt = Annotated[int, Strict(), AfterValidator(_within_json_range)]
 #: A finite JSON number (never a string, NaN or an infinity).
 Finite = Annotated[float, Strict(), Field(allow_inf_nan=False)]
 Fen = Annotated[
@@ -373,6 +380,60 @@ class DecideReply(WireMessage):
     pay_url: str | None = Field(
         default=None, max_length=512, pattern=r"^https?://[\x21-\x7e]+$",
         description="exit with a fee due: the pay-page link the lane shows as a QR code")
+    ts: UtcTime
+
+
+# One-time codes for no-plate entries and exits (docs/lane.md#one-time-codes) ---------------
+
+PhoneIdentity = Annotated[
+    str,
+    Field(max_length=24, pattern=r"^#P[0-9]{4}:[A-Z2-7]{12}$",
+          description="the phone's no-plate identity (#P + last four + HMAC): what the code "
+                      "is kept and rate-limited under; the number itself is never stored"),
+]
+
+
+class OtpRequest(WireMessage):
+    """A lane's kiosk asks the gateway to text a one-time code to a phone (``send``: carries
+    the number, which the gateway uses to send and then forgets) or to check the code the
+    driver typed (``check``: carries the code, never the number)."""
+
+    correlation_id: CorrelationId
+    lane: NodeId
+    action: Literal["send", "check"]
+    identity: PhoneIdentity
+    phone: str | None = Field(default=None, pattern=r"^1[3-9][0-9]{9}$",
+                              description="send only: the mainland mobile number, 11 digits")
+    code: str | None = Field(default=None, pattern=r"^[0-9]{4,8}$",
+                             description="check only: the digits the driver typed")
+    ts: UtcTime
+
+    @model_validator(mode="after")
+    def _fields_for_action(self) -> Self:
+        if self.action == "send" and (self.phone is None or self.code is not None):
+            raise ValueError("send carries phone and no code")
+        if self.action == "check" and (self.code is None or self.phone is not None):
+            raise ValueError("check carries code and no phone")
+        return self
+
+
+OtpOutcome = Literal["sent", "rate_limited", "send_failed", "unavailable", "confirmed", "wrong",
+                     "expired", "locked", "no_code"]
+
+
+class OtpReply(WireMessage):
+    """The gateway's answer to an :class:`OtpRequest`: for ``send`` whether the text went out
+    (``sent``, ``send_failed``, ``rate_limited``, ``unavailable``: no SMS channel configured);
+    for ``check`` ``confirmed``, ``wrong`` (``attempts_left`` more tries), ``locked`` (no
+    tries left), ``expired`` or ``no_code``."""
+
+    correlation_id: CorrelationId
+    lane: NodeId
+    outcome: OtpOutcome
+    # not WireInt: its own -2^53..2^53 bounds win over bounds given with Field() here
+    attempts_left: Annotated[int, Strict(), Field(ge=0, le=10)] = 0
+    expires_at: UtcTime | None = Field(default=None,
+                                       description="sent: until when the code works")
     ts: UtcTime
 
 
@@ -744,13 +805,29 @@ class CapacityState(WireMessage):
         return self
 
 
+# Gateway availability ------------------------------------------------------
+
+
+class GatewayAvailability(WireMessage):
+    """Retained: is the site's gateway there to answer decide requests. ``offline`` comes
+    from its Last Will (or its clean stop); a lane that reads it decides from its replica at
+    once. Home Assistant reads ``state`` with ``value_template: "{{ value_json.state }}"``."""
+
+    site: SiteId
+    state: Literal["online", "offline"] = Field(
+        description="`online` while the gateway is connected; `offline` once it is gone")
+    ts: UtcTime = Field(description="when the gateway said so; in its Last Will, when the "
+                                    "will was registered (the broker cannot know when it died)")
+
+
 # Decoding by topic -----------------------------------------------------------
 
 WireValue: TypeAlias = (
     VehicleDetected | PlateRead | Decision | BarrierMoved | Passed | Tailgate | HelpPressed
     | PaymentCode | Fault | LaneState | LaneCommand | DecideRequest | DecideReply
+    | OtpRequest | OtpReply
     | SensorReading | SensorState | PatrolTap | AlarmState | Alert
-    | ReplicaSnapshot | ReplicaChunk | ReplicaDelta | CapacityState
+    | ReplicaSnapshot | ReplicaChunk | ReplicaDelta | CapacityState | GatewayAvailability
 )
 
 _ADAPTERS: Final[dict[TopicKind, TypeAdapter[Any]]] = {
@@ -759,11 +836,14 @@ _ADAPTERS: Final[dict[TopicKind, TypeAdapter[Any]]] = {
     "lane_cmd": TypeAdapter(LaneCommand),
     "lane_decide": TypeAdapter(DecideRequest),
     "lane_decide_reply": TypeAdapter(DecideReply),
+    "lane_otp": TypeAdapter(OtpRequest),
+    "lane_otp_reply": TypeAdapter(OtpReply),
     "sensor_reading": TypeAdapter(SensorReading),
     "sensor_state": TypeAdapter(SensorState),
     "patrol_tap": TypeAdapter(PatrolTap),
     "alarm": TypeAdapter(AlarmState),
     "alert": TypeAdapter(Alert),
+    "gateway_availability": TypeAdapter(GatewayAvailability),
 }
 
 # A lane's replica topic holds a different message per part (topics.REPLICA_PARTS).
@@ -778,6 +858,8 @@ _NODE_FIELD: Final[dict[TopicKind, str]] = {
     "lane_event": "lane",
     "lane_state": "lane",
     "lane_decide": "lane",
+    "lane_otp": "lane",
+    "lane_otp_reply": "lane",
     "sensor_reading": "node",
     "sensor_state": "node",
     "patrol_tap": "reader",

@@ -34,6 +34,8 @@ TopicKind = Literal[
     "lane_cmd",
     "lane_decide",
     "lane_decide_reply",
+    "lane_otp",
+    "lane_otp_reply",
     "sensor_reading",
     "sensor_state",
     "patrol_tap",
@@ -42,6 +44,7 @@ TopicKind = Literal[
     "lane_replica",
     "alert_ack",
     "bridge_state",
+    "gateway_availability",
 ]
 
 
@@ -81,6 +84,15 @@ def lane_decide(site: str, lane: str) -> str:
 
 def lane_decide_reply(site: str, lane: str) -> str:
     return _lane(site, lane, "decide/reply")
+
+
+def lane_otp(site: str, lane: str) -> str:
+    """A lane asks the gateway to text a one-time code to a phone, or to check one typed."""
+    return _lane(site, lane, "otp")
+
+
+def lane_otp_reply(site: str, lane: str) -> str:
+    return _lane(site, lane, "otp/reply")
 
 
 def lane_replica(site: str, lane: str, part: str = "snapshot") -> str:
@@ -129,10 +141,16 @@ def bridge_state(site: str) -> str:
     return f"{site_root(site)}/bridge/state"
 
 
+def gateway_availability(site: str) -> str:
+    """Retained: whether the site's gateway is up (``online``) or gone (``offline``, its Last
+    Will), so a lane decides from its replica at once instead of waiting out its deadline."""
+    return f"{site_root(site)}/gateway/availability"
+
+
 # Subscription filters ------------------------------------------------------
 
 
-def all_lane(site: str, leaf: Literal["event", "state", "decide"]) -> str:
+def all_lane(site: str, leaf: Literal["event", "state", "decide", "otp"]) -> str:
     """Filter for one leaf of every lane of a site, e.g. every lane's events."""
     return f"{site_root(site)}/lane/+/{leaf}"
 
@@ -175,6 +193,8 @@ _BODIES: Final[tuple[tuple[str, TopicKind], ...]] = (
     (r"lane/(?P<node>[^/]+)/cmd", "lane_cmd"),
     (r"lane/(?P<node>[^/]+)/decide", "lane_decide"),
     (r"lane/(?P<node>[^/]+)/decide/reply", "lane_decide_reply"),
+    (r"lane/(?P<node>[^/]+)/otp", "lane_otp"),
+    (r"lane/(?P<node>[^/]+)/otp/reply", "lane_otp_reply"),
     (r"sensor/(?P<node>[^/]+)/reading", "sensor_reading"),
     (r"sensor/(?P<node>[^/]+)/state", "sensor_state"),
     (r"patrol/(?P<node>[^/]+)/tap", "patrol_tap"),
@@ -183,6 +203,7 @@ _BODIES: Final[tuple[tuple[str, TopicKind], ...]] = (
     (r"lane/(?P<node>[^/]+)/replica/(?P<part>[a-z0-9][a-z0-9_-]{0,31})", "lane_replica"),
     (r"alert/(?P<node>[^/]+)/ack/[a-z0-9][a-z0-9_-]{0,31}", "alert_ack"),
     (r"(?P<node>bridge)/state", "bridge_state"),
+    (r"(?P<node>gateway)/availability", "gateway_availability"),
 )
 _PATTERNS: Final[tuple[tuple[re.Pattern[str], TopicKind], ...]] = tuple(
     (re.compile(rf"^{ROOT}/{VERSION}/(?P<site>[^/]+)/{body}$"), kind) for body, kind in _BODIES

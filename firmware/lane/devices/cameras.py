@@ -1,7 +1,8 @@
 """Which camera and plate reader a lane's ``[camera] type`` names: one registry.
 
-The firmware registers the real lane's kind, ``picamera`` (the Pi camera through picamera2
-and our TFLite reader); nothing here imports the simulator. Other kinds come from the
+The firmware registers the real lane's kinds, ``picamera`` (the Pi camera through picamera2
+and our TFLite reader) and ``rtsp`` (an IP camera's stream through PyAV, same reader);
+nothing here imports the simulator. Other kinds come from the
 ``parkguard.cameras`` entry point group: the simulator plugs in a bench lane's
 ``simulated`` (ground truth) and ``tflite`` (rendered frames read by the real reader)
 through ``pyproject.toml``, loaded only when a config names one. A type nobody provides
@@ -9,7 +10,7 @@ stops the lane at start, naming the field, so a Pi can never quietly run a camer
 no plate.
 
 >>> sorted(registered())
-['picamera']
+['picamera', 'rtsp']
 """
 
 from __future__ import annotations
@@ -70,4 +71,20 @@ def _pi_camera(settings: CameraSettings, clock: Clock) -> tuple[Camera, PlateRea
     return PiCamera(clock=clock), reader
 
 
+def _rtsp_camera(settings: CameraSettings, clock: Clock) -> tuple[Camera, PlateReader]:
+    """An IP camera's RTSP stream and our TFLite reader, looking in the lane's plate region
+    (PyAV is imported, and the stream opened, only when a lane asks for it)."""
+    from firmware.lane.devices.reader import DEFAULT_MODELS, make_reader
+    from firmware.lane.devices.rtsp import RtspCamera, RtspSource
+
+    if settings.url is None:  # the config refuses this; kept for a hand-built settings
+        raise ConfigError("camera.url is required with camera.type = \"rtsp\"")
+    reader = make_reader("tflite", models=settings.models or DEFAULT_MODELS,
+                         region=settings.plate_region, recogniser=settings.recogniser)
+    source = RtspSource(settings.url, settings.username, settings.password,
+                        settings.transport, settings.timeout_s)
+    return RtspCamera(source, clock=clock), reader
+
+
 register("picamera", _pi_camera)
+register("rtsp", _rtsp_camera)

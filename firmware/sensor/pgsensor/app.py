@@ -1,7 +1,11 @@
-# Boot: read config.json, start the watchdog, join Wi-Fi, run the node loop forever.
+# Boot: read config.json, start the watchdog, join Wi-Fi, run the node loop forever. The loop
+# waits on pin interrupts (inputs.Wake) rather than sleeping blind: the fire node's wake lines
+# end the wait at their edge, and while a loop is being confirmed the node asks for a pass
+# every `sample_ms` instead of every `loop_ms`.
 import time
 
 from pgsensor import VERSION, board, config
+from pgsensor.inputs import Wake
 from pgsensor.link import Link
 
 # MicroPython has no `typing` module: mypy treats any name TYPE_CHECKING as true, the runtime
@@ -12,13 +16,13 @@ if TYPE_CHECKING:
     from pgsensor.flood import FloodNode
 
 
-def build(cfg, wdt):
+def build(cfg, wdt, wake):
     link = Link(cfg, wdt)
     node: "FireNode | FloodNode"
     if cfg["kind"] == "fire_panel":
         from pgsensor.fire import FireNode
 
-        node = FireNode(cfg, link)
+        node = FireNode(cfg, link, wake)
     else:
         from pgsensor.flood import FloodNode
 
@@ -31,11 +35,11 @@ def main(path="config.json"):
     print("parkguard sensor", VERSION, cfg["kind"], cfg["node"], "site", cfg["site"])
     wdt = board.watchdog(cfg["watchdog_ms"])
     board.wifi_join(cfg.get("wifi"), wdt)
-    link, node = build(cfg, wdt)
-    loop_ms = cfg["loop_ms"]
+    wake = Wake()
+    link, node = build(cfg, wdt, wake)
     while True:
         wdt.feed()
         now = time.ticks_ms()
         node.poll(now)
         link.service(now)
-        time.sleep_ms(loop_ms)
+        wake.wait(node.pause_ms())

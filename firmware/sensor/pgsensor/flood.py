@@ -52,6 +52,11 @@ class FloodNode:
         self.report_ms = cfg["report_s"] * 1000
         self.last_report = 0
         self.ready = False
+        self.loop_ms = cfg["loop_ms"]
+
+    def pause_ms(self):
+        """How long the main loop waits between passes: water rises in seconds, not ms."""
+        return self.loop_ms
 
     def _analog_mm(self):
         assert self.analog is not None  # poll() calls this only with a level_adc

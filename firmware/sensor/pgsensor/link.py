@@ -6,7 +6,7 @@ import json
 import random
 import time
 
-from pgsensor import VERSION, board
+from pgsensor import VERSION, board, topics
 from pgsensor.clock import utc_iso
 from pgsensor.mqtt import MQTTClient, der_from_pem
 from pgsensor.outbox import Outbox
@@ -33,10 +33,15 @@ class Link:
         self.wdt = wdt
         self.node = cfg["node"]
         self.kind = cfg["kind"]
-        root = "parkguard/v1/%s" % cfg["site"]
-        self.topic_reading = "%s/sensor/%s/reading" % (root, self.node)
-        self.topic_state = "%s/sensor/%s/state" % (root, self.node)
-        self.topic_alarm = root + "/alarm/"
+        site = cfg["site"]
+        self.topic_reading = topics.sensor_reading(site, self.node)
+        self.topic_state = topics.sensor_state(site, self.node)
+        self.topic_alarms = topics.all_alarms(site)
+        self.alarm_topics = {}  # alarm kind -> its topic, and back
+        self.alarm_kinds = {}
+        for kind in topics.ALARM_KINDS:
+            self.alarm_topics[kind] = topics.alarm(site, kind)
+            self.alarm_kinds[self.alarm_topics[kind]] = kind
         b = cfg["broker"]
         self.bcfg = b
         cadata = None
@@ -79,7 +84,18 @@ class Link:
         """Publish the retained site alarm ``alarm/<kind>`` now and after every reconnect until
         the broker has acknowledged it; a newer value replaces one not yet sent."""
         self.latched[kind] = json.dumps(body)
-        print("alarm", kind, self.latched[kind])  # service() sends it in this same loop pass
+        if not self.client.connected:  # when connected, it is printed once it is sent
+            print("alarm", kind, "latched until the broker is back:", self.latched[kind])
+
+    def send_latched_now(self):
+        """Publish the latched alarms at once if connected (a fire goes out before anything
+        else the loop pass does); otherwise they leave first on the next connect."""
+        if not self.client.connected:
+            return
+        try:
+            self._send_latched()
+        except OSError as exc:
+            self._lost(exc)
 
     def on_alarm(self, handler):
         """``handler(kind, dict)`` for every site alarm the broker delivers (retained too)."""
@@ -118,7 +134,7 @@ class Link:
     def _start_session(self):
         """After CONNECT, before the outbox: the alarm subscription, the retained online
         state, and a fire alarm still waiting for its acknowledgement."""
-        self.client.subscribe([(self.topic_alarm + "+", 1)], _PID_SUB)
+        self.client.subscribe([(self.topic_alarms, 1)], _PID_SUB)
         self._send_state(True)
         self._send_latched()
 
@@ -168,8 +184,11 @@ class Link:
             if pid in self.inflight:
                 continue
             payload = self.latched[kind]
-            self.client.publish(self.topic_alarm + kind, payload, 1, True, pid)
+            self.client.publish(self.alarm_topics[kind], payload, 1, True, pid)
             self.inflight[pid] = ("a", kind, payload)
+            # Printed after the publish: nothing (not even a console that blocks) before it.
+            # `ticks_ms` lets simulator/bench_fire.py time the node's share of the fire path.
+            print("alarm", kind, "sent", time.ticks_ms(), payload)
 
     def _send_outbox(self):
         if self.outbox.last_seq <= self.sent_upto or self.outbox.pending == 0:
@@ -207,9 +226,9 @@ class Link:
                 print("alarm", kind, "acknowledged by the broker")
 
     def _on_message(self, topic, payload, retain):
-        if not topic.startswith(self.topic_alarm):
+        kind = self.alarm_kinds.get(topic)
+        if kind is None:
             return
-        kind = topic[len(self.topic_alarm):]
         try:
             body = json.loads(payload)
         except ValueError:

@@ -12,7 +12,7 @@ import time
 
 import machine
 
-from pgsensor import VERSION, board
+from pgsensor import VERSION, board, topics
 from pgsensor import config as base_config
 from pgsensor.link import Link
 from pgsensor.pn532 import open_reader
@@ -262,7 +262,7 @@ class PatrolLink(Link):
 
     def __init__(self, cfg, wdt):
         super().__init__(cfg, wdt)
-        self.topic_reading = "parkguard/v1/%s/patrol/%s/tap" % (cfg["site"], self.node)
+        self.topic_reading = topics.patrol_tap(cfg["site"], self.node)
         self._wlan = None
         self._wifi_since = None
         self._ntp_done = False

@@ -117,8 +117,13 @@ class AlertDesk:
             alert_id = f"a-{pk:06d}"
             row.update(pk, {"alert_id": alert_id})
             self._event(alert_id, now, "raised", "gateway", f"{severity} {kind}: {detail}")
+            # The first step is queued in the same transaction: one commit (an fsync) before
+            # the first message leaves, not two.
+            outgoing = self._queue_due(alert_id, now)
+        self._publish(alert_id, now)
+        self._dispatch(outgoing)  # the first step leaves at once
         log.warning("alerts: raised %s (%s) %s / %s", alert_id, key, title_zh, title_en)
-        self.tick(now)  # the first step leaves at once
+        self.tick(now)  # any other alert whose step is due
         return self.view(alert_id), True
 
     # --- escalation ----------------------------------------------------------------------
@@ -146,6 +151,14 @@ class AlertDesk:
             minutes=round_ * self.settings.repeat_min + self.settings.steps[step].after_min)
 
     def _escalate(self, alert_id: str, now: datetime) -> int:
+        outgoing = self._queue_due(alert_id, now)
+        self._publish(alert_id, now)
+        self._dispatch(outgoing)
+        return len(outgoing)
+
+    def _queue_due(self, alert_id: str, now: datetime) -> list[_Outgoing]:
+        """Record every step of ``alert_id`` due at ``now`` and return its messages, to be
+        dispatched once the transaction (this one, or the caller's) has committed."""
         outgoing: list[_Outgoing] = []
         with self.db.atomic():
             row = self._row(alert_id)
@@ -176,9 +189,7 @@ class AlertDesk:
             self.db.table("alerts").update(row["id"], {
                 "round": round_, "step": step, "next_due": utc_iso(due),
                 "updated_at": utc_iso(now)})
-        self._publish(alert_id, now)
-        self._dispatch(outgoing)
-        return len(outgoing)
+        return outgoing
 
     def _recipients(self, row: dict[str, Any], step: int, now: datetime) -> list[Person]:
         on_duty = self.settings.on_duty(now)

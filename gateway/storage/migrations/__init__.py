@@ -20,6 +20,7 @@ from gateway.storage.migrations import (
     incidents,
     ledger,
     merchants,
+    otp,
     passes,
     patrols,
     payments,
@@ -41,6 +42,7 @@ REGISTRY: tuple[Migrations, ...] = (
     alerts.migrations,     # parkguard.alerts: alerts and their notifications
     patrols.migrations,    # parkguard.patrols: taps and rounds
     users.migrations,      # parkguard.web: dashboard users
+    otp.migrations,        # parkguard.otp: one-time codes for the no-plate kiosk
 )
 
 
