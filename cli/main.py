@@ -15,6 +15,7 @@ from pathlib import Path
 
 import click
 
+from cli.errors import plain_os_error, show_error
 from cli.plugins import PluggableGroup
 from cli.process import wait_for_signal
 from parkguard import __version__
@@ -173,7 +174,11 @@ def _lane_selftest(args: tuple[str, ...]) -> None:
     """Walk an installer through each input and output on the lane's real pins."""
     from firmware.lane.selftest import selftest  # gpiozero only when asked for
 
-    selftest.main(args=list(args), prog_name="parkguard lane selftest", standalone_mode=True)
+    # not standalone: its usage errors reach run(), which says them as every command does
+    done = selftest.main(args=list(args), prog_name="parkguard lane selftest",
+                         standalone_mode=False)
+    if isinstance(done, int) and done:
+        sys.exit(done)
 
 
 def _register() -> None:
@@ -207,12 +212,15 @@ def run() -> None:
     except click.exceptions.Exit as done:
         sys.exit(done.exit_code)
     except click.ClickException as error:
-        error.show()
+        show_error(error)  # `error: ...`, the one style (cli/errors.py)
         sys.exit(error.exit_code)
     except click.Abort:
         click.echo("aborted", err=True)
         sys.exit(1)
     except ParkGuardError as error:
         click.echo(f"error: {error}", err=True)
+        sys.exit(2)
+    except OSError as error:  # a file a command opened: named, without "[Errno 2]"
+        click.echo(f"error: {plain_os_error(error)}", err=True)
         sys.exit(2)
     sys.exit(code if isinstance(code, int) else 0)

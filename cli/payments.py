@@ -15,7 +15,7 @@ from pathlib import Path
 import click
 from sqlite_utils import Database
 
-from cli.errors import UnreadableInputError
+from cli.errors import UnreadableInputError, plain_os_error
 from gateway.money.payments.reconcile_statement import (
     LABELS,
     Mismatch,
@@ -43,7 +43,7 @@ def read_statement(provider: str, path: Path) -> Statement:
     try:
         data = path.read_bytes()
     except OSError as error:
-        raise UnreadableInputError(f"{path}: cannot read ({error.strerror or error})") from None
+        raise UnreadableInputError(f"cannot read {plain_os_error(error, path)}") from None
     try:
         if provider == "wechat":
             return parse_wechat_bill(data.decode("utf-8-sig"))

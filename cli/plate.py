@@ -22,7 +22,7 @@ from typing import Any
 import click
 from pydantic import ValidationError
 
-from cli.errors import UnreadableInputError
+from cli.errors import UnreadableInputError, plain_os_error
 from parkguard.core.plates import (
     DEFAULT_POLICY,
     MatchPolicy,
@@ -109,9 +109,12 @@ def _load_inside(path: Path) -> tuple[PlateIndex, list[str]]:
     """The cars inside from FILE (one a line, blanks skipped), and notes on odd lines."""
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as error:
+    except OSError as error:
         raise UnreadableInputError(
-            f"{path}: cannot read the list of cars inside ({error})") from error
+            f"cannot read the list of cars inside: {plain_os_error(error, path)}") from error
+    except UnicodeDecodeError as error:
+        raise UnreadableInputError(
+            f"{path}: cannot read the list of cars inside: not UTF-8 text") from error
     index = PlateIndex()
     notes: list[str] = []
     for number, line in enumerate(lines, start=1):

@@ -26,7 +26,8 @@ from typing import Any
 
 import click
 
-from cli.errors import UnreadableInputError
+from cli.errors import UnreadableInputError, plain_os_error
+from cli.native_log import runtime_info_dropped
 
 
 def _region(ctx: click.Context, param: click.Parameter,
@@ -80,8 +81,11 @@ def read(images: tuple[Path, ...], as_json: bool, is_crop: bool | None, fuse: bo
     if find_region and (region is not None or is_crop):
         raise click.UsageError("--find-region searches whole frames: drop --region / --crop")
     try:
-        reader = TfliteReader(models or DEFAULT_MODELS, threads=threads, region=region)
-    except (RuntimeMissingError, OSError, ValueError) as error:
+        with runtime_info_dropped():  # LiteRT's "INFO: Created ... XNNPACK delegate"
+            reader = TfliteReader(models or DEFAULT_MODELS, threads=threads, region=region)
+    except OSError as error:
+        raise UnreadableInputError(f"cannot load the reader: {plain_os_error(error)}") from error
+    except (RuntimeMissingError, ValueError) as error:
         raise UnreadableInputError(f"cannot load the reader: {error}") from error
     results: list[dict[str, Any]] = []
     reads = []
@@ -89,8 +93,10 @@ def read(images: tuple[Path, ...], as_json: bool, is_crop: bool | None, fuse: bo
         try:
             with Image.open(path) as picture:
                 image = picture.convert("RGB")
-        except (UnidentifiedImageError, OSError) as error:
-            raise UnreadableInputError(f"{path}: not an image ({error})") from error
+        except UnidentifiedImageError as error:
+            raise UnreadableInputError(f"{path}: not an image file (JPEG, PNG ...)") from error
+        except OSError as error:
+            raise UnreadableInputError(f"cannot read {plain_os_error(error, path)}") from error
         suggested = None
         try:
             if find_region:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import click
 
-from cli.errors import UnreadableInputError
+from cli.errors import UnreadableInputError, plain_os_error
 from parkguard.core.bill_lines import BillLine, itemise, stay_en, stay_zh
 from parkguard.core.plates import PlateError, is_no_plate, parse_plate
 from parkguard.core.tariffs import (
@@ -39,8 +39,11 @@ def _load(path: Path) -> TariffDocument:
     """Read and parse a tariff file; an invalid one is exit 1 with the field named."""
     try:
         text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        raise UnreadableInputError(f"{path}: cannot read tariff file: {error}") from error
+    except OSError as error:
+        raise UnreadableInputError(f"cannot read tariff file: {plain_os_error(error, path)}"
+                                   ) from error
+    except UnicodeDecodeError as error:
+        raise UnreadableInputError(f"{path}: not a UTF-8 tariff file") from error
     try:
         return parse_tariff_document(text, source=str(path))
     except TariffError as error:

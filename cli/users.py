@@ -15,8 +15,7 @@ import click
 import sqlite_utils
 
 from gateway.storage.database import open_database
-from gateway.web.users import ROLES, UserError, UserStore
-from parkguard.clock import SystemClock
+from gateway.web.users import ROLES, UserError, UserStore, check_username
 
 _config_option = click.option(
     "-c", "--config", "config_path", type=click.Path(path_type=Path, dir_okay=False),
@@ -59,10 +58,14 @@ def users() -> None:
 def add(config_path: Path, username: str, role: str, merchant_id: str | None,
         password_stdin: bool) -> None:
     """Add USERNAME with a role and a password."""
-    password = _read_password(password_stdin)
+    try:
+        check_username(username)  # before the config, and before the password is typed
+    except UserError as error:
+        raise click.ClickException(str(error)) from error
     with _store(config_path) as store:
-        user = store.add(username, role, password, now=SystemClock().now(),
-                         merchant_id=merchant_id)
+        store.check_new(username, role, merchant_id)  # a taken name, a missing merchant
+        password = _read_password(password_stdin)
+        user = store.add(username, role, password, merchant_id=merchant_id)
     click.echo(f"added {user.username} ({user.role})")
 
 
@@ -82,9 +85,11 @@ def list_users(config_path: Path) -> None:
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
 def passwd(config_path: Path, username: str, password_stdin: bool) -> None:
     """Set USERNAME's password (its open sessions end)."""
-    password = _read_password(password_stdin)
     with _store(config_path) as store:
-        store.set_password(username, password, now=SystemClock().now())
+        if store.get(username) is None:  # before the password is typed
+            raise UserError(f"no user {username!r}")
+        password = _read_password(password_stdin)
+        store.set_password(username, password)
     click.echo(f"password of {username} changed")
 
 

@@ -21,7 +21,7 @@ from cli.process import wait_for_signal
 def _run_simulation(*, cars: int, seed: int, out: Path, day: date | None, plots: bool,
                     broker: str | None, site_dir: Path | None, site: str,
                     entry_lanes: int, exit_lanes: int, serve: bool = False,
-                    reader: str = "ground_truth") -> None:
+                    reader: str = "ground_truth", not_served: str | None = None) -> None:
     from rich.console import Console
 
     from simulator.demo import DemoOptions, DemoResult, run_demo, summary_table
@@ -48,6 +48,8 @@ def _run_simulation(*, cars: int, seed: int, out: Path, day: date | None, plots:
         console.print(summary_table(result, cars_planned=cars))
         if serve:
             _serve_dashboard(running, console)
+        elif not_served:
+            console.print(not_served, soft_wrap=True)
 
     result = run_demo(options, console, on_ready=ready)
     s = result.summary
@@ -85,6 +87,11 @@ def _serve_dashboard(site: Any, console: Any) -> None:
         web.stop()
 
 
+NOT_SERVED = ("看板未启动 dashboard not served: standard input is not a terminal (or CI is "
+              "set). Run `parkguard demo --serve` to serve the dashboard and pay page with "
+              "its logins until Ctrl-C.")
+
+
 def _interactive() -> bool:
     return sys.stdin.isatty() and not os.environ.get("CI")
 
@@ -106,9 +113,11 @@ def demo(cars: int, seed: int, out: Path, plot: bool, serve: bool | None, reader
     """Run a small simulated site end to end: its own Mosquitto, the gateway, 2 entry and
     2 exit lanes on mock pins, a day of traffic in seconds with passes, merchant coupons
     and pay-page payments; print the summary, then serve the dashboard."""
+    chosen = _interactive() if serve is None else serve
     _run_simulation(cars=cars, seed=seed, out=out, day=None, plots=plot, broker=None,
                     site_dir=None, site="demo", entry_lanes=2, exit_lanes=2,
-                    serve=_interactive() if serve is None else serve, reader=reader)
+                    serve=chosen, reader=reader,
+                    not_served=None if chosen or serve is not None else NOT_SERVED)
 
 
 @click.command()

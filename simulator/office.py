@@ -85,7 +85,8 @@ def pay_on_the_way_out(site: SimulatedSite, office: Office, visit: Visit) -> Non
 
 def add_demo_users(site: SimulatedSite) -> str:
     """Dashboard logins for the demo, all with one fresh random password, which is returned
-    (a real site adds users with `parkguard users add`)."""
+    (a real site adds users with `parkguard users add`). The store stamps them on the wall
+    clock, as the logins are: the site's clock has run to the end of the simulated day."""
     from gateway.web.users import UserStore
 
     password = secrets.token_urlsafe(9)
@@ -95,9 +96,9 @@ def add_demo_users(site: SimulatedSite) -> str:
         UserStore.migrate(site.gateway.store.db)
         for name, role, merchant in DEMO_USERS:
             if users.get(name) is None:
-                users.add(name, role, password, now=site.clock.now(), merchant_id=merchant)
+                users.add(name, role, password, merchant_id=merchant)
             else:
-                users.set_password(name, password, now=site.clock.now())
+                users.set_password(name, password)
 
     site.gateway.service.call(add)
     return password

@@ -6,9 +6,11 @@ With the real Mosquitto (the provisioned test site, its ACLs) and the real gatew
 connection dies without a goodbye (the broker's Last Will says ``offline``), it stops
 cleanly (it says ``offline`` itself), it comes back (``online``). The lanes run on a manual
 clock that the tests never move while a car is deciding: a lane that waited out its decide
-deadline would never decide, so a verdict at all proves it did not wait. The edge cases of
-the lane's side (a cleared or foreign payload, a reply after ``offline``) run on the
-in-memory bus.
+deadline would never decide, so a verdict at all proves it did not wait. A lane cut off from
+the broker itself (the broker stopped) decides the same way, and releases a car that was
+waiting when its connection dropped. The edge cases of the lane's side (a cleared or foreign
+payload, a reply after ``offline``, a reply after the lane's own connection dropped) run on
+the in-memory bus.
 """
 
 from __future__ import annotations
@@ -202,6 +204,56 @@ def test_a_car_waiting_for_the_gateway_when_it_dies_is_decided_once_from_the_rep
     assert [d["decided_by"] for d in decision_events(entry, request.correlation_id)] == ["lane"]
 
 
+def test_a_lane_cut_off_from_the_broker_decides_at_once_and_a_waiting_car_is_decided_once(
+    site: SimulatedSite, broker: MosquittoBroker,
+) -> None:
+    entry = site.lanes["in1"]
+    controller = entry.node.controller
+    gateway_heard(site, "online")
+    hung, release = threading.Event(), threading.Event()
+
+    def hang() -> None:  # the gateway is slow: the car is still waiting when the broker goes
+        hung.set()
+        release.wait(WAIT_S)
+
+    site.gateway.inbox.put(Job.of(hang))
+    assert hung.wait(WAIT_S)
+    before = controller.verdicts
+    arrive(entry, "粤B60001")
+    eventually(lambda: controller.last_decide_request is not None
+               and controller.last_decide_request.plate == "粤B60001", timeout=WAIT_S,
+               what="the decide request")
+    controller.wait_idle(WAIT_S)  # waiting for the reply; the clock never reaches the deadline
+    assert controller.verdicts == before
+    waiting = controller.last_decide_request
+    assert waiting is not None
+
+    broker.stop()  # the lane's own connection goes: the waiting car is released at once
+    verdict = decided(entry, before)
+    assert (verdict.decided_by, verdict.reason) == ("lane", "offline_visitor_entry")
+    assert not entry.node.bus.connected.is_set()
+    assert controller.gateway_availability is None  # forgotten with the connection
+    pass_through(entry)
+
+    # The next car, broker still down: decided at once, nobody asked.
+    verdict = drive(entry, "粤B60002")
+    assert (verdict.decided_by, verdict.reason, verdict.wait_ms) == (
+        "lane", "offline_visitor_entry", 0)
+    assert controller.last_decide_request is waiting, "asked through a dead connection"
+
+    release.set()
+    broker.start()  # back: the retained state comes again and the lane asks again
+    gateway_heard(site, "online")
+    emitted = sum(lane.node.controller.events_emitted for lane in site.lanes.values())
+    eventually(lambda: site.gateway.store.count("events") >= emitted, timeout=WAIT_S,
+               what="the journaled offline passages at the gateway")
+    verdict = drive(entry, "粤B60003")
+    assert verdict.decided_by == "gateway", verdict
+    controller.wait_idle(WAIT_S)
+    assert controller.verdicts == before + 3
+    assert [d["decided_by"] for d in decision_events(entry, waiting.correlation_id)] == ["lane"]
+
+
 def test_a_clean_stop_says_offline_and_a_start_says_online(
     site: SimulatedSite, broker: MosquittoBroker,
 ) -> None:
@@ -300,5 +352,35 @@ def test_a_reply_racing_offline_is_late_and_the_car_is_decided_once(
     assert controller.verdicts == before + 1
     verdict = controller.last_verdict
     assert verdict is not None and (verdict.decided_by, verdict.action) == ("lane", "open")
+    leave(lane)
+    assert [e["decided_by"] for e in lane.events("decision")] == ["lane"]
+
+
+def test_a_car_waiting_when_the_lanes_connection_drops_is_decided_once_from_the_replica(
+    lane: MemoryLane, gateway: MemoryBus,
+) -> None:
+    controller = lane.controller
+    say(lane, gateway, availability("online"))
+    before = car(lane, "粤B70001")
+    request = controller.last_decide_request
+    assert request is not None and controller.verdicts == before, "asking, waiting"
+
+    lane.bus.drop()  # the lane's link dies; nothing to settle on while it is down
+    eventually(lambda: controller.verdicts == before + 1, timeout=WAIT_S,
+               what="the waiting car decided from the replica")
+    verdict = controller.last_verdict
+    assert verdict is not None and verdict.decided_by == "lane", verdict
+    assert verdict.reason.startswith("offline_") and verdict.action == "open", verdict
+    assert controller.gateway_availability is None
+
+    lane.bus.start()  # back: the retained ``online`` comes again
+    lane.settle()
+    assert controller.gateway_availability == "online"
+    reply = DecideReply(correlation_id=request.correlation_id, action="refuse",
+                        reason="blacklisted", ts=SITE_START)
+    gateway.publish_and_wait(topics.lane_decide_reply(TEST_SITE, "in9"), reply)
+    lane.settle()
+    assert controller.late_replies == 1
+    assert controller.verdicts == before + 1
     leave(lane)
     assert [e["decided_by"] for e in lane.events("decision")] == ["lane"]

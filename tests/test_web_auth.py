@@ -38,7 +38,7 @@ def add_people(gateway: GatewayApp) -> None:
         UserStore.migrate(db)
         store = UserStore(db, hasher=FAST_HASHER)
         for name, (role, merchant) in PEOPLE.items():
-            store.add(name, role, PASSWORD, now=datetime.now(UTC), merchant_id=merchant)
+            store.add(name, role, PASSWORD, merchant_id=merchant)
 
     # the merchant's account first: a merchant user is only for a merchant that exists
     gateway.service.call(lambda: gateway.billing.merchants.open_account(
@@ -148,8 +148,7 @@ def test_a_disabled_user_loses_the_session_at_once(gateway: GatewayApp,
 
 def test_a_password_change_ends_open_sessions(gateway: GatewayApp, client: TestClient) -> None:
     assert login(client, "gina") == 303
-    UserStore(gateway.store.db).set_password("gina", "another long password",
-                                             now=datetime.now(UTC))
+    UserStore(gateway.store.db).set_password("gina", "another long password")
     assert client.get("/lanes", follow_redirects=False).status_code == 303
     assert login(client, "gina", "another long password") == 303
 

@@ -10,7 +10,9 @@ The promises both keep:
 - handlers run on the bus's own thread (never the publisher's), one message at a time, in
   the order the broker delivered them; a handler that raises is counted, logged and handed
   to ``on_handler_error`` (a bad message must not stop the bus);
-- subscriptions survive reconnects; ``when_connected`` listeners run after every connect;
+- subscriptions survive reconnects; ``when_connected`` listeners run after every connect,
+  ``when_disconnected`` listeners once each time a connection is lost or closed (the lane
+  then stops asking a gateway it cannot reach, :mod:`firmware.lane.deciding`);
 - a QoS 1 publish returns a :class:`Receipt` that says when the broker has it;
 - with ``manual_ack`` a :class:`Delivery` stays the broker's until :meth:`Delivery.ack`;
 - a publish whose packet is over the broker's ``max_packet_size`` is refused with
@@ -103,6 +105,8 @@ class Bus(Protocol):
     def stop(self) -> None: ...
 
     def when_connected(self, listener: Callable[[], None]) -> None: ...
+
+    def when_disconnected(self, listener: Callable[[], None]) -> None: ...
 
     def when_refused(self, listener: RefusalListener) -> None: ...
 

@@ -242,6 +242,7 @@ class MemoryBus:
         self._handlers: list[tuple[str, int, Handler]] = []
         self._delivery_handlers: list[tuple[str, int, DeliveryHandler]] = []
         self._listeners: list[Callable[[], None]] = []
+        self._disconnect_listeners: list[Callable[[], None]] = []
         self._outgoing: list[tuple[_Message, MemoryReceipt]] = []  # QoS 1 while disconnected
 
     # lifecycle ----------------------------------------------------------------------------
@@ -267,15 +268,26 @@ class MemoryBus:
         if self.connected.is_set():
             self.connected.clear()
             self.broker._disconnect(self, graceful=True)
+            self._lost()
 
     def drop(self) -> None:
         """Vanish as a crash or a pulled cable would: the broker publishes our Last Will."""
         if self.connected.is_set():
             self.connected.clear()
             self.broker._disconnect(self, graceful=False)
+            self._lost()
 
     def _kicked(self) -> None:
-        self.connected.clear()
+        if self.connected.is_set():
+            self.connected.clear()
+            self._lost()
+
+    def _lost(self) -> None:
+        for listener in list(self._disconnect_listeners):
+            try:
+                listener()
+            except Exception:
+                log.exception("%s: on-disconnect listener failed", self.client_id)
 
     def __enter__(self) -> MemoryBus:
         return self.start()
@@ -285,6 +297,10 @@ class MemoryBus:
 
     def when_connected(self, listener: Callable[[], None]) -> None:
         self._listeners.append(listener)
+
+    def when_disconnected(self, listener: Callable[[], None]) -> None:
+        """As :meth:`wire.mqtt.MqttBus.when_disconnected` (run on the thread that dropped)."""
+        self._disconnect_listeners.append(listener)
 
     # messaging ----------------------------------------------------------------------------
 

@@ -207,6 +207,7 @@ class MqttBus:
         self._connection = 0  # bumped on every connect and disconnect: which socket a mid is on
         self._guard = HandlerGuard(client_id, on_handler_error)
         self._connect_listeners: list[Callable[[], None]] = []
+        self._disconnect_listeners: list[Callable[[], None]] = []
         self.connected = threading.Event()
         self._answered = threading.Event()
         self.refused: str | None = None
@@ -246,7 +247,7 @@ class MqttBus:
         """Say goodbye properly (no Last Will) and stop the network thread. Safe twice."""
         self._client.disconnect()
         self._client.loop_stop()
-        self.connected.clear()
+        self._lost()
 
     def drop(self) -> None:
         """Vanish as a crash or a pulled cable would: the broker publishes our Last Will."""
@@ -254,7 +255,7 @@ class MqttBus:
         sock = self._client.socket()
         if sock is not None:
             sock.close()
-        self.connected.clear()
+        self._lost()
 
     def __enter__(self) -> MqttBus:
         return self.start()
@@ -265,6 +266,24 @@ class MqttBus:
     def when_connected(self, listener: Callable[[], None]) -> None:
         """Call ``listener`` after every (re)connect, e.g. to republish a retained online state."""
         self._connect_listeners.append(listener)
+
+    def when_disconnected(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` once each time the connection is lost or closed (paho's network
+        thread, or the thread that called :meth:`stop`/:meth:`drop`): keep it short."""
+        self._disconnect_listeners.append(listener)
+
+    def _lost(self) -> None:
+        """Mark the connection gone; the disconnect listeners run if it was up."""
+        with self._lock:
+            was = self.connected.is_set()
+            self.connected.clear()
+        if not was:
+            return
+        for listener in self._disconnect_listeners:
+            try:
+                listener()
+            except Exception:
+                log.exception("%s: on-disconnect listener failed", self.client_id)
 
     def when_refused(self, listener: RefusalListener) -> None:
         """Call ``listener(topic, size, limit)`` whenever a publish is refused for size (on
@@ -412,7 +431,7 @@ class MqttBus:
         with self._lock:
             self._connection += 1  # what was not acknowledged will be resent: drop late acks
             self.disconnects += 1
-        self.connected.clear()
+        self._lost()
         log.info("%s: disconnected (%s)", self.client_id, reason)
 
     def _on_message(self, _client: paho.Client, _userdata: Any, msg: paho.MQTTMessage) -> None:

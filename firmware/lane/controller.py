@@ -18,6 +18,12 @@ Each time round, the worker does the most urgent thing there is:
 Events are numbered and journaled before they are published
 (:mod:`firmware.lane.events`); the retained lane state and the display are
 :mod:`firmware.lane.status`; the kiosk and payment codes are :mod:`firmware.lane.kiosk`.
+
+Devices with threads of their own (the IP camera, the LED display, the kiosk's USB devices)
+report their health as it changes (:mod:`firmware.lane.devices.health`); their threads only
+queue the change and wake the worker, which publishes it as a ``fault`` event, or a
+``fault_cleared`` with the same code, wherever it is waiting: a dead camera is on the
+control room's screen before the next car, not because of it.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 
 from firmware.lane.alarms import ALARM_KEYS, Alarms
 from firmware.lane.commands import CommandDesk, CommandInbox, CommandVerifier, DisplayText
@@ -33,6 +40,7 @@ from firmware.lane.deciding import Decider, GatewayState
 from firmware.lane.devices.camera import Camera, PlateReader
 from firmware.lane.devices.display import Display, RecordingDisplay
 from firmware.lane.devices.hardware import LaneHardware
+from firmware.lane.devices.health import DeviceHealth, HealthReporter
 from firmware.lane.events import EventLog, Verdict
 from firmware.lane.fire import run_fire_mode
 from firmware.lane.gate import WAITING, Gate
@@ -55,7 +63,14 @@ from parkguard.configfile import reveal
 from parkguard.core.plates import NoPlateId
 from wire.bus import Bus
 from wire.contract import topics
-from wire.contract.messages import BarrierPosition, DecideRequest, LaneMode, LaneState, PaymentCode
+from wire.contract.messages import (
+    BarrierPosition,
+    DecideRequest,
+    FaultCleared,
+    LaneMode,
+    LaneState,
+    PaymentCode,
+)
 
 log = logging.getLogger(__name__)
 
@@ -123,16 +138,23 @@ class LaneController:
         self.commands = CommandDesk(inbox, gate=self.gate, events=self.events,
                                     status=self.status)
         self._gaps_reported = 0
+        self._health: deque[DeviceHealth] = deque()  # device threads → the worker
+        self._faulted: dict[tuple[str, str], bool] = {}  # (device, code) → faulted, as told
         self._worker: threading.Thread | None = None
         for chore in (inbox.report_rejections, self._report_replica_gap,
                       self.gate.report_help, self.kiosk.capture_payment_codes,
-                      self.kiosk.report_faults):
+                      self.kiosk.report_faults, self._report_device_health):
             self.waiter.on_each_look(chore)
         for source in (kiosk, scanner):
             if source is not None:
                 source.when_input(self.kiosk.on_input)
-            if isinstance(source, DeviceInput):  # a real keypad or scanner: lost, back
+            if isinstance(source, HealthReporter):  # a real keypad or scanner: lost, back
+                source.when_health(self._on_device_health)
+            elif isinstance(source, DeviceInput):
                 source.when_fault(self.kiosk.on_fault)
+        for device in (camera, display):
+            if isinstance(device, HealthReporter):  # the IP camera, the LED display
+                device.when_health(self._on_device_health)
         hardware.help_button.when_activated(self.gate.on_help)
         for pin in (hardware.arming_loop, hardware.up_limit, hardware.down_limit,
                     hardware.safety_loop):
@@ -266,6 +288,7 @@ class LaneController:
             log.warning("lane %s: no command key configured, every command will be refused",
                         lane)
         self._bus.when_connected(self.status.publish)
+        self._bus.when_disconnected(self.decider.on_disconnected)
         if self._bus.connected.is_set():
             self.status.publish()
         self._worker = threading.Thread(target=self._run, name=f"lane-{lane}", daemon=True)
@@ -325,6 +348,25 @@ class LaneController:
                               f"replica at {self.replica.epoch} v{self.replica.version} "
                               "missed deltas: deciding from it until the next snapshot "
                               "(please send one)")
+
+    def _on_device_health(self, change: DeviceHealth) -> None:
+        """A device's thread: its health changed; the worker reports it."""
+        self._health.append(change)
+        self.waiter.wake()
+
+    def _report_device_health(self) -> None:
+        """Worker, each time it looks: each change of a device's health becomes one event
+        (a ``fault``, or a ``fault_cleared`` with the same code); a repeat is dropped."""
+        while self._health:
+            change = self._health.popleft()
+            key = (change.device, change.code)
+            if self._faulted.get(key, False) == change.faulted:
+                continue
+            self._faulted[key] = change.faulted
+            if change.faulted:
+                self.events.fault(change.code, change.detail)
+            else:
+                self.events.emit(FaultCleared, code=change.code, detail=change.detail[:512])
 
     def _on_replica(self, topic: str, payload: bytes) -> None:
         if self.replica.on_message(topic, payload) == "gap":

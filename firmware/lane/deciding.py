@@ -12,8 +12,14 @@ The gateway's retained ``gateway/availability`` (its Last Will says ``offline``)
 the wait: while it says ``offline`` the lane does not ask and decides from the replica at
 once; a request already waiting when ``offline`` arrives is decided from the replica then,
 and a reply for it that still comes is late. ``online`` again: the lane asks again. A lane
-that never heard the topic (or heard it cleared), or is cut off from the broker itself, asks
-and waits, as before the topic existed (the retained state comes again on reconnect).
+that never heard the topic (or heard it cleared) asks and waits, as before the topic existed.
+
+A lane cut off from the broker itself cannot get an answer either (a request published then
+would only wait in paho's queue, and reach the gateway long after the car was decided): while
+its own connection is down it decides from the replica at once, and a request waiting when
+the connection drops is released and decided then (:meth:`Decider.on_disconnected`). The
+gateway's state is forgotten with the connection: the retained one comes again on reconnect,
+and until it does the lane asks and waits.
 """
 
 from __future__ import annotations
@@ -51,7 +57,8 @@ class _Pending:
     answered: threading.Event = field(default_factory=threading.Event)
     reply: DecideReply | None = None
     released: bool = False
-    """The gateway went offline while this request waited: decided alone, any reply is late."""
+    """The gateway went offline (or the lane's connection dropped) while this request
+    waited: decided alone, any reply is late."""
 
 
 class Decider:
@@ -98,11 +105,11 @@ class Decider:
         config = self._config
         deadline_s = timeout_for(State.DECIDING, config.timing, limit_switches=False) or 0.0
         pending = _Pending()
-        with self._lock:
-            gone = self.gateway == "offline" and self._bus.connected.is_set()
+        with self._lock:  # the bus clears ``connected`` before on_disconnected takes it
+            gone = self.gateway == "offline" or not self._bus.connected.is_set()
             if not gone:
                 self._pending[correlation_id] = pending
-        if gone:  # the gateway said it is gone: no question, no wait
+        if gone:  # the gateway said it is gone, or we cannot reach it: no question, no wait
             return self._decide_alone(correlation_id, reading, 0.0, identity)
         started = time.perf_counter()
         request = DecideRequest(
@@ -123,7 +130,7 @@ class Decider:
             self._pending.pop(correlation_id, None)
             reply = None if pending.released else pending.reply
         if pending.released:
-            log.info("lane %s: gateway went offline after %.0f ms, deciding alone",
+            log.info("lane %s: gateway or broker gone after %.0f ms, deciding alone",
                      config.lane, wait_ms)
             return self._decide_alone(correlation_id, reading, wait_ms, identity)
         if not answered or reply is None:
@@ -202,17 +209,32 @@ class Decider:
             if not isinstance(value, GatewayAvailability):
                 return
             state = value.state
-        released: list[_Pending] = []
         with self._lock:
             changed, self.gateway = state != self.gateway, state
-            if state == "offline":
-                released = [p for p in self._pending.values()
-                            if p.reply is None and not p.released]
-                for pending in released:
-                    pending.released = True
+            released = self._release_waiting() if state == "offline" else []
         for pending in released:
             pending.answered.set()
         if changed:
             log.log(logging.WARNING if state == "offline" else logging.INFO,
                     "lane %s: gateway %s%s", self._config.lane, state or "state unknown",
                     ": deciding from the replica at once" if state == "offline" else "")
+
+    def on_disconnected(self) -> None:
+        """The bus: the lane's own connection is gone. Every request still waiting is released
+        (decided from the replica, once; a reply that still comes is late), and what the
+        gateway said is forgotten: the retained state comes again with the next connection."""
+        with self._lock:
+            released = self._release_waiting()
+            self.gateway = None
+        for pending in released:
+            pending.answered.set()
+        log.log(logging.WARNING if released else logging.INFO,
+                "lane %s: no broker connection: deciding from the replica at once%s",
+                self._config.lane, f" (released {len(released)} waiting)" if released else "")
+
+    def _release_waiting(self) -> list[_Pending]:
+        """Mark every unanswered request released (with the lock held); the caller wakes them."""
+        released = [p for p in self._pending.values() if p.reply is None and not p.released]
+        for pending in released:
+            pending.released = True
+        return released

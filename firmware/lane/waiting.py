@@ -91,13 +91,16 @@ class Waiter:
 
     def idle(self) -> bool:
         """Whether the worker is blocked with nothing to do: what it waits for has not
-        happened and its deadline has not come on the clock."""
+        happened and its deadline has not come on the clock. A wake-up that came while it
+        was busy and before it blocked on something else (the gateway's reply: a device's
+        health changed as a car arrived) does not count: it looks at it only once that wait
+        is over, which a test brings about by stepping the clock."""
         with self._idle:
             blocked = self._blocked
         if blocked is None:
             return False
         event, until = blocked
-        return not event.is_set() and not self.changed.is_set() and self._clock.now() < until
+        return not event.is_set() and self._clock.now() < until
 
     def wait_idle(self, timeout: float = 5.0) -> None:
         """Block (real time, at most ``timeout``) until :meth:`idle`; TimeoutError if not."""

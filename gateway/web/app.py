@@ -37,6 +37,7 @@ from gateway.web.access import PERMISSIONS, Forbidden, LoginRequired
 from gateway.web.deps import Desks, Service, WebState, Worker, user_of
 from gateway.web.forms import parse_yuan
 from gateway.web.lanes import LaneBoard
+from gateway.web.logins import WALL
 from gateway.web.render import Pages, SiteTime
 from gateway.web.routers import (
     alerts,
@@ -116,10 +117,11 @@ def desks_of(gateway_app: RunningGateway) -> Desks:
 
 
 def create_web_app(gateway_app: RunningGateway, *, settings: WebSettings | None = None,
-                   clock: Clock | None = None) -> FastAPI:
+                   clock: Clock | None = None, wall_clock: Clock = WALL) -> FastAPI:
     """The dashboard, the JSON API and the pay page for one running gateway.
 
-    ``clock`` defaults to the gateway's own.
+    ``clock`` (the site's time on the pages) defaults to the gateway's own; logins and
+    sessions run on ``wall_clock``, the host's, even when the site's is simulated.
     """
     settings = settings or WebSettings()
     config = gateway_app.config
@@ -129,14 +131,15 @@ def create_web_app(gateway_app: RunningGateway, *, settings: WebSettings | None 
     store = gateway_app.store
     state = WebState(
         desks=desks_of(gateway_app), settings=settings, time=time, pages=pages,
-        board=LaneBoard(gateway_app.bus, config.site),
+        board=LaneBoard(gateway_app.bus, config.site, clock=time.clock,
+                        stale_s=settings.lane_stale_s),
         limiter=LoginLimiter(settings.login_max_failures, settings.login_window_s,
                              per_client=settings.login_max_failures_client,
                              overall=settings.login_max_failures_total),
         worker=Worker(gateway_app.service), reader=store.reader,
         pay_limiter=RateLimiter(settings.pay_lookups_per_client, settings.pay_window_s),
         pay_limiter_total=RateLimiter(settings.pay_lookups_total, settings.pay_window_s),
-        tickets=TicketSigner(settings.secret_key))
+        tickets=TicketSigner(settings.secret_key), wall=wall_clock)
     alerts.install_banner(pages, enabled=gateway_app.alerts is not None, reader=store.reader,
                           time=time)
 
@@ -168,7 +171,8 @@ def _guard(app: FastAPI, state: WebState) -> None:
     async def _forbidden(request: Request, _exc: Forbidden) -> Response:
         if request.url.path.startswith("/api/"):
             return JSONResponse({"error": "forbidden for your role / 无权访问"}, status_code=403)
-        return state.pages.render(request, "forbidden.html", user_of(request, state.reader),
+        return state.pages.render(request, "forbidden.html",
+                                  user_of(request, state.reader, state.wall),
                                   status_code=403)
 
     @app.exception_handler(ParkGuardError)
@@ -178,7 +182,8 @@ def _guard(app: FastAPI, state: WebState) -> None:
         log.warning("web: %s refused: %s", request.url.path, error)
         if request.url.path.startswith("/api/"):
             return JSONResponse({"error": str(error)}, status_code=409)
-        return state.pages.render(request, "refused.html", user_of(request, state.reader),
+        return state.pages.render(request, "refused.html",
+                                  user_of(request, state.reader, state.wall),
                                   status_code=409, reason=str(error))
 
     @app.middleware("http")

@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from functools import cache
 from typing import Annotated, Protocol, TypeVar, cast
 
@@ -33,12 +32,13 @@ from gateway.storage.store import GatewayStore
 from gateway.web.access import PERMISSIONS, Forbidden, LoginRequired
 from gateway.web.forms import Fields, read_form
 from gateway.web.lanes import LaneBoard
-from gateway.web.logins import session_owner
+from gateway.web.logins import find_session
 from gateway.web.render import Pages, SiteTime
 from gateway.web.security import LoginLimiter, RateLimiter
 from gateway.web.settings import WebSettings
 from gateway.web.tickets import TicketSigner
 from gateway.web.users import User, session_user
+from parkguard.clock import Clock
 from parkguard.core.plates import MatchPolicy
 
 T = TypeVar("T")
@@ -131,6 +131,8 @@ class WebState:
     pay_limiter_total: RateLimiter
     """Pay-page look-ups over the whole site (one key)."""
     tickets: TicketSigner
+    wall: Clock
+    """Logins and sessions: the wall clock (``logins.WALL``), never the site's ``time``."""
 
 
 def web_state(request: Request) -> WebState:
@@ -184,6 +186,10 @@ def _tickets(state: State) -> TicketSigner:
     return state.tickets
 
 
+def _wall(state: State) -> Clock:
+    return state.wall
+
+
 def _cashier(desks: DesksDep) -> Cashier:
     return desks.cashier
 
@@ -231,6 +237,7 @@ def _matching(desks: DesksDep) -> MatchPolicy:
 BoardDep = Annotated[LaneBoard, Depends(_board)]
 LimiterDep = Annotated[LoginLimiter, Depends(_limiter)]
 TicketsDep = Annotated[TicketSigner, Depends(_tickets)]
+WallDep = Annotated[Clock, Depends(_wall)]
 CashierDep = Annotated[Cashier, Depends(_cashier)]
 BillingDep = Annotated[Billing, Depends(_billing)]
 MerchantsDep = Annotated[MerchantAccounts, Depends(_merchants)]
@@ -251,25 +258,32 @@ FormDep = Annotated[Fields, Depends(read_form)]
 
 SESSION_KEY = "sid"
 """The cookie's one claim: the id of a server-side session (:mod:`gateway.web.logins`)."""
+ENDED_KEY = "ended"
+"""Left in the cookie when the server ended its session (a password change, a disabled
+account), so the login page says why instead of a silent redirect."""
 
 
-def user_of(request: Request, reader: Reader) -> User | None:
+def user_of(request: Request, reader: Reader, wall: Clock) -> User | None:
     """The logged-in user as the database says now: the cookie's session must still be
     open on the server (not logged out, not ended by a password change, not expired) and
-    its user enabled; otherwise the cookie's claim is dropped."""
+    its user enabled; otherwise the cookie's claim is dropped (and why, if the server
+    ended it). ``wall`` is the sessions' clock (:data:`gateway.web.logins.WALL`)."""
     session_id = request.session.get(SESSION_KEY)
     if not isinstance(session_id, str):
         return None
     with reader() as db:
-        name = session_owner(db, session_id, now=datetime.now(UTC))
-        user = session_user(db, name) if name is not None else None
+        found = find_session(db, session_id, now=wall.now())
+        live = found is not None and found.ended is None
+        user = session_user(db, found.username) if found is not None and live else None
     if user is None:
         request.session.pop(SESSION_KEY, None)
+        if found is not None and found.ended is not None:
+            request.session[ENDED_KEY] = found.ended
     return user
 
 
-def _current_user(request: Request, reader: ReaderDep) -> User | None:
-    return user_of(request, reader)
+def _current_user(request: Request, reader: ReaderDep, wall: WallDep) -> User | None:
+    return user_of(request, reader, wall)
 
 
 CurrentUser = Annotated[User | None, Depends(_current_user)]

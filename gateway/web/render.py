@@ -18,6 +18,7 @@ from gateway.web.forms import BadForm
 from gateway.web.security import CSRF_FIELD, csrf_token
 from gateway.web.settings import WebSettings
 from gateway.web.users import ROLE_LABELS, User
+from gateway.web.words import say
 from parkguard.clock import Clock
 from parkguard.core.privacy import mask_phone, mask_phones_in, mask_plate
 from parkguard.core.tariffs import format_yuan
@@ -50,6 +51,10 @@ class SiteTime:
     def hm(self, value: str | datetime | None) -> str:
         return self._shown(value, "%H:%M")
 
+    def hms(self, value: str | datetime | None) -> str:
+        """Time of day to the second (a lane card's reads and notices)."""
+        return self._shown(value, "%H:%M:%S")
+
     def _shown(self, value: str | datetime | None, layout: str) -> str:
         """``value`` in the site's zone; a stored time that cannot be converted (year 9999
         from before the contract bounded times, or not a time at all) is shown as stored:
@@ -71,7 +76,8 @@ class Pages:
     def __init__(self, time: SiteTime, settings: WebSettings, site: str) -> None:
         self.templates = Jinja2Templates(directory=str(TEMPLATES))
         self.env = self.templates.env
-        self.env.filters.update(yuan=format_yuan, local=time.local, hm=time.hm,
+        self.env.filters.update(yuan=format_yuan, local=time.local, hm=time.hm, hms=time.hms,
+                                say=say,
                                 mask_plate=mask_plate, mask_phone=mask_phone,
                                 mask_phones=mask_phones_in)
         self.env.globals.update(site=site, roles=ROLE_LABELS, poll_ms=settings.live_poll_ms)

@@ -40,10 +40,20 @@ class WebSettings:
     forwarded_allow_ips: tuple[str, ...] = ()
     hsts_max_age_s: int = 180 * 24 * 3600
     live_poll_ms: int = 2000
+    lane_stale_s: float = 0
+    """A lane said online but not heard from for longer is shown grey, "last seen N s ago".
+    0 (the default) turns the age test off: lanes publish their state on change, not on a
+    timer, so a quiet lane at night is not a dead one (its Last Will says that). Set it
+    for lanes that publish at least this often. Losing the broker greys every lane anyway."""
     coupon_cap_fen: int = 6_000
     """The most a free-minutes or full-free coupon may cost its merchant (the daily cap)."""
     coupon_valid_hours: int = 24
     pay_page_title: str = "停车缴费 Parking payment"
+
+    def __post_init__(self) -> None:
+        if self.lane_stale_s < 0:
+            raise ValueError(f"lane_stale_s: must be 0 (off) or more seconds, got "
+                             f"{self.lane_stale_s}")
 
     @property
     def tls(self) -> bool:

@@ -4,13 +4,16 @@ The ``users`` table lives in the gateway's SQLite file under its own migration s
 (``parkguard.web``). Passwords are never stored, logged or returned: only argon2id hashes
 (argon2-cffi's defaults, re-hashed on login when the parameters change). A merchant user
 is tied to one merchant account and sees only that merchant's money.
+
+Its stamps (``created_at``, ``password_changed_at``) are on the wall clock, the clock of
+the web sessions (:data:`gateway.web.logins.WALL`), never a site clock handed in by the
+caller: the demo's users were once stamped with the simulated evening.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Literal, TypeAlias, cast
 
 import sqlite_utils
@@ -18,8 +21,8 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 from gateway.storage.migrations.users import migrations
-from gateway.web.logins import close_sessions_of
-from parkguard.clock import utc_iso
+from gateway.web.logins import WALL, close_sessions_of
+from parkguard.clock import Clock, utc_iso
 
 Role: TypeAlias = Literal["guard", "supervisor", "manager", "merchant"]
 ROLES: tuple[Role, ...] = ("guard", "supervisor", "manager", "merchant")
@@ -63,6 +66,13 @@ def check_password(password: str) -> None:
         raise UserError(f"a password needs at least {MIN_PASSWORD_LENGTH} characters")
 
 
+def check_username(username: str) -> None:
+    """Refuse a name no user may have (checked before a password is asked for)."""
+    if not _USERNAME.match(username):
+        raise UserError(f"user name {username!r}: 2-32 of a-z 0-9 . _ -, starting with a "
+                        "letter or digit")
+
+
 def _user(row: dict[str, object]) -> User:
     return User(str(row["username"]), cast(Role, row["role"]),
                 None if row["merchant_id"] is None else str(row["merchant_id"]),
@@ -74,23 +84,25 @@ class UserStore:
     """Users on one SQLite connection (the CLI's, or the gateway worker's for migrations).
 
     ``hasher`` is argon2-cffi's default (argon2id, 64 MiB, 3 passes) unless a test hands in
-    a cheaper one; verification always uses the parameters stored in each hash.
+    a cheaper one; verification always uses the parameters stored in each hash. ``clock``
+    stamps the changes: the wall clock (:data:`~gateway.web.logins.WALL`) unless a test
+    steps its own; never the site's (sessions are on the wall clock).
     """
 
     def __init__(self, db: sqlite_utils.Database, *,
-                 hasher: PasswordHasher | None = None) -> None:
+                 hasher: PasswordHasher | None = None, clock: Clock = WALL) -> None:
         self.db = db
         self._hasher = hasher
+        self._clock = clock
 
     @staticmethod
     def migrate(db: sqlite_utils.Database) -> None:
         migrations.apply(db)
 
-    def add(self, username: str, role: str, password: str, *, now: datetime,
-            merchant_id: str | None = None) -> User:
-        if not _USERNAME.match(username):
-            raise UserError(f"user name {username!r}: 2-32 of a-z 0-9 . _ -, starting with a "
-                            "letter or digit")
+    def check_new(self, username: str, role: str, merchant_id: str | None = None) -> None:
+        """Refuse a user that could not be added, for any reason but the password: the CLI
+        asks this before it asks for a password, so a bad name is not found out after it."""
+        check_username(username)
         if role not in ROLES:
             raise UserError(f"role must be one of {', '.join(ROLES)}, got {role!r}")
         if (role == "merchant") != bool(merchant_id):
@@ -101,7 +113,11 @@ class UserStore:
                             "(dashboard: Merchants), then add its user")
         if self.get(username) is not None:
             raise UserError(f"user {username!r} already exists")
-        stamp = utc_iso(now)
+
+    def add(self, username: str, role: str, password: str, *,
+            merchant_id: str | None = None) -> User:
+        self.check_new(username, role, merchant_id)
+        stamp = utc_iso(self._clock.now())
         self.db.table("users").insert({
             "username": username, "role": role, "merchant_id": merchant_id,
             "password_hash": hash_password(password, self._hasher), "disabled": 0,
@@ -124,11 +140,11 @@ class UserStore:
     def all(self) -> list[User]:
         return [_user(row) for row in self.db.query("SELECT * FROM users ORDER BY username")]
 
-    def set_password(self, username: str, password: str, *, now: datetime) -> None:
+    def set_password(self, username: str, password: str) -> None:
         self._require(username)
         hashed = hash_password(password, self._hasher)
         self.db.execute("UPDATE users SET password_hash = ?, password_changed_at = ? "
-                        "WHERE username = ?", [hashed, utc_iso(now), username])
+                        "WHERE username = ?", [hashed, utc_iso(self._clock.now()), username])
         close_sessions_of(self.db, username)  # every open session ends with the old password
 
     def set_disabled(self, username: str, disabled: bool = True) -> None:
@@ -136,7 +152,7 @@ class UserStore:
         self.db.execute("UPDATE users SET disabled = ? WHERE username = ?",
                         [int(disabled), username])
         if disabled:
-            close_sessions_of(self.db, username)
+            close_sessions_of(self.db, username, "disabled")
 
     def _require(self, username: str) -> User:
         user = self.get(username)

@@ -41,6 +41,7 @@ GETS: dict[str, tuple[str, set[str], int]] = {
     "/api/me": ("/api/me", LOGGED_IN, 200),
     "/lanes": ("/lanes", STAFF, 200),
     "/api/lanes": ("/api/lanes", STAFF, 200),
+    "/lanes/live": ("/lanes/live", STAFF, 200),
     "/lanes/reads/{event_id}.svg": ("/lanes/reads/no-such.svg", STAFF, 404),
     "/alerts": ("/alerts", STAFF, 200),
     "/api/alerts": ("/api/alerts", STAFF, 200),

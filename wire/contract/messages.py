@@ -277,6 +277,15 @@ class Fault(_LaneEventBase):
     detail: str = Field(max_length=512)
 
 
+class FaultCleared(_LaneEventBase):
+    """A device fault the lane reported is over (the camera streams, the display answers,
+    the keypad is back): ``code`` is the ``fault`` event's it clears."""
+
+    type: Literal["fault_cleared"] = "fault_cleared"
+    code: str = Field(max_length=64, description="the code of the fault that is over")
+    detail: str = Field(max_length=512)
+
+
 LaneEvent: TypeAlias = Annotated[
     VehicleDetected
     | PlateRead
@@ -286,13 +295,14 @@ LaneEvent: TypeAlias = Annotated[
     | Tailgate
     | HelpPressed
     | PaymentCode
-    | Fault,
+    | Fault
+    | FaultCleared,
     Field(discriminator="type"),
 ]
 LANE_EVENT: Final[TypeAdapter[LaneEvent]] = TypeAdapter(LaneEvent)
 LANE_EVENT_TYPES: Final = (
     VehicleDetected, PlateRead, Decision, BarrierMoved, Passed, Tailgate, HelpPressed,
-    PaymentCode, Fault,
+    PaymentCode, Fault, FaultCleared,
 )
 
 
@@ -824,7 +834,7 @@ class GatewayAvailability(WireMessage):
 
 WireValue: TypeAlias = (
     VehicleDetected | PlateRead | Decision | BarrierMoved | Passed | Tailgate | HelpPressed
-    | PaymentCode | Fault | LaneState | LaneCommand | DecideRequest | DecideReply
+    | PaymentCode | Fault | FaultCleared | LaneState | LaneCommand | DecideRequest | DecideReply
     | OtpRequest | OtpReply
     | SensorReading | SensorState | PatrolTap | AlarmState | Alert
     | ReplicaSnapshot | ReplicaChunk | ReplicaDelta | CapacityState | GatewayAvailability

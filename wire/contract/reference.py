@@ -21,7 +21,7 @@ DOC_PATH: Final = Path(__file__).resolve().parents[2] / "docs" / "protocol.md"
 TOPIC_TABLE: Final[tuple[tuple[str, str, str, tuple[type[BaseModel], ...], str], ...]] = (
     ("lane/{lane}/event", "lane → gateway", "1 / no",
      (m.VehicleDetected, m.PlateRead, m.Decision, m.BarrierMoved, m.Passed, m.Tailgate,
-      m.HelpPressed, m.PaymentCode, m.Fault),
+      m.HelpPressed, m.PaymentCode, m.Fault, m.FaultCleared),
      "what happened at the lane; `event_id` unique, `seq` per lane"),
     ("lane/{lane}/state", "lane → all", "1 / retained", (m.LaneState,),
      "online/offline (offline is the Last Will), mode, barrier, queue"),

@@ -14,7 +14,9 @@ shaped by whatever keymap the OS has.
 
 :class:`HidInput` owns one device: a thread that opens it (by ``/dev/input/...`` path, or by
 the name the device reports), reads, and when the device goes away (unplugged, ``ENODEV``)
-reports a fault, keeps looking for it and reports when it is back. The physical edge is
+reports a fault, keeps looking for it and reports when it is back (to ``when_fault``
+listeners, and as a :class:`~firmware.lane.devices.health.HealthReporter`, which the lane
+publishes: ``fault kiosk_device_lost``, then ``fault_cleared``). The physical edge is
 :data:`Opener` → :class:`EventSource`: :func:`open_evdev` on a lane, a recorded event stream
 in tests (``tests/hid_recording.py``; ``/dev/uinput`` is not available everywhere).
 
@@ -38,11 +40,15 @@ from typing import TYPE_CHECKING, Final, Protocol
 
 from evdev import InputDevice, InputEvent, ecodes
 
+from firmware.lane.devices.health import HealthListener, HealthSignal
+
 if TYPE_CHECKING:
     from firmware.lane.kiosk import KioskInput
 
 log = logging.getLogger(__name__)
 
+LOST: Final = "kiosk_device_lost"
+BACK: Final = "kiosk_device_back"
 ENTER: Final = "\n"
 BACKSPACE: Final = "\b"
 CLEAR: Final = "\x1b"
@@ -237,7 +243,8 @@ def open_evdev(spec: str) -> EventSource:
 
 FaultListener = Callable[[str, str], None]
 """``(code, detail)``: a device went away (``kiosk_device_lost``) or came back
-(``kiosk_device_back``); the lane reports it as a ``fault`` event."""
+(``kiosk_device_back``). The lane listens to :meth:`HidInput.when_health` instead and
+publishes ``fault kiosk_device_lost``, then ``fault_cleared kiosk_device_lost``."""
 
 
 class HidInput:
@@ -263,6 +270,7 @@ class HidInput:
         self.lines = LineAssembler(gap_s=gap_s)
         self._listeners: list[Callable[[KioskInput], None]] = []
         self._fault_listeners: list[FaultListener] = []
+        self._health = HealthSignal(f"{role} {spec}", LOST)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.connected = threading.Event()
@@ -275,6 +283,11 @@ class HidInput:
 
     def when_fault(self, listener: FaultListener) -> None:
         self._fault_listeners.append(listener)
+
+    def when_health(self, listener: HealthListener) -> None:
+        """The same changes as :meth:`when_fault`, as device health (lost: faulted; back:
+        working), which is what the lane controller listens to."""
+        self._health.listen(listener)
 
     def start(self) -> None:
         if self._thread is None:
@@ -303,9 +316,14 @@ class HidInput:
                     listener(item)
 
     def _fault(self, code: str, detail: str) -> None:
+        said = f"{self.role} {self.spec}: {detail}"[:512]
+        if code == LOST:
+            self._health.faulted(said)
+        else:
+            self._health.working(said)
         for listener in list(self._fault_listeners):
             try:
-                listener(code, f"{self.role} {self.spec}: {detail}"[:512])
+                listener(code, said)
             except Exception:
                 log.exception("hid %s: fault listener failed", self.role)
 
@@ -318,18 +336,18 @@ class HidInput:
             except OSError as error:
                 self.tried.set()
                 if not lost_reported:
-                    self._fault("kiosk_device_lost", _why(error, first=first))
+                    self._fault(LOST, _why(error, first=first))
                     lost_reported = True
                 first = False
                 self._stop.wait(self._reopen_s)
                 continue
             if lost_reported:
-                self._fault("kiosk_device_back", f"back as {source.name!r}")
+                self._fault(BACK, f"back as {source.name!r}")
                 lost_reported = False
             first = False
             self._read_until_gone(source)
             if not self._stop.is_set():
-                self._fault("kiosk_device_lost", "unplugged or failed; waiting for it to return")
+                self._fault(LOST, "unplugged or failed; waiting for it to return")
                 lost_reported = True
 
     def _read_until_gone(self, source: EventSource) -> None:

@@ -1,10 +1,10 @@
 """The kiosk's USB keypad and scanner as ``[kiosk] keypad`` and ``scanner`` name them.
 
 ``parkguard lane`` calls :func:`kiosk_devices`; the node starts them and reports a device that
-is missing or unplugged as a ``fault`` event (``kiosk_device_lost``, then
-``kiosk_device_back``), and keeps looking for it: a lane never refuses to start for a
-keypad. evdev is imported only when a device is configured. :func:`kiosk_selftest` is the
-commissioning check of both.
+is missing or unplugged as a ``fault`` event (``kiosk_device_lost``, then a
+``fault_cleared`` with that code when it is back), and keeps looking for it: a lane never
+refuses to start for a keypad. evdev is imported only when a device is configured.
+:func:`kiosk_selftest` is the commissioning check of both.
 """
 
 from __future__ import annotations

@@ -18,7 +18,9 @@ reply may be late), and a port can vanish (USB adapter unplugged): so :meth:`Led
 only hands the lines to a thread of its own, which sends the newest screen, skips lines the
 board already shows, and on a failure marks the display faulted (:attr:`LedDisplay.fault`,
 logged once), reopens the port and sends the screen again after a growing pause. A dead
-display never stops the lane.
+display never stops the lane. It is a :class:`~firmware.lane.devices.health.HealthReporter`:
+the lane publishes the failure (``fault display_failed``) and the first screen the board
+takes again (``fault_cleared``), once each.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from typing import Any, Final
 
 from firmware.lane.config import DisplaySettings
 from firmware.lane.devices.display import fit
+from firmware.lane.devices.health import HealthListener, HealthSignal
 
 log = logging.getLogger(__name__)
 
@@ -155,6 +158,7 @@ class LedDisplay:
         self._wanted = 0
         self._sent = 0
         self._fault: str | None = None
+        self._health = HealthSignal(f"display {settings.port}", "display_failed")
         self._stopping = False
         self._thread = threading.Thread(target=self._run, daemon=True,
                                          name=f"display-{settings.address}")
@@ -174,6 +178,11 @@ class LedDisplay:
         """Why the last screen did not reach the board (None: it did, or nothing was sent)."""
         with self._changed:
             return self._fault
+
+    def when_health(self, listener: HealthListener) -> None:
+        """Tell ``listener`` when the display fails and when the board takes a screen again
+        (:mod:`firmware.lane.devices.health`)."""
+        self._health.listen(listener)
 
     def wait_shown(self, timeout: float) -> bool:
         """Block until the board has acknowledged the newest screen (True), or ``timeout``."""
@@ -215,6 +224,8 @@ class LedDisplay:
             with self._changed:
                 self._sent = max(self._sent, wanted)
                 recovered, self._fault = self._fault, None
+                if recovered is not None:
+                    self._health.working(f"{self.settings.port}: the board answers again")
                 self._changed.notify_all()
             if recovered is not None:
                 log.info("display on %s answers again", self.settings.port)
@@ -252,6 +263,7 @@ class LedDisplay:
             if self._pending is None:  # nothing newer: this screen is still the one to show
                 self._pending = lines
             was, self._fault = self._fault, reason
+            self._health.faulted(reason)  # once while it stays down
             self._changed.notify_all()
         if was is None:
             log.warning("display failed (%s); retrying", reason)

@@ -14,6 +14,9 @@ When the stream drops (camera rebooted, cable out, no packet for ``timeout_s``) 
 it was reading (docs/lane.md). The thread reconnects with a growing pause (``backoff``)
 and the fault clears with the first new frame. Reconnect pauses are real seconds, not the
 lane's clock: they are about a network peer, which a simulated clock does not speed up.
+The camera is a :class:`~firmware.lane.devices.health.HealthReporter`: the lane hears the
+drop (``fault camera_offline``) and the first frame back (``fault_cleared``) when they
+happen, once each however often the thread retries, not only when a car's read fails.
 
 The login is a secret: the URL with the credentials in it exists only for ``av.open``, and
 every message that leaves this module (FFmpeg's errors quote the URL) is scrubbed of it.
@@ -35,6 +38,7 @@ from pydantic import SecretStr
 
 from firmware.lane.config import CameraSettings
 from firmware.lane.devices.camera import Frame
+from firmware.lane.devices.health import HealthListener, HealthSignal
 from parkguard.clock import Clock, SystemClock
 from parkguard.configfile import reveal
 
@@ -116,6 +120,7 @@ class RtspCamera:
         self._arrivals = 0
         self._handed_out = 0
         self._fault: str | None = CONNECTING
+        self._health = HealthSignal(name, "camera_offline")
         self.connects = 0
         """Times the stream was (re)opened and sent a frame."""
         self._thread = threading.Thread(target=self._run, daemon=True, name=f"rtsp-{name}")
@@ -126,6 +131,11 @@ class RtspCamera:
         """Why the camera has no live stream now (None: frames are arriving)."""
         with self._changed:
             return self._fault
+
+    def when_health(self, listener: HealthListener) -> None:
+        """Tell ``listener`` when the stream goes down and when frames come again (see
+        :mod:`firmware.lane.devices.health`); still connecting at start is not a fault."""
+        self._health.listen(listener)
 
     @property
     def arrivals(self) -> int:
@@ -224,6 +234,8 @@ class RtspCamera:
             recovered, self._fault = self._fault, None
             if recovered is not None:
                 self.connects += 1
+                self._health.working(f"{self._name} {self.source}: frames again "
+                                     f"({picture.width}x{picture.height})")
             self._changed.notify_all()
         if recovered is not None:
             log.info("%s: stream %s up (%dx%d)", self._name, self.source, picture.width,
@@ -233,6 +245,7 @@ class RtspCamera:
         with self._changed:
             was, self._fault = self._fault, reason
             self._latest = None  # a frame from before the drop is not the lane now
+            self._health.faulted(f"{self._name} {self.source}: {reason}")  # once per drop
             self._changed.notify_all()
         if was is None or was == CONNECTING:
             log.warning("%s: stream %s down: %s; reconnecting", self._name, self.source, reason)

@@ -31,3 +31,10 @@ def m002_web_sessions(db: sqlite_utils.Database) -> None:
         pk="session_hash", not_null={"username", "created_at", "expires_at"}, strict=True,
     )
     db.table("web_sessions").create_index(["username"], if_not_exists=True)
+
+
+@migrations()
+def m003_web_sessions_ended(db: sqlite_utils.Database) -> None:
+    """Why a session was ended on the server (``password_changed``, ``disabled``): such a
+    row is kept, refused, until it expires, so the login page can say why."""
+    db.execute("ALTER TABLE web_sessions ADD COLUMN ended TEXT")

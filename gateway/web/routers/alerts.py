@@ -52,6 +52,7 @@ from gateway.web.deps import (
 from gateway.web.forms import BadForm, local_target, require_reason
 from gateway.web.render import Pages, SiteTime
 from gateway.web.users import User
+from gateway.web.words import pairs, say
 from parkguard.clock import utc_iso
 from parkguard.errors import ParkGuardError
 
@@ -61,11 +62,10 @@ router = APIRouter()
 RECENT = 50
 """How many resolved alerts the alerts page lists."""
 
-SEVERITY_LABELS: dict[str, tuple[str, str]] = {
-    "critical": ("紧急", "Critical"), "warning": ("警告", "Warning"), "info": ("通知", "Info")}
+#: The alert pages' words, from the one translation table (gateway/web/words.py).
+SEVERITY_LABELS: dict[str, tuple[str, str]] = pairs("severity")
 STATE_LABELS: dict[str, tuple[str, str]] = {
-    "raised": ("已发出", "Raised"), "notified": ("已通知", "Notified"),
-    "acked": ("已确认", "Acknowledged"), "resolved": ("已解除", "Resolved")}
+    state: pairs("state")[state] for state in ("raised", "notified", "acked", "resolved")}
 TOKEN_PROBLEMS: dict[str, tuple[int, str, str]] = {
     "malformed": (400, "链接不完整或已损坏", "This link is incomplete or damaged"),
     "forged": (403, "链接无效（签名不符），未做任何操作",
@@ -84,7 +84,9 @@ def alert_json(view: AlertView, time: SiteTime) -> dict[str, Any]:
             "severity": view.severity, "state": view.state, "title_zh": view.title_zh,
             "title_en": view.title_en, "detail": view.detail,
             "raised_local": time.local(view.raised_at), "acked_by": view.acked_by,
-            "sound": view.kind == "fire" and view.state in ("raised", "notified")}
+            "sound": view.kind == "fire" and view.state in ("raised", "notified"),
+            "severity_zh": SEVERITY_LABELS.get(view.severity, (view.severity, ""))[0],
+            "state_words": say(view.state, "state")}
 
 
 def read_alerts(reader: Reader, *, active: bool) -> list[AlertView]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -12,6 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from gateway.web.access import PERMISSIONS, LoginRequired, home, may
 from gateway.web.deps import (
+    ENDED_KEY,
     SESSION_KEY,
     CurrentUser,
     FormDep,
@@ -20,6 +20,7 @@ from gateway.web.deps import (
     ReaderDep,
     SettingsDep,
     StoreDep,
+    WallDep,
     WorkerDep,
 )
 from gateway.web.forms import local_target
@@ -29,6 +30,12 @@ from gateway.web.users import User, authenticate
 
 log = logging.getLogger(__name__)
 router = APIRouter()
+#: What the login page says to someone whose session the server ended.
+ENDED_NOTICES = {
+    "password_changed": "密码已更改，请用新密码重新登录 / Your password was changed: log in "
+                        "again with the new one",
+    "disabled": "账户已停用，请联系经理 / This account has been disabled: ask a manager",
+}
 
 
 @router.get("/", response_class=HTMLResponse)
@@ -38,13 +45,17 @@ def index(user: CurrentUser) -> Response:
 
 @router.get("/login", response_class=HTMLResponse)
 def login_form(request: Request, pages: PagesDep, next: str = "") -> Response:
-    return pages.render(request, "login.html", None, next=next, error=None)
+    """The form; with a notice when the server ended this browser's session (the reason
+    is said once, then forgotten)."""
+    ended = request.session.pop(ENDED_KEY, None)
+    notice = ENDED_NOTICES.get(ended) if isinstance(ended, str) else None
+    return pages.render(request, "login.html", None, next=next, error=None, notice=notice)
 
 
 @router.post("/login", response_class=HTMLResponse)
 async def login(request: Request, fields: FormDep, pages: PagesDep, limiter: LimiterDep,
                 settings: SettingsDep, reader: ReaderDep, worker: WorkerDep,
-                store: StoreDep) -> Response:
+                store: StoreDep, wall: WallDep) -> Response:
     username, password = fields.get("username", "").lower(), fields.get("password", "")
     client = client_of(request)
     if limiter.blocked(username, client):
@@ -66,7 +77,7 @@ async def login(request: Request, fields: FormDep, pages: PagesDep, limiter: Lim
                             error="用户名或密码错误 / Wrong user name or password")
     limiter.succeeded(username, client)
     session_id = await worker.run(lambda: open_session(
-        store.db, user.username, now=datetime.now(UTC), hours=settings.session_hours))
+        store.db, user.username, now=wall.now(), hours=settings.session_hours))
     request.session.clear()  # a new session id and CSRF token: no fixation
     request.session[SESSION_KEY] = session_id
     log.info("web: %s logged in from %s", user.actor, client)

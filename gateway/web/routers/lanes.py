@@ -1,5 +1,6 @@
-"""The lanes page and its live API: each lane's state and last reads, the read snapshot,
-the manual open (a guard lets a car through, with a reason), and for a car waiting at an
+"""The lanes page and its live API: each lane's state, whether it is stale, its last reads
+and what needs a guard there, the read snapshot, the manual open (a guard lets a car
+through, with a preset or typed reason), and for a car waiting at an
 exit to pay, cash taken (guards) or the fee waived (supervisors), each with a reason,
 audited, then the lane's open (docs/dashboard.md)."""
 
@@ -31,6 +32,7 @@ from gateway.web.forms import BadForm, require_reason
 from gateway.web.lanes import lanes_view, plate_snapshot_svg
 from gateway.web.security import CSRF_HEADER, csrf_ok
 from gateway.web.users import User
+from gateway.web.words import say
 from parkguard.clock import utc_iso
 from parkguard.core.tariffs import format_yuan
 from parkguard.errors import ParkGuardError
@@ -44,6 +46,45 @@ CASH_REASONS = ("现金收费 cash at the booth", "手机无法支付 driver's p
                 "扫码失败 QR and pay code failed")
 WAIVE_REASONS = ("道闸故障 barrier fault", "系统故障 system fault",
                  "投诉成立 complaint upheld", "紧急车辆 emergency vehicle")
+#: Reasons a guard picks from when opening a barrier by hand; "other" needs typed words.
+OTHER_REASON = "其他 other"
+OPEN_REASONS = ("访客登记 visitor registered", "设备故障 device fault",
+                "应急车辆 emergency vehicle", "收费争议 fee dispute", OTHER_REASON)
+
+
+def open_reason(preset: str, text: str) -> str:
+    """The reason a manual open is audited with: a preset, typed words, or both
+    (``preset: words``); "other" or no preset needs words of its own (4 characters)."""
+    preset, text = preset.strip(), text.strip()
+    if preset and preset not in OPEN_REASONS:
+        raise BadForm(f"unknown preset reason {preset!r} / 无此预设原因")
+    if not preset or preset == OTHER_REASON:
+        require_reason(text, "开闸原因")
+    return f"{preset}: {text}" if preset and text else preset or text
+
+
+def _view(board: BoardDep, reader: ReaderDep, cashier: CashierDep,
+          time: TimeDep) -> list[dict[str, Any]]:
+    with reader() as db:
+        view = lanes_view(board, db, time.now())
+    for lane in view:
+        lane["words"] = {"online": _online_words(lane["online"]),
+                         "direction": say(lane["direction"], "direction"),
+                         "mode": say(lane["mode"], "mode"),
+                         "barrier": say(lane["barrier"], "barrier")}
+    return _with_waiting(view, cashier, time)
+
+
+def _online_words(online: bool | None) -> str:
+    if online is None:
+        return "未知 unknown"
+    return say("online" if online else "offline", "state")
+
+
+def _bus_words(board: BoardDep) -> str:
+    return "" if board.bus_connected else (
+        "网关与消息总线断开：车道状态不是最新 "
+        "The gateway lost the broker: lane states are not current")
 
 
 def _with_waiting(view: list[dict[str, Any]], cashier: CashierDep,
@@ -61,20 +102,33 @@ def _with_waiting(view: list[dict[str, Any]], cashier: CashierDep,
 @router.get("/lanes", response_class=HTMLResponse)
 def lanes(request: Request, user: Staff, pages: PagesDep, board: BoardDep,
           reader: ReaderDep, cashier: CashierDep, time: TimeDep) -> Response:
-    with reader() as db:
-        view = lanes_view(board, db)
-    return pages.render(request, "lanes.html", user, lanes=_with_waiting(view, cashier, time),
-                        cash_reasons=CASH_REASONS, waive_reasons=WAIVE_REASONS)
+    return pages.render(request, "lanes.html", user, lanes=_view(board, reader, cashier, time),
+                        cash_reasons=CASH_REASONS, waive_reasons=WAIVE_REASONS,
+                        open_reasons=OPEN_REASONS, bus_lost=_bus_words(board),
+                        now_local=time.local(time.now()))
 
 
 @router.get("/api/lanes")
 def api_lanes(_user: Staff, board: BoardDep, reader: ReaderDep, cashier: CashierDep,
               time: TimeDep) -> dict[str, Any]:
-    with reader() as db:
-        view = lanes_view(board, db)
+    """Each lane as data: machine values, their words (``words``), ``liveness`` (stale,
+    age_s, seen) and ``notices`` (refusals, help calls, faults)."""
+    view = _view(board, reader, cashier, time)
     for lane in view:
         lane["reads"] = [{**read, "local": time.local(read["ts"])} for read in lane["reads"]]
-    return {"lanes": _with_waiting(view, cashier, time), "now": utc_iso(time.now())}
+    return {"lanes": view, "now": utc_iso(time.now()), "bus_connected": board.bus_connected}
+
+
+@router.get("/lanes/live")
+def live_cards(_user: Staff, pages: PagesDep, board: BoardDep, reader: ReaderDep,
+               cashier: CashierDep, time: TimeDep) -> dict[str, Any]:
+    """What the lanes page's script swaps in every poll: each card's live part, rendered
+    by the same template as the page (so the words come from one table)."""
+    part = pages.env.get_template("_lane_live.html")
+    cards = [{"lane": lane["lane"], "stale": lane["liveness"]["stale"],
+              "waiting": lane["waiting"]["session_id"] if lane["waiting"] else "",
+              "html": part.render(lane=lane)} for lane in _view(board, reader, cashier, time)]
+    return {"cards": cards, "bus_lost": _bus_words(board), "now_local": time.local(time.now())}
 
 
 @router.get("/lanes/reads/{event_id}.svg")
@@ -103,8 +157,8 @@ async def manual_open(user: User, commander: CommanderDep, worker: WorkerDep, la
 async def open_lane(request: Request, lane: str, fields: FormDep, user: Opener,
                     commander: CommanderDep, worker: WorkerDep, pages: PagesDep) -> Response:
     try:
-        pages.flash(request, "ok", await manual_open(user, commander, worker, lane,
-                                                     fields.get("reason", "")))
+        reason = open_reason(str(fields.get("preset", "")), str(fields.get("reason", "")))
+        pages.flash(request, "ok", await manual_open(user, commander, worker, lane, reason))
     except (BadForm, ParkGuardError, ValueError) as error:
         pages.flash(request, "error", str(error))
     return RedirectResponse("/lanes", status_code=303)
@@ -116,9 +170,11 @@ async def api_open_lane(request: Request, lane: str, user: Opener, commander: Co
     if not csrf_ok(request, request.headers.get(CSRF_HEADER)):
         return JSONResponse({"error": "CSRF token missing or wrong"}, status_code=403)
     body = await request.json()
+    if not isinstance(body, dict):
+        return JSONResponse({"error": "a JSON object is expected"}, status_code=400)
     try:
-        message = await manual_open(user, commander, worker, lane,
-                                    str(body.get("reason", "")).strip())
+        reason = open_reason(str(body.get("preset", "")), str(body.get("reason", "")))
+        message = await manual_open(user, commander, worker, lane, reason)
     except (BadForm, ParkGuardError, ValueError) as error:
         return JSONResponse({"error": str(error)}, status_code=400)
     return JSONResponse({"ok": True, "message": message})

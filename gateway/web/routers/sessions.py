@@ -4,6 +4,7 @@ far), a session's page with its itemised bill now, the bill API, and the fee ove
 
 from __future__ import annotations
 
+from datetime import datetime
 from functools import partial
 from typing import Any
 
@@ -128,8 +129,31 @@ def session_page(request: Request, session_id: str, user: SessionsUser, pages: P
             unpriced = str(error)
         else:
             bill, items = priced if priced else (None, None)
+    elif detail["session"].get("exit_at"):
+        exit_items, unpriced = _bill_at_exit(detail["session"], worker, store, billing)
+        return pages.render(request, "session.html", user, detail=detail, bill=None,
+                            items=None, exit_items=exit_items, unpriced=unpriced)
     return pages.render(request, "session.html", user, detail=detail, bill=bill,
                         items=items, unpriced=unpriced)
+
+
+def _bill_at_exit(session: dict[str, Any], worker: WorkerDep, store: StoreDep,
+                  billing: BillingDep) -> tuple[dict[str, Any] | None, str]:
+    """A closed stay's itemised bill, priced again at its exit time: shown only when it
+    comes to the fee booked at the exit (a tariff changed since, or a fire exit booked
+    free, would make it a different bill; the page then says so and shows the booked fee)."""
+    def price() -> dict[str, Any] | None:
+        row = store.session(str(session["session_id"]))
+        if row is None or not row.get("exit_at"):
+            return None
+        return billing.bill(row, datetime.fromisoformat(row["exit_at"])).lines().as_json()
+    try:
+        items = worker.call(price)
+    except ParkGuardError as error:
+        return None, str(error)
+    if items is None or items["fee_fen"] != session["fee_fen"]:
+        return None, ""
+    return items, ""
 
 
 @router.post("/sessions/{session_id}/override")

@@ -11,9 +11,7 @@
   var csrfField = banner.getAttribute("data-csrf-field") || "csrf_token";
   var list = banner.querySelector(".alert-list");
   var soundButton = document.getElementById("alert-sound");
-  var sev = { critical: "紧急", warning: "警告", info: "通知" };
-  var states = { raised: "已发出 Raised", notified: "已通知 Notified",
-                 acked: "已确认 Acknowledged", resolved: "已解除 Resolved" };
+  // The words come with each alert (gateway/web/words.py, the one translation table).
   var audio = null;
   var sounding = false;
   var timer = null;
@@ -101,11 +99,11 @@
         var li = el("li", "alert-item sev-" + a.severity + " state-" + a.state);
         li.setAttribute("data-alert", a.alert_id);
         li.setAttribute("data-sound", a.sound ? "fire" : "");
-        li.appendChild(el("strong", "", (sev[a.severity] || "") + " " + a.title_zh));
+        li.appendChild(el("strong", "", (a.severity_zh || "") + " " + a.title_zh));
         li.appendChild(document.createTextNode(" "));
         li.appendChild(el("span", "en", a.title_en));
         li.appendChild(document.createTextNode(" "));
-        li.appendChild(el("small", "", a.raised_local + " · " + (states[a.state] || a.state) +
+        li.appendChild(el("small", "", a.raised_local + " · " + (a.state_words || a.state) +
                                        (a.acked_by ? " · " + a.acked_by : "")));
         if (a.state === "raised" || a.state === "notified") { li.appendChild(ackForm(a.alert_id)); }
         list.appendChild(li);
@@ -115,12 +113,26 @@
     setSound(alerts.some(function (a) { return a.sound; }));
   }
 
+  // A poll that fails or hangs says so under the banner (the lanes page has its own).
+  var lost = document.getElementById("alerts-lost");
+  function setLost(isLost) { if (lost) { lost.hidden = !isLost; } }
+
   function poll() {
-    fetch("/api/alerts", { credentials: "same-origin", headers: { "Accept": "application/json" } })
-      .then(function (r) { if (!r.ok) { throw new Error(String(r.status)); } return r.json(); })
-      .then(function (data) { draw(data.alerts); banner.setAttribute("data-updated", data.now); })
-      .catch(function () { /* the next poll tries again */ })
-      .then(function () { window.setTimeout(poll, period); });
+    var controller = window.AbortController ? new AbortController() : null;
+    var timer = controller ?
+      window.setTimeout(function () { controller.abort(); }, Math.max(4000, 2 * period)) : 0;
+    fetch("/api/alerts", { credentials: "same-origin", headers: { "Accept": "application/json" },
+                           signal: controller ? controller.signal : undefined })
+      .then(function (r) {  // a 4xx is the gateway answering (a login ended, say): not lost
+        if (r.status >= 500) { throw new Error(String(r.status)); }
+        setLost(false);
+        return r.ok ? r.json() : null;
+      })
+      .then(function (data) {
+        if (data) { draw(data.alerts); banner.setAttribute("data-updated", data.now); }
+      })
+      .catch(function () { setLost(true); /* the next poll tries again */ })
+      .then(function () { window.clearTimeout(timer); window.setTimeout(poll, period); });
   }
 
   setSound(Array.prototype.some.call(banner.querySelectorAll(".alert-item"), function (li) {

@@ -1,60 +1,82 @@
-// Live lanes: poll /api/lanes and update each card in place (no reload, no framework).
+// Live lanes: poll /lanes/live and swap each card's live part in place (no reload, no
+// framework). The server renders the parts with the page's own template, so every word
+// comes from one translation table. A poll that fails or hangs shows the "lost contact"
+// banner at once and greys every card until a poll succeeds again.
 (function () {
   "use strict";
   var root = document.getElementById("lanes");
   if (!root) { return; }
   var period = parseInt(root.getAttribute("data-poll"), 10) || 2000;
-  var words = { "true": "在线 online", "false": "离线 offline", "null": "未知 unknown" };
+  var limit = Math.max(4000, 2 * period);  // a poll that hangs longer counts as failed
+  var lost = document.getElementById("gateway-lost");
+  var busLost = document.getElementById("bus-lost");
+  var updated = document.getElementById("updated");
+  var failures = 0;
 
-  function text(card, selector, value) {
-    var node = card.querySelector(selector);
-    if (node && node.textContent !== String(value)) { node.textContent = String(value); }
-  }
-
-  function reads(card, list) {
-    var ul = card.querySelector(".reads");
-    if (!ul) { return; }
-    var key = list.map(function (r) { return r.event_id; }).join(",");
-    if (ul.getAttribute("data-key") === key) { return; }
-    ul.setAttribute("data-key", key);
-    while (ul.firstChild) { ul.removeChild(ul.firstChild); }
-    list.forEach(function (r) {
-      var li = document.createElement("li");
-      var img = document.createElement("img");
-      img.src = "/lanes/reads/" + encodeURIComponent(r.event_id) + ".svg";
-      img.alt = r.plate || "unread"; img.width = 160; img.height = 51;
-      var plate = document.createElement("span");
-      plate.className = "plate"; plate.textContent = r.plate || "未识别 unread";
-      var when = document.createElement("small");
-      when.textContent = " " + r.local;
-      li.appendChild(img); li.appendChild(plate); li.appendChild(when);
-      ul.appendChild(li);
-    });
+  function setLost(isLost) {
+    document.body.classList.toggle("gateway-lost", isLost);
+    if (lost) {
+      lost.hidden = !isLost;
+      lost.querySelector(".tries").textContent = isLost ?
+        "已重试 retried " + failures + " 次 times" : "";
+    }
   }
 
   function update(data) {
-    data.lanes.forEach(function (lane) {
+    data.cards.forEach(function (lane) {
       var card = document.getElementById("lane-" + lane.lane);
       if (!card) { window.location.reload(); return; }  // a new lane appeared
-      var waiting = lane.waiting ? lane.waiting.session_id : "";
-      if (card.getAttribute("data-waiting") !== waiting) {  // a car waits to pay, or went
+      if (card.getAttribute("data-waiting") !== lane.waiting) {  // a car waits to pay, or went
         window.location.reload(); return;
       }
-      text(card, ".online", words[String(lane.online)]);
-      text(card, ".barrier", lane.barrier);
-      text(card, ".mode", lane.mode || "—");
-      text(card, ".queue", lane.queue);
-      reads(card, lane.reads);
+      var live = card.querySelector(".live");
+      if (live && live.getAttribute("data-html") !== lane.html) {
+        live.innerHTML = lane.html;  // rendered by our own template (escaped there)
+        live.setAttribute("data-html", lane.html);
+      }
+      card.classList.toggle("stale", lane.stale);
     });
-    root.setAttribute("data-updated", data.now);
+    if (busLost) {
+      busLost.hidden = !data.bus_lost;
+      busLost.querySelector(".text").textContent = data.bus_lost;
+    }
+    if (updated) { updated.textContent = data.now_local; }
+    if (lost) { lost.querySelector(".last").textContent = data.now_local; }
+  }
+
+  function fetchWithin(url, ms) {
+    var controller = window.AbortController ? new AbortController() : null;
+    var timer = controller ? window.setTimeout(function () { controller.abort(); }, ms) : 0;
+    return fetch(url, { credentials: "same-origin", cache: "no-store",
+                        headers: { "Accept": "application/json" },
+                        signal: controller ? controller.signal : undefined })
+      .finally(function () { window.clearTimeout(timer); });
   }
 
   function poll() {
-    fetch("/api/lanes", { credentials: "same-origin", headers: { "Accept": "application/json" } })
-      .then(function (r) { if (r.status === 401) { window.location = "/login"; } return r.json(); })
-      .then(update)
-      .catch(function () { /* the next poll tries again */ })
+    fetchWithin("/lanes/live", limit)
+      .then(function (r) {
+        if (r.status === 401) { window.location = "/login"; }
+        if (!r.ok) { throw new Error("HTTP " + r.status); }
+        return r.json();
+      })
+      .then(function (data) { failures = 0; setLost(false); update(data); })
+      .catch(function () { failures += 1; setLost(true); })
       .then(function () { window.setTimeout(poll, period); });
   }
+
+  // Presets: "other" and no preset need typed words; a named preset is reason enough.
+  Array.prototype.forEach.call(document.querySelectorAll("form.open-form"), function (form) {
+    var preset = form.querySelector("select.preset");
+    var reason = form.querySelector("input.reason");
+    if (!preset || !reason) { return; }
+    preset.addEventListener("change", function () {
+      var needsWords = preset.value === "" || preset.value.indexOf("其他") === 0;
+      reason.required = needsWords;
+      if (needsWords) { reason.setAttribute("minlength", "4"); }
+      else { reason.removeAttribute("minlength"); }
+    });
+  });
+
   window.setTimeout(poll, period);
 })();
