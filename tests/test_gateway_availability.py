@@ -137,6 +137,32 @@ def decision_events(lane: SimulatedLane, correlation_id: str) -> list[dict[str, 
     return [d for d in found if d["correlation_id"] == correlation_id]
 
 
+def car_waiting_on_a_hung_gateway(site: SimulatedSite, plate: str
+                                  ) -> tuple[SimulatedLane, int, threading.Event]:
+    """A car at entry lane in1 has asked and waits: the gateway's worker is stuck, so the
+    request queues unanswered (the clock never reaches the deadline). Returns the lane, its
+    verdict count before the car, and the event that frees the worker."""
+    entry = site.lanes["in1"]
+    controller = entry.node.controller
+    gateway_heard(site, "online")
+    hung, release = threading.Event(), threading.Event()
+
+    def hang() -> None:
+        hung.set()
+        release.wait(WAIT_S)
+
+    site.gateway.inbox.put(Job.of(hang))
+    assert hung.wait(WAIT_S)
+    before = controller.verdicts
+    arrive(entry, plate)
+    eventually(lambda: controller.last_decide_request is not None
+               and controller.last_decide_request.plate == plate, timeout=WAIT_S,
+               what="the decide request")
+    controller.wait_idle(WAIT_S)
+    assert controller.verdicts == before
+    return entry, before, release
+
+
 def test_the_last_will_stops_the_asking_and_the_gateway_back_starts_it_again(
     site: SimulatedSite,
 ) -> None:
@@ -169,24 +195,8 @@ def test_the_last_will_stops_the_asking_and_the_gateway_back_starts_it_again(
 def test_a_car_waiting_for_the_gateway_when_it_dies_is_decided_once_from_the_replica(
     site: SimulatedSite,
 ) -> None:
-    entry = site.lanes["in1"]
+    entry, before, release = car_waiting_on_a_hung_gateway(site, "粤B20001")
     controller = entry.node.controller
-    gateway_heard(site, "online")
-    hung, release = threading.Event(), threading.Event()
-
-    def hang() -> None:  # the gateway's worker is stuck: requests queue, nobody answers
-        hung.set()
-        release.wait(WAIT_S)
-
-    site.gateway.inbox.put(Job.of(hang))
-    assert hung.wait(WAIT_S)
-    before = controller.verdicts
-    arrive(entry, "粤B20001")
-    eventually(lambda: controller.last_decide_request is not None
-               and controller.last_decide_request.plate == "粤B20001", timeout=WAIT_S,
-               what="the decide request")
-    controller.wait_idle(WAIT_S)  # waiting for the reply; the clock never reaches the deadline
-    assert controller.verdicts == before
 
     site.gateway.bus.drop()  # type: ignore[attr-defined]
     verdict = decided(entry, before)
@@ -207,24 +217,8 @@ def test_a_car_waiting_for_the_gateway_when_it_dies_is_decided_once_from_the_rep
 def test_a_lane_cut_off_from_the_broker_decides_at_once_and_a_waiting_car_is_decided_once(
     site: SimulatedSite, broker: MosquittoBroker,
 ) -> None:
-    entry = site.lanes["in1"]
+    entry, before, release = car_waiting_on_a_hung_gateway(site, "粤B60001")
     controller = entry.node.controller
-    gateway_heard(site, "online")
-    hung, release = threading.Event(), threading.Event()
-
-    def hang() -> None:  # the gateway is slow: the car is still waiting when the broker goes
-        hung.set()
-        release.wait(WAIT_S)
-
-    site.gateway.inbox.put(Job.of(hang))
-    assert hung.wait(WAIT_S)
-    before = controller.verdicts
-    arrive(entry, "粤B60001")
-    eventually(lambda: controller.last_decide_request is not None
-               and controller.last_decide_request.plate == "粤B60001", timeout=WAIT_S,
-               what="the decide request")
-    controller.wait_idle(WAIT_S)  # waiting for the reply; the clock never reaches the deadline
-    assert controller.verdicts == before
     waiting = controller.last_decide_request
     assert waiting is not None
 

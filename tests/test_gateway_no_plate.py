@@ -57,7 +57,8 @@ class KioskLane:
     """One lane node with a kiosk, its mock board and its screen."""
 
     def __init__(self, broker: MosquittoBroker, workdir: Path, lane: str, direction: str,
-                 clock: ManualClock, command_key: bytes | None = None) -> None:
+                 clock: ManualClock, command_key: bytes | None = None,
+                 kiosk: KioskSettings | None = None) -> None:
         self.kiosk, self.screen, self.factory = SimulatedKiosk(), RecordingDisplay(), MockFactory()
         # A generous deadline: the gateway answers in a millisecond or two, and the manual
         # clock does not move while the lane decides, so the deadline never runs out anyway.
@@ -65,7 +66,7 @@ class KioskLane:
             site=TEST_SITE, lane=lane, direction=direction,  # type: ignore[arg-type]
             broker=settings_of(broker.address(f"lane-{lane}")),
             timing=LaneTiming(decide_deadline_ms=2000),
-            kiosk=KioskSettings(site_key=SecretStr(KEY)),
+            kiosk=kiosk or KioskSettings(site_key=SecretStr(KEY)),
             commands=CommandSettings(
                 hmac_key=None if command_key is None else SecretStr(command_key.hex())),
             journal=JournalSettings(path=workdir / f"lane-{lane}.db"),

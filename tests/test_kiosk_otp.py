@@ -22,22 +22,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from gpiozero.pins.mock import MockFactory
 from pydantic import SecretStr, ValidationError
 
 from broker.runner import MosquittoBroker
 from firmware.lane.config import (
-    CameraSettings,
-    JournalSettings,
     KioskSettings,
-    LaneConfig,
     LaneTiming,
 )
-from firmware.lane.controller import LaneController
-from firmware.lane.devices.display import RecordingDisplay
 from firmware.lane.kiosk import LastFourDigits, SimulatedKiosk
 from firmware.lane.kiosk_otp import OTP_TEXTS
-from firmware.lane.node import LaneNode
 from firmware.lane.states import State
 from gateway.app import GatewayApp
 from gateway.config import GatewayConfig
@@ -45,17 +38,15 @@ from gateway.lanes.otp import OtpSettings
 from gateway.money.pricing import EXAMPLE_TARIFF
 from parkguard.clock import ManualClock
 from parkguard.core.plates import NoPlateId
-from simulator.camera import GroundTruthReader, SimulatedCamera
-from simulator.driver import SimulatedLaneWiring
 from simulator.site import settings_of
 from tests.conftest import SITE_START, TEST_SITE
 from tests.helpers import eventually
 from tests.lane_harness import MemoryLane
+from tests.test_gateway_no_plate import KEY, KioskLane
 from wire.contract.messages import OtpReply, OtpRequest
 
 pytestmark = pytest.mark.integration
 
-KEY = "5a" * 32
 PHONE = "139 1234 5678"
 DIGITS = "13912345678"
 TOKEN = "sms-eagle-token-0042"
@@ -115,46 +106,16 @@ class SmsEagle:
         self.server.server_close()
 
 
-class OtpLane:
-    """A lane node with a kiosk (``confirm = "otp"``), its mock board and its screen."""
+class OtpLane(KioskLane):
+    """The no-plate test's kiosk lane with ``confirm = "otp"``."""
 
     def __init__(self, broker: MosquittoBroker, workdir: Path, lane: str, direction: str,
                  clock: ManualClock) -> None:
-        self.kiosk, self.screen, self.factory = SimulatedKiosk(), RecordingDisplay(), MockFactory()
-        self.config = LaneConfig(
-            site=TEST_SITE, lane=lane, direction=direction,  # type: ignore[arg-type]
-            broker=settings_of(broker.address(f"lane-{lane}")),
-            timing=LaneTiming(decide_deadline_ms=2000),
-            kiosk=KioskSettings(site_key=SecretStr(KEY), confirm="otp", otp_wait_ms=5000),
-            journal=JournalSettings(path=workdir / f"lane-{lane}.db"),
-            camera=CameraSettings(type="simulated"))
-        self.node = LaneNode(self.config, clock=clock, camera=SimulatedCamera(clock=clock),
-                             reader=GroundTruthReader(), pin_factory=self.factory,
-                             display=self.screen, kiosk=self.kiosk)
-        self.wiring = SimulatedLaneWiring(self.config, self.factory)
-
-    @property
-    def controller(self) -> LaneController:
-        return self.node.controller
-
-    def arrive_unread(self) -> None:
-        verdicts = self.controller.verdicts
-        self.wiring.arming.drive_high()  # the camera shows nothing: plate unread
-        eventually(lambda: self.controller.verdicts > verdicts
-                   and self.controller.machine.state is State.REFUSED, what="refused",
-                   timeout=30)
+        super().__init__(broker, workdir, lane, direction, clock, kiosk=KioskSettings(
+            site_key=SecretStr(KEY), confirm="otp", otp_wait_ms=5000))
 
     def shows(self, text: tuple[str, str]) -> None:
         eventually(lambda: self.screen.current == text, what=f"the display: {text}",
-                   timeout=30)
-
-    def pass_through(self) -> None:
-        eventually(lambda: bool(self.wiring.relay.state), what="the barrier to rise",
-                   timeout=30)
-        self.wiring.safety.drive_high()
-        self.wiring.arming.drive_low()
-        self.wiring.safety.drive_low()
-        eventually(lambda: self.controller.barrier_position == "closed", what="closed",
                    timeout=30)
 
 

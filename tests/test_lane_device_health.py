@@ -35,14 +35,20 @@ from firmware.lane.devices.scanner import UsbScanner
 from firmware.lane.node import LaneNode
 from parkguard.clock import ManualClock
 from simulator.camera import GroundTruthReader, SimulatedCamera
-from simulator.plates_render import LANE_720, RenderingCamera
+from simulator.plates_render import LANE_720
 from simulator.site import SimulatedSite, settings_of
 from tests.conftest import SITE_START, TEST_SITE
 from tests.helpers import eventually
 from tests.hid_recording import RecordedDevice, UsbPort
 from tests.lane_harness import MemoryLane
 from tests.test_lane_led_display import Board, SerialPair
-from tests.test_lane_rtsp_camera import PLATE, RtspPeer, camera_for, settings
+from tests.test_lane_rtsp_camera import (  # noqa: F401 - picture: a fixture
+    PLATE,
+    RtspPeer,
+    camera_for,
+    picture,
+    settings,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -126,21 +132,10 @@ def all_stored(site: Site, node: LaneNode) -> None:
     service.wait_idle()
 
 
-@pytest.fixture(scope="module")
-def scene(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    camera = RenderingCamera(clock=ManualClock(SITE_START), seed=3, view=LANE_720)
-    camera.show(PLATE)
-    frame = camera.capture()
-    assert frame.image is not None
-    path = tmp_path_factory.mktemp("scene") / "lane.jpg"
-    path.write_bytes(frame.image)
-    return path
-
-
 def test_a_dead_camera_is_a_fault_at_the_gateway_without_a_car_and_its_return_clears_it(
-    gateway_site: Site, scene: Path, tmp_path: Path,
+    gateway_site: Site, picture: Path, tmp_path: Path,  # noqa: F811 - the imported fixture
 ) -> None:
-    peer = RtspPeer(tmp_path, scene)
+    peer = RtspPeer(tmp_path, picture)
     peer.start()
     camera = camera_for(settings(peer.url), gateway_site.clock)
     try:
