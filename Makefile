@@ -16,12 +16,13 @@ PYTEST_ARGS ?=
 # module fixtures (a broker, a gateway) start once: TEST_WORKERS=0 runs in one process.
 TEST_WORKERS ?= auto
 
-.PHONY: help demo test bench bench-reader models real-data lint typecheck docs fuzz system-deps venv clean
+.PHONY: help demo test bench bench-reader models real-data lint typecheck docs fuzz system-deps venv clean soak
 
 help:
 	@echo "make demo   install what is missing, then run a simulated car park end to end"
 	@echo "make test   install what is missing, then lint, type-check and run every test"
 	@echo "make bench  latency and throughput against same-run baselines, as a table"
+	@echo "make soak   a simulated month of 100 000 cars with faults, invariants checked (hours)"
 	@echo "make models train the plate reader's TFLite models (TensorFlow; minutes, not seconds)"
 	@echo "make docs   regenerate docs/protocol.md from the wire contract"
 	@echo "make firmware  the sensor nodes' .mpy files for the Pico W, into var/firmware/"
@@ -57,7 +58,8 @@ fuzz: venv
 # Chromium with its WebDriver for the dashboard's browser tests, the fonts the plate renderer
 # draws with, the GL/GLib libraries OpenCV (the reader bench's PP-OCRv4 baseline) loads, and the
 # lane devices' test peers: ffmpeg and Debian's RTSP::Server (an IP camera's stream), socat (a
-# serial pty pair for the RS-485 display).
+# serial pty pair for the RS-485 display), and the fleet's NATS server and PostgreSQL (tests start
+# their own on free ports, docs/fleet.md; found in /usr/lib/postgresql/*/bin when not on PATH).
 system-deps:
 	@missing=""; \
 	command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing="$$missing mosquitto"; \
@@ -85,6 +87,8 @@ system-deps:
 	command -v ffmpeg >/dev/null 2>&1 || missing="$$missing ffmpeg"; \
 	[ -f /usr/share/perl5/RTSP/Server.pm ] || missing="$$missing librtsp-server-perl"; \
 	command -v socat >/dev/null 2>&1 || missing="$$missing socat"; \
+	command -v nats-server >/dev/null 2>&1 || [ -x /usr/sbin/nats-server ] || missing="$$missing nats-server"; \
+	{ command -v pg_ctl >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; } || missing="$$missing postgresql"; \
 	$(PYTHON) -c 'import ensurepip, venv' >/dev/null 2>&1 || missing="$$missing python3-venv"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing system packages:$$missing"; \
@@ -112,6 +116,10 @@ $(NUMPY1_STAMP): pyproject.toml
 
 clean:
 	rm -rf $(VENV) $(NUMPY1_VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis
+
+soak: venv
+	$(BIN)/parkguard --log-level error sim --scenario docs/examples/scenarios/soak-month.toml \
+		--out var/soak --report var/soak/report.json
 
 bench: venv
 	$(BIN)/python -m simulator.bench --plot var/bench/latency.png

@@ -16,6 +16,7 @@ from pathlib import Path
 import click
 from sqlite_utils import Database
 
+from cli.errors import OneStyleGroup
 from gateway.records.audit import AuditEntry, NoAuditLogError, canonical_json, read_entries
 from gateway.records.audit import verify as verify_log
 
@@ -57,7 +58,7 @@ def _open_read_only(db_path: Path) -> Database:
     return Database(conn)
 
 
-@click.group(name="audit")
+@click.group(name="audit", cls=OneStyleGroup)
 def audit() -> None:
     """Check and read the hash-chained audit log (manual opens, overrides, refunds ...)."""
 

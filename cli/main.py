@@ -8,18 +8,15 @@ commands (``demo``, ``sim``) and its bench cameras in through entry points
 
 from __future__ import annotations
 
-import logging
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
 import click
 
-from cli.errors import plain_os_error, show_error
 from cli.plugins import PluggableGroup
 from cli.process import wait_for_signal
 from parkguard import __version__
-from parkguard.errors import ParkGuardError
 
 
 @click.group(cls=PluggableGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -27,7 +24,11 @@ from parkguard.errors import ParkGuardError
 @click.option("--log-level", default="WARNING", show_default=True,
               type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
               help="How much to log to stderr.")
-def main(log_level: str) -> None:
+@click.option("--log-format", default="text", show_default=True, envvar="PARKGUARD_LOG_FORMAT",
+              type=click.Choice(["text", "json"], case_sensitive=False),
+              help="text for a person; json: one object per line for journald/Loki "
+              "(docs/integrations.md). Also $PARKGUARD_LOG_FORMAT.")
+def main(log_level: str, log_format: str) -> None:
     """ParkGuard — underground car park lanes, sensors, gateway and simulator.
 
     \b
@@ -40,13 +41,14 @@ def main(log_level: str) -> None:
       parkguard broker run        a local Mosquitto for development
       parkguard audit verify DB   check the hash-chained audit log
       parkguard payments reconcile   a provider's daily statement vs our books
+      parkguard patrol report -c F   patrol rounds and compliance of a day
       parkguard plate check TEXT  what a plate is (series, colour), or what is wrong
       parkguard tariff check F    validate a tariff file and run its golden vectors
       parkguard contract docs     regenerate docs/protocol.md from the code
     """
-    logging.basicConfig(
-        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    from parkguard.logformat import configure
+
+    configure(log_level, "json" if log_format.lower() == "json" else "text")
 
 
 @main.command()
@@ -190,7 +192,9 @@ def _register() -> None:
     # the gateway's sqlite-utils: imported when run, so a lane with the `lane` extra alone
     # starts (cli/plugins.py; found by `make lane-arm64-check`)
     main.add_lazy("audit", "cli.audit:audit", extra="gateway")
+    main.add_lazy("fleet", "fleet.commands:fleet", extra="fleet")
     main.add_lazy("payments", "cli.payments:payments", extra="gateway")
+    main.add_lazy("patrol", "cli.patrol:patrol", extra="gateway")
     main.add_lazy("users", "cli.users:users", extra="gateway")
     lane.add_command(_lane_selftest)
     main.add_command(plate)
@@ -206,21 +210,6 @@ _register()
 def run() -> None:
     """Console entry point: configuration and operational errors become a clear message and
     exit code 2, not a traceback."""
-    try:
-        # Without standalone mode click *returns* the code of ctx.exit(n) instead of exiting.
-        code = main(standalone_mode=False)
-    except click.exceptions.Exit as done:
-        sys.exit(done.exit_code)
-    except click.ClickException as error:
-        show_error(error)  # `error: ...`, the one style (cli/errors.py)
-        sys.exit(error.exit_code)
-    except click.Abort:
-        click.echo("aborted", err=True)
-        sys.exit(1)
-    except ParkGuardError as error:
-        click.echo(f"error: {error}", err=True)
-        sys.exit(2)
-    except OSError as error:  # a file a command opened: named, without "[Errno 2]"
-        click.echo(f"error: {plain_os_error(error)}", err=True)
-        sys.exit(2)
-    sys.exit(code if isinstance(code, int) else 0)
+    # standalone: the group's own main says every error `error: ...` and exits with its code
+    # (cli/errors.py OneStyle), the same whether run here or through click's CliRunner
+    main()

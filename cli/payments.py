@@ -15,7 +15,7 @@ from pathlib import Path
 import click
 from sqlite_utils import Database
 
-from cli.errors import UnreadableInputError, plain_os_error
+from cli.errors import OneStyleGroup, UnreadableInputError, plain_os_error
 from gateway.money.payments.reconcile_statement import (
     LABELS,
     Mismatch,
@@ -92,7 +92,7 @@ def report(provider: str, statement: Statement, ours: OurSide,
     return lines
 
 
-@click.group(name="payments")
+@click.group(name="payments", cls=OneStyleGroup)
 def payments() -> None:
     """Drivers' payments against the providers' statements."""
 

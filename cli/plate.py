@@ -22,7 +22,7 @@ from typing import Any
 import click
 from pydantic import ValidationError
 
-from cli.errors import UnreadableInputError, plain_os_error
+from cli.errors import OneStyleGroup, UnreadableInputError, plain_os_error
 from parkguard.core.plates import (
     DEFAULT_POLICY,
     MatchPolicy,
@@ -38,7 +38,7 @@ from parkguard.core.plates import (
 from parkguard.core.plates.charset import tidy
 
 
-@click.group(name="plate")
+@click.group(name="plate", cls=OneStyleGroup)
 def plate() -> None:
     """Check plate texts and match a camera read against the cars inside."""
 

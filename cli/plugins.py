@@ -20,6 +20,8 @@ from typing import Any
 
 import click
 
+from cli.errors import OneStyleGroup
+
 GROUP = "parkguard.commands"
 
 
@@ -39,9 +41,9 @@ def _not_installed(name: str, extra: str, error: ModuleNotFoundError) -> click.C
                                            "allow_extra_args": True})
 
 
-class PluggableGroup(click.Group):
+class PluggableGroup(OneStyleGroup):
     """A click group that also lists, and loads on demand, the commands plugged into it and
-    the ones added with :meth:`add_lazy`."""
+    the ones added with :meth:`add_lazy`; errors said ``error: ...`` (cli/errors.py)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -26,7 +26,7 @@ from typing import Any
 
 import click
 
-from cli.errors import UnreadableInputError, plain_os_error
+from cli.errors import OneStyle, UnreadableInputError, plain_os_error
 from cli.native_log import runtime_info_dropped
 
 
@@ -49,7 +49,7 @@ def _region(ctx: click.Context, param: click.Parameter,
     return left, top, right, bottom
 
 
-@click.command("read")
+@click.command("read", cls=OneStyle)
 @click.argument("images", nargs=-1, required=True,
                 type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="One JSON document instead of text.")

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import click
 
-from cli.errors import UnreadableInputError, plain_os_error
+from cli.errors import OneStyleGroup, UnreadableInputError, plain_os_error
 from parkguard.core.bill_lines import BillLine, itemise, stay_en, stay_zh
 from parkguard.core.plates import PlateError, is_no_plate, parse_plate
 from parkguard.core.tariffs import (
@@ -92,7 +92,7 @@ def _checked_plate(plate: str) -> str:
                                  param_hint="--plate") from error
 
 
-@click.group(name="tariff")
+@click.group(name="tariff", cls=OneStyleGroup)
 def tariff() -> None:
     """Price a stay by hand and check a tariff file with its golden vectors."""
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import click
 import sqlite_utils
 
+from cli.errors import OneStyleGroup
 from gateway.storage.database import open_database
 from gateway.web.users import ROLES, UserError, UserStore, check_username
 
@@ -44,7 +45,7 @@ def _read_password(from_stdin: bool) -> str:
     return str(click.prompt("Password", hide_input=True, confirmation_prompt=True))
 
 
-@click.group(name="users")
+@click.group(name="users", cls=OneStyleGroup)
 def users() -> None:
     """Dashboard accounts: guard, supervisor, manager, merchant."""
 

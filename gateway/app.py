@@ -5,11 +5,13 @@ from __future__ import annotations
 import logging
 import secrets
 from datetime import datetime
+from pathlib import Path
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 from broker.provision.bundle import broker_address, load_bundle
 from gateway.config import GatewayConfig, SafetySettings
+from gateway.fleet_orders import FleetOrders
 from gateway.lanes.capacity import Capacity
 from gateway.lanes.commands import LaneCommander
 from gateway.lanes.otp import OtpDesk, refuse_all
@@ -22,22 +24,31 @@ from gateway.money.payments import PaymentDesk, PaymentProvider
 from gateway.money.payments.factory import build_provider
 from gateway.money.pricing import SitePricing
 from gateway.patrols.desk import PatrolDesk
+from gateway.patrols.regime import load_site_regime
+from gateway.plans.assembly import SitePlans, build_site_plans
 from gateway.records.audit import AuditLog
+from gateway.records.audit.anchor import AuditHeadPublisher
 from gateway.runtime.availability import Availability, availability_will
+from gateway.runtime.discovery import Discovery, discovery_configs
 from gateway.runtime.exits import PayLink
 from gateway.runtime.inbox import Inbox, Job
 from gateway.runtime.service import Gateway
 from gateway.safety.alarms import AlarmChange, AlarmMonitor, SensorKind
 from gateway.safety.alerts import AlertDesk, AppriseNotifier, Ticker, load_or_create_key
+from gateway.safety.complaints import ComplaintDesk
+from gateway.safety.faults import LaneFaults
+from gateway.safety.handover import HandoverDesk
+from gateway.safety.holds import HoldDesk
 from gateway.safety.incidents import IncidentDesk
 from gateway.storage.store import GatewayStore
 from gateway.web import WebServer, WebSettings, load_secret_key
 from gateway.web.tickets import TicketSigner
 from parkguard.clock import Clock
-from parkguard.configfile import load_config
-from parkguard.core.patrol import load_patrol_config
+from parkguard.configfile import load_config, reveal
+from parkguard.errors import ConfigError
 from wire.bus import Bus
 from wire.contract import topics
+from wire.fleet_command import command_filter
 from wire.mqtt import MqttBus
 
 log = logging.getLogger(__name__)
@@ -103,6 +114,16 @@ def pay_link_of(config: GatewayConfig, clock: Clock) -> PayLink | None:
     return link
 
 
+def metrics_token(path: Path | None) -> str | None:
+    """The bearer token that may read ``/metrics``, from its file; None without one."""
+    if path is None:
+        return None
+    token = path.read_text(encoding="utf-8").strip()
+    if len(token) < 16:
+        raise ConfigError(f"web.metrics_token_file: {path} holds fewer than 16 characters")
+    return token
+
+
 class GatewayApp:
     """The running gateway process: one persistent MQTT session, one SQLite file, and the
     dashboard when the config has a ``[web]`` section."""
@@ -143,6 +164,9 @@ class GatewayApp:
             will=availability_will(config.site, clock),  # lanes stop asking a dead gateway
         )
         self.availability = Availability(self.bus, config.site, clock)
+        self.audit_head = AuditHeadPublisher(  # the fleet keeps it: docs/fleet.md
+            self.bus, config.site, clock, db, run_on_worker=lambda work: self.inbox.put(
+                Job.of(work)))
         keys = lane_keys_of(config)
         self.commander = LaneCommander(self.bus, config.site, keys, clock, self.audit)
         self.replicas = ReplicaPublisher(
@@ -153,6 +177,7 @@ class GatewayApp:
         self.capacity = None if config.capacity is None else Capacity.from_store(
             config.capacity, self.store, site=config.site, clock=clock,
             publish=self.replicas.publish_capacity)
+        self.discovery = self._discovery()
         # The worker's inbox comes first: the alert courier hands its work to the worker.
         self.inbox = Inbox()
         self.alarms: AlarmMonitor | None = None
@@ -162,10 +187,22 @@ class GatewayApp:
         if safety is not None:
             self.alerts, self.alarms = self._safety_desks(safety)
         self.bus.when_refused(self._refused_for_size)
+        # Plates held at the exit reach the lanes with their lists (an offline exit holds too).
+        self.holds = HoldDesk(db, clock=clock, audit=self.audit, alerts=self.alerts,
+                              on_change=self.replicas.passes_changed)
+        self.replicas.holds = self.holds.list_entries
+        self.faults = None if self.alerts is None or safety is None else LaneFaults(
+            self.alerts, stale_after_s=safety.lane_offline_after_s)
+        self.complaints = ComplaintDesk(db, clock=clock, audit=self.audit, alerts=self.alerts,
+                                        settings=None if safety is None else safety.complaints)
+        self.handover = HandoverDesk(db, clock=clock, audit=self.audit,
+                                     shift_at=None if safety is None
+                                     else safety.alerts.shift_at)
         self.patrols: PatrolDesk | None = None
         if config.patrol_file is not None:
             self.patrols = PatrolDesk(
-                self.store.db, config=load_patrol_config(config.patrol_file), clock=clock,
+                self.store.db, config=load_site_regime(config.patrol_file, config.tariff_file),
+                clock=clock,
                 raise_alert=self.alerts.raise_alert if self.alerts is not None else None)
         self.service = Gateway(
             site=config.site, clock=clock, store=self.store, bus=self.bus, billing=self.billing,
@@ -173,6 +210,7 @@ class GatewayApp:
             reconciler=self.reconciler, alarms=self.alarms, alerts=self.alerts,
             patrols=self.patrols, inbox=self.inbox, window=config.receipt_window,
             commander=self.commander, pay_link=pay_link_of(config, clock), audit=self.audit,
+            holds=self.holds, faults=self.faults,
         )
         self._ticker = None if safety is None else Ticker(
             self.clock, lambda now: self.service.call(lambda: self._tick(now)))
@@ -180,6 +218,24 @@ class GatewayApp:
             self.store, site=config.site, site_name=config.site_name, clock=clock,
             settings=config.otp, notifier=AppriseNotifier(), publisher=self.bus,
             run_on_owner=lambda work: self.inbox.put(Job.of(work)))
+        # Owner contacts, fire drills and the flood plan (docs/contacts.md).
+        self.site_plans: SitePlans = build_site_plans(
+            db, clock=clock, audit=self.audit, contacts=config.contacts,
+            plans=None if safety is None else safety.plans, alerts=self.alerts,
+            alarms=self.alarms, lanes=self.commander, notifier=AppriseNotifier(),
+            otp_sms_url=None if config.otp is None else reveal(config.otp.sms_url),
+            run_on_owner=lambda work: self.inbox.put(Job.of(work)), zone=zone)
+        if self.patrols is not None and self.site_plans.flood is not None:
+            self.patrols.on_accepted_tap(self.site_plans.flood.on_checkpoint_tap)
+        if self.patrols is not None and self.site_plans.equipment is not None:
+            self.patrols.on_accepted_tap(self.site_plans.equipment.on_checkpoint_tap)
+        if self.otp is not None and self.site_plans.contacts is not None:
+            self.otp.on_consent = self.site_plans.kiosk_consent  # agreed at the kiosk
+        self.fleet_orders = None if config.fleet is None else FleetOrders(  # docs/fleet.md
+            site=config.site, settings=config.fleet, db=db, clock=clock, audit=self.audit,
+            publisher=self.bus, pricing=self.pricing, tariff_file=config.tariff_file,
+            access=self.billing.access, lanes=self.commander,
+            on_tariff=self.replicas.publish_snapshot)
         self.web: WebServer | None = None
 
     def _safety_desks(self, safety: SafetySettings) -> tuple[AlertDesk, AlarmMonitor]:
@@ -200,6 +256,19 @@ class GatewayApp:
         alarms.add_listener(self._barriers_follow_fire)
         return alerts, alarms
 
+    def _discovery(self) -> Discovery | None:
+        """Home Assistant's entities for this site, when ``[homeassistant]`` turns them on:
+        every lane the gateway serves, every sensor node of the inventory, and the occupancy
+        when it keeps capacity (read from one lane's retained capacity)."""
+        settings = self.config.homeassistant
+        if not settings.enabled:
+            return None
+        lanes = sorted(self.replicas.lanes)
+        entities = discovery_configs(
+            self.config.site, lanes=lanes, sensors=sensor_kinds_of(self.config),
+            capacity_lane=lanes[0] if self.capacity is not None and lanes else None)
+        return Discovery(self.bus, self.config.site, settings.discovery_prefix, entities)
+
     def _refused_for_size(self, topic: str, size: int, limit: int) -> None:
         """Something the gateway meant to publish was over the broker's packet limit and never
         left (the bus refuses it rather than be disconnected and resend it forever): staff must
@@ -218,8 +287,14 @@ class GatewayApp:
         if self.alarms is not None and self.alerts is not None:
             self.alarms.tick(now)
             self.alerts.tick(now)
+        if self.faults is not None:
+            self.faults.tick(now)
+        if now.second < 2:  # about once a minute
+            self.complaints.check_overdue(now)
+        self.site_plans.tick(now)
         if self.patrols is not None and now.second < 2:  # about once a minute
             self.patrols.check_overdue(now)
+            self.patrols.check_staffing(now)  # a short roster today or tomorrow
 
     def _barriers_follow_fire(self, change: AlarmChange) -> None:
         """Belt and braces beside the retained alarm the lanes act on themselves: a signed
@@ -254,6 +329,13 @@ class GatewayApp:
                            refuse_all(self.config.site, self.bus, self.clock)
                            if self.otp is None else self.otp.on_message)
         self.availability.start()  # 'online' on every connect, once the worker is serving
+        orders = self.fleet_orders
+        if orders is not None:  # handled on the worker, like every write
+            self.bus.subscribe(command_filter(self.config.site), lambda topic, payload: (
+                self.inbox.put(Job.of(lambda: orders.on_message(topic, payload)))))
+        if self.discovery is not None:
+            self.discovery.start()  # Home Assistant's configs, retained, on every connect
+        self.audit_head.start()
         self.bus.start()
         self.service.call(self._publish_replicas)
         if self._ticker is not None:
@@ -264,7 +346,10 @@ class GatewayApp:
                 secret_key=load_secret_key(web.secret_key_file),
                 https_only=web.https_only, tls_certfile=web.tls_certfile,
                 tls_keyfile=web.tls_keyfile,
-                forwarded_allow_ips=tuple(web.forwarded_allow_ips))).start()
+                forwarded_allow_ips=tuple(web.forwarded_allow_ips),
+                metrics_allow=tuple(str(network) for network in web.metrics_allow),
+                metrics_token=metrics_token(web.metrics_token_file),
+                lane_stale_s=web.lane_stale_s)).start()
         return self
 
     def _publish_replicas(self) -> None:
@@ -283,7 +368,9 @@ class GatewayApp:
             self.alerts.close()
         if self.otp is not None:
             self.otp.close()
+        self.site_plans.close()
         self.service.stop()  # its last batch is acknowledged while the bus is still up
+        self.audit_head.stop()
         self.availability.stop()  # a clean stop has no Last Will: 'offline' said here
         self.bus.stop()
         self.store.close()

@@ -5,14 +5,21 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, IPvAnyNetwork, model_validator
 
+from gateway.contacts.settings import ContactSettings
+from gateway.fleet_orders import FleetLinkSettings
 from gateway.lanes.capacity import CapacitySettings
+from gateway.lanes.evidence import EvidenceCacheSettings
 from gateway.lanes.otp import OtpSettings
 from gateway.money.payments.settings import AlipaySettings, WeChatPaySettings
 from gateway.money.pricing import EXAMPLE_TARIFF
+from gateway.plans.settings import PlanSettings
+from gateway.runtime.discovery import HomeAssistantSettings
 from gateway.safety.alarms import AlarmSettings
 from gateway.safety.alerts import AlertSettings
+from gateway.safety.complaints import ComplaintSettings
+from gateway.safety.emergency import DEFAULT_NUMBERS, EmergencyNumber
 from parkguard.configfile import BrokerSettings, CommandKeyHex, StrictModel
 from parkguard.core.plates import MatchPolicy
 from parkguard.core.zones import TimeZoneName
@@ -48,6 +55,10 @@ class PaymentSettings(StrictModel):
         return self
 
 
+#: The shortest lane age the live view may call stale (it polls every 2 s).
+MIN_LANE_STALE_S = 10.0
+
+
 class WebConfig(StrictModel):
     """The dashboard and the drivers' pay page (docs/dashboard.md)."""
 
@@ -68,11 +79,31 @@ class WebConfig(StrictModel):
         description="the pay page's address as drivers' phones reach it (https://pay.example."
                     "cn), no trailing slash: an exit lane with a fee due shows a QR code of "
                     "{public_url}/pay?...; absent: the lane shows no QR, only 付款码")
+    metrics_allow: list[IPvAnyNetwork] = Field(
+        default_factory=list, max_length=32,
+        description="addresses or networks (10.0.5.7/32) that may read /metrics: the site's "
+                    "Prometheus, never a reverse proxy the public reaches (docs/"
+                    "integrations.md); with neither this nor metrics_token_file, /metrics is off")
+    metrics_token_file: Path | None = Field(
+        default=None, description="a file holding a bearer token (16+ characters) that may "
+                                  "read /metrics from any address")
+    lane_stale_s: float = Field(
+        default=0, ge=0, le=3600,
+        description="the live view greys a lane said online but not heard from (state or "
+                    "event) for longer; 0: off, as lanes publish their state on change, not "
+                    "on a timer (docs/dashboard.md); else 10-3600 s")
 
     @model_validator(mode="after")
     def _tls_pair(self) -> WebConfig:
         if (self.tls_certfile is None) != (self.tls_keyfile is None):
             raise ValueError("tls_certfile and tls_keyfile go together: set both or neither")
+        return self
+
+    @model_validator(mode="after")
+    def _stale_age(self) -> WebConfig:
+        if 0 < self.lane_stale_s < MIN_LANE_STALE_S:
+            raise ValueError(f"lane_stale_s: 0 (off) or at least {MIN_LANE_STALE_S:.0f} s (a "
+                             "shorter age greys lanes between two polls of the live view)")
         return self
 
 
@@ -91,6 +122,16 @@ class SafetySettings(StrictModel):
 
     alerts: AlertSettings
     alarms: AlarmSettings = AlarmSettings()
+    plans: PlanSettings = Field(
+        default=PlanSettings(), description="fire drills and response teams, heavy-rain "
+                                            "readiness (docs/alarms-and-alerts.md)")
+    complaints: ComplaintSettings = Field(
+        default_factory=ComplaintSettings,
+        description="hours to answer each kind of incident by a call-back (docs/incidents.md)")
+    lane_offline_after_s: float = Field(
+        default=0, ge=0, le=86_400,
+        description="a lane not heard from for longer raises an `offline:{lane}` alert "
+                    "(docs/alarms-and-alerts.md, lane faults); 0: only its Last Will does")
 
 
 class GatewayConfig(StrictModel):
@@ -113,6 +154,9 @@ class GatewayConfig(StrictModel):
     capacity: CapacitySettings | None = Field(
         default=None, description="spaces per level and the lot-full rule (docs/capacity.md)")
     replicas: ReplicaSettings = ReplicaSettings()
+    evidence: EvidenceCacheSettings = Field(
+        default_factory=EvidenceCacheSettings,
+        description="fetched evidence images of reads (docs/evidence.md)")
     lane_keys: dict[str, CommandKeyHex] = Field(
         default_factory=dict,
         description="lane id → hex HMAC key for signed commands, when the broker bundle "
@@ -130,6 +174,13 @@ class GatewayConfig(StrictModel):
                                   "are not watched (docs/alarms-and-alerts.md)")
     web: WebConfig | None = Field(default=None,
                                   description="dashboard and pay page; absent: none")
+    homeassistant: HomeAssistantSettings = Field(
+        default=HomeAssistantSettings(),
+        description="Home Assistant MQTT discovery (docs/integrations.md); off by default")
+    emergency_numbers: tuple[EmergencyNumber, ...] = Field(
+        default=DEFAULT_NUMBERS, min_length=1, max_length=8,
+        description="tap-to-call numbers on every staff page, in this order (default 119 "
+                    "fire, 110 police, 120 ambulance, 122 traffic accident)")
     matching: MatchPolicy = Field(
         default=MatchPolicy(), description="when a dirty exit read counts as a car inside"
     )
@@ -137,6 +188,13 @@ class GatewayConfig(StrictModel):
         default=ReceiptWindow(),
         description="how far a lane event's or decide request's `ts` may be from the "
                     "gateway's clock; outside it the message is dead-lettered")
+    contacts: ContactSettings | None = Field(
+        default=None, description="the owner contact register: numbers of drivers who agreed "
+                                  "to be reached, kept encrypted (docs/contacts.md); absent: "
+                                  "none are taken")
+    fleet: FleetLinkSettings | None = Field(
+        default=None, description="signed commands from the fleet (docs/fleet.md): the "
+                                  "fleet's public key and bounds; absent: none are obeyed")
     otp: OtpSettings | None = Field(
         default=None, description="one-time codes texted to no-plate drivers (lanes with "
                                   "[kiosk] confirm = \"otp\"); absent: every code request "

@@ -9,8 +9,10 @@ the system clock, and an in-process :class:`~gateway.app.GatewayApp`:
    :mod:`simulator.bench` (lane in1 ↔ gateway): one MQTT round trip.
 2. **online** — the gateway answers. The clock starts when the arming loop's pin goes high
    (the car arrives) and stops when the lane calls ``Barrier.raise_`` (the barrier command):
-   loop event → ``vehicle_detected`` and ``plate_read`` journaled (``synchronous=FULL``) →
-   plate read → decide request → gateway verdict → reply → ``decision`` journaled → relay.
+   loop event → plate read → decide request → ``vehicle_detected`` and ``plate_read``
+   written while the gateway decides → gateway verdict → reply → ``decision`` written →
+   relay. Those rows go on the card with the ``barrier_moved`` right after the relay, not
+   before it (docs/lane.md, "The online decision waits for no fsync").
    Each car drives in, then out (an exit also prices the stay).
 3. **silent** — the gateway is still connected (its availability says ``online``) but its
    worker hangs: every lane waits out its decide deadline (``timing.decide_deadline_ms``,

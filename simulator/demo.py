@@ -7,7 +7,6 @@ it works the same on a laptop, a Pi and CI.
 from __future__ import annotations
 
 import logging
-import random
 from collections.abc import Callable, Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -15,6 +14,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from functools import partial
 from pathlib import Path
 from time import monotonic, sleep
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from rich.console import Console
@@ -23,6 +23,7 @@ from rich.table import Table
 
 from broker.provision.generate import load_site
 from broker.runner import MosquittoBroker
+from cli.native_log import runtime_info_dropped
 from parkguard.clock import ManualClock
 from parkguard.core.tariffs import format_yuan
 from parkguard.errors import ConfigError
@@ -30,9 +31,12 @@ from simulator.camera import ReaderKind
 from simulator.office import Office, open_the_office, pay_on_the_way_out
 from simulator.plots import plot_day
 from simulator.provisioned import provision_simulated_site
-from simulator.site import PayMethod, SimulatedSite, SiteSummary
+from simulator.site import SimulatedSite, SiteSummary, payment_mix
 from simulator.traffic import Visit, day_of_visits
 from wire.mqtt import BrokerAddress
+
+if TYPE_CHECKING:
+    from simulator.scenario.run import ScenarioReport
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +58,7 @@ class DemoOptions:
     plots: bool = True
     office: bool = True  # passes, a merchant's coupons and pay-page payments during the day
     free_open_hour: bool = True  # exit lanes held open 17:00-18:00: those exits go free
-    reader: ReaderKind = "ground_truth"  # tflite: lanes read rendered frames with the real reader
+    reader: ReaderKind = "tflite"  # lanes read rendered frames; ground_truth: handed the plate
 
 
 @dataclass(frozen=True)
@@ -98,11 +102,13 @@ def run_demo(options: DemoOptions, console: Console | None = None,
     with ExitStack() as stack:
         provisioned = _own_broker(options, stack, console) if options.broker is None else (
             _existing_broker(options))
-        site = stack.enter_context(SimulatedSite(
-            site=options.site, broker=provisioned.address_of, workdir=options.workdir,
-            clock=clock, entry_lanes=options.entry_lanes, exit_lanes=options.exit_lanes,
-            timezone=options.timezone, lane_keys=provisioned.lane_keys, reader=options.reader,
-        ))
+        with runtime_info_dropped():  # the TFLite runtime's start-up INFO line
+            built = SimulatedSite(
+                site=options.site, broker=provisioned.address_of, workdir=options.workdir,
+                clock=clock, entry_lanes=options.entry_lanes, exit_lanes=options.exit_lanes,
+                timezone=options.timezone, lane_keys=provisioned.lane_keys,
+                reader=options.reader)
+        site = stack.enter_context(built)
         office = open_the_office(site, visits, seed=options.seed) if options.office else None
         site.payer.choose = payment_mix(options.seed)
         peak = FreeOpenHour(site, day, options.timezone) if options.free_open_hour else None
@@ -128,26 +134,10 @@ def run_demo(options: DemoOptions, console: Console | None = None,
         if options.plots:
             plot = plot_day(summary.database, options.workdir / "demo-day.png",
                             timezone=options.timezone, waits_ms=list(summary.decide_waits_ms))
-        result = DemoResult(summary, plot, _money(site, office, start))
+        result = DemoResult(summary, plot, money_of(site, office, start))
         if on_ready is not None:
             on_ready(result, site)
     return result
-
-
-def payment_mix(seed: int) -> Callable[[str], PayMethod]:
-    """How each visitor who owes money at the exit pays, fixed by plate and seed: mostly the
-    lane's QR, then a 付款码, a few in cash, and a few whose code is declined (a guard lets
-    them out and the fee is a debt on the plate)."""
-
-    def choose(plate: str) -> PayMethod:
-        roll = random.Random(f"{seed}:{plate}").random()
-        if roll < 0.55:
-            return "qr"
-        if roll < 0.88:
-            return "code"
-        return "cash" if roll < 0.95 else "declined"
-
-    return choose
 
 
 class FreeOpenHour:
@@ -164,8 +154,10 @@ class FreeOpenHour:
                         datetime.combine(day, self.END, tzinfo=zone))
         self.held = False
 
-    def follow_the_clock(self) -> None:
-        now = self._site.clock.now()
+    def follow_the_clock(self, now: datetime | None = None) -> None:
+        """Hold the exits open or close them for the site's clock, or for ``now`` (a
+        scenario's next step, before the clock is moved to it)."""
+        now = now or self._site.clock.now()
         inside = self._window[0] <= now < self._window[1]
         if inside and not self.held:
             self._order("hold_open", "peak hour: barriers up, exits free (free-open rule)")
@@ -190,7 +182,8 @@ class FreeOpenHour:
                 sleep(0.001)
 
 
-def _money(site: SimulatedSite, office: Office | None, start: datetime) -> Money:
+def money_of(site: SimulatedSite, office: Office | None, start: datetime) -> Money:
+    """The takings by method and the debts booked around ``start``, and the office's work."""
     payments = site.gateway.billing.payments
     report = site.gateway.service.call(
         lambda: payments.revenue_report(start - timedelta(days=1), start + timedelta(days=3)))
@@ -240,12 +233,19 @@ def day_start(day: date, timezone: str) -> datetime:
     return datetime.combine(day, time(0, 0), tzinfo=ZoneInfo(timezone))
 
 
-def summary_table(result: DemoResult, *, cars_planned: int) -> Table:
+def summary_table(result: DemoResult, *, cars_planned: int,
+                  report: ScenarioReport | None = None) -> Table:
+    """The day on one screen, in Chinese with English beside; with a scenario's ``report``,
+    what it played (turned away, help calls, faults, alarms) and each invariant checked."""
     s = result.summary
     table = Table(title="ParkGuard demo — 停车场模拟日报", show_header=False, min_width=60)
     table.add_column("what", style="bold")
     table.add_column("value", justify="right")
-    table.add_row("车辆入场 cars in", f"{s.cars_in} of {cars_planned}")
+    if report is None:
+        table.add_row("车辆入场 cars in", f"{s.cars_in} of {cars_planned}")
+    else:
+        table.add_row("车辆入场 cars in", f"{report.cars_in} of {cars_planned} planned, "
+                      f"{report.turned_away} turned away (fire, flood)")
     table.add_row("车辆出场 cars out", str(s.cars_out))
     table.add_row("场内剩余 still inside", str(s.still_inside))
     table.add_row("拒绝放行 refused", str(s.refused))
@@ -270,7 +270,29 @@ def summary_table(result: DemoResult, *, cars_planned: int) -> Table:
     table.add_row("数据库 database", str(s.database))
     if result.plot is not None:
         table.add_row("图表 plot", str(result.plot))
+    if report is not None:
+        _scenario_rows(table, report)
     return table
+
+
+def _scenario_rows(table: Table, report: ScenarioReport) -> None:
+    """What the scenario played, then its invariants (``simulator/scenario/invariants.py``)."""
+    table.add_section()
+    played = ", ".join(f"{f['kind']}{'@' + str(f['lane']) if f['lane'] else ''} "
+                       f"{float(str(f['minutes'])):g} min" for f in report.faults) or "—"
+    table.add_row("故障 faults", f"{played}; {report.cars_during_faults} passages meanwhile")
+    drivers = report.behaviours
+    table.add_row("司机 drivers (planned)", f"{drivers.get('prepay', 0)} to prepay, "
+                  f"{drivers.get('press_help', 0)} to press help, "
+                  f"{drivers.get('no_plate', 0)} without a plate (phone at the kiosk)")
+    if report.misread_refused:
+        table.add_row("误读拒出 refused after a misread",
+                      f"{report.misread_refused} (inside: a guard opens on a help call)")
+    verdict = "[green]通过 PASSED[/green]" if report.passed else "[red]失败 FAILED[/red]"
+    table.add_row(f"场景 scenario {report.name}", verdict)
+    for item in report.checks:
+        mark = "[green]✓[/green]" if item.passed else "[red]✗[/red]"
+        table.add_row(f"  {mark} {item.name}", item.detail)
 
 
 #: How the summary names each way out (``Passed.settled``, or the decision's reason).

@@ -17,6 +17,7 @@ from gpiozero.pins.mock import MockFactory, MockPin
 from firmware.lane.config import LaneConfig
 from firmware.lane.controller import LaneController
 from firmware.lane.events import Verdict
+from firmware.lane.kiosk import SimulatedKiosk
 from firmware.lane.states import State
 from simulator.camera import ShowingCamera
 from wire.contract.messages import Settlement
@@ -133,9 +134,10 @@ class CarDriver:
         self.payer = payer
         """Who pays a fee due at an exit; None: the driver backs out instead."""
 
-    def drive_through(self, plate: str | None) -> Passage:
+    def drive_through(self, plate: str | None, *, followers: int = 0) -> Passage:
         """Arrive, wait for the verdict, pay if money is due (and there is a payer), and
-        pass if the boom goes up."""
+        pass if the boom goes up; ``followers`` more vehicles cross bumper to bumper on the
+        same opening (a tailgate)."""
         pins, lane = self._pins, self._controller
         verdicts_before = lane.verdicts
         self._camera.show(plate)
@@ -145,13 +147,43 @@ class CarDriver:
         if verdict is None:
             raise LaneStuck("the lane counted a verdict but kept none")
         if verdict.payment_due and self.payer is not None:
-            return self._pay_and_pass(verdict, self.payer)
+            return self._pay_and_pass(verdict, self.payer, followers)
         if verdict.action != "open":
+            pins.arming.drive_low()
+            return Passage(False, verdict.reason, 0)
+        return self._pass(verdict, followers)
+
+    def drive_through_by_phone(self, phone: str, kiosk: SimulatedKiosk, *,
+                               exit_code: str | None = None) -> Passage:
+        """A car without a plate: onto the loop, the lane cannot read a plate and refuses;
+        the driver types ``phone`` at the kiosk (at an exit, given ``exit_code``: its last
+        four digits too, and that 付款码 if a fee is due), then passes if the boom goes up."""
+        pins, lane = self._pins, self._controller
+        before = lane.verdicts
+        self._camera.show(None)
+        pins.arming.drive_high()
+        _wait_real(lambda: lane.verdicts > before, self._patience, "a verdict (no plate)")
+        verdict = lane.last_verdict
+        if verdict is not None and verdict.action == "open":  # held up: free-open, a fire
+            return self._pass(verdict)
+        asked = lane.verdicts
+        kiosk.type_phone(phone)
+        if exit_code is not None:  # an exit: the last four digits confirm the number
+            kiosk.type_digits(phone.replace(" ", "")[-4:])
+        _wait_real(lambda: lane.verdicts > asked, self._patience, "a verdict for the phone")
+        verdict = lane.last_verdict
+        if verdict is None:
+            raise LaneStuck("the lane counted a verdict but kept none")
+        if verdict.payment_due and exit_code is not None:
+            kiosk.scan(exit_code)
+            _wait_real(lambda: bool(pins.relay.state), self._patience,
+                       "the barrier to rise after a 付款码")
+        elif verdict.action != "open":
             pins.arming.drive_low()
             return Passage(False, verdict.reason, 0)
         return self._pass(verdict)
 
-    def _pay_and_pass(self, verdict: Verdict, payer: Payer) -> Passage:
+    def _pay_and_pass(self, verdict: Verdict, payer: Payer, followers: int = 0) -> Passage:
         """Pay, then wait for the barrier; a ``display`` command instead (the gateway's
         "code declined") sends the driver back out, still owing."""
         pins, lane = self._pins, self._controller
@@ -162,9 +194,9 @@ class CarDriver:
         if not pins.relay.state:
             pins.arming.drive_low()
             return Passage(False, verdict.reason, 0)
-        return self._pass(verdict)
+        return self._pass(verdict, followers)
 
-    def _pass(self, verdict: Verdict) -> Passage:
+    def _pass(self, verdict: Verdict, followers: int = 0) -> Passage:
         pins, lane = self._pins, self._controller
         passed_before = lane.events.last_passed
         # Up for this car: with the boom held up (free-open) the relay is on already, and a
@@ -175,6 +207,9 @@ class CarDriver:
         pins.safety.drive_high()
         pins.arming.drive_low()
         pins.safety.drive_low()
+        for _ in range(followers):  # the next vehicle, bumper to bumper
+            pins.safety.drive_high()
+            pins.safety.drive_low()
 
         def through() -> bool:
             if lane.events.last_passed is passed_before:

@@ -9,13 +9,22 @@ from __future__ import annotations
 
 import random
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import partial
+from typing import Protocol
 
 from gateway.money.merchants import CouponGrant
 from simulator.site import SimulatedSite
 from simulator.traffic import Visit
+
+
+class _Car(Protocol):
+    """A planned visit of either planner (the plain day's or a scenario's)."""
+
+    @property
+    def plate(self) -> str: ...
 
 MERCHANT = "M001"
 #: Demo logins for the dashboard (user, role, merchant), printed by ``parkguard demo``.
@@ -33,7 +42,7 @@ class Office:
     prepay_plates: set[str] = field(default_factory=set)
 
 
-def open_the_office(site: SimulatedSite, visits: list[Visit], *, seed: int) -> Office:
+def open_the_office(site: SimulatedSite, visits: Sequence[_Car], *, seed: int) -> Office:
     """Before the day: monthly and family passes for a few regulars, a prepaid merchant
     that gives "park 2 h free" coupons to about one visitor in ten, and the drivers (about
     one in five) who will pay on the pay page before walking back to their car."""

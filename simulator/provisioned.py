@@ -15,6 +15,7 @@ from broker.provision.inventory import (
     BrokerSpec,
     LaneSpec,
     MonitorSpec,
+    PatrolReaderSpec,
     SensorSpec,
     SiteInventory,
 )
@@ -27,7 +28,8 @@ def simulated_inventory(
     exit_lanes: Iterable[str],
     monitors: Iterable[str] = ("control-room",),
 ) -> SiteInventory:
-    """The inventory of a simulated site: its lanes, a gateway, a fire and a flood node."""
+    """The inventory of a simulated site: its lanes, a gateway, a fire and a flood node, a
+    guards' patrol reader."""
     lanes = [LaneSpec(id=lane, direction="entry") for lane in entry_lanes]
     lanes += [LaneSpec(id=lane, direction="exit") for lane in exit_lanes]
     return SiteInventory(
@@ -35,6 +37,7 @@ def simulated_inventory(
         broker=BrokerSpec(address="localhost"),
         lanes=tuple(lanes),
         sensors=(SensorSpec(id="fire1", kind="fire_panel"), SensorSpec(id="flood1", kind="flood")),
+        patrol_readers=(PatrolReaderSpec(id="patrol1", location="B1 guard booth"),),
         monitors=tuple(MonitorSpec(id=m, name="simulator watcher") for m in monitors),
     )
 

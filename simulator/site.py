@@ -26,7 +26,9 @@ from pydantic import SecretStr
 from firmware.lane.config import (
     CameraSettings,
     CommandSettings,
+    EvidenceSettings,
     JournalSettings,
+    KioskSettings,
     LaneConfig,
     LaneTiming,
 )
@@ -80,16 +82,22 @@ def build_lane(
     *, site: str, lane: str, direction: Direction, address: BrokerAddress, clock: Clock,
     factory: MockFactory, timing: LaneTiming | None = None, command_key: bytes | None = None,
     journal: Path | None = None, reader: ReaderKind = "ground_truth",
+    no_plate_key: bytes | None = None,
 ) -> SimulatedLane:
     """One lane node on its own mock board, with its camera and the car driver that plays it;
-    with ``command_key`` it obeys the gateway's signed commands."""
+    with ``command_key`` it obeys the gateway's signed commands; with ``no_plate_key`` (the
+    site's no-plate key) its kiosk takes a phone number from a car without a plate."""
     config = LaneConfig(site=site, lane=lane, direction=direction,
                         broker=settings_of(address), timing=timing or LaneTiming(),
                         commands=CommandSettings(
                             hmac_key=None if command_key is None
                             else SecretStr(command_key.hex())),
                         journal=JournalSettings(path=journal),
-                        camera=_camera_settings(reader))
+                        camera=_camera_settings(reader),
+                        kiosk=KioskSettings(site_key=None if no_plate_key is None
+                                            else SecretStr(no_plate_key.hex())),
+                        # a simulated day keeps fewer pictures than a lane's SD card would
+                        evidence=EvidenceSettings(max_reads=1000, max_bytes=64 * 1024**2))
     seed = sum(lane.encode())  # each lane's camera renders its own scenes
     camera, plate_reader = camera_and_reader(reader, clock, seed=seed,
                                              region=config.camera.plate_region)
@@ -149,6 +157,22 @@ PayMethod = Literal["qr", "code", "cash", "waive", "declined"]
 declines (a guard then lets the car out and the fee is a debt)."""
 
 GUARD = "guard:sim"
+
+
+def payment_mix(seed: int) -> Callable[[str], PayMethod]:
+    """How each visitor who owes money at the exit pays, fixed by plate and seed: mostly the
+    lane's QR, then a 付款码, a few in cash, and a few whose code is declined (a guard lets
+    them out and the fee is a debt on the plate)."""
+
+    def choose(plate: str) -> PayMethod:
+        roll = random.Random(f"{seed}:{plate}").random()
+        if roll < 0.55:
+            return "qr"
+        if roll < 0.88:
+            return "code"
+        return "cash" if roll < 0.95 else "declined"
+
+    return choose
 
 
 class ExitPayer:
@@ -286,6 +310,9 @@ class SimulatedSite:
         safety_file: Path | None = None,
         reader: ReaderKind = "ground_truth",
         pay_at_exit: bool = True,
+        patrol_file: Path | None = None,
+        sensors: Mapping[str, Literal["fire_panel", "flood"]] | None = None,
+        no_plate_key: bytes | None = None,
     ) -> None:
         self.clock = clock
         self.entry_lanes, self.exit_lanes = entry_lanes, exit_lanes
@@ -298,7 +325,8 @@ class SimulatedSite:
             broker=settings_of(broker("gateway")),
             tariff_file=tariff_file,
             lane_keys={lane: SecretStr(key.hex()) for lane, key in keys.items()},
-            capacity=capacity, safety_file=safety_file,
+            capacity=capacity, safety_file=safety_file, patrol_file=patrol_file,
+            sensors=dict(sensors or {}),
             payments=PaymentSettings(provider="simulated"),  # play money: demo and tests
         )
         self.gateway = GatewayApp(self.gateway_config, clock=clock, allow_simulated=True)
@@ -310,7 +338,7 @@ class SimulatedSite:
             self.lanes[lane] = build_lane(  # each lane is its own board
                 site=site, lane=lane, direction=direction, address=broker(f"lane-{lane}"),
                 clock=clock, factory=pin_factory(lane), command_key=keys.get(lane),
-                journal=workdir / f"lane-{lane}.db", reader=reader)
+                journal=workdir / f"lane-{lane}.db", reader=reader, no_plate_key=no_plate_key)
         self.payer = ExitPayer(self)
         if pay_at_exit:
             for lane in exit_lanes:
@@ -401,6 +429,13 @@ class SimulatedSite:
                 )
             time.sleep(0.0005)
         service.wait_idle()
+
+    def recount(self) -> None:
+        """Take every event sent so far as stored, so :meth:`settle` waits only for what comes
+        next: after a scenario replaced the gateway (a new one counts from zero) and made sure
+        everything the lanes journaled is stored."""
+        emitted = sum(lane.node.controller.events_emitted for lane in self.lanes.values())
+        self._replayed = self.gateway.service.events_stored - emitted
 
     def summary(self, wall_seconds: float) -> SiteSummary:
         store = self.gateway.store

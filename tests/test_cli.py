@@ -55,7 +55,14 @@ def test_the_demo_balances_its_day_and_leaves_a_verifiable_audit_log(tmp_path: P
     out = tmp_path / "demo"
     result = run("demo", "--cars", "30", "--out", str(out), timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "30 of 30" in result.stdout
+    assert "30 of 30" in result.stdout  # read by the TFLite reader, the demo's default
+    # Played as the demo scenario (docs/examples/scenarios/demo.toml), its invariants held.
+    assert "场景 scenario demo" in result.stdout and "通过 PASSED" in result.stdout
+    assert "gateway_kill 10 min" in result.stdout
+    assert "alarms acted on within the" in result.stdout
+    logged = (out / "demo.log").read_text(encoding="utf-8")  # the site's lines, off screen
+    assert "FIRE at fire1" in logged and "flood level 0 -> 2" in logged
+    assert "XNNPACK" not in result.stderr + result.stdout  # no runtime chatter
     assert "decide p50 / p99" in result.stdout
     assert "出场方式 exits by" in result.stdout and "扫码 QR" in result.stdout  # paid at the exit
     assert (out / "demo-day.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -58,7 +58,11 @@ def test_a_fee_dispute_on_a_real_exit_carries_the_quote_the_reads_and_the_match(
     assert [r["plate"] for r in evidence["exit_reads"]][:1] == ["粤B1234S"]
     # paid by the exit lane's QR (the pay page, then the provider's callback)
     assert [(p["method"], p["amount_fen"]) for p in evidence["payments"]] == [("prepay", 1100)]
-    assert evidence["snapshots"] == [] and evidence["session"]["plate"] == VISITOR
+    reads = [*evidence["entry_reads"], *evidence["exit_reads"]]
+    assert evidence["snapshots"] == [ref for r in reads for ref in r["snapshots"]]
+    assert {ref["url"] for ref in evidence["snapshots"]} == {
+        f"/evidence/{r['event_id']}/{image}.jpg" for r in reads for image in ("plate", "car")}
+    assert evidence["session"]["plate"] == VISITOR
     assert opened.contact_phone_masked == "138****5678" and opened.state == "open"
 
     payment_id = evidence["payments"][0]["payment_id"]
@@ -104,7 +108,9 @@ def test_an_accident_at_a_lane_attaches_what_the_lane_just_read(desk: IncidentDe
                          description="car touched the barrier arm")
 
     assert [r["plate"] for r in incident.evidence["lane_reads"]] == ["粤A00003", "粤A00002"]
-    assert incident.evidence["lane_reads"][0]["snapshots"] == ["snap/粤A00003.jpg"]
+    assert [ref["url"] for ref in incident.evidence["lane_reads"][0]["snapshots"]] == [
+        "/evidence/e粤A00003/plate.jpg", "/evidence/e粤A00003/car.jpg"]
+    assert len(incident.evidence["snapshots"]) == 4  # both reads' plate crop and whole view
     assert incident.contact_phone_masked == "" and incident.kind_label == "事故 accident"
 
 

@@ -195,3 +195,40 @@ def test_a_journal_from_a_newer_schema_is_refused_by_name(tmp_path: Path) -> Non
     db.commit()
     db.close()
     Journal(path).close()
+
+
+def test_a_row_written_without_waiting_for_the_card_is_published_only_once_synced(
+    tmp_path: Path,
+) -> None:
+    """The online decision's rows (docs/lane.md): written with NORMAL, kept from the outbox
+    until a FULL commit or a sync has put them on the card, so a power cut can only take rows
+    nobody was told about."""
+    journal = Journal(tmp_path / "j.db")
+    try:
+        journal.append(JournalRow(1, "event-0001", "barrier", "t", b"{}"))
+        journal.append_many([JournalRow(2, "event-0002", "vehicle_detected", "t", b"{}"),
+                             JournalRow(3, "event-0003", "plate_read", "t", b"{}")],
+                            durable=False)
+        journal.append_many([JournalRow(4, "event-0004", "decision", "t", b"{}")],
+                            durable=False)
+        assert journal.durable_seq == 1
+        assert [row.seq for row in journal.unsent()] == [1]
+        assert journal.unsent_count() == 4  # committed all the same (a crash keeps them)
+        journal.append(JournalRow(5, "event-0005", "barrier", "t", b"{}"))  # its fsync: all
+        assert journal.durable_seq == 5
+        assert [row.seq for row in journal.unsent()] == [1, 2, 3, 4, 5]
+        journal.append_many([JournalRow(6, "event-0006", "decision", "t", b"{}")],
+                            durable=False)
+        assert journal.sync() and not journal.sync()  # the second has nothing to do
+        assert [row.seq for row in journal.unsent(after=5)] == [6]
+        journal.append_many([JournalRow(7, "event-0007", "decision", "t", b"{}")],
+                            durable=False)
+    finally:
+        journal.close()
+    # A process that died after a NORMAL write: the next one syncs when it opens.
+    again = Journal(tmp_path / "j.db")
+    try:
+        assert again.durable_seq == 7
+        assert [row.seq for row in again.unsent(after=6)] == [7]
+    finally:
+        again.close()

@@ -18,7 +18,8 @@ from wire.contract.messages import PatrolTap
 CONFIG = load_patrol_config(Path(__file__).resolve().parents[1] / "docs/examples/patrols.toml")
 START = datetime(2026, 4, 30, 16, 0, tzinfo=UTC)  # 1 May 00:00 in Shanghai
 FULL = {"present": "ok", "pressure_or_hose_ok": "ok", "seal_intact": "ok",
-        "lens_clean": "ok", "signs_clean": "ok", "floor_clean": "ok", "walls_clean": "ok"}
+        "lens_clean": "ok", "signs_clean": "ok", "floor_clean": "ok", "walls_clean": "ok",
+        "no_cobwebs": "ok"}
 
 
 def test_a_month_of_the_three_checks(tmp_path: Path) -> None:
@@ -87,10 +88,10 @@ def test_a_month_of_the_three_checks(tmp_path: Path) -> None:
     assert results[("joint-inspection", "captain+manager")] == ["missed"]
     joint = next(r for r in report.obligations if r.obligation == "joint-inspection")
     assert (joint.counted, joint.required) == (2, 3)
-    assert results[("booth-floor", "guard+squad_leader")] == ["met"] * 31
-    assert results[("booth-walls", "guard+squad_leader")] == ["met"]
+    assert results[("booth-floor", "cleaner+guard+squad_leader")] == ["met"] * 31
+    assert results[("booth-walls", "cleaner+guard+squad_leader")] == ["met"]
     assert results[("fire-equipment", "guard+squad_leader+captain")] == ["met"]
-    assert set(results[("lenses-signs", "guard+squad_leader")]) == {"met"}
+    assert set(results[("lenses-signs", "cleaner+guard+squad_leader")]) == {"met"}
     rows = list(csv.DictReader(io.StringIO(obligations_csv(report))))
     assert len(rows) == len(report.obligations)
     assert time.perf_counter() - began < 30

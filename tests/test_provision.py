@@ -500,8 +500,10 @@ def test_acl_topics_are_the_contracts_topics() -> None:
     assert written == {
         topics.lane_event("mall-b2", "in1"), topics.lane_state("mall-b2", "in1"),
         topics.lane_decide("mall-b2", "in1"), topics.lane_otp("mall-b2", "in1"),
+        topics.lane_evidence_reply("mall-b2", "in1"),
     }
     read = {g.topic for g in grants(lane, inv) if g.access == "read"}
+    assert topics.lane_evidence_get("mall-b2", "in1") in read
     assert topics.lane_cmd("mall-b2", "in1") in read
     assert topics.lane_decide_reply("mall-b2", "in1") in read
     assert topics.lane_otp_reply("mall-b2", "in1") in read
@@ -524,7 +526,8 @@ def test_a_monitor_may_read_everything_and_write_nothing(tmp_path: Path) -> None
     monitor = next(d for d in inv.devices() if d.kind == "monitor")
     assert monitor.device_id == "monitor-control-room"
     assert [(g.access, g.topic) for g in grants(monitor, inv)] == [
-        ("read", "parkguard/v1/mall-b2/#")
+        ("read", "parkguard/v1/mall-b2/#"),
+        ("read", "homeassistant/+/parkguard_mall_b2/#"),  # Home Assistant logs in as one
     ]
 
 

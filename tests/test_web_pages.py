@@ -26,6 +26,8 @@ PLATE = "粤B12345"
 PAGES: dict[str, set[str]] = {
     "/lanes": {"guard", "supervisor", "manager"},
     "/alerts": {"guard", "supervisor", "manager"},
+    "/plans": {"guard", "supervisor", "manager"},
+    "/contacts": {"guard", "supervisor", "manager"},
     "/api/alerts": {"guard", "supervisor", "manager"},
     "/sessions": {"guard", "supervisor", "manager"},
     "/api/lanes": {"guard", "supervisor", "manager"},
@@ -33,6 +35,8 @@ PAGES: dict[str, set[str]] = {
     "/audit": {"supervisor", "manager"},
     "/api/audit": {"supervisor", "manager"},
     "/incidents": {"supervisor", "manager"},
+    "/patrols": {"supervisor", "manager"},
+    "/cleaning": {"supervisor", "manager"},  # and cleaners: tests/test_cleaning_browser.py
     "/reports": {"manager"},
     "/reports/2026-05-06/summary.csv": {"manager"},
     "/reports/2026-05-06/sessions.csv": {"manager"},
@@ -43,8 +47,12 @@ PAGES: dict[str, set[str]] = {
     "/merchant/statement?month=2026-05": {"merchant"},
     "/api/merchant": {"merchant"},
 }
-NAV_LINKS = {"/lanes": "lanes", "/alerts": "lanes", "/sessions": "sessions", "/audit": "audit",
-             "/incidents": "incidents", "/reports": "reports", "/admin/merchants": "admin",
+NAV_LINKS = {"/lanes": "lanes", "/alerts": "lanes", "/handover": "lanes",
+             "/plans": "lanes", "/contacts": "lanes",
+             "/sessions": "sessions", "/audit": "audit",
+             "/incidents": "incidents", "/patrols": "patrols", "/cleaning": "cleaning",
+             "/reports": "reports",
+             "/admin/merchants": "admin",
              "/admin/passes": "admin", "/admin/refunds": "admin", "/merchant": "merchant"}
 
 

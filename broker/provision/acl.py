@@ -25,9 +25,11 @@ from dataclasses import dataclass
 from typing import Literal
 
 from broker.provision.inventory import DeviceKind, DeviceSpec, SiteInventory
-from wire.contract.topics import ALARM_KINDS, site_root
+from wire.contract.topics import ALARM_KINDS, discovery_node, site_root
 
 Access = Literal["read", "write"]
+#: Home Assistant discovery, outside the site tree (gateway/runtime/discovery.py).
+DISCOVERY = "{prefix}/+/{node}/#"
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +44,9 @@ class Rule:
     template: str
     why: str
     only: Literal["fire_panel", "flood"] | None = None
+    outside: bool = False
+    """A topic outside the site tree (Home Assistant discovery): ``{prefix}`` is the
+    inventory's discovery prefix, ``{node}`` the site's discovery node id."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,10 +70,15 @@ RULES: dict[DeviceKind, tuple[Rule, ...]] = {
         Rule("write", "lane/{lane}/decide/reply", "answers each lane's decide requests"),
         Rule("write", "lane/{lane}/otp/reply", "answers each lane's one-time code requests"),
         Rule("write", "lane/{lane}/replica/#", "keeps each lane's offline replica current"),
+        Rule("write", "lane/{lane}/evidence/get", "asks each lane for the images of a read"),
         *(Rule("write", f"alarm/{kind}", f"sets and clears the {kind} alarm")
           for kind in ALARM_KINDS),
         Rule("write", "alert/+", "raises, escalates and resolves alerts"),
         Rule("write", "gateway/availability", "its retained online/offline and Last Will"),
+        Rule("write", DISCOVERY, "Home Assistant discovery configs of this site, retained",
+             outside=True),
+        Rule("write", "audit/head", "its audit chain's head, retained, for the fleet to keep"),
+        Rule("write", "fleet/ack", "answers each signed fleet command: applied or refused"),
     ),
     "lane": (
         Rule("write", "lane/{self}/event", "its own events"),
@@ -79,6 +89,9 @@ RULES: dict[DeviceKind, tuple[Rule, ...]] = {
         Rule("write", "lane/{self}/otp", "asks the gateway to text or check a one-time code"),
         Rule("read", "lane/{self}/otp/reply", "the gateway's answers about one-time codes"),
         Rule("read", "lane/{self}/replica/#", "its offline replica"),
+        Rule("read", "lane/{self}/evidence/get", "the gateway's requests for its images"),
+        Rule("write", "lane/{self}/evidence/reply", "the images it kept of a read, to the "
+             "gateway"),
         Rule("read", "alarm/+", "site alarms: a fire opens the barrier even without the gateway"),
         Rule("read", "gateway/availability", "whether to ask the gateway or decide alone at once"),
     ),
@@ -98,6 +111,8 @@ RULES: dict[DeviceKind, tuple[Rule, ...]] = {
     "monitor": (
         Rule("read", "#", "watches the whole site, read-only (control-room screen, "
              "commissioning, tests)"),
+        Rule("read", DISCOVERY, "Home Assistant's discovery configs of this site (Home "
+             "Assistant logs in as a monitor)", outside=True),
     ),
 }
 
@@ -105,6 +120,7 @@ RULES: dict[DeviceKind, tuple[Rule, ...]] = {
 BRIDGE_RULES: tuple[Rule, ...] = (
     Rule("write", "#", "forwards the whole site tree to the fleet"),
     Rule("read", "lane/+/cmd", "brings fleet commands for this site's lanes back"),
+    Rule("read", "fleet/command/+", "brings the fleet's signed commands to this site's gateway"),
 )
 
 
@@ -114,7 +130,11 @@ def grants(device: DeviceSpec, inventory: SiteInventory) -> Iterator[Grant]:
     for rule in RULES[device.kind]:
         if rule.only is not None and rule.only != device.sensor_kind:
             continue
-        if "{lane}" in rule.template:
+        if rule.outside:
+            yield Grant(rule.access, rule.template.format(
+                prefix=inventory.gateway.discovery_prefix,
+                node=discovery_node(inventory.site)), rule.why)
+        elif "{lane}" in rule.template:
             for lane in inventory.lanes:
                 yield Grant(rule.access, f"{root}/{rule.template.format(lane=lane.id)}", rule.why)
         else:
@@ -182,7 +202,12 @@ def summary_table() -> str:
             topic = rule.template.replace("{self}", _PLACEHOLDER[kind])
             who = _WHO[kind] + (f" (kind `{rule.only}` only)" if rule.only else "")
             verb = "publish" if rule.access == "write" else "receive"
-            rows.append(f"| {who} | {verb} | `{topic}` | {rule.why} |")
+            if rule.outside:  # spelled from the root, not under the site tree
+                topic = "`{}` (outside the tree)".format(
+                    rule.template.replace("{node}", "parkguard_{site}"))
+            else:
+                topic = f"`{topic}`"
+            rows.append(f"| {who} | {verb} | {topic} | {rule.why} |")
     for rule in BRIDGE_RULES:
         verb = "publish" if rule.access == "write" else "receive"
         rows.append(

@@ -4,6 +4,8 @@ The site broker dials out (a car park's network lets connections out, rarely in)
 
 - forwards its whole tree ``parkguard/v1/{site}/#`` to the fleet, QoS 1;
 - brings back commands for its lanes, ``parkguard/v1/{site}/lane/+/cmd``, QoS 1.
+- brings in the fleet's signed commands for its gateway, ``parkguard/v1/{site}/fleet/command/+``
+  (``in`` only; the gateway answers on ``fleet/ack``, which goes out: docs/fleet.md).
 
 Topics cross the bridge **unchanged**, without ``local-prefix``/``remote-prefix`` remapping.
 The topic root already contains the site slug, so a topic means the same on both brokers:
@@ -19,6 +21,13 @@ connection as a bridge and the fleet does not echo the bridge's own messages bac
 
 On the fleet side the site needs one user (``bridge-{site}``) and one ACL block; both are
 written by ``parkguard broker init`` into ``fleet/`` for the fleet operator to append.
+
+When the fleet is a NATS cluster (``[fleet] kind = "nats"``, docs/fleet.md) its MQTT listener
+refuses Mosquitto's private bridge flag, so ``try_private`` is off, and nothing would stop
+NATS echoing our own commands back: the site then forwards only what the fleet keeps (lane
+events and states, sensors, patrols, alarms, alerts, gateway availability, audit heads), never
+``lane/+/cmd``, the decide traffic or the replicas. ``other_nodes`` are the cluster's other
+MQTT listeners: Mosquitto tries them in turn when the one it had goes away.
 """
 
 from __future__ import annotations
@@ -36,6 +45,14 @@ KEEPALIVE_S = 30
 #: then growing, never more than 60 s apart, with jitter so sites do not reconnect in step.
 RESTART_BASE_S = 5
 RESTART_CAP_S = 60
+#: What a site sends a NATS fleet (under its root): no commands (they would echo back), no
+#: decide requests or replicas (site-local traffic the fleet has no use for).
+NATS_OUTGOING = ("lane/+/event", "lane/+/state", "sensor/#", "patrol/#", "alarm/#", "alert/#",
+                 "gateway/#", "audit/#", "fleet/ack")
+#: Signed fleet commands (wire/fleet_command.py) come in on their own prefix, bridged ``in``
+#: only: never sent out, so NATS has nothing of ours to echo back. On the site broker no
+#: device may write them (only the bridge brings them) and the gateway reads them.
+FLEET_INCOMING = "fleet/command/+"
 
 
 def connection_name(site: str) -> str:
@@ -71,6 +88,10 @@ class BridgeConf:
     cafile: Path
     username: str
     password: str
+    fleet_kind: str = "mosquitto"
+    other_nodes: tuple[str, ...] = ()
+    restart_base_s: int = RESTART_BASE_S
+    restart_cap_s: int = RESTART_CAP_S
 
 
 def _one_line(value: str, what: str, *, secret: bool = False) -> str:
@@ -87,14 +108,14 @@ def render_bridge(conf: BridgeConf) -> str:
         "# Bridge to the fleet broker: the site tree goes out, lane commands come back,",
         "# topics unchanged (they already carry the site). See broker/provision/bridge.py.",
         f"connection {name}",
-        f"address {_one_line(conf.address, 'address')}:{conf.port}",
+        "address " + " ".join([f"{_one_line(conf.address, 'address')}:{conf.port}",
+                               *(_one_line(node, "other node") for node in conf.other_nodes)]),
         "# TLS to the fleet, verified against the fleet's CA and its host name.",
         f"bridge_cafile {_one_line(str(conf.cafile), 'cafile')}",
         "bridge_insecure false",
         "bridge_tls_version tlsv1.2",
         "bridge_protocol_version mqttv311",
-        "# Tell the fleet this is a bridge, so it never echoes our own messages back (no loops).",
-        "try_private true",
+        *_private(conf),
         f"remote_username {_one_line(conf.username, 'username')}",
         f"remote_password {_one_line(conf.password, 'password', secret=True)}",
         "# Client ids unique across the fleet; on the fleet use_username_as_clientid makes the",
@@ -106,13 +127,29 @@ def render_bridge(conf: BridgeConf) -> str:
         "cleansession false",
         "start_type automatic",
         f"keepalive_interval {KEEPALIVE_S}",
-        f"restart_timeout {RESTART_BASE_S} {RESTART_CAP_S}",
+        f"restart_timeout {conf.restart_base_s} {conf.restart_cap_s}",
         "notifications true",
         f"notification_topic {notification_topic(conf.site)}",
-        f"topic {outgoing_pattern(conf.site)} out 1",
+        *_outgoing(conf),
         f"topic {incoming_pattern(conf.site)} in 1",
+        f"topic {site_root(conf.site)}/{FLEET_INCOMING} in 1",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _private(conf: BridgeConf) -> list[str]:
+    if conf.fleet_kind == "nats":
+        return ["# NATS refuses the private bridge flag; no loop: commands are not sent out.",
+                "try_private false"]
+    return ["# Tell the fleet this is a bridge, so it never echoes our own messages back "
+            "(no loops).", "try_private true"]
+
+
+def _outgoing(conf: BridgeConf) -> list[str]:
+    if conf.fleet_kind == "nats":
+        root = site_root(conf.site)
+        return [f"topic {root}/{leaf} out 1" for leaf in NATS_OUTGOING]
+    return [f"topic {outgoing_pattern(conf.site)} out 1"]
 
 
 def fleet_acl_grants(site: str) -> Iterator[tuple[str, str]]:

@@ -426,6 +426,8 @@ def _provision(
             cafile=fleet_ca,
             username=bridge_user,
             password=store.passwords[bridge_user],
+            fleet_kind=inventory.fleet.kind,
+            other_nodes=inventory.fleet.other_nodes,
         )
     conf = BrokerConf(
         port=inventory.broker.port,

@@ -115,6 +115,11 @@ class GatewaySpec(StrictModel):
     """The site gateway: reads the whole site tree, commands lanes, raises alarms and alerts."""
 
     location: str = Field(default="", max_length=200, description="where it is installed")
+    discovery_prefix: str = Field(
+        default="homeassistant", pattern=r"^[A-Za-z0-9_-]{1,64}$",
+        description="Home Assistant's MQTT discovery prefix: the gateway may publish its "
+        "configs under {prefix}/+/parkguard_{site}/ and monitors may read them "
+        "(docs/integrations.md); the gateway's [homeassistant] says the same")
 
 
 class LaneSpec(StrictModel):
@@ -192,11 +197,30 @@ class FleetSpec(StrictModel):
         description="the fleet broker's CA certificate (PEM); relative paths are relative to "
         "the inventory file",
     )
+    kind: Literal["mosquitto", "nats"] = Field(
+        default="mosquitto",
+        description="a Mosquitto, or the MQTT listener of the fleet's NATS cluster "
+        "(docs/fleet.md)")
+    other_nodes: tuple[str, ...] = Field(
+        default=(), max_length=8,
+        description="the cluster's other nodes as host:port, tried in turn when the one "
+        "before is down (same certificate names apply)")
 
     @field_validator("address")
     @classmethod
     def _address_is_a_host(cls, value: str) -> str:
         return _host(value)
+
+    @field_validator("other_nodes")
+    @classmethod
+    def _nodes(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        nodes = []
+        for node in value:
+            host, sep, port = node.rpartition(":")
+            if not sep or not port.isdigit() or not 1 <= int(port) <= 65535:
+                raise ValueError(f"{node!r} is not host:port")
+            nodes.append(f"{_host(host)}:{int(port)}")
+        return tuple(nodes)
 
 
 class _HasId(Protocol):

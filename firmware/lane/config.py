@@ -137,6 +137,11 @@ class KioskSettings(StrictModel):
                     "digits; otp: at entries and exits, a one-time code the gateway texts to "
                     "the phone (gateway [otp]); with the gateway silent an entry goes ahead "
                     "by number and an exit asks for the last four digits")
+    contact_consent: str | None = Field(
+        default=None, pattern=r"^[a-z0-9]{1,8}$",
+        description="otp: offer the owner contact register at the code prompt, naming the "
+                    "wording version the driver agrees to by typing 1 after the code (the "
+                    "gateway's [contacts], docs/contacts.md); absent: not offered")
     otp_wait_ms: int = Field(default=3000, ge=100, le=30_000,
                              description="otp: how long the lane waits for the gateway to "
                                          "say the code was texted, or whether it was right")
@@ -340,6 +345,33 @@ class JournalSettings(StrictModel):
                                                "to be acknowledged when the broker is there")
 
 
+class EvidenceSettings(StrictModel):
+    """The lane's store of evidence images: a JPEG of the plate crop and of the whole view
+    for every read, served to the gateway on request (docs/evidence.md). Bounded by count
+    and by bytes; the oldest read's images go first."""
+
+    enabled: bool = Field(default=True, description="keep images of reads at all")
+    path: Path | None = Field(
+        default=None,
+        description="directory of the store; default evidence-{lane}/ beside the journal "
+                    "(the lane's state directory)")
+    max_reads: int = Field(default=5000, ge=1, le=1_000_000,
+                           description="reads kept at most (each: plate crop and whole view)")
+    max_bytes: int = Field(default=512 * 1024 * 1024, ge=1024 * 1024, le=64 * 1024**3,
+                           description="bytes of JPEG kept at most")
+    car_width: int = Field(default=960, ge=160, le=1920,
+                           description="the whole view is scaled down to at most this many "
+                                       "pixels wide before it is kept")
+    quality: int = Field(default=80, ge=30, le=95, description="JPEG quality, 30-95")
+    chunk_bytes: int = Field(default=96 * 1024, ge=1024, le=144 * 1024,
+                             description="JPEG bytes per evidence/reply piece (base64 makes "
+                                         "them 4/3 larger; the broker's packet limit is "
+                                         "256 KiB)")
+    queue: int = Field(default=16, ge=1, le=256,
+                       description="reads waiting to be encoded and written at most; more are "
+                                   "dropped (counted), never slowing the barrier")
+
+
 class LaneConfig(StrictModel):
     """Everything one lane node needs to run."""
 
@@ -358,6 +390,7 @@ class LaneConfig(StrictModel):
     journal: JournalSettings = JournalSettings()
     kiosk: KioskSettings = KioskSettings()
     watchdog: WatchdogSettings = WatchdogSettings()
+    evidence: EvidenceSettings = EvidenceSettings()
     matching: MatchPolicy = Field(
         default_factory=MatchPolicy,
         description="plate matcher for offline exits: use the gateway's [matching] values")

@@ -42,6 +42,7 @@ from firmware.lane.devices.display import Display, RecordingDisplay
 from firmware.lane.devices.hardware import LaneHardware
 from firmware.lane.devices.health import DeviceHealth, HealthReporter
 from firmware.lane.events import EventLog, Verdict
+from firmware.lane.evidence import EvidenceKeeper, EvidenceServer
 from firmware.lane.fire import run_fire_mode
 from firmware.lane.gate import WAITING, Gate
 from firmware.lane.journal import Journal, Outbox
@@ -99,9 +100,11 @@ class LaneController:
         kiosk: InputSource | None = None,
         scanner: InputSource | None = None,
         confirmation: Confirmation | None = None,
+        evidence: tuple[EvidenceKeeper, EvidenceServer] | None = None,
     ) -> None:
         self.config = config
         self._hw = hardware
+        self.evidence = evidence  # the read images' store, and its answers to the gateway
         self._bus = bus
         self.replica = replica or LaneReplica(site=config.site, lane=config.lane,
                                               journal=journal, policy=config.matching)
@@ -122,7 +125,8 @@ class LaneController:
             self.codes = GatewayCodes(site=config.site, lane=config.lane, bus=bus, clock=clock,
                                       wait_ms=config.kiosk.otp_wait_ms,
                                       block_until=self.waiter.block_until)
-            confirmation = OneTimeCode(self.codes, direction=config.direction)
+            confirmation = OneTimeCode(self.codes, direction=config.direction,
+                                       contact_consent=config.kiosk.contact_consent)
         self.kiosk = KioskDesk(
             direction=config.direction, site_key=reveal(config.kiosk.site_key),
             confirmation=confirmation or LastFourDigits(), show=self.status.show,
@@ -134,7 +138,8 @@ class LaneController:
                          events=self.events, status=self.status, decider=self.decider,
                          kiosk=self.kiosk, camera=camera, reader=reader,
                          fire_active=self.alarms.fire_active, command_waiting=inbox.waiting,
-                         close_waiting=inbox.close_waiting)
+                         close_waiting=inbox.close_waiting,
+                         keep_evidence=evidence[0].submit if evidence else None)
         self.commands = CommandDesk(inbox, gate=self.gate, events=self.events,
                                     status=self.status)
         self._gaps_reported = 0
@@ -283,6 +288,10 @@ class LaneController:
                 self._bus.subscribe(topic, self.codes.on_reply)
         self._bus.subscribe(topics.gateway_availability(site), self.decider.on_availability)
         self._bus.subscribe(topics.lane_cmd(site, lane), self.commands.inbox.on_command)
+        if self.evidence is not None:
+            keeper, server = self.evidence
+            keeper.start()
+            self._bus.subscribe(server.topic(), server.on_request)
         self.outbox.start()
         if self.commands.inbox.verifier is None:
             log.warning("lane %s: no command key configured, every command will be refused",
@@ -301,6 +310,8 @@ class LaneController:
         if self._worker is not None:
             self._worker.join(timeout=5)
         self.events.flush()  # a car's held events, if the worker stopped while asking
+        if self.evidence is not None:
+            self.evidence[0].stop()
         self.outbox.stop(flush_timeout=self.config.journal.flush_timeout_s)
         self.status.publish_offline()
 

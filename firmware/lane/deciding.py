@@ -144,8 +144,9 @@ class Decider:
 
     def _decide_alone(self, correlation_id: str, reading: PlateReading,
                       wait_ms: float, identity: NoPlateId | None) -> Verdict:
-        """The replica's answer; its evidence is journaled (the decision event itself goes
-        into the journal too, synchronous FULL)."""
+        """The replica's answer; its evidence is journaled without waiting for the card: the
+        decision event that follows is a FULL commit, which puts both there before the
+        barrier moves (the lane's copy is the only one: docs/lane.md)."""
         now = self._clock.now()
         if identity is not None:
             offline = self._no_plate_alone(identity, now)
@@ -155,7 +156,7 @@ class Decider:
             offline = self.replica.exit(reading.plate, reading.char_confidences, now)
         self._journal.put(f"decision.{correlation_id}", json.dumps(
             {"reason": offline.reason, "fee_fen": offline.fee_fen, **offline.evidence},
-            ensure_ascii=False, default=str))
+            ensure_ascii=False, default=str), durable=False)
         return Verdict(offline.action, offline.reason, offline.fee_fen, offline.session_id,
                        "lane", wait_ms, offline.display)
 

@@ -23,7 +23,7 @@ from typing import Final
 
 from firmware.lane.config import LaneConfig
 from firmware.lane.deciding import Decider
-from firmware.lane.devices.camera import Camera, PlateReader, PlateReading
+from firmware.lane.devices.camera import Camera, Frame, PlateReader, PlateReading
 from firmware.lane.devices.display import TEXTS, fee_due, goodbye
 from firmware.lane.devices.hardware import LaneHardware
 from firmware.lane.events import EventLog, Verdict, new_correlation_id
@@ -62,7 +62,8 @@ class Gate:
                  waiter: Waiter, events: EventLog, status: LaneStatus, decider: Decider,
                  kiosk: KioskDesk, camera: Camera, reader: PlateReader,
                  fire_active: Callable[[], bool], command_waiting: Callable[[], bool],
-                 close_waiting: Callable[[], bool]) -> None:
+                 close_waiting: Callable[[], bool], keep_evidence: Callable[
+                     [str, Frame | None, PlateReading], None] | None = None) -> None:
         self.config = config
         self._hw = hardware
         self.machine = machine
@@ -76,6 +77,8 @@ class Gate:
         self._fire_active = fire_active
         self._command_waiting = command_waiting
         self._close_waiting = close_waiting
+        self._keep_evidence = keep_evidence  # the read's frame → the evidence store
+        self._frame: Frame | None = None  # the frame of the last read's box
         self.served_arrivals = 0
         self.fault_retry = True
         self._last_read: tuple[int, str | None] | None = None  # (arming arrival, plate)
@@ -151,7 +154,7 @@ class Gate:
         correlation_id = new_correlation_id()
         verdict = self._decider.decide(correlation_id, reading, identity)
         if verdict.payment_due and self.machine.held_open:
-            verdict = self._free_open(verdict, reading.plate)  # held open: out, free
+            verdict = verdict.free_open(reading.plate)  # held open: out, free
         display = verdict.display
         if display is None and verdict.payment_due:
             display = fee_due(reading.plate, verdict.fee_fen)
@@ -160,9 +163,13 @@ class Gate:
         self._kiosk.gate = AtTheGate(self._hw.arming_loop.arrivals, reading.plate,
                                      verdict.fee_fen, identity, verdict=verdict,
                                      correlation_id=correlation_id)
-        self._events.decision(correlation_id, reading.plate, verdict, identity)
+        # The gateway's verdict is on its own books too: written before the barrier moves
+        # (a crash of the process keeps it), on the card just after (docs/lane.md, journal).
+        self._events.decision(correlation_id, reading.plate, verdict, identity,
+                              durable=verdict.decided_by != "gateway")
         if verdict.action != "open":
             # Refused: the driver has to back out, use the kiosk or call for help.
+            self._events.sync()
             self.step(Event.DECIDED_REFUSE)
             self.wait_refused()
             return
@@ -171,7 +178,7 @@ class Gate:
     def read_plate(self, *, hold: bool = False) -> PlateReading:
         """Read the car at the loop and report it (``hold``: the ``plate_read`` event is
         journaled with the next one, see :mod:`firmware.lane.events`)."""
-        arrival = self._hw.arming_loop.arrivals
+        arrival, self._frame = self._hw.arming_loop.arrivals, None
         try:
             reading = self._read_arriving_car()
         except Exception as error:  # a broken camera or reader is a failed read, not a stop
@@ -179,11 +186,12 @@ class Gate:
             self._events.fault("read_failed", f"camera or reader: {error}")
             reading = UNREAD
         self._last_read = (arrival, reading.plate)
-        self._events.emit(
-            PlateRead, hold=hold, plate=reading.plate, confidence=reading.confidence,
-            char_confidences=reading.char_confidences, reader=self._reader.name,
-            read_ms=reading.read_ms,
-        )
+        event = self._events.emit(PlateRead, hold=hold, plate=reading.plate,
+                                  confidence=reading.confidence, read_ms=reading.read_ms,
+                                  char_confidences=reading.char_confidences,
+                                  reader=self._reader.name)
+        if self._keep_evidence:  # queued: the barrier never waits for a JPEG
+            self._keep_evidence(event.event_id, self._frame, reading)
         return reading
 
     def _read_arriving_car(self) -> PlateReading:
@@ -193,20 +201,15 @@ class Gate:
         of 1 fuses every car: an int8 recogniser's read can be exactly 1.0 confident."""
         settings = self.config.camera
         frames = [self._camera.capture()]
+        self._frame = frames[0]
         reading = self._reader.read(frames[0])
         trusted = (settings.trust_confidence < 1.0
                    and reading.confidence >= settings.trust_confidence)
         if settings.fuse_frames == 1 or trusted:
             return reading
         frames += [self._camera.capture() for _ in range(settings.fuse_frames - 1)]
+        self._frame = next((f for f in frames if f.image), frames[0])  # the box's frame
         return self._reader.read_many(frames)
-
-    @staticmethod
-    def _free_open(verdict: Verdict, plate: str | None) -> Verdict:
-        """A fee due at a lane held open (peak rule): the car goes out free, and says so."""
-        offline = "offline_" if verdict.decided_by == "lane" else ""
-        return replace(verdict, action="open", reason=f"{offline}free_open", pay_url=None,
-                       display=goodbye(plate, "免费放行", "Free exit"), settled="free_open")
 
     def _paid_offline(self) -> bool:
         car = self._kiosk.gate
@@ -358,6 +361,7 @@ class Gate:
         # once a car has come.
         car_seen = arming.vehicle_present or safety.vehicle_present
         self.step(OPENED_BY.get(cause, Event.DECIDED_OPEN), cause)
+        self._events.sync()  # a decision written before the boom moved (none if its event did)
         if self.machine.state is not State.OPEN:
             return  # the boom did not reach its up limit: fault reported, a person looks
 
@@ -416,7 +420,7 @@ class Gate:
         if car is None or car.verdict is None or not car.payment_due or self._stopping:
             return
         if self.machine.state is State.IDLE and self.machine.held_open:
-            verdict = self._free_open(car.verdict, car.plate)
+            verdict = car.verdict.free_open(car.plate)
             if verdict.display is not None:
                 self._status.show(*verdict.display)
             self._open_and_pass(car.correlation_id, car.plate, verdict, cause="manual_open")

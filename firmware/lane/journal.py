@@ -1,9 +1,11 @@
 """The lane's SQLite journal and outbox: no event is lost, not even when the power goes.
 
-Every event the lane emits is written here **before** anything tries to publish it
+Every event the lane emits is on the card here **before** anything tries to publish it
 (:meth:`Journal.append`, ``synchronous=FULL``: the row is on the card when ``append``
-returns). The :class:`Outbox` thread then publishes the unsent rows in ``seq`` order, QoS 1,
-and marks a row sent only when the broker has acknowledged it (its PUBACK). So:
+returns; a row committed with ``durable=False`` waits for the next FULL commit or
+:meth:`Journal.sync` before the outbox sees it). The :class:`Outbox` thread then publishes
+the unsent rows in ``seq`` order, QoS 1, and marks a row sent only when the broker has
+acknowledged it (its PUBACK). So:
 
 - broker down or network gone: events pile up in the journal, the lane keeps working;
 - broker back: paho resends what it had in flight, the outbox hands over the rest, in order;
@@ -78,6 +80,7 @@ CREATE INDEX IF NOT EXISTS command_nonces_expiry ON command_nonces (expires_us);
 # stop a downgraded lane from starting at all).
 
 _NONCE_FLOOR_KEY: Final = "command_nonce_floor_us"
+_SYNCED_KEY: Final = "events_synced_seq"
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -132,6 +135,14 @@ class Journal:
         self._db.executescript(_SCHEMA)
         self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         self._synchronous = "FULL"
+        self._written_seq = int(
+            self._db.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0])
+        """Highest ``seq`` committed; ``_durable_seq``: highest known to be on the card (see
+        :meth:`append_many`): the outbox publishes only up to the latter."""
+        self._durable_seq = -1
+        # Rows a killed process committed with NORMAL may still be only in the kernel's
+        # cache: on the card before any of them is published.
+        self.sync()
 
     def close(self) -> None:
         with self._lock:
@@ -142,6 +153,11 @@ class Journal:
         if self._synchronous != level:
             self._db.execute(f"PRAGMA synchronous={level}")
             self._synchronous = level
+
+    def _synced(self) -> None:
+        """A ``synchronous=FULL`` commit just returned (lock held): the WAL is on the card up
+        to it, so every event committed before it is durable too, NORMAL or not."""
+        self._durable_seq = self._written_seq
 
     # events ---------------------------------------------------------------------------------
 
@@ -156,28 +172,61 @@ class Journal:
         when this returns, power cut or not)."""
         self.append_many([row])
 
-    def append_many(self, rows: list[JournalRow]) -> None:
-        """Keep several events for good in one transaction: one wait for the card, not one
-        per event."""
+    def append_many(self, rows: list[JournalRow], *, durable: bool = True) -> None:
+        """Keep several events in one transaction: one wait for the card, not one per event.
+
+        ``durable=False`` (``synchronous=NORMAL``): committed to the WAL without waiting for
+        the card. The row then survives a crash of the process (the kernel has it) but not
+        a power cut, until the next FULL commit or :meth:`sync` puts the WAL on the card;
+        the outbox does not publish it before that (:meth:`unsent`), so a row a power cut
+        takes was never told to anyone and its ``seq`` is free again. The lane uses it for
+        the few rows written between a car's arrival and its barrier rising
+        (docs/lane.md, "Journal and outbox")."""
         with self._lock:
-            self._sync("FULL")
+            self._sync("FULL" if durable else "NORMAL")
             self._db.execute("BEGIN")
             try:
                 self._db.executemany(
                     "INSERT INTO events (seq, event_id, type, topic, payload) "
                     "VALUES (?, ?, ?, ?, ?)",
                     [(r.seq, r.event_id, r.type, r.topic, r.payload) for r in rows])
+                self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                # A full card (SQLITE_FULL) or an I/O error may have rolled the transaction
+                # back already: roll back only what is still open, then say what failed.
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
                 raise
-            self._db.execute("COMMIT")
+            self._written_seq = max([self._written_seq, *(r.seq for r in rows)])
+            if durable:
+                self._synced()
+
+    def sync(self) -> bool:
+        """Put every event committed so far on the card (one FULL commit, of the highest
+        durable ``seq`` into ``kv``); nothing to do if they all are. True if it synced."""
+        with self._lock:
+            if self._durable_seq >= self._written_seq:
+                return False
+            self._sync("FULL")
+            self._db.execute("INSERT INTO kv (key, value) VALUES (?, ?) ON CONFLICT (key) "
+                             "DO UPDATE SET value = excluded.value",
+                             (_SYNCED_KEY, str(self._written_seq)))
+            self._synced()
+            return True
+
+    @property
+    def durable_seq(self) -> int:
+        """The highest ``seq`` on the card (every event at or below it survives a power cut)."""
+        return self._durable_seq
 
     def unsent(self, *, after: int = 0, limit: int = 100) -> list[JournalRow]:
-        """Unacknowledged events with ``seq`` > ``after``, oldest first."""
+        """Unacknowledged durable events with ``seq`` > ``after``, oldest first (one only
+        committed with ``durable=False`` waits for the next sync)."""
         with self._lock:
             rows = self._db.execute(
                 "SELECT seq, event_id, type, topic, payload FROM events "
-                "WHERE sent = 0 AND seq > ? ORDER BY seq LIMIT ?", (after, limit)).fetchall()
+                "WHERE sent = 0 AND seq > ? AND seq <= ? ORDER BY seq LIMIT ?",
+                (after, self._durable_seq, limit)).fetchall()
         return [JournalRow(int(r[0]), r[1], r[2], r[3], bytes(r[4])) for r in rows]
 
     def unsent_count(self) -> int:
@@ -216,6 +265,8 @@ class Journal:
             self._db.execute("INSERT INTO kv (key, value) VALUES (?, ?) "
                              "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                              (key, value))
+            if durable:
+                self._synced()
 
     # spent command nonces ---------------------------------------------------------------------
 
@@ -226,6 +277,7 @@ class Journal:
             self._sync("FULL")
             self._db.execute("INSERT OR REPLACE INTO command_nonces (nonce, expires_us) "
                              "VALUES (?, ?)", (nonce, _micros(expires)))
+            self._synced()
 
     def forget_nonces(self, expired_by: datetime, *, floor: datetime | None) -> None:
         """Drop the nonces whose commands expired at or before ``expired_by`` and keep
@@ -323,6 +375,7 @@ class Outbox:
     def flush(self, timeout: float) -> bool:
         """Wait (real time) until nothing is unsent; False if that did not happen in time."""
         deadline = time.monotonic() + timeout
+        self._journal.sync()  # rows written with durable=False are published once on the card
         while True:
             self.wake()
             remaining = deadline - time.monotonic()

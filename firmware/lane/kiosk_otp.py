@@ -37,8 +37,13 @@ OTP_TEXTS: Final[dict[str, tuple[str, str]]] = {
     "send_failed": ("短信发送失败 请按帮助键", "Text message failed: press Help"),
     "offline_entry": ("网络中断 按手机号入场", "Offline: entering by phone number"),
     "offline_last4": ("网络中断 请输入手机尾号4位", "Offline: last 4 digits of your phone"),
+    "ask_consent": ("请输入短信验证码 末尾加1=同意车辆短信提醒",
+                    "Enter the code; add a 1 to agree to texts about your car"),
 }
 """What the kiosk shows while a one-time code confirms a phone (docs/lane.md)."""
+
+CODE_DIGITS: Final = 6
+"""The gateway's codes are six digits; a seventh, 1, is the driver's contact consent."""
 
 
 SendOutcome = Literal["sent", "rate_limited", "send_failed", "unavailable", "silent"]
@@ -52,7 +57,8 @@ class CodeService(Protocol):
 
     def send(self, phone: str, identity: NoPlateId) -> SendOutcome: ...
 
-    def check(self, identity: NoPlateId, code: str) -> CheckOutcome: ...
+    def check(self, identity: NoPlateId, code: str,
+              consent: str | None = None) -> CheckOutcome: ...
 
 
 class OneTimeCode:
@@ -66,8 +72,13 @@ class OneTimeCode:
 
     at_entry = True
 
-    def __init__(self, codes: CodeService, *, direction: str = "exit") -> None:
+    def __init__(self, codes: CodeService, *, direction: str = "exit",
+                 contact_consent: str | None = None) -> None:
+        """``contact_consent``: offer the contact register (``[kiosk] contact_consent``, the
+        wording version): the prompt says so, and a 1 typed after the 6-digit code is the
+        driver's agreement, sent with the check (the code alone agrees to nothing)."""
         self._codes = codes
+        self._consent = contact_consent
         self._entry = direction == "entry"
         self._fallback = LastFourDigits()
         self._offline: set[str] = set()  # identities confirming by last four instead
@@ -78,7 +89,7 @@ class OneTimeCode:
             self._offline.discard(identity.text)
         outcome = self._codes.send(phone, identity)
         if outcome == "sent":
-            return Answer("ask", OTP_TEXTS["ask"])
+            return Answer("ask", OTP_TEXTS["ask_consent" if self._consent else "ask"])
         if outcome in ("silent", "unavailable"):
             log.warning("kiosk: no one-time code (%s): falling back", outcome)
             return self._without_gateway(identity)
@@ -102,7 +113,10 @@ class OneTimeCode:
                     self._offline.discard(identity.text)
             return answer
         code = "".join(char for char in typed if char.isdigit())
-        outcome = self._codes.check(identity, code)
+        agreed = None
+        if self._consent and len(code) == CODE_DIGITS + 1 and code.endswith("1"):
+            code, agreed = code[:CODE_DIGITS], self._consent
+        outcome = self._codes.check(identity, code, agreed)
         if outcome == "confirmed":
             return Answer("confirmed", OTP_TEXTS["ask"])
         if outcome == "wrong":
@@ -147,10 +161,12 @@ class GatewayCodes:
         log.warning("lane %s: odd answer %s to a send", self._lane, reply.outcome)
         return "unavailable"
 
-    def check(self, identity: NoPlateId, code: str) -> CheckOutcome:
+    def check(self, identity: NoPlateId, code: str,
+              consent: str | None = None) -> CheckOutcome:
         if not 4 <= len(code) <= 8 or not code.isdigit():
             return "wrong"  # not a code at all: no need to ask, and never counted
-        reply = self._ask(action="check", identity=identity.text, code=code)
+        extra = {"contact_consent": consent} if consent else {}
+        reply = self._ask(action="check", identity=identity.text, code=code, **extra)
         if reply is None:
             return "silent"
         if reply.outcome in ("confirmed", "wrong", "expired", "locked", "no_code",

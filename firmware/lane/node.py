@@ -19,6 +19,7 @@ from firmware.lane.controller import LaneController
 from firmware.lane.devices.camera import Camera, PlateReader
 from firmware.lane.devices.display import Display
 from firmware.lane.devices.hardware import LaneHardware
+from firmware.lane.evidence import EvidenceKeeper, EvidenceServer, lane_store
 from firmware.lane.journal import Journal
 from firmware.lane.kiosk import Confirmation, DeviceInput, InputSource
 from firmware.lane.replica import LaneReplica
@@ -26,6 +27,7 @@ from firmware.lane.watchdog import Notifier, Watchdog, watchdog_period_s
 from parkguard import __version__
 from parkguard.clock import Clock
 from parkguard.errors import BrokerError
+from parkguard.evidence import EvidenceStore
 from wire.bus import Bus
 from wire.contract import topics
 from wire.contract.messages import LaneState
@@ -91,7 +93,8 @@ class LaneNode:
         self.hardware = LaneHardware(config.pins, pin_factory=pin_factory,
                                      barrier=config.barrier)
         self._scratch: tempfile.TemporaryDirectory[str] | None = None
-        self.journal = Journal(self._journal_path(config, pin_factory))
+        journal_path = self._journal_path(config, pin_factory)
+        self.journal = Journal(journal_path)
         self.replica = LaneReplica(site=config.site, lane=config.lane, journal=self.journal,
                                    policy=config.matching)
         self.replica.load()
@@ -105,11 +108,20 @@ class LaneNode:
             client_id=f"lane-{config.site}-{config.lane}",
             will=offline_will(config),
         )
+        self.evidence: EvidenceStore | None = None  # parkguard.evidence
+        evidence = None
+        if config.evidence.enabled:
+            where = config.evidence.path or journal_path.parent / f"evidence-{config.lane}"
+            self.evidence = lane_store(config.evidence, where)
+            evidence = (EvidenceKeeper(self.evidence, config.evidence, lane=config.lane),
+                        EvidenceServer(self.evidence, site=config.site, lane=config.lane,
+                                       bus=self.bus, clock=clock,
+                                       chunk_bytes=config.evidence.chunk_bytes))
         self.controller = LaneController(
             config, clock=clock, hardware=self.hardware, camera=camera, reader=reader, bus=self.bus,
             journal=self.journal, replica=self.replica, display=display,
             verifier=command_verifier(config, clock, self.journal), kiosk=kiosk, scanner=scanner,
-            confirmation=confirmation,
+            confirmation=confirmation, evidence=evidence,
         )
 
     def _journal_path(self, config: LaneConfig, pin_factory: Factory | None) -> Path:

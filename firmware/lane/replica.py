@@ -34,8 +34,9 @@ passage arrives.
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -48,6 +49,7 @@ from parkguard.core.access import (
     Pass,
     billable_span,
     entry_access,
+    exit_hold,
     list_entry_from_json,
     pass_from_json,
 )
@@ -241,8 +243,8 @@ class LaneReplica:
             self._coupons = CouponBook(snapshot.coupons)
             self.epoch, self.version = snapshot.epoch, snapshot.version
             self.waiting_for_snapshot = False
-        if persist and self._journal is not None:
-            self._journal.save_snapshot(snapshot.model_dump_json())
+        if persist:
+            self._keep(lambda journal: journal.save_snapshot(snapshot.model_dump_json()))
         return "snapshot"
 
     def apply_delta(self, delta: ReplicaDelta, *, persist: bool = True) -> DeltaOutcome:
@@ -280,15 +282,26 @@ class LaneReplica:
             elif isinstance(data, PlateCoupons):
                 self._coupons.replace(data)
             self.version = delta.version
-        if persist and self._journal is not None:
-            self._journal.save_delta(delta.version, delta.model_dump_json())
+        if persist:
+            self._keep(lambda journal: journal.save_delta(delta.version,
+                                                          delta.model_dump_json()))
         return "applied"
 
     def apply_capacity(self, state: CapacityState) -> None:
         with self._lock:
             self.capacity = state
-        if self._journal is not None:
-            self._journal.put(_CAPACITY_KEY, state.model_dump_json(), durable=False)
+        self._keep(lambda journal: journal.put(_CAPACITY_KEY, state.model_dump_json(),
+                                               durable=False))
+
+    def _keep(self, write: Callable[[Journal], object]) -> None:
+        """Persist what was just applied in memory. A journal that refuses (a full card, an
+        I/O error) costs only the copy a restart would start from: the replica in memory is
+        current, and a lane that comes back online is sent a fresh snapshot anyway."""
+        try:
+            if self._journal is not None:
+                write(self._journal)
+        except sqlite3.Error as error:
+            log.warning("replica: kept in memory, not saved to the journal (%s)", error)
 
     def _open(self, session: ReplicaSession) -> None:
         self._close(session.session_id)
@@ -379,6 +392,12 @@ class LaneReplica:
                                       display=TEXTS["ambiguous"], evidence=evidence)
             session_id = self._session_by_key.get(result.plate) if result.plate else None
             session = self._sessions.get(session_id) if session_id else None
+            held = exit_hold(session.plate if session else read, now, self._lists) \
+                or exit_hold(read, now, self._lists)
+            if held is not None:  # held at the exit (an accident): a guard must come
+                return OfflineVerdict("refuse", "offline_plate_held", display=TEXTS["held"],
+                                      session_id=session_id,
+                                      evidence={**evidence, "held": held.plate})
             if session is None:
                 return OfflineVerdict("refuse", "offline_no_entry_record",
                                       display=TEXTS["no_entry"], evidence=evidence)

@@ -13,6 +13,12 @@ Requests (:class:`~wire.contract.messages.OtpRequest`) arrive on ``lane/+/otp`` 
 on the gateway's worker; the text goes out on a courier thread (a slow SMS gateway never holds
 the worker), and the ``send`` is answered once the channel took it or refused it. A bad
 request is dead-lettered with any phone number in it masked.
+
+A driver may agree at the kiosk to be reached about the car (the ``check`` carries the
+version of the wording agreed to, ``contact_consent``): the number of the code's ``send`` is
+then held in this process's memory only until the code is checked, and a confirmed code
+hands it to ``on_consent`` (the contact register, which keeps it encrypted). A number the
+driver proved by the code is the only one a kiosk consent registers.
 """
 
 from __future__ import annotations
@@ -41,6 +47,9 @@ from wire.contract import topics
 from wire.contract.messages import OtpOutcome, OtpReply, OtpRequest, decode
 
 log = logging.getLogger(__name__)
+
+MAX_HELD_NUMBERS = 256
+"""Numbers held in memory awaiting their check, at most (a kiosk consent needs them)."""
 
 DEFAULT_MESSAGE = ("【{site}】停车验证码 {code}，{minutes}分钟内有效。"
                    "Parking code {code}, valid {minutes} min.")
@@ -111,6 +120,10 @@ class OtpDesk:
         self._courier = threading.Thread(target=self._send_loop, name="otp-courier",
                                          daemon=True)
         self.sent = self.failed = self.confirmed = self.wrong = 0
+        self.on_consent: Callable[[str, str, str], None] | None = None
+        """``on_consent(phone, identity, wording_version)`` after a confirmed code whose
+        check carried a consent (the contact register's ``consent``); set by the app."""
+        self._numbers: dict[str, tuple[int, str]] = {}  # identity → (code row, number)
         with store.atomic():  # codes made under an earlier key can never match
             store.db.execute("UPDATE otp_codes SET state = 'void' "
                              "WHERE state IN ('sending', 'active')")
@@ -177,6 +190,11 @@ class OtpDesk:
                 "attempts_left": self.settings.attempts, "state": "sending",
             }).last_pk or 0
         phone = request.phone or ""  # a send always carries one (the contract's rule)
+        if self.on_consent is not None:
+            self._numbers.pop(request.identity, None)  # a new code replaces the old
+            self._numbers[request.identity] = (row_id, phone)
+            while len(self._numbers) > MAX_HELD_NUMBERS:  # the oldest go first
+                self._numbers.pop(next(iter(self._numbers)))
         url = reveal(self.settings.sms_url) or ""
         minutes = max(1, self.settings.ttl_s // 60)
         body = self.settings.message.format(code=code, minutes=minutes, site=self._site_name)
@@ -222,7 +240,23 @@ class OtpDesk:
                 "WHERE identity = ? AND state IN ('active', 'locked', 'expired', 'confirmed') "
                 "ORDER BY id DESC LIMIT 1", [request.identity]).fetchone()
             outcome, left = self._verdict(row, request, now)
+        held = self._numbers.get(request.identity)
+        if held is not None and outcome in ("confirmed", "locked", "expired", "no_code"):
+            del self._numbers[request.identity]
+            if outcome == "confirmed" and row is not None and held[0] == row[0] \
+                    and request.contact_consent:
+                self._consent(held[1], request)
         self._reply(request, outcome, attempts_left=left)
+
+    def _consent(self, phone: str, request: OtpRequest) -> None:
+        """The driver proved the number and agreed: the register keeps it (a refusal is
+        logged, never in the way of the driver's entry)."""
+        if self.on_consent is None or request.contact_consent is None:
+            return
+        try:
+            self.on_consent(phone, request.identity, request.contact_consent)
+        except Exception as error:
+            log.warning("otp: a kiosk consent was not registered: %s", type(error).__name__)
 
     def _verdict(self, row: tuple[object, ...] | None, request: OtpRequest,
                  now: datetime) -> tuple[OtpOutcome, int]:

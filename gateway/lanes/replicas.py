@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
@@ -47,6 +47,7 @@ from gateway.money.payments import PaymentDesk
 from gateway.storage.store import GatewayStore
 from parkguard.clock import Clock
 from parkguard.configfile import MAX_PACKET_SIZE
+from parkguard.core.access import ListEntry, list_entry_to_json
 from parkguard.errors import ConfigError
 from wire.contract import topics
 from wire.contract.chunks import split_snapshot
@@ -109,7 +110,10 @@ class ReplicaPublisher:
                  store: GatewayStore, access: AccessDesk, payments: PaymentDesk,
                  tariff_file: Path, snapshot_every: int = DEFAULT_SNAPSHOT_EVERY,
                  epoch: str | None = None, max_packet_size: int = MAX_PACKET_SIZE,
-                 merchants: MerchantAccounts | None = None) -> None:
+                 merchants: MerchantAccounts | None = None,
+                 holds: Callable[[], Iterable[ListEntry]] | None = None) -> None:
+        """``holds``: the plates held at the exit now (``HoldDesk.list_entries``), sent as
+        ``hold`` entries beside the lists so an exit deciding alone refuses them too."""
         if isinstance(snapshot_every, bool) or not isinstance(snapshot_every, int) \
                 or snapshot_every < 1:
             raise ValueError(f"snapshot_every must be a positive int, got {snapshot_every!r}")
@@ -121,6 +125,7 @@ class ReplicaPublisher:
         self._access = access
         self._payments = payments
         self._merchants = merchants
+        self.holds = holds
         self.snapshot_every = snapshot_every
         self.epoch = epoch or uuid.uuid4().hex[:16]
         try:
@@ -147,7 +152,7 @@ class ReplicaPublisher:
         """The replica as it stands now, at the current version."""
         access = self._access.snapshot()
         passes = tuple(ReplicaPass.model_validate(p) for p in access["passes"])
-        lists = tuple(ReplicaListEntry.model_validate(e) for e in access["lists"])
+        lists = self._lists_of(access)
         return ReplicaSnapshot(
             site=self.site, epoch=self.epoch, version=self.version, taken_at=self._clock.now(),
             sessions=tuple(self._open_sessions()), passes=passes, lists=lists,
@@ -228,7 +233,7 @@ class ReplicaPublisher:
         ``list_changed`` with the whole new set, only for what really changed."""
         snapshot = self._access.snapshot()
         passes = tuple(ReplicaPass.model_validate(p) for p in snapshot["passes"])
-        lists = tuple(ReplicaListEntry.model_validate(e) for e in snapshot["lists"])
+        lists = self._lists_of(snapshot)
         sent: list[ReplicaDelta] = []
         if passes != self._passes:
             self._passes = passes
@@ -260,6 +265,11 @@ class ReplicaPublisher:
                               qos=1, retain=True)
 
     # --- helpers ---------------------------------------------------------------------------
+
+    def _lists_of(self, access: dict[str, Any]) -> tuple[ReplicaListEntry, ...]:
+        """The white and black lists in force, then the plates held at the exit."""
+        held = [list_entry_to_json(e) for e in self.holds()] if self.holds else []
+        return tuple(ReplicaListEntry.model_validate(e) for e in (*access["lists"], *held))
 
     def _delta(self, kind: DeltaKind, data: DeltaData) -> ReplicaDelta:
         self.version += 1

@@ -238,6 +238,9 @@ class AccessDesk:
         with the old ones). A plate may be on both lists; the blacklist wins.
         """
         require_who(actor, reason)
+        if list_name not in ("whitelist", "blacklist"):  # holds: gateway.safety.holds
+            raise AccessError("list_name", f"a list is 'whitelist' or 'blacklist', got "
+                                           f"{list_name!r}")
         entry = ListEntry(list_name, plate, reason,
                           None if until is None else from_ms(to_ms("until", until)))
         if entry.until is not None and entry.until <= self._clock.now():

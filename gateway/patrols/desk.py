@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Literal, Protocol
@@ -32,10 +32,12 @@ from parkguard.clock import Clock, utc_iso
 from parkguard.core.patrol import (
     ObligationResult,
     PatrolConfig,
+    StaffingGap,
     SunError,
     Tap,
     counter_verdict,
     evaluate,
+    staffing_gaps,
     verify_sun,
 )
 from wire.contract.messages import PatrolTap
@@ -45,6 +47,8 @@ __all__ = [
     "RaiseAlert",
     "StoredTap",
     "TapOutcome",
+    "engine_taps",
+    "read_taps",
 ]
 
 log = logging.getLogger(__name__)
@@ -110,6 +114,28 @@ def _parse(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
+def engine_taps(stored: Iterable[StoredTap]) -> list[Tap]:
+    """The accepted ones of ``stored`` as the compliance engine takes them (key
+    ``reader#seq``)."""
+    return [Tap(key=f"{t.reader}#{t.seq}", at=t.tapped_at, checkpoint=t.checkpoint or "",
+                person=t.person or "", answers=tuple(sorted(t.answers.items())))
+            for t in stored if t.status == "accepted"]
+
+
+def read_taps(db: sqlite_utils.Database, start: datetime, end: datetime) -> Iterator[StoredTap]:
+    """Every stored tap (refused ones too) tapped in ``[start, end)``, in tap order; works
+    on a read-only connection (the dashboard's reader, ``parkguard patrol report``)."""
+    for row in db.query(
+            "SELECT * FROM patrol_taps WHERE tapped_at >= ? AND tapped_at < ? "
+            "ORDER BY tapped_at, reader, seq", [utc_iso(start), utc_iso(end)]):
+        yield StoredTap(
+            reader=row["reader"], seq=row["seq"], tapped_at=_parse(row["tapped_at"]),
+            received_at=_parse(row["received_at"]), tag_id=row["tag_id"],
+            checkpoint=row["checkpoint"], badge=row["badge"], person=row["person"],
+            status=row["status"], reason=row["reason"], counter=row["counter"],
+            flags=tuple(json.loads(row["flags"])), answers=json.loads(row["answers"]))
+
+
 class PatrolDesk:
     """Stores and verifies taps; judges rounds; alerts about overdue ones."""
 
@@ -121,6 +147,12 @@ class PatrolDesk:
         self._raise = raise_alert
         self._keys = {c.tag: bytes.fromhex(c.key.get_secret_value())
                       for c in config.checkpoints if c.key is not None}
+        self._tap_listeners: list[Callable[[str, str, datetime], None]] = []
+
+    def on_accepted_tap(self, listener: Callable[[str, str, datetime], None]) -> None:
+        """``listener(checkpoint, person, tapped_at)`` after each new accepted tap, on the
+        worker (a readiness item or an extinguisher checked by the tap at it)."""
+        self._tap_listeners.append(listener)
 
     def now(self) -> datetime:
         return self._clock.now()
@@ -183,6 +215,12 @@ class PatrolDesk:
                     title_en=f"Patrol tag {reason.replace('_', ' ')}: {where}",
                     detail=f"reader {tap.reader} seq {tap.seq} badge {tap.badge}: {detail}",
                     team="patrol-captain")
+        if status == "accepted" and point is not None and person is not None:
+            for listener in self._tap_listeners:
+                try:
+                    listener(point.id, person.id, tapped_at)
+                except Exception:
+                    log.exception("patrols: a tap listener failed on %s", point.id)
         row = self._row(tap.reader, tap.seq)
         if row is None:  # pragma: no cover - inserted just above in this transaction
             raise LookupError(f"tap {tap.reader}#{tap.seq} vanished")
@@ -237,21 +275,11 @@ class PatrolDesk:
 
     def stored(self, start: datetime, end: datetime) -> Iterator[StoredTap]:
         """Every tap (refused ones too) tapped in ``[start, end)``, in tap order."""
-        for row in self.db.query(
-                "SELECT * FROM patrol_taps WHERE tapped_at >= ? AND tapped_at < ? "
-                "ORDER BY tapped_at, reader, seq", [utc_iso(start), utc_iso(end)]):
-            yield StoredTap(
-                reader=row["reader"], seq=row["seq"], tapped_at=_parse(row["tapped_at"]),
-                received_at=_parse(row["received_at"]), tag_id=row["tag_id"],
-                checkpoint=row["checkpoint"], badge=row["badge"], person=row["person"],
-                status=row["status"], reason=row["reason"], counter=row["counter"],
-                flags=tuple(json.loads(row["flags"])), answers=json.loads(row["answers"]))
+        return read_taps(self.db, start, end)
 
     def taps(self, start: datetime, end: datetime) -> list[Tap]:
         """The accepted taps in ``[start, end)`` as the compliance engine takes them."""
-        return [Tap(key=f"{t.reader}#{t.seq}", at=t.tapped_at, checkpoint=t.checkpoint or "",
-                    person=t.person or "", answers=tuple(sorted(t.answers.items())))
-                for t in self.stored(start, end) if t.status == "accepted"]
+        return engine_taps(self.stored(start, end))
 
     def seq_gaps(self, start: datetime, end: datetime) -> dict[str, list[int]]:
         """Per reader, the seqs missing between the first and last stored in the range
@@ -316,7 +344,7 @@ class PatrolDesk:
             row = next(self.db.query(
                 "SELECT alerted_at FROM patrol_rounds WHERE obligation = ? AND subject = ? "
                 "AND window_start = ?", [result.obligation, result.subject, window_start]))
-            if row["alerted_at"] is not None:
+            if row["alerted_at"] is not None or self._ticked_enough(result):
                 continue
             alert_key = f"patrol:{result.obligation}:{result.subject}:{window_start}"
             if self._raise is not None:
@@ -327,6 +355,43 @@ class PatrolDesk:
                 [utc_iso(now), alert_key, result.obligation, result.subject, window_start])
             raised.append(result)
         return raised
+
+    def _ticked_enough(self, result: ObligationResult) -> bool:
+        """A cleaning task ticked done on the cleaner's page (gateway.patrols.cleaning):
+        its ticks make up what the taps lack."""
+        if result.kind != "cleaning":
+            return False
+        rule = next(o for o in self.config.obligations if o.id == result.obligation)
+        ticks = self.db.execute(
+            "SELECT count(*) FROM cleaning_ticks WHERE obligation = ? AND window_start = ? "
+            "AND (? OR person = ?)", [result.obligation, utc_iso(result.window.start),
+                                     int(not rule.each), result.subject]).fetchone()[0]
+        return bool(result.counted + int(ticks) >= result.required)
+
+    def check_staffing(self, now: datetime | None = None, *,
+                       days_ahead: int = 1) -> list[StaffingGap]:
+        """Warn the captain once about every short roster (a staffing rule that finds too
+        few people rostered) from today to ``days_ahead`` days on: time to call staff in."""
+        now = now or self._clock.now()
+        today = now.astimezone(self.config.zone).date()
+        warned: list[StaffingGap] = []
+        for gap in staffing_gaps(self.config, today, today + timedelta(days=days_ahead)):
+            key = f"staffing:{gap.rule}:{gap.day.isoformat()}:{gap.from_hour:02d}"
+            if self.db.execute("SELECT 1 FROM staffing_alerts WHERE key = ?",
+                               [key]).fetchone() is not None:
+                continue
+            if self._raise is not None:
+                self._raise(
+                    key, kind="staffing_short", severity="warning",
+                    title_zh=f"排班不足: {gap.day.isoformat()} {gap.hours} 缺 {gap.short} 人",
+                    title_en=f"Roster short: {gap.day.isoformat()} {gap.hours}, "
+                             f"{gap.short} more needed",
+                    detail=gap.line(), team="patrol-captain")
+            self.db.table("staffing_alerts").insert({
+                "key": key, "rule": gap.rule, "day": gap.day.isoformat(),
+                "from_hour": gap.from_hour, "alerted_at": utc_iso(now)})
+            warned.append(gap)
+        return warned
 
     def _alert(self, result: ObligationResult, key: str) -> None:
         if self._raise is None:

@@ -17,7 +17,7 @@ from html import escape
 from zoneinfo import ZoneInfo
 
 from gateway.patrols.desk import PatrolDesk, StoredTap
-from gateway.records.reports import csv_cell
+from gateway.records.cells import csv_cell
 from parkguard.core.patrol import ObligationResult, RoundResult
 from parkguard.core.patrol.engine import local_midnight
 
@@ -32,12 +32,14 @@ __all__ = [
     "page",
     "render_html",
     "rounds_csv",
+    "status_words",
     "taps_csv",
 ]
 
 _STATUS_ZH = {"met": "达标", "late": "逾时完成", "pending": "未到期", "overdue": "逾期",
               "missed": "未完成", "done": "完成", "out_of_order": "顺序错误",
-              "impossible": "不可能(过快)", "accepted": "有效", "refused": "拒绝"}
+              "impossible": "不可能(过快)", "accepted": "有效", "refused": "拒绝",
+              "not_walked": "未巡查"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +131,11 @@ def _at(moment: datetime | None, report: PatrolReport) -> str:
 
 def _label(status: str) -> str:
     return f"{_STATUS_ZH.get(status, status)} {status}"
+
+
+def status_words(status: str) -> str:
+    """``完成 done``: a round's or an obligation's status, Chinese with English beside."""
+    return _label(status).replace("_", " ")
 
 
 _OBLIGATIONS_HEADER = ("规定 obligation", "说明 title", "对象 subject", "时段 window",

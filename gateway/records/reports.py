@@ -21,16 +21,16 @@ from __future__ import annotations
 import csv
 import io
 import json
-import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any, Literal, TypeAlias
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 from zoneinfo import ZoneInfo
 
 from sqlite_utils import Database
 
 from gateway.money.payments.reports import MONEY_IN_STATES
+from gateway.records.cells import csv_cell
 from gateway.records.days import (
     bounds_text,
     day_bounds,
@@ -45,15 +45,27 @@ from gateway.records.series import (
     occupancy_over_day,
     revenue_by_hour,
 )
+from gateway.records.site_ops import (
+    ComplaintTally,
+    HandoverRow,
+    complaint_tally,
+    handovers_of_day,
+)
 from parkguard.core.privacy import mask_phone, mask_plate
 from parkguard.core.tariffs import format_yuan
+
+if TYPE_CHECKING:  # the patrol reports use this module's CSV cells: imported when asked
+    from gateway.patrols.duties import DutyDay
+    from parkguard.core.patrol import PatrolConfig
 
 __all__ = [
     "CSV_ENCODING",
     "METHODS",
+    "ComplaintTally",
     "DailySummary",
     "ExceptionKind",
     "ExceptionRow",
+    "HandoverRow",
     "HourRevenue",
     "LaneCount",
     "OccupancyPoint",
@@ -140,6 +152,14 @@ class DailySummary:
     offline_decisions: tuple[ExceptionRow, ...] = ()
     debts: tuple[ExceptionRow, ...] = ()
     reviews: tuple[ExceptionRow, ...] = ()
+    handovers: tuple[HandoverRow, ...] = ()
+    """Shift handovers started this day, in time order (docs/handover.md)."""
+    complaints: ComplaintTally | None = None
+    """Incidents and complaints of the day, and how the ones with an answer-by time were
+    answered (docs/incidents.md)."""
+    duties: DutyDay | None = None
+    """The kind of day, cleaning compliance and short-roster hours (docs/patrols.md); none
+    without a patrol regime."""
     generated_from: str = field(default="gateway database", repr=False)
 
     @property
@@ -164,8 +184,11 @@ class DailySummary:
         return tuple(sorted(rows, key=lambda row: (row.at, row.kind, row.subject)))
 
 
-def daily_summary(db: Database, day: date, zone: ZoneInfo) -> DailySummary:
-    """Cars, money and exceptions of one site-local day, read from the gateway's database."""
+def daily_summary(db: Database, day: date, zone: ZoneInfo, *,
+                  regime: PatrolConfig | None = None,
+                  now: datetime | None = None) -> DailySummary:
+    """Cars, money and exceptions of one site-local day, read from the gateway's database;
+    with a patrol ``regime``, its duties too (cleaning judged as of ``now``)."""
     start, end = bounds_text(day, zone)
     cars_in = scalar(db, "SELECT count(*) FROM sessions WHERE entry_at >= ? AND entry_at < ?",
                       [start, end])
@@ -205,7 +228,16 @@ def daily_summary(db: Database, day: date, zone: ZoneInfo) -> DailySummary:
         offline_decisions=tuple(_offline_decisions(db, start, end, zone)),
         debts=tuple(_debts(db, start, end, zone)),
         reviews=tuple(_reviews(db, start, end, zone)),
+        handovers=tuple(handovers_of_day(db, start, end, zone)),
+        complaints=complaint_tally(db, start, end),
+        duties=None if regime is None or now is None else _duties(db, regime, day, now),
     )
+
+
+def _duties(db: Database, regime: PatrolConfig, day: date, now: datetime) -> DutyDay:
+    from gateway.patrols.duties import duties_of_day  # here: the patrol reports import us
+
+    return duties_of_day(db, regime, day, now=now)
 
 
 def _at(text: str, zone: ZoneInfo) -> datetime:
@@ -325,23 +357,6 @@ _SUMMARY_HEADER = ("类别 section", "项目 item", "数值 value", "时间 time
                    "车牌 plate", "说明 detail")
 
 
-#: What a spreadsheet reads as the start of a formula (or, tab and CR, a cell it re-parses).
-_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-
-
-_PLAIN_NUMBER = re.compile(r"[+-]?\d+(\.\d+)?")
-
-
-def csv_cell(value: object) -> object:
-    """A text cell that a spreadsheet would run as a formula, made inert with a leading
-    ``'`` (plates come from lanes, tags from readers, reasons from people: none may run on
-    the office PC). Numbers, and text that is just a number (``-3``), are left alone."""
-    if (isinstance(value, str) and value.startswith(_FORMULA_STARTS)
-            and not _PLAIN_NUMBER.fullmatch(value)):
-        return "'" + value
-    return value
-
-
 def _csv(rows: Iterable[Sequence[object]]) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
@@ -384,6 +399,9 @@ def summary_csv(summary: DailySummary, *, reveal_plates: bool = False) -> str:
     rows: list[Sequence[object]] = [_SUMMARY_HEADER]
     rows += [(section, item, value, "", "", "", "") for section, item, value in
              [*figures, *counts]]
+    if summary.duties is not None:
+        rows += [(section, item, value, "", "", "", "")
+                 for section, item, value in summary.duties.csv_rows()]
     for row in summary.exceptions:
         plate = row.plate if reveal_plates else mask_plate(row.plate)
         rows.append((f"异常 exception: {row.label}", row.subject,

@@ -21,6 +21,7 @@ the batch's transaction), and the loop goes on with the next message.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from functools import partial
@@ -113,7 +114,7 @@ class Batches:
         letters: Letters = []
         with self._store.atomic():
             for index, item in enumerate(items):
-                if index and self._inbox.decides_waiting():
+                if index and self._inbox.cut_waiting():
                     self._inbox.put_back(items[index:])
                     items = items[:index]
                     break
@@ -203,6 +204,10 @@ class Batches:
             self._bus.publish(topics.lane_decide_reply(self._site, request.lane),
                               verdict.reply)
             self._unrecorded.append(_Answered(item, request, verdict, now))
+        if self._unrecorded:
+            # The replies are queued for paho's network thread, which needs the interpreter
+            # to send them: let it have it before writing the decisions (Python-heavy).
+            time.sleep(0)
         self._record_decisions(letters, skipped=too_late)
 
     def _past_deadline(self, request: DecideRequest) -> bool:

@@ -20,6 +20,7 @@ from gateway.money.billing import Billing, shown_on_display
 from gateway.runtime.exits import ExitLanes, WaitingCar
 from gateway.runtime.inside import CarsInside
 from gateway.safety.alarms import AlarmMonitor
+from gateway.safety.holds import HELD_DISPLAY, HELD_REASON, Hold
 from gateway.storage.store import GatewayStore
 from parkguard.core.plates import matchable_read
 from parkguard.core.tariffs import format_yuan
@@ -31,6 +32,8 @@ from wire.contract.messages import DecideReply, DecideRequest
 BACKLOG_SENSITIVE = frozenset({"no_entry_record", "plate_ambiguous", "already_inside"})
 
 Reply = Callable[..., DecideReply]
+HeldAt = Callable[[str, str, Hold], None]
+"""Told (lane, plate, hold) when an exit is refused for a hold: the guard is called."""
 
 
 class Verdict(NamedTuple):
@@ -59,15 +62,21 @@ class Decider:
 
     def __init__(self, *, store: GatewayStore, billing: Billing, inside: CarsInside,
                  capacity: Capacity | None = None, alarms: AlarmMonitor | None = None,
-                 exits: ExitLanes | None = None) -> None:
+                 exits: ExitLanes | None = None,
+                 holds: Callable[[str], Hold | None] | None = None,
+                 held_at: HeldAt | None = None) -> None:
         """``exits``: where a refused car with a fee due is noted as waiting (the one thing
-        a verdict leaves behind, in memory), the lanes' modes and the pay-page link."""
+        a verdict leaves behind, in memory), the lanes' modes and the pay-page link.
+        ``holds``: the hold in force on a plate (``HoldDesk.held``); ``held_at`` is told of
+        each exit refused for one (it queues the guard's alert for after the commit)."""
         self._store = store
         self._billing = billing
         self._inside = inside
         self._capacity = capacity
         self._alarms = alarms
         self._exits = exits or ExitLanes()
+        self._holds = holds
+        self._held_at = held_at
 
     def verdict(self, request: DecideRequest, now: datetime) -> Verdict:
         def reply(action: str, reason: str, zh: str, en: str, **extra: Any) -> DecideReply:
@@ -89,6 +98,15 @@ class Decider:
         result, session_id = self._inside.match(matchable_read(read, request.char_confidences))
         evidence = json.dumps(result.evidence(), ensure_ascii=False)
         session = self._store.session(session_id) if session_id else None
+        fire = self._alarms is not None and self._alarms.billing_suspended()
+        hold = None if fire else self._hold_on(read, session)
+        if hold is not None:  # before the money: paying does not let a held car go
+            if self._held_at is not None:
+                self._held_at(request.lane, hold.plate, hold)
+            zh, en = HELD_DISPLAY
+            return Verdict(reply("refuse", HELD_REASON, zh, en,
+                                 session_id=session["session_id"] if session else None),
+                           evidence, None)
         if result.outcome == "ambiguous":
             return Verdict(reply("refuse", "plate_ambiguous", "车牌不清 请稍候 保安核实",
                                  "Plate unclear: a guard will check"), evidence, None)
@@ -96,7 +114,7 @@ class Decider:
             return Verdict(reply("refuse", "no_entry_record", "无入场记录 请按帮助键",
                                  "No entry record: press Help"), evidence, None)
         bill = self._billing.bill(session, now)
-        if self._alarms is not None and self._alarms.billing_suspended():
+        if fire and self._alarms is not None:
             zh, en = self._alarms.lane_display("exit") or ("火警 请立即离场", "FIRE - LEAVE NOW")
             return Verdict(reply("open", "fire_free_exit", zh, en,
                                  session_id=session["session_id"]),
@@ -118,6 +136,17 @@ class Decider:
         zh, en = bill.display()
         return Verdict(reply("open", bill.reason, zh, en, session_id=session_id),
                        evidence, json.dumps(kept, ensure_ascii=False))
+
+    def _hold_on(self, read: str, session: dict[str, Any] | None) -> Hold | None:
+        """The hold on the matched car's plate, or on the plate as read (a held car that
+        matched nothing is still held); never during a fire (the exits are open)."""
+        if self._holds is None:
+            return None
+        if session is not None and session.get("plate"):
+            hold = self._holds(session["plate"])
+            if hold is not None:
+                return hold
+        return self._holds(read)
 
     def _entry(self, read: str, lane: str, reply: Reply) -> tuple[DecideReply, str | None]:
         """Alarms, blacklist, lot full, then whitelist, pass or visitor, with the terms kept

@@ -1,7 +1,9 @@
-"""The gateway worker's queues: decide requests first; lane events and office jobs in order.
+"""The gateway worker's queues: decide requests first, then safety work (fire, flood,
+acknowledgements), then lane events and office jobs in order.
 
 Kept apart from the loop itself so the ordering rules (docs/ingestion.md) read in one place:
-decides jump the queue, a batch of lane events stops before the next office job, and
+decides jump the queue, safety work comes next (a fire's alert must not wait behind a burst of
+lane events and their fsync), a batch of lane events stops before the next office job, and
 events not yet handled can be put back at the head in their order. The inbox also counts
 the messages received and not yet settled (``wait_idle``) and carries office work to the
 worker (``call``), so a desk that must run on the worker needs only the inbox, not the loop.
@@ -47,17 +49,19 @@ class Job(Generic[T]):
             self.result.set_exception(error)
 
 
-#: What the worker takes next: ("decides" | "events", messages), ("job", job) or ("stop", None).
+#: What the worker takes next: ("decides" | "events", messages), ("job", job) — an urgent
+#: or an ordered one — or ("stop", None).
 Work = tuple[Literal["decides", "events", "job", "stop"], list[Inbound] | Job[Any] | None]
 
 
 class Inbox:
-    """The worker's two queues: decide requests first; lane events and office jobs in
-    arrival order after them."""
+    """The worker's three queues: decide requests first; urgent jobs (safety messages, in
+    their arrival order) next; lane events and office jobs in arrival order after them."""
 
     def __init__(self) -> None:
         self._ready = threading.Condition()
         self._decides: deque[Inbound] = deque()
+        self._urgent: deque[Job[Any]] = deque()
         self._ordered: deque[Inbound | Job[Any]] = deque()
         self._stopping = False
         self._served = False  # a worker is taking work from this inbox
@@ -75,6 +79,14 @@ class Inbox:
     def put_decide(self, item: Inbound) -> None:
         with self._ready:
             self._decides.append(item)
+            self._ready.notify()
+
+    def put_urgent(self, job: Job[Any]) -> None:
+        """Safety work: taken before any lane event or office job still waiting, and a
+        batch of lane events under way stops for it, as for a decide. Urgent jobs keep their
+        order among themselves (a node's readings, then the acknowledgements of its alarm)."""
+        with self._ready:
+            self._urgent.append(job)
             self._ready.notify()
 
     def put(self, item: Inbound | Job[Any]) -> None:
@@ -122,14 +134,17 @@ class Inbox:
             self._ready.notify()
 
     def next(self, limit: int) -> Work:
-        """Block until there is work: every waiting decide; else the next job; else up to
-        ``limit`` lane events (stopping before a job); else, once stopped, ``stop``."""
+        """Block until there is work: every waiting decide; else the next urgent job; else
+        the next ordered job; else up to ``limit`` lane events (stopping before a job); else,
+        once stopped, ``stop``."""
         with self._ready:
             while True:
                 if self._decides:
                     decides = list(self._decides)
                     self._decides.clear()
                     return "decides", decides
+                if self._urgent:
+                    return "job", self._urgent.popleft()
                 if self._ordered:
                     head = self._ordered[0]
                     if isinstance(head, Job):
@@ -140,8 +155,10 @@ class Inbox:
                     return "stop", None
                 self._ready.wait()
 
-    def decides_waiting(self) -> bool:
-        return bool(self._decides)  # a racy peek is fine: the next look catches up
+    def cut_waiting(self) -> bool:
+        """A decide or urgent job is waiting, so a batch of lane events under way should
+        stop and commit what it has."""
+        return bool(self._decides or self._urgent)  # a racy peek: the next look catches up
 
     def put_back(self, items: list[Inbound]) -> None:
         """Return untouched lane events to the head of the ordered queue, in order."""
@@ -162,3 +179,14 @@ class Inbox:
             batch.append(head)
             self._ordered.popleft()
         return batch
+
+    def depth(self) -> dict[str, int]:
+        """What is waiting, by queue, and the messages received but not yet committed
+        (``in_flight``): the ``parkguard_ingest_queue_depth`` gauge (gateway/web/metrics.py)."""
+        with self._ready:
+            events = sum(1 for item in self._ordered if isinstance(item, Inbound))
+            depth = {"decides": len(self._decides), "urgent": len(self._urgent),
+                     "events": events, "jobs": len(self._ordered) - events}
+        with self._idle:
+            depth["in_flight"] = self._in_flight
+        return depth

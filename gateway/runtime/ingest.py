@@ -9,6 +9,7 @@ snapshot. The event's ``seq`` is noted last, so a failure above it forgets both.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from gateway.lanes.replicas import ReplicaPublisher
@@ -30,7 +31,11 @@ class Ingester:
     def __init__(self, *, store: GatewayStore, sessions: Sessions, till: Till,
                  effects: AfterCommit, alerts: AlertDesk | None = None,
                  replicas: ReplicaPublisher | None = None,
-                 exits: ExitLanes | None = None) -> None:
+                 exits: ExitLanes | None = None,
+                 watchers: Sequence[Callable[[LaneEvent], object]] = ()) -> None:
+        """``watchers``: told of each new event once its transaction has committed (lane
+        faults become alerts, a held car refused offline calls the guard)."""
+        self._watchers = tuple(watchers)
         self._exits = exits or ExitLanes()
         self._store = store
         self._sessions = sessions
@@ -62,6 +67,8 @@ class Ingester:
         elif isinstance(event, Fault) and event.code == "replica_gap" and self._replicas:
             replicas, lane = self._replicas, event.lane  # it missed deltas: a fresh snapshot
             self._effects.later(lambda: replicas.publish_snapshot(lanes=[lane]))
+        for watcher in self._watchers:
+            self._effects.later(lambda watcher=watcher: watcher(event))  # type: ignore[misc]
         self._store.track_seq(event.lane, event.seq, arrived)  # last: a failure above forgets it
         return True
 

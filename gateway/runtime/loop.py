@@ -1,5 +1,6 @@
 """The gateway's one worker thread: it owns the database connection and takes its work from
-the inbox (decide requests first, then office jobs and batches of lane events in order).
+the inbox (decide requests first, then safety work, then office jobs and batches of lane
+events in order).
 
 MQTT callbacks only enqueue; everything that reads or writes the file runs here, so no two
 writes interleave and an office action never lands in the middle of an exit being billed.

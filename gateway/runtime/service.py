@@ -36,6 +36,8 @@ from gateway.runtime.tally import Tally
 from gateway.runtime.till import Till, TillError
 from gateway.safety.alarms import AlarmMonitor
 from gateway.safety.alerts import AlertDesk
+from gateway.safety.faults import LaneFaults
+from gateway.safety.holds import HoldDesk
 from gateway.storage.store import GatewayStore
 from parkguard.clock import Clock
 from parkguard.core.plates import MatchPolicy, OcrRead, PlateError
@@ -91,7 +93,11 @@ class Gateway:
         commander: LaneCommander | None = None,
         pay_link: PayLink | None = None,
         audit: AuditLog | None = None,
+        holds: HoldDesk | None = None,
+        faults: LaneFaults | None = None,
     ) -> None:
+        """``holds``: plates held at the exit (refused there, the guard called);
+        ``faults``: lane faults and offline lanes turned into alerts."""
         if (alarms is None) != (alerts is None):
             raise ValueError("alarms and alerts come together")
         self.site = site
@@ -104,6 +110,8 @@ class Gateway:
         self.alarms = alarms
         self.alerts = alerts
         self.patrols = patrols
+        self.holds = holds
+        self.faults = faults
         self.tally = Tally()
         self.inbox = inbox or Inbox()
         self.inside = CarsInside(matching or MatchPolicy())
@@ -116,11 +124,22 @@ class Gateway:
         sessions = Sessions(store=store, billing=billing, inside=self.inside, till=self.till,
                             effects=effects, tally=self.tally, capacity=capacity,
                             replicas=replicas, reconciler=reconciler)
+        watchers: list[Callable[[LaneEvent], object]] = []
+        if holds is not None:
+            watchers.append(holds.on_event)
+        if faults is not None:
+            watchers.append(lambda event: faults.on_event(event, clock.now()))
         self._ingester = Ingester(store=store, sessions=sessions, till=self.till,
                                   effects=effects, alerts=alerts, replicas=replicas,
-                                  exits=self.exits)
+                                  exits=self.exits, watchers=watchers)
+
+        def held_at(lane: str, plate: str, _hold: object) -> None:
+            if holds is not None:
+                effects.later(lambda: holds.call_guard(lane, plate))
+
         decider = Decider(store=store, billing=billing, inside=self.inside,
-                          capacity=capacity, alarms=alarms, exits=self.exits)
+                          capacity=capacity, alarms=alarms, exits=self.exits,
+                          holds=holds.held if holds is not None else None, held_at=held_at)
         self._batches = Batches(site=site, clock=clock, store=store, bus=bus, inbox=self.inbox,
                                 ingester=self._ingester, decider=decider, effects=effects,
                                 tally=self.tally, forget=self._reload, window=window)
@@ -160,14 +179,17 @@ class Gateway:
 
     def _subscribe_safety(self, alarms: AlarmMonitor, alerts: AlertDesk) -> None:
         """Fire, flood and supervision (docs/alarms-and-alerts.md): sensor readings, node
-        states, the site alarms and staff acknowledgements are handled on the worker, in
-        arrival order with lane events."""
+        states, the site alarms and staff acknowledgements are handled on the worker ahead of
+        lane events and office work still queued (in their own arrival order), so a fire's
+        alert never waits behind a burst of lane events."""
 
         def reading(topic: str, payload: bytes) -> None:
-            self._on_worker(topic, payload, lambda: alarms.handle(decode(topic, payload)))
+            self._on_worker(topic, payload, lambda: alarms.handle(decode(topic, payload)),
+                            urgent=True)
 
         def ack(topic: str, payload: bytes) -> None:
-            self._on_worker(topic, payload, lambda: alerts.handle_ack_message(topic, payload))
+            self._on_worker(topic, payload, lambda: alerts.handle_ack_message(topic, payload),
+                            urgent=True)
 
         for topic_filter in (topics.all_sensor(self.site, "reading"),
                              topics.all_sensor(self.site, "state"),
@@ -193,8 +215,10 @@ class Gateway:
 
         self._bus.subscribe(topics.all_patrol_taps(self.site), tap)
 
-    def _on_worker(self, topic: str, payload: bytes, handle: Callable[[], object]) -> None:
-        """A safety or patrol message, handled on the worker; a bad one is dead-lettered."""
+    def _on_worker(self, topic: str, payload: bytes, handle: Callable[[], object], *,
+                   urgent: bool = False) -> None:
+        """A safety or patrol message, handled on the worker (``urgent``: before queued lane
+        events and office work); a bad one is dead-lettered."""
 
         def safely() -> None:
             try:
@@ -202,7 +226,11 @@ class Gateway:
             except (ContractError, ParkGuardError) as error:
                 self._batches.dead_letter_now(topic, payload, str(error))
 
-        self.inbox.put(Job.of(safely))
+        job = Job.of(safely)
+        if urgent:
+            self.inbox.put_urgent(job)
+        else:
+            self.inbox.put(job)
 
     def _lane_state(self, topic: str, payload: bytes) -> None:
         """A lane's mode is noted (a lane held free-open lets its exits go free); a lane
@@ -214,6 +242,9 @@ class Gateway:
             return  # the lane's own retained state: not ours to dead-letter
         if isinstance(state, LaneState):
             self.exits.set_mode(state.lane, state.mode)
+        if isinstance(state, LaneState) and self.faults is not None:
+            faults, lane, online = self.faults, state.lane, state.online
+            self.inbox.put(Job.of(lambda: faults.state(lane, online, self._clock.now())))
         if isinstance(state, LaneState) and state.online and self.replicas is not None:
             replicas, lane = self.replicas, topics.parse_topic(topic).node
             if lane in replicas.lanes:

@@ -6,8 +6,10 @@ the entry and exit lanes around the passages, the exit decision's bill (the item
 coupons, payments, debts) and the plate matcher's evidence, and the session's payments and
 fee overrides. The copy is taken once, at opening, and kept with the incident as JSON, so
 what the complainant was shown stays what the file says even after a refund or an override
-changes the live rows. Snapshot images have a place (``snapshots``) but no lane sends
-references to them yet.
+changes the live rows. ``snapshots`` lists the evidence images of those reads (the plate
+crop and the whole view each lane keeps, docs/evidence.md) as ``{lane, event_id, image,
+url}``; the dashboard copies them from the lanes into the gateway's kept store when the
+incident opens, and the page shows them, or says a lane could not give one.
 
 Every open, note and close is audited (``incident.open``, ``incident.note``,
 ``incident.close``) in the same transaction as the row it writes. A contact phone is stored
@@ -44,10 +46,11 @@ __all__ = [
     "UnknownIncidentError",
 ]
 
-IncidentKind: TypeAlias = Literal["accident", "damage", "fee_dispute", "other"]
+IncidentKind: TypeAlias = Literal["accident", "damage", "fee_dispute", "complaint", "other"]
 IncidentState: TypeAlias = Literal["open", "closed"]
 KIND_LABELS: dict[str, str] = {"accident": "事故 accident", "damage": "损坏 damage",
-                               "fee_dispute": "收费争议 fee dispute", "other": "其他 other"}
+                               "fee_dispute": "收费争议 fee dispute",
+                               "complaint": "投诉 complaint", "other": "其他 other"}
 
 READ_WINDOW = timedelta(minutes=5)
 """How far before a passage a plate read at its lane still counts as that car's read."""
@@ -219,6 +222,8 @@ class IncidentDesk:
         if session_id is None:
             if lane is not None:  # an accident at a lane just now: what it saw
                 evidence["lane_reads"] = self._reads(lane, utc_iso(now))
+                evidence["snapshots"] = [ref for read in evidence["lane_reads"]
+                                         for ref in read["snapshots"]]
             return evidence
         rows = list(self.db.query("SELECT * FROM sessions WHERE session_id = ?", [session_id]))
         if not rows:
@@ -252,12 +257,14 @@ class IncidentDesk:
                 "AND ts >= ? AND ts <= ? ORDER BY ts DESC, seq DESC LIMIT ?",
                 [lane, since, until, _MAX_READS]):
             payload = json.loads(row["payload"])
-            snapshot = payload.get("snapshot") or payload.get("image")
             reads.append({"event_id": row["event_id"], "ts": row["ts"], "lane": lane,
                           "plate": payload.get("plate"), "confidence": payload.get("confidence"),
                           "char_confidences": payload.get("char_confidences", []),
                           "reader": payload.get("reader"),
-                          "snapshots": [snapshot] if snapshot else []})
+                          "snapshots": [
+                              {"lane": lane, "event_id": row["event_id"], "image": image,
+                               "url": f"/evidence/{row['event_id']}/{image}.jpg"}
+                              for image in ("plate", "car")]})
         return reads
 
     def _exit_decision(self, session: dict[str, Any]) -> dict[str, Any] | None:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import sqlite_utils
 
+from gateway.storage.fast_reads import GatewayDatabase
 from gateway.storage.migrations import migrate
 
 
@@ -26,7 +27,7 @@ def open_database(path: Path) -> sqlite_utils.Database:
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-    db = sqlite_utils.Database(conn)
+    db = GatewayDatabase(conn)  # plain SELECTs without sqlite-utils' savepoint (fast_reads)
     db.enable_wal()
     db.execute("PRAGMA synchronous=FULL")
     return migrate(db)

@@ -12,22 +12,30 @@ STAFF = frozenset({"guard", "supervisor", "manager"})
 SENIOR = frozenset({"supervisor", "manager"})
 MANAGER = frozenset({"manager"})
 MERCHANT = frozenset({"merchant"})
+#: Cleaners see their cleaning tasks only; supervisors and managers see everyone's.
+CLEANING = frozenset({"cleaner", "supervisor", "manager"})
 
 #: What each role may do, by permission name. The server checks these on every request.
 PERMISSIONS: dict[str, frozenset[str]] = {
-    "lanes": STAFF, "sessions": STAFF, "open": STAFF,
-    "override": SENIOR, "audit": SENIOR, "incidents": SENIOR,
+    "lanes": STAFF, "sessions": STAFF, "open": STAFF, "evidence": STAFF,
+    "override": SENIOR, "audit": SENIOR, "incidents": SENIOR, "patrols": SENIOR,
     "reports": MANAGER, "admin": MANAGER,
     "merchant": MERCHANT,
+    "cleaning": CLEANING,
 }
 
 #: The navigation: (permission, path, Chinese, English).
 NAV: tuple[tuple[str, str, str, str], ...] = (
     ("lanes", "/lanes", "车道监控", "Lanes"),
     ("lanes", "/alerts", "告警", "Alerts"),
+    ("lanes", "/handover", "交接班", "Handover"),
+    ("lanes", "/plans", "预案", "Plans"),
+    ("lanes", "/contacts", "车主联系", "Owner contacts"),
     ("sessions", "/sessions", "车辆记录", "Sessions"),
     ("audit", "/audit", "审计日志", "Audit log"),
     ("incidents", "/incidents", "事件", "Incidents"),
+    ("patrols", "/patrols", "巡查", "Patrols"),
+    ("cleaning", "/cleaning", "保洁", "Cleaning"),
     ("reports", "/reports", "报表", "Reports"),
     ("admin", "/admin/merchants", "商户管理", "Merchants"),
     ("admin", "/admin/passes", "月卡与名单", "Passes & lists"),
@@ -55,4 +63,6 @@ def nav(user: User | None) -> list[tuple[str, str, str]]:
 
 def home(user: User) -> str:
     """Where a user lands after logging in."""
+    if user.role == "cleaner":
+        return "/cleaning"
     return "/merchant" if user.role == "merchant" else "/lanes"

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from functools import cache
 from pathlib import Path
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
@@ -27,6 +28,7 @@ from starlette.middleware.sessions import SessionMiddleware
 
 from gateway.config import GatewayConfig
 from gateway.lanes.commands import LaneCommander
+from gateway.lanes.evidence import EvidenceFetcher, gateway_stores
 from gateway.money.billing import Billing
 from gateway.money.payments import PaymentProvider, SimulatedProvider
 from gateway.safety.alarms import AlarmMonitor
@@ -38,19 +40,27 @@ from gateway.web.deps import Desks, Service, WebState, Worker, user_of
 from gateway.web.forms import parse_yuan
 from gateway.web.lanes import LaneBoard
 from gateway.web.logins import WALL
+from gateway.web.metrics import GatewayCollector, MetricsAccess, QueueDepth, registry_for
 from gateway.web.render import Pages, SiteTime
 from gateway.web.routers import (
     alerts,
     audit,
     auth,
     claim,
+    cleaning,
+    contacts,
+    evidence,
     incidents,
+    integrations,
     lanes,
     merchant,
     merchants,
     notify,
+    operations,
     passes,
+    patrols,
     pay,
+    plans,
     refunds,
     reports,
     sessions,
@@ -59,7 +69,9 @@ from gateway.web.routers import (
 from gateway.web.security import LoginLimiter, RateLimiter
 from gateway.web.settings import WebSettings
 from gateway.web.tickets import TicketSigner
+from parkguard import __version__
 from parkguard.clock import Clock
+from parkguard.core.patrol import PatrolConfig
 from parkguard.errors import ParkGuardError
 from wire.bus import Bus
 
@@ -68,7 +80,8 @@ __all__ = ["PERMISSIONS", "RunningGateway", "create_web_app", "parse_yuan"]
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
 ROUTERS = (auth, lanes, sessions, audit, pay, notify, merchant, merchants, claim, passes,
-           refunds, reports, incidents, alerts)
+           refunds, reports, incidents, alerts, integrations, evidence, contacts, plans,
+           operations, patrols, cleaning)
 SECURITY_HEADERS = {
     "X-Frame-Options": "DENY",
     "X-Content-Type-Options": "nosniff",
@@ -105,6 +118,8 @@ class RunningGateway(Protocol):
     def alerts(self) -> AlertDesk | None: ...
     @property
     def alarms(self) -> AlarmMonitor | None: ...
+    @property
+    def inbox(self) -> QueueDepth: ...
 
 
 def desks_of(gateway_app: RunningGateway) -> Desks:
@@ -113,7 +128,17 @@ def desks_of(gateway_app: RunningGateway) -> Desks:
                  store=gateway_app.store, provider=gateway_app.provider,
                  incidents=gateway_app.incidents, matching=gateway_app.config.matching,
                  commander=gateway_app.commander, alerts=gateway_app.alerts,
-                 alarms=gateway_app.alarms)
+                 alarms=gateway_app.alarms, holds=getattr(gateway_app, "holds", None),
+                 handover=getattr(gateway_app, "handover", None),
+                 complaints=getattr(gateway_app, "complaints", None),
+                 patrols=_patrol_regime(gateway_app))
+
+
+def _patrol_regime(gateway_app: RunningGateway) -> PatrolConfig | None:
+    """The gateway's patrol regime, if it judges taps (``patrol_file``)."""
+    regime: PatrolConfig | None = getattr(getattr(gateway_app, "patrols", None), "config",
+                                          None)
+    return regime
 
 
 def create_web_app(gateway_app: RunningGateway, *, settings: WebSettings | None = None,
@@ -142,9 +167,27 @@ def create_web_app(gateway_app: RunningGateway, *, settings: WebSettings | None 
         tickets=TicketSigner(settings.secret_key), wall=wall_clock)
     alerts.install_banner(pages, enabled=gateway_app.alerts is not None, reader=store.reader,
                           time=time)
+    complaints = getattr(gateway_app, "complaints", None)
+    operations.install(pages, reader=store.reader, numbers=config.emergency_numbers,
+                       clock=time.clock, deadline_hours={} if complaints is None
+                       else complaints.settings.deadline_hours)
 
-    app = FastAPI(title="ParkGuard", docs_url=None, redoc_url=None, openapi_url=None)
+    # The schema is served by routers/integrations.py to logged-in staff, not to anyone.
+    app = FastAPI(**API_INFO, docs_url=None, redoc_url=None, openapi_url=None)
+    app.openapi = api_schema  # type: ignore[method-assign]  # one document, see api_schema
     app.state.web = state
+    app.state.site_plans = getattr(gateway_app, "site_plans", None)  # contacts, drills
+    pages.env.globals["contacts_on"] = getattr(app.state.site_plans, "contacts", None) is not None
+    cache, kept = gateway_stores(config.evidence, config.database)
+    app.state.evidence = EvidenceFetcher(  # the reads' images, from their lanes
+        gateway_app.bus, config.site, clock=gateway_app.clock, cache=cache, kept=kept,
+        settings=config.evidence,
+        lane_online=lambda lane: (s.online if (s := state.board.states().get(lane)) else None))
+    app.state.metrics = integrations.MetricsEndpoint(
+        registry=registry_for(GatewayCollector(
+            reader=store.reader, inbox=gateway_app.inbox, lanes=state.board.states,
+            alarms=gateway_app.alarms, alerts_enabled=gateway_app.alerts is not None)),
+        access=MetricsAccess(settings.metrics_allow, settings.metrics_token))
     app.add_middleware(SessionMiddleware, secret_key=settings.secret_key,
                        session_cookie="parkguard_session",
                        max_age=settings.session_hours * 3600, same_site="lax",
@@ -156,6 +199,23 @@ def create_web_app(gateway_app: RunningGateway, *, settings: WebSettings | None 
     if isinstance(gateway_app.provider, SimulatedProvider):  # the demo's play wallet only
         app.include_router(sim_pay.router)
     return app
+
+
+API_INFO: dict[str, Any] = {
+    "title": "ParkGuard", "version": __version__,
+    "summary": "The site gateway's JSON API, for logged-in staff (docs/integrations.md)"}
+
+
+@cache
+def api_schema() -> dict[str, Any]:
+    """The JSON API's OpenAPI document, as ``/api/openapi.json`` serves it: made from the
+    same routers as every app, so it needs no running gateway (the schemathesis test loads
+    it at import). Only the ``/api/`` routes are in it (routers/integrations.py)."""
+    integrations.describe_api(area.router for area in (*ROUTERS, sim_pay))
+    bare = FastAPI(**API_INFO)
+    for area in ROUTERS:
+        bare.include_router(area.router)
+    return bare.openapi()
 
 
 def _guard(app: FastAPI, state: WebState) -> None:

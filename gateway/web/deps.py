@@ -27,6 +27,9 @@ from gateway.money.payments import Payment, PaymentDesk, PaymentProvider, Pendin
 from gateway.runtime.exits import WaitingCar
 from gateway.safety.alarms import AlarmMonitor
 from gateway.safety.alerts import AlertDesk
+from gateway.safety.complaints import ComplaintDesk
+from gateway.safety.handover import HandoverDesk
+from gateway.safety.holds import HoldDesk
 from gateway.safety.incidents import IncidentDesk
 from gateway.storage.store import GatewayStore
 from gateway.web.access import PERMISSIONS, Forbidden, LoginRequired
@@ -39,6 +42,7 @@ from gateway.web.settings import WebSettings
 from gateway.web.tickets import TicketSigner
 from gateway.web.users import User, session_user
 from parkguard.clock import Clock
+from parkguard.core.patrol import PatrolConfig
 from parkguard.core.plates import MatchPolicy
 
 T = TypeVar("T")
@@ -112,6 +116,11 @@ class Desks:
     commander: LaneCommander | None = None
     alerts: AlertDesk | None = None
     alarms: AlarmMonitor | None = None
+    holds: HoldDesk | None = None
+    handover: HandoverDesk | None = None
+    complaints: ComplaintDesk | None = None
+    patrols: PatrolConfig | None = None
+    """The patrol regime (``patrol_file``); None: taps are not judged, the page says so."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,6 +243,10 @@ def _matching(desks: DesksDep) -> MatchPolicy:
     return desks.matching
 
 
+def _patrols(desks: DesksDep) -> PatrolConfig | None:
+    return desks.patrols
+
+
 BoardDep = Annotated[LaneBoard, Depends(_board)]
 LimiterDep = Annotated[LoginLimiter, Depends(_limiter)]
 TicketsDep = Annotated[TicketSigner, Depends(_tickets)]
@@ -249,6 +262,7 @@ IncidentsDep = Annotated[IncidentDesk, Depends(_incidents)]
 AlertsDep = Annotated[AlertDesk | None, Depends(_alerts)]
 AlarmsDep = Annotated[AlarmMonitor | None, Depends(_alarms)]
 MatchingDep = Annotated[MatchPolicy, Depends(_matching)]
+PatrolsDep = Annotated[PatrolConfig | None, Depends(_patrols)]
 FormDep = Annotated[Fields, Depends(read_form)]
 """The POSTed form, CSRF-checked: declare it after the user, as the check comes second."""
 
@@ -313,6 +327,8 @@ Senior = Annotated[User, Depends(need("override"))]
 """Supervisors and managers."""
 Auditor = Annotated[User, Depends(need("audit"))]
 IncidentsUser = Annotated[User, Depends(need("incidents"))]
+PatrolsUser = Annotated[User, Depends(need("patrols"))]
+"""Supervisors and managers: the patrol page."""
 Manager = Annotated[User, Depends(need("reports"))]
 Admin = Annotated[User, Depends(need("admin"))]
 MerchantUser = Annotated[User, Depends(need("merchant"))]

@@ -219,9 +219,8 @@ def lanes_view(board: LaneBoard, db: sqlite_utils.Database,
 def plate_snapshot_svg(plate: str | None, ts: str) -> str:
     """A plate-shaped picture of a read, in its series' colour, for the lane card.
 
-    The wire contract carries no camera image (frames stay on the lane), so the card shows
-    the read as the lane's display would: the text on a plate of its series' colour, with
-    the time.
+    Drawn from the read alone (the text on a plate of its series' colour, with the time),
+    so it is there even when the lane cannot give the camera's picture (docs/evidence.md).
     """
     text = escape(plate or "未识别 unread")
     fill, ink = _PAINT[plate_look(plate)["colour"]]

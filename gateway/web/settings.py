@@ -44,11 +44,16 @@ class WebSettings:
     """A lane said online but not heard from for longer is shown grey, "last seen N s ago".
     0 (the default) turns the age test off: lanes publish their state on change, not on a
     timer, so a quiet lane at night is not a dead one (its Last Will says that). Set it
-    for lanes that publish at least this often. Losing the broker greys every lane anyway."""
+    for lanes that publish at least this often. Losing the broker greys every lane anyway.
+    The gateway takes it from ``[web] lane_stale_s`` (:class:`gateway.config.WebConfig`)."""
     coupon_cap_fen: int = 6_000
     """The most a free-minutes or full-free coupon may cost its merchant (the daily cap)."""
     coupon_valid_hours: int = 24
     pay_page_title: str = "停车缴费 Parking payment"
+    metrics_allow: tuple[str, ...] = ()
+    """Addresses or networks that may read ``/metrics`` (the site's Prometheus)."""
+    metrics_token: str | None = field(default=None, repr=False)
+    """Or a bearer token that may; neither set: ``/metrics`` answers 404."""
 
     def __post_init__(self) -> None:
         if self.lane_stale_s < 0:

@@ -24,11 +24,12 @@ from gateway.storage.migrations.users import migrations
 from gateway.web.logins import WALL, close_sessions_of
 from parkguard.clock import Clock, utc_iso
 
-Role: TypeAlias = Literal["guard", "supervisor", "manager", "merchant"]
-ROLES: tuple[Role, ...] = ("guard", "supervisor", "manager", "merchant")
+Role: TypeAlias = Literal["guard", "supervisor", "manager", "merchant", "cleaner"]
+ROLES: tuple[Role, ...] = ("guard", "supervisor", "manager", "merchant", "cleaner")
 ROLE_LABELS: dict[str, tuple[str, str]] = {
     "guard": ("保安", "Guard"), "supervisor": ("值班主管", "Supervisor"),
     "manager": ("经理", "Manager"), "merchant": ("商户", "Merchant"),
+    "cleaner": ("保洁员", "Cleaner"),
 }
 MIN_PASSWORD_LENGTH = 10
 _USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{1,31}$")

@@ -46,6 +46,7 @@ from parkguard.core.privacy import mask_phone
 from parkguard.errors import ParkGuardError
 
 __all__ = [
+    "LIST_NAMES",
     "MAX_FAMILY_PLATES",
     "MAX_LINE_CHARS",
     "Access",
@@ -58,6 +59,7 @@ __all__ = [
     "PassKind",
     "billable_span",
     "entry_access",
+    "exit_hold",
     "list_entry_from_json",
     "list_entry_to_json",
     "masked_name",
@@ -67,7 +69,10 @@ __all__ = [
 ]
 
 PassKind: TypeAlias = Literal["monthly", "family"]
-ListName: TypeAlias = Literal["whitelist", "blacklist"]
+ListName: TypeAlias = Literal["whitelist", "blacklist", "hold"]
+LIST_NAMES: Final[tuple[str, ...]] = ("whitelist", "blacklist", "hold")
+"""``hold``: a plate held at the exit (an accident, a dispute): the exit refuses it and a
+guard is called; entries ignore it (see :func:`exit_hold`)."""
 AccessKind: TypeAlias = Literal["blacklisted", "whitelisted", "pass", "visitor"]
 AccessReason: TypeAlias = Literal[
     "blacklisted", "whitelisted", "pass_valid", "pass_in_use", "pass_revoked",
@@ -264,8 +269,8 @@ class ListEntry:
     until: datetime | None = None
 
     def __post_init__(self) -> None:
-        if self.list_name not in ("whitelist", "blacklist"):
-            raise AccessError("list_name", f"a list is 'whitelist' or 'blacklist', got "
+        if self.list_name not in LIST_NAMES:
+            raise AccessError("list_name", f"a list is one of {LIST_NAMES}, got "
                                            f"{self.list_name!r}")
         object.__setattr__(self, "plate", require_plate("plate", self.plate))
         object.__setattr__(self, "reason", _text("reason", self.reason))
@@ -445,6 +450,16 @@ def pass_from_json(data: Mapping[str, Any]) -> Pass:
         max_inside=data.get("max_inside", 1),
         revoked_at=None if revoked is None else _parse_iso("revoked_at", revoked),
     )
+
+
+def exit_hold(plate: str, now: datetime, lists: Iterable[ListEntry]) -> ListEntry | None:
+    """The hold in force on ``plate`` at ``now``, if any: the exit refuses the car and calls
+    a guard. The gateway and an offline lane ask the same question of the same entries."""
+    when = _utc("now", now)
+    key = normalise_plate(plate) if isinstance(plate, str) else ""
+    held = [entry for entry in lists
+            if entry.list_name == "hold" and entry.plate == key and entry.is_active(when)]
+    return min(held, key=lambda entry: entry.reason) if held else None
 
 
 def list_entry_to_json(entry: ListEntry) -> dict[str, Any]:

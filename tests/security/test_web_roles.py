@@ -1,7 +1,7 @@
 """The dashboard's role matrix and CSRF checks, kept as a probe suite.
 
-Every GET route × every role (nobody logged in, guard, supervisor, manager, merchant)
-answers what the matrix says, and the matrix must name every GET route the app has, so a
+Every GET route × every role (nobody logged in, guard, supervisor, manager, merchant,
+cleaner) answers what the matrix says, and the matrix must name every GET route the app has, so a
 new page cannot ship without a line here. Every POST route is refused without a CSRF token
 and with a wrong one, for every role, and writes nothing; for a role that may use the route
 the refusal is the CSRF check's own (so the check, not the role, is what is proved).
@@ -19,16 +19,25 @@ from fastapi.testclient import TestClient
 from gateway.app import GatewayApp
 from gateway.web import WebSettings, create_web_app
 from gateway.web.app import ROUTERS
-from tests.test_web_auth import PEOPLE, add_people, login, unstarted_gateway
+from gateway.web.users import UserStore
+from tests.test_web_auth import (
+    FAST_HASHER,
+    PASSWORD,
+    PEOPLE,
+    add_people,
+    login,
+    unstarted_gateway,
+)
 
 ANON = "nobody"
-ROLES = (ANON, "guard", "supervisor", "manager", "merchant")
-NAME_OF = {role: name for name, (role, _merchant) in PEOPLE.items()}
+ROLES = (ANON, "guard", "supervisor", "manager", "merchant", "cleaner")
+NAME_OF = {role: name for name, (role, _merchant) in PEOPLE.items()} | {"cleaner": "cleo"}
 STAFF = {"guard", "supervisor", "manager"}
 SENIOR = {"supervisor", "manager"}
 MANAGER = {"manager"}
 MERCHANT = {"merchant"}
-LOGGED_IN = STAFF | MERCHANT
+CLEANING = {"cleaner", "supervisor", "manager"}
+LOGGED_IN = STAFF | MERCHANT | {"cleaner"}
 EVERYONE = set(ROLES)
 
 #: GET route template → (a URL of it, the roles that may open it, what they get). The
@@ -38,12 +47,19 @@ GETS: dict[str, tuple[str, set[str], int]] = {
     "/": ("/", EVERYONE, 303),
     "/login": ("/login", EVERYONE, 200),
     "/healthz": ("/healthz", EVERYONE, 200),
+    "/metrics": ("/metrics", EVERYONE, 404),  # off unless [web] allows a scraper
+    "/api/openapi.json": ("/api/openapi.json", STAFF, 200),
     "/api/me": ("/api/me", LOGGED_IN, 200),
     "/lanes": ("/lanes", STAFF, 200),
     "/api/lanes": ("/api/lanes", STAFF, 200),
     "/lanes/live": ("/lanes/live", STAFF, 200),
     "/lanes/reads/{event_id}.svg": ("/lanes/reads/no-such.svg", STAFF, 404),
+    "/evidence/{event_id}/{image}.jpg": ("/evidence/no-such-read/plate.jpg", STAFF, 404),
     "/alerts": ("/alerts", STAFF, 200),
+    "/holds": ("/holds", STAFF, 200),  # no safety file: the page says holds are off
+    "/handover": ("/handover", STAFF, 200),
+    "/plans": ("/plans", STAFF, 200),  # no safety file: the page says so
+    "/contacts": ("/contacts", STAFF, 200),
     "/api/alerts": ("/api/alerts", STAFF, 200),
     "/sessions": ("/sessions", STAFF, 200),
     "/api/sessions": ("/api/sessions?q=B123", STAFF, 200),
@@ -52,6 +68,9 @@ GETS: dict[str, tuple[str, set[str], int]] = {
     "/audit": ("/audit", SENIOR, 200),
     "/api/audit": ("/api/audit", SENIOR, 200),
     "/incidents": ("/incidents", SENIOR, 200),
+    "/patrols": ("/patrols", SENIOR, 200),
+    "/api/patrols": ("/api/patrols", SENIOR, 404),  # no patrol file here: not configured
+    "/cleaning": ("/cleaning", CLEANING, 200),  # no patrol file here: the page says so
     "/reports": ("/reports", MANAGER, 200),
     "/reports/{day}/summary.csv": ("/reports/2026-05-06/summary.csv", MANAGER, 200),
     "/reports/{day}/sessions.csv": ("/reports/2026-05-06/sessions.csv", MANAGER, 200),
@@ -65,6 +84,7 @@ GETS: dict[str, tuple[str, set[str], int]] = {
     "/pay": ("/pay?plate=粤B12345", EVERYONE, 200),
     "/pay/done": ("/pay/done?plate=粤B12345", EVERYONE, 200),
     "/claim": ("/claim", EVERYONE, 200),
+    "/pay/contact": ("/pay/contact?plate=粤B12345", EVERYONE, 404),  # no [contacts] here
     "/alerts/ack": ("/alerts/ack?t=forged", EVERYONE, 404),  # no safety file: disabled
 }
 
@@ -93,6 +113,21 @@ POSTS: dict[str, tuple[str, set[str]]] = {
     "/admin/passes/{pass_id}/revoke": ("/admin/passes/p-1/revoke", MANAGER),
     "/admin/lists": ("/admin/lists", MANAGER),
     "/admin/refunds": ("/admin/refunds", MANAGER),
+    "/cleaning/tick": ("/cleaning/tick", CLEANING),
+    "/holds": ("/holds", STAFF),
+    "/holds/lift": ("/holds/lift", STAFF),
+    "/handover": ("/handover", STAFF),
+    "/handover/{handover_id}/accept": ("/handover/h-1/accept", STAFF),
+    "/complaints/{incident_id}/callback": ("/complaints/i-1/callback", SENIOR),
+    "/plans/equipment/{item}": ("/plans/equipment/ext-001", STAFF),
+    "/plans/checklist/{item}": ("/plans/checklist/pumps", STAFF),
+    "/plans/heavy-rain": ("/plans/heavy-rain", SENIOR),
+    "/plans/drills": ("/plans/drills", SENIOR),
+    "/plans/drills/{drill_id}/end": ("/plans/drills/d-1/end", SENIOR),
+    "/contacts/tell": ("/contacts/tell", STAFF),
+    "/contacts/{contact_id}/reveal": ("/contacts/c-1/reveal", SENIOR),
+    "/contacts/{contact_id}/delete": ("/contacts/c-1/delete", SENIOR),
+    "/pay/contact": ("/pay/contact", EVERYONE),
     "/merchant/coupons": ("/merchant/coupons", MERCHANT),
     "/merchant/spend": ("/merchant/spend", MERCHANT),
     "/merchant/claim-codes": ("/merchant/claim-codes", MERCHANT),
@@ -109,6 +144,8 @@ FIELDS = {"username": "max", "password": "correct horse battery", "reason": "a g
 def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayApp]:
     with unstarted_gateway(tmp_path_factory.mktemp("roles")) as app:
         add_people(app)
+        app.service.call(lambda: UserStore(app.store.db, hasher=FAST_HASHER).add(
+            "cleo", "cleaner", PASSWORD))
         yield app
 
 

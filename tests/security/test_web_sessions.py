@@ -38,7 +38,8 @@ from gateway.app import GatewayApp
 from gateway.config import WebConfig
 from gateway.patrols.desk import StoredTap
 from gateway.patrols.reports import PatrolReport, taps_csv
-from gateway.records.reports import csv_cell, sessions_csv
+from gateway.records.cells import csv_cell
+from gateway.records.reports import sessions_csv
 from gateway.web import WebServer, WebSettings
 from gateway.web.tickets import TicketSigner
 from gateway.web.users import UserStore

@@ -405,8 +405,9 @@ PhoneIdentity = Annotated[
 
 class OtpRequest(WireMessage):
     """A lane's kiosk asks the gateway to text a one-time code to a phone (``send``: carries
-    the number, which the gateway uses to send and then forgets) or to check the code the
-    driver typed (``check``: carries the code, never the number)."""
+    the number, which the gateway uses to send and then forgets, never storing it unless the
+    driver agrees to be reached) or to check the code the driver typed (``check``: carries
+    the code, never the number)."""
 
     correlation_id: CorrelationId
     lane: NodeId
@@ -416,12 +417,17 @@ class OtpRequest(WireMessage):
                               description="send only: the mainland mobile number, 11 digits")
     code: str | None = Field(default=None, pattern=r"^[0-9]{4,8}$",
                              description="check only: the digits the driver typed")
+    contact_consent: str | None = Field(
+        default=None, pattern=r"^[a-z0-9]{1,8}$",
+        description="check only: the version of the contact-register wording the driver "
+                    "agreed to at the kiosk (docs/contacts.md); absent: no consent")
     ts: UtcTime
 
     @model_validator(mode="after")
     def _fields_for_action(self) -> Self:
-        if self.action == "send" and (self.phone is None or self.code is not None):
-            raise ValueError("send carries phone and no code")
+        if self.action == "send" and (self.phone is None or self.code is not None
+                                      or self.contact_consent is not None):
+            raise ValueError("send carries phone and no code or consent")
         if self.action == "check" and (self.code is None or self.phone is not None):
             raise ValueError("check carries code and no phone")
         return self
@@ -590,10 +596,11 @@ class ReplicaPass(_Part):
 
 
 class ReplicaListEntry(_Part):
-    """A whitelist or blacklist entry as ``parkguard.core.access.list_entry_to_json`` writes
-    it; entries past ``until`` are ignored by the access rules."""
+    """A whitelist, blacklist or exit-hold entry as ``parkguard.core.access.list_entry_to_json``
+    writes it; entries past ``until`` are ignored by the access rules. A ``hold`` keeps the
+    plate's car at the exit (docs/incidents.md, "Holding a plate")."""
 
-    list_name: Literal["whitelist", "blacklist"]
+    list_name: Literal["whitelist", "blacklist", "hold"]
     plate: str = Field(min_length=1, max_length=16)
     reason: str = Field(max_length=256, description="for staff, never for the display")
     until: UtcTime | None = None
@@ -711,7 +718,8 @@ class ReplicaSnapshot(WireMessage):
     sessions: tuple[ReplicaSession, ...] = Field(description="every car inside, oldest first")
     passes: tuple[ReplicaPass, ...] = Field(description="passes not lapsed beyond the history "
                                                         "window (they explain a refusal)")
-    lists: tuple[ReplicaListEntry, ...] = Field(description="whitelist and blacklist in force")
+    lists: tuple[ReplicaListEntry, ...] = Field(
+        description="whitelist, blacklist and exit holds in force")
     tariff: ReplicaTariff
     prepaid: tuple[ReplicaPrepaid, ...] = Field(description="cars inside that paid in advance")
     coupons: tuple[ReplicaCoupon, ...] = Field(
@@ -830,6 +838,79 @@ class GatewayAvailability(WireMessage):
                                     "will was registered (the broker cannot know when it died)")
 
 
+class AuditHead(WireMessage):
+    """Retained: where the site's hash-chained audit log ends, published by the gateway at
+    start and every few minutes. The fleet keeps every head it is sent; a chain rewritten
+    later no longer has those hashes at those lengths (docs/audit.md, docs/fleet.md)."""
+
+    site: SiteId
+    length: WireInt = Field(ge=0, description="entries in the chain")
+    head_hash: str = Field(pattern=r"^[0-9a-f]{64}$",
+                           description="SHA-256 of the last entry (64 zeros when empty)")
+    ts: UtcTime
+
+
+# Evidence images (docs/evidence.md) ------------------------------------------
+
+EvidenceImage = Literal["plate", "car"]
+"""``plate``: the plate's crop; ``car``: the whole camera view of the read."""
+MAX_EVIDENCE_PIECE: Final = 192 * 1024
+"""Base64 characters in one evidence piece at most: with its envelope well under the
+broker's 256 KiB ``max_packet_size`` (a larger packet disconnects the lane)."""
+MAX_EVIDENCE_CHUNKS: Final = 64
+"""Pieces of one image at most (64 x 144 KiB of JPEG: more than any lane keeps)."""
+
+
+class EvidenceRequest(WireMessage):
+    """The gateway asks one lane for the JPEGs it kept of one read (a ``plate_read``
+    event). The lane answers on ``evidence/reply`` with the same correlation id."""
+
+    correlation_id: CorrelationId
+    lane: NodeId
+    event_id: EventId = Field(description="the plate_read event whose images are wanted")
+    ts: UtcTime
+
+
+class EvidenceReply(WireMessage):
+    """One piece of one image of a read, or (``images`` empty) that the lane has none of
+    it: never kept, or dropped from its bounded store. Every piece names all the images
+    that are coming, so the gateway knows when it has them all; it joins each image's
+    pieces in ``index`` order, decodes the base64 and checks ``size`` and ``sha256``."""
+
+    correlation_id: CorrelationId
+    lane: NodeId
+    event_id: EventId
+    images: tuple[EvidenceImage, ...] = Field(
+        max_length=2, description="the images this answer carries; empty: none kept")
+    image: EvidenceImage | None = Field(default=None, description="which image this piece is of")
+    index: Annotated[int, Strict(), Field(ge=0, lt=MAX_EVIDENCE_CHUNKS)] = 0
+    count: Annotated[int, Strict(), Field(ge=0, le=MAX_EVIDENCE_CHUNKS)] = Field(
+        default=0, description="pieces of this image")
+    size: Annotated[int, Strict(), Field(ge=0, le=16 * 1024 * 1024)] = Field(
+        default=0, description="bytes of the whole JPEG")
+    sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$",
+                               description="SHA-256 (hex) of the whole JPEG")
+    data: str = Field(default="", max_length=MAX_EVIDENCE_PIECE,
+                      pattern=r"^[A-Za-z0-9+/]*={0,2}$",
+                      description="this piece of the JPEG, base64")
+    taken_at: UtcTime | None = Field(default=None, description="when the camera took it")
+    ts: UtcTime
+
+    @model_validator(mode="after")
+    def _piece_fits(self) -> Self:
+        if len(set(self.images)) != len(self.images):
+            raise ValueError("images names an image twice")
+        if not self.images:
+            if self.image is not None or self.count or self.data or self.sha256:
+                raise ValueError("an answer with no images carries no piece")
+            return self
+        if self.image not in self.images:
+            raise ValueError(f"image {self.image!r} is not one of images {self.images}")
+        if self.sha256 is None or self.count < 1 or self.index >= self.count:
+            raise ValueError("a piece needs sha256, count >= 1 and index below count")
+        return self
+
+
 # Decoding by topic -----------------------------------------------------------
 
 WireValue: TypeAlias = (
@@ -838,6 +919,8 @@ WireValue: TypeAlias = (
     | OtpRequest | OtpReply
     | SensorReading | SensorState | PatrolTap | AlarmState | Alert
     | ReplicaSnapshot | ReplicaChunk | ReplicaDelta | CapacityState | GatewayAvailability
+    | AuditHead
+    | EvidenceRequest | EvidenceReply
 )
 
 _ADAPTERS: Final[dict[TopicKind, TypeAdapter[Any]]] = {
@@ -854,6 +937,9 @@ _ADAPTERS: Final[dict[TopicKind, TypeAdapter[Any]]] = {
     "alarm": TypeAdapter(AlarmState),
     "alert": TypeAdapter(Alert),
     "gateway_availability": TypeAdapter(GatewayAvailability),
+    "audit_head": TypeAdapter(AuditHead),
+    "lane_evidence_get": TypeAdapter(EvidenceRequest),
+    "lane_evidence_reply": TypeAdapter(EvidenceReply),
 }
 
 # A lane's replica topic holds a different message per part (topics.REPLICA_PARTS).
@@ -870,6 +956,8 @@ _NODE_FIELD: Final[dict[TopicKind, str]] = {
     "lane_decide": "lane",
     "lane_otp": "lane",
     "lane_otp_reply": "lane",
+    "lane_evidence_get": "lane",
+    "lane_evidence_reply": "lane",
     "sensor_reading": "node",
     "sensor_state": "node",
     "patrol_tap": "reader",

@@ -45,6 +45,9 @@ TopicKind = Literal[
     "alert_ack",
     "bridge_state",
     "gateway_availability",
+    "audit_head",
+    "lane_evidence_get",
+    "lane_evidence_reply",
 ]
 
 
@@ -93,6 +96,16 @@ def lane_otp(site: str, lane: str) -> str:
 
 def lane_otp_reply(site: str, lane: str) -> str:
     return _lane(site, lane, "otp/reply")
+
+
+def lane_evidence_get(site: str, lane: str) -> str:
+    """The gateway asks one lane for the images it kept of a read (docs/evidence.md)."""
+    return _lane(site, lane, "evidence/get")
+
+
+def lane_evidence_reply(site: str, lane: str) -> str:
+    """A lane's answer: the pieces of its images of a read, or that it has none."""
+    return _lane(site, lane, "evidence/reply")
 
 
 def lane_replica(site: str, lane: str, part: str = "snapshot") -> str:
@@ -147,12 +160,30 @@ def gateway_availability(site: str) -> str:
     return f"{site_root(site)}/gateway/availability"
 
 
+def audit_head(site: str) -> str:
+    """Retained: the length and last hash of the site's audit chain, sent to the fleet so a
+    chain rewritten from the start is caught against the fleet's copy (docs/fleet.md)."""
+    return f"{site_root(site)}/audit/head"
+
+
+def discovery_node(site: str) -> str:
+    """The Home Assistant discovery ``node_id`` of a site's configs, outside the tree:
+    ``{prefix}/{component}/parkguard_{site}/{object}/config`` (gateway/runtime/discovery.py);
+    the broker ACL grants the gateway that subtree and no other site's."""
+    return f"{ROOT}_{check_segment(site, what='site').replace('-', '_')}"
+
+
 # Subscription filters ------------------------------------------------------
 
 
 def all_lane(site: str, leaf: Literal["event", "state", "decide", "otp"]) -> str:
     """Filter for one leaf of every lane of a site, e.g. every lane's events."""
     return f"{site_root(site)}/lane/+/{leaf}"
+
+
+def all_lane_evidence_replies(site: str) -> str:
+    """Filter for every lane's evidence replies (what the gateway's fetcher hears)."""
+    return f"{site_root(site)}/lane/+/evidence/reply"
 
 
 def all_lane_replicas(site: str, part: str) -> str:
@@ -204,6 +235,9 @@ _BODIES: Final[tuple[tuple[str, TopicKind], ...]] = (
     (r"alert/(?P<node>[^/]+)/ack/[a-z0-9][a-z0-9_-]{0,31}", "alert_ack"),
     (r"(?P<node>bridge)/state", "bridge_state"),
     (r"(?P<node>gateway)/availability", "gateway_availability"),
+    (r"(?P<node>audit)/head", "audit_head"),
+    (r"lane/(?P<node>[^/]+)/evidence/get", "lane_evidence_get"),
+    (r"lane/(?P<node>[^/]+)/evidence/reply", "lane_evidence_reply"),
 )
 _PATTERNS: Final[tuple[tuple[re.Pattern[str], TopicKind], ...]] = tuple(
     (re.compile(rf"^{ROOT}/{VERSION}/(?P<site>[^/]+)/{body}$"), kind) for body, kind in _BODIES

@@ -24,12 +24,15 @@ class Frame:
 
 @dataclass(frozen=True, slots=True)
 class PlateReading:
-    """What a reader made of a frame; ``plate`` is None when nothing could be read."""
+    """What a reader made of a frame; ``plate`` is None when nothing could be read.
+    ``box`` (left, top, right, bottom in the first frame's pixels): where the reader found
+    the plate, when it knows; the lane keeps that crop as evidence (docs/evidence.md)."""
 
     plate: str | None
     confidence: float
     char_confidences: tuple[float, ...]
     read_ms: float
+    box: tuple[float, float, float, float] | None = None
 
 
 class Camera(Protocol):

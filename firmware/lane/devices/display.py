@@ -41,6 +41,7 @@ TEXTS: Final[dict[str, tuple[str, str]]] = {
     "goodbye": ("一路平安", "Goodbye"),
     "welcome": ("欢迎光临", "Welcome"),
     "help": ("已呼叫保安", "Help is coming"),
+    "held": ("请联系保安", "Please see a guard"),
     "kiosk_no_vehicle": ("请先将车驶入车道", "Please drive up to the barrier first"),
     "kiosk_unavailable": ("暂不支持手机号入场 请按帮助键", "Phone entry unavailable: press Help"),
     "kiosk_bad_input": ("号码无效 请重新输入", "Invalid number: please try again"),

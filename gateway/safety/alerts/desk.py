@@ -24,7 +24,7 @@ from gateway.safety.alerts.channels import (
     _send,
 )
 from gateway.safety.alerts.errors import AckTokenError, AlertError, UnknownAlertError
-from gateway.safety.alerts.settings import AlertSettings, Person, Severity
+from gateway.safety.alerts.settings import AlertSettings, Person, Role, Severity
 from gateway.safety.alerts.tokens import AckSigner
 from gateway.safety.alerts.values import _ACTIVE, AckClaim, AlertView, _AckMessage
 from parkguard.clock import Clock, utc_iso
@@ -93,9 +93,12 @@ class AlertDesk:
         detail: str = "",
         team: str | None = None,
         all_at_once: bool = False,
+        also_roles: tuple[Role, ...] = (),
     ) -> tuple[AlertView, bool]:
         """The unresolved alert for ``key``, raising it (and sending its first step) if there
-        is none; says whether it is new. A raise never downgrades or re-sends an alert."""
+        is none; says whether it is new. A raise never downgrades or re-sends an alert.
+        ``also_roles``: roles on duty told at the first step besides the ladder's (a lane
+        fault goes to the squad leader at once, not after five minutes)."""
         if not key.strip():
             raise AlertError("an alert needs a key naming its condition")
         now = self._clock.now()
@@ -119,7 +122,7 @@ class AlertDesk:
             self._event(alert_id, now, "raised", "gateway", f"{severity} {kind}: {detail}")
             # The first step is queued in the same transaction: one commit (an fsync) before
             # the first message leaves, not two.
-            outgoing = self._queue_due(alert_id, now)
+            outgoing = self._queue_due(alert_id, now, also_roles=also_roles)
         self._publish(alert_id, now)
         self._dispatch(outgoing)  # the first step leaves at once
         log.warning("alerts: raised %s (%s) %s / %s", alert_id, key, title_zh, title_en)
@@ -156,7 +159,8 @@ class AlertDesk:
         self._dispatch(outgoing)
         return len(outgoing)
 
-    def _queue_due(self, alert_id: str, now: datetime) -> list[_Outgoing]:
+    def _queue_due(self, alert_id: str, now: datetime,
+                   also_roles: tuple[Role, ...] = ()) -> list[_Outgoing]:
         """Record every step of ``alert_id`` due at ``now`` and return its messages, to be
         dispatched once the transaction (this one, or the caller's) has committed."""
         outgoing: list[_Outgoing] = []
@@ -185,6 +189,9 @@ class AlertDesk:
                     break
                 round_, step = nxt_round, nxt_step
                 people = self._recipients(row, step, now)
+                if round_ == 0 and step == 0 and also_roles:
+                    people += [p for p in self.settings.on_duty(now)
+                               if p.role in also_roles and p not in people]
                 outgoing += self._queue_step(row, people, step, round_, now)
             self.db.table("alerts").update(row["id"], {
                 "round": round_, "step": step, "next_due": utc_iso(due),

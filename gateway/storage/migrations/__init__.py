@@ -17,14 +17,17 @@ from gateway.storage.migrations import (
     alerts,
     audit,
     core,
+    duties,
     incidents,
     ledger,
     merchants,
+    operations,
     otp,
     passes,
     patrols,
     payments,
     reconcile,
+    site_plans,
     users,
 )
 
@@ -43,6 +46,9 @@ REGISTRY: tuple[Migrations, ...] = (
     patrols.migrations,    # parkguard.patrols: taps and rounds
     users.migrations,      # parkguard.web: dashboard users
     otp.migrations,        # parkguard.otp: one-time codes for the no-plate kiosk
+    operations.migrations,  # parkguard.operations: exit holds, handovers, complaint times
+    site_plans.migrations,  # parkguard.site_plans: owner contacts, drills, flood readiness
+    duties.migrations,     # parkguard.duties: cleaning ticks, short-roster warnings
 )
 
 

@@ -14,6 +14,7 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from gateway.runtime.till import TillError
 from gateway.storage import queries
 from gateway.web.deps import (
     BoardDep,
@@ -164,13 +165,65 @@ async def open_lane(request: Request, lane: str, fields: FormDep, user: Opener,
     return RedirectResponse("/lanes", status_code=303)
 
 
-@router.post("/api/lanes/{lane}/open")
+Answers = dict[int | str, dict[str, Any]]
+"""Documented answers of a route, by status (its OpenAPI ``responses``)."""
+
+
+def _json_body(properties: dict[str, Any]) -> dict[str, Any]:
+    """The OpenAPI ``requestBody`` of a JSON route that reads its body itself (the CSRF
+    header is checked before the body is read)."""
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": {
+        "type": "object", "properties": properties}}}}}
+
+
+_TEXT = {"type": "string", "maxLength": 256}
+_DONE: Answers = {200: {
+    "description": "done; ``message`` says what, in Chinese and English",
+    "content": {"application/json": {"schema": {
+        "type": "object", "required": ["ok", "message"],
+        "properties": {"ok": {"type": "boolean"}, "message": {"type": "string"}}}}}}}
+_MONEY_BODY = _json_body({"preset": _TEXT, "detail": _TEXT,
+                          "due_fen": {"anyOf": [{"type": "integer", "minimum": 0},
+                                                {"type": "string", "pattern": "^[0-9]*$"}],
+                                      "description": "the fee the guard saw, fen"}})
+_UNKNOWN_LANE: Answers = {404: {
+    "description": "no such lane at this gateway / 无此车道",
+    "content": {"application/json": {"schema": {
+        "type": "object", "properties": {"error": {"type": "string"}}}}}}}
+_NOTHING_WAITING: Answers = {409: {
+    "description": "no car waits to pay there, nothing is due, or the amount changed / "
+                   "该车道无待缴费车辆"}}
+
+
+def _unknown_lane(commander: CommanderDep, lane: str) -> Response | None:
+    """404 for a lane this gateway cannot command (it holds no key for it)."""
+    if commander is None or lane not in commander.lanes:
+        return JSONResponse({"error": f"no lane {lane!r} at this gateway / 无此车道"},
+                            status_code=404)
+    return None
+
+
+async def _json_object(request: Request) -> dict[str, Any] | None:
+    """The request's JSON object, or None for a body that is not one (not JSON at all,
+    or a list): a 400 for the caller to give, never a 500."""
+    try:
+        body = await request.json()
+    except ValueError:  # not JSON, or not UTF-8
+        return None
+    return body if isinstance(body, dict) else None
+
+
+@router.post("/api/lanes/{lane}/open", responses={**_DONE, **_UNKNOWN_LANE},
+             openapi_extra=_json_body({"preset": {"enum": ["", *OPEN_REASONS]},
+                                       "reason": _TEXT}))
 async def api_open_lane(request: Request, lane: str, user: Opener, commander: CommanderDep,
                         worker: WorkerDep) -> Response:
     if not csrf_ok(request, request.headers.get(CSRF_HEADER)):
         return JSONResponse({"error": "CSRF token missing or wrong"}, status_code=403)
-    body = await request.json()
-    if not isinstance(body, dict):
+    if (unknown := _unknown_lane(commander, lane)) is not None:
+        return unknown
+    body = await _json_object(request)
+    if body is None:
         return JSONResponse({"error": "a JSON object is expected"}, status_code=400)
     try:
         reason = open_reason(str(body.get("preset", "")), str(body.get("reason", "")))
@@ -229,13 +282,16 @@ async def waive_form(request: Request, lane: str, fields: FormDep, user: Senior,
     return await _form_money(request, pages, waive_fee(user, cashier, lane, dict(fields)))
 
 
-@router.post("/api/lanes/{lane}/cash")
+_MONEY_ANSWERS: Answers = {**_DONE, **_NOTHING_WAITING}
+
+
+@router.post("/api/lanes/{lane}/cash", responses=_MONEY_ANSWERS, openapi_extra=_MONEY_BODY)
 async def api_cash(request: Request, lane: str, user: Opener,
                    cashier: CashierDep) -> Response:
     return await _api_money(request, lambda body: take_cash(user, cashier, lane, body))
 
 
-@router.post("/api/lanes/{lane}/waive")
+@router.post("/api/lanes/{lane}/waive", responses=_MONEY_ANSWERS, openapi_extra=_MONEY_BODY)
 async def api_waive(request: Request, lane: str, user: Senior,
                     cashier: CashierDep) -> Response:
     return await _api_money(request, lambda body: waive_fee(user, cashier, lane, body))
@@ -252,13 +308,17 @@ async def _form_money(request: Request, pages: PagesDep, act: Awaitable[str]) ->
 
 async def _api_money(request: Request,
                      act: Callable[[dict[str, Any]], Awaitable[str]]) -> Response:
+    """Cash or a waiver over the API: 403 without the CSRF header, 400 for a body it
+    cannot take, 409 when the lane has no car waiting to pay (or the amount changed)."""
     if not csrf_ok(request, request.headers.get(CSRF_HEADER)):
         return JSONResponse({"error": "CSRF token missing or wrong"}, status_code=403)
-    body = await request.json()
-    if not isinstance(body, dict):
+    body = await _json_object(request)
+    if body is None:
         return JSONResponse({"error": "a JSON object is expected"}, status_code=400)
     try:
         message = await act(body)
+    except TillError as error:
+        return JSONResponse({"error": str(error)}, status_code=409)
     except (BadForm, ParkGuardError, ValueError) as error:
         return JSONResponse({"error": str(error)}, status_code=400)
     return JSONResponse({"ok": True, "message": message})

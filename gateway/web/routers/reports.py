@@ -10,7 +10,7 @@ from fastapi.responses import HTMLResponse, Response
 from markupsafe import Markup
 
 from gateway.records import charts, reports
-from gateway.web.deps import Manager, PagesDep, ReaderDep, TimeDep
+from gateway.web.deps import Manager, PagesDep, PatrolsDep, ReaderDep, TimeDep
 from parkguard.core.tariffs import format_yuan
 
 router = APIRouter()
@@ -42,10 +42,10 @@ DayInPath = Annotated[date, Depends(_day_in_path)]
 
 @router.get("/reports", response_class=HTMLResponse)
 def report(request: Request, user: Manager, chosen: Day, pages: PagesDep, reader: ReaderDep,
-           time: TimeDep) -> Response:
+           time: TimeDep, regime: PatrolsDep) -> Response:
     zone = time.zone
     with reader() as db:
-        summary = reports.daily_summary(db, chosen, zone)
+        summary = reports.daily_summary(db, chosen, zone, regime=regime, now=time.now())
         svg: dict[str, Any] = {
             "occupancy": charts.occupancy_chart(reports.occupancy_over_day(db, chosen, zone)),
             "revenue": charts.revenue_chart(reports.revenue_by_hour(db, chosen, zone)),
@@ -58,9 +58,11 @@ def report(request: Request, user: Manager, chosen: Day, pages: PagesDep, reader
 
 
 @router.get("/reports/{day}/summary.csv")
-def summary_csv(_user: Manager, chosen: DayInPath, reader: ReaderDep, time: TimeDep) -> Response:
+def summary_csv(_user: Manager, chosen: DayInPath, reader: ReaderDep, time: TimeDep,
+                regime: PatrolsDep) -> Response:
     with reader() as db:
-        text = reports.summary_csv(reports.daily_summary(db, chosen, time.zone))
+        text = reports.summary_csv(reports.daily_summary(db, chosen, time.zone, regime=regime,
+                                                         now=time.now()))
     return _csv(text, f"summary-{chosen}.csv")
 
 

@@ -91,7 +91,10 @@ def api_sessions(_user: SessionsUser, reader: ReaderDep, matching: MatchingDep,
     return found
 
 
-@router.get("/api/bill")
+@router.get("/api/bill", responses={404: {
+    "description": "no car with this plate is inside / 场内无此车",
+    "content": {"application/json": {"schema": {
+        "type": "object", "properties": {"error": {"type": "string"}}}}}}})
 def api_bill(plate: str, _user: SessionsUser, cashier: CashierDep) -> Response:
     try:
         bill = cashier.bill_for(plate)

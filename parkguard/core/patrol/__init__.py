@@ -12,14 +12,17 @@ from parkguard.core.patrol.engine import (
     RoundStatus,
     Tap,
     Window,
+    applies_on,
     evaluate,
     evaluate_round,
     split_rounds,
     windows,
 )
 from parkguard.core.patrol.model import (
+    DAY_KINDS,
     ROLES,
     Checkpoint,
+    DayKind,
     Obligation,
     PatrolConfig,
     PatrolPerson,
@@ -27,8 +30,10 @@ from parkguard.core.patrol.model import (
     Role,
     RosterShift,
     Route,
+    StaffingRule,
     load_patrol_config,
 )
+from parkguard.core.patrol.staffing import StaffingGap, on_duty, staffing_gaps
 from parkguard.core.patrol.sun import (
     SunError,
     SunReading,
@@ -38,9 +43,11 @@ from parkguard.core.patrol.sun import (
 )
 
 __all__ = [
+    "DAY_KINDS",
     "ROLES",
     "STATUS_ORDER",
     "Checkpoint",
+    "DayKind",
     "FastLeg",
     "Obligation",
     "ObligationResult",
@@ -53,16 +60,21 @@ __all__ = [
     "RoundResult",
     "RoundStatus",
     "Route",
+    "StaffingGap",
+    "StaffingRule",
     "SunError",
     "SunReading",
     "Tap",
     "Window",
+    "applies_on",
     "counter_verdict",
     "evaluate",
     "evaluate_round",
     "load_patrol_config",
+    "on_duty",
     "simulate_tap",
     "split_rounds",
+    "staffing_gaps",
     "verify_sun",
     "windows",
 ]

@@ -38,6 +38,7 @@ __all__ = [
     "RoundStatus",
     "Tap",
     "Window",
+    "applies_on",
     "evaluate",
     "evaluate_round",
     "local_midnight",
@@ -335,6 +336,8 @@ def evaluate(config: PatrolConfig, taps: Iterable[Tap], start: datetime, end: da
             ids = {p.id for p in people}
             shift = person.shift if rule.per == "shift" and person is not None else None
             for window in windows(config, rule.per, start, end, shift=shift):
+                if not applies_on(config, rule, person, window):
+                    continue
                 inside = [t for t in everything
                           if window.start <= t.at < window.end and t.person in ids]
                 if rule.joint:
@@ -342,6 +345,19 @@ def evaluate(config: PatrolConfig, taps: Iterable[Tap], start: datetime, end: da
                 results.append(_judge(config, rule, route, subject, window, inside, now,
                                       person))
     return results
+
+
+def applies_on(config: PatrolConfig, rule: Obligation, person: PatrolPerson | None,
+               window: Window) -> bool:
+    """Does ``rule`` bind in ``window``: its ``days`` hold the kind of the window's day (a
+    shift's is the day it starts), and ``person`` is rostered that day. Weeks and months
+    hold days of every kind, so only shifts and days are told apart."""
+    if window.period not in ("shift", "day"):
+        return True
+    day = window.start.astimezone(config.zone).date()
+    if rule.days is not None and config.day_kind(day) not in rule.days:
+        return False
+    return person is None or config.works_on(person, day)
 
 
 def _judge(config: PatrolConfig, rule: Obligation, route: Route, subject: str,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import re
-from datetime import time
+from datetime import date, time
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Final, Literal, Self, TypeAlias
@@ -18,11 +18,14 @@ from zoneinfo import ZoneInfo
 from pydantic import AfterValidator, Field, SecretStr, model_validator
 
 from parkguard.configfile import StrictModel, load_config
+from parkguard.core.tariffs.holidays import DayKind, HolidayCalendar
 from parkguard.core.zones import TimeZoneName
 
 __all__ = [
+    "DAY_KINDS",
     "ROLES",
     "Checkpoint",
+    "DayKind",
     "Obligation",
     "PatrolConfig",
     "PatrolPerson",
@@ -30,12 +33,17 @@ __all__ = [
     "Role",
     "RosterShift",
     "Route",
+    "StaffingRule",
     "load_patrol_config",
 ]
 
-Role: TypeAlias = Literal["guard", "squad_leader", "captain", "manager"]
-#: The roster from the bottom up: an overdue round is reported to the next rung.
+Role: TypeAlias = Literal["guard", "squad_leader", "captain", "manager", "cleaner"]
+#: The roster from the bottom up: an overdue round is reported to the next rung. A cleaner
+#: stands beside the guards: his overdue cleaning goes to the squad leader.
 ROLES: Final[tuple[Role, ...]] = ("guard", "squad_leader", "captain", "manager")
+#: The kinds of day the tariff calendar tells apart (holiday beats a make-up workday, which
+#: beats the weekend): obligations, people and staffing can apply to some of them only.
+DAY_KINDS: Final[tuple[DayKind, ...]] = ("workday", "weekend", "holiday")
 Period: TypeAlias = Literal["shift", "day", "week", "month"]
 _ID = r"^[a-z0-9][a-z0-9_-]{0,47}$"
 
@@ -45,6 +53,17 @@ def _aes_key(value: SecretStr) -> SecretStr:
     if not re.fullmatch(r"[0-9A-Fa-f]{32}", value.get_secret_value()):
         raise ValueError("must be 32 hexadecimal digits (an AES-128 key)")
     return value
+
+
+def _kinds_once(value: tuple[DayKind, ...]) -> tuple[DayKind, ...]:
+    if len(set(value)) != len(value):
+        raise ValueError("a day kind is listed twice")
+    return value
+
+
+#: ``days``: the kinds of day a rule or a person applies on; none: every day.
+DayKinds: TypeAlias = Annotated[tuple[DayKind, ...], Field(min_length=1),
+                                AfterValidator(_kinds_once)] | None
 
 
 class Checkpoint(StrictModel):
@@ -108,6 +127,9 @@ class PatrolPerson(StrictModel):
     role: Role
     shift: str | None = Field(default=None, description="shift worked; none: day staff")
     route: str | None = Field(default=None, description="the guard's own route")
+    days: DayKinds = Field(
+        default=None, description="kinds of day worked (e.g. [\"holiday\"]: a roving patrol "
+                                  "rostered on holidays only); none: every day")
 
 
 class Obligation(StrictModel):
@@ -126,18 +148,54 @@ class Obligation(StrictModel):
     joint_window_min: float = Field(default=5, gt=0, le=120)
     due_within_min: float | None = Field(
         default=None, gt=0, description="deadline after the window starts; none: its end")
-    kind: Literal["patrol", "inspection"] = "patrol"
+    kind: Literal["patrol", "inspection", "cleaning"] = "patrol"
+    days: DayKinds = Field(
+        default=None, description="kinds of day it applies on (workday, weekend, holiday from "
+                                  "the tariff calendar); none: every day")
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
         if len(set(self.roles)) != len(self.roles):
             raise ValueError(f"obligation {self.id}: a role appears twice")
+        if self.days is not None and self.per not in ("shift", "day"):
+            raise ValueError(f"obligation {self.id}: days needs per = shift or day (a "
+                             f"{self.per} has days of several kinds)")
         if self.joint and (len(self.roles) < 2 or self.each):
             raise ValueError(f"obligation {self.id}: a joint inspection needs two or more "
                              "roles and each = false")
         if self.per == "shift" and not self.each:
             raise ValueError(f"obligation {self.id}: per = shift is for each person")
         return self
+
+
+class StaffingRule(StrictModel):
+    """At least ``min_on_duty`` people of ``roles`` rostered in the hours ``from_hour`` to
+    ``to_hour`` (site-local, end excluded) of the days it applies on."""
+
+    id: str = Field(pattern=_ID)
+    title: str = Field(default="", max_length=100)
+    days: DayKinds = Field(default=None, description="kinds of day; none: every day")
+    periods: tuple[str, ...] = Field(
+        default=(), max_length=32, description="named periods or holidays of the calendar "
+                                               "(peaks: double_eleven, spring_festival) it "
+                                               "applies on as well")
+    from_hour: int = Field(default=0, ge=0, le=23)
+    to_hour: int = Field(default=24, ge=1, le=24)
+    roles: tuple[Role, ...] = Field(default=("guard",), min_length=1)
+    min_on_duty: int = Field(ge=1, le=500)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if self.to_hour <= self.from_hour:
+            raise ValueError(f"staffing {self.id}: to_hour {self.to_hour} must be after "
+                             f"from_hour {self.from_hour}")
+        if self.days is None and self.periods:
+            raise ValueError(f"staffing {self.id}: periods without days would apply every "
+                             "day: give days too (e.g. days = [\"holiday\"])")
+        return self
+
+    def applies(self, kind: DayKind, periods: frozenset[str]) -> bool:
+        return self.days is None or kind in self.days or bool(periods.intersection(self.periods))
 
 
 class PatrolConfig(StrictModel):
@@ -158,7 +216,12 @@ class PatrolConfig(StrictModel):
     checkpoints: tuple[Checkpoint, ...] = Field(min_length=1)
     routes: tuple[Route, ...] = Field(min_length=1)
     obligations: tuple[Obligation, ...] = Field(default=())
-
+    staffing: tuple[StaffingRule, ...] = Field(
+        default=(), description="people rostered per kind of day and hour (docs/patrols.md)")
+    calendar: HolidayCalendar = Field(
+        default_factory=HolidayCalendar,
+        description="holidays and make-up workdays; the gateway gives the tariff file's "
+                    "calendar (docs/tariffs.md), a file of its own is for a regime alone")
 
     @model_validator(mode="after")
     def _references(self) -> Self:
@@ -175,6 +238,7 @@ class PatrolConfig(StrictModel):
         unique("checkpoint tags", [c.tag for c in self.checkpoints])
         unique("route ids", [r.id for r in self.routes])
         unique("obligation ids", [o.id for o in self.obligations])
+        unique("staffing ids", [r.id for r in self.staffing])
         unique("levels", list(self.levels))
         shifts, routes = {s.name for s in self.shifts}, {r.id for r in self.routes}
         points = {c.id for c in self.checkpoints}
@@ -234,6 +298,15 @@ class PatrolConfig(StrictModel):
     def route(self) -> dict[str, Route]:
         return {r.id: r for r in self.routes}
 
+    def day_kind(self, day: date) -> DayKind:
+        """``workday``, ``weekend`` or ``holiday``: what the calendar makes of a site-local
+        date (a make-up workday on a Saturday is a workday)."""
+        return self.calendar.day_kind(day)
+
+    def works_on(self, person: PatrolPerson, day: date) -> bool:
+        """Is ``person`` rostered on ``day`` (people with ``days`` work those kinds only)."""
+        return person.days is None or self.day_kind(day) in person.days
+
     def route_of(self, rule: Obligation, person: PatrolPerson | None) -> Route:
         if rule.route == "own":
             if person is None or person.route is None:
@@ -251,7 +324,8 @@ class PatrolConfig(StrictModel):
     def next_up(self, role: Role, shift: str | None = None) -> PatrolPerson | None:
         """Who is told when someone of ``role`` is overdue: the next rung of the roster,
         on the same shift if it has one there."""
-        for above in ROLES[ROLES.index(role) + 1:]:
+        rung = ROLES.index("guard" if role == "cleaner" else role)
+        for above in ROLES[rung + 1:]:
             people = [p for p in self.people if p.role == above]
             same = [p for p in people if shift is not None and p.shift == shift]
             if same or people:

@@ -6,6 +6,7 @@ cameras write plates down; the grammar, the normaliser and the matcher share it.
 
 from __future__ import annotations
 
+import functools
 import unicodedata
 from typing import Final
 
@@ -45,9 +46,11 @@ SEPARATORS: Final = frozenset(
 _ASCII_UPPER: Final = str.maketrans("abcdefghijklmnopqrstuvwxyz", "ABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
 
+@functools.lru_cache(maxsize=4096)
 def tidy_char(char: str) -> str:
     """One typed or read character made plain: full width to half width (NFKC), Latin
-    lower case to upper case, separators and white space removed (so it may become "")."""
+    lower case to upper case, separators and white space removed (so it may become "").
+    Cached: the gateway tidies the same few hundred characters for every exit it decides."""
     plain = unicodedata.normalize("NFKC", char).translate(_ASCII_UPPER)
     return "".join(c for c in plain if c not in SEPARATORS and not c.isspace())
 

@@ -121,7 +121,8 @@ class PlateRead:
         return self.detect_ms + self.recognise_ms
 
     def reading(self) -> PlateReading:
-        return lane_reading(self.plate, self.confidence, self.char_confidences, self.total_ms)
+        return lane_reading(self.plate, self.confidence, self.char_confidences, self.total_ms,
+                            self.box)
 
 
 def reported(plate: str | None) -> str | None:
@@ -133,12 +134,14 @@ def reported(plate: str | None) -> str | None:
 
 
 def lane_reading(plate: str | None, confidence: float, char_confidences: tuple[float, ...],
-                 read_ms: float) -> PlateReading:
+                 read_ms: float, box: tuple[float, float, float, float] | None = None
+                 ) -> PlateReading:
     """What the lane gets: the read, or for a read :func:`reported` turns down an unread
-    plate with no confidence (so the lane reads more frames before it gives up on it)."""
+    plate with no confidence (so the lane reads more frames before it gives up on it).
+    ``box`` is kept either way: the crop of an unread plate is evidence too."""
     if reported(plate) is None:
-        return PlateReading(None, 0.0, (), read_ms)
-    return PlateReading(plate, confidence, char_confidences, read_ms)
+        return PlateReading(None, 0.0, (), read_ms, box)
+    return PlateReading(plate, confidence, char_confidences, read_ms, box)
 
 
 class TfliteReader:
@@ -290,4 +293,4 @@ class TfliteReader:
 def fused_reading(fused: FusedPlate, reads: Sequence[PlateRead]) -> PlateReading:
     """A fused plate as the lane's :class:`PlateReading` (time: all frames' reads)."""
     return lane_reading(fused.plate, fused.confidence, fused.char_confidences,
-                        sum(r.total_ms for r in reads))
+                        sum(r.total_ms for r in reads), reads[0].box if reads else None)

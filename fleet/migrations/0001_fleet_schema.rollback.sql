@@ -1,0 +1,9 @@
+DROP TABLE dead_letters;
+DROP TABLE audit_heads;
+DROP VIEW patrol_compliance;
+DROP TABLE patrol_taps;
+DROP TABLE device_health;
+DROP TABLE alarms;
+DROP TABLE payments;
+DROP TABLE sessions;
+DROP TABLE events;

@@ -1,0 +1,3 @@
+DROP VIEW site_tariff_versions;
+DROP TABLE fleet_acks;
+DROP TABLE fleet_commands;

@@ -1,0 +1,2 @@
+DROP TABLE fleet_user_sites;
+DROP TABLE fleet_users;
