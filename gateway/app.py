@@ -43,7 +43,7 @@ from gateway.safety.incidents import IncidentDesk
 from gateway.storage.store import GatewayStore
 from gateway.web import WebServer, WebSettings, load_secret_key
 from gateway.web.tickets import TicketSigner
-from parkguard.clock import Clock
+from parkguard.clock import Clock, utc_iso
 from parkguard.configfile import load_config, reveal
 from parkguard.errors import ConfigError
 from wire.bus import Bus
@@ -235,7 +235,9 @@ class GatewayApp:
             site=config.site, settings=config.fleet, db=db, clock=clock, audit=self.audit,
             publisher=self.bus, pricing=self.pricing, tariff_file=config.tariff_file,
             access=self.billing.access, lanes=self.commander,
-            on_tariff=self.replicas.publish_snapshot)
+            on_tariff=self.replicas.publish_snapshot,
+            dead_letter=lambda topic, payload, reason: self.store.dead_letter(  # counted
+                received_at=utc_iso(clock.now()), topic=topic, payload=payload, reason=reason))
         self.web: WebServer | None = None
 
     def _safety_desks(self, safety: SafetySettings) -> tuple[AlertDesk, AlarmMonitor]:

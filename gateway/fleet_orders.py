@@ -77,7 +77,8 @@ class FleetOrders:
     def __init__(self, *, site: str, settings: FleetLinkSettings, db: Database, clock: Clock,
                  audit: AuditLog, publisher: Bus, pricing: SitePricing,
                  tariff_file: Path, access: AccessDesk, lanes: LaneCommander,
-                 on_tariff: Callable[[], object] = lambda: None) -> None:
+                 on_tariff: Callable[[], object] = lambda: None,
+                 dead_letter: Callable[[str, bytes, str], None] = lambda *_: None) -> None:
         self.site = site
         self.settings = settings
         self._key = public_key_from_hex(settings.public_key)
@@ -86,6 +87,7 @@ class FleetOrders:
         self._pricing, self._tariff_file = pricing, tariff_file
         self._access, self._lanes = access, lanes
         self._on_tariff = on_tariff
+        self._dead_letter = dead_letter
         db.execute(f"CREATE TABLE IF NOT EXISTS {SEEN_TABLE} (command_id TEXT PRIMARY KEY, "
                    "expires TEXT NOT NULL, outcome TEXT NOT NULL)")
 
@@ -98,6 +100,7 @@ class FleetOrders:
             first = error.errors()[0]
             field = ".".join(str(p) for p in first["loc"]) or "payload"
             log.warning("fleet: malformed command on %s: %s", topic, field)
+            self._dead_letter(topic, payload, f"fleet_command: {field}: {first['msg']}")
             ack = FleetAck(command_id=_id_of(payload), site=self.site,
                            kind=topic.rsplit("/", 1)[-1][:16], status="refused",
                            reason=f"malformed: {field}: {first['msg']}"[:512], ts=now)

@@ -12,11 +12,12 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from datetime import date
 from functools import cache
 from typing import Annotated, Protocol, TypeVar, cast
 
 import sqlite_utils
-from fastapi import Depends, Request
+from fastapi import Depends, HTTPException, Request
 from starlette.concurrency import run_in_threadpool
 
 from gateway.lanes.commands import LaneCommander
@@ -181,6 +182,20 @@ PagesDep = Annotated[Pages, Depends(_pages)]
 TimeDep = Annotated[SiteTime, Depends(_time)]
 SettingsDep = Annotated[WebSettings, Depends(_settings)]
 DesksDep = Annotated[Desks, Depends(_desks)]
+
+
+def _asked_day(time: TimeDep, day: str = "") -> date:
+    """``?day=YYYY-MM-DD`` (else 400), or the site's today: the day picker of the patrol and
+    cleaning pages."""
+    if not day:
+        return time.today()
+    try:
+        return date.fromisoformat(day)
+    except ValueError as error:
+        raise HTTPException(400, "day must be YYYY-MM-DD / 日期格式应为 YYYY-MM-DD") from error
+
+
+AskedDay = Annotated[date, Depends(_asked_day)]
 
 
 def _board(state: State) -> LaneBoard:

@@ -10,10 +10,10 @@ A dashboard user is the regime's person of the same id (as on the alerts page): 
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from gateway.patrols.cleaning import (
@@ -25,6 +25,7 @@ from gateway.patrols.cleaning import (
 from gateway.patrols.reports import status_words
 from gateway.records.audit import AuditLog
 from gateway.web.deps import (
+    AskedDay,
     DesksDep,
     FormDep,
     PagesDep,
@@ -42,19 +43,10 @@ CleaningUser = Annotated[User, Depends(need("cleaning"))]
 OFF = ("本网关未配置巡查与保洁", "Patrols and cleaning are not configured on this gateway")
 
 
-def _asked_day(time: TimeDep, day: str = "") -> date:
-    if not day:
-        return time.today()
-    try:
-        return date.fromisoformat(day)
-    except ValueError as error:
-        raise HTTPException(400, "day must be YYYY-MM-DD / 日期格式应为 YYYY-MM-DD") from error
-
-
 @router.get("/cleaning", response_class=HTMLResponse)
 def cleaning_page(request: Request, user: CleaningUser, pages: PagesDep, reader: ReaderDep,
                   time: TimeDep, regime: PatrolsDep,
-                  chosen: Annotated[date, Depends(_asked_day)]) -> Response:
+                  chosen: AskedDay) -> Response:
     if regime is None:
         return pages.render(request, "cleaning.html", user, off=OFF, tasks=[], person=None,
                             day=chosen, done=0, due=0)

@@ -7,34 +7,20 @@ site-local. Without a patrol file the page says patrols are not configured.
 
 from __future__ import annotations
 
-from datetime import date, timedelta
-from typing import Annotated
+from datetime import timedelta
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from gateway.patrols.reports import status_words
 from gateway.patrols.summary import ROLE_WORDS, read_summary
-from gateway.web.deps import PagesDep, PatrolsDep, PatrolsUser, ReaderDep, TimeDep
+from gateway.web.deps import AskedDay, PagesDep, PatrolsDep, PatrolsUser, ReaderDep, TimeDep
 
 router = APIRouter()
 
 
-def _asked_day(time: TimeDep, day: str = "") -> date:
-    """``?day=YYYY-MM-DD`` (else 400), or the site's today."""
-    if not day:
-        return time.today()
-    try:
-        return date.fromisoformat(day)
-    except ValueError as error:
-        raise HTTPException(400, "day must be YYYY-MM-DD / 日期格式应为 YYYY-MM-DD") from error
-
-
-Day = Annotated[date, Depends(_asked_day)]
-
-
 @router.get("/patrols", response_class=HTMLResponse)
-def patrol_page(request: Request, user: PatrolsUser, chosen: Day, pages: PagesDep,
+def patrol_page(request: Request, user: PatrolsUser, chosen: AskedDay, pages: PagesDep,
                 reader: ReaderDep, time: TimeDep, regime: PatrolsDep) -> Response:
     summary = None
     if regime is not None:
@@ -49,7 +35,7 @@ def patrol_page(request: Request, user: PatrolsUser, chosen: Day, pages: PagesDe
 
 
 @router.get("/api/patrols")
-def patrol_api(_user: PatrolsUser, chosen: Day, reader: ReaderDep, time: TimeDep,
+def patrol_api(_user: PatrolsUser, chosen: AskedDay, reader: ReaderDep, time: TimeDep,
                regime: PatrolsDep) -> Response:
     if regime is None:
         return JSONResponse({"error": "patrols are not configured / 未配置巡查"},
