@@ -127,6 +127,8 @@ bench: venv
 	$(BIN)/python -m simulator.bench_tariffs
 	$(BIN)/python -m simulator.bench_fire
 	$(BIN)/python -m simulator.bench_gate
+	@# fleet ingestion, 1/10/50 sites, own NATS cluster and PostgreSQL (≈ 1 min; docs/fleet.md)
+	$(BIN)/python -m simulator.bench_fleet
 	@# real held-out photographs from local snapshots (data/real-plates/README.md); the reader
 	@# bench reads them first when they are there, beside PP-OCRv4 and agentclpr
 	-$(BIN)/python scripts/real_plates.py extract

@@ -2,7 +2,8 @@
 
 Both subcommands open the file read-only, so inspecting evidence never changes it.
 Exit codes of ``verify``: 0 the chain is intact, 1 it is not (the first affected entry
-is named on stderr), 2 the file could not be read as an audit log at all.
+is named on stderr) or an incident photo is not the file the chain recorded, 2 the file
+could not be read as an audit log at all.
 """
 
 from __future__ import annotations
@@ -65,14 +66,22 @@ def audit() -> None:
 
 @audit.command(name="verify")
 @click.argument("db_path", type=click.Path(dir_okay=False, path_type=Path))
-def verify_command(db_path: Path) -> None:
-    """Check every entry of the audit log in DB_PATH and name the first one tampered with.
+@click.option("--photos", "photos", type=click.Path(file_okay=False, path_type=Path),
+              default=None, metavar="DIR",
+              help="Incident photos' directory (default: evidence/photos beside DB_PATH).")
+def verify_command(db_path: Path, photos: Path | None) -> None:
+    """Check every entry of the audit log in DB_PATH and name the first one tampered with;
+    then hash every incident photo the log recorded and name any missing or swapped.
 
     Copy the head hash it prints somewhere off this machine: a chain rewritten from
     the start, head included, can only be caught by comparing with such a copy.
     """
+    from gateway.safety.incident_photos import DirectoryPhotos, check_photos, photo_root
+
     with _reading(db_path) as db:
         report = verify_log(db)
+        bad_photos = check_photos(db, DirectoryPhotos(
+            photos or photo_root(None, db_path))) if report.problem is None else []
     if report.problem is not None:
         problem = report.problem
         click.echo(
@@ -82,6 +91,12 @@ def verify_command(db_path: Path) -> None:
         click.echo(f"{report.checked} entries before it are intact.", err=True)
         # sys.exit, not ctx.exit: click returns (rather than raises) an Exit's code when
         # run with standalone_mode=False, and a failed check must never exit 0.
+        sys.exit(1)
+    for bad in bad_photos:
+        click.echo(f"incident photo FAILED ({bad.kind}): {_one_line(bad.detail)}", err=True)
+    if bad_photos:
+        click.echo(f"audit log chain intact ({report.checked} entries); "
+                   f"{len(bad_photos)} photo(s) are not what it recorded.", err=True)
         sys.exit(1)
     head = report.head_hash or ""
     noun = "entry" if report.checked == 1 else "entries"

@@ -11,6 +11,7 @@ resending the same QoS 1 message gives the same key and the second copy changes 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -40,6 +41,10 @@ from wire.fleet_command import FleetAck, FleetCommand, is_ack_topic, parse_comma
 #: The settlements in which money was actually taken (wire Settlement; docs/payments.md):
 #: the fleet's revenue is the sum of these exits' fees, as the site's books count them.
 MONEY_TAKEN = frozenset({"paid_online", "payment_code", "payment_code_offline", "cash"})
+#: Of those, the ones whose money the lane already reported in its own ``payment_code`` event
+#: (firmware/lane/gate.py): that event is the payment, the exit only says how it was settled.
+#: Counting the exit's fee as well would count the money twice (seen in `parkguard fleet demo`).
+PAID_BY_CODE_EVENT = frozenset({"payment_code", "payment_code_offline"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,13 +164,17 @@ def content_id(subject: str, payload: bytes) -> str:
     return "sha256:" + hashlib.sha256(subject.encode() + b"\x00" + payload).hexdigest()
 
 
+#: A fleet sees the same few topics per lane over and over: read each one once (Topic is frozen).
+_parsed = functools.lru_cache(maxsize=8192)(parse_topic)
+
+
 def read(message: Delivered) -> Rows | DeadLetter:
     """The rows ``message`` writes, or why it cannot be kept."""
     topic = subject_to_topic(message.subject)
     if is_ack_topic(topic) or parse_command_topic(topic):
         return _fleet_command_traffic(message, topic)
     try:
-        where = parse_topic(topic)
+        where = _parsed(topic)
         if where.kind == "bridge_state":
             return _bridge_state(message, where)
         value = decode(topic, message.payload)
@@ -264,6 +273,12 @@ def _passed(event: EventRow, value: Passed) -> Rows:
     payment = None
     if value.direction == "exit":
         payment = PaymentRow(event.event_id, event.site, value.lane, value.session_id, "exit",
-                             value.settled, value.fee_fen if value.settled in MONEY_TAKEN else 0,
+                             value.settled, _exit_money(value),
                              value.ts)
     return Rows(event=event, session=session, payment=payment)
+
+
+def _exit_money(value: Passed) -> int:
+    """The fen an exit adds to revenue: its fee when money was taken at the exit itself."""
+    taken = value.settled in MONEY_TAKEN and value.settled not in PAID_BY_CODE_EVENT
+    return value.fee_fen if taken else 0

@@ -8,11 +8,12 @@ latest-state tables (alarms, device health) keep the newest ``ts``, whatever ord
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 import psycopg
 
-from fleet.rows import DeadLetter, Delivered, Rows, read
+from fleet.rows import DeadLetter, Delivered, Rows, SessionPassage, read
 
 _SCRATCH = """CREATE TEMP TABLE IF NOT EXISTS incoming
 (LIKE events INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"""
@@ -22,16 +23,22 @@ FROM STDIN"""
 _FROM_SCRATCH = """INSERT INTO events (event_id, site, kind, node, type, seq, ts, stream_seq,
 payload) SELECT event_id, site, kind, node, type, seq, ts, stream_seq, payload
 FROM incoming ORDER BY stream_seq ON CONFLICT (event_id) DO NOTHING RETURNING event_id"""
+# Sessions and payments go in with one statement per batch each (arrays unnested), not one
+# per row: most of the batch's PostgreSQL time was these upserts (docs/fleet.md, "Scale").
 _ENTRY = """INSERT INTO sessions (site, session_id, plate, entry_lane, entered_at)
-VALUES (%s, %s, %s, %s, %s) ON CONFLICT (site, session_id) DO UPDATE SET
+SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::timestamptz[])
+ON CONFLICT (site, session_id) DO UPDATE SET
 plate = COALESCE(sessions.plate, EXCLUDED.plate), entry_lane = EXCLUDED.entry_lane,
 entered_at = EXCLUDED.entered_at"""
 _EXIT = """INSERT INTO sessions (site, session_id, plate, exit_lane, exited_at, fee_fen, settled)
-VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (site, session_id) DO UPDATE SET
+SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::timestamptz[],
+%s::bigint[], %s::text[])
+ON CONFLICT (site, session_id) DO UPDATE SET
 plate = COALESCE(sessions.plate, EXCLUDED.plate), exit_lane = EXCLUDED.exit_lane,
 exited_at = EXCLUDED.exited_at, fee_fen = EXCLUDED.fee_fen, settled = EXCLUDED.settled"""
 _PAYMENT = """INSERT INTO payments (event_id, site, lane, session_id, source, settled, fee_fen, ts)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING"""
+SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[],
+%s::bigint[], %s::timestamptz[]) ON CONFLICT DO NOTHING"""
 _ALARM = """INSERT INTO alarms (site, kind, active, source, zone, since, ts)
 VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (site, kind) DO UPDATE SET
 active = EXCLUDED.active, source = EXCLUDED.source, zone = EXCLUDED.zone,
@@ -94,17 +101,21 @@ def write_batch(conn: psycopg.Connection[tuple[object, ...]],
 
 
 def _write_details(cur: psycopg.Cursor[tuple[object, ...]], fresh: Sequence[Rows]) -> None:
-    entries = [r.session for r in fresh if r.session and r.session.direction == "entry"]
-    exits = [r.session for r in fresh if r.session and r.session.direction == "exit"]
-    if entries:
-        cur.executemany(_ENTRY, [(s.site, s.session_id, s.plate, s.lane, s.ts) for s in entries])
-    if exits:
-        cur.executemany(_EXIT, [(s.site, s.session_id, s.plate, s.lane, s.ts, s.fee_fen,
-                                 s.settled) for s in exits])
+    for direction, statement in (("entry", _ENTRY), ("exit", _EXIT)):
+        passages = _one_per_session([r.session for r in fresh
+                                     if r.session and r.session.direction == direction])
+        if passages:
+            columns: list[list[object]] = [[s.site for s in passages],
+                                           [s.session_id for s in passages],
+                                           [s.plate for s in passages],
+                                           [s.lane for s in passages], [s.ts for s in passages]]
+            if direction == "exit":
+                columns += [[s.fee_fen for s in passages], [s.settled for s in passages]]
+            cur.execute(statement, columns)
     payments = [r.payment for r in fresh if r.payment is not None]
     if payments:
-        cur.executemany(_PAYMENT, [(p.event_id, p.site, p.lane, p.session_id, p.source,
-                                    p.settled, p.fee_fen, p.ts) for p in payments])
+        cur.execute(_PAYMENT, [[getattr(p, name) for p in payments] for name in (
+            "event_id", "site", "lane", "session_id", "source", "settled", "fee_fen", "ts")])
     alarms = [r.alarm for r in fresh if r.alarm is not None]
     if alarms:
         cur.executemany(_ALARM, [(a.site, a.kind, a.active, a.source, a.zone, a.since, a.ts)
@@ -125,3 +136,17 @@ def _write_details(cur: psycopg.Cursor[tuple[object, ...]], fresh: Sequence[Rows
     if acks:
         cur.executemany(_ACK, [(a.command_id, a.site, a.kind, a.status, a.reason, a.version,
                                 a.ts) for a in acks])
+
+
+def _one_per_session(passages: list[SessionPassage]) -> list[SessionPassage]:
+    """One passage per (site, session) and direction, the last in stream order (as one upsert
+    after another would leave it) but with the first plate seen: a single INSERT may not touch
+    a row twice."""
+    kept: dict[tuple[str, str], SessionPassage] = {}
+    for passage in passages:
+        key = (passage.site, passage.session_id)
+        before = kept.get(key)
+        if before is not None and before.plate is not None:
+            passage = dataclasses.replace(passage, plate=before.plate)
+        kept[key] = passage
+    return list(kept.values())

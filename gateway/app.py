@@ -191,6 +191,7 @@ class GatewayApp:
         self.holds = HoldDesk(db, clock=clock, audit=self.audit, alerts=self.alerts,
                               on_change=self.replicas.passes_changed)
         self.replicas.holds = self.holds.list_entries
+        self.incidents.alerts = self.alerts  # an accident calls the guard and squad leader
         self.faults = None if self.alerts is None or safety is None else LaneFaults(
             self.alerts, stale_after_s=safety.lane_offline_after_s)
         self.complaints = ComplaintDesk(db, clock=clock, audit=self.audit, alerts=self.alerts,

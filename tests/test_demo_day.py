@@ -45,6 +45,7 @@ def test_the_demo_scenario_has_every_part_of_the_control_rooms_day() -> None:
     assert [(f.kind, f.minutes) for f in scenario.faults] == [("gateway_kill", 10)]
     assert sorted(w.kind for w in scenario.patrol) == ["late", "on_time"]
     assert [s.kind for s in scenario.sensors] == ["fire", "flood", "flood"]
+    assert sorted(s.kind for s in scenario.staff) == ["accident", "drill", "handover"]
     first, second = scenario.sensors[1:]  # level 2 (300 mm and up), then falling to level 1
     assert first.water_mm >= 300 > second.water_mm >= 100
     assert _minutes(second.at) == _minutes(first.at) + first.minutes

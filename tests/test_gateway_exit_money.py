@@ -255,6 +255,35 @@ def test_a_payment_code_at_the_waiting_car_is_charged_once_and_opens_the_lane(gw
     assert gw.debts() == []
 
 
+def test_the_last_cars_passage_arriving_after_the_next_cars_request_keeps_the_next_waiting(
+    gw: Site,
+) -> None:
+    """Decide requests jump the queue: the next car's request can be answered before the
+    previous car's ``passed`` is handled. That late ``passed`` must not forget the next car,
+    or its 付款码 is charged and the lane never opens (found by docs/examples/scenarios/
+    disk-full.toml under load)."""
+    first, second = "粤B11111", "粤B22222"
+    first_session, second_session = gw.enter(first), gw.enter(second)
+    gw.clock.advance(STAY)
+    first_correlation, _ = gw.arrive_at_exit(first)
+    gw.exit.event(PaymentCode, gw.clock.now(), code=CODE, plate=first,
+                  fee_fen=gw.exit.replies[-1].fee_fen)
+    gw.handled()
+    went = gw.clock.now()
+    gw.clock.advance(timedelta(seconds=20))
+    _correlation, reply = gw.arrive_at_exit(second)  # answered before the passage below
+    assert reply.action == "refuse" and reply.session_id == second_session
+    gw.exit.passed(first, first_correlation, went, session_id=first_session,
+                   settled="payment_code", fee_fen=reply.fee_fen)
+    gw.handled()
+    assert [car.session_id for car in gw.app.service.waiting_exits()] == [second_session]
+    gw.exit.event(PaymentCode, gw.clock.now(), code="134567890123450000", plate=second,
+                  fee_fen=reply.fee_fen)
+    gw.handled()
+    assert [c.command for c in gw.exit.commands] == ["open", "open"]
+    assert gw.exit.commands[-1].args["session_id"] == second_session
+
+
 def test_a_declined_code_is_shown_on_the_display_and_the_car_keeps_waiting_without_a_debt(
     gw: Site,
 ) -> None:

@@ -52,7 +52,9 @@ def test_the_outgoing_guard_hands_over_what_is_open_and_the_incoming_guard_accep
     kinds = [item.kind for item in handover.items]
     assert handover.state == "waiting" and handover.from_shift == "a"
     assert kinds.count("incident") == 1 and kinds.count("hold") == 1
-    assert kinds.count("fault") == 1 and "alarm" not in kinds  # no car came to the exit
+    # the accident's own alert; no car came to the exit (no hold alert)
+    assert kinds.count("fault") == 1 and kinds.count("alarm") == 1
+    assert any("事故" in item.text for item in handover.items if item.kind == "alarm")
     assert kinds.count("key") == 2 and handover.cash_fen == 20_000
 
     with pytest.raises(HandoverError, match="own handover"):

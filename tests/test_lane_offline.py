@@ -234,3 +234,34 @@ def test_deltas_apply_in_order_a_gap_waits_for_a_snapshot_and_the_replica_surviv
         assert again.node.replica.version == 6
         verdict = offline(again, gateway, "粤B12121")
         assert (verdict.reason, verdict.session_id) == ("offline_payment_due", "s-late")
+
+
+def test_a_lane_alone_with_a_full_journal_card_still_decides_and_loses_no_event(
+    memory: MemoryBroker, gateway: Gateway, tmp_path: Path
+) -> None:
+    """A full card (SQLite answers SQLITE_FULL) must not stop the lane: the gateway is
+    silent, the lane decides from its replica, and the events it could not journal are held
+    and journaled, in order, once there is room, followed by a ``journal_full`` fault."""
+    gateway.publish("in1", "snapshot", snapshot(), retain=True)
+    with lane(memory, "in1", "entry", tmp_path) as in1:
+        journal = in1.node.journal
+        with journal._lock:  # what the scenario engine's disk_full fault does
+            pages = journal._db.execute("PRAGMA page_count").fetchone()[0]
+            journal._db.execute(f"PRAGMA max_page_count={int(pages)}")
+        cars = [f"粤B6{n:04d}" for n in range(40)]  # enough events to need new pages
+        for plate in cars:
+            assert offline(in1, gateway, plate).action == "open"
+        assert in1.node.controller.events.journal_failures > 0
+        with journal._lock:
+            journal._db.execute("PRAGMA max_page_count=4294967294")
+        assert offline(in1, gateway, "粤B77777").action == "open"
+        in1.settle()
+        events = [json.loads(p) for t, p in in1.messages if t.endswith("/event")]
+        seqs = sorted({e["seq"] for e in events})
+        assert seqs == list(range(1, len(seqs) + 1))  # none lost, no gap
+        # sent at once while refused, and again from the journal: one event id per seq
+        assert len({(e["seq"], e["event_id"]) for e in events}) == len(seqs)
+        journaled = [seq for seq, _id, _sent in in1.node.journal.events()]
+        assert journaled == seqs  # every event on the card once there was room
+        faults = {e["event_id"]: e for e in events if e["type"] == "fault"}
+        assert [f["code"] for f in faults.values()] == ["journal_full"]

@@ -12,6 +12,7 @@ nothing, and the last known alarms survive reboots in the journal.
 from __future__ import annotations
 
 import logging
+import sqlite3
 from collections.abc import Callable
 
 from firmware.lane.devices.hardware import LaneHardware
@@ -68,7 +69,11 @@ class Alarms:
         if changed:
             log.warning("lane %s: %s alarm %s (from %s)", self._lane, alarm.kind,
                         "ACTIVE" if alarm.active else "over", alarm.source)
-            self._journal.put(ALARM_KEYS[alarm.kind], "1" if alarm.active else "0")
+            try:  # remembered for a restart; the barriers have already followed the alarm
+                self._journal.put(ALARM_KEYS[alarm.kind], "1" if alarm.active else "0")
+            except sqlite3.Error as error:
+                log.error("lane %s: %s alarm not journaled (%s)", self._lane, alarm.kind,
+                          error)
 
     def fire_changed(self) -> None:
         """Any thread (the bus, the fire input's pin thread, start): raise at once on a fire."""

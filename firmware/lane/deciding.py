@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -154,9 +155,12 @@ class Decider:
             offline = self.replica.entry(reading.plate, now)
         else:
             offline = self.replica.exit(reading.plate, reading.char_confidences, now)
-        self._journal.put(f"decision.{correlation_id}", json.dumps(
-            {"reason": offline.reason, "fee_fen": offline.fee_fen, **offline.evidence},
-            ensure_ascii=False, default=str), durable=False)
+        try:
+            self._journal.put(f"decision.{correlation_id}", json.dumps(
+                {"reason": offline.reason, "fee_fen": offline.fee_fen, **offline.evidence},
+                ensure_ascii=False, default=str), durable=False)
+        except sqlite3.Error as error:  # a full card: the car is still decided and let on
+            log.error("lane: the offline decision's evidence was not journaled (%s)", error)
         return Verdict(offline.action, offline.reason, offline.fee_fen, offline.session_id,
                        "lane", wait_ms, offline.display)
 

@@ -89,6 +89,7 @@ class EventLog:
         self._clock = clock
         self._journal = journal
         self.outbox = Outbox(journal, bus, name=f"outbox-{config.lane}")
+        self._bus = bus
         self._topic = topics.lane_event(config.site, config.lane)
         self._lock = threading.Lock()
         self.last_seq = journal.last_seq()  # seq continues across restarts
@@ -103,6 +104,7 @@ class EventLog:
         """Writes the journal refused (a full card, an I/O error): their events stayed held."""
         self._failing_since: str | None = None  # the first refused write's error, until one works
         self._recovered: str | None = None  # that error, once a write worked: to report
+        self._sent_unjournaled = 0  # highest seq published straight away while refused
 
     def emit(self, kind: Any, *, hold: bool = False, durable: bool = True,
              **fields: Any) -> Any:
@@ -175,11 +177,21 @@ class EventLog:
                 self._failing_since = str(error)
                 log.critical("lane: the journal refused a write (%s); %d event(s) held in "
                              "memory until it takes them", error, len(self._held))
+            self._send_unjournaled()
             return
         self.emitted += len(self._held)
         self._held = []
         if self._failing_since is not None:
             self._recovered, self._failing_since = self._failing_since, None
+
+    def _send_unjournaled(self) -> None:
+        """While the journal refuses, the gateway (the book of record) must still hear of
+        the cars, so held events go out at once, each once, at QoS 1. Journaled when there
+        is room, the outbox sends them again; the gateway keeps each event once by its id."""
+        for row in self._held:
+            if row.seq > self._sent_unjournaled:
+                self._bus.publish(row.topic, row.payload, qos=1)
+                self._sent_unjournaled = row.seq
 
     def _report_recovery(self) -> None:
         """After refused writes, once the journal takes them: a ``journal_full`` fault, so

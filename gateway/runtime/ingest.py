@@ -73,11 +73,13 @@ class Ingester:
         return True
 
     def _car_went(self, event: Passed) -> None:
-        """A car went out: nobody waits at that lane for money any more."""
+        """A car went out: it no longer waits for money, nor does a car the gateway told to
+        pay at that lane before this one went. A car told to pay *after* it went is the next
+        car (its decide request jumped the queue ahead of this event): it still waits."""
         if event.session_id is not None:
             self._exits.left(event.session_id)
         waiting = self._exits.at(event.lane)
-        if waiting is not None:
+        if waiting is not None and waiting.since <= event.ts:
             self._exits.left(waiting.session_id)
 
     def _code_scanned(self, event: PaymentCode) -> None:

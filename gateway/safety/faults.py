@@ -40,6 +40,7 @@ goes through that lane."""
 
 EQUIPMENT_FAULTS: Final = frozenset({
     *BARRIER_FAULTS, "camera_offline", "display_failed", "kiosk_device_lost",
+    "journal_full",  # the lane's card filled (reported once it took writes again): make room
 })
 """Fault codes that mean a device needs a person. ``kiosk_device_back`` clears
 ``kiosk_device_lost``."""

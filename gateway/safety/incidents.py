@@ -16,6 +16,12 @@ Every open, note and close is audited (``incident.open``, ``incident.note``,
 (the car park may need to call back) but shown only masked; :meth:`IncidentDesk.contact_phone`
 reveals it and audits who asked.
 
+An ``accident`` calls people at once: the guard on duty (the alert ladder's first step) and
+the squad leader, with the plates involved and a link to the incident
+(:func:`gateway.safety.accidents.alert_accident`). The plates named at opening are kept in
+``evidence["plates"]`` beside the session's. Photos of the scene are
+:mod:`gateway.safety.incident_photos`.
+
 ``db`` is the gateway worker's connection: the dashboard runs these writes through
 ``Gateway.call`` so they never interleave with an exit being billed.
 """
@@ -24,16 +30,22 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Literal, TypeAlias, get_args
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias, get_args
 
 import sqlite_utils
 
 from gateway.records.audit import AuditLog
 from gateway.records.reports import mask_phone
+from gateway.safety.accidents import alert_accident, resolve_accident
 from parkguard.clock import Clock, utc_iso
+from parkguard.core.access import require_plate
 from parkguard.errors import ParkGuardError
+
+if TYPE_CHECKING:
+    from gateway.safety.alerts import AlertDesk
 
 __all__ = [
     "READ_WINDOW",
@@ -81,7 +93,8 @@ class Incident:
 
     ``evidence`` (see ``docs/incidents.md``) has ``session``, ``entry_reads``,
     ``exit_reads``, ``exit_decision`` (with ``bill`` and ``match``), ``payments``,
-    ``fee_overrides``, ``lane_reads`` and ``snapshots``; absent parts are empty or None.
+    ``fee_overrides``, ``lane_reads``, ``snapshots`` and ``plates`` (the cars involved);
+    absent parts are empty or None.
     """
 
     incident_id: str
@@ -110,26 +123,43 @@ class Incident:
 class IncidentDesk:
     """Opens, annotates and closes incidents, each with its evidence and an audit trail."""
 
-    def __init__(self, db: sqlite_utils.Database, *, clock: Clock, audit: AuditLog) -> None:
+    def __init__(self, db: sqlite_utils.Database, *, clock: Clock, audit: AuditLog,
+                 alerts: AlertDesk | None = None) -> None:
+        """``alerts``: who an accident calls (none: an accident is only recorded)."""
         self.db = db
         self._clock = clock
         self._audit = audit
+        self.alerts = alerts
+
+    @property
+    def clock(self) -> Clock:
+        return self._clock
+
+    @property
+    def audit(self) -> AuditLog:
+        return self._audit
 
     # --- writing ---------------------------------------------------------------------------
 
     def open(self, kind: IncidentKind, *, description: str, reported_by: str,
              lane: str | None = None, session_id: str | None = None,
-             contact_phone: str | None = None) -> Incident:
-        """Record an incident and attach the evidence the database holds for it now."""
+             contact_phone: str | None = None, plates: Sequence[str] = ()) -> Incident:
+        """Record an incident and attach the evidence the database holds for it now;
+        ``plates``: the cars involved, as the guard names them (an accident alerts with
+        them)."""
         if kind not in get_args(IncidentKind):
             raise IncidentError(f"kind must be one of {get_args(IncidentKind)}, got {kind!r}")
         _require_text("description", description)
         _require_text("reported_by", reported_by)
+        named = _plates(plates)
         phone = contact_phone.strip() if contact_phone else None
         now = self._clock.now()
         incident_id = f"inc-{uuid.uuid4().hex[:16]}"
         with self.db.atomic():
             evidence = self._evidence(session_id, lane, now)
+            session_plate = (evidence["session"] or {}).get("plate")
+            evidence["plates"] = list(dict.fromkeys(
+                [*named, *([session_plate] if session_plate else [])]))
             self.db.table("incidents").insert({
                 "incident_id": incident_id, "kind": kind, "state": "open", "lane": lane,
                 "session_id": session_id, "description": description,
@@ -141,8 +171,13 @@ class IncidentDesk:
                 reason=description,
                 after={"kind": kind, "lane": lane, "session_id": session_id,
                        "contact_phone": mask_phone(phone) or None,
+                       "plates": evidence["plates"],
                        "evidence": _evidence_summary(evidence)})
-        return self.incident(incident_id)
+        opened = self.incident(incident_id)
+        if kind == "accident" and self.alerts is not None:
+            alert_accident(self.alerts, incident_id, description=description,
+                           plates=opened.evidence["plates"], lane=lane)
+        return opened
 
     def add_note(self, incident_id: str, text: str, *, author: str) -> Incident:
         """Add a note to an open incident."""
@@ -177,6 +212,8 @@ class IncidentDesk:
                                before={"state": row["state"]},
                                after={"state": "closed", "refund_id": refund_id,
                                       "fee_override_id": fee_override_id})
+        if row["kind"] == "accident" and self.alerts is not None:
+            resolve_accident(self.alerts, incident_id, actor, outcome)
         return self.incident(incident_id)
 
     def contact_phone(self, incident_id: str, *, actor: str, reason: str) -> str | None:
@@ -337,6 +374,17 @@ def _evidence_summary(evidence: dict[str, Any]) -> dict[str, Any]:
             "lane_reads": len(evidence["lane_reads"]),
             "bill": decision.get("bill") is not None, "match": decision.get("match") is not None,
             "payments": len(evidence["payments"])}
+
+
+def _plates(plates: Sequence[str]) -> list[str]:
+    if isinstance(plates, str):
+        raise IncidentError("plates must be a list of plates, not one string")
+    if len(plates) > 8:
+        raise IncidentError(f"plates: at most 8 cars, got {len(plates)}")
+    try:
+        return list(dict.fromkeys(require_plate("plates", p) for p in plates if p.strip()))
+    except ParkGuardError as error:
+        raise IncidentError(str(error)) from error
 
 
 def _parse(text: str) -> datetime:

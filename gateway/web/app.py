@@ -33,6 +33,7 @@ from gateway.money.billing import Billing
 from gateway.money.payments import PaymentProvider, SimulatedProvider
 from gateway.safety.alarms import AlarmMonitor
 from gateway.safety.alerts import AlertDesk
+from gateway.safety.incident_photos import DirectoryPhotos, IncidentPhotos, photo_root
 from gateway.safety.incidents import IncidentDesk
 from gateway.storage.store import GatewayStore
 from gateway.web.access import PERMISSIONS, Forbidden, LoginRequired
@@ -179,6 +180,9 @@ def create_web_app(gateway_app: RunningGateway, *, settings: WebSettings | None 
     app.state.site_plans = getattr(gateway_app, "site_plans", None)  # contacts, drills
     pages.env.globals["contacts_on"] = getattr(app.state.site_plans, "contacts", None) is not None
     cache, kept = gateway_stores(config.evidence, config.database)
+    app.state.incident_photos = IncidentPhotos(  # photos of incidents, hashes in the audit
+        gateway_app.incidents.db, clock=gateway_app.clock, audit=gateway_app.incidents.audit,
+        files=DirectoryPhotos(photo_root(config.evidence.path, config.database)))
     app.state.evidence = EvidenceFetcher(  # the reads' images, from their lanes
         gateway_app.bus, config.site, clock=gateway_app.clock, cache=cache, kept=kept,
         settings=config.evidence,

@@ -159,6 +159,7 @@ WORDS: Final[dict[str, Words]] = {
         "kiosk_device_back": "自助机设备恢复 kiosk device back",
         "camera_offline": "摄像机离线 camera offline",
         "display_failed": "显示屏无应答 display failed",
+        "journal_full": "车道存储已满 lane journal full",
     },
 }
 

@@ -177,6 +177,30 @@ class SensorEvent(_Strict):
         return timedelta(minutes=self.minutes)
 
 
+StaffKind = Literal["drill", "accident", "handover"]
+
+
+class StaffEvent(_Strict):
+    """Something the staff do at the gateway's desks, from ``at`` for ``minutes``
+    (simulator/scenario/staff.py)."""
+
+    kind: StaffKind
+    """``drill``: a supervisor starts an unscheduled fire drill and ends it after
+    ``minutes`` (the guard acknowledges its alerts, so the drill report has acks);
+    ``accident``: a guard opens an accident incident on a car inside and holds its plate at
+    the exit, the car's driver tries to leave at once and is refused, the hold is lifted
+    with a reason after ``minutes`` and the incident closed; ``handover``: the outgoing
+    guard hands over (keys, cash, the open items) and the incoming guard accepts after
+    ``minutes``."""
+    day: int = Field(1, ge=1, le=62)
+    at: time
+    minutes: float = Field(10, gt=0, le=12 * 60)
+
+    @property
+    def duration(self) -> timedelta:
+        return timedelta(minutes=self.minutes)
+
+
 class Targets(_Strict):
     """What the report holds the run to beyond exactness."""
 
@@ -200,6 +224,7 @@ class Scenario(_Strict):
     faults: list[Fault] = Field(default_factory=list, max_length=200)
     patrol: list[PatrolRound] = Field(default_factory=list, max_length=2000)
     sensors: list[SensorEvent] = Field(default_factory=list, max_length=500)
+    staff: list[StaffEvent] = Field(default_factory=list, max_length=500)
     targets: Targets = Field(default_factory=lambda: Targets.model_validate({}))
 
     @field_validator("start")
@@ -228,6 +253,13 @@ class Scenario(_Strict):
             if event.day > self.days:
                 raise ValueError(f"sensors.{index}: day {event.day} is after the last day "
                                  f"({self.days})")
+        for index, act in enumerate(self.staff):
+            if act.day > self.days:
+                raise ValueError(f"staff.{index}: day {act.day} is after the last day "
+                                 f"({self.days})")
+        if self.staff and self.site.gateway != "in_process":
+            raise ValueError("staff events need the gateway in process (they are calls "
+                             "into its desks)")
         if self.sensors and self.site.gateway != "in_process":
             raise ValueError("sensors need the gateway in process (the guard acknowledges "
                              "alerts and the captain resets a fire at its desk)")

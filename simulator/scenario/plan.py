@@ -20,6 +20,7 @@ from simulator.scenario.model import (
     PatrolRound,
     Scenario,
     SensorEvent,
+    StaffEvent,
 )
 from simulator.traffic import random_plate
 
@@ -48,12 +49,13 @@ class Step:
     at: datetime
     order: int
     what: Literal["enter", "leave", "fault_start", "fault_end", "patrol", "sensor_start",
-                  "sensor_end"]
+                  "sensor_end", "staff_start", "staff_end"]
     visit: Visit | None = None
     fault: Fault | None = None
     fault_index: int = -1
     patrol: PatrolRound | None = None
     sensor: SensorEvent | None = None
+    staff: StaffEvent | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,5 +149,11 @@ def plan(scenario: Scenario) -> Timeline:
         steps.append(Step(begins, 1, "sensor_start", sensor=event, fault_index=2000 + index))
         steps.append(Step(begins + event.duration, 0, "sensor_end", sensor=event,
                           fault_index=2000 + index))
+    for index, act in enumerate(scenario.staff):
+        day = scenario.start + timedelta(days=act.day - 1)
+        begins = datetime.combine(day, act.at, tzinfo=zone).astimezone(UTC)
+        steps.append(Step(begins, 1, "staff_start", staff=act, fault_index=3000 + index))
+        steps.append(Step(begins + act.duration, 0, "staff_end", staff=act,
+                          fault_index=3000 + index))
     steps.sort(key=lambda s: (s.at, s.order, s.visit.number if s.visit else s.fault_index))
     return Timeline(first.astimezone(UTC), end.astimezone(UTC), tuple(visits), tuple(steps))

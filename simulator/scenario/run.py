@@ -62,6 +62,7 @@ from simulator.scenario.sensors import (
     write_safety_file,
 )
 from simulator.scenario.shared_clock import PublishedClock
+from simulator.scenario.staff import StaffPlayer, check_staff
 from simulator.site import SimulatedLane, SimulatedSite, payment_mix
 from wire.mqtt import BrokerAddress
 
@@ -153,6 +154,7 @@ class _Run:
         self.alarms_expected: list[dict[str, str]] = []
         self.until: datetime | None = None
         self.no_plate_key = no_plate_key(scenario)
+        self.staff = StaffPlayer(site, timeline.visits, [])
         # A flood reading that follows another at the same moment: the water falls (or
         # rises) from one to the next without a dry reading between.
         self.flood_starts = {step.at for step in timeline.steps if step.what == "sensor_start"
@@ -244,6 +246,9 @@ class _Run:
                                 self.counters)
             self.rounds.append(walked)
             self.pending = sorted([*self.pending, *walked.taps], key=lambda t: t.at)
+        elif step.what in ("staff_start", "staff_end") and step.staff is not None:
+            self.staff.play(step.what == "staff_start", step.staff, step.fault_index, self,
+                            quiet=not self.active and self.gateway_up and not self.fire_on)
         elif step.what == "fault_start" and step.fault is not None:
             self._fault(step.fault_index, step.fault)
         elif step.what == "fault_end" and step.fault is not None:
@@ -384,6 +389,10 @@ class _Run:
                 raise LaneStuck(f"the gateway took fewer than {self.taps_sent} patrol taps "
                                 f"in {PATIENCE_S} s")
             time.sleep(0.002)
+
+    def exit_lane(self, wanted: str) -> SimulatedLane:
+        """The exit a driver uses (another if ``wanted`` is dark)."""
+        return self._lane(wanted, self.site.exit_lanes)
 
     def _lane(self, wanted: str, siblings: tuple[str, ...]) -> SimulatedLane:
         """The lane a driver uses: the planned one, or another of the same kind if it is
@@ -694,7 +703,8 @@ def run_scenario(
                 clock=clock, entry_lanes=shape.entries, exit_lanes=shape.exits,
                 timezone=shape.timezone, lane_keys=provisioned.device("gateway").lane_keys,
                 patrol_file=REGIME if scenario.patrol else None,
-                safety_file=write_safety_file(workdir) if scenario.sensors else None,
+                safety_file=write_safety_file(workdir, staff=bool(scenario.staff))
+                if scenario.sensors or scenario.staff else None,
                 sensors=NODES if scenario.sensors else None, reader=shape.reader,
                 no_plate_key=no_plate_key(scenario))
         process = None if in_process else _gateway_process(simulated, workdir, stack)
@@ -704,11 +714,11 @@ def run_scenario(
             for lane in simulated.lanes.values():
                 lane.node.start()
         run = _Run(scenario, timeline, simulated, running, provisioned, report, links, process)
-        if scenario.sensors:
+        if scenario.sensors or scenario.staff:
             quiet, desk_log = NoPhonesFilter(), logging.getLogger("gateway.safety.alerts.desk")
             desk_log.addFilter(quiet)
             stack.callback(desk_log.removeFilter, quiet)
-            for node in NODES:
+            for node in NODES if scenario.sensors else ():
                 run.nodes[node] = SensorNode(site, node, running.address(f"sensor-{node}"),
                                              clock, workdir / "gateway.db")
                 run.nodes[node].power_on()
@@ -769,7 +779,8 @@ def _conclude(report: ScenarioReport, run: _Run, workdir: Path) -> None:
                                    "taps": len(r.taps)} for r in run.rounds],
                        "alarms": run.alarms_expected,
                        "alarms_until": utc_iso(run.until or clock.now()),
-                       "alert_ack_minutes": scenario.targets.alert_ack_minutes}
+                       "alert_ack_minutes": scenario.targets.alert_ack_minutes,
+                       "staff": run.staff.done}
     report.journals = {lane: str(workdir / f"lane-{lane}.db")
                        for lane in (*shape.entries, *shape.exits)}
     report.database = str(workdir / "gateway.db")
@@ -794,6 +805,7 @@ def _check_files(report: ScenarioReport) -> None:
         alarms_until=_utc(str(data["alarms_until"])) if data.get("alarms_until") else None)
     facts = gather(Path(report.database), {k: Path(v) for k, v in report.journals.items()})
     report.checks = check(facts, expected)
+    report.checks += check_staff(Path(report.database), data.get("staff", []))
     report.checks.insert(0, Check("the site kept running", not report.stuck,
                                   report.stuck or "every car passed within the drivers' "
                                                   "patience"))

@@ -61,9 +61,26 @@ class NoPhonesFilter(logging.Filter):
         return not any(text in record.getMessage() for text in self.QUIET)
 
 
-def write_safety_file(workdir: Path) -> Path:
+STAFF_PEOPLE = """
+[[alerts.people]]
+id = "sim-leader"
+name = "班长 squad leader"
+role = "squad_leader"
+teams = ["fire_fighting", "cordon"]
+
+[[alerts.people]]
+id = "sim-guard-b"
+name = "接班保安 next guard"
+role = "guard"
+teams = ["evacuation"]
+"""
+"""With ``[[staff]]`` events: the squad leader an accident calls beside the guard, and the
+fire plan's response teams (a drill alerts each team)."""
+
+
+def write_safety_file(workdir: Path, *, staff: bool = False) -> Path:
     path = workdir / "safety.toml"
-    path.write_text(SAFETY_FILE, encoding="utf-8")
+    path.write_text(SAFETY_FILE + (STAFF_PEOPLE if staff else ""), encoding="utf-8")
     return path
 
 

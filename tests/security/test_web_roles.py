@@ -68,6 +68,8 @@ GETS: dict[str, tuple[str, set[str], int]] = {
     "/audit": ("/audit", SENIOR, 200),
     "/api/audit": ("/api/audit", SENIOR, 200),
     "/incidents": ("/incidents", SENIOR, 200),
+    "/incidents/{incident_id}/photos/{file_name}": (
+        "/incidents/inc-0000000000000000/photos/ph-0000000000000000.jpg", SENIOR, 404),
     "/patrols": ("/patrols", SENIOR, 200),
     "/api/patrols": ("/api/patrols", SENIOR, 404),  # no patrol file here: not configured
     "/cleaning": ("/cleaning", CLEANING, 200),  # no patrol file here: the page says so
@@ -105,6 +107,7 @@ POSTS: dict[str, tuple[str, set[str]]] = {
     "/alerts/fire/reset": ("/alerts/fire/reset", SENIOR),
     "/sessions/{session_id}/override": ("/sessions/s-1/override", SENIOR),
     "/incidents": ("/incidents", SENIOR),
+    "/incidents/{incident_id}/photos": ("/incidents/i-1/photos", SENIOR),
     "/incidents/{incident_id}/{action}": ("/incidents/i-1/close", SENIOR),
     "/admin/merchants": ("/admin/merchants", MANAGER),
     "/admin/merchants/{merchant_id}/top-up": ("/admin/merchants/m-tea/top-up", MANAGER),

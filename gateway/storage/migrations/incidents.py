@@ -30,3 +30,19 @@ def m001_incidents_and_notes(db: sqlite_utils.Database) -> None:
         foreign_keys=[("incident_id", "incidents", "incident_id")], strict=True,
     )
     db.table("incident_notes").create_index(["incident_id"])
+
+
+@migrations()
+def m002_incident_photos(db: sqlite_utils.Database) -> None:
+    """Photos of an incident (gateway/safety/incident_photos.py): the stored file's hash is
+    also in the audit chain, which is what a check trusts."""
+    db.create_table(
+        "incident_photos",
+        {"photo_id": str, "incident_id": str, "format": str, "bytes": int, "width": int,
+         "height": int, "sha256": str, "uploaded_by": str, "uploaded_at": str},
+        pk="photo_id",
+        not_null={"incident_id", "format", "bytes", "width", "height", "sha256",
+                  "uploaded_by", "uploaded_at"},
+        foreign_keys=[("incident_id", "incidents", "incident_id")], strict=True,
+    )
+    db.table("incident_photos").create_index(["incident_id"])

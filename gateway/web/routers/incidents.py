@@ -1,13 +1,26 @@
-"""Incidents for supervisors and managers: open one with its evidence, add notes, close it."""
+"""Incidents for supervisors and managers: open one with its evidence, add notes, close it,
+attach photos of the scene (gateway/safety/incident_photos.py: JPEG or PNG, re-encoded
+without their metadata, each file's hash in the audit chain) and look at them."""
 
 from __future__ import annotations
 
+import re
 import threading
+from functools import partial
 from typing import Any, cast, get_args
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
 
+from gateway.safety.incident_photos import (
+    MAX_BYTES,
+    MAX_PHOTOS,
+    IncidentPhotos,
+    PhotoError,
+    clean_image,
+)
 from gateway.safety.incidents import KIND_LABELS, IncidentKind
 from gateway.web.deps import FormDep, IncidentsDep, IncidentsUser, PagesDep, WorkerDep
 from gateway.web.forms import BadForm
@@ -15,6 +28,13 @@ from gateway.web.routers.evidence import fetcher_of
 from parkguard.errors import ParkGuardError
 
 router = APIRouter()
+_PLATES = re.compile(r"[\s,，;；]+")
+
+
+def photos_of(request: Request) -> IncidentPhotos | None:
+    """The app's photo desk (None: an app built without one)."""
+    desk: IncidentPhotos | None = getattr(request.app.state, "incident_photos", None)
+    return desk
 
 
 @router.get("/incidents", response_class=HTMLResponse)
@@ -22,8 +42,11 @@ def incidents(request: Request, user: IncidentsUser, pages: PagesDep, worker: Wo
               desk: IncidentsDep, state: str = "open") -> Response:
     chosen = state if state in ("open", "closed") else None
     found = worker.call(lambda: desk.incidents(state=chosen))  # type: ignore[arg-type]
+    photo_desk = photos_of(request)
+    photos = {} if photo_desk is None else worker.call(photo_desk.by_incident)
     return pages.render(request, "incidents.html", user, incidents=found, state=state,
-                        kinds=KIND_LABELS)
+                        kinds=KIND_LABELS, photos=photos, photos_on=photo_desk is not None,
+                        max_photos=MAX_PHOTOS, max_mb=MAX_BYTES // (1024 * 1024))
 
 
 @router.post("/incidents")
@@ -34,15 +57,82 @@ async def open_incident(request: Request, user: IncidentsUser, fields: FormDep,
         if kind not in get_args(IncidentKind):
             raise BadForm(f"unknown kind {kind!r}")
         description = fields.get("description", "")
+        plates = [p for p in _PLATES.split(fields.get("plates", "")) if p]
+        uploads = await _uploads(request)
         opened = await worker.run(lambda: desk.open(
             cast(IncidentKind, kind), description=description, reported_by=user.actor,
             lane=fields.get("lane") or None, session_id=fields.get("session_id") or None,
-            contact_phone=fields.get("contact_phone") or None))
+            contact_phone=fields.get("contact_phone") or None, plates=plates))
         _keep_images(request, opened.evidence["snapshots"])
         pages.flash(request, "ok", "已登记事件 / Incident opened")
+        if uploads:
+            await _add_photos(request, worker, opened.incident_id, uploads, user.actor,
+                              pages)
+        return RedirectResponse(f"/incidents#{opened.incident_id}", status_code=303)
     except (BadForm, ParkGuardError, ValueError) as error:
         pages.flash(request, "error", str(error))
     return RedirectResponse("/incidents", status_code=303)
+
+
+async def _uploads(request: Request) -> list[UploadFile]:
+    """The files of the form's ``photo`` field (a phone sends none, one or several)."""
+    form = await request.form()
+    files = [item for item in form.getlist("photo")
+             if isinstance(item, UploadFile) and (item.filename or item.size)]
+    if len(files) > MAX_PHOTOS:
+        raise BadForm(f"照片太多 at most {MAX_PHOTOS} photos at once, got {len(files)}")
+    return files
+
+
+async def _add_photos(request: Request, worker: WorkerDep, incident_id: str,
+                      uploads: list[UploadFile], actor: str, pages: PagesDep) -> None:
+    """Decode and clean each upload off the worker, keep it on the worker; each refusal is
+    said by name (the others are kept)."""
+    photo_desk = photos_of(request)
+    if photo_desk is None:
+        raise BadForm("照片未启用 photos are not kept on this gateway")
+    kept = 0
+    for upload in uploads:
+        name = upload.filename or "photo"
+        try:
+            data = await upload.read(MAX_BYTES + 1)
+            cleaned = await run_in_threadpool(clean_image, data)
+            await worker.run(partial(photo_desk.keep, incident_id, cleaned, actor=actor))
+            kept += 1
+        except PhotoError as error:
+            pages.flash(request, "error", f"{name}: {error}")
+        finally:
+            await upload.close()
+    if kept:
+        pages.flash(request, "ok", f"已保存照片 {kept} / {kept} photo(s) kept")
+
+
+@router.post("/incidents/{incident_id}/photos")
+async def add_photos(request: Request, incident_id: str, user: IncidentsUser,
+                     fields: FormDep, pages: PagesDep, worker: WorkerDep) -> Response:
+    del fields  # read for its CSRF check
+    try:
+        uploads = await _uploads(request)
+        if not uploads:
+            raise BadForm("请选择照片 choose a photo to upload")
+        await _add_photos(request, worker, incident_id, uploads, user.actor, pages)
+    except (BadForm, ParkGuardError) as error:
+        pages.flash(request, "error", str(error))
+    return RedirectResponse(f"/incidents#{incident_id}", status_code=303)
+
+
+@router.get("/incidents/{incident_id}/photos/{file_name}")
+def photo(request: Request, incident_id: str, file_name: str, user: IncidentsUser,
+          worker: WorkerDep) -> Response:
+    del user  # checked by the dependency: staff who may see incidents
+    photo_desk = photos_of(request)
+    found = None if photo_desk is None else worker.call(
+        lambda: photo_desk.read(incident_id, file_name))
+    if found is None:
+        raise HTTPException(404, "照片不存在 no such photo")
+    kept, data = found
+    return Response(data, media_type=kept.media_type,
+                    headers={"Cache-Control": "private, max-age=3600"})
 
 
 def _keep_images(request: Request, snapshots: list[dict[str, Any]]) -> None:

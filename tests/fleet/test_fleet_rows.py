@@ -1,0 +1,46 @@
+"""What the fleet reads from a message, without NATS or PostgreSQL (pure)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+from fleet.rows import Delivered, Rows, SessionPassage, read
+from fleet.store import _one_per_session
+
+TS = "2026-05-06T02:00:00Z"
+
+
+def _lane_event(seq: int, body: dict[str, object]) -> Delivered:
+    payload = {"v": 1, "event_id": f"north-out1-{seq:06d}", "seq": seq, "ts": TS,
+               "lane": "out1", **body}
+    return Delivered("parkguard.v1.north.lane.out1.event", json.dumps(payload).encode(), seq)
+
+
+def _money(message: Delivered) -> int:
+    rows = read(message)
+    assert isinstance(rows, Rows), rows
+    return rows.payment.fee_fen if rows.payment is not None else 0
+
+
+def test_money_paid_by_payment_code_counts_once_at_the_code_not_again_at_the_exit() -> None:
+    code = _lane_event(1, {"type": "payment_code", "code": "134567890123456789",
+                           "plate": "粤B12345", "session_id": "s1", "fee_fen": 500})
+    passed = {"type": "passed", "direction": "exit", "plate": "粤B12345",
+              "correlation_id": "corr-0001", "session_id": "s1", "fee_fen": 500}
+    exit_by_code = _lane_event(2, {**passed, "settled": "payment_code"})
+    exit_paid_online = _lane_event(3, {**passed, "settled": "paid_online",
+                                       "event_id": "north-out1-x00003"})
+    assert _money(code) == 500
+    assert _money(exit_by_code) == 0  # the lane's payment_code event is the payment
+    assert _money(exit_paid_online) == 500
+
+
+def test_one_passage_per_session_keeps_the_last_with_the_first_plate() -> None:
+    at = datetime(2026, 5, 6, 2, 0, tzinfo=UTC)
+    first = SessionPassage("north", "s1", "entry", "in1", "粤B1", at, 0, "decision")
+    again = SessionPassage("north", "s1", "entry", "in2", None, at, 0, "decision")
+    other = SessionPassage("south", "s1", "entry", "in1", "粤B2", at, 0, "decision")
+    kept = _one_per_session([first, again, other])
+    assert [(p.site, p.lane, p.plate) for p in kept] == [("north", "in2", "粤B1"),
+                                                         ("south", "in1", "粤B2")]
