@@ -12,6 +12,7 @@ import logging
 import signal
 import sys
 from datetime import UTC, datetime, timedelta
+from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,32 @@ _CONFIG = click.option("-c", "--config", "config_path", required=True,
                        help="fleet.toml: [nats] and [postgres] (docs/fleet.md)")
 
 
-@click.group(name="fleet")
+PLUGGED: str = "parkguard.fleet_commands"
+"""Entry point group of ``fleet`` subcommands other packages add: the simulator's ``demo``
+(three simulated sites and a fleet on one machine), which this package may not import."""
+
+
+class _PluggableFleet(click.Group):
+    """The ``fleet`` group, with the subcommands plugged in through :data:`PLUGGED`, loaded
+    only when run or listed."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(_plugged()))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        point = _plugged().get(cmd_name)
+        if command is None and point is not None:
+            loaded = point.load()
+            return loaded if isinstance(loaded, click.Command) else None
+        return command
+
+
+def _plugged() -> dict[str, EntryPoint]:
+    return {point.name: point for point in entry_points(group=PLUGGED)}
+
+
+@click.group(name="fleet", cls=_PluggableFleet)
 def fleet() -> None:
     """The fleet: many sites' events from NATS JetStream into PostgreSQL (docs/fleet.md)."""
 
@@ -277,51 +303,3 @@ def user_command(config_path: Path, username: str, role: str, sites: tuple[str, 
             raise click.BadParameter(str(error)) from error
     click.echo(f"{username}: {role}" + (f" of {', '.join(sites)}" if sites else ""))
 
-
-@fleet.command(name="demo")
-@click.option("--cars", default=12, show_default=True, help="Cars at each site in the day.")
-@click.option("--seed", default=7, show_default=True, help="Traffic seed (same seed, same day).")
-@click.option("--out", type=click.Path(path_type=Path), default=Path("var/fleet-demo"),
-              show_default=True, help="Where the NATS stores, PostgreSQL and sites go.")
-@click.option("--port", default=8090, show_default=True, help="The fleet dashboard's port.")
-@click.option("--serve/--no-serve", default=None,
-              help="After the day, serve the fleet dashboard until Ctrl-C [default: when run "
-              "from a terminal and CI is not set].")
-def demo_command(cars: int, seed: int, out: Path, port: int, serve: bool | None) -> None:
-    """Three sites and a fleet on this machine: NATS cluster, PostgreSQL, dashboard."""
-    import os
-    import secrets as _secrets
-
-    from rich.console import Console
-
-    from simulator.fleet_demo import FleetDemoOptions, run_fleet_demo, summary_table
-
-    console = Console()
-    if serve is None:
-        serve = sys.stdin.isatty() and not os.environ.get("CI")
-
-    def ready(result: Any, config: FleetConfig) -> None:
-        console.print(summary_table(result))
-        if not result.complete:
-            console.print("[red]not every site event reached the fleet in time, or the money "
-                          "differs[/red]")
-        if not serve:
-            console.print("fleet dashboard not served: standard input is not a terminal (or "
-                          "CI is set); `parkguard fleet demo --serve` serves it until Ctrl-C.")
-            return
-        import uvicorn
-
-        from fleet.web.app import create_fleet_app
-
-        app = create_fleet_app(result.dsn, secret_key=_secrets.token_urlsafe(48),
-                               now=lambda: datetime.now(UTC))
-        console.print(f"fleet dashboard 车队看板: http://127.0.0.1:{port}/  (Ctrl-C stops "
-                      "the demo)")
-        for name, (password, role) in result.logins.items():
-            console.print(f"  login {name} / {password}  ({role})")
-        uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
-
-    result = run_fleet_demo(FleetDemoOptions(workdir=out, cars=cars, seed=seed), console,
-                            on_ready=ready)
-    if not result.complete:
-        sys.exit(1)

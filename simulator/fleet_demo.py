@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
 import secrets
 import shutil
 import sqlite3
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -24,6 +26,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+import click
 import nats
 import psycopg
 from rich.console import Console
@@ -318,3 +321,49 @@ def summary_table(result: FleetDemoResult) -> Table:
 
 def _yuan(fen: int) -> str:
     return f"¥{fen // 100}.{fen % 100:02d}"
+
+
+# The command: `parkguard fleet demo` (plugged into the fleet group, pyproject.toml)
+
+
+@click.command(name="demo")
+@click.option("--cars", default=12, show_default=True, help="Cars at each site in the day.")
+@click.option("--seed", default=7, show_default=True, help="Traffic seed (same seed, same day).")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("var/fleet-demo"),
+              show_default=True, help="Where the NATS stores, PostgreSQL and sites go.")
+@click.option("--port", default=8090, show_default=True, help="The fleet dashboard's port.")
+@click.option("--serve/--no-serve", default=None,
+              help="After the day, serve the fleet dashboard until Ctrl-C [default: when run "
+              "from a terminal and CI is not set].")
+def demo_command(cars: int, seed: int, out: Path, port: int, serve: bool | None) -> None:
+    """Three sites and a fleet on this machine: NATS cluster, PostgreSQL, dashboard."""
+
+    console = Console()
+    if serve is None:
+        serve = sys.stdin.isatty() and not os.environ.get("CI")
+
+    def ready(result: FleetDemoResult, config: FleetConfig) -> None:
+        console.print(summary_table(result))
+        if not result.complete:
+            console.print("[red]not every site event reached the fleet in time, or the money "
+                          "differs[/red]")
+        if not serve:
+            console.print("fleet dashboard not served: standard input is not a terminal (or "
+                          "CI is set); `parkguard fleet demo --serve` serves it until Ctrl-C.")
+            return
+        import uvicorn
+
+        from fleet.web.app import create_fleet_app
+
+        app = create_fleet_app(result.dsn, secret_key=secrets.token_urlsafe(48),
+                               now=lambda: datetime.now(UTC))
+        console.print(f"fleet dashboard 车队看板: http://127.0.0.1:{port}/  (Ctrl-C stops "
+                      "the demo)")
+        for name, (password, role) in result.logins.items():
+            console.print(f"  login {name} / {password}  ({role})")
+        uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
+
+    result = run_fleet_demo(FleetDemoOptions(workdir=out, cars=cars, seed=seed), console,
+                            on_ready=ready)
+    if not result.complete:
+        sys.exit(1)
