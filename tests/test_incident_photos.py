@@ -219,3 +219,36 @@ def test_a_damage_report_raises_no_accident_alert_and_a_bad_plate_is_refused(
                                              "description": "scrape", "plates": "NOT-A-PLATE"})
     assert "is not a plate" in flashes(answer.text)
     assert gateway.service.call(lambda: gateway.incidents.incidents(kind="accident")) == []
+
+
+@pytest.mark.integration
+def test_a_guard_at_the_scene_reports_an_accident_with_photos_without_the_incidents_list(
+    rostered: SimulatedSite,
+) -> None:
+    """The guard is the one at the scene: ``/incidents/report`` opens the incident with its
+    plates and photos (and the accident's alert); the incidents list stays the seniors'."""
+    gateway = rostered.gateway
+    web = create_web_app(gateway, settings=WebSettings(), clock=rostered.clock)
+    add_people(gateway)
+    with TestClient(web) as phone:
+        assert login(phone, "gina") == 303  # the guard
+        assert phone.get("/incidents", follow_redirects=False).status_code == 403
+        form = phone.get("/incidents/report?lane=out1")
+        assert form.status_code == 200 and 'name="photo"' in form.text
+        assert 'value="out1"' in form.text
+        sent = phone.post("/incidents/report", data={
+            "csrf_token": csrf_of(form.text), "kind": "accident", "lane": "out1",
+            "description": "倒车撞柱 reversed into a pillar", "plates": PLATES[0]},
+            files=[("photo", ("scene.jpg", jpeg_with_location(), "image/jpeg"))])
+        assert sent.status_code == 200 and "/incidents/report" in str(sent.url)
+        said = flashes(sent.text)
+        assert "已上报 inc-" in said and "已保存照片 1" in said
+    incident = gateway.service.call(lambda: gateway.incidents.incidents(kind="accident"))[0]
+    assert incident.reported_by.endswith("gina")
+    assert incident.evidence["plates"] == [PLATES[0]]
+    shots = gateway.service.call(lambda: web.state.incident_photos.photos(incident.incident_id))
+    assert len(shots) == 1 and shots[0].uploaded_by.endswith("gina")
+    assert gateway.alerts is not None
+    alerts = gateway.alerts
+    assert gateway.service.call(
+        lambda: alerts.open_alert(f"accident:{incident.incident_id}")) is not None

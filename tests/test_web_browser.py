@@ -33,11 +33,14 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 #: The links each role's navigation shows, and one page it must be refused.
 SEES: dict[str, tuple[set[str], str]] = {
-    "guard": ({"/lanes", "/alerts", "/handover", "/plans", "/contacts", "/sessions"}, "/audit"),
-    "supervisor": ({"/lanes", "/alerts", "/handover", "/plans", "/contacts", "/sessions",
+    "guard": ({"/lanes", "/alerts", "/incidents/report", "/handover", "/plans", "/contacts",
+               "/sessions"}, "/audit"),
+    "supervisor": ({"/lanes", "/alerts", "/incidents/report", "/handover", "/plans",
+                    "/contacts", "/sessions",
                     "/audit", "/incidents", "/patrols", "/cleaning"},
                    "/reports"),
-    "manager": ({"/lanes", "/alerts", "/handover", "/plans", "/contacts", "/sessions",
+    "manager": ({"/lanes", "/alerts", "/incidents/report", "/handover", "/plans",
+                 "/contacts", "/sessions",
                  "/audit", "/incidents", "/patrols", "/cleaning", "/reports",
                  "/admin/merchants", "/admin/passes", "/admin/refunds"}, "/merchant"),
     "merchant": ({"/merchant"}, "/lanes"),

@@ -47,7 +47,8 @@ PAGES: dict[str, set[str]] = {
     "/merchant/statement?month=2026-05": {"merchant"},
     "/api/merchant": {"merchant"},
 }
-NAV_LINKS = {"/lanes": "lanes", "/alerts": "lanes", "/handover": "lanes",
+NAV_LINKS = {"/lanes": "lanes", "/alerts": "lanes", "/incidents/report": "report",
+             "/handover": "lanes",
              "/plans": "lanes", "/contacts": "lanes",
              "/sessions": "sessions", "/audit": "audit",
              "/incidents": "incidents", "/patrols": "patrols", "/cleaning": "cleaning",

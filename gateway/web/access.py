@@ -17,7 +17,7 @@ CLEANING = frozenset({"cleaner", "supervisor", "manager"})
 
 #: What each role may do, by permission name. The server checks these on every request.
 PERMISSIONS: dict[str, frozenset[str]] = {
-    "lanes": STAFF, "sessions": STAFF, "open": STAFF, "evidence": STAFF,
+    "lanes": STAFF, "sessions": STAFF, "open": STAFF, "evidence": STAFF, "report": STAFF,
     "override": SENIOR, "audit": SENIOR, "incidents": SENIOR, "patrols": SENIOR,
     "reports": MANAGER, "admin": MANAGER,
     "merchant": MERCHANT,
@@ -28,6 +28,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
 NAV: tuple[tuple[str, str, str, str], ...] = (
     ("lanes", "/lanes", "车道监控", "Lanes"),
     ("lanes", "/alerts", "告警", "Alerts"),
+    ("report", "/incidents/report", "事故上报", "Report"),
     ("lanes", "/handover", "交接班", "Handover"),
     ("lanes", "/plans", "预案", "Plans"),
     ("lanes", "/contacts", "车主联系", "Owner contacts"),

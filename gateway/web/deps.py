@@ -342,6 +342,8 @@ Senior = Annotated[User, Depends(need("override"))]
 """Supervisors and managers."""
 Auditor = Annotated[User, Depends(need("audit"))]
 IncidentsUser = Annotated[User, Depends(need("incidents"))]
+ReportUser = Annotated[User, Depends(need("report"))]
+"""Any staff member reporting an incident at the scene (the incidents list is seniors')."""
 PatrolsUser = Annotated[User, Depends(need("patrols"))]
 """Supervisors and managers: the patrol page."""
 Manager = Annotated[User, Depends(need("reports"))]

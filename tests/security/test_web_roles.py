@@ -56,6 +56,7 @@ GETS: dict[str, tuple[str, set[str], int]] = {
     "/lanes/reads/{event_id}.svg": ("/lanes/reads/no-such.svg", STAFF, 404),
     "/evidence/{event_id}/{image}.jpg": ("/evidence/no-such-read/plate.jpg", STAFF, 404),
     "/alerts": ("/alerts", STAFF, 200),
+    "/incidents/report": ("/incidents/report", STAFF, 200),
     "/holds": ("/holds", STAFF, 200),  # no safety file: the page says holds are off
     "/handover": ("/handover", STAFF, 200),
     "/plans": ("/plans", STAFF, 200),  # no safety file: the page says so
@@ -117,6 +118,7 @@ POSTS: dict[str, tuple[str, set[str]]] = {
     "/admin/lists": ("/admin/lists", MANAGER),
     "/admin/refunds": ("/admin/refunds", MANAGER),
     "/cleaning/tick": ("/cleaning/tick", CLEANING),
+    "/incidents/report": ("/incidents/report", STAFF),
     "/holds": ("/holds", STAFF),
     "/holds/lift": ("/holds/lift", STAFF),
     "/handover": ("/handover", STAFF),

@@ -1,6 +1,10 @@
 """Incidents for supervisors and managers: open one with its evidence, add notes, close it,
 attach photos of the scene (gateway/safety/incident_photos.py: JPEG or PNG, re-encoded
-without their metadata, each file's hash in the audit chain) and look at them."""
+without their metadata, each file's hash in the audit chain) and look at them.
+
+Any staff member — the guard at the scene, on a phone — reports one at
+``/incidents/report`` with its plates and photos (an accident alerts the guard on duty and
+the squad leader), without seeing the incidents list."""
 
 from __future__ import annotations
 
@@ -22,9 +26,17 @@ from gateway.safety.incident_photos import (
     clean_image,
 )
 from gateway.safety.incidents import KIND_LABELS, IncidentKind
-from gateway.web.deps import FormDep, IncidentsDep, IncidentsUser, PagesDep, WorkerDep
-from gateway.web.forms import BadForm
+from gateway.web.deps import (
+    FormDep,
+    IncidentsDep,
+    IncidentsUser,
+    PagesDep,
+    ReportUser,
+    WorkerDep,
+)
+from gateway.web.forms import BadForm, Fields
 from gateway.web.routers.evidence import fetcher_of
+from gateway.web.users import User
 from parkguard.errors import ParkGuardError
 
 router = APIRouter()
@@ -53,25 +65,52 @@ def incidents(request: Request, user: IncidentsUser, pages: PagesDep, worker: Wo
 async def open_incident(request: Request, user: IncidentsUser, fields: FormDep,
                         pages: PagesDep, worker: WorkerDep, desk: IncidentsDep) -> Response:
     try:
-        kind = fields.get("kind", "")
-        if kind not in get_args(IncidentKind):
-            raise BadForm(f"unknown kind {kind!r}")
-        description = fields.get("description", "")
-        plates = [p for p in _PLATES.split(fields.get("plates", "")) if p]
-        uploads = await _uploads(request)
-        opened = await worker.run(lambda: desk.open(
-            cast(IncidentKind, kind), description=description, reported_by=user.actor,
-            lane=fields.get("lane") or None, session_id=fields.get("session_id") or None,
-            contact_phone=fields.get("contact_phone") or None, plates=plates))
-        _keep_images(request, opened.evidence["snapshots"])
-        pages.flash(request, "ok", "已登记事件 / Incident opened")
-        if uploads:
-            await _add_photos(request, worker, opened.incident_id, uploads, user.actor,
-                              pages)
-        return RedirectResponse(f"/incidents#{opened.incident_id}", status_code=303)
+        opened = await _open(request, user, fields, pages, worker, desk)
+        return RedirectResponse(f"/incidents#{opened}", status_code=303)
     except (BadForm, ParkGuardError, ValueError) as error:
         pages.flash(request, "error", str(error))
     return RedirectResponse("/incidents", status_code=303)
+
+
+@router.get("/incidents/report", response_class=HTMLResponse)
+def report_form(request: Request, user: ReportUser, pages: PagesDep, lane: str = "",
+                plate: str = "") -> Response:
+    """The guard's form at the scene: kind, what happened, plates, photos."""
+    return pages.render(request, "incident_report.html", user, kinds=KIND_LABELS,
+                        photos_on=photos_of(request) is not None, max_photos=MAX_PHOTOS,
+                        max_mb=MAX_BYTES // (1024 * 1024), lane=lane[:16], plate=plate[:16])
+
+
+@router.post("/incidents/report")
+async def report(request: Request, user: ReportUser, fields: FormDep, pages: PagesDep,
+                 worker: WorkerDep, desk: IncidentsDep) -> Response:
+    try:
+        opened = await _open(request, user, fields, pages, worker, desk)
+        pages.flash(request, "ok", f"已上报 {opened}，主管已收到 / Reported as {opened}; "
+                                   "the supervisors have it")
+    except (BadForm, ParkGuardError, ValueError) as error:
+        pages.flash(request, "error", str(error))
+    return RedirectResponse("/incidents/report", status_code=303)
+
+
+async def _open(request: Request, user: User, fields: Fields, pages: PagesDep,
+                worker: WorkerDep, desk: IncidentsDep) -> str:
+    """Open the incident the form describes, with its photos; its id."""
+    kind = fields.get("kind", "")
+    if kind not in get_args(IncidentKind):
+        raise BadForm(f"unknown kind {kind!r}")
+    description = fields.get("description", "")
+    plates = [p for p in _PLATES.split(fields.get("plates", "")) if p]
+    uploads = await _uploads(request)
+    opened = await worker.run(lambda: desk.open(
+        cast(IncidentKind, kind), description=description, reported_by=user.actor,
+        lane=fields.get("lane") or None, session_id=fields.get("session_id") or None,
+        contact_phone=fields.get("contact_phone") or None, plates=plates))
+    _keep_images(request, opened.evidence["snapshots"])
+    pages.flash(request, "ok", "已登记事件 / Incident opened")
+    if uploads:
+        await _add_photos(request, worker, opened.incident_id, uploads, user.actor, pages)
+    return opened.incident_id
 
 
 async def _uploads(request: Request) -> list[UploadFile]:
