@@ -69,6 +69,9 @@ def test_a_cleaner_sees_only_her_tasks_and_ticks_the_booth_floor_done(
     links = [a.get_attribute("data-nav") for a in
              browser.find_elements(By.CSS_SELECTOR, "#nav a[data-nav]")]
     assert links == ["/cleaning"]
+    calls = [a.get_attribute("href") for a in
+             browser.find_elements(By.CSS_SELECTOR, "#emergency a.call")]
+    assert calls[:1] == ["tel:119"]  # a cleaner who finds a fire calls 119 first
     rows = browser.find_elements(By.CSS_SELECTOR, "#cleaning-tasks tr.task")
     assert {r.get_attribute("data-obligation") for r in rows} == {
         "lenses-signs", "booth-floor", "booth-walls", "booth-exterior", "barrier-cleaning"}
