@@ -95,14 +95,35 @@ def test_the_live_view_shows_the_plate_crop_and_the_plate_coloured_by_series(
             "var i = document.querySelector('#lane-in1 img.evidence');"
             "return [i.naturalWidth, i.naturalHeight, i.getBoundingClientRect().width]")
         assert size[0] > 2 * size[1] and size[2] > 40, size  # a plate-shaped picture, shown
-        green = chromium.find_element(By.CSS_SELECTOR, "#lane-in1 li.latest a.plate")
-        assert green.text == GREEN
-        assert f"plate-{plate_look(GREEN)['colour']}" in str(green.get_attribute("class"))
-        assert "gradient" in green.value_of_css_property("background-image")
+        # The live part is redrawn every 200 ms: read each plate in one go, again if the
+        # element was replaced while being read.
+        green = plate_of(chromium, "in1")
+        assert green["text"] == GREEN
+        assert f"plate-{plate_look(GREEN)['colour']}" in green["class"]
+        assert "gradient" in green["background_image"]
 
         eventually(lambda: "图像不可用 image unavailable" in chromium.find_element(
             By.ID, "lane-in2").text, "in2's words instead of a picture", timeout=30)
         assert not chromium.find_elements(By.CSS_SELECTOR, "#lane-in2 img.evidence")
-        blue = chromium.find_element(By.CSS_SELECTOR, "#lane-in2 li.latest a.plate")
-        assert blue.text == BLUE
-        assert blue.value_of_css_property("background-color") == "rgba(11, 78, 162, 1)"
+        blue = plate_of(chromium, "in2")
+        assert blue["text"] == BLUE
+        assert blue["background_color"] == "rgb(11, 78, 162)"
+
+
+def plate_of(chromium: WebDriver, lane: str) -> dict[str, str]:
+    """The latest read's plate on ``lane``'s card: text, classes and colours, read in one
+    script so a redraw cannot come between them."""
+    found: dict[str, str] = {}
+
+    def read() -> bool:
+        got = chromium.execute_script(
+            "var a = document.querySelector(arguments[0]); if (!a) return null;"
+            "var s = getComputedStyle(a); return {text: a.textContent.trim(),"
+            " class: a.className, background_image: s.backgroundImage,"
+            " background_color: s.backgroundColor};", f"#lane-{lane} li.latest a.plate")
+        if got:
+            found.update(got)
+        return bool(got)
+
+    eventually(read, f"{lane}'s latest plate")
+    return found

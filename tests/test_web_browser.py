@@ -16,7 +16,11 @@ from pathlib import Path
 
 import pytest
 from selenium import webdriver
-from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
+from selenium.common.exceptions import (
+    NoSuchElementException,
+    StaleElementReferenceException,
+    WebDriverException,
+)
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
@@ -84,11 +88,21 @@ def web(site: SimulatedSite, test_site: ProvisionResult,
 
 
 def eventually(check: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+    """Wait for the page to show something. An element that went away between finding it
+    and reading it (the page navigated, or its live part was redrawn) or is not there yet
+    counts as "not yet", as the user would see it a moment later."""
     deadline = time.monotonic() + timeout
-    while not check():
+    while not _holds(check):
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.05)
+
+
+def _holds(check: Callable[[], bool]) -> bool:
+    try:
+        return check()
+    except (StaleElementReferenceException, NoSuchElementException):
+        return False
 
 
 def log_in(browser: WebDriver, web: WebServer, name: str) -> None:
