@@ -56,7 +56,10 @@ class SiteTraffic:
         entry = self._passed("in1", n, "entry", 0, "decision")
         exit_ = self._passed("out1", n, "exit", fee, settled)
         for lane, event in (("in1", entry), ("out1", exit_)):
-            self.buses[lane].publish_and_wait(lane_event(self.site, lane), event)
+            # Up to 120 s: right after an uplink comes back while the cluster's first node
+            # restarts, the site broker has been seen not to PUBACK for over 30 s (not
+            # explained yet; docs/fleet.md). This test is about exactly-once, not that.
+            self.buses[lane].publish_and_wait(lane_event(self.site, lane), event, timeout=120)
         if settled in ("paid_online", "cash"):
             self.book_fen += fee
 
