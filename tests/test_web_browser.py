@@ -89,8 +89,10 @@ def web(site: SimulatedSite, test_site: ProvisionResult,
 
 def eventually(check: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
     """Wait for the page to show something. An element that went away between finding it
-    and reading it (the page navigated, or its live part was redrawn) or is not there yet
-    counts as "not yet", as the user would see it a moment later."""
+    and reading it (the page navigated, or its live part was redrawn), or is not there yet,
+    counts as "not yet", as the user would see it a moment later; so does Chromium saying a
+    node no longer belongs to the document mid-navigation. A browser that is gone still
+    fails, by timing out."""
     deadline = time.monotonic() + timeout
     while not _holds(check):
         if time.monotonic() > deadline:
@@ -103,6 +105,10 @@ def _holds(check: Callable[[], bool]) -> bool:
         return check()
     except (StaleElementReferenceException, NoSuchElementException):
         return False
+    except WebDriverException as error:
+        if "does not belong to the document" in str(error):
+            return False
+        raise
 
 
 def log_in(browser: WebDriver, web: WebServer, name: str) -> None:
