@@ -368,3 +368,26 @@ def test_a_driver_whose_code_is_declined_backs_out_still_owing(exit_lane: Exit) 
     exit_lane.lane.settle()
     assert not exit_lane.lane.events("passed")
     assert len(exit_lane.lane.events("payment_code")) == 1
+
+
+def test_the_next_car_coming_onto_the_loop_as_a_paid_car_leaves_gets_its_own_decision(
+    exit_lane: Exit,
+) -> None:
+    """The paid car is on the safety loop when the next one rolls onto the arming loop:
+    the guard's opening was for the first car only, so the second is read and decided
+    (it used to be counted as served by that opening, and waited with no verdict)."""
+    lane, pins = exit_lane.lane, exit_lane.lane.pins
+    waiting_with_a_fee_due(exit_lane)
+    exit_lane.open(session_id=SESSION, settled="cash")
+    lane.settle()
+    assert lane.relay_up
+    decided = lane.controller.verdicts
+    pins.safety.drive_high()
+    pins.arming.drive_low()
+    lane.camera.show("粤B99999")
+    pins.arming.drive_high()  # the next car, bumper to the first one's boot
+    pins.safety.drive_low()
+    lane.settle()
+    assert [p["settled"] for p in lane.events("passed")] == ["cash"]
+    assert lane.controller.verdicts == decided + 1, "the next car was decided"
+    assert lane.events("decision")[-1]["plate"] == "粤B99999"

@@ -321,9 +321,8 @@ class Gate:
         """Let one vehicle through on a guard's word: the normal open → passed → close path
         (``correlation_id`` ties the decision and the passage to the audited order).
 
-        ``settled``: why the car may go (the gateway took its money: ``paid_online``,
-        ``payment_code``, ``cash``, ``waived``); none is a guard's plain ``guard_open``.
-        The passage carries the waiting car's session and the fee it was asked for."""
+        ``settled``: why the car may go (money taken: ``paid_online``, ``payment_code``,
+        ``cash``, ``waived``; none: a plain ``guard_open``) with its session and fee."""
         arming = self._hw.arming_loop
         car = self.car_waiting()
         due = car.verdict if car is not None and car.verdict is not None else None
@@ -335,7 +334,8 @@ class Gate:
             else:
                 plate = self.read_plate().plate
         # The car at the gate now is this opening's; only a new arrival starts a sequence.
-        self.served_arrivals = arming.arrivals
+        opened_at = self.served_arrivals = arming.arrivals
+        ahead_of_car = not arming.vehicle_present  # opened before its car came: the first to come
         taken = car is not None and car.paid_offline  # a code journaled, the boom stuck
         verdict = Verdict("open", "manual_open", due.fee_fen if due else 0,
                           session_id or (due.session_id if due else None), "gateway", 0.0,
@@ -344,7 +344,8 @@ class Gate:
             self._status.show(*goodbye(plate))  # the QR goes with its car
         self._events.decision(correlation_id, plate, verdict)
         self._open_and_pass(correlation_id, plate, verdict, cause="manual_open")
-        self.served_arrivals = arming.arrivals
+        if ahead_of_car:  # any later car is the next one (it may come as the boom falls)
+            self.served_arrivals = min(arming.arrivals, opened_at + 1)
 
     def close(self) -> None:
         """A guard's close: down through the state machine if the boom is up."""
