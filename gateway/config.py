@@ -57,6 +57,11 @@ class PaymentSettings(StrictModel):
 
 #: The shortest lane age the live view may call stale (it polls every 2 s).
 MIN_LANE_STALE_S = 10.0
+#: The default age after which the live view greys a silent lane: lanes repeat their state
+#: at least every 10 s (``[timing] state_heartbeat_s``, firmware/lane/status.py), so 35 s is
+#: three heartbeats missed plus 5 s of slack for a busy broker or gateway, and still under the
+#: "last seen 40 s ago" a guard should see on a dead lane.
+DEFAULT_LANE_STALE_S = 35.0
 
 
 class WebConfig(StrictModel):
@@ -88,10 +93,11 @@ class WebConfig(StrictModel):
         default=None, description="a file holding a bearer token (16+ characters) that may "
                                   "read /metrics from any address")
     lane_stale_s: float = Field(
-        default=0, ge=0, le=3600,
-        description="the live view greys a lane said online but not heard from (state or "
-                    "event) for longer; 0: off, as lanes publish their state on change, not "
-                    "on a timer (docs/dashboard.md); else 10-3600 s")
+        default=DEFAULT_LANE_STALE_S, ge=0, le=3600,
+        description="the live view greys a lane said online but not heard from (state, "
+                    "heartbeat or event) for longer; 35 s: lanes repeat their state every "
+                    "10 s, so three heartbeats missed (docs/dashboard.md); 10-3600 s, keep it "
+                    "above 3 x the lanes' timing.state_heartbeat_s; 0: off")
 
     @model_validator(mode="after")
     def _tls_pair(self) -> WebConfig:
@@ -103,7 +109,9 @@ class WebConfig(StrictModel):
     def _stale_age(self) -> WebConfig:
         if 0 < self.lane_stale_s < MIN_LANE_STALE_S:
             raise ValueError(f"lane_stale_s: 0 (off) or at least {MIN_LANE_STALE_S:.0f} s (a "
-                             "shorter age greys lanes between two polls of the live view)")
+                             "shorter age greys lanes between two polls of the live view; "
+                             f"the default, {DEFAULT_LANE_STALE_S:.0f} s, is three of the "
+                             "lanes' 10 s heartbeats missed)")
         return self
 
 

@@ -103,6 +103,11 @@ class LaneTiming(StrictModel):
     kiosk_timeout_s: float = Field(default=60.0, gt=0, le=600,
                                    description="the driver has this long to confirm at the "
                                                "kiosk (last four digits or one-time code)")
+    state_heartbeat_s: float = Field(
+        default=10.0, ge=1, le=60,
+        description="the lane repeats its retained state at least this often when nothing "
+                    "changes, so the control room can tell a quiet lane from a silent one "
+                    "(keep [web] lane_stale_s above 3 of these; docs/lane.md, heartbeat)")
 
 
 class BarrierSettings(StrictModel):

@@ -16,8 +16,9 @@ Each time round, the worker does the most urgent thing there is:
    close (:mod:`firmware.lane.gate`, the only caller of the state machine).
 
 Events are numbered and journaled before they are published
-(:mod:`firmware.lane.events`); the retained lane state and the display are
-:mod:`firmware.lane.status`; the kiosk and payment codes are :mod:`firmware.lane.kiosk`.
+(:mod:`firmware.lane.events`); the retained lane state (with its heartbeat, a chore of the
+worker's) and the display are :mod:`firmware.lane.status`; the kiosk and payment codes are
+:mod:`firmware.lane.kiosk`.
 
 Devices with threads of their own (the IP camera, the LED display, the kiosk's USB devices)
 report their health as it changes (:mod:`firmware.lane.devices.health`); their threads only
@@ -112,7 +113,7 @@ class LaneController:
         self.waiter = Waiter(clock)
         self.events = EventLog(config, clock=clock, journal=journal, bus=bus)
         self.status = LaneStatus(config, clock=clock, bus=bus, machine=self.machine,
-                                 screen=display or RecordingDisplay())
+                                 screen=display or RecordingDisplay(), wake=self.waiter.wake)
         self.alarms = Alarms(config.lane, journal=journal, hardware=hardware,
                              machine=self.machine, status=self.status, wake=self.waiter.wake)
         self.decider = Decider(config, clock=clock, bus=bus, journal=journal,
@@ -148,8 +149,10 @@ class LaneController:
         self._worker: threading.Thread | None = None
         for chore in (inbox.report_rejections, self._report_replica_gap,
                       self.gate.report_help, self.kiosk.capture_payment_codes,
-                      self.kiosk.report_faults, self._report_device_health):
+                      self.kiosk.report_faults, self._report_device_health,
+                      self.status.beat):
             self.waiter.on_each_look(chore)
+        self.waiter.wake_by(self.status.next_beat)  # the state heartbeat (firmware.lane.status)
         for source in (kiosk, scanner):
             if source is not None:
                 source.when_input(self.kiosk.on_input)
@@ -268,7 +271,8 @@ class LaneController:
 
     def healthy(self, *, stall_s: float = 7500.0) -> bool:
         """For the watchdog: the worker and outbox threads are alive and the worker went
-        round its loop within ``stall_s`` (an idle worker wakes at least hourly)."""
+        round its loop within ``stall_s`` (an idle worker wakes at least hourly, and for each
+        state heartbeat)."""
         worker = self._worker
         return (worker is not None and worker.is_alive() and self.outbox.alive()
                 and time.monotonic() - self.waiter.heartbeat < stall_s)

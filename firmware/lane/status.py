@@ -4,12 +4,23 @@ The barrier position is written here only, under the lock, and the mode is not s
 all: it is the state machine's (:attr:`GateMachine.mode <firmware.lane.states.GateMachine.mode>`),
 so the published state cannot disagree with what the lane is doing. Publishing happens
 from the worker, from the thread that heard of a fire, and on every (re)connect.
+
+The heartbeat: a lane publishes on change, so a quiet lane at 3 a.m. would say nothing for
+hours and the control room could not tell it from a hung one. The worker therefore repeats
+the state at least every ``[timing] state_heartbeat_s`` (10 s) of the lane's clock
+(:meth:`LaneStatus.beat`, run each time the worker looks; :meth:`LaneStatus.next_beat` tells
+the worker's wait when to look). The repeat is the last published message byte for byte
+(same ``ts``: the time the lane last said something new), so receivers that key on content
+(the fleet's store, Home Assistant) see nothing new and the gateway only notes when it heard
+the lane. It comes from the worker, not the MQTT thread, so a worker that hangs stops it.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
+from datetime import datetime, timedelta
 
 from firmware.lane.config import LaneConfig
 from firmware.lane.devices.display import Display
@@ -27,15 +38,22 @@ class LaneStatus:
     """The lane's published state and its display."""
 
     def __init__(self, config: LaneConfig, *, clock: Clock, bus: Bus, machine: GateMachine,
-                 screen: Display) -> None:
+                 screen: Display, wake: Callable[[], None] | None = None) -> None:
+        """``wake``: the worker's (its wait must learn of the first heartbeat's time)."""
         self._config = config
         self._clock = clock
         self._bus = bus
         self._machine = machine
+        self._wake = wake
         self.screen = screen
         self._lock = threading.Lock()
         self.barrier_position: BarrierPosition = "closed"
         self._published: tuple[LaneMode, BarrierPosition] | None = None
+        self._said: bytes | None = None  # the state message as last published
+        self._heartbeat = timedelta(seconds=config.timing.state_heartbeat_s)
+        self._next_beat: datetime | None = None  # none until the state was first published
+        self.beats = 0
+        """Heartbeats published (repeats of an unchanged state)."""
         self.qr: str | None = None
         """The QR link on the display now (an exit waiting for money), else None."""
 
@@ -51,12 +69,47 @@ class LaneStatus:
         )
 
     def publish(self) -> None:
-        """Publish the retained state as it is now."""
+        """Publish the retained state as it is now (the next heartbeat is due a heartbeat
+        period after it)."""
         with self._lock:
             state = self.state()
+            body = state.to_json()
             self._published = (state.mode, state.barrier)
-        self._bus.publish(topics.lane_state(self._config.site, self._config.lane), state,
-                          retain=True)
+            self._said = body
+            first = self._next_beat is None
+            self._next_beat = state.ts + self._heartbeat
+        self._bus.publish(self._topic(), body, retain=True)
+        if first and self._wake is not None:  # the worker may be waiting an hour for nothing
+            self._wake()
+
+    def next_beat(self) -> datetime | None:
+        """When the worker must look next to keep the heartbeat (None: nothing published
+        yet, the (re)connect publishes first)."""
+        with self._lock:
+            return self._next_beat
+
+    def beat(self) -> None:
+        """Worker, each time it looks: once a heartbeat period passed on the lane's clock
+        since the state was last published, publish it again, the same bytes. Skipped while
+        the broker is away (the reconnect publishes a fresh state); the next one is then due
+        a period later, so a lane cut off never spins."""
+        now = self._clock.now()
+        with self._lock:
+            if self._next_beat is None or now < self._next_beat:
+                return
+            self._next_beat = now + self._heartbeat
+            changed = self._published != (self._machine.mode, self.barrier_position)
+            body = self._said
+        if not self._bus.connected.is_set():
+            return
+        if changed or body is None:  # a change nobody published: say it, freshly stamped
+            self.publish()
+            return
+        self._bus.publish(self._topic(), body, retain=True)
+        self.beats += 1
+
+    def _topic(self) -> str:
+        return topics.lane_state(self._config.site, self._config.lane)
 
     def barrier(self, position: BarrierPosition) -> None:
         """Record where the boom is (the caller publishes)."""

@@ -3,7 +3,9 @@
 Pin, bus and kiosk callbacks only record what happened and :meth:`Waiter.wake` the worker;
 the worker waits on the lane's clock in :meth:`Waiter.until`. Each time it looks, it first
 runs the *chores* (report command rejections, replica gaps, help presses, payment codes),
-so those are handled wherever the sequence happens to be waiting.
+so those are handled wherever the sequence happens to be waiting. A chore that must run by
+a given time even when nothing wakes the worker (the state heartbeat) registers when it is
+next due (:meth:`Waiter.wake_by`): the worker's waits end then, on the same clock.
 
 :meth:`Waiter.wait_idle` is for tests and the simulator: it returns once the worker is
 blocked with nothing to do (no wake-up pending, its deadline not reached on the clock), so
@@ -20,7 +22,8 @@ from datetime import datetime, timedelta
 from parkguard.clock import Clock
 
 IDLE_WAKE_S = 3600.0
-"""An idle worker still goes round its loop this often (the watchdog's heartbeat)."""
+"""An idle worker still goes round its loop at least this often (the watchdog's heartbeat;
+the state heartbeat, :meth:`Waiter.wake_by`, wakes it far more often)."""
 
 
 class Waiter:
@@ -31,6 +34,7 @@ class Waiter:
         self.changed = threading.Event()
         self.stopping = threading.Event()
         self._chores: list[Callable[[], None]] = []
+        self._due: list[Callable[[], datetime | None]] = []
         self._idle = threading.Condition()
         self._blocked: tuple[threading.Event, datetime] | None = None  # while blocked
         self.heartbeat = time.monotonic()
@@ -43,6 +47,12 @@ class Waiter:
     def on_each_look(self, chore: Callable[[], None]) -> None:
         """Run ``chore`` on the worker each time it looks, before its condition."""
         self._chores.append(chore)
+
+    def wake_by(self, due: Callable[[], datetime | None]) -> None:
+        """Have the worker look (and so run its chores) by the time ``due()`` says, even if
+        nothing wakes it; ``due()`` None: no time set. The chore must move its time on when it
+        runs, or the worker never blocks."""
+        self._due.append(due)
 
     def stop(self) -> None:
         self.stopping.set()
@@ -68,7 +78,12 @@ class Waiter:
         return False
 
     def _block(self, seconds: float) -> None:
-        self.block_until(self.changed, self._clock.now() + timedelta(seconds=seconds))
+        until = self._clock.now() + timedelta(seconds=seconds)
+        for due in self._due:
+            when = due()
+            if when is not None and when < until:
+                until = when
+        self.block_until(self.changed, until)
 
     def block_until(self, event: threading.Event, until: datetime) -> bool:
         """Block on the lane's clock until ``event`` is set (True) or the clock reaches

@@ -112,6 +112,7 @@ class Gateway:
         self.patrols = patrols
         self.holds = holds
         self.faults = faults
+        self._said: dict[str, bytes] = {}  # each lane's state as last heard (bus thread)
         self.tally = Tally()
         self.inbox = inbox or Inbox()
         self.inside = CarsInside(matching or MatchPolicy())
@@ -155,6 +156,7 @@ class Gateway:
         self._bus.subscribe_deliveries(topics.all_lane(self.site, "decide"),
                                        self._enqueue_decide)
         self._bus.subscribe(topics.all_lane(self.site, "state"), self._lane_state)
+        self._bus.when_connected(self._said.clear)  # the retained states again: as news
         if self.alarms is not None and self.alerts is not None:
             self._subscribe_safety(self.alarms, self.alerts)
         if self.patrols is not None:
@@ -235,17 +237,24 @@ class Gateway:
     def _lane_state(self, topic: str, payload: bytes) -> None:
         """A lane's mode is noted (a lane held free-open lets its exits go free); a lane
         that comes back online gets a fresh replica snapshot (it may have missed deltas
-        while it was away)."""
+        while it was away). The lane's heartbeat repeats its last state byte for byte every
+        few seconds (firmware/lane/status.py): a repeat only tells the lane-silent check the
+        lane was heard, no snapshot, no write."""
         try:
             state = decode(topic, payload)
         except ContractError:
             return  # the lane's own retained state: not ours to dead-letter
-        if isinstance(state, LaneState):
-            self.exits.set_mode(state.lane, state.mode)
-        if isinstance(state, LaneState) and self.faults is not None:
+        if not isinstance(state, LaneState):
+            return
+        repeat = self._said.get(state.lane) == payload
+        self._said[state.lane] = payload
+        if self.faults is not None:
             faults, lane, online = self.faults, state.lane, state.online
             self.inbox.put(Job.of(lambda: faults.state(lane, online, self._clock.now())))
-        if isinstance(state, LaneState) and state.online and self.replicas is not None:
+        if repeat:
+            return
+        self.exits.set_mode(state.lane, state.mode)
+        if state.online and self.replicas is not None:
             replicas, lane = self.replicas, topics.parse_topic(topic).node
             if lane in replicas.lanes:
                 self.inbox.put(Job.of(lambda: replicas.publish_snapshot(lanes=[lane])))

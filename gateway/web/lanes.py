@@ -2,12 +2,16 @@
 last heard from, its last reads and what needs a guard (refusals, help calls, faults) from
 the events table.
 
-A lane publishes its retained state when something changes and on every connect
-(firmware/lane/status.py), not on a timer; a dead lane is marked offline by its Last Will.
+A lane publishes its retained state when something changes, on every connect, and as a
+heartbeat (the same message again) at least every ``[timing] state_heartbeat_s``, 10 s
+(firmware/lane/status.py); a lane whose connection dies is marked offline by its Last Will.
 What the board cannot know by itself is whether what it holds is still true: when the
-gateway's own connection to the broker is down, every state it holds is stale. With
-``stale_s`` set (for lanes that publish their state at least that often), a lane not heard
-from for longer is stale too. A stale lane is shown grey with how long ago it was heard.
+gateway's own connection to the broker is down, every state it holds is stale; and a lane
+that says it is online but has not been heard from (state, heartbeat or event) for longer
+than ``stale_s`` (35 s by default: three heartbeats missed) is stale too: its worker hung,
+or its messages stopped reaching the broker before the broker noticed. A stale lane is
+shown grey with how long ago it was heard. Ages are on the dashboard's clock, the time each
+message arrived, never the lane's own stamp (a lane's clock may be off).
 """
 
 from __future__ import annotations
@@ -108,7 +112,7 @@ def seen_words(age_s: int | None) -> str:
 
 def liveness(board: LaneBoard, now: datetime, heard: datetime | None,
              online: bool | None) -> Liveness:
-    """A lane is stale when the gateway has lost the bus, or (with ``stale_s``) when it
+    """A lane is stale when the gateway has lost the bus, or (``stale_s`` not 0) when it
     said it was online and has not been heard from for longer than that."""
     age = None if heard is None else max(0, int((now - heard).total_seconds()))
     if not board.bus_connected:

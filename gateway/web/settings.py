@@ -6,6 +6,8 @@ import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gateway.config import DEFAULT_LANE_STALE_S
+
 
 @dataclass(frozen=True, slots=True)
 class WebSettings:
@@ -40,12 +42,14 @@ class WebSettings:
     forwarded_allow_ips: tuple[str, ...] = ()
     hsts_max_age_s: int = 180 * 24 * 3600
     live_poll_ms: int = 2000
-    lane_stale_s: float = 0
-    """A lane said online but not heard from for longer is shown grey, "last seen N s ago".
-    0 (the default) turns the age test off: lanes publish their state on change, not on a
-    timer, so a quiet lane at night is not a dead one (its Last Will says that). Set it
-    for lanes that publish at least this often. Losing the broker greys every lane anyway.
-    The gateway takes it from ``[web] lane_stale_s`` (:class:`gateway.config.WebConfig`)."""
+    lane_stale_s: float = DEFAULT_LANE_STALE_S
+    """A lane said online but not heard from (state, heartbeat or event) for longer is shown
+    grey, "last seen N s ago". 35 s by default: lanes repeat their unchanged state at least
+    every 10 s (``[timing] state_heartbeat_s``), so a quiet lane at 3 a.m. stays fresh and
+    one whose worker or link died greys after three missed heartbeats. It is measured on the
+    dashboard's clock (a simulated site's clock in the simulator). 0 turns the age test off;
+    losing the broker greys every lane anyway. The gateway takes it from ``[web]
+    lane_stale_s`` (:class:`gateway.config.WebConfig`)."""
     coupon_cap_fen: int = 6_000
     """The most a free-minutes or full-free coupon may cost its merchant (the daily cap)."""
     coupon_valid_hours: int = 24
