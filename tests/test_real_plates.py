@@ -127,6 +127,44 @@ def test_labels_come_from_file_names_as_each_source_names_them() -> None:
     assert real_plates.label_of("x/002dbcac.png", "none") == ""
 
 
+def test_a_ccpd_name_gives_the_plate_and_the_corners_in_labels_order() -> None:
+    # the CCPD README's own example: plate 皖AY339S; corners start at the bottom right
+    name = ("x/025-95_113-154&383_386&473-386&473_177&454_154&383_363&402-"
+            "0_0_22_27_27_33_16-37-15.jpg")
+    assert real_plates.label_of(name, "ccpd") == "皖AY339S"
+    corners = [float(v) for v in real_plates.ccpd_corners(name).split()]
+    assert corners == [154, 383, 363, 402, 386, 473, 177, 454]  # TL, TR, BR, BL
+    green = ("d/004504310344827586-86_270-291&474_390&516-390&513_293&516_291&483_387&474-"
+             "0_0_3_25_25_25_30_30-228-16.jpg")
+    assert real_plates.label_of(green, "ccpd") == "皖AD11166"
+    # an index meaning "no character", another kind of name, a name that is not CCPD's
+    assert real_plates.label_of(name.replace("0_0_22", "0_24_22"), "ccpd") == ""
+    assert real_plates.label_of("x/00000001-000.jpg", "ccpd") == ""
+    assert real_plates.ccpd_corners("x/京A12345.jpg") == ""
+
+
+def test_a_source_takes_only_files_its_pattern_names_and_leaves_out_copies(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    same = _jpeg(10)
+    mirrors, commit = _mirror(tmp_path, {"京A12345.jpg": same, "copy/京A12345.jpg": same,
+                                         "recut/京A12345.jpg": _jpeg(40),
+                                         "np/沪B54321.jpg": _jpeg(90),
+                                         "苏E11111.jpg": _jpeg(150)})
+    reserved = tmp_path / "reserved.sha256"
+    reserved.write_text("# none\n")
+    sources = (real_plates.Source("first", "someone/plates", commit, "plates", "l", "photo",
+                                  "plate", 0.5, pattern=r"^苏"),
+               real_plates.Source("second", "someone/plates", commit, "plates", "l", "photo",
+                                  "plate", 0.5, pattern=r"^(?!np/)", dedupe=True))
+    monkeypatch.setattr(real_plates, "SOURCES", sources)
+    real_plates.main(_args(tmp_path, mirrors, reserved, write=True))
+    with (tmp_path / "manifest.csv").open(encoding="utf-8") as handle:
+        rows = [(r["source"], r["path"]) for r in csv.DictReader(handle)]
+    # the first source takes only 苏…; the second leaves out np/, the copy of 京A12345 (same
+    # bytes), its re-cut (other bytes, the same plate named) and the 苏 file already taken
+    assert rows == [("first", "plates/苏E11111.jpg"), ("second", "plates/copy/京A12345.jpg")]
+
+
 def test_the_split_depends_on_content_only_and_holds_out_about_the_share() -> None:
     digests = [hashlib.sha256(str(k).encode()).hexdigest() for k in range(2000)]
     held = sum(real_plates.split_of(d, 0.25) == "heldout" for d in digests)
