@@ -100,3 +100,27 @@ def test_the_last_four_digits_confirm_a_phone_identity() -> None:
     """(One-time codes, made and checked by the gateway: tests/test_kiosk_otp.py.)"""
     identity = NoPlateId.for_phone(PHONE, site_key=bytes.fromhex(KEY))
     assert LastFourDigits().check(identity, "5678") and not LastFourDigits().check(identity, "1")
+
+
+def test_digits_typed_after_the_kiosk_timeout_confirm_nobody(tmp_path: Path) -> None:
+    """``[timing] kiosk_timeout_s``: a prompt left standing does not confirm a number later
+    (the driver walked off to find the phone; whoever types next starts again)."""
+    kiosk, screen = SimulatedKiosk(), RecordingDisplay()
+    with start_lane(tmp_path, "out1", "exit", kiosk, screen) as lane:
+        controller = lane.controller
+        refused_after_the_deadline(lane)
+        kiosk.type_phone(PHONE)
+        lane.settle()
+        lane.step(seconds=LaneTiming().kiosk_timeout_s + 1)
+        kiosk.type_digits("5678")  # right digits, too late
+        lane.settle()
+        assert screen.current == ("确认超时 请重新输入手机号",
+                                  "Took too long: type your number again")
+        assert controller.last_identity is None and len(lane.events("decision")) == 1
+        kiosk.type_phone(PHONE)  # in time this time
+        lane.settle()
+        lane.step(seconds=LaneTiming().kiosk_timeout_s - 1)
+        kiosk.type_digits("5678")
+        lane.settle()
+        assert controller.last_identity == NoPlateId.for_phone(PHONE,
+                                                               site_key=bytes.fromhex(KEY))

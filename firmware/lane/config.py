@@ -101,8 +101,9 @@ class LaneTiming(StrictModel):
                                                  "help is reported (fault refused_waiting) "
                                                  "after this")
     kiosk_timeout_s: float = Field(default=60.0, gt=0, le=600,
-                                   description="the driver has this long to confirm at the "
-                                               "kiosk (last four digits or one-time code)")
+                                   description="the driver has this long to type a phone's "
+                                               "last four digits at the kiosk (a one-time "
+                                               "code lives as long as the gateway's [otp] says)")
     state_heartbeat_s: float = Field(
         default=10.0, ge=1, le=60,
         description="the lane repeats its retained state at least this often when nothing "

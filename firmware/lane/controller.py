@@ -133,7 +133,8 @@ class LaneController:
             confirmation=confirmation or LastFourDigits(), show=self.status.show,
             vehicle_present=lambda: hardware.arming_loop.vehicle_present,
             waiting=lambda: self.machine.state in WAITING, wake=self.waiter.wake,
-            payment_code=self._payment_code, fault=self.events.fault)
+            payment_code=self._payment_code, fault=self.events.fault, clock=clock,
+            confirm_within_s=config.timing.kiosk_timeout_s)
         inbox = CommandInbox(config.lane, verifier, events=self.events, wake=self.waiter.wake)
         self.gate = Gate(config, hardware=hardware, machine=self.machine, waiter=self.waiter,
                          events=self.events, status=self.status, decider=self.decider,

@@ -26,7 +26,8 @@ refers to (the one the lane last decided on).
 Real keypads and scanners (USB HID, evdev) are :mod:`firmware.lane.devices.hid`; they are
 also :class:`DeviceInput` (started and closed by the node, faults reported as events).
 
-Must override: ``InputSource.when_input``; ``Confirmation.challenge`` and ``.check``.
+Must override: ``InputSource.when_input``; ``Confirmation.challenge``, ``.check`` and
+``.lane_times_out``.
 
 >>> kiosk = SimulatedKiosk()
 >>> got: list[KioskInput] = []
@@ -47,10 +48,12 @@ import threading
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Final, Literal, Protocol, runtime_checkable
 
 from firmware.lane.devices.display import TEXTS
 from firmware.lane.events import Verdict
+from parkguard.clock import Clock
 from parkguard.core.payments import payment_code_wallet
 from parkguard.core.plates import NoPlateId, PlateError
 
@@ -161,6 +164,11 @@ class Confirmation(Protocol):
         """The driver typed ``typed`` for ``identity``'s challenge."""
         ...
 
+    def lane_times_out(self, identity: NoPlateId) -> bool:
+        """Whether the lane holds ``identity``'s challenge to ``[timing] kiosk_timeout_s``
+        (a code the gateway checks lives as long as the gateway says instead)."""
+        ...
+
 
 class LastFourDigits:
     """Confirm with the number's last four digits (尾号), which the identity keeps; entries
@@ -178,6 +186,9 @@ class LastFourDigits:
             return Answer("confirmed", self.PROMPT)
         return Answer("refused", TEXTS["kiosk_not_confirmed"])
 
+    def lane_times_out(self, identity: NoPlateId) -> bool:
+        return True
+
 
 @dataclass(slots=True)
 class AtTheGate:
@@ -190,7 +201,7 @@ class AtTheGate:
     plate: str | None
     fee_fen: int
     identity: NoPlateId | None = None
-    confirming: tuple[NoPlateId, str] | None = None  # (identity, phone) awaiting its digits
+    confirming: tuple[NoPlateId, datetime] | None = None  # awaiting its digits since
     verdict: Verdict | None = None
     correlation_id: str = ""
     paid_offline: bool = False
@@ -211,8 +222,11 @@ class KioskDesk:
     def __init__(self, *, direction: str, site_key: str | None, confirmation: Confirmation,
                  show: Callable[..., None], vehicle_present: Callable[[], bool],
                  waiting: Callable[[], bool], wake: Callable[[], None],
-                 payment_code: Callable[[str, AtTheGate], None],
+                 payment_code: Callable[[str, AtTheGate], None], clock: Clock,
+                 confirm_within_s: float = 60.0,
                  fault: Callable[[str, str], None] | None = None) -> None:
+        self._clock = clock
+        self._confirm_within = timedelta(seconds=confirm_within_s)
         self._direction = direction
         self._site_key = site_key
         self._confirmation = confirmation
@@ -327,10 +341,15 @@ class KioskDesk:
             if answer.outcome == "confirmed":
                 return phone_id
             if answer.outcome == "ask":
-                gate.confirming = (phone_id, item.text)
+                gate.confirming = (phone_id, self._clock.now())
             return None
         if item.kind == "digits" and gate.confirming is not None:
-            phone_id, _phone = gate.confirming
+            phone_id, asked = gate.confirming
+            if (self._clock.now() - asked > self._confirm_within
+                    and self._confirmation.lane_times_out(phone_id)):  # kiosk_timeout_s
+                gate.confirming = None  # a stale prompt confirms nobody: start again
+                self._show(*TEXTS["kiosk_timed_out"])
+                return None
             answer = self._confirmation.check(phone_id, item.text)
             if answer.outcome == "confirmed":
                 gate.confirming = None

@@ -84,6 +84,11 @@ class OneTimeCode:
         self._offline: set[str] = set()  # identities confirming by last four instead
         self._lock = threading.Lock()
 
+    def lane_times_out(self, identity: NoPlateId) -> bool:
+        """Only the last-four fallback: a code's lifetime is the gateway's (``[otp]``)."""
+        with self._lock:
+            return identity.text in self._offline
+
     def challenge(self, phone: str, identity: NoPlateId) -> Answer:
         with self._lock:
             self._offline.discard(identity.text)

@@ -46,6 +46,7 @@ TEXTS: Final[dict[str, tuple[str, str]]] = {
     "kiosk_unavailable": ("暂不支持手机号入场 请按帮助键", "Phone entry unavailable: press Help"),
     "kiosk_bad_input": ("号码无效 请重新输入", "Invalid number: please try again"),
     "kiosk_not_confirmed": ("尾号不符 请重新输入", "Not confirmed: please try again"),
+    "kiosk_timed_out": ("确认超时 请重新输入手机号", "Took too long: type your number again"),
     "payment_code": ("已收到付款码", "Payment code received"),
     "payment_code_charging": ("已收到付款码 正在扣款", "Pay code received: charging"),
 }
