@@ -3,7 +3,9 @@ gateway gone (it said so) and with the gateway silent, beside the bare MQTT ping
 
 On a private Mosquitto (TLS, per-device users, ACLs) started for the run, one entry lane
 (in1) and one exit lane (out1) of :class:`~simulator.site.SimulatedLanes` on mock pins and
-the system clock, and an in-process :class:`~gateway.app.GatewayApp`:
+the system clock, and a :class:`~gateway.app.GatewayApp` in a process of its own, as on a
+site (``--gateway process``, :mod:`simulator.gateway_process`; ``--gateway inline`` puts it
+in the bench's process, as before issue 23's profile):
 
 1. **baseline** — the bare paho QoS 1 request/response with ``TCP_NODELAY`` of
    :mod:`simulator.bench` (lane in1 ↔ gateway): one MQTT round trip.
@@ -13,7 +15,13 @@ the system clock, and an in-process :class:`~gateway.app.GatewayApp`:
    written while the gateway decides → gateway verdict → reply → ``decision`` written →
    relay. Those rows go on the card with the ``barrier_moved`` right after the relay, not
    before it (docs/lane.md, "The online decision waits for no fsync").
-   Each car drives in, then out (an exit also prices the stay).
+   Each car drives in, then out (an exit also prices the stay). The same cars are also
+   driven with the gateway the other way (in the bench's process), in blocks alternating
+   with the first (``--blocks``; a change in the shared machine's load falls on both), each
+   block after a warm-up of its own: the row beside shows what one GIL for the lanes, the
+   gateway and four paho threads cost (``--no-compare`` skips it). Every online car is
+   traced hop by hop (:mod:`simulator.gate_trace`): the ``segments`` rows give p50/p90/p99
+   of each hop for either way (``--no-segments`` skips it).
 3. **silent** — the gateway is still connected (its availability says ``online``) but its
    worker hangs: every lane waits out its decide deadline (``timing.decide_deadline_ms``,
    300 ms by default, reported on its own row as the lane measured it), then decides from its
@@ -31,8 +39,9 @@ p99 ≤ :data:`ONLINE_TARGET_RATIO` × the bare round trip's p99 in the same run
 
 The first ``--warmup`` cars of each phase are thrown away (connections, SQLite page cache,
 pydantic's first validation, the replica's tariff). Same-run baselines for the same reason
-as :mod:`simulator.bench`: only ratios carry over between machines. The lanes, their car
-drivers and the gateway share one process (one GIL) here; a site gives each lane a Pi.
+as :mod:`simulator.bench`: only ratios carry over between machines. The two lanes and their
+car drivers share one process (one GIL) here, and the broker, both processes and whatever
+else runs on the machine share its cores; a site gives each lane a Pi and the gateway a box.
 ``tests/test_bench_gate.py`` runs it with tiny numbers; no speed targets there.
 """
 
@@ -51,9 +60,7 @@ from rich.console import Console
 
 from broker.runner import MosquittoBroker
 from firmware.lane.config import LaneTiming
-from gateway.app import GatewayApp
 from gateway.config import GatewayConfig, ReplicaSettings
-from gateway.runtime.inbox import Job
 from parkguard.clock import SystemClock
 from simulator.bench import (
     BASELINE_RR,
@@ -67,6 +74,8 @@ from simulator.bench import (
     request_response,
     run_and_report,
 )
+from simulator.gate_trace import GateTrace, trace_lane
+from simulator.gateway_process import BenchGateway, GatewayMode, start_gateway
 from simulator.provisioned import provision_simulated_site
 from simulator.site import SimulatedLane, SimulatedLanes, settings_of
 from wire.mqtt import BrokerAddress
@@ -81,6 +90,9 @@ _TIMEOUT_S = 10.0
 GATE_ONLINE = "gate decision online: loop → barrier command"
 GATE_ONLINE_ENTRY = "  … entry lane (gateway answers)"
 GATE_ONLINE_EXIT = "  … exit lane (gateway prices the stay)"
+GATE_ONLINE_INLINE = "gate decision online, gateway in-process"
+SEGMENTS_PROCESS = "hops, gateway in its own process: total"
+SEGMENTS_INLINE = "hops, gateway in-process: total"
 GATE_OFFLINE = "gate decision offline: loop → barrier command"
 GATE_SILENT = "gateway silent (before): loop → barrier"
 GATE_DEADLINE = "  … of which waiting out the decide deadline"
@@ -138,8 +150,10 @@ class GatePassage:
     reason: str
 
 
-def drive(lane: SimulatedLane, timed: _Timed, plate: str) -> GatePassage:
-    """Drive one car through ``lane`` by its pins; time arming loop → barrier command."""
+def drive(lane: SimulatedLane, timed: _Timed, plate: str, trace: GateTrace | None = None,
+          tag: str | None = None) -> GatePassage:
+    """Drive one car through ``lane`` by its pins; time arming loop → barrier command
+    (``trace`` with a ``tag``: note its hops, reported under that tag)."""
     controller, pins = lane.node.controller, lane.wiring
     verdicts = controller.verdicts
     with timed.lock:
@@ -147,6 +161,8 @@ def drive(lane: SimulatedLane, timed: _Timed, plate: str) -> GatePassage:
         timed.raised.clear()
     lane.camera.show(plate)
     started = time.perf_counter()
+    if trace is not None:
+        trace.begin(controller.lane, started, tag)
     pins.arming.drive_high()
     timed.raised.wait(_TIMEOUT_S)  # a refusal raises nothing: the verdict tells below
     _wait(lambda: controller.verdicts > verdicts, f"a verdict for {plate}")
@@ -157,6 +173,8 @@ def drive(lane: SimulatedLane, timed: _Timed, plate: str) -> GatePassage:
                          f"{verdict.reason if verdict else 'no verdict'}")
     _wait(lambda: len(timed.raises) > raised, "the barrier command")
     gate_ms = (timed.raises[raised] - started) * 1000
+    if trace is not None:
+        trace.mark_at(controller.lane, "relay", timed.raises[raised])
     _wait(lambda: bool(pins.relay.state), "the barrier to rise")
     pins.safety.drive_high()
     pins.arming.drive_low()
@@ -173,6 +191,11 @@ class GateRun:
     silent: list[GatePassage]
     offline: list[GatePassage]
     deadline_ms: int
+    inline_entry: list[GatePassage] = field(default_factory=list)
+    """The same online cars with the gateway in the bench's process (``compare_inline``)."""
+    inline_exit: list[GatePassage] = field(default_factory=list)
+    trace: GateTrace | None = None
+    """Every online car's hops, tagged ``process`` or ``inline`` (warm-up cars untagged)."""
 
 
 def _offline_pairs(entry: SimulatedLane, exit_: SimulatedLane, timed: tuple[_Timed, _Timed],
@@ -197,13 +220,39 @@ def _offline_pairs(entry: SimulatedLane, exit_: SimulatedLane, timed: tuple[_Tim
     return passages
 
 
+def online_blocks(mode: GatewayMode, cars: int, *, compare_inline: bool,
+                  blocks: int) -> list[tuple[GatewayMode, int]]:
+    """The online phase's gateways in turn, with their measured cars: with
+    ``compare_inline`` the two ways alternate in ``blocks`` blocks each (so a change of the
+    shared machine's load falls on both), ending with ``mode``, which stays for the silent
+    and offline phases.
+
+    >>> online_blocks("process", 5, compare_inline=True, blocks=2)
+    [('inline', 3), ('process', 3), ('inline', 2), ('process', 2)]
+    >>> online_blocks("process", 5, compare_inline=False, blocks=2)
+    [('process', 5)]
+    """
+    if not compare_inline:
+        return [(mode, cars)]
+    other: GatewayMode = "inline" if mode == "process" else "process"
+    blocks = max(1, min(blocks, cars))
+    sizes = [cars // blocks + (1 if index < cars % blocks else 0) for index in range(blocks)]
+    return [pair for size in sizes for pair in ((other, size), (mode, size))]
+
+
 def gate_runs(address: Callable[[str], BrokerAddress], workdir: Path, *, cars: int,
               offline_cars: int, warmup: int, deadline_ms: int, silent_cars: int | None = None,
-              on_step: Callable[[], None] = lambda: None) -> GateRun:
+              on_step: Callable[[], None] = lambda: None, gateway: GatewayMode = "process",
+              compare_inline: bool = False, blocks: int = 2,
+              trace: GateTrace | None = None) -> GateRun:
     """``warmup + cars`` cars in and out online; then ``warmup + silent_cars`` out and as
     many new ones in with the gateway silent (connected, its worker hung; default: as many as
     ``offline_cars``), then ``warmup + offline_cars`` out and in with the gateway stopped (it
-    said ``offline``)."""
+    said ``offline``).
+
+    ``gateway``: the gateway in a process of its own (``process``, as on a site) or in the
+    bench's (``inline``); ``compare_inline``: the online cars again with the other one, in
+    alternating blocks, each block after a warm-up of its own."""
     workdir.mkdir(parents=True, exist_ok=True)
     for suffix in ("", "-wal", "-shm"):
         (workdir / f"gateway.db{suffix}").unlink(missing_ok=True)
@@ -214,11 +263,10 @@ def gate_runs(address: Callable[[str], BrokerAddress], workdir: Path, *, cars: i
     hushed = warmup + (offline_cars if silent_cars is None else silent_cars)
     gone = warmup + offline_cars
     away = hushed + gone  # cars that come in online and leave while the gateway is away
-    online_entry: list[GatePassage] = []
-    online_exit: list[GatePassage] = []
-    app = GatewayApp(config, clock=clock).start()
-    gateway_up = True
-    release = threading.Event()
+    passages: dict[GatewayMode, tuple[list[GatePassage], list[GatePassage]]] = {
+        "process": ([], []), "inline": ([], [])}
+    plan = online_blocks(gateway, cars, compare_inline=compare_inline, blocks=blocks)
+    app: BenchGateway = start_gateway(plan[0][0], config, trace)  # its stop: idempotent
     try:
         lanes = SimulatedLanes(
             site=SITE, broker=address, clock=clock, entry_lanes=("in1",),
@@ -230,27 +278,45 @@ def gate_runs(address: Callable[[str], BrokerAddress], workdir: Path, *, cars: i
     try:
         entry, exit_ = lanes.lanes["in1"], lanes.lanes["out1"]
         timed = (_instrument(entry), _instrument(exit_))
+        if trace is not None:
+            for lane in (entry, exit_):
+                trace_lane(trace, lane.node.controller.lane, lane.node)
         both = (entry.node.controller, exit_.node.controller)
-        _wait(lambda: all(c.gateway_availability == "online" for c in both),
-              "both lanes on the broker, hearing the gateway online")
-        service = app.service
+
+        def hearing(state: str) -> None:
+            _wait(lambda: all(c.gateway_availability == state for c in both),
+                  f"both lanes on the broker, hearing the gateway {state}")
+
+        hearing("online")
+        base = [0]  # lane events emitted before this gateway started (stored by another)
 
         def settle() -> None:  # the gateway has stored what the lanes sent (as time would)
-            emitted = sum(c.events_emitted for c in both)
-            _wait(lambda: service.events_stored >= emitted, "the gateway to store the events")
-            service.wait_idle()
+            app.settle(sum(c.events_emitted for c in both) - base[0])
 
         # Online: each car in, then out; the cars of the two later phases stay inside.
-        for index in range(warmup + cars):
-            passage = drive(entry, timed[0], plate_for(index))
-            settle()
-            out = drive(exit_, timed[1], plate_for(index))
-            settle()
-            if index >= warmup:
-                online_entry.append(passage)
-                online_exit.append(out)
-            on_step()
-        first = warmup + cars
+        index = 0
+        for number, (mode, measured) in enumerate(plan):
+            if number:  # the next gateway takes over the same file
+                if trace is not None:
+                    trace.merge(app.marks())
+                app.stop()
+                hearing("offline")
+                base[0] = sum(c.events_emitted for c in both)
+                app = start_gateway(mode, config, trace)
+                hearing("online")
+            for step in range(warmup + measured):
+                kept = step >= warmup
+                tag = mode if kept else None
+                passage = drive(entry, timed[0], plate_for(index), trace, tag)
+                settle()
+                out = drive(exit_, timed[1], plate_for(index), trace, tag)
+                settle()
+                if kept:
+                    passages[mode][0].append(passage)
+                    passages[mode][1].append(out)
+                index += 1
+                on_step()
+        first = index
         inside = [plate_for(index) for index in range(first, first + away)]
         newcomers = [plate_for(first + away + index) for index in range(away)]
         for plate in inside:
@@ -261,42 +327,40 @@ def gate_runs(address: Callable[[str], BrokerAddress], workdir: Path, *, cars: i
               "the exit lane's replica to hold the cars inside")
 
         # Silent: the gateway is there (online) but answers nothing: every car waits.
-        hung = threading.Event()
-
-        def hang() -> None:
-            hung.set()
-            release.wait(600)
-
-        app.inbox.put(Job.of(hang))
-        if not hung.wait(_TIMEOUT_S):
-            raise BenchError("the gateway's worker did not take the hang")
+        app.hang()
         silent = _offline_pairs(entry, exit_, timed, inside[:hushed], newcomers[:hushed],
                                 warmup=warmup, asked=True, on_step=on_step)
-        release.set()
+        app.release()
         settle()  # the silent phase's passages reach the gateway and the exit lane's replica
         _wait(lambda: exit_.node.replica.sessions_inside == away,
               "the exit lane's replica to catch up after the silent phase")
 
         # Offline: the gateway goes and says so; the broker stays.
+        if trace is not None:
+            trace.merge(app.marks())
         app.stop()
-        gateway_up = False
-        _wait(lambda: all(c.gateway_availability == "offline" for c in both),
-              "both lanes to hear the gateway offline")
+        hearing("offline")
         offline = _offline_pairs(entry, exit_, timed, inside[hushed:], newcomers[hushed:],
                                  warmup=warmup, asked=False, on_step=on_step)
     finally:
-        release.set()
+        app.release()
         lanes.stop()
-        if gateway_up:
-            app.stop()
-    return GateRun(online_entry, online_exit, silent, offline, deadline_ms)
+        app.stop()
+    return GateRun(passages[gateway][0], passages[gateway][1], silent, offline, deadline_ms,
+                   inline_entry=passages["inline"][0] if gateway == "process" else [],
+                   inline_exit=passages["inline"][1] if gateway == "process" else [],
+                   trace=trace)
 
 
 def run_bench_gate(cars: int, offline_cars: int, workdir: Path, *, warmup: int = WARMUP,
                    deadline_ms: int = DEFAULT_DEADLINE_MS, silent_cars: int | None = None,
-                   console: Console | None = None) -> list[BenchRow]:
+                   console: Console | None = None, gateway: GatewayMode = "process",
+                   compare_inline: bool = True, blocks: int = 2,
+                   segments: bool = True) -> list[BenchRow]:
     """Start a private Mosquitto in ``workdir``; measure the baseline and the gate rows
-    (``silent_cars``: default as many as ``offline_cars``)."""
+    (``silent_cars``: default as many as ``offline_cars``; ``gateway``, ``compare_inline``,
+    ``blocks``: see :func:`gate_runs`; ``segments``: trace every online car's hops and add
+    the segment rows)."""
     if cars < 1 or offline_cars < 1 or warmup < 0 or (silent_cars or 1) < 1:
         raise ValueError("need at least one car online and one offline")
     workdir.mkdir(parents=True, exist_ok=True)
@@ -318,15 +382,18 @@ def run_bench_gate(cars: int, offline_cars: int, workdir: Path, *, warmup: int =
 
         run = gate_runs(broker.address, workdir / "site", cars=cars, offline_cars=offline_cars,
                         warmup=warmup, deadline_ms=deadline_ms, silent_cars=silent_cars,
-                        on_step=step)
+                        on_step=step, gateway=gateway, compare_inline=compare_inline,
+                        blocks=blocks, trace=GateTrace() if segments else None)
+    where = {"process": "the gateway in its own process, as on a site",
+             "inline": "the gateway in the bench's process (one GIL with both lanes)"}
     alone = sum(1 for p in run.online_entry + run.online_exit if p.decided_by == "lane")
     online = compared(describe(GATE_ONLINE, "latency",
                                [p.gate_ms for p in run.online_entry + run.online_exit]),
                       baseline)
     ratio = online.ratio_p99 or 0.0
-    online_note = (f"target p99 ≤ ×{ONLINE_TARGET_RATIO:g} the bare round trip's p99: "
-                   f"{_verdict(ratio <= ONLINE_TARGET_RATIO)} (×{ratio:.1f}: {online.p99:.1f} "
-                   f"against {baseline.p99:.1f} ms)")
+    online_note = (f"{where[gateway]}; target p99 ≤ ×{ONLINE_TARGET_RATIO:g} the bare round "
+                   f"trip's p99: {_verdict(ratio <= ONLINE_TARGET_RATIO)} (×{ratio:.1f}: "
+                   f"{online.p99:.1f} against {baseline.p99:.1f} ms)")
     if alone:
         online_note += (f"; {alone} of them decided by the lane alone (gateway later than "
                         f"{deadline_ms} ms)")
@@ -346,18 +413,40 @@ def run_bench_gate(cars: int, offline_cars: int, workdir: Path, *, warmup: int =
     own = describe(GATE_OFFLINE_OWN, "latency", [p.gate_ms - p.wait_ms for p in run.silent],
                    note="loop event, plate read, journal (FULL), replica decision, evidence "
                         "and decision journaled, relay")
-    return [
+    rows = [
         baseline,
         replace(online, note=online_note),
         compared(describe(GATE_ONLINE_ENTRY, "latency",
                           [p.gate_ms for p in run.online_entry]), baseline),
         compared(describe(GATE_ONLINE_EXIT, "latency",
                           [p.gate_ms for p in run.online_exit]), baseline),
+    ]
+    inline = run.inline_entry + run.inline_exit
+    if inline:
+        row = compared(describe(GATE_ONLINE_INLINE, "latency", [p.gate_ms for p in inline]),
+                       baseline)
+        rows.append(replace(row, note=(
+            f"the same cars in blocks alternating with the row above (same load), with "
+            f"{where['inline']}: the bench's figure before the gateway had its own process "
+            f"(×{row.ratio_p99 or 0.0:.1f} p99)")))
+    rows += [
         compared(replace(offline, note=offline_note), baseline),
         compared(silent, baseline),
         compared(deadline, baseline),
         compared(own, baseline),
     ]
+    if run.trace is not None:
+        for title, tag in ((SEGMENTS_PROCESS, "process"), (SEGMENTS_INLINE, "inline")):
+            traced = run.trace.rows(title, tag)
+            if traced:
+                traced[0] = replace(traced[0], note=SEGMENT_NOTE)
+            rows += [compared(row, baseline) for row in traced]
+    return rows
+
+
+SEGMENT_NOTE = ("each online car's hops (simulator/gate_trace.py): p50/p90/p99 of each "
+                "segment taken separately, so they do not add up to the total's; rows in "
+                "brackets overlap the others")
 
 
 def _verdict(met: bool) -> str:
@@ -383,9 +472,21 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="cars thrown away first in each phase (default %(default)s)")
     parser.add_argument("--workdir", type=Path, default=None, metavar="DIR",
                         help="keep the broker log and SQLite files here")
+    parser.add_argument("--gateway", choices=("process", "inline"), default="process",
+                        help="the gateway in a process of its own, as on a site (default), or "
+                             "in the bench's process with the lanes (one GIL)")
+    parser.add_argument("--no-compare", dest="compare", action="store_false",
+                        help="skip the online cars with the gateway the other way")
+    parser.add_argument("--blocks", type=int, default=2, metavar="B",
+                        help="alternating blocks of each way in the online phase "
+                             "(default %(default)s)")
+    parser.add_argument("--no-segments", dest="segments", action="store_false",
+                        help="do not trace the hops of each online car")
     args = parser.parse_args(argv)
-    if args.cars < 1 or args.offline_cars < 1 or args.silent_cars < 1 or args.warmup < 0:
-        parser.error("--cars, --offline-cars and --silent-cars must be ≥ 1, --warmup ≥ 0")
+    if args.cars < 1 or args.offline_cars < 1 or args.silent_cars < 1 or args.warmup < 0 \
+            or args.blocks < 1:
+        parser.error("--cars, --offline-cars, --silent-cars and --blocks must be ≥ 1, "
+                     "--warmup ≥ 0")
     if not 20 <= args.deadline_ms <= 10_000:
         parser.error("--deadline-ms must be within 20..10000 (LaneTiming's range)")
     return args
@@ -399,12 +500,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         lambda workdir: run_bench_gate(args.cars, args.offline_cars, workdir,
                                        silent_cars=args.silent_cars,
                                        warmup=args.warmup, deadline_ms=args.deadline_ms,
-                                       console=console),
+                                       console=console, gateway=args.gateway,
+                                       compare_inline=args.compare, blocks=args.blocks,
+                                       segments=args.segments),
         workdir=args.workdir, prefix="pg-gate-", console=console,
         title=lambda wall: f"ParkGuard gate bench — {args.cars} cars online, "
                            f"{args.silent_cars} out + {args.silent_cars} in silent, "
                            f"{args.offline_cars} + {args.offline_cars} offline, decide deadline "
-                           f"{args.deadline_ms} ms, warm-up {args.warmup}, {wall:.0f} s")
+                           f"{args.deadline_ms} ms, warm-up {args.warmup}, gateway "
+                           f"{'in its own process' if args.gateway == 'process' else 'inline'}"
+                           f"{' (and the other way beside)' if args.compare else ''}, "
+                           f"{wall:.0f} s")
     return 0 if rows is not None else 1
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import NamedTuple, TypeVar
 
-from gateway.runtime.decide import BACKLOG_SENSITIVE, Decider, Verdict
+from gateway.runtime.decide import BACKLOG_SENSITIVE, Decider, Verdict, kept_json
 from gateway.runtime.effects import AfterCommit
 from gateway.runtime.inbox import Inbound, Inbox
 from gateway.runtime.ingest import Ingester
@@ -35,7 +35,7 @@ from gateway.runtime.tally import Tally
 from gateway.storage.store import GatewayStore
 from parkguard.clock import Clock, utc_iso
 from parkguard.errors import ContractError
-from wire.bus import Bus
+from wire.bus import Bus, Receipt
 from wire.contract import topics
 from wire.contract.messages import LANE_EVENT_TYPES, DecideRequest
 from wire.contract.window import ReceiptWindow
@@ -46,6 +46,15 @@ T = TypeVar("T")
 #: Most lane events one transaction stores: enough to make the fsync of ``synchronous=FULL``
 #: cheap per event, few enough that a transaction (and the acks it holds back) stays short.
 BATCH_SIZE = 256
+
+#: The longest the worker waits, after queuing decide replies, for the broker to have them
+#: (its PUBACK) before it writes the decisions. paho's network thread, woken to send them,
+#: needs the interpreter, and the decisions' transaction is Python-heavy: written at once,
+#: it held the reply back by about 0.4 ms p50 (issue 23, simulator/bench_gate.py). The
+#: reply's PUBACK usually comes within 0.3 ms; a later one only delays the write, never
+#: the answer.
+REPLY_HEADSTART_S = 0.002
+_REPLY_POLL_S = 0.0001
 
 Letters = list[tuple[Inbound, str]]
 
@@ -179,12 +188,15 @@ class Batches:
         """Answer each waiting request at once, then write the decisions in one transaction
         and acknowledge the requests.
 
-        Answer first, write after: the lane is waiting on its deadline. Every decision is
-        written before the worker takes any lane event that arrived after its request (the
-        pass that needs it): at the end of this step, or before a re-check ingests a batch.
+        Answer first, write after: the lane is waiting on its deadline (and the worker steps
+        aside until the broker has the replies, briefly, so paho's thread can send them
+        before the write takes the interpreter). Every decision is written before the
+        worker takes any lane event that arrived after its request (the pass that needs
+        it): at the end of this step, or before a re-check ingests a batch.
         """
         letters: Letters = []
         too_late: list[Inbound] = []
+        sent: list[Receipt] = []
         for item in items:
             try:
                 request = self._window.receive(item.topic, item.payload, item.received_at)
@@ -201,14 +213,20 @@ class Batches:
                 log.exception("gateway: failed to decide on %s", item.topic)
                 letters.append((item, f"handler error: {type(error).__name__}: {error}"))
                 continue
-            self._bus.publish(topics.lane_decide_reply(self._site, request.lane),
-                              verdict.reply)
+            sent.append(self._bus.publish(topics.lane_decide_reply(self._site, request.lane),
+                                          verdict.reply))
             self._unrecorded.append(_Answered(item, request, verdict, now))
-        if self._unrecorded:
-            # The replies are queued for paho's network thread, which needs the interpreter
-            # to send them: let it have it before writing the decisions (Python-heavy).
-            time.sleep(0)
+        self._let_replies_go(sent)
         self._record_decisions(letters, skipped=too_late)
+
+    @staticmethod
+    def _let_replies_go(sent: list[Receipt]) -> None:
+        """Step aside (the interpreter free) until the broker has the replies, for at most
+        :data:`REPLY_HEADSTART_S`: the lanes wait for them, not for the decisions' write."""
+        deadline = time.perf_counter() + REPLY_HEADSTART_S
+        while any(receipt.acknowledged() is False for receipt in sent) \
+                and time.perf_counter() < deadline:
+            time.sleep(_REPLY_POLL_S)
 
     def _past_deadline(self, request: DecideRequest) -> bool:
         """A request the lane has stopped waiting for (queued while the broker or the gateway
@@ -262,5 +280,5 @@ class Batches:
             "direction": request.direction, "plate": request.plate, "action": reply.action,
             "reason": reply.reason, "fee_fen": reply.fee_fen, "session_id": reply.session_id,
             "requested_at": utc_iso(request.ts), "answered_at": utc_iso(entry.at),
-            "match": entry.verdict.evidence, "bill": entry.verdict.terms,
+            "match": kept_json(entry.verdict.evidence), "bill": kept_json(entry.verdict.terms),
         }, ignore=True)

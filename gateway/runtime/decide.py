@@ -4,7 +4,8 @@ Pure over what the worker holds (the cars inside, the store, billing, capacity, 
 nothing is written here; an exit refused for money notes, in memory, the lane its car waits
 at (:mod:`gateway.runtime.exits`), so the money's arrival can open that lane. The loop
 answers the lane with the reply and writes the decision with the evidence and terms kept
-beside it (docs/ingestion.md).
+beside it (docs/ingestion.md). Those two are turned into JSON only when the decision is
+written, after the reply has gone: the lane waits for the reply, not for them (issue 23).
 """
 
 from __future__ import annotations
@@ -32,17 +33,26 @@ from wire.contract.messages import DecideReply, DecideRequest
 BACKLOG_SENSITIVE = frozenset({"no_entry_record", "plate_ambiguous", "already_inside"})
 
 Reply = Callable[..., DecideReply]
+Kept = Callable[[], Any] | None
+"""What is kept with the decision (the matcher's evidence, the terms or the bill), built
+when it is written (:func:`kept_json`), after the reply; None: nothing."""
 HeldAt = Callable[[str, str, Hold], None]
 """Told (lane, plate, hold) when an exit is refused for a hold: the guard is called."""
 
 
 class Verdict(NamedTuple):
-    """The reply, the matcher's evidence for an exit, and the terms (entry) or bill (exit)
-    as JSON, all kept with the decision."""
+    """The reply, the matcher's evidence for an exit, and the terms (entry) or bill (exit),
+    all kept with the decision (JSON-ready values, made when it is written: every one is
+    built from frozen values, so it says the same then as at the verdict)."""
 
     reply: DecideReply
-    evidence: str | None
-    terms: str | None
+    evidence: Kept
+    terms: Kept
+
+
+def kept_json(kept: Kept) -> str | None:
+    """A kept value as the JSON stored with the decision."""
+    return None if kept is None else json.dumps(kept(), ensure_ascii=False)
 
 
 def fire_free(bill: dict[str, Any], reason: str = "fire_free_exit") -> dict[str, Any]:
@@ -96,7 +106,7 @@ class Decider:
 
     def _exit(self, read: str, request: DecideRequest, now: datetime, reply: Reply) -> Verdict:
         result, session_id = self._inside.match(matchable_read(read, request.char_confidences))
-        evidence = json.dumps(result.evidence(), ensure_ascii=False)
+        evidence = result.evidence  # a frozen MatchResult's record, made when written
         session = self._store.session(session_id) if session_id else None
         fire = self._alarms is not None and self._alarms.billing_suspended()
         hold = None if fire else self._hold_on(read, session)
@@ -118,13 +128,13 @@ class Decider:
             zh, en = self._alarms.lane_display("exit") or ("火警 请立即离场", "FIRE - LEAVE NOW")
             return Verdict(reply("open", "fire_free_exit", zh, en,
                                  session_id=session["session_id"]),
-                           evidence, json.dumps(fire_free(bill.as_json()), ensure_ascii=False))
-        session_id, kept = session["session_id"], bill.as_json()
+                           evidence, lambda: fire_free(bill.as_json()))
+        session_id, kept = session["session_id"], bill.as_json  # a frozen Bill's record
         if self._exits.lane_mode(request.lane) == "free_open":  # held open at a peak
             shown = shown_on_display(bill.plate)
             return Verdict(reply("open", "free_open", f"{shown} 免费放行 一路平安",
                                  f"{shown} Free exit: goodbye", session_id=session_id),
-                           evidence, json.dumps(fire_free(kept, "free_open"), ensure_ascii=False))
+                           evidence, lambda: fire_free(bill.as_json(), "free_open"))
         if bill.stay_due_fen:  # the barrier stays down until the money is taken
             url = self._exits.pay_url(bill.plate, request.lane, session_id)
             zh, en = bill.display(qr=url is not None)
@@ -132,10 +142,10 @@ class Decider:
                                          bill.stay_due_fen, now))
             return Verdict(reply("refuse", "payment_due", zh, en, fee_fen=bill.stay_due_fen,
                                  session_id=session_id, pay_url=url),
-                           evidence, json.dumps(kept, ensure_ascii=False))
+                           evidence, kept)
         zh, en = bill.display()
         return Verdict(reply("open", bill.reason, zh, en, session_id=session_id),
-                       evidence, json.dumps(kept, ensure_ascii=False))
+                       evidence, kept)
 
     def _hold_on(self, read: str, session: dict[str, Any] | None) -> Hold | None:
         """The hold on the matched car's plate, or on the plate as read (a held car that
@@ -148,7 +158,7 @@ class Decider:
                 return hold
         return self._holds(read)
 
-    def _entry(self, read: str, lane: str, reply: Reply) -> tuple[DecideReply, str | None]:
+    def _entry(self, read: str, lane: str, reply: Reply) -> tuple[DecideReply, Kept]:
         """Alarms, blacklist, lot full, then whitelist, pass or visitor, with the terms kept
         for the entry; old debts are shown on the display (they are collected at the exit)."""
         closed = self._alarms.entries_closed() if self._alarms is not None else None
@@ -182,4 +192,4 @@ class Decider:
         if access.reason == "pass_in_use":
             reason = "pass_in_use"
         return (reply("open", reason, zh, en, session_id=f"s-{uuid.uuid4().hex[:16]}"),
-                json.dumps(terms))
+                lambda: terms)
