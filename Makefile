@@ -57,7 +57,8 @@ fuzz: venv
 # System packages: the broker binary the tests and the demo start, venv support, Debian's
 # Chromium with its WebDriver for the dashboard's browser tests, the fonts the plate renderer
 # draws with, the GL/GLib libraries OpenCV (the reader bench's PP-OCRv4 baseline) loads, and the
-# lane devices' test peers: ffmpeg and Debian's RTSP::Server (an IP camera's stream), socat (a
+# lane devices' test peers: ffmpeg and Debian's RTSP::Server (an IP camera's stream over UDP),
+# GStreamer's RTSP server for the system python3 (the same over TCP, tests/rtsp_tcp_peer.py), socat (a
 # serial pty pair for the RS-485 display), and the fleet's NATS server and PostgreSQL (tests start
 # their own on free ports, docs/fleet.md; found in /usr/lib/postgresql/*/bin when not on PATH).
 system-deps:
@@ -86,6 +87,7 @@ system-deps:
 	ldconfig -p 2>/dev/null | grep -q 'libgthread-2.0.so.0 ' || missing="$$missing libglib2.0-0"; \
 	command -v ffmpeg >/dev/null 2>&1 || missing="$$missing ffmpeg"; \
 	[ -f /usr/share/perl5/RTSP/Server.pm ] || missing="$$missing librtsp-server-perl"; \
+	/usr/bin/python3 tests/rtsp_tcp_peer.py --check >/dev/null 2>&1 || missing="$$missing python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-good gstreamer1.0-plugins-bad"; \
 	command -v socat >/dev/null 2>&1 || missing="$$missing socat"; \
 	command -v nats-server >/dev/null 2>&1 || [ -x /usr/sbin/nats-server ] || missing="$$missing nats-server"; \
 	{ command -v pg_ctl >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; } || missing="$$missing postgresql"; \

@@ -6,8 +6,9 @@ lane camera's 1280 x 720 with the plate where the lane's plate region looks) as 
 ``RTSP::Server`` (librtsp-server-perl), which serves it to the lane as a camera would
 (``DESCRIBE``/``SETUP``/``PLAY``). ffmpeg alone cannot serve a stream to a client (its RTSP
 muxer only publishes; ``-rtsp_flags listen`` receives), so it publishes and the relay serves.
-The relay speaks RTP over UDP only, so these tests use ``transport = "udp"``; a camera's own
-RTSP server also takes the default, RTP over the RTSP TCP connection.
+The relay speaks RTP over UDP only, so these tests use ``transport = "udp"``; the default, RTP
+over the RTSP TCP connection, is tested against GStreamer's RTSP server in
+test_lane_rtsp_tcp.py (which reuses this file's scene and encoder settings).
 
 The lane reads the plate from the stream with the real TFLite reader; killing the peer faults
 the camera (the car that arrives meanwhile is reported as ``fault read_failed``); the peer
@@ -69,6 +70,11 @@ AnyEvent->condvar->recv;
 """
 
 
+#: ffmpeg's encoding of the scene: an IP camera's sub-stream (test_lane_rtsp_tcp.py uses it too)
+H264 = ("-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-g", "10",
+        "-b:v", "2M", "-maxrate", "2M", "-bufsize", "400k", "-pix_fmt", "yuv420p")
+
+
 def free_port(kind: int = socket.SOCK_STREAM) -> int:
     with socket.socket(socket.AF_INET, kind) as probe:
         probe.bind(("127.0.0.1", 0))
@@ -101,9 +107,7 @@ class RtspPeer:
             self._wait_listening(self.sources, relay)
             self._procs.append(subprocess.Popen(
                 ["ffmpeg", "-hide_banner", "-loglevel", "error", "-re", "-loop", "1",
-                 "-framerate", "10", "-i", str(self.picture), "-t", "60",
-                 "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-g", "10",
-                 "-b:v", "2M", "-maxrate", "2M", "-bufsize", "400k", "-pix_fmt", "yuv420p",
+                 "-framerate", "10", "-i", str(self.picture), "-t", "60", *H264,
                  "-f", "rtsp", f"rtsp://127.0.0.1:{self.sources}/lane"],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT))
 
@@ -125,15 +129,20 @@ class RtspPeer:
         self._procs.clear()
 
 
-@pytest.fixture(scope="module")
-def picture(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def render_scene(directory: Path) -> Path:
+    """The gate camera's view of a car with :data:`PLATE`, as the JPEG ffmpeg encodes."""
     camera = RenderingCamera(clock=ManualClock(SITE_START), seed=3, view=LANE_720)
     camera.show(PLATE)
     frame = camera.capture()
     assert frame.image is not None
-    path = tmp_path_factory.mktemp("scene") / "lane.jpg"
+    path = directory / "lane.jpg"
     path.write_bytes(frame.image)
     return path
+
+
+@pytest.fixture(scope="module")
+def picture(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return render_scene(tmp_path_factory.mktemp("scene"))
 
 
 @pytest.fixture
