@@ -194,6 +194,7 @@ def test_a_tcp_only_camera_refuses_the_udp_transport_and_serves_tcp(
         refused = heard.changes[0]
         assert refused.faulted and refused.code == "camera_offline"
         assert "protocol not supported" in refused.detail.lower(), refused.detail
+        assert 'refused transport = "udp": try "tcp"' in refused.detail  # the installer's hint
         with pytest.raises(CameraOffline, match=r"(?i)protocol not supported"):
             over_udp.capture()
 

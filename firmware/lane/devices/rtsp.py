@@ -224,7 +224,12 @@ class RtspCamera:
     def _reason(self, error: BaseException) -> str:
         if isinstance(error, self._av.error.ExitError):  # PyAV's timeout interrupts FFmpeg
             return f"no answer within {self.source.timeout_s:g} s"
-        return self.source.scrub(f"{type(error).__name__}: {error}")[:200]
+        reason = self.source.scrub(f"{type(error).__name__}: {error}")[:160]
+        if "protocol not supported" in reason.lower():  # FFmpeg's words for RTSP's 461
+            used = self.source.transport
+            other = "udp" if used == "tcp" else "tcp"
+            reason += f' (the camera refused transport = "{used}": try "{other}")'
+        return reason
 
     def _arrived(self, picture: Any) -> None:
         taken = self._clock.now()
