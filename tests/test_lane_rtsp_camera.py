@@ -27,6 +27,7 @@ import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Protocol
 
 import pytest
 from click.testing import CliRunner
@@ -182,6 +183,33 @@ def drive_car(lane: MemoryLane) -> None:
     lane.settle()
 
 
+class Restartable(Protocol):
+    """A test peer that can be killed and started again on the same port."""
+
+    def kill(self) -> None: ...
+
+    def start(self) -> None: ...
+
+
+def survives_a_peer_restart(lane: MemoryLane, camera: RtspCamera, peer: Restartable) -> None:
+    """The peer dies (a camera reboots): the camera faults at once and the car arriving
+    meanwhile is reported unread (``read_failed`` "camera offline"); the peer back, the
+    camera reconnects by itself and the next car is read."""
+    peer.kill()
+    assert camera.wait_faulted(10), "a dead stream must fault the camera"
+    with pytest.raises(CameraOffline, match="offline"):
+        camera.capture()
+    drive_car(lane)
+    assert lane.events("plate_read")[-1]["plate"] is None
+    fault = lane.events("fault")[-1]
+    assert fault["code"] == "read_failed" and "in9 camera offline" in fault["detail"]
+    peer.start()
+    assert camera.wait_live(30), f"never reconnected: {camera.fault}"
+    drive_car(lane)
+    assert lane.events("plate_read")[-1]["plate"] == PLATE
+    assert camera.connects == 2
+
+
 def test_the_lane_reads_the_plate_from_the_stream_and_survives_a_dropped_stream(
     peer: RtspPeer, tmp_path: Path, caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -206,20 +234,7 @@ def test_the_lane_reads_the_plate_from_the_stream_and_survives_a_dropped_stream(
                 time.sleep(0.01)
             assert camera.capture().taken == clock.now()
 
-            peer.kill()
-            assert camera.wait_faulted(10), "a dead stream must fault the camera"
-            with pytest.raises(CameraOffline, match="offline"):
-                camera.capture()
-            drive_car(lane)
-            assert lane.events("plate_read")[-1]["plate"] is None
-            fault = lane.events("fault")[-1]
-            assert fault["code"] == "read_failed" and "in9 camera offline" in fault["detail"]
-
-            peer.start()
-            assert camera.wait_live(30), f"never reconnected: {camera.fault}"
-            drive_car(lane)
-            assert lane.events("plate_read")[-1]["plate"] == PLATE
-            assert camera.connects == 2
+            survives_a_peer_restart(lane, camera, peer)
     finally:
         camera.close()
     assert PASSWORD not in caplog.text and "pa%3Ass" not in caplog.text
