@@ -25,7 +25,7 @@ from fleet.config import FleetConfig
 from fleet.orders import build, create_key, load_key, public_hex, publish, record, tariff_versions
 from fleet.schema import migrate
 from fleet.service import FleetService
-from fleet.stream import ensure_stream
+from fleet.stream import MQTT_STREAM, ensure_stream
 from parkguard.configfile import load_config, reveal
 from parkguard.core.tariffs import parse_tariff_document
 from wire.fleet_command import CommandKind
@@ -97,7 +97,8 @@ def migrate_command(config_path: Path) -> None:
 @fleet.command(name="stream")
 @_CONFIG
 def stream_command(config_path: Path) -> None:
-    """Create (or update) the JetStream stream. Do it before any site bridges in."""
+    """Create (or update) the JetStream streams and the ingest consumer (fleet/stream.py). Do it
+    before any site bridges in."""
     settings = load_config(FleetConfig, config_path).nats
 
     async def main() -> None:
@@ -109,7 +110,7 @@ def stream_command(config_path: Path) -> None:
             await nc.close()
 
     asyncio.run(main())
-    click.echo(f"stream {settings.stream} ready")
+    click.echo(f"streams {settings.stream} and {MQTT_STREAM}, consumer {settings.durable} ready")
 
 
 @fleet.command(name="anchors")

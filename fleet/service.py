@@ -1,5 +1,9 @@
 """The fleet service: a durable JetStream pull consumer into PostgreSQL, ack after commit.
 
+It reads ``$MQTT_msgs``, the copy of each site message NATS stored before it acknowledged the
+site's publish (``fleet/stream.py``), not PARKGUARD, which misses what arrives while it has
+no leader.
+
 One loop: fetch up to ``batch`` messages, write them in one transaction, then acknowledge
 them. Killed anywhere, it loses nothing: what was not acknowledged comes again after
 ``ack_wait`` and the database keeps each event once (``fleet/store.py``). A NATS node going
@@ -24,11 +28,12 @@ from nats.js.errors import FetchTimeoutError
 from fleet.config import FleetConfig
 from fleet.rows import Delivered
 from fleet.schema import migrate
-from fleet.store import write_batch
-from fleet.stream import SUBJECTS, consumer_config, ensure_stream
+from fleet.store import Batch, prepare, write_prepared
+from fleet.stream import MQTT_SOURCE, IngestSource, consumer_config, ensure_stream
 from parkguard.configfile import reveal
 
 log = logging.getLogger(__name__)
+Connection = psycopg.Connection[tuple[object, ...]]
 
 
 @dataclass(slots=True)
@@ -44,8 +49,11 @@ class Counters:
 class FleetService:
     """Run with :meth:`run` until :meth:`stop` (or a signal) ends it."""
 
-    def __init__(self, config: FleetConfig) -> None:
+    def __init__(self, config: FleetConfig, source: IngestSource = MQTT_SOURCE) -> None:
         self.config = config
+        #: What the durable consumer reads: NATS's stored copy of the sites' QoS 1 publishes
+        #: (fleet/stream.py says why not PARKGUARD); the bench reads PARKGUARD.
+        self.source = source
         self.counters = Counters()
         self._stopping = asyncio.Event()
         #: Set once the consumer is subscribed (the bench times from here).
@@ -68,21 +76,24 @@ class FleetService:
                 return
             self.ready.set()
             conn: psycopg.Connection[tuple[object, ...]] | None = None
-            # The next batch is fetched while this one is written: NATS and PostgreSQL work
-            # at the same time. Each batch is still acked only after its own commit.
+            # Three things at once: NATS fetches batch N+2 and this loop reads batch N+1
+            # (CPU) while PostgreSQL writes batch N (its thread waits on the server). Batches
+            # are still written one after another, each acked only after its own commit.
             upcoming = asyncio.create_task(self._fetch(sub))
+            writing: asyncio.Task[Connection] | None = None
             while not self._stopping.is_set():
                 messages = await upcoming
                 upcoming = asyncio.create_task(self._fetch(sub))
-                if not messages:
-                    continue
-                delivered = [Delivered(m.subject, m.data, m.metadata.sequence.stream)
-                             for m in messages]
-                conn = await self._write(conn, dsn, delivered)
-                for message in messages:
-                    await message.ack()
-                self.counters.batches += 1
+                batch = self._prepare(messages) if messages else None
+                if writing is not None:
+                    conn = await writing
+                    writing = None
+                if batch is not None:
+                    writing = asyncio.create_task(self._commit_and_ack(conn, dsn, batch,
+                                                                       messages))
             upcoming.cancel()  # not acked: whatever it fetched comes again after ack_wait
+            if writing is not None:  # stopping: finish the batch being written, ack it
+                conn = await writing
             if conn is not None:
                 conn.close()
         finally:
@@ -110,23 +121,38 @@ class FleetService:
         while not self._stopping.is_set():
             try:
                 await ensure_stream(js, settings)
-                return await js.pull_subscribe(SUBJECTS, durable=settings.durable,
-                                               stream=settings.stream,
-                                               config=consumer_config(settings))
+                return await js.pull_subscribe(self.source.subjects,
+                                               durable=settings.durable,
+                                               stream=self.source.stream,
+                                               config=consumer_config(settings, self.source))
             except nats.errors.Error as error:
                 log.warning("fleet: JetStream not ready (%s), retrying", error or type(error))
                 await asyncio.sleep(0.5)
         return None
 
-    async def _write(self, conn: psycopg.Connection[tuple[object, ...]] | None, dsn: str,
-                     delivered: list[Delivered]) -> psycopg.Connection[tuple[object, ...]]:
+    def _prepare(self, messages: list[Msg]) -> Batch:
+        subject = self.source.subject
+        return prepare([Delivered(subject(m.subject), m.data, m.metadata.sequence.stream)
+                        for m in messages])
+
+    async def _commit_and_ack(self, conn: Connection | None, dsn: str, batch: Batch,
+                              messages: list[Msg]) -> Connection:
+        """Write a batch, then acknowledge its messages at once (not when the loop comes
+        round: an ack later than ``ack_wait`` would have NATS deliver the batch again)."""
+        conn = await self._write(conn, dsn, batch)
+        for message in messages:
+            await message.ack()
+        self.counters.batches += 1
+        return conn
+
+    async def _write(self, conn: Connection | None, dsn: str, batch: Batch) -> Connection:
         """Commit the batch, reconnecting to PostgreSQL until it succeeds."""
         while True:
             try:
                 live = conn if conn is not None and not conn.closed \
                     else await asyncio.to_thread(_connect, dsn)
                 conn = live
-                result = await asyncio.to_thread(write_batch, live, delivered)
+                result = await asyncio.to_thread(write_prepared, live, batch)
             except psycopg.OperationalError as error:
                 log.warning("fleet: database unavailable (%s), retrying", error)
                 if conn is not None:
@@ -142,5 +168,5 @@ class FleetService:
             return live
 
 
-def _connect(dsn: str) -> psycopg.Connection[tuple[object, ...]]:
+def _connect(dsn: str) -> Connection:
     return psycopg.connect(dsn)

@@ -68,13 +68,32 @@ class BatchResult:
         self.dead = 0
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class Batch:
+    """A batch read and ready to write: what it keeps and what it dead-letters (pure)."""
+
+    rows: tuple[Rows, ...]
+    dead: tuple[DeadLetter, ...]
+
+
+def prepare(messages: Sequence[Delivered]) -> Batch:
+    """Read every message (the CPU half of a batch: the service does it while PostgreSQL is
+    still busy with the batch before, docs/fleet.md "Scale")."""
+    read_back = [read(message) for message in messages]
+    return Batch(tuple(item for item in read_back if isinstance(item, Rows)),
+                 tuple(item for item in read_back if isinstance(item, DeadLetter)))
+
+
 def write_batch(conn: psycopg.Connection[tuple[object, ...]],
                 messages: Sequence[Delivered]) -> BatchResult:
     """Write ``messages`` in one transaction; the caller acknowledges them only after this."""
+    return write_prepared(conn, prepare(messages))
+
+
+def write_prepared(conn: psycopg.Connection[tuple[object, ...]], batch: Batch) -> BatchResult:
+    """Write a prepared batch in one transaction (the caller acks only after this)."""
     result = BatchResult()
-    read_back = [read(message) for message in messages]
-    rows = [item for item in read_back if isinstance(item, Rows)]
-    dead = [item for item in read_back if isinstance(item, DeadLetter)]
+    rows, dead = batch.rows, batch.dead
     with conn.transaction(), conn.cursor() as cur:
         new_ids: set[str] = set()
         if rows:

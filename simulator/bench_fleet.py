@@ -43,7 +43,7 @@ from fleet.natsconf import NatsUser
 from fleet.postgres import PostgresServer
 from fleet.schema import migrate
 from fleet.service import FleetService
-from fleet.stream import SUBJECTS, ensure_stream
+from fleet.stream import SUBJECTS, archive_source, ensure_stream
 
 START = datetime(2026, 5, 6, 2, 0, tzinfo=UTC)
 
@@ -120,7 +120,8 @@ async def _fleet(config: FleetConfig, dsn: str, total: int) -> float:
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("TRUNCATE events, sessions, payments, patrol_taps, audit_heads, "
                      "dead_letters, alarms, device_health")
-    service = FleetService(config)
+    # PARKGUARD, which the bench fills directly (no MQTT bridges): fleet/stream.py.
+    service = FleetService(config, archive_source(config.nats))
     task = asyncio.create_task(service.run())
     ready = asyncio.create_task(service.ready.wait())
     await asyncio.wait({task, ready}, return_when=asyncio.FIRST_COMPLETED)

@@ -28,6 +28,11 @@ NATS echoing our own commands back: the site then forwards only what the fleet k
 events and states, sensors, patrols, alarms, alerts, gateway availability, audit heads), never
 ``lane/+/cmd``, the decide traffic or the replicas. ``other_nodes`` are the cluster's other
 MQTT listeners: Mosquitto tries them in turn when the one it had goes away.
+
+Mosquitto before 2.0.15 (Debian 12 has 2.0.11) hangs for good, every client with it, when the
+far end closes a bridge's TLS connection before the handshake is done (a balancer with no
+healthy node does): a site that bridges needs 2.0.15 or later, or a balancer that resets
+(docs/fleet.md, failure model).
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ import pytest
 from fleet.postgres import PostgresServer
 from fleet.rows import DeadLetter, Delivered, Rows, read
 from fleet.schema import migrate
+from fleet.stream import MQTT_PREFIX
 from tests.fleet.conftest import Fleet, run, start_service
 from tests.fleet.traffic import SiteTraffic
 
@@ -66,9 +67,11 @@ def test_events_land_once_even_when_sent_twice_and_the_service_is_killed(
         async def resend_and_garbage() -> None:
             nc = await running.admin()
             js = nc.jetstream()
+            # Into what the service reads: NATS's stored copies of MQTT publishes.
+            subject = MQTT_PREFIX + "parkguard.v1.north.lane.out1.event"
             first = await js.get_last_msg("PARKGUARD", "parkguard.v1.north.lane.out1.event")
-            await js.publish(first.subject or "", first.data or b"")  # a duplicate, later
-            await js.publish("parkguard.v1.north.lane.out1.event", b"not json")
+            await js.publish(subject, first.data or b"")  # a duplicate, later
+            await js.publish(subject, b"not json")
             await nc.close()
 
         run(resend_and_garbage())

@@ -6,12 +6,19 @@ left for the next one, and a node that drops a connection within seconds (a rest
 still catching up refuses MQTT sessions) is moved behind the others, as a health check would.
 TLS passes through untouched. ``cut()`` drops every connection and
 refuses new ones until ``restore()``: the site sees its uplink go dead.
+
+The relay ends a site's connection with a reset, never a plain close (FIN): Debian's
+Mosquitto 2.0.11 spins for ever in its main loop when the far end closes a bridge's TLS
+connection before the handshake is done (a hash of sockets corrupted by the TLS error path;
+fixed upstream in 2.0.15). An accept-then-close relay hung east's site broker in about one
+fault-test run in five (docs/fleet.md, failure model).
 """
 
 from __future__ import annotations
 
 import contextlib
 import socket
+import struct
 import threading
 import time
 from collections.abc import Sequence
@@ -30,7 +37,7 @@ class Uplink:
         self._up.set()
         self._closed = False
         self._lock = threading.Lock()
-        self._sockets: list[socket.socket] = []
+        self._links: list[tuple[socket.socket, socket.socket]] = []
         self.connections = 0
         threading.Thread(target=self._accept, daemon=True, name="uplink-accept").start()
 
@@ -41,32 +48,39 @@ class Uplink:
             except OSError:
                 return
             if not self._up.is_set():
-                client.close()
+                _reset(client)  # refused, as a cut link's firewall would
                 continue
             dialled = self._dial()
             if dialled is None:
-                client.close()
+                _reset(client)
                 continue
             upstream, port = dialled
             with self._lock:
-                self._sockets += [client, upstream]
+                self._links.append((client, upstream))
                 self.connections += 1
-            threading.Thread(target=self._pump, args=(client, upstream), daemon=True).start()
+            threading.Thread(target=self._pump, args=(client, upstream, client, upstream),
+                             daemon=True).start()
             threading.Thread(target=self._watch, args=(upstream, client, port),
                              daemon=True).start()
 
     def _dial(self) -> tuple[socket.socket, int] | None:
         for port in list(self.upstream_ports):
             try:
-                return socket.create_connection((HOST, port), timeout=2.0), port
+                upstream = socket.create_connection((HOST, port), timeout=2.0)
             except OSError:
                 continue
+            # The 2 s is for dialling only. Left on the socket it was a read timeout: the
+            # relay hung up every link the node had not written to for 2 s, so the bridges
+            # reconnected every few seconds (what the fault test then exercised, and what
+            # drove east's Mosquitto 2.0.11 into its busy loop: docs/fleet.md).
+            upstream.settimeout(None)
+            return upstream, port
         return None
 
     def _watch(self, upstream: socket.socket, client: socket.socket, port: int) -> None:
         """Pump the node's side; if the node hung up young, try it last next time."""
         opened = time.monotonic()
-        self._pump(upstream, client)
+        self._pump(upstream, client, client, upstream)
         if time.monotonic() - opened < YOUNG_S and self._up.is_set():
             with self._lock:
                 if port in self.upstream_ports:
@@ -74,16 +88,15 @@ class Uplink:
                     self.upstream_ports.append(port)
 
     @staticmethod
-    def _pump(source: socket.socket, sink: socket.socket) -> None:
+    def _pump(source: socket.socket, sink: socket.socket, client: socket.socket,
+              upstream: socket.socket) -> None:
         try:
             while chunk := source.recv(65536):
                 sink.sendall(chunk)
         except OSError:
             pass
         finally:
-            for sock in (source, sink):
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
+            _teardown(client, upstream)
 
     def cut(self) -> None:
         self._up.clear()
@@ -94,13 +107,28 @@ class Uplink:
 
     def _drop_all(self) -> None:
         with self._lock:
-            sockets, self._sockets = self._sockets, []
-        for sock in sockets:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-            sock.close()
+            links, self._links = self._links, []
+        for client, upstream in links:
+            _teardown(client, upstream)
 
     def close(self) -> None:
         self._closed = True
         self._server.close()
         self._drop_all()
+
+
+def _reset(sock: socket.socket) -> None:
+    """Close with a reset (SO_LINGER 0), not a FIN: see the module docstring."""
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
+
+
+def _teardown(client: socket.socket, upstream: socket.socket) -> None:
+    """End one relayed link (twice is harmless): wake both pumps, reset the site's side."""
+    with contextlib.suppress(OSError):
+        upstream.shutdown(socket.SHUT_RDWR)
+    with contextlib.suppress(OSError):
+        client.shutdown(socket.SHUT_RD)  # wakes the pump reading it, sends nothing
+    _reset(client)
+    upstream.close()
