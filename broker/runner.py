@@ -16,8 +16,10 @@ from pathlib import Path
 from types import TracebackType
 
 from broker.mosquitto_conf import render_local_config
+from broker.provision.acl import UPLINK_USER, uplink_outgoing
 from broker.provision.generate import ProvisionResult
 from parkguard.errors import BrokerError
+from wire.contract.topics import site_root
 from wire.mqtt import BrokerAddress
 
 HOST = "127.0.0.1"
@@ -104,8 +106,19 @@ class MosquittoBroker:
         persistence: bool = True,
         startup_timeout: float = 10.0,
         site: ProvisionResult | None = None,
+        uplink_of: MosquittoBroker | None = None,
+        extra_conf: str = "",
     ) -> None:
+        """``site``: run that site's locked-down broker (its loopback listener, if it has
+        one, on a free port too: :attr:`local_port`). ``uplink_of``: run the uplink broker
+        of the site that broker runs (broker/provision/uplink.py), dialling its loopback
+        listener. ``extra_conf`` is appended to the config (a test's own additions)."""
+        if uplink_of is not None and (uplink_of.site is None or uplink_of.site.uplink is None):
+            raise BrokerError("uplink_of needs a running site broker of a site with [fleet]")
         self._site = site
+        self._uplink_of = uplink_of
+        self._extra_conf = extra_conf
+        self._local_port: int | None = None
         self._workdir = Path(workdir).resolve()  # mosquitto runs with this as its cwd
         self._requested_port = port
         self._port: int | None = port
@@ -138,6 +151,13 @@ class MosquittoBroker:
         login = self._site.device(device)
         return BrokerAddress(HOST, self.port, login.ca_path, login.username, login.password,
                              max_packet_size=self._site.conf.max_packet_size)
+
+    @property
+    def local_port(self) -> int:
+        """The site broker's plain loopback listener (the uplink broker dials it)."""
+        if self._local_port is None:
+            raise BrokerError("this broker has no loopback listener (or has not started)")
+        return self._local_port
 
     @property
     def port(self) -> int:
@@ -191,8 +211,16 @@ class MosquittoBroker:
         self.data_dir.mkdir(exist_ok=True)
         # Only a port we picked ourselves may be swapped for another after losing a race.
         attempts = 1 if self._port is not None else _PORT_ATTEMPTS
+        # The loopback listener's port is picked with the first one and kept from the first
+        # successful start on (a port both picked free at once would be the same twice).
+        keep_local = self._port is not None and self._local_port is not None
         for attempt in range(1, attempts + 1):
             port = self._port if self._port is not None else free_port()
+            if (self._site is not None and self._site.conf.local_port is not None
+                    and not keep_local):
+                self._local_port = free_port()
+                while self._local_port == port:
+                    self._local_port = free_port()
             try:
                 self._launch(binary, port)
             except _PortTaken as exc:
@@ -256,11 +284,24 @@ class MosquittoBroker:
     def _launch(self, binary: Path, port: int) -> None:
         # Root: stay root, or Mosquitto's switch to its own user cannot read our files.
         user = "root" if os.geteuid() == 0 else None
-        if self._site is not None:
+        extra = self._extra_conf
+        site_offset = 0
+        if self._uplink_of is not None:
+            site = self._uplink_of.site
+            if site is None or site.uplink is None:  # pragma: no cover - checked in __init__
+                raise BrokerError("uplink_of has no uplink")
+            config = site.uplink.render_conf(
+                port=port, site_port=self._uplink_of.local_port, persistence_dir=self.data_dir,
+                log_file=None, run_as_user=user)
+            site_offset = self._uplink_of.log_path.stat().st_size
+        elif self._site is not None:
             config = self._site.render_conf(
                 port=port, bind_address=HOST, persistence_dir=self.data_dir, log_file=None,
-                run_as_user=user,
+                run_as_user=user, local_port=self._local_port,
             )
+            if self._site.uplink is not None:
+                # So an uplink broker started here can tell when its subscriptions are in.
+                extra = "log_type subscribe\n" + extra
         else:
             config = render_local_config(
                 port=port,
@@ -269,7 +310,7 @@ class MosquittoBroker:
                 persistence=self._persistence,
                 user=user,
             )
-        self.config_path.write_text(config, encoding="utf-8")
+        self.config_path.write_text(config + extra, encoding="utf-8")
         with self.log_path.open("ab") as log:
             log_offset = log.tell()
             # Own session/process group: a Ctrl-C aimed at the test run does not reach the
@@ -285,9 +326,34 @@ class MosquittoBroker:
         self._finalizer = weakref.finalize(self, _kill_quietly, self._proc)
         try:
             self._wait_until_ready(self._proc, port, log_offset)
+            if self._uplink_of is not None:
+                self._wait_subscribed(self._uplink_of, site_offset)
         except BaseException:
             self.kill()
             raise
+
+    def _wait_subscribed(self, site: MosquittoBroker, offset: int) -> None:
+        """Until the site broker has logged every subscription of this uplink's bridge.
+
+        Until then the site broker forwards nothing to the uplink: on a site's first start
+        (no persistent session yet) what a lane sends before that moment never reaches the
+        fleet, so callers must not send before this returns. Mosquitto logs a subscription
+        while it adds it, in its one thread, so the last line means all are in.
+        """
+        provisioned = site.site
+        if provisioned is None or provisioned.uplink is None:  # pragma: no cover
+            raise BrokerError("uplink_of has no uplink")
+        conf = provisioned.uplink.conf
+        leaf = uplink_outgoing(conf.fleet.fleet_kind)[-1]
+        last = f"{UPLINK_USER} 1 {site_root(conf.site)}/{leaf}"
+        deadline = time.monotonic() + max(self._startup_timeout, 30.0)
+        while last not in site._log_since(offset):
+            if time.monotonic() >= deadline:
+                raise BrokerError(
+                    f"the site broker on {HOST}:{site.port} never took the uplink's "
+                    f"subscriptions; its log {site.log_path}, the uplink's {self.log_path}:\n"
+                    f"{self._log_tail(0)}")
+            time.sleep(0.02)
 
     def _wait_until_ready(self, proc: subprocess.Popen[bytes], port: int, log_offset: int) -> None:
         """Wait for our broker to log that it runs, then prove it speaks MQTT.
@@ -312,7 +378,9 @@ class MosquittoBroker:
                 try:
                     # A broker answers CONNECT in well under a millisecond; a short timeout
                     # only means another attempt.
-                    _probe(port, timeout=0.25, ca_file=self._site.ca_path if self._site else None)
+                    _probe(port, timeout=0.25,
+                           ca_file=self._site.ca_path if self._site else None,
+                           locked=self._uplink_of is not None)
                     return
                 except OSError as exc:
                     last_error = f"{type(exc).__name__}: {exc}"
@@ -354,15 +422,17 @@ class _PortTaken(BrokerError):
     """Mosquitto could not bind the port: someone else got there between probe and bind."""
 
 
-def _probe(port: int, *, timeout: float, ca_file: Path | None = None) -> None:
+def _probe(port: int, *, timeout: float, ca_file: Path | None = None,
+           locked: bool = False) -> None:
     """Complete one MQTT 3.1.1 CONNECT/CONNACK exchange, over TLS when given the site CA.
 
-    An open development broker must accept us; a locked-down one must refuse an
+    An open development broker must accept us; a locked-down one (``ca_file``, or
+    ``locked``: the uplink broker, plain and nobody's) must refuse an
     anonymous client ("not authorized"), which proves TLS, the listener and the auth
     settings are live without logging in as, and so kicking off, a real device.
     Raises OSError while the broker is not listening yet, BrokerError if it answers wrongly.
     """
-    expected = _CONNACK_ACCEPTED if ca_file is None else _CONNACK_NOT_AUTHORIZED
+    expected = _CONNACK_ACCEPTED if ca_file is None and not locked else _CONNACK_NOT_AUTHORIZED
     with socket.create_connection((HOST, port), timeout=timeout) as raw:
         sock: socket.socket = raw
         if ca_file is not None:
@@ -379,5 +449,5 @@ def _probe(port: int, *, timeout: float, ca_file: Path | None = None) -> None:
             # The broker is up but answers wrongly: waiting longer will not change its mind.
             what = "accepts anonymous clients" if reply == _CONNACK_ACCEPTED else "answered"
             raise BrokerError(f"broker on {HOST}:{port} {what}: CONNACK {reply.hex(' ')}")
-        if ca_file is None:
+        if expected == _CONNACK_ACCEPTED:
             sock.sendall(_DISCONNECT)

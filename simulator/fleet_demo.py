@@ -2,7 +2,8 @@
 
 Everything is started here, on free loopback ports, never the machine's own 4222/1883/5432:
 a 3-node NATS cluster from the project's template (JetStream, R3, TLS MQTT listeners), a
-private PostgreSQL, and per site a provisioned, locked-down Mosquitto bridged to the cluster,
+private PostgreSQL, and per site a provisioned, locked-down Mosquitto with, beside it, the
+site's uplink broker bridged to it on loopback and to the cluster over TLS,
 with the site's real gateway and lanes (:class:`simulator.site.SimulatedSite`) playing a short
 day of cars. The fleet service reads the stream into PostgreSQL in a thread of its own; once
 every site's lane events have landed the summary is printed and the fleet dashboard may be
@@ -104,11 +105,11 @@ def _provision(site: str, workdir: Path, ca: Path, ports: list[int]) -> Provisio
         address="127.0.0.1", port=ports[0], ca_file=ca, kind="nats",
         other_nodes=tuple(f"127.0.0.1:{p}" for p in ports[1:]))})
     result = provision_site(inventory, workdir / f"site-{site}")
-    if result.conf.bridge is None:  # pragma: no cover - a fleet inventory always bridges
-        raise RuntimeError(f"site {site}: provisioned without a fleet bridge")
+    if result.uplink is None:  # pragma: no cover - a fleet inventory always has an uplink
+        raise RuntimeError(f"site {site}: provisioned without an uplink broker")
     # Reconnect within seconds on one machine (production: 5 s growing to 60 s).
-    bridge = dataclasses.replace(result.conf.bridge, restart_base_s=1, restart_cap_s=2)
-    return dataclasses.replace(result, conf=dataclasses.replace(result.conf, bridge=bridge))
+    uplink = result.uplink.with_fleet(restart_base_s=1, restart_cap_s=2)
+    return dataclasses.replace(result, uplink=uplink)
 
 
 @contextmanager
@@ -203,6 +204,8 @@ def run_fleet_demo(options: FleetDemoOptions, console: Console | None = None,
         brokers = {site: stack.enter_context(MosquittoBroker(workdir / f"mosquitto-{site}",
                                                              site=provisioned))
                    for site, provisioned in sites.items()}
+        for site, broker in brokers.items():  # each site's uplink carries its fleet bridge
+            stack.enter_context(MosquittoBroker(workdir / f"uplink-{site}", uplink_of=broker))
         stack.enter_context(_service_thread(config))
         console.print("fleet: waiting for every site's bridge to connect …")
         _wait_bridges(postgres.dsn, set(options.sites), options.wait_s)

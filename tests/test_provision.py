@@ -585,17 +585,35 @@ def _with_fleet(tmp_path: Path) -> ProvisionResult:
 
 
 def test_the_bridge_forwards_the_site_tree_and_brings_commands_back(tmp_path: Path) -> None:
+    """The uplink broker carries it; the site broker never bridges (docs/fleet.md)."""
     result = _with_fleet(tmp_path)
-    conf = result.conf_path.read_text()
+    assert result.uplink is not None
+    conf = result.uplink.conf_path.read_text()
     assert "connection parkguard-mall-b2\n" in conf
     assert "address fleet.example.net:8883\n" in conf
-    assert f"bridge_cafile {result.broker_dir / 'fleet-ca.crt'}\n" in conf
+    assert f"bridge_cafile {result.uplink.directory / 'fleet-ca.crt'}\n" in conf
     assert "topic parkguard/v1/mall-b2/# out 1\n" in conf
     assert "topic parkguard/v1/mall-b2/lane/+/cmd in 1\n" in conf
     assert "cleansession false\n" in conf and "bridge_protocol_version mqttv311\n" in conf
     assert result.bridge is not None
     assert f"remote_password {result.bridge.password}\n" in conf
-    assert _mode(result.conf_path) == 0o600
+    assert _mode(result.uplink.conf_path) == 0o600
+    # The other bridge: the site broker's loopback listener, plain, as user uplink.
+    assert "connection parkguard-mall-b2-site\naddress 127.0.0.1:1884\n" in conf
+    assert "topic parkguard/v1/mall-b2/# in 1\n" in conf
+    assert "remote_username uplink\n" in conf
+    site_conf = result.conf_path.read_text()
+    directives = [line.split()[0] for line in site_conf.splitlines()
+                  if line and not line.startswith("#")]
+    assert "connection" not in directives and not any(d.startswith("bridge") for d in directives)
+    assert "listener 1884 127.0.0.1\n" in site_conf
+    assert "uplink" in passwd_lines(result)
+    acl = result.acl_file.read_text().split("user uplink\n")[1]
+    assert [line for line in acl.splitlines() if line.startswith("topic")] == [
+        "topic read parkguard/v1/mall-b2/#",
+        "topic write parkguard/v1/mall-b2/lane/+/cmd",
+        "topic write parkguard/v1/mall-b2/fleet/command/+",
+    ]
 
 
 def test_the_fleet_gets_a_user_line_and_an_acl_block_for_the_bridge(tmp_path: Path) -> None:
@@ -625,10 +643,10 @@ def test_dropping_the_fleet_section_revokes_the_bridge(tmp_path: Path) -> None:
     result = _with_fleet(tmp_path)
     assert result.bridge is not None
     alone = provision_site(inventory(), result.out_dir, now=NOW)
-    assert alone.bridge is None and alone.removed == ("bridge-mall-b2",)
-    assert "connection " not in alone.conf_path.read_text()
+    assert alone.bridge is None and alone.removed == ("bridge-mall-b2", "uplink")
+    assert alone.uplink is None and not (result.out_dir / "uplink").exists()
+    assert "uplink" not in passwd_lines(alone) and "user uplink" not in alone.acl_file.read_text()
     assert not list((result.out_dir / "fleet").iterdir())
-    assert not (result.broker_dir / "fleet-ca.crt").exists()
 
 
 # The example and the CLI ------------------------------------------------------------------

@@ -2,8 +2,8 @@
 
 ``parkguard broker init --site FILE --out DIR`` is :func:`provision_site` on
 :func:`load_inventory`; ``parkguard broker rotate`` is :func:`rotate_secret`. The pieces
-(PKI, password hashes, ACLs, broker config, bridge, bundles, state) are separate modules so
-each can be read and tested alone. See docs/broker-provisioning.md.
+(PKI, password hashes, ACLs, broker config, uplink broker and its bridge, bundles, state)
+are separate modules so each can be read and tested alone. See docs/broker-provisioning.md.
 """
 
 from __future__ import annotations

@@ -116,6 +116,47 @@ RULES: dict[DeviceKind, tuple[Rule, ...]] = {
     ),
 }
 
+#: What a site sends a NATS fleet (under its root): no commands (they would echo back), no
+#: decide requests or replicas (site-local traffic the fleet has no use for). bridge.py says why.
+NATS_OUTGOING = ("lane/+/event", "lane/+/state", "sensor/#", "patrol/#", "alarm/#", "alert/#",
+                 "gateway/#", "audit/#", "fleet/ack")
+#: Signed fleet commands (wire/fleet_command.py) come in on their own prefix, bridged ``in``
+#: only: never sent out, so NATS has nothing of ours to echo back. On the site broker only
+#: the uplink may write them and the gateway reads them.
+FLEET_INCOMING = "fleet/command/+"
+#: The uplink broker's login on the site broker (broker/provision/uplink.py); not a device id
+#: (those are ``gateway`` or ``{kind}-{node}``), so it cannot clash with one.
+UPLINK_USER = "uplink"
+
+
+def uplink_outgoing(fleet_kind: str) -> tuple[str, ...]:
+    """What goes to the fleet, below the site root: the uplink reads exactly this on the
+    site broker and sends exactly this on (a NATS fleet gets less: bridge.py)."""
+    return NATS_OUTGOING if fleet_kind == "nats" else ("#",)
+
+
+#: The uplink broker's grants on the site broker, besides reading :func:`uplink_outgoing`.
+UPLINK_RULES: tuple[Rule, ...] = (
+    Rule("read", "{outgoing}", "what it sends on to the fleet: with a NATS fleet only "
+         "`lane/+/event`, `lane/+/state`, `sensor/#`, `patrol/#`, `alarm/#`, `alert/#`, "
+         "`gateway/#`, `audit/#`, `fleet/ack`; with a Mosquitto fleet `#`"),
+    Rule("write", "lane/+/cmd", "lane commands from the fleet (a lane obeys only those signed "
+         "with its own key)"),
+    Rule("write", FLEET_INCOMING, "the fleet's signed commands, for the gateway"),
+)
+
+
+def uplink_grants(site: str, fleet_kind: str) -> Iterator[Grant]:
+    """The site-broker grants of the ``uplink`` user: read what it sends the fleet, write
+    what the fleet sends the site, nothing else."""
+    root = site_root(site)
+    for rule in UPLINK_RULES:
+        topics = (uplink_outgoing(fleet_kind) if rule.template == "{outgoing}"
+                  else (rule.template,))
+        for topic in topics:
+            yield Grant(rule.access, f"{root}/{topic}", rule.why)
+
+
 #: What the site's bridge may do on the fleet broker (rendered by :mod:`bridge`).
 BRIDGE_RULES: tuple[Rule, ...] = (
     Rule("write", "#", "forwards the whole site tree to the fleet"),
@@ -171,6 +212,9 @@ def render_acl(inventory: SiteInventory) -> str:
         "",
     ]
     parts.extend(user_block(d.device_id, grants(d, inventory)) for d in inventory.devices())
+    if inventory.fleet is not None:
+        parts.append("# The uplink broker on this host, which carries the bridge to the fleet.")
+        parts.append(user_block(UPLINK_USER, uplink_grants(inventory.site, inventory.fleet.kind)))
     return "\n".join(parts)
 
 
@@ -208,6 +252,11 @@ def summary_table() -> str:
             else:
                 topic = f"`{topic}`"
             rows.append(f"| {who} | {verb} | {topic} | {rule.why} |")
+    for rule in UPLINK_RULES:
+        verb = "publish" if rule.access == "write" else "receive"
+        topic = "what the fleet keeps" if rule.template == "{outgoing}" else f"`{rule.template}`"
+        rows.append(f"| uplink broker `{UPLINK_USER}` (with `[fleet]`) | {verb} | {topic} "
+                    f"| {rule.why} |")
     for rule in BRIDGE_RULES:
         verb = "publish" if rule.access == "write" else "receive"
         rows.append(

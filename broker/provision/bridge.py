@@ -1,8 +1,14 @@
-"""Bridge a site's broker to the fleet broker, so many sites are run from one place.
+"""Bridge a site to the fleet broker, so many sites are run from one place.
 
-The site broker dials out (a car park's network lets connections out, rarely in) and:
+The bridge is carried by the site's **uplink broker** (:mod:`broker.provision.uplink`), a
+second Mosquitto on the site host, never by the site broker itself: Mosquitto before 2.0.15
+can hang for good on a TLS bridge fault (below), and the site broker carries the lanes, the
+fire alarms and the gateway. The uplink broker takes the site's traffic from the site broker
+over plain loopback MQTT (user ``uplink``, its own ACL) and dials out (a car park's network
+lets connections out, rarely in):
 
-- forwards its whole tree ``parkguard/v1/{site}/#`` to the fleet, QoS 1;
+- forwards the site tree ``parkguard/v1/{site}/#`` to the fleet, QoS 1 (a NATS fleet: less,
+  below);
 - brings back commands for its lanes, ``parkguard/v1/{site}/lane/+/cmd``, QoS 1.
 - brings in the fleet's signed commands for its gateway, ``parkguard/v1/{site}/fleet/command/+``
   (``in`` only; the gateway answers on ``fleet/ack``, which goes out: docs/fleet.md).
@@ -17,7 +23,8 @@ contract rules out.
 Commands from the fleet still carry the lane's HMAC signature, and only the site's gateway
 and the lane hold that key: a compromised fleet broker can replay nothing a lane accepts and
 cannot forge a barrier command. Loops are prevented by ``try_private`` (Mosquitto marks the
-connection as a bridge and the fleet does not echo the bridge's own messages back).
+connection as a bridge and the fleet does not echo the bridge's own messages back; the
+uplink's loopback bridge to the site broker sets it too).
 
 On the fleet side the site needs one user (``bridge-{site}``) and one ACL block; both are
 written by ``parkguard broker init`` into ``fleet/`` for the fleet operator to append.
@@ -29,10 +36,12 @@ events and states, sensors, patrols, alarms, alerts, gateway availability, audit
 ``lane/+/cmd``, the decide traffic or the replicas. ``other_nodes`` are the cluster's other
 MQTT listeners: Mosquitto tries them in turn when the one it had goes away.
 
-Mosquitto before 2.0.15 (Debian 12 has 2.0.11) hangs for good, every client with it, when the
-far end closes a bridge's TLS connection before the handshake is done (a balancer with no
-healthy node does): a site that bridges needs 2.0.15 or later, or a balancer that resets
-(docs/fleet.md, failure model).
+Mosquitto before 2.0.15 (Debian 12 has 2.0.11) spins for good in its main loop, answering
+nobody, when the far end closes a bridge's TLS connection before the handshake is done (a
+balancer with no healthy node does; fixed upstream in 2.0.15, eclipse-mosquitto #2594). With
+this bridge in the uplink broker only the uplink hangs: the site broker drops it for silence
+and queues for it, and the restarted uplink catches up (docs/fleet.md, failure model;
+tests/fleet/test_uplink_isolation.py).
 """
 
 from __future__ import annotations
@@ -41,7 +50,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from broker.provision.acl import bridge_grants, user_block
+from broker.provision.acl import FLEET_INCOMING, NATS_OUTGOING, bridge_grants, user_block
 from wire.contract.topics import bridge_state, site_root
 
 #: Seconds between keepalives on the bridge link: notice a dead uplink within a minute.
@@ -50,18 +59,10 @@ KEEPALIVE_S = 30
 #: then growing, never more than 60 s apart, with jitter so sites do not reconnect in step.
 RESTART_BASE_S = 5
 RESTART_CAP_S = 60
-#: What a site sends a NATS fleet (under its root): no commands (they would echo back), no
-#: decide requests or replicas (site-local traffic the fleet has no use for).
-NATS_OUTGOING = ("lane/+/event", "lane/+/state", "sensor/#", "patrol/#", "alarm/#", "alert/#",
-                 "gateway/#", "audit/#", "fleet/ack")
-#: Signed fleet commands (wire/fleet_command.py) come in on their own prefix, bridged ``in``
-#: only: never sent out, so NATS has nothing of ours to echo back. On the site broker no
-#: device may write them (only the bridge brings them) and the gateway reads them.
-FLEET_INCOMING = "fleet/command/+"
 
 
 def connection_name(site: str) -> str:
-    """The bridge's name on the site broker; unique per fleet, so it names the site."""
+    """The bridge's name on the uplink broker; unique per fleet, so it names the site."""
     return f"parkguard-{site}"
 
 
@@ -85,7 +86,7 @@ def incoming_pattern(site: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class BridgeConf:
-    """One site-to-fleet bridge, as values (address and CA as the site broker sees them)."""
+    """One site-to-fleet bridge, as values (address and CA as the uplink broker sees them)."""
 
     site: str
     address: str
@@ -107,7 +108,7 @@ def _one_line(value: str, what: str, *, secret: bool = False) -> str:
 
 
 def render_bridge(conf: BridgeConf) -> str:
-    """The bridge section of the site broker's ``mosquitto.conf``."""
+    """The fleet bridge section of the uplink broker's ``mosquitto.conf`` (uplink.py)."""
     name = connection_name(conf.site)
     lines = [
         "# Bridge to the fleet broker: the site tree goes out, lane commands come back,",
@@ -127,8 +128,8 @@ def render_bridge(conf: BridgeConf) -> str:
         "# remote one the user name anyway.",
         f"remote_clientid {conf.username}",
         f"local_clientid {name}-local",
-        "# Persistent sessions on both sides: while the uplink is down the site broker queues",
-        "# for the fleet (up to max_queued_messages) and the fleet queues commands for us.",
+        "# Persistent sessions on both sides: while the fleet is out of reach this broker",
+        "# queues for it (up to max_queued_messages) and the fleet queues commands for us.",
         "cleansession false",
         "start_type automatic",
         f"keepalive_interval {KEEPALIVE_S}",

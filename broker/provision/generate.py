@@ -8,14 +8,17 @@ when named in ``rotate``.
 Output layout (``out_dir``)::
 
     state/            0700  secrets.json, ca.key, inventory.json: keep, back up, never ship
-    broker/                 what the broker host needs
-      mosquitto.conf  0600  (may hold the bridge password)
+    broker/                 what the site broker needs (it never bridges)
+      mosquitto.conf  0600
       ca.crt server.crt     site CA and broker certificate
       server.key      0600
-      passwd          0600  Mosquitto $7$ hashes, one line per device
+      passwd          0600  Mosquitto $7$ hashes, one line per device (and the uplink)
       acl             0600
-      fleet-ca.crt          the fleet broker's CA (only with a [fleet] section)
       data/           0700  persistence
+    uplink/                 the uplink broker, only with a [fleet] section (uplink.py)
+      mosquitto.conf  0600  both bridges: the site broker on loopback, the fleet over TLS
+      fleet-ca.crt          the fleet broker's CA
+      data/           0700  persistence (what waits for the fleet)
     devices/{id}/     0700  device.toml (0600) and ca.crt: copy onto the device
     fleet/                  bridge-{site}.passwd and .acl: for the fleet operator to append
 
@@ -45,7 +48,7 @@ from typing import Any, Literal
 
 from pydantic import SecretStr
 
-from broker.provision.acl import render_acl
+from broker.provision.acl import UPLINK_USER, render_acl
 from broker.provision.bridge import BridgeConf, render_fleet_acl_block
 from broker.provision.bundle import (
     BUNDLE_FILE,
@@ -57,13 +60,15 @@ from broker.provision.bundle import (
 from broker.provision.conf import BrokerConf, render_mosquitto_conf
 from broker.provision.errors import ProvisionError, UnknownSecretError
 from broker.provision.files import make_private_dir, write_public, write_secret
-from broker.provision.inventory import DeviceKind, DeviceSpec, SiteInventory
+from broker.provision.inventory import DeviceKind, DeviceSpec, FleetSpec, SiteInventory
 from broker.provision.pki import KeyAndCert, issue_server_cert, load, new_ca, renewal_reason
 from broker.provision.state import SecretStore
+from broker.provision.uplink import UplinkConf, render_uplink_conf
 from parkguard.errors import ConfigError
 
 STATE_DIR = "state"
 BROKER_DIR = "broker"
+UPLINK_DIR = "uplink"
 DEVICES_DIR = "devices"
 FLEET_DIR = "fleet"
 INVENTORY_FILE = "inventory.json"
@@ -72,6 +77,7 @@ INVENTORY_FILE = "inventory.json"
 CA_TARGET = "ca"
 BROKER_CERT_TARGET = "broker-cert"
 BRIDGE_TARGET = "bridge"
+UPLINK_TARGET = UPLINK_USER
 PASSWORD_SUFFIX = "/password"  # noqa: S105 - a rotation target name, not a password
 HMAC_SUFFIX = "/hmac-key"
 
@@ -110,6 +116,26 @@ class BridgeCredentials:
 
 
 @dataclass(frozen=True, slots=True)
+class UplinkFiles:
+    """The uplink broker (with ``[fleet]``): its directory, config and config as values."""
+
+    directory: Path
+    conf_path: Path
+    conf: UplinkConf
+    """Re-render with another port, site port or data directory for tests."""
+    data_dir: Path
+
+    def render_conf(self, **overrides: Any) -> str:
+        """The uplink config with some values replaced (``port=``, ``site_port=``, ...)."""
+        return render_uplink_conf(replace(self.conf, **overrides))
+
+    def with_fleet(self, **overrides: Any) -> UplinkFiles:
+        """The same uplink with its fleet bridge changed (e.g. faster reconnects in tests)."""
+        return replace(self, conf=replace(self.conf, fleet=replace(self.conf.fleet,
+                                                                    **overrides)))
+
+
+@dataclass(frozen=True, slots=True)
 class ProvisionResult:
     """What ``provision_site`` wrote and the credentials in it, for tests and the runner."""
 
@@ -130,6 +156,8 @@ class ProvisionResult:
     port: int
     devices: Mapping[str, DeviceCredentials]
     bridge: BridgeCredentials | None
+    uplink: UplinkFiles | None
+    """The uplink broker that carries the bridge; ``None`` without ``[fleet]``."""
     changed: tuple[str, ...]
     """Secrets created or rotated by this run (``lane-in1/password``, ``ca``, ...)."""
     removed: tuple[str, ...]
@@ -161,7 +189,7 @@ def rotation_targets(inventory: SiteInventory) -> list[str]:
     """Every name ``rotate`` accepts for this site."""
     targets = [CA_TARGET, BROKER_CERT_TARGET]
     if inventory.fleet is not None:
-        targets.append(BRIDGE_TARGET)
+        targets += [BRIDGE_TARGET, UPLINK_TARGET]
     for device in inventory.devices():
         targets += [device.device_id, device.device_id + PASSWORD_SUFFIX]
         if device.kind == "lane":
@@ -196,6 +224,8 @@ def _parse_rotation(inventory: SiteInventory, rotate: Iterable[str]) -> _Rotatio
             broker_cert = True
         elif target == BRIDGE_TARGET:
             passwords.add(inventory.bridge_username())
+        elif target == UPLINK_TARGET:
+            passwords.add(UPLINK_USER)
         elif target.endswith(PASSWORD_SUFFIX):
             passwords.add(target.removesuffix(PASSWORD_SUFFIX))
         elif target.endswith(HMAC_SUFFIX):
@@ -279,13 +309,10 @@ def _pki(
         changed.append(BROKER_CERT_TARGET)
 
 
-def _fleet_ca(inventory: SiteInventory, broker_dir: Path) -> Path | None:
-    """Copy the fleet CA next to the broker config; keep the copy if the source moved."""
-    copy = broker_dir / "fleet-ca.crt"
-    if inventory.fleet is None:
-        copy.unlink(missing_ok=True)
-        return None
-    source = inventory.fleet.ca_file
+def _fleet_ca(fleet: FleetSpec, uplink_dir: Path) -> Path:
+    """Copy the fleet CA next to the uplink's config; keep the copy if the source moved."""
+    copy = uplink_dir / "fleet-ca.crt"
+    source = fleet.ca_file
     if source.is_file():
         write_public(copy, source.read_bytes())
     elif not copy.is_file():
@@ -391,7 +418,7 @@ def _provision(
     users = {d.device_id for d in devices}
     bridge_user = inventory.bridge_username() if inventory.fleet is not None else None
     if bridge_user is not None:
-        users.add(bridge_user)
+        users |= {bridge_user, UPLINK_USER}
     for user in sorted(users):
         is_new = user not in store.passwords
         store.password(user, rotate=user in rotation.passwords)
@@ -408,27 +435,18 @@ def _provision(
 
     _pki(inventory, state_dir, broker_dir, rotation, now=now, changed=changed)
     ca_pem = (broker_dir / "ca.crt").read_bytes()
-    fleet_ca = _fleet_ca(inventory, broker_dir)
+    (broker_dir / "fleet-ca.crt").unlink(missing_ok=True)  # where the old layout kept it
 
     # The broker's files.
     password_file = broker_dir / "passwd"
-    lines = [password_line_for(store, user) for user in (d.device_id for d in devices)]
+    site_users = [d.device_id for d in devices]
+    if bridge_user is not None:
+        site_users.append(UPLINK_USER)
+    lines = [password_line_for(store, user) for user in site_users]
     write_secret(password_file, "\n".join(lines) + "\n")
     store.save(state_dir)  # hashes made for new or rotated passwords
     acl_file = broker_dir / "acl"
     write_secret(acl_file, render_acl(inventory))
-    bridge_conf = None
-    if inventory.fleet is not None and bridge_user is not None and fleet_ca is not None:
-        bridge_conf = BridgeConf(
-            site=inventory.site,
-            address=inventory.fleet.address,
-            port=inventory.fleet.port,
-            cafile=fleet_ca,
-            username=bridge_user,
-            password=store.passwords[bridge_user],
-            fleet_kind=inventory.fleet.kind,
-            other_nodes=inventory.fleet.other_nodes,
-        )
     conf = BrokerConf(
         port=inventory.broker.port,
         cafile=broker_dir / "ca.crt",
@@ -437,14 +455,14 @@ def _provision(
         password_file=password_file,
         acl_file=acl_file,
         persistence_dir=data_dir,
-        local_port=inventory.broker.local_port,
+        local_port=inventory.site_local_port(),
         max_packet_size=inventory.broker.max_packet_size,
         max_queued_messages=inventory.broker.max_queued_messages,
         run_as_user=broker_user,
-        bridge=bridge_conf,
     )
     conf_path = broker_dir / "mosquitto.conf"
     write_secret(conf_path, render_mosquitto_conf(conf))
+    uplink = _uplink(inventory, out_dir / UPLINK_DIR, conf, store, broker_user)
 
     # One bundle per device.
     lane_keys = {
@@ -494,6 +512,8 @@ def _provision(
     removed_bundles = _remove_stale_bundles(devices_dir, {d.device_id for d in devices})
     if broker_user is not None:
         _hand_over(broker_dir, broker_user)
+        if uplink is not None:
+            _hand_over(uplink.directory, broker_user)
 
     bridge = None
     fleet_dir = out_dir / FLEET_DIR
@@ -529,9 +549,51 @@ def _provision(
         port=inventory.broker.port,
         devices=credentials,
         bridge=bridge,
+        uplink=uplink,
         changed=tuple(changed),
         removed=tuple(sorted(set(removed) | set(removed_bundles))),
     )
+
+
+def _uplink(inventory: SiteInventory, uplink_dir: Path, site: BrokerConf, store: SecretStore,
+            broker_user: str | None) -> UplinkFiles | None:
+    """Write the uplink broker's directory, or remove it when the site has no fleet (its
+    config holds the bridge password: it must not outlive the ``[fleet]`` section)."""
+    if inventory.fleet is None:
+        if (uplink_dir / "mosquitto.conf").is_file():
+            shutil.rmtree(uplink_dir)
+        return None
+    if site.local_port is None:  # pragma: no cover - site_local_port() is set with a fleet
+        raise ProvisionError("the site broker has no loopback listener for the uplink")
+    uplink_dir.mkdir(parents=True, exist_ok=True)
+    uplink_dir.chmod(0o700)
+    bridge_user = inventory.bridge_username()
+    fleet = BridgeConf(
+        site=inventory.site,
+        address=inventory.fleet.address,
+        port=inventory.fleet.port,
+        cafile=_fleet_ca(inventory.fleet, uplink_dir),
+        username=bridge_user,
+        password=store.passwords[bridge_user],
+        fleet_kind=inventory.fleet.kind,
+        other_nodes=inventory.fleet.other_nodes,
+    )
+    data_dir = make_private_dir(uplink_dir / "data")
+    conf = UplinkConf(
+        site=inventory.site,
+        port=inventory.fleet.uplink_port,
+        site_port=site.local_port,
+        password=store.passwords[UPLINK_USER],
+        persistence_dir=data_dir,
+        fleet=fleet,
+        max_queued_messages=site.max_queued_messages,
+        max_inflight_messages=site.max_inflight_messages,
+        autosave_interval_s=site.autosave_interval_s,
+        run_as_user=broker_user,
+    )
+    conf_path = uplink_dir / "mosquitto.conf"
+    write_secret(conf_path, render_uplink_conf(conf))
+    return UplinkFiles(uplink_dir, conf_path, conf, data_dir)
 
 
 def password_line_for(store: SecretStore, user: str) -> str:
@@ -564,6 +626,7 @@ __all__ = [
     "DeviceCredentials",
     "ProvisionResult",
     "StoredRun",
+    "UplinkFiles",
     "load_site",
     "provision_site",
     "rotate_secret",

@@ -205,6 +205,11 @@ class FleetSpec(StrictModel):
         default=(), max_length=8,
         description="the cluster's other nodes as host:port, tried in turn when the one "
         "before is down (same certificate names apply)")
+    uplink_port: int = Field(
+        default=1885, ge=1, le=65535,
+        description="the uplink broker's own listener on 127.0.0.1 (it carries the bridge; "
+        "nobody logs in, a probe sees it answer). The uplink dials the site broker on "
+        "broker.local_port, 1884 when that is not set")
 
     @field_validator("address")
     @classmethod
@@ -279,6 +284,25 @@ class SiteInventory(StrictModel):
     @classmethod
     def _site(cls, value: str) -> str:
         return _segment(value, "site")
+
+    @model_validator(mode="after")
+    def _uplink_ports_are_free(self) -> SiteInventory:
+        if self.fleet is None:
+            return self
+        if self.site_local_port() == self.broker.port:
+            raise ValueError(f"broker.port {self.broker.port} is the loopback listener the "
+                             "uplink broker needs: set broker.local_port to another port")
+        if self.fleet.uplink_port in (self.broker.port, self.site_local_port()):
+            raise ValueError(f"fleet.uplink_port {self.fleet.uplink_port} is also a port of "
+                             "the site broker")
+        return self
+
+    def site_local_port(self) -> int | None:
+        """The site broker's plain loopback listener: the inventory's, or 1884 with a fleet
+        (the uplink broker dials it; passwords and ACLs apply)."""
+        if self.broker.local_port is not None or self.fleet is None:
+            return self.broker.local_port
+        return 1884
 
     @field_validator("lanes")
     @classmethod

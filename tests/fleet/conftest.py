@@ -1,5 +1,7 @@
 """Fleet fixtures: a 3-node NATS cluster from the project's template, a private PostgreSQL,
-and sites whose real, locked-down Mosquitto bridges to the cluster through a cuttable uplink.
+and sites as provisioned: the real, locked-down site Mosquitto (no bridge) and beside it the
+site's uplink broker, bridged to the site broker on loopback and to the cluster through a
+cuttable uplink relay.
 
 Nothing here touches the machine's own NATS (4222) or PostgreSQL (5432): every port is free
 and loopback, every store a temp directory (docs/fleet.md, "The test cluster").
@@ -87,8 +89,9 @@ def fleet_dsn(postgres: PostgresServer) -> Iterator[str]:
 
 
 class Fleet:
-    """A cluster, its sites (each a provisioned Mosquitto bridged through an uplink) and the
-    settings a fleet service needs. Build with :meth:`add_site`, then :meth:`start`."""
+    """A cluster, its sites (each a provisioned site Mosquitto and its uplink broker, bridged
+    through an uplink relay) and the settings a fleet service needs. Build with
+    :meth:`add_site`, then :meth:`start`."""
 
     SERVICE_PASSWORD = secrets.token_urlsafe(16)
     ADMIN_PASSWORD = secrets.token_urlsafe(16)
@@ -101,6 +104,9 @@ class Fleet:
         self.sites: dict[str, ProvisionResult] = {}
         self.uplinks: dict[str, Uplink] = {}
         self.brokers: dict[str, MosquittoBroker] = {}
+        """Each site's own broker: lanes, gateway, sensors."""
+        self.uplink_brokers: dict[str, MosquittoBroker] = {}
+        """Each site's uplink broker, which carries its bridge to the cluster."""
 
     def add_site(self, site: str, *, entry_lanes: tuple[str, ...] = ("in1",),
                  exit_lanes: tuple[str, ...] = ("out1",)) -> ProvisionResult:
@@ -109,10 +115,13 @@ class Fleet:
         inventory = inventory.model_copy(update={"fleet": FleetSpec(
             address="127.0.0.1", port=uplink.port, ca_file=self.pki.ca, kind="nats")})
         result = provision_site(inventory, self.workdir / f"site-{site}")
-        assert result.conf.bridge is not None
-        # Reconnect within a second or two in tests (production: 5 s growing to 60 s).
-        bridge = dataclasses.replace(result.conf.bridge, restart_base_s=1, restart_cap_s=2)
-        result = dataclasses.replace(result, conf=dataclasses.replace(result.conf, bridge=bridge))
+        assert result.uplink is not None
+        # Reconnect within a second or two in tests (production: 5 s growing to 60 s), and
+        # the site broker drops a silent uplink after 7.5 s (production: 45 s).
+        files = result.uplink.with_fleet(restart_base_s=1, restart_cap_s=2)
+        files = dataclasses.replace(files, conf=dataclasses.replace(files.conf,
+                                                                    site_keepalive_s=5))
+        result = dataclasses.replace(result, uplink=files)
         self.sites[site] = result
         self.uplinks[site] = uplink
         return result
@@ -160,9 +169,16 @@ class Fleet:
         for site, result in self.sites.items():
             self.brokers[site] = MosquittoBroker(self.workdir / f"mosquitto-{site}",
                                                  site=result).start()
+            self.uplink_brokers[site] = self.uplink_broker(site).start()
         return self
 
+    def uplink_broker(self, site: str) -> MosquittoBroker:
+        """Site ``site``'s uplink broker (not started), on its workdir and data."""
+        return MosquittoBroker(self.workdir / f"uplink-{site}", uplink_of=self.brokers[site])
+
     def stop(self) -> None:
+        for broker in self.uplink_brokers.values():
+            broker.stop()
         for broker in self.brokers.values():
             broker.stop()
         for uplink in self.uplinks.values():

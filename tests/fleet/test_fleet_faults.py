@@ -26,12 +26,13 @@ SITES = ("north", "south", "east")
 
 
 def _brokers(running: Fleet) -> str:
-    """Which site brokers still run, and the end of the log of any that died."""
+    """Which site and uplink brokers still run, and the end of the log of any that died."""
     said = []
-    for site, broker in running.brokers.items():
-        said.append(f"{site} broker running={broker.running}")
-        if not broker.running:
-            said.append(broker.log_path.read_text(errors="replace")[-1500:])
+    for kind, brokers in (("site", running.brokers), ("uplink", running.uplink_brokers)):
+        for site, broker in brokers.items():
+            said.append(f"{site} {kind} broker running={broker.running}")
+            if not broker.running:
+                said.append(broker.log_path.read_text(errors="replace")[-1500:])
     return "; ".join(said)
 
 
@@ -64,7 +65,7 @@ def test_every_event_lands_once_in_order_and_the_money_adds_up(
         cars(10)  # nobody consuming: the stream keeps it
         service = start_service(config, log)
         running.uplinks["east"].cut()
-        cars(20)  # east's broker queues for its bridge
+        cars(20)  # east's uplink broker queues for the fleet
         running.cluster.restart(0)
         running.uplinks["east"].restore()
         cars(5)

@@ -6,8 +6,10 @@ left for the next one, and a node that drops a connection within seconds (a rest
 still catching up refuses MQTT sessions) is moved behind the others, as a health check would.
 TLS passes through untouched. ``cut()`` drops every connection and
 refuses new ones until ``restore()``: the site sees its uplink go dead.
+``cut(fin=True)`` instead accepts each new connection and closes it at once (a FIN), as a
+load balancer with no healthy node does: the fault that hangs Mosquitto 2.0.11 (below).
 
-The relay ends a site's connection with a reset, never a plain close (FIN): Debian's
+Otherwise the relay ends a site's connection with a reset, never a plain close (FIN): Debian's
 Mosquitto 2.0.11 spins for ever in its main loop when the far end closes a bridge's TLS
 connection before the handshake is done (a hash of sockets corrupted by the TLS error path;
 fixed upstream in 2.0.15). An accept-then-close relay hung east's site broker in about one
@@ -35,10 +37,12 @@ class Uplink:
         self.port: int = self._server.getsockname()[1]
         self._up = threading.Event()
         self._up.set()
+        self._fin = False
         self._closed = False
         self._lock = threading.Lock()
         self._links: list[tuple[socket.socket, socket.socket]] = []
         self.connections = 0
+        self.closed_with_fin = 0
         threading.Thread(target=self._accept, daemon=True, name="uplink-accept").start()
 
     def _accept(self) -> None:
@@ -48,7 +52,11 @@ class Uplink:
             except OSError:
                 return
             if not self._up.is_set():
-                _reset(client)  # refused, as a cut link's firewall would
+                if self._fin:
+                    client.close()  # accepted, then closed: a balancer with no healthy node
+                    self.closed_with_fin += 1
+                else:
+                    _reset(client)  # refused, as a cut link's firewall would
                 continue
             dialled = self._dial()
             if dialled is None:
@@ -98,11 +106,13 @@ class Uplink:
         finally:
             _teardown(client, upstream)
 
-    def cut(self) -> None:
+    def cut(self, *, fin: bool = False) -> None:
+        self._fin = fin
         self._up.clear()
         self._drop_all()
 
     def restore(self) -> None:
+        self._fin = False
         self._up.set()
 
     def _drop_all(self) -> None:

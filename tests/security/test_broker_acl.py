@@ -83,7 +83,7 @@ def _marker(what: str) -> bytes:
 class Broker:
     """A Mosquitto process started with a generated config on a free loopback port."""
 
-    def __init__(self, workdir: Path, render: Callable[[int], str], *, ca: Path) -> None:
+    def __init__(self, workdir: Path, render: Callable[[int], str], *, ca: Path | None) -> None:
         self.workdir = workdir
         self._render = render
         self._ca = ca
@@ -109,10 +109,11 @@ class Broker:
         raise RuntimeError(f"mosquitto did not start; log:\n{self.log.read_text()}")
 
     def _wait_ready(self, offset: int) -> bool:
-        """Ready means: it logged that it runs, and it completes a TLS handshake."""
+        """Ready means: it logged that it runs, and it completes a TLS handshake (a plain
+        listener, ``ca=None``: it accepts a connection)."""
         assert self._proc is not None
         deadline = time.monotonic() + 10
-        context = ssl.create_default_context(cafile=str(self._ca))
+        context = None if self._ca is None else ssl.create_default_context(cafile=str(self._ca))
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
                 if "Address already in use" in self.log.read_text()[offset:]:
@@ -121,6 +122,8 @@ class Broker:
             if "running" in self.log.read_text()[offset:]:
                 with contextlib.suppress(OSError):
                     with socket.create_connection((HOST, self.port), timeout=1) as raw:
+                        if context is None:
+                            return True
                         with context.wrap_socket(raw, server_hostname=HOST):
                             return True
             time.sleep(0.02)
@@ -742,6 +745,7 @@ def test_a_rotated_password_is_refused_after_a_reload(tmp_path: Path, peers: lis
 class Bridged:
     site: ProvisionResult
     site_broker: Broker
+    uplink_broker: Broker
     fleet_broker: Broker
     fleet_ca: Path
     ops_password: str
@@ -750,7 +754,7 @@ class Bridged:
 @pytest.fixture(scope="module")
 def bridged(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bridged]:
     """A fleet broker (its own CA, an operator user, the site's bridge user and ACL block
-    as ``init`` wrote them) and a site broker bridged to it."""
+    as ``init`` wrote them), a site broker, and the site's uplink broker bridging the two."""
     base = tmp_path_factory.mktemp("bridge")
     fleet_dir = base / "fleet"
     fleet_dir.mkdir()
@@ -772,7 +776,7 @@ def bridged(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bridged]:
         "fleet": {"address": HOST, "port": 8883, "ca_file": str(fleet_dir / "ca.crt")},
     })
     result = provision_site(inventory, base / "site", now=NOW)
-    assert result.bridge is not None and result.conf.bridge is not None
+    assert result.bridge is not None and result.uplink is not None
     (fleet_dir / "passwd").write_text(
         password_line("fleet-ops", "ops-password") + "\n"
         + result.bridge.fleet_password_line.read_text()
@@ -785,12 +789,18 @@ def bridged(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bridged]:
                    lambda port: render_mosquitto_conf(replace(fleet_conf, port=port)),
                    ca=fleet_dir / "ca.crt").start()
     try:
+        site_broker = _start_site_broker(result, base / "site-run", local_port=free_port())
+        uplink = result.uplink
         # The inventory said 8883; point the bridge at the port the fleet really got.
-        to_fleet = replace(result.conf.bridge, port=fleet.port)
-        site_broker = _start_site_broker(result, base / "site-run", bridge=to_fleet)
+        to_fleet = replace(uplink.conf.fleet, port=fleet.port)
+        uplink_broker = Broker(base / "uplink-run", lambda port: uplink.render_conf(
+            port=port, site_port=_local_port(site_broker), fleet=to_fleet, run_as_user=RUN_AS),
+            ca=None).start()
         try:
-            yield Bridged(result, site_broker, fleet, fleet_dir / "ca.crt", "ops-password")
+            yield Bridged(result, site_broker, uplink_broker, fleet, fleet_dir / "ca.crt",
+                          "ops-password")
         finally:
+            uplink_broker.stop()
             site_broker.stop()
     finally:
         fleet.stop()
