@@ -185,6 +185,7 @@ def _lane_selftest(args: tuple[str, ...]) -> None:
 
 def _register() -> None:
     from cli.plate import plate
+    from cli.probe import probe_command
     from cli.provision import COMMANDS
     from cli.read import read
     from cli.tariff import tariff
@@ -202,6 +203,7 @@ def _register() -> None:
     main.add_command(tariff)
     for command in COMMANDS:
         broker.add_command(command)
+    broker.add_command(probe_command)
 
 
 _register()

@@ -602,6 +602,9 @@ def test_the_bridge_forwards_the_site_tree_and_brings_commands_back(tmp_path: Pa
     assert "connection parkguard-mall-b2-site\naddress 127.0.0.1:1884\n" in conf
     assert "topic parkguard/v1/mall-b2/# in 1\n" in conf
     assert "remote_username uplink\n" in conf
+    # The watchdog probes the uplink's own port (hardware/parkguard-uplink-watchdog@.service).
+    watchdog = (result.uplink.directory / "watchdog.env").read_text()
+    assert f"UPLINK_PORT={result.uplink.conf.port}\n" in watchdog
     site_conf = result.conf_path.read_text()
     directives = [line.split()[0] for line in site_conf.splitlines()
                   if line and not line.startswith("#")]

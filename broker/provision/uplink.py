@@ -17,8 +17,9 @@ site's bus. So the site broker has no bridge at all, and this broker, on the sam
 
 If this broker hangs or dies, the site broker sees one client go quiet (it drops it after
 1.5 keepalives) and queues for its persistent session, at most ``max_queued_messages``;
-restarted (systemd restarts one that exits; nothing yet restarts a hung one), it resumes
-that session and the fleet bridge sends on. Nobody may log in to it
+restarted (systemd restarts one that exits; a hung one, alive but silent, is restarted by
+``parkguard-uplink-watchdog@``'s timer when ``parkguard broker probe`` gets no CONNACK), it
+resumes that session and the fleet bridge sends on. Nobody may log in to it
 (no password file, no anonymous access): its loopback listener only lets a probe see that
 it answers.
 """
