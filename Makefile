@@ -119,9 +119,13 @@ $(NUMPY1_STAMP): pyproject.toml
 clean:
 	rm -rf $(VENV) $(NUMPY1_VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis
 
+# The soak's SQLite files and broker store on tmpfs (real SQLite, the same pragmas; no
+# fsync to a disk shared with other work); its report, a partial one each simulated day,
+# in var/soak. SOAK_DIR=var/soak/run keeps the files on disk instead.
+SOAK_DIR ?= /dev/shm/parkguard-soak
 soak: venv
 	$(BIN)/parkguard --log-level error sim --scenario docs/examples/scenarios/soak-month.toml \
-		--out var/soak --report var/soak/report.json
+		--out $(SOAK_DIR) --report var/soak/report.json
 
 bench: venv
 	$(BIN)/python -m simulator.bench --plot var/bench/latency.png

@@ -217,7 +217,7 @@ def _run_scenario_file(path: Path, out: Path, report_file: Path | None) -> None:
 
     from parkguard.errors import ConfigError
     from simulator.scenario.model import load_scenario
-    from simulator.scenario.run import report_table, run_scenario
+    from simulator.scenario.run import day_line, report_table, run_scenario
 
     try:
         scenario = load_scenario(path)
@@ -230,7 +230,8 @@ def _run_scenario_file(path: Path, out: Path, report_file: Path | None) -> None:
         task = progress.add_task("steps", total=None)
         try:
             report = run_scenario(scenario, out, on_step=lambda done, total: progress.update(
-                task, completed=done, total=total))
+                task, completed=done, total=total), partial_report=report_file,
+                on_day=lambda partial: console.print(day_line(partial), soft_wrap=True))
         except ConfigError as error:
             raise click.ClickException(f"{path}: {error}") from None
     console.print(report_table(report))

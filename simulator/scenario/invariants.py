@@ -63,6 +63,10 @@ class Expected:
     alert_ack_minutes: float = 5.0
     alarms_until: datetime | None = None
     """Alerts raised from here on (the site shutting down) are not held to the target."""
+    inside: frozenset[str] = frozenset()
+    """Of ``entered``, the cars still inside: a day's checkpoint of a run still going (a
+    long scenario checks what it has so far each simulated day). Each must have exactly
+    one session, open; every other car that came in exactly one, closed."""
 
 
 @dataclass(frozen=True)
@@ -158,13 +162,17 @@ def _billed_once(facts: Facts, expected: Expected) -> Check:
         return _billed_once_by_count(facts, expected)
     by_plate = Counter(plate for plate, _, _ in facts.sessions)
     closed = Counter(plate for plate, state, _ in facts.sessions if state == "closed")
-    not_once = [p for p in expected.entered if closed[p] != 1 or by_plate[p] != 1]
+    inside = expected.inside
+    not_once = [p for p in expected.entered if by_plate[p] != 1
+                or closed[p] != (0 if p in inside else 1)]
     stray = [p for p in by_plate if p not in expected.entered]
-    still_open = sum(1 for _, state, _ in facts.sessions if state != "closed")
+    still_open = sum(1 for plate, state, _ in facts.sessions
+                     if state != "closed" and plate not in inside)
     ok = not not_once and not stray and still_open == 0
     return Check("every car billed once", ok,
                  f"{len(expected.entered)} cars in, {sum(closed.values())} closed sessions, "
-                 f"{len(not_once)} not exactly once, {still_open} left open, "
+                 + (f"{len(inside)} still inside (open), " if inside else "")
+                 + f"{len(not_once)} not exactly once, {still_open} left open, "
                  f"{len(stray)} sessions for cars that never came in")
 
 
@@ -174,11 +182,14 @@ def _billed_once_by_count(facts: Facts, expected: Expected) -> Check:
     closed = sum(1 for _, state, _ in facts.sessions if state == "closed")
     still_open = len(facts.sessions) - closed
     misplated = len({plate for plate, _, _ in facts.sessions} - expected.entered)
-    ok = len(facts.sessions) == len(expected.entered) and still_open == expected.left_inside
+    ok = (len(facts.sessions) == len(expected.entered)
+          and still_open == expected.left_inside + len(expected.inside))
     return Check("every car billed once", ok,
                  f"{len(expected.entered)} cars in, {len(facts.sessions)} sessions, "
                  f"{closed} closed, {still_open} left open ({expected.left_inside} refused "
-                 f"after a misread), {misplated} under a misread plate")
+                 f"after a misread"
+                 + (f", {len(expected.inside)} still inside" if expected.inside else "")
+                 + f"), {misplated} under a misread plate")
 
 
 def _money(facts: Facts) -> Check:

@@ -10,10 +10,13 @@ fault keeps events from reaching it; when the fault ends it waits for the backlo
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import logging
 import random
+import resource
+import shutil
 import sqlite3
 import time
 from collections import Counter
@@ -24,6 +27,7 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from rich.table import Table
 
@@ -63,6 +67,7 @@ from simulator.scenario.sensors import (
 )
 from simulator.scenario.shared_clock import PublishedClock
 from simulator.scenario.staff import StaffPlayer, check_staff
+from simulator.scenario.stepped_clock import SteppedClock
 from simulator.site import SimulatedLane, SimulatedSite, payment_mix
 from wire.mqtt import BrokerAddress
 
@@ -71,6 +76,10 @@ SITE = "sim"
 ALERT_WATCH = timedelta(minutes=1)
 #: Real seconds the runner waits for the site to catch up after a car or a fault.
 PATIENCE_S = 60.0
+#: The runner's first look again (real seconds) when it waits for the site; each look
+#: after is twice as long, up to POLL_MAX_S.
+POLL_S = 0.0005
+POLL_MAX_S = 0.004
 
 
 @dataclass
@@ -105,6 +114,13 @@ class ScenarioReport:
     """With the TFLite reader: cars refused at the exit because their read matched nobody
     inside (a misread at the entry or the exit); they stay inside, as at a real site until
     the guard answers their help call."""
+    partial: bool = False
+    """A day's checkpoint of a run still going (``run_scenario(partial_report=...)``): its
+    checks, and ``database`` and ``journals``, are copies of the files made at that moment,
+    so a run cut short still leaves evidence that ``sim --recheck`` can check again."""
+    days: list[dict[str, Any]] = field(default_factory=list)
+    """Progress at each simulated day's checkpoint (and at the end): cars, events, the
+    gateway's file size, memory, wall time, whether every check held then."""
 
     @property
     def passed(self) -> bool:
@@ -155,6 +171,7 @@ class _Run:
         self.until: datetime | None = None
         self.no_plate_key = no_plate_key(scenario)
         self.staff = StaffPlayer(site, timeline.visits, [])
+        self.staff_on = 0  # staff events started and not yet over
         # A flood reading that follows another at the same moment: the water falls (or
         # rises) from one to the next without a dry reading between.
         self.flood_starts = {step.at for step in timeline.steps if step.what == "sensor_start"
@@ -208,12 +225,12 @@ class _Run:
         fault holds events back)."""
         if self.active or not self.gateway_up:
             return
-        deadline = time.monotonic() + PATIENCE_S
+        deadline, pause = time.monotonic() + PATIENCE_S, POLL_S
         while self._stored() < self._emitted():
             if time.monotonic() > deadline:
                 raise LaneStuck(f"gateway stored {self._stored()} of {self._emitted()} events "
                                 f"after {PATIENCE_S} s")
-            time.sleep(0.0005)
+            pause = _pause(pause)
         self._gateway_idle()
 
     def recover(self) -> None:
@@ -247,6 +264,7 @@ class _Run:
             self.rounds.append(walked)
             self.pending = sorted([*self.pending, *walked.taps], key=lambda t: t.at)
         elif step.what in ("staff_start", "staff_end") and step.staff is not None:
+            self.staff_on += 1 if step.what == "staff_start" else -1
             self.staff.play(step.what == "staff_start", step.staff, step.fault_index, self,
                             quiet=not self.active and self.gateway_up and not self.fire_on)
         elif step.what == "fault_start" and step.fault is not None:
@@ -588,6 +606,13 @@ class _Run:
         self._base = stored_before
         self.gateway_up = True
 
+    def quiet(self) -> bool:
+        """Nothing under way that a check of the files so far would catch half done: no
+        fault on, the gateway up, no fire, no car waiting to retry its exit, no staff
+        event open."""
+        return (not self.active and self.gateway_up and not self.fire_on and not self.retry
+                and self.staff_on == 0)
+
     def drive_retries(self) -> None:
         if self.active or not self.gateway_up or self.fire_on:
             return
@@ -647,11 +672,19 @@ def _count_rows(database: Path, table: str) -> int:
 
 
 def _until(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
+    deadline, pause = time.monotonic() + timeout, POLL_S
     while not condition():
         if time.monotonic() > deadline:
             raise LaneStuck(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.0005)
+        pause = _pause(pause)
+
+
+def _pause(pause: float) -> float:
+    """Sleep ``pause`` and return the next, longer one (up to :data:`POLL_MAX_S`): a wait
+    that is answered at once costs little, one that takes longer does not keep taking the
+    GIL from the threads it waits for."""
+    time.sleep(pause)
+    return min(pause * 2, POLL_MAX_S)
 
 
 def run_scenario(
@@ -662,6 +695,8 @@ def run_scenario(
     on_start: Callable[[SimulatedSite], None] | None = None,
     before_step: Callable[[SimulatedSite, Step], None] | None = None,
     on_checked: Callable[[SimulatedSite, ScenarioReport], None] | None = None,
+    partial_report: Path | None = None,
+    on_day: Callable[[ScenarioReport], None] | None = None,
 ) -> ScenarioReport:
     """Play ``scenario`` and check it. Starts its own locked-down Mosquitto in ``workdir``
     unless given a running ``broker`` and the ``provisioned`` site it serves (whose
@@ -671,7 +706,14 @@ def run_scenario(
     report)`` likewise, with the report's checks. With neither, the files are checked once
     the site is stopped. ``on_start(site)``
     runs once the site is up, before the first step (the demo's office issues passes
-    there); ``before_step(site, step)`` just before each step is played."""
+    there); ``before_step(site, step)`` just before each step is played.
+
+    With ``partial_report`` or ``on_day`` the run checks itself each simulated day (site
+    time), at the first quiet moment after midnight (:meth:`_Run.quiet`): the site caught
+    up, the files are copied to ``workdir/checkpoint/`` and every invariant is checked over
+    the copies, with the cars still inside allowed their open session. The partial report
+    goes to ``partial_report`` (replaced each day; the final report may overwrite it) and
+    to ``on_day(report)``. So a run that is cut short still leaves its evidence."""
     started = time.monotonic()
     _check_patrollers(scenario)
     timeline = plan(scenario)
@@ -695,7 +737,7 @@ def run_scenario(
         for link in links.values():
             stack.callback(link.close)
         in_process = shape.gateway == "in_process"
-        clock = ManualClock(timeline.start) if in_process else PublishedClock(
+        clock = SteppedClock(timeline.start) if in_process else PublishedClock(
             timeline.start, workdir / "clock")
         with runtime_info_dropped():  # the TFLite runtime's start-up INFO line
             simulated = SimulatedSite(
@@ -730,7 +772,15 @@ def run_scenario(
         try:
             if on_start is not None:
                 on_start(simulated)
+            checking = partial_report is not None or on_day is not None
+            zone, checked_day = ZoneInfo(shape.timezone), 0
             for done, step in enumerate(timeline.steps, 1):
+                day = (step.at.astimezone(zone).date() - scenario.start).days
+                if checking and day > checked_day and run.quiet():
+                    checked_day = day
+                    so_far = _checkpoint(run, workdir, day, started, partial_report)
+                    if on_day is not None:
+                        on_day(so_far)
                 if before_step is not None:
                     before_step(simulated, step)
                 run.do(step)
@@ -756,35 +806,112 @@ def run_scenario(
     if not report.checks:
         _conclude(report, run, workdir)
     report.wall_seconds = round(time.monotonic() - started, 2)
+    if report.days:  # it checked itself each day: the last line is the end
+        report.days.append(_progress(report, run, workdir, scenario.days, started))
+        shutil.rmtree(workdir / "checkpoint", ignore_errors=True)
     return report
 
 
 def _conclude(report: ScenarioReport, run: _Run, workdir: Path) -> None:
     """What the drivers did, the files to check, and the checks over them."""
-    scenario, clock, shape = run.scenario, run.clock, run.scenario.site
+    clock, shape = run.clock, run.scenario.site
     report.simulated_to = utc_iso(clock.now())
-    expected = Expected(
-        entered=frozenset(run.entered), backed_out=frozenset(run.backed),
-        tailgates=run.tailgates, help_presses=run.help_presses,
-        max_dead_letters=scenario.targets.max_dead_letters,
-        plates_read=shape.reader == "tflite", left_inside=report.misread_refused)
-    report.expected = {"entered": sorted(expected.entered),
-                       "backed_out": sorted(expected.backed_out),
-                       "tailgates": expected.tailgates, "help_presses": expected.help_presses,
-                       "max_dead_letters": expected.max_dead_letters,
-                       "plates_read": expected.plates_read,
-                       "left_inside": expected.left_inside,
-                       "rounds": [{"person": r.person, "kind": r.kind, "route": r.route,
-                                   "start": utc_iso(r.start), "end": utc_iso(r.end),
-                                   "taps": len(r.taps)} for r in run.rounds],
-                       "alarms": run.alarms_expected,
-                       "alarms_until": utc_iso(run.until or clock.now()),
-                       "alert_ack_minutes": scenario.targets.alert_ack_minutes,
-                       "staff": run.staff.done}
+    report.expected = _expected(run, until=run.until or clock.now())
     report.journals = {lane: str(workdir / f"lane-{lane}.db")
                        for lane in (*shape.entries, *shape.exits)}
     report.database = str(workdir / "gateway.db")
     _check_files(report)
+
+
+def _expected(run: _Run, *, until: datetime, inside: frozenset[str] = frozenset(),
+              so_far: bool = False) -> dict[str, Any]:
+    """What the drivers did, as the report keeps it. ``so_far``: at a day's checkpoint,
+    only what is over by ``until`` (patrol rounds walked, sensor events whose alert is due)
+    and ``inside`` the cars still in."""
+    scenario = run.scenario
+    rounds = [r for r in run.rounds if not so_far or r.end <= run.clock.now()]
+    alarms = [a for a in run.alarms_expected if not so_far or _utc(a["at"]) <= until]
+    return {"entered": sorted(run.entered), "backed_out": sorted(run.backed),
+            "tailgates": run.tailgates, "help_presses": run.help_presses,
+            "max_dead_letters": scenario.targets.max_dead_letters,
+            "plates_read": scenario.site.reader == "tflite",
+            "left_inside": run.report.misread_refused,
+            "rounds": [{"person": r.person, "kind": r.kind, "route": r.route,
+                        "start": utc_iso(r.start), "end": utc_iso(r.end),
+                        "taps": len(r.taps)} for r in rounds],
+            "alarms": alarms,
+            "alarms_until": utc_iso(until),
+            "alert_ack_minutes": scenario.targets.alert_ack_minutes,
+            "staff": run.staff.done,
+            "inside": sorted(inside)}
+
+
+def _checkpoint(run: _Run, workdir: Path, day: int, started: float,
+                partial_report: Path | None) -> ScenarioReport:
+    """The end of simulated day ``day``: once the site has caught up, copy its files and
+    check every invariant over the copies, as far as the run has got."""
+    run.taps_until(run.clock.now())
+    run.recover()
+    run.note_alerts()
+    now = run.clock.now()
+    folder = workdir / "checkpoint" / f"day-{day:02d}"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    lanes = [*run.scenario.site.entries, *run.scenario.site.exits]
+    for name in ("gateway.db", *(f"lane-{lane}.db" for lane in lanes)):
+        _copy_database(workdir / name, folder / name)
+    partial = copy.deepcopy(run.report)
+    partial.partial = True
+    partial.simulated_to = utc_iso(now)
+    # An alert raised in the last few minutes may still be waiting for its guard: it is
+    # judged at the next checkpoint (or the end), not now.
+    until = now - timedelta(minutes=run.scenario.targets.alert_ack_minutes)
+    partial.expected = _expected(run, until=until, inside=frozenset(run.entered - run.left),
+                                 so_far=True)
+    partial.journals = {lane: str(folder / f"lane-{lane}.db") for lane in lanes}
+    partial.database = str(folder / "gateway.db")
+    _check_files(partial)
+    partial.wall_seconds = round(time.monotonic() - started, 2)
+    run.report.days.append(_progress(partial, run, workdir, day, started))
+    partial.days = list(run.report.days)
+    if partial_report is not None:
+        partial_report.parent.mkdir(parents=True, exist_ok=True)
+        writing = partial_report.with_suffix(".partial")
+        writing.write_text(partial.to_json() + "\n", encoding="utf-8")
+        writing.replace(partial_report)
+    for older in (workdir / "checkpoint").glob("day-*"):
+        if older != folder:
+            shutil.rmtree(older, ignore_errors=True)
+    return partial
+
+
+def _copy_database(source: Path, target: Path) -> None:
+    """A consistent copy of a SQLite file (its WAL folded in), made with SQLite's backup."""
+    src = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
+    dst = sqlite3.connect(target)
+    try:
+        src.backup(dst)
+    finally:
+        dst.close()
+        src.close()
+
+
+def _progress(report: ScenarioReport, run: _Run, workdir: Path, day: int,
+              started: float) -> dict[str, Any]:
+    """One line of the run's progress: how far, how big, how fast, whether it held."""
+    database = workdir / "gateway.db"
+    size = sum(p.stat().st_size for p in (database, database.with_name("gateway.db-wal"))
+               if p.exists())
+    wall = round(time.monotonic() - started, 1)
+    return {"day": day, "through": utc_iso(run.clock.now()),
+            "cars_in": run.report.cars_in, "cars_out": run.report.cars_out,
+            "events": report.events, "gateway_db_bytes": size,
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+            "wall_seconds": wall,
+            "cars_per_s": round((run.report.cars_in + run.report.backed_out) / wall, 2)
+            if wall else 0.0,
+            "passed": report.passed,
+            "failed": [c.name for c in report.checks if not c.passed]}
 
 
 def _check_files(report: ScenarioReport) -> None:
@@ -802,7 +929,8 @@ def _check_files(report: ScenarioReport) -> None:
         regime=load_regime() if data.get("rounds") else None,
         alarms=tuple((str(a["key"]), _utc(str(a["at"]))) for a in data.get("alarms", [])),
         alert_ack_minutes=float(data.get("alert_ack_minutes", 5)),
-        alarms_until=_utc(str(data["alarms_until"])) if data.get("alarms_until") else None)
+        alarms_until=_utc(str(data["alarms_until"])) if data.get("alarms_until") else None,
+        inside=frozenset(str(p) for p in data.get("inside", [])))
     facts = gather(Path(report.database), {k: Path(v) for k, v in report.journals.items()})
     report.checks = check(facts, expected)
     report.checks += check_staff(Path(report.database), data.get("staff", []))
@@ -845,6 +973,17 @@ def _stop_quietly(site: SimulatedSite, run: _Run) -> None:
         run.process.stop()
     elif run.gateway_up:
         site.gateway.stop()
+
+
+def day_line(report: ScenarioReport) -> str:
+    """One line per simulated day of a long scenario (the soak): how far, how fast, and
+    whether every invariant held over the files so far."""
+    day = report.days[-1]
+    held = "all invariants hold" if report.passed else "FAILED: " + ", ".join(day["failed"])
+    return (f"day {day['day']} through {day['through']}: {day['cars_in']} cars in, "
+            f"{day['cars_out']} out, {day['events']} events, gateway.db "
+            f"{day['gateway_db_bytes'] / 1e6:.0f} MB, peak RSS {day['peak_rss_mb']} MB, "
+            f"{day['wall_seconds']:.0f} s ({day['cars_per_s']} cars/s); {held}")
 
 
 def report_table(report: ScenarioReport) -> Table:

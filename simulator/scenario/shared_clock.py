@@ -1,7 +1,8 @@
 """One manual clock shared by two processes: the scenario runner moves it, a gateway
 subprocess follows it.
 
-The runner's :class:`PublishedClock` is a :class:`~parkguard.clock.ManualClock` that also
+The runner's :class:`PublishedClock` is a
+:class:`~simulator.scenario.stepped_clock.SteppedClock` (a manual clock) that also
 writes its time (UTC microseconds) into an 8-byte memory-mapped file each time it moves; the
 gateway process reads it with :class:`FollowingClock`. So a gateway that is SIGKILLed and
 started again comes back on the same simulated time, which jumps from car to car as in the
@@ -17,7 +18,7 @@ import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from parkguard.clock import ManualClock
+from simulator.scenario.stepped_clock import SteppedClock
 
 _FORMAT = "<q"
 _SIZE = struct.calcsize(_FORMAT)
@@ -29,7 +30,7 @@ def _micros(moment: datetime) -> int:
     return (moment - _EPOCH) // timedelta(microseconds=1)
 
 
-class PublishedClock(ManualClock):
+class PublishedClock(SteppedClock):
     """A manual clock whose every move is written to ``path`` for other processes."""
 
     def __init__(self, start: datetime, path: Path) -> None:
