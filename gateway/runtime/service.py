@@ -113,6 +113,7 @@ class Gateway:
         self.holds = holds
         self.faults = faults
         self._said: dict[str, bytes] = {}  # each lane's state as last heard (bus thread)
+        self._online: dict[str, bool] = {}  # and whether it said it was online (bus thread)
         self.tally = Tally()
         self.inbox = inbox or Inbox()
         self.inside = CarsInside(matching or MatchPolicy())
@@ -156,7 +157,7 @@ class Gateway:
         self._bus.subscribe_deliveries(topics.all_lane(self.site, "decide"),
                                        self._enqueue_decide)
         self._bus.subscribe(topics.all_lane(self.site, "state"), self._lane_state)
-        self._bus.when_connected(self._said.clear)  # the retained states again: as news
+        self._bus.when_connected(self._forget_lane_states)  # the retained states: as news
         if self.alarms is not None and self.alerts is not None:
             self._subscribe_safety(self.alarms, self.alerts)
         if self.patrols is not None:
@@ -236,10 +237,11 @@ class Gateway:
 
     def _lane_state(self, topic: str, payload: bytes) -> None:
         """A lane's mode is noted (a lane held free-open lets its exits go free); a lane
-        that comes back online gets a fresh replica snapshot (it may have missed deltas
-        while it was away). The lane's heartbeat repeats its last state byte for byte every
-        few seconds (firmware/lane/status.py): a repeat only tells the lane-silent check the
-        lane was heard, no snapshot, no write."""
+        that comes (back) online gets a fresh replica snapshot (it may have missed deltas
+        while it was away), one whose barrier merely moved does not (a snapshot per car
+        slowed a soak's every day: docs/scenarios.md). The lane's heartbeat repeats its last
+        state byte for byte every few seconds (firmware/lane/status.py): a repeat only tells
+        the lane-silent check the lane was heard, no snapshot, no write."""
         try:
             state = decode(topic, payload)
         except ContractError:
@@ -248,16 +250,24 @@ class Gateway:
             return
         repeat = self._said.get(state.lane) == payload
         self._said[state.lane] = payload
+        came_online = state.online and not self._online.get(state.lane, False)
+        self._online[state.lane] = state.online
         if self.faults is not None:
             faults, lane, online = self.faults, state.lane, state.online
             self.inbox.put(Job.of(lambda: faults.state(lane, online, self._clock.now())))
         if repeat:
             return
         self.exits.set_mode(state.lane, state.mode)
-        if state.online and self.replicas is not None:
+        if came_online and self.replicas is not None:
             replicas, lane = self.replicas, topics.parse_topic(topic).node
             if lane in replicas.lanes:
                 self.inbox.put(Job.of(lambda: replicas.publish_snapshot(lanes=[lane])))
+
+    def _forget_lane_states(self) -> None:
+        """(Re)connected: the retained states come again and count as news (a lane that
+        is online gets its snapshot then)."""
+        self._said.clear()
+        self._online.clear()
 
     def _enqueue_event(self, delivery: Delivery) -> None:
         self.inbox.put(self.inbox.received(delivery, self._clock.now()))

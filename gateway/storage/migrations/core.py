@@ -83,3 +83,11 @@ def m005_lane_decisions_by_correlation(db: sqlite_utils.Database) -> None:
     db.execute(
         "CREATE INDEX IF NOT EXISTS events_decision_correlation ON events "
         "(lane, json_extract(payload, '$.correlation_id')) WHERE type = 'decision'")
+
+
+@migrations()
+def m006_sessions_by_state(db: sqlite_utils.Database) -> None:
+    """Replica snapshots and the open-session queries read the cars inside (``state =
+    'open'``): without an index each read scanned every stay ever (94 ms on a soak's fourth
+    day, 0.09 ms with it; docs/scenarios.md)."""
+    db.execute("CREATE INDEX IF NOT EXISTS sessions_state ON sessions (state)")
