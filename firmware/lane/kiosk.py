@@ -223,7 +223,7 @@ class KioskDesk:
                  show: Callable[..., None], vehicle_present: Callable[[], bool],
                  waiting: Callable[[], bool], wake: Callable[[], None],
                  payment_code: Callable[[str, AtTheGate], None], clock: Clock,
-                 confirm_within_s: float = 60.0,
+                 confirm_within_s: float,
                  fault: Callable[[str, str], None] | None = None) -> None:
         self._clock = clock
         self._confirm_within = timedelta(seconds=confirm_within_s)

@@ -112,8 +112,8 @@ class Gateway:
         self.patrols = patrols
         self.holds = holds
         self.faults = faults
-        self._said: dict[str, bytes] = {}  # each lane's state as last heard (bus thread)
-        self._online: dict[str, bool] = {}  # and whether it said it was online (bus thread)
+        # each lane's state as last heard, and whether it said online (bus thread)
+        self._said: dict[str, tuple[bytes, bool]] = {}
         self.tally = Tally()
         self.inbox = inbox or Inbox()
         self.inside = CarsInside(matching or MatchPolicy())
@@ -157,7 +157,7 @@ class Gateway:
         self._bus.subscribe_deliveries(topics.all_lane(self.site, "decide"),
                                        self._enqueue_decide)
         self._bus.subscribe(topics.all_lane(self.site, "state"), self._lane_state)
-        self._bus.when_connected(self._forget_lane_states)  # the retained states: as news
+        self._bus.when_connected(self._said.clear)  # the retained states again: as news
         if self.alarms is not None and self.alerts is not None:
             self._subscribe_safety(self.alarms, self.alerts)
         if self.patrols is not None:
@@ -248,10 +248,9 @@ class Gateway:
             return  # the lane's own retained state: not ours to dead-letter
         if not isinstance(state, LaneState):
             return
-        repeat = self._said.get(state.lane) == payload
-        self._said[state.lane] = payload
-        came_online = state.online and not self._online.get(state.lane, False)
-        self._online[state.lane] = state.online
+        said, was_online = self._said.get(state.lane, (b"", False))
+        repeat, came_online = said == payload, state.online and not was_online
+        self._said[state.lane] = (payload, state.online)
         if self.faults is not None:
             faults, lane, online = self.faults, state.lane, state.online
             self.inbox.put(Job.of(lambda: faults.state(lane, online, self._clock.now())))
@@ -262,12 +261,6 @@ class Gateway:
             replicas, lane = self.replicas, topics.parse_topic(topic).node
             if lane in replicas.lanes:
                 self.inbox.put(Job.of(lambda: replicas.publish_snapshot(lanes=[lane])))
-
-    def _forget_lane_states(self) -> None:
-        """(Re)connected: the retained states come again and count as news (a lane that
-        is online gets its snapshot then)."""
-        self._said.clear()
-        self._online.clear()
 
     def _enqueue_event(self, delivery: Delivery) -> None:
         self.inbox.put(self.inbox.received(delivery, self._clock.now()))
