@@ -196,9 +196,9 @@ class GatewayApp:
             self.alerts, stale_after_s=safety.lane_offline_after_s)
         self.complaints = ComplaintDesk(db, clock=clock, audit=self.audit, alerts=self.alerts,
                                         settings=None if safety is None else safety.complaints)
-        self.handover = HandoverDesk(db, clock=clock, audit=self.audit,
-                                     shift_at=None if safety is None
-                                     else safety.alerts.shift_at)
+        self.handover = HandoverDesk(db, clock=clock, audit=self.audit, alerts=self.alerts,
+                                     roster=None if safety is None else safety.alerts,
+                                     settings=None if safety is None else safety.handover)
         self.patrols: PatrolDesk | None = None
         if config.patrol_file is not None:
             self.patrols = PatrolDesk(
@@ -225,7 +225,8 @@ class GatewayApp:
             plans=None if safety is None else safety.plans, alerts=self.alerts,
             alarms=self.alarms, lanes=self.commander, notifier=AppriseNotifier(),
             otp_sms_url=None if config.otp is None else reveal(config.otp.sms_url),
-            run_on_owner=lambda work: self.inbox.put(Job.of(work)), zone=zone)
+            run_on_owner=lambda work: self.inbox.put(Job.of(work)), zone=zone,
+            capacity=config.capacity)
         if self.patrols is not None and self.site_plans.flood is not None:
             self.patrols.on_accepted_tap(self.site_plans.flood.on_checkpoint_tap)
         if self.patrols is not None and self.site_plans.equipment is not None:
@@ -294,6 +295,7 @@ class GatewayApp:
             self.faults.tick(now)
         if now.second < 2:  # about once a minute
             self.complaints.check_overdue(now)
+            self.handover.tick(now)  # a shift change with no handover, or none accepted
         self.site_plans.tick(now)
         if self.patrols is not None and now.second < 2:  # about once a minute
             self.patrols.check_overdue(now)

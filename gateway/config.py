@@ -20,6 +20,7 @@ from gateway.safety.alarms import AlarmSettings
 from gateway.safety.alerts import AlertSettings
 from gateway.safety.complaints import ComplaintSettings
 from gateway.safety.emergency import DEFAULT_NUMBERS, EmergencyNumber
+from gateway.safety.shift_change import HandoverSettings
 from parkguard.configfile import BrokerSettings, CommandKeyHex, StrictModel
 from parkguard.core.plates import MatchPolicy
 from parkguard.core.zones import TimeZoneName
@@ -136,6 +137,10 @@ class SafetySettings(StrictModel):
     complaints: ComplaintSettings = Field(
         default_factory=ComplaintSettings,
         description="hours to answer each kind of incident by a call-back (docs/incidents.md)")
+    handover: HandoverSettings = Field(
+        default_factory=HandoverSettings,
+        description="the shift change: when a missing or unaccepted handover alerts "
+                    "(docs/handover.md)")
     lane_offline_after_s: float = Field(
         default=0, ge=0, le=86_400,
         description="a lane not heard from for longer raises an `offline:{lane}` alert "

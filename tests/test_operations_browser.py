@@ -4,14 +4,21 @@ and lanes on mock pins, real SQLite)."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 
-from gateway.web import WebServer
+from broker.provision.generate import ProvisionResult
+from broker.runner import MosquittoBroker
+from gateway.web import WebServer, WebSettings
 from simulator.site import SimulatedSite
+from tests.ops_roster import rostered_site
+from tests.test_web_auth import add_people
 from tests.test_web_browser import browser, eventually, log_in, log_out, text_of, web
 from tests.test_web_pages import PLATE
 
@@ -110,3 +117,39 @@ def test_a_supervisor_records_a_call_back_on_a_complaint_and_can_hold_from_the_i
     eventually(lambda: "已扣留" in text_of(browser), "the hold from the incident")
     browser.get(f"{web.url}/holds")
     assert "inc-" in browser.find_element(By.ID, "holds-active").text
+
+
+@pytest.fixture
+def rostered_web(broker: MosquittoBroker, tmp_path: Path, test_site: ProvisionResult,
+                 browser: WebDriver) -> Iterator[tuple[SimulatedSite, WebServer]]:
+    """The dashboard over a site with the shared roster (shifts a 08:00, b 16:00, c 00:00)."""
+    with rostered_site(broker, tmp_path, test_site) as site:
+        add_people(site.gateway)
+        with WebServer(site.gateway, "127.0.0.1", 0, clock=site.clock,
+                       settings=WebSettings(live_poll_ms=200)) as server:
+            browser.delete_all_cookies()
+            yield site, server
+
+
+def test_the_handover_due_banner_appears_at_the_shift_change_until_a_handover_is_started(
+        browser: WebDriver, rostered_web: tuple[SimulatedSite, WebServer]) -> None:
+    site, web = rostered_web
+    shanghai = ZoneInfo("Asia/Shanghai")
+    site.clock.set(datetime(2026, 5, 6, 15, 59, tzinfo=shanghai))
+    log_in(browser, web, "gina")
+    assert not browser.find_elements(By.ID, "handover-due-banner")
+
+    site.clock.set(datetime(2026, 5, 6, 16, 0, tzinfo=shanghai))  # shift b starts
+    browser.get(f"{web.url}/lanes")
+    due = browser.find_element(By.ID, "handover-due-banner")
+    assert "交接班时间" in due.text and "Handover due" in due.text
+    assert "a → b" in due.text and "16:00" in due.text
+    assert (due.get_attribute("data-from-shift"), due.get_attribute("data-to-shift")) == (
+        "a", "b")
+    due.find_element(By.CSS_SELECTOR, "a").click()
+    eventually(lambda: browser.current_url.endswith("/handover"), "the handover page")
+    browser.find_element(By.CSS_SELECTOR, "textarea.keys").send_keys("岗亭钥匙 booth key")
+    browser.find_element(By.CSS_SELECTOR, "button.handover-button").click()
+    eventually(lambda: "等待接班人确认" in text_of(browser), "the handover to be saved")
+    assert not browser.find_elements(By.ID, "handover-due-banner")
+    assert browser.find_elements(By.ID, "handover-banner")  # now waiting for shift b

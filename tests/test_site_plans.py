@@ -18,8 +18,10 @@ from broker.provision.generate import ProvisionResult
 from broker.runner import MosquittoBroker
 from gateway.app import GatewayApp
 from gateway.contacts import ContactError, ContactRegister, ContactSettings
-from gateway.plans.assembly import SitePlans
+from gateway.lanes.capacity import CapacitySettings
+from gateway.plans.assembly import FireResponse, SitePlans
 from gateway.plans.drills import DRILL_DISPLAY, DRILL_OVER_DISPLAY, DrillError
+from gateway.plans.settings import FireSettings
 from gateway.records.audit import verify
 from gateway.safety.alarms import FLOOD_EVACUATE_DISPLAY
 from parkguard.clock import ManualClock
@@ -100,21 +102,24 @@ def eagle() -> Iterator[SmsEagle]:
 
 
 def plans_site(broker: MosquittoBroker, tmp_path: Path, test_site: ProvisionResult,
-               eagle: SmsEagle, *, open_barriers: bool = False) -> SimulatedSite:
+               eagle: SmsEagle, *, open_barriers: bool = False,
+               entry_lanes: tuple[str, ...] = ("in1",), capacity: CapacitySettings | None = None,
+               more_safety: str = "") -> SimulatedSite:
     """The site fixture's lanes and gateway, with a safety file (roster with the response
     teams, the flood checklist), the patrol regime, the sensor inventory and [contacts]."""
     safety = tmp_path / "safety.toml"
     extra = "\n[plans.drills]\nopen_barriers = true\n" if open_barriers else ""
-    safety.write_text(SAFETY + extra, encoding="utf-8")
+    safety.write_text(SAFETY + extra + more_safety, encoding="utf-8")
     patrols = tmp_path / "patrols.toml"  # the example regime with plain (UID-only) tags
     text = (EXAMPLES / "patrols.toml").read_text(encoding="utf-8")
     text = re.sub(r"(?m)^key = .*$", "", text).replace("allow_plain_tags = false",
                                                        "allow_plain_tags = true")
     patrols.write_text(text, encoding="utf-8")
     unstarted = SimulatedSite(site=TEST_SITE, broker=broker.address, workdir=tmp_path,
-                              clock=ManualClock(SITE_START), entry_lanes=("in1",),
+                              clock=ManualClock(SITE_START), entry_lanes=entry_lanes,
                               exit_lanes=("out1",), safety_file=safety,
-                              lane_keys=test_site.device("gateway").lane_keys)
+                              lane_keys=test_site.device("gateway").lane_keys,
+                              capacity=capacity)
     unstarted.gateway.store.close()
     config = unstarted.gateway_config.model_copy(update={
         "sensors": dict(test_site.device("gateway").sensors), "patrol_file": patrols,
@@ -381,3 +386,110 @@ def test_a_real_fire_tells_the_consenting_owners_inside_and_a_drill_tells_nobody
     on_worker(site, lambda: alarms.on_reading(reading))
     [sms] = texts(eagle, 1)
     assert sms["to"] == f"+86{DIGITS}" and "火警" in sms["message"]
+
+
+def fire_at(site: SimulatedSite, zone: str, *, fire: bool = True, seq: int = 1) -> None:
+    alarms = site.gateway.alarms
+    assert alarms is not None
+    panel = next(n for n, k in site.gateway_config.sensors.items() if k == "fire_panel")
+    reading = SensorReading(node=panel, seq=seq, kind="fire_panel", ts=site.clock.now(),
+                            fire=fire, trouble=False, supervisory=False, zone=zone)
+    on_worker(site, lambda: alarms.on_reading(reading))
+
+
+def test_a_real_fire_alerts_each_team_with_its_task_beside_a_drill_and_its_reset_ends_them(
+        site: SimulatedSite) -> None:
+    alerts, alarms, drills = site.gateway.alerts, site.gateway.alarms, plans_of(site).drills
+    assert alerts is not None and alarms is not None and drills is not None
+    drill_id = on_worker(site, lambda: drills.start(actor="supervisor:sam",
+                                                    note="drill when the fire starts"))
+    fire_at(site, "b2-east")
+    active = {v.key: v for v in on_worker(site, alerts.active)}
+    teams = {"fire_fighting", "evacuation", "cordon"}
+    assert {f"fire:{t}" for t in teams} <= set(active)
+    for team in teams:
+        view = active[f"fire:{team}"]
+        assert (view.kind, view.severity, view.team) == ("fire", "critical", team)
+        assert view.title_zh.startswith("【火警 FIRE】") and "演习" not in view.title_zh
+        assert "b2-east" in view.detail
+    evac = active["fire:evacuation"]
+    assert "疏散引导组" in evac.title_zh and "guide cars and people out" in evac.title_en
+    assert "灭火组" in active["fire:fire_fighting"].title_zh
+    assert "警戒组" in active["fire:cordon"].title_zh
+    reached = [e["detail"] for e in on_worker(site, lambda: alerts.events(evac.alert_id))
+               if e["event"] == "escalated"]
+    assert reached == ["round 0 step 0: gina, evan"]
+    # The drill keeps its own alerts, marked as a drill; the fire's are apart from them.
+    drill_alerts = [v for k, v in active.items() if k.startswith(f"drill:{drill_id}")]
+    assert len(drill_alerts) == 4
+    assert all(v.kind == "drill" and "演习 DRILL" in v.title_zh for v in drill_alerts)
+    site.clock.advance(timedelta(seconds=30))
+    acked = on_worker(site, lambda: alerts.ack(evac.alert_id, "staff:evan", "link"))
+    assert acked.acked_by == "staff:evan"
+    # Ending the drill leaves the fire's team alerts alone.
+    on_worker(site, lambda: drills.end(drill_id, actor="supervisor:sam"))
+    assert {f"fire:{t}" for t in teams} <= {v.key for v in on_worker(site, alerts.active)}
+    # The panel is normal again and the manager resets: each team's alert is resolved by her.
+    fire_at(site, "b2-east", fire=False, seq=2)
+    on_worker(site, lambda: alarms.reset_fire("staff:boss", "false alarm, smoke from a car"))
+    assert on_worker(site, alerts.active) == []
+    for team in teams:
+        with site.gateway.store.reader() as db:
+            row = dict(next(db.query(
+                "SELECT * FROM alerts WHERE key = ? ORDER BY id DESC LIMIT 1", [f"fire:{team}"])))
+        assert row["state"] == "resolved" and row["resolved_by"] == "staff:boss"
+        assert "false alarm" in row["resolve_reason"]
+
+
+FIRE_ZONES = """
+[plans.fire]
+zones = { "b2-east" = ["B2"] }
+"""
+LEVELS = CapacitySettings(total=200, levels={"B1": 100, "B2": 100}, lanes={"in2": "B2"},
+                          default_level="B1")
+
+
+def test_a_fire_in_a_zone_asks_the_owners_of_cars_on_its_level_to_move_them_and_others_to_keep_out(
+        broker: MosquittoBroker, tmp_path: Path, test_site: ProvisionResult,
+        eagle: SmsEagle) -> None:
+    other_phone, other_digits = "138 0000 1111", "13800001111"
+    with plans_site(broker, tmp_path, test_site, eagle, entry_lanes=("in1", "in2"),
+                    capacity=LEVELS, more_safety=FIRE_ZONES) as site:
+        register, alerts = register_of(site), site.gateway.alerts
+        assert alerts is not None
+        assert site.drive("in2", PLATE).opened  # down the ramp to B2, where the fire is
+        assert site.drive("in1", "粤B22222").opened  # B1
+        assert site.drive("in2", "粤B33333").opened  # B2, nobody on the register
+        site.settle()
+        on_worker(site, lambda: register.consent(PHONE, plate=PLATE, source="pay_page",
+                                                 wording_version="v1"))
+        on_worker(site, lambda: register.consent(other_phone, plate="粤B22222",
+                                                 source="kiosk", wording_version="v1"))
+        fire_at(site, "b2-east")
+        by_phone = {m["to"]: m["message"] for m in texts(eagle, 2)}
+        assert set(by_phone) == {f"+86{DIGITS}", f"+86{other_digits}"}
+        move, keep_out = by_phone[f"+86{DIGITS}"], by_phone[f"+86{other_digits}"]
+        assert move.startswith("【测试停车场】") and "挪离" in move and "B2" in move
+        assert "请勿进入" not in move
+        assert "请勿进入" in keep_out and "挪离" not in keep_out
+        kinds = {m["contact_id"]: m["kind"] for m in on_worker(site, register.messages)}
+        assert sorted(kinds.values()) == ["fire", "fire:move"]
+        # The evacuation team knows which cars near the fire no owner can be texted about.
+        evac = on_worker(site, lambda: alerts.open_alert("fire:evacuation"))
+        assert evac is not None
+        assert "cars on B2 near the fire: 2" in evac.detail
+        assert "粤B33333" in evac.detail and PLATE not in evac.detail
+        assert "粤B22222" not in evac.detail
+
+
+def test_a_fire_zone_naming_a_level_the_car_park_does_not_have_is_refused_at_start(
+        site: SimulatedSite) -> None:
+    alerts = site.gateway.alerts
+    assert alerts is not None
+    zones = FireSettings.model_validate({"zones": {"b3": ["B3"]}})
+    with pytest.raises(ValueError, match="B3 not in"):
+        FireResponse(site.gateway.store.db, alerts=alerts, teams=(), evacuation_team="x",
+                     settings=zones, capacity=LEVELS, contacts=None)
+    with pytest.raises(ValueError, match="no \\[capacity\\]"):
+        FireResponse(site.gateway.store.db, alerts=alerts, teams=(), evacuation_team="x",
+                     settings=zones, capacity=None, contacts=None)

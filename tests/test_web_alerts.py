@@ -120,7 +120,10 @@ def test_the_banner_is_on_every_staff_page_and_sounds_for_fire_until_acknowledge
         assert "火警 b2-east 请立即处置" in shown and 'data-sound="fire"' in shown
     api = client.get("/api/alerts").json()
     assert api["fire"] is True and api["enabled"] is True
-    [fire] = api["alerts"]
+    # The fire's own alert, then one per response team (gateway/plans/teams.py).
+    fire, *teams = api["alerts"]
+    assert fire["key"] == "fire" and {t["key"] for t in teams} <= {
+        "fire:fire_fighting", "fire:evacuation", "fire:cordon"}
     assert (fire["kind"], fire["severity"], fire["sound"]) == ("fire", "critical", True)
 
     page = client.get("/lanes").text

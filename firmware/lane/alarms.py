@@ -7,6 +7,12 @@ not queue behind a car. It also sets the machine's ``fire`` guard and the barrie
 ``fire_hold`` (``Barrier.lower()`` refuses while it lasts). Only a retained ``alarm/fire``
 that says inactive (and the fire input released) ends it; losing the broker changes
 nothing, and the last known alarms survive reboots in the journal.
+
+A flood is held the same way: ``alarm/flood`` active closes the entries (level 2), and its
+``level`` 3 puts 水浸 请立即驶离 / FLOOD – LEAVE NOW on the display (:meth:`Alarms.flood_display`,
+shown by :class:`~firmware.lane.status.LaneStatus` between cars and over each car's words)
+until a message says the level dropped; the level is journaled too, and the retained message
+gives it to a lane that was off when it came.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import logging
 import sqlite3
 from collections.abc import Callable
 
+from firmware.lane.devices.display import TEXTS
 from firmware.lane.devices.hardware import LaneHardware
 from firmware.lane.journal import Journal
 from firmware.lane.states import GateMachine
@@ -26,6 +33,8 @@ log = logging.getLogger(__name__)
 
 ALARM_KEYS = {"fire": "alarm.fire", "flood": "alarm.flood"}
 """Journal keys of the last known alarm states."""
+FLOOD_LEVEL_KEY = "alarm.flood_level"
+"""Journal key of the last known flood level (0-3)."""
 
 
 class Alarms:
@@ -41,6 +50,15 @@ class Alarms:
         self._wake = wake
         self.fire_alarm = journal.get(ALARM_KEYS["fire"]) == "1"
         self.flood_alarm = journal.get(ALARM_KEYS["flood"]) == "1"
+        known = journal.get(FLOOD_LEVEL_KEY)
+        self.flood_level = int(known) if known in ("0", "1", "2", "3") else (
+            2 if self.flood_alarm else 0)
+
+    def flood_display(self) -> tuple[str, str] | None:
+        """水浸 请立即驶离 while the flood is at level 3, unless a fire says more."""
+        if self.flood_level >= 3 and not self.fire_active():
+            return TEXTS["flood_leave"]
+        return None
 
     def fire_active(self) -> bool:
         """A fire holds the barrier: the last known ``alarm/fire`` or the fire input."""
@@ -63,17 +81,28 @@ class Alarms:
             self.fire_alarm = alarm.active
             self.fire_changed()
         else:
+            level = alarm.flood_level()
             changed = alarm.active != self.flood_alarm
-            self.flood_alarm = alarm.active
+            evacuate = (level >= 3) != (self.flood_level >= 3)
+            self.flood_alarm, self.flood_level = alarm.active, level
+            if evacuate:
+                self._status.refresh()
+                log.warning("lane %s: flood level %d: %s", self._lane, level,
+                            "LEAVE NOW on the display" if level >= 3 else "display back")
+            self._remember(FLOOD_LEVEL_KEY, str(level))
             self._wake()
         if changed:
             log.warning("lane %s: %s alarm %s (from %s)", self._lane, alarm.kind,
                         "ACTIVE" if alarm.active else "over", alarm.source)
-            try:  # remembered for a restart; the barriers have already followed the alarm
-                self._journal.put(ALARM_KEYS[alarm.kind], "1" if alarm.active else "0")
-            except sqlite3.Error as error:
-                log.error("lane %s: %s alarm not journaled (%s)", self._lane, alarm.kind,
-                          error)
+            # remembered for a restart; the barriers have already followed the alarm
+            self._remember(ALARM_KEYS[alarm.kind], "1" if alarm.active else "0")
+
+    def _remember(self, key: str, value: str) -> None:
+        try:
+            if self._journal.get(key) != value:
+                self._journal.put(key, value)
+        except sqlite3.Error as error:
+            log.error("lane %s: %s not journaled (%s)", self._lane, key, error)
 
     def fire_changed(self) -> None:
         """Any thread (the bus, the fire input's pin thread, start): raise at once on a fire."""

@@ -116,6 +116,7 @@ class LaneController:
                                  screen=display or RecordingDisplay(), wake=self.waiter.wake)
         self.alarms = Alarms(config.lane, journal=journal, hardware=hardware,
                              machine=self.machine, status=self.status, wake=self.waiter.wake)
+        self.status.alarm_text = self.alarms.flood_display  # level 3 held on the display
         self.decider = Decider(config, clock=clock, bus=bus, journal=journal,
                                replica=self.replica, fire_active=self.alarms.fire_active,
                                flood_active=lambda: self.alarms.flood_alarm,
@@ -151,7 +152,7 @@ class LaneController:
         for chore in (inbox.report_rejections, self._report_replica_gap,
                       self.gate.report_help, self.kiosk.capture_payment_codes,
                       self.kiosk.report_faults, self._report_device_health,
-                      self.status.beat):
+                      self.status.beat, self._between_cars):
             self.waiter.on_each_look(chore)
         self.waiter.wake_by(self.status.next_beat)  # the state heartbeat (firmware.lane.status)
         for source in (kiosk, scanner):
@@ -283,6 +284,7 @@ class LaneController:
     def start(self) -> None:
         site, lane = self.config.site, self.config.lane
         self.alarms.fire_changed()  # a fire latched before a reboot holds the barrier at once
+        self.status.refresh()  # and a flood at level 3 is on the display at once
         for kind in ALARM_KEYS:
             self._bus.subscribe(topics.alarm(site, kind), self.alarms.on_alarm)
         for topic in self.replica.topics():
@@ -355,6 +357,9 @@ class LaneController:
             self.gate.wait_fault()
         else:
             self.gate.serve_vehicle()
+
+    def _between_cars(self) -> None:
+        self.status.between_cars(self.machine.state is State.IDLE)
 
     def _report_replica_gap(self) -> None:
         gaps = self.replica.gaps

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from firmware.lane.config import LaneConfig
-from firmware.lane.devices.display import Display
+from firmware.lane.devices.display import TEXTS, Display, under_alarm
 from firmware.lane.states import GateMachine
 from parkguard import __version__
 from parkguard.clock import Clock
@@ -56,6 +56,13 @@ class LaneStatus:
         """Heartbeats published (repeats of an unchanged state)."""
         self.qr: str | None = None
         """The QR link on the display now (an exit waiting for money), else None."""
+        self.alarm_text: Callable[[], tuple[str, str] | None] = lambda: None
+        """What a site alarm puts on the display while it holds (flood level 3), if any: the
+        controller sets it (:meth:`Alarms.flood_display <firmware.lane.alarms.Alarms>`)."""
+        self._screen_lock = threading.Lock()  # the worker, the kiosk's and the bus's threads
+        self._text: tuple[str, str] | None = None  # the words last asked for; None: no car's
+        self._asked_qr: str | None = None
+        self._on_screen: tuple[str, str, str | None] | None = None
 
     @property
     def mode(self) -> LaneMode:
@@ -134,8 +141,43 @@ class LaneStatus:
 
     def show(self, zh: str, en: str, qr: str | None = None) -> None:
         """Put two lines (and the pay-page QR, if any) on the display; every call replaces
-        the QR, so a link never outlives its car. The retained ``LaneState`` has no field
-        for the display, so what is shown is not published."""
+        the QR, so a link never outlives its car. While a site alarm holds (:attr:`alarm_text`)
+        the lines are shown under it (``devices.display.under_alarm``). The retained
+        ``LaneState`` has no field for the display, so what is shown is not published."""
+        with self._screen_lock:
+            self._text, self._asked_qr = (zh, en), qr
+            self._put(always=True)
+
+    def refresh(self) -> None:
+        """Any thread: the alarm's text changed (flood level 3 began or ended): show the last
+        words under it now, not at the next car; when it ended, its own words left by a
+        gateway's ``display`` order go with it."""
+        with self._screen_lock:
+            alarm = self.alarm_text()
+            if alarm is None and self._on_screen is None:
+                return  # nothing shown yet, nothing to take back
+            if alarm is None and self._text == TEXTS["flood_leave"]:
+                self._text, self._asked_qr = None, None
+            self._put()
+
+    def between_cars(self, idle: bool) -> None:
+        """Worker, each time it looks: with no car at the gate (``idle``) while an alarm
+        holds, the alarm alone, not the last car's words."""
+        if not idle or self.alarm_text() is None:
+            return
+        with self._screen_lock:
+            if self._text is not None:
+                self._text, self._asked_qr = None, None
+                self._put()
+
+    def _put(self, *, always: bool = False) -> None:
+        """Under the screen lock: what is asked for, under the alarm if one holds."""
+        exit_lane = self._config.direction == "exit"
+        zh, en = under_alarm(self._text, self.alarm_text(), exit_lane=exit_lane)
+        qr = self._asked_qr if self._text is not None else None
+        if not always and self._on_screen == (zh, en, qr):
+            return
+        self._on_screen = (zh, en, qr)
         self.qr = qr
         try:
             self.screen.show(zh, en, qr)

@@ -25,6 +25,7 @@ from gateway.contacts.settings import (
     CONCERNS,
     CONSENT_WORDING,
     CURRENT_WORDING,
+    INCIDENT_CONCERNS,
     ContactSettings,
     concern_text,
 )
@@ -195,14 +196,25 @@ class ContactRegister:
         with self.db.atomic():
             self._erase(row, actor=actor, reason=reason.strip())
 
+    def count_phone(self, phone: str) -> int:
+        """How many contacts are under this number (the page's confirmation step, before
+        :meth:`delete_phone`); says nothing else about them."""
+        index = self._vault.index(clean_phone(phone))
+        found = self.db.execute("SELECT count(*) FROM contacts WHERE phone_index = ? "
+                                "AND state = 'active'", [index]).fetchone()
+        return int(found[0]) if found else 0
+
     def delete_phone(self, phone: str, *, actor: str, reason: str) -> int:
-        """A driver asks: every contact under this number goes; returns how many."""
+        """A driver asks: every contact under this number goes, each audited with the
+        reason (4 characters or more); returns how many."""
+        if len(reason.strip()) < MIN_REASON:
+            raise ContactError(f"reason: say why (at least {MIN_REASON} characters)")
         index = self._vault.index(clean_phone(phone))
         rows = list(self.db.query(
             "SELECT * FROM contacts WHERE phone_index = ? AND state = 'active'", [index]))
         with self.db.atomic():
             for row in rows:
-                self._erase(row, actor=actor, reason=reason.strip() or "driver asked")
+                self._erase(row, actor=actor, reason=reason.strip())
         return len(rows)
 
     def purge(self, now: datetime | None = None) -> int:
@@ -235,36 +247,55 @@ class ContactRegister:
 
     # texts --------------------------------------------------------------------------------
 
-    def tell_owner(self, plate: str, concern: str, *, actor: str, note: str = "") -> int:
+    def tell_owner(self, plate: str, concern: str, *, actor: str, note: str = "",
+                   incident_id: str | None = None) -> int:
         """A guard's "your car needs attention" to the consenting owners of ``plate`` while
-        it is inside; returns how many texts were queued. Audited."""
+        it is inside; returns how many texts were queued. Audited.
+
+        ``incident_id``: about that incident (an accident's other owner, the only way to
+        send an :data:`INCIDENT_CONCERNS` concern): the car need not be inside any more,
+        each text is kinded ``incident:<id>`` and the audit entry names the incident. The
+        caller checks the plate is on the incident and records the contact there, in one
+        transaction around this call (gateway/web/routers/incidents.py)."""
         if concern not in CONCERNS:
             raise ContactError(f"concern: one of {', '.join(CONCERNS)}")
+        if concern in INCIDENT_CONCERNS and incident_id is None:
+            raise ContactError(f"concern: {concern} is sent from its incident's page")
         if len(note) > 60:
             raise ContactError("note: at most 60 characters")
         plate = plate.strip()
         inside = self.db.execute("SELECT 1 FROM sessions WHERE plate = ? AND state = 'open'",
                                  [plate]).fetchone()
-        if inside is None:
+        if inside is None and incident_id is None:
             raise ContactError(f"plate: {plate or '?'} is not inside now")
         rows = list(self.db.query("SELECT * FROM contacts WHERE plate = ? AND state = 'active'",
                                   [plate]))
         if not rows:
-            raise ContactError(f"nobody agreed to be reached about {plate}: ask at the booth")
+            raise ContactError(f"联系不到 nobody agreed to be reached about {plate}: ask at "
+                               "the booth")
         body = concern_text(self.settings.signature, concern, plate, note)
-        queued = self.send_texts(rows, kind=f"concern:{concern}", body=body, actor=actor)
+        kind = f"concern:{concern}" if incident_id is None else f"incident:{incident_id}"
         with self.db.atomic():
+            queued = self.send_texts(rows, kind=kind, body=body, actor=actor)
+            about = {} if incident_id is None else {"incident_id": incident_id}
             self._audit.record(actor=actor, action="contact.message", subject=f"plate:{plate}",
                                reason=f"car needs attention: {concern}",
                                after={"contacts": [r["contact_id"] for r in rows],
-                                      "note": note})
+                                      "note": note, **about})
         return queued
 
-    def tell_inside(self, kind: str, body: str, *, actor: str) -> int:
-        """One text to every consenting owner whose car is inside (a flood or fire plan)."""
+    def tell_inside(self, kind: str, body: str, *, actor: str,
+                    entered_by: Callable[[str], bool] | None = None) -> int:
+        """One text to every consenting owner whose car is inside (a flood or fire plan);
+        with ``entered_by``, only those whose car came in by a lane it accepts (the lane of
+        the plate's earliest open session, as capacity counts it). Returns texts queued."""
         rows = list(self.db.query(
-            "SELECT * FROM contacts c WHERE state = 'active' AND EXISTS (SELECT 1 FROM "
+            "SELECT c.*, (SELECT s.entry_lane FROM sessions s WHERE s.plate = c.plate AND "
+            "s.state = 'open' ORDER BY s.entry_at, s.rowid LIMIT 1) AS entry_lane "
+            "FROM contacts c WHERE state = 'active' AND EXISTS (SELECT 1 FROM "
             "sessions s WHERE s.plate = c.plate AND s.state = 'open')"))
+        if entered_by is not None:
+            rows = [r for r in rows if entered_by(str(r["entry_lane"]))]
         return self.send_texts(rows, kind=kind, body=body, actor=actor)
 
     def send_texts(self, rows: list[dict[str, Any]], *, kind: str, body: str,

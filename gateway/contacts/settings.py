@@ -24,13 +24,21 @@ so a changed text is a new version and old consents still say what was agreed.""
 
 CURRENT_WORDING: Final = "v1"
 
-Concern: TypeAlias = Literal["leaking", "window_open", "lights_on", "damage"]
+Concern: TypeAlias = Literal["leaking", "window_open", "lights_on", "damage", "accident"]
 CONCERNS: Final[dict[str, tuple[str, str]]] = {
     "leaking": ("您的车辆疑似漏油或漏水", "your car seems to be leaking"),
     "window_open": ("您的车辆车窗未关", "a window of your car is open"),
     "lights_on": ("您的车辆车灯未关", "the lights of your car are on"),
     "damage": ("您的车辆有损伤，请到场查看", "your car is damaged, please come and see"),
+    "accident": ("您的车辆在停车场内涉及一起事故", "your car was in an accident in the car park"),
 }
+"""Each concern's words in the text (Chinese, English). Nothing about anyone else goes in:
+an accident's text names the owner's own plate only, never the other car, driver or number
+(the consent wording's 车辆受损 / damage covers it)."""
+
+INCIDENT_CONCERNS: Final = frozenset({"accident"})
+"""Concerns sent only from an incident (``tell_owner(..., incident_id=...)``), never from the
+plain form on ``/contacts``."""
 
 
 class ContactSettings(StrictModel):

@@ -9,7 +9,8 @@ reason naming the drill). Barriers stay as they are unless ``open_barriers`` is 
 every lane gets a signed ``hold_open`` and a ``close`` at the end.
 
 Each response team of the plan gets an alert of its own (``team``: its roster members on
-duty are reached at the first step) whose title is the team's task; everyone on duty and the
+duty are reached at the first step) whose title is the team's task, raised by
+:func:`gateway.plans.teams.alert_teams` as a real fire's are; everyone on duty and the
 managers get the drill's own alert at once.
 """
 
@@ -25,6 +26,7 @@ import sqlite_utils
 
 from gateway.plans.lanes import LaneOrders, every_lane
 from gateway.plans.settings import DrillSettings
+from gateway.plans.teams import alert_teams, drill_call
 from gateway.records.audit import AuditLog
 from gateway.safety.alerts import AlertDesk
 from parkguard.clock import Clock, utc_iso
@@ -142,14 +144,7 @@ class DrillDesk:
             detail=f"drill {drill_id} ({row['kind']}): {row['note']}. This is a drill, not "
                    "a fire: do not call 119.", all_at_once=True)
         alerts["all"] = view.alert_id
-        for team in self.settings.teams:
-            view, _new = self._alerts.raise_alert(
-                f"drill:{drill_id}:{team.team}", kind="drill", severity="warning",
-                title_zh=f"【演习 DRILL】{team.name_zh}：{team.task_zh}",
-                title_en=f"DRILL {team.name_en}: {team.task_en}",
-                detail=f"drill {drill_id}: acknowledge when your team is in place",
-                team=team.team)
-            alerts[team.team] = view.alert_id
+        alerts.update(alert_teams(self._alerts, self.settings.teams, drill_call(drill_id)))
         with self.db.atomic():
             self.db.table("drills").update(row["id"], {
                 "started_at": utc_iso(now), "alerts": json.dumps(alerts)})

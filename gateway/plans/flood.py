@@ -3,11 +3,16 @@ leaders report in, pumps, shovels, sandbags, duty phones: items from the config)
 item checked on the dashboard or by a patrol tap at its checkpoint, shown until every item
 is done; and when the water reaches level 3, "leave now" on every lane display.
 
-Why a listener on the alarm monitor and signed ``display`` orders for level 3: the lanes
-act on the retained ``alarm/flood`` by themselves, which says only active or not (entries
-closed at level 2); the evacuation text at level 3 is the gateway's word, sent to each lane
-as a signed, audited order. Owners of cars inside who agreed to be reached are texted to
-move their cars (through the contact register) when the water reaches level 2.
+"Leaders report in" (the item ``leaders``) is one item per leader when the roster names
+them: each person on the flood team whose role is one of ``leader_roles``.
+
+Level 3 on the lanes: the retained ``alarm/flood`` carries ``level`` 3 (the alarm monitor
+writes it), and each lane holds 水浸 请立即驶离 on its display from it, between cars, over
+each car's words, across a restart, until the level drops (firmware/lane/alarms.py). The
+signed, audited ``display`` order sent here once at level 3 is for lanes whose firmware
+predates the ``level`` field (they refuse a message that has it). Owners of cars inside who
+agreed to be reached are texted to move their cars (through the contact register) when the
+water reaches level 2, and to leave at level 3.
 """
 
 from __future__ import annotations
@@ -79,8 +84,11 @@ class FloodPlanDesk:
         self.settings = settings
         self._lanes = lanes
         self._contacts = contacts
-        self._items = {c.item: c for c in settings.checklist}
-        self._by_checkpoint = {c.checkpoint: c for c in settings.checklist if c.checkpoint}
+        self.checklist = settings.items_with_leaders(
+            (p.id, p.name) for p in alerts.settings.people
+            if settings.team in p.teams and p.role in settings.leader_roles)
+        self._items = {c.item: c for c in self.checklist}
+        self._by_checkpoint = {c.checkpoint: c for c in self.checklist if c.checkpoint}
         self._level = 0
 
     # heavy rain ---------------------------------------------------------------------------
@@ -101,7 +109,7 @@ class FloodPlanDesk:
             self._audit.record(actor=actor, action="flood.heavy_rain",
                                subject=f"readiness:{run_id}", reason=note.strip(),
                                after={"items": list(self._items)})
-        items = "; ".join(f"{c.zh} {c.en}" for c in self.settings.checklist)
+        items = "; ".join(f"{c.zh} {c.en}" for c in self.checklist)
         view, _new = self._alerts.raise_alert(
             f"heavy-rain:{run_id}", kind="heavy_rain", severity="warning",
             title_zh="暴雨预警 启动防汛准备", title_en="Heavy rain: flood readiness checklist",
@@ -172,14 +180,16 @@ class FloodPlanDesk:
                 "SELECT * FROM flood_checks WHERE run_id = ?", [run_id])}
         items = tuple(ItemState(c, checks[c.item]["checked_at"], checks[c.item]["checked_by"],
                                 checks[c.item]["via"]) if c.item in checks
-                      else ItemState(c, None, None, None) for c in self.settings.checklist)
+                      else ItemState(c, None, None, None) for c in self.checklist)
         return Readiness(run["run_id"], run["state"], run["started_at"], run["started_by"],
                          run["note"], items)
 
     # the water ----------------------------------------------------------------------------
 
     def on_alarm(self, change: AlarmChange) -> None:
-        """AlarmMonitor listener: level 3 on every lane display; owners told at 2 and 3."""
+        """AlarmMonitor listener: owners told at 2 and 3; at 3 a ``display`` order to every
+        lane, for lane firmware that cannot read ``level`` (newer lanes hold it from the
+        retained ``alarm/flood`` by themselves)."""
         if change.kind != "flood":
             return
         before, self._level = self._level, change.level

@@ -1,12 +1,15 @@
 """``[plans]`` of the safety file: fire drills (response teams and their tasks, the drill's
-barrier policy) and the heavy-rain readiness checklist."""
+barrier policy), the fire's owner texts by zone and the heavy-rain readiness checklist."""
 
 from __future__ import annotations
 
-from typing import Final, Literal, Self, cast
+import re
+from collections.abc import Iterable
+from typing import Annotated, Final, Literal, Self, cast
 
 from pydantic import Field, model_validator
 
+from gateway.safety.alerts import Role
 from parkguard.configfile import StrictModel
 
 _ID = r"^[a-z0-9][a-z0-9_-]{0,31}$"
@@ -56,11 +59,36 @@ class DrillSettings(StrictModel):
         return self
 
 
+_LEVEL = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$"
+
+
+class FireSettings(StrictModel):
+    """``[plans.fire]``: which cars a real fire's owner texts single out. The response teams
+    a fire alerts are ``[plans.drills] teams`` (one list for drills and fires)."""
+
+    zones: dict[Annotated[str, Field(min_length=1, max_length=32, pattern=_TEXT)],
+                tuple[Annotated[str, Field(pattern=_LEVEL)], ...]] = Field(
+        default_factory=dict,
+        description="fire-panel zone (as the panel reports it) -> the [capacity] levels whose "
+                    "cars are near it: owners of cars that came in by a lane feeding one of "
+                    "them are asked to come and move them; every other owner inside is told "
+                    "to keep out. A zone not listed: everyone inside is told to keep out")
+
+    @model_validator(mode="after")
+    def _levels(self) -> Self:
+        for zone, levels in self.zones.items():
+            if not levels:
+                raise ValueError(f"zones.{zone}: name at least one level")
+        return self
+
+
 class ChecklistItem(StrictModel):
     """One thing to check when heavy rain is coming; ``checkpoint``: the patrol checkpoint there
     (a tap there checks it)."""
 
-    item: str = Field(pattern=_ID)
+    item: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,47}$",
+                      description="its id; `leaders` becomes one item per flood-team leader "
+                                  "on the roster (`leaders-<person id>`)")
     zh: str = Field(min_length=1, max_length=40, pattern=_TEXT)
     en: str = Field(min_length=1, max_length=80, pattern=_TEXT)
     checkpoint: str | None = Field(default=None, max_length=64, pattern=r"^[A-Za-z0-9:_-]+$",
@@ -80,6 +108,10 @@ DEFAULT_CHECKLIST: Final = (
 )
 
 
+LEADERS: Final = "leaders"
+"""The checklist item that becomes one item per flood-team leader on the roster."""
+
+
 class FloodPlanSettings(StrictModel):
     """The heavy-rain readiness checklist."""
 
@@ -87,6 +119,10 @@ class FloodPlanSettings(StrictModel):
                                                  max_length=20)
     team: str = Field(default="flood", pattern=_ID,
                       description="the team alerted when heavy rain is declared")
+    leader_roles: tuple[Role, ...] = Field(
+        default=("squad_leader", "captain", "manager"), max_length=4,
+        description="roster roles that make a member of `team` a leader: the `leaders` item "
+                    "is one item per such person (none on the roster: one item)")
 
     @model_validator(mode="after")
     def _unique(self) -> Self:
@@ -97,6 +133,25 @@ class FloodPlanSettings(StrictModel):
         if len(set(tags)) != len(tags):
             raise ValueError("checklist: a checkpoint marks one item")
         return self
+
+    def items_with_leaders(self, leaders: Iterable[tuple[str, str]]) -> tuple[ChecklistItem, ...]:
+        """The checklist with its ``leaders`` item (if any) as one item per leader
+        (``(person id, name)`` from the roster), in roster order; no leaders: as configured."""
+        people = list(leaders)
+        taken = {c.item for c in self.checklist}
+        items: list[ChecklistItem] = []
+        for item in self.checklist:
+            if item.item != LEADERS or not people:
+                items.append(item)
+                continue
+            for person, name in people:
+                if f"{LEADERS}-{person}" in taken:
+                    continue  # configured by hand under that id
+                shown = re.sub(r"[\x00-\x1f<>]", "", name).strip() or person
+                items.append(ChecklistItem(item=f"{LEADERS}-{person}",
+                                           zh=f"组长 {shown[:24]} 到岗报到",
+                                           en=f"Leader {shown[:60]} reports in"))
+        return tuple(items)
 
 
 EquipmentKind = Literal["extinguisher", "hydrant"]
@@ -156,5 +211,6 @@ class PlanSettings(StrictModel):
     """``[plans]``: the fire and flood plans (docs/alarms-and-alerts.md)."""
 
     drills: DrillSettings = DrillSettings()
+    fire: FireSettings = FireSettings()
     flood: FloodPlanSettings = FloodPlanSettings()
     equipment: EquipmentSettings = EquipmentSettings()

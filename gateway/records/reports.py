@@ -47,8 +47,10 @@ from gateway.records.series import (
 )
 from gateway.records.site_ops import (
     ComplaintTally,
+    HandoverAlertRow,
     HandoverRow,
     complaint_tally,
+    handover_alerts_of_day,
     handovers_of_day,
 )
 from parkguard.core.privacy import mask_phone, mask_plate
@@ -65,6 +67,7 @@ __all__ = [
     "DailySummary",
     "ExceptionKind",
     "ExceptionRow",
+    "HandoverAlertRow",
     "HandoverRow",
     "HourRevenue",
     "LaneCount",
@@ -154,6 +157,9 @@ class DailySummary:
     reviews: tuple[ExceptionRow, ...] = ()
     handovers: tuple[HandoverRow, ...] = ()
     """Shift handovers started this day, in time order (docs/handover.md)."""
+    handover_alerts: tuple[HandoverAlertRow, ...] = ()
+    """Shift changes whose handover was late: ``handover:{boundary}`` alerts raised this
+    day (docs/handover.md)."""
     complaints: ComplaintTally | None = None
     """Incidents and complaints of the day, and how the ones with an answer-by time were
     answered (docs/incidents.md)."""
@@ -229,6 +235,7 @@ def daily_summary(db: Database, day: date, zone: ZoneInfo, *,
         debts=tuple(_debts(db, start, end, zone)),
         reviews=tuple(_reviews(db, start, end, zone)),
         handovers=tuple(handovers_of_day(db, start, end, zone)),
+        handover_alerts=tuple(handover_alerts_of_day(db, start, end, zone)),
         complaints=complaint_tally(db, start, end),
         duties=None if regime is None or now is None else _duties(db, regime, day, now),
     )

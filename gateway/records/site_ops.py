@@ -12,7 +12,8 @@ from sqlite_utils import Database
 
 from gateway.records.days import local_time, scalar
 
-__all__ = ["ComplaintTally", "HandoverRow", "complaint_tally", "handovers_of_day"]
+__all__ = ["ComplaintTally", "HandoverAlertRow", "HandoverRow", "complaint_tally",
+           "handover_alerts_of_day", "handovers_of_day"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +32,21 @@ class HandoverRow:
     @property
     def state_label(self) -> str:
         return _HANDOVER_STATES.get(self.state, self.state)
+
+
+@dataclass(frozen=True, slots=True)
+class HandoverAlertRow:
+    """A shift change whose handover was late (``handover:{boundary}`` alert raised this
+    day): when it was raised, who acknowledged it, when an accepted handover ended it."""
+
+    raised_at: datetime
+    title_zh: str
+    title_en: str
+    detail: str
+    acked_by: str | None
+    acked_at: datetime | None
+    resolved_by: str | None
+    resolved_at: datetime | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +83,22 @@ def handovers_of_day(db: Database, start: str, end: str, zone: ZoneInfo) -> Iter
                           accepted_at=local_time(row["accepted_at"], zone)
                           if row["accepted_at"] else None,
                           items=counts, cash_fen=cash)
+
+
+def handover_alerts_of_day(db: Database, start: str, end: str,
+                           zone: ZoneInfo) -> Iterator[HandoverAlertRow]:
+    """Late-handover alerts (kind ``handover_overdue``) raised in the day."""
+    if not db["alerts"].exists():
+        return
+    for row in db.query("SELECT * FROM alerts WHERE kind = 'handover_overdue' "
+                        "AND raised_at >= ? AND raised_at < ? ORDER BY raised_at",
+                        [start, end]):
+        yield HandoverAlertRow(
+            raised_at=_local(row["raised_at"], zone), title_zh=row["title_zh"],
+            title_en=row["title_en"], detail=row["detail"], acked_by=row["acked_by"],
+            acked_at=local_time(row["acked_at"], zone) if row["acked_at"] else None,
+            resolved_by=row["resolved_by"],
+            resolved_at=local_time(row["resolved_at"], zone) if row["resolved_at"] else None)
 
 
 def complaint_tally(db: Database, start: str, end: str) -> ComplaintTally | None:

@@ -14,7 +14,11 @@ the old one is marked ``superseded`` with the new one naming it (``carried_from`
 one handover waits at a time; the dashboard shows a banner while one does.
 
 Shift names come from the alert roster (``AlertSettings.shift_at``) when the gateway has
-one. ``db`` is the gateway worker's connection (run through ``Gateway.call``).
+one. With a roster the desk also watches each shift change (:mod:`gateway.safety.shift_change`):
+:meth:`HandoverDesk.shift_change` says whether a handover is due (the dashboard's
+交接班时间 banner), :meth:`HandoverDesk.tick` raises ``handover:{boundary}`` when one is
+late, and accepting a handover resolves it. ``db`` is the gateway worker's connection (run
+through ``Gateway.call``).
 """
 
 from __future__ import annotations
@@ -28,6 +32,14 @@ from typing import Any, Final, Literal, TypeAlias
 import sqlite_utils
 
 from gateway.records.audit import AuditLog
+from gateway.safety.alerts import AlertDesk, AlertSettings
+from gateway.safety.shift_change import (
+    ALERT_KIND,
+    KEY_PREFIX,
+    HandoverSettings,
+    ShiftChange,
+    shift_change,
+)
 from parkguard.clock import Clock, utc_iso
 from parkguard.errors import ParkGuardError
 
@@ -90,12 +102,23 @@ class HandoverDesk:
     """Starts and accepts handovers; gathers the open items."""
 
     def __init__(self, db: sqlite_utils.Database, *, clock: Clock, audit: AuditLog,
-                 shift_at: Callable[[datetime], str] | None = None) -> None:
-        """``shift_at``: the roster's shift at a moment (none: handovers name no shift)."""
+                 shift_at: Callable[[datetime], str] | None = None,
+                 roster: AlertSettings | None = None,
+                 settings: HandoverSettings | None = None,
+                 alerts: AlertDesk | None = None) -> None:
+        """``roster``: the alert roster, whose shifts name handovers and whose shift starts
+        are watched (none: no shift names, no banner, no alert unless ``shift_at`` names
+        them); ``alerts``: where a late handover is raised."""
         self.db = db
         self._clock = clock
         self._audit = audit
-        self._shift_at = shift_at
+        self._shift_at = shift_at if shift_at is not None or roster is None \
+            else roster.shift_at
+        self.roster = roster
+        self.settings = settings or HandoverSettings()
+        self._alerts = alerts
+        self.watch_from = clock.now()
+        """Boundaries before this are judged only once the database holds a handover."""
 
     # --- gathering -------------------------------------------------------------------------
 
@@ -107,7 +130,8 @@ class HandoverDesk:
                                         "WHERE state = 'open' ORDER BY opened_at")]
         if self.db["alerts"].exists():
             for r in self.db.query("SELECT alert_id, kind, title_zh, title_en, state "
-                                   "FROM alerts WHERE state <> 'resolved' ORDER BY id"):
+                                   "FROM alerts WHERE state <> 'resolved' AND kind <> ? "
+                                   "ORDER BY id", [ALERT_KIND]):
                 kind: ItemKind = "fault" if r["kind"] in _FAULT_KINDS else "alarm"
                 items.append(Item(kind, f"{r['title_zh']} / {r['title_en']} ({r['state']})"
                                   [:_MAX_TEXT], ref=r["alert_id"]))
@@ -177,7 +201,55 @@ class HandoverDesk:
                 before={"state": "waiting"},
                 after={"state": "accepted", "items": _counts(found.items),
                        "cash_fen": found.cash_fen})
+        self._resolve_late(incoming, f"handover {handover_id} accepted")
         return self.handover(handover_id)
+
+    # --- the shift change ------------------------------------------------------------------
+
+    def shift_change(self, now: datetime | None = None, *,
+                     db: sqlite_utils.Database | None = None) -> ShiftChange | None:
+        """The latest shift boundary and its handover (None without a roster, or for a
+        boundary before the desk started on a database with no handover). ``db``: a reader
+        of the same file (the dashboard's), else the worker's connection."""
+        if self.roster is None:
+            return None
+        return shift_change(db if db is not None else self.db, self.roster, self.settings,
+                            now if now is not None else self._clock.now(),
+                            watch_from=self.watch_from)
+
+    def tick(self, now: datetime) -> ShiftChange | None:
+        """On the gateway's tick: raise ``handover:{boundary}`` once the latest boundary is
+        late (no handover started, or not accepted, ``alert_after_min`` after it), resolve
+        what an accepted handover answered. Nothing while the alert is off."""
+        if self._alerts is None or not self.settings.alert_after_min:
+            return None
+        change = self.shift_change(now)
+        if change is None or self.roster is None:
+            return None
+        if change.state == "accepted":
+            self._resolve_late("gateway", f"handover {change.handover_id} accepted")
+        elif change.overdue(now):
+            b = change.boundary
+            at = b.at.astimezone(self.roster.zone()).strftime("%H:%M")
+            detail = (f"{b.from_shift} → {b.to_shift} at {at}: no handover started"
+                      if change.state == "due" else
+                      f"{b.from_shift} → {b.to_shift} at {at}: handover {change.handover_id} "
+                      f"by {change.outgoing} not accepted")
+            self._alerts.raise_alert(
+                change.key, kind=ALERT_KIND, severity="warning",
+                title_zh=f"交接班未完成 {b.from_shift}→{b.to_shift} {at}",
+                title_en=f"Shift handover not done: {b.from_shift} → {b.to_shift} at {at}",
+                detail=detail, also_roles=("squad_leader",))
+        return change
+
+    def _resolve_late(self, by: str, reason: str) -> None:
+        """An accepted handover ends every late-handover alert still open."""
+        if self._alerts is None or not self.db["alerts"].exists():
+            return
+        for row in list(self.db.query("SELECT key FROM alerts WHERE kind = ? "
+                                      "AND state <> 'resolved'", [ALERT_KIND])):
+            if str(row["key"]).startswith(KEY_PREFIX):
+                self._alerts.resolve_key(row["key"], by, reason)
 
     # --- reading ---------------------------------------------------------------------------
 

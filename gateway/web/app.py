@@ -171,7 +171,8 @@ def create_web_app(gateway_app: RunningGateway, *, settings: WebSettings | None 
     complaints = getattr(gateway_app, "complaints", None)
     operations.install(pages, reader=store.reader, numbers=config.emergency_numbers,
                        clock=time.clock, deadline_hours={} if complaints is None
-                       else complaints.settings.deadline_hours)
+                       else complaints.settings.deadline_hours,
+                       handover=getattr(gateway_app, "handover", None))
 
     # The schema is served by routers/integrations.py to logged-in staff, not to anyone.
     app = FastAPI(**API_INFO, docs_url=None, redoc_url=None, openapi_url=None)

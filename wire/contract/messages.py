@@ -508,14 +508,47 @@ class PatrolTap(WireMessage):
 
 
 class AlarmState(WireMessage):
-    """Retained site alarm: lanes act on it directly, even with the gateway down."""
+    """Retained site alarm: lanes act on it directly, even with the gateway down. A flood
+    alarm is active from level 2 (entries closed); `level` is written only where `active`
+    cannot say it: at level 3 (evacuate: every lane holds 水浸 请立即驶离 on its display until
+    the level drops). Without a level the key is left out, so readers that predate the field
+    (they refuse unknown keys) still read every fire and level 0-2 message."""
 
     kind: Literal["fire", "flood"]
     active: StrictBool
+    level: WireInt | None = Field(
+        default=None, ge=0, le=3,
+        description="flood only: the site's flood level, 0-3; absent: 2 when active, "
+                    "below 2 when not (the gateway writes it at level 3)")
     source: str = Field(max_length=64, description="node or service that set it")
     zone: str | None = Field(default=None, max_length=32)
     since: UtcTime | None = None
     ts: UtcTime
+
+    @model_validator(mode="after")
+    def _level_fits(self) -> Self:
+        if self.level is None:
+            return self
+        if self.kind != "flood":
+            raise ValueError("level: only a flood alarm has a level")
+        if self.active != (self.level >= 2):
+            raise ValueError("level: a flood alarm is active exactly from level 2")
+        return self
+
+    def to_json(self) -> bytes:
+        """No ``level`` key when there is none: byte for byte what readers that refuse
+        unknown fields (firmware before the field) have always read."""
+        if self.level is None:
+            return self.model_dump_json(exclude={"level"}).encode("utf-8")
+        return super().to_json()
+
+    def flood_level(self) -> int:
+        """The flood level this message says (a fire alarm: 0)."""
+        if self.kind != "flood":
+            return 0
+        if self.level is not None:
+            return self.level
+        return 2 if self.active else 0
 
 
 class Alert(WireMessage):

@@ -32,6 +32,7 @@ TEXTS: Final[dict[str, tuple[str, str]]] = {
     "idle": ("欢迎光临", "Welcome"),
     "fire": ("火警 请立即离场", "FIRE – LEAVE NOW"),
     "flood_entry": ("水浸 暂停入场", "FLOOD – NO ENTRY"),
+    "flood_leave": ("水浸 请立即驶离", "FLOOD – LEAVE NOW"),
     "lot_full": ("车位已满", "Car park full"),
     "refused": ("禁止入场 请联系管理处", "Entry refused: please call the office"),
     "unread": ("未识别车牌 请按帮助键", "Plate not read: press Help"),
@@ -87,6 +88,33 @@ def goodbye(plate: str | None, note_zh: str = "", note_en: str = "") -> tuple[st
     zh = f"{who}{note_zh + ' ' if note_zh else ''}一路平安"
     en = f"{who}{note_en + ': ' if note_en else ''}goodbye"
     return fit(zh), fit(en)
+
+
+_ALARM_ONLY: Final = frozenset(TEXTS[k] for k in ("idle", "welcome", "flood_entry",
+                                                  "flood_leave"))
+
+
+def under_alarm(text: tuple[str, str] | None, alarm: tuple[str, str] | None, *,
+                exit_lane: bool) -> tuple[str, str]:
+    """What the display shows for ``text`` (None: no car's words, between cars) while
+    ``alarm`` holds (flood level 3: 水浸 请立即驶离): the alarm alone between cars, at an
+    entry (every car is refused there) and instead of a text it makes moot; at an exit the
+    alarm first and the car's own words after it, so a driver still sees the amount and the
+    pay code and can leave. No alarm: the text, or the idle text for none.
+
+    >>> leave = TEXTS["flood_leave"]
+    >>> under_alarm(None, leave, exit_lane=True) == leave
+    True
+    >>> under_alarm(goodbye("粤B12345"), leave, exit_lane=True)
+    ('水浸 请立即驶离 粤B12345 一路平安', 'FLOOD – LEAVE NOW: 粤B12345 goodbye')
+    >>> under_alarm(TEXTS["flood_entry"], leave, exit_lane=False) == leave
+    True
+    """
+    if alarm is None:
+        return TEXTS["idle"] if text is None else text
+    if text is None or not exit_lane or text in _ALARM_ONLY or text == alarm:
+        return alarm
+    return fit(f"{alarm[0]} {text[0]}"), fit(f"{alarm[1]}: {text[1]}")
 
 
 class RecordingDisplay:

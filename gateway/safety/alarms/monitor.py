@@ -66,6 +66,7 @@ class AlarmMonitor:
         self._fire_zone: str | None = None
         self._fire_source: str | None = None
         self._site_level = 0
+        self._flood_since: datetime | None = None
         self._intake = Intake(sensors, seq_jump=self.settings.seq_jump, trouble=self._trouble,
                               resolve=self._resolve)
         self._memory = SensorMemory(desk.db, clock)
@@ -390,8 +391,8 @@ class AlarmMonitor:
         for step in (3, 2, 1):
             if before >= step > level:
                 self._resolve(f"flood:{step}", f"water back below level {step} ({detail})")
-        if (before >= 2) != (level >= 2):
-            self._publish_alarm("flood", level >= 2)
+        if before >= 2 or level >= 2:  # entries closed, or evacuate: the lanes hold it
+            self._publish_flood(before, level)
         log.warning("alarms: flood level %d -> %d (%s)", before, level, detail)
         self._tell(AlarmChange("flood", level >= 2, level=level))
 
@@ -442,16 +443,25 @@ class AlarmMonitor:
         if self._desk.open_alert(key) is not None:
             self._desk.resolve_key(key, GATEWAY, reason)
 
-    def _publish_alarm(self, kind: Literal["fire", "flood"], active: bool) -> None:
+    def _publish_flood(self, before: int, level: int) -> None:
+        """The retained ``alarm/flood``: active from level 2, with ``level`` only at 3 (the
+        one level ``active`` cannot say), so lanes on firmware that predates the field still
+        read every level-0-2 message (they refuse the level-3 one and keep what they knew)."""
+        if level >= 2 > before:
+            self._flood_since = self._clock.now()
+        self._publish_alarm("flood", level >= 2, level=3 if level >= 3 else None)
+
+    def _publish_alarm(self, kind: Literal["fire", "flood"], active: bool,
+                       level: int | None = None) -> None:
         if self._publisher is None:
             return
         now = self._clock.now()
         if kind == "fire":
             since, zone = (self._fire_since, self._fire_zone) if active else (None, None)
         else:
-            since, zone = (now if active else None), None
-        message = AlarmState(kind=kind, active=active, source=GATEWAY, zone=zone, since=since,
-                             ts=now)
+            since, zone = (self._flood_since or now) if active else None, None
+        message = AlarmState(kind=kind, active=active, level=level, source=GATEWAY, zone=zone,
+                             since=since, ts=now)
         try:
             self._publisher.publish(topics.alarm(self.site, kind), message, qos=1, retain=True)
         except Exception:

@@ -1,20 +1,27 @@
 """The owner contact register on the dashboard (numbers masked; a supervisor reveals one
-with a typed reason) and the drivers' consent form reached from the pay page."""
+with a typed reason, deletes one, or deletes every contact under a number the driver gives,
+after a confirmation step) and the drivers' consent form reached from the pay page."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from gateway.contacts import CONCERNS, CONSENT_WORDING, ContactRegister
-from gateway.contacts.settings import CURRENT_WORDING
+from gateway.contacts import CONCERNS, CONSENT_WORDING, ContactError, ContactRegister
+from gateway.contacts.register import MIN_REASON, clean_phone
+from gateway.contacts.settings import CURRENT_WORDING, INCIDENT_CONCERNS
 from gateway.plans.assembly import SitePlans
 from gateway.web.deps import FormDep, PagesDep, Senior, Staff, WorkerDep
 from gateway.web.render import Pages
 from gateway.web.users import User
+from parkguard.core.privacy import mask_phone
 from parkguard.errors import ParkGuardError
 
 router = APIRouter()
+#: The plain form's concerns: an accident's is sent from its incident (incidents.py).
+FORM_CONCERNS = {k: v for k, v in CONCERNS.items() if k not in INCIDENT_CONCERNS}
 
 
 def register_of(request: Request) -> ContactRegister:
@@ -25,11 +32,12 @@ def register_of(request: Request) -> ContactRegister:
 
 
 def _page(request: Request, pages: Pages, worker: WorkerDep, user: User,
-          revealed: dict[str, str] | None = None) -> Response:
+          revealed: dict[str, str] | None = None,
+          confirm: dict[str, Any] | None = None) -> Response:
     register = register_of(request)
     shown = worker.call(register.contacts)
-    return pages.render(request, "contacts.html", user, contacts=shown, concerns=CONCERNS,
-                        revealed=revealed or {})
+    return pages.render(request, "contacts.html", user, contacts=shown,
+                        concerns=FORM_CONCERNS, revealed=revealed or {}, confirm=confirm)
 
 
 @router.get("/contacts", response_class=HTMLResponse)
@@ -37,7 +45,7 @@ def contacts(request: Request, user: Staff, pages: PagesDep, worker: WorkerDep) 
     plans: SitePlans | None = getattr(request.app.state, "site_plans", None)
     if plans is None or plans.contacts is None:  # not set up: say so, not a bare 404
         return pages.render(request, "contacts.html", user, off=True, contacts=[],
-                            concerns=CONCERNS, revealed={})
+                            concerns=FORM_CONCERNS, revealed={})
     return _page(request, pages, worker, user)
 
 
@@ -64,6 +72,36 @@ async def delete(request: Request, contact_id: str, user: Senior, fields: FormDe
         await worker.run(lambda: register.delete(contact_id, actor=user.actor,
                                                  reason=fields.get("reason", "")))
     return await pages.act(request, "/contacts", work, "已删除 / Deleted")
+
+
+@router.post("/contacts/delete-phone", response_class=HTMLResponse)
+async def delete_phone(request: Request, user: Senior, fields: FormDep, pages: PagesDep,
+                       worker: WorkerDep) -> Response:
+    """A driver at the booth asks for their number to go: the first post says how many
+    contacts are under it (masked) and asks to confirm; the second, with ``confirm=yes``,
+    deletes them all (each audited ``contact.delete`` with the reason)."""
+    register = register_of(request)
+    reason = fields.get("reason", "").strip()
+    try:
+        digits = clean_phone(fields.get("phone", ""))
+        if len(reason) < MIN_REASON:
+            raise ContactError(f"reason: say why (at least {MIN_REASON} characters)")
+        masked = mask_phone(digits)
+        if fields.get("confirm") != "yes":
+            count = await worker.run(lambda: register.count_phone(digits))
+            if not count:
+                raise ContactError(f"该号码下没有登记 no contact under {masked}")
+            return _page(request, pages, worker, user, confirm={
+                "phone": digits, "masked": masked, "count": count, "reason": reason})
+        gone = await worker.run(lambda: register.delete_phone(digits, actor=user.actor,
+                                                              reason=reason))
+        if not gone:
+            raise ContactError(f"该号码下没有登记 no contact under {masked}")
+        pages.flash(request, "ok", f"已删除 {masked} 下 {gone} 条 / {gone} contact(s) under "
+                                   f"{masked} deleted")
+    except (ParkGuardError, ValueError) as error:
+        pages.flash(request, "error", str(error))
+    return RedirectResponse("/contacts", status_code=303)
 
 
 @router.post("/contacts/tell")

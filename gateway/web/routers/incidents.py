@@ -4,7 +4,12 @@ without their metadata, each file's hash in the audit chain) and look at them.
 
 Any staff member — the guard at the scene, on a phone — reports one at
 ``/incidents/report`` with its plates and photos (an accident alerts the guard on duty and
-the squad leader), without seeing the incidents list."""
+the squad leader), without seeing the incidents list.
+
+An accident's card lists its plates with whether each owner agreed to be reached (numbers
+masked, never revealed here) and a 联系车主 Contact owner button that texts them through the
+contact register (:func:`contact_owner`: the text, the note on the incident and both audit
+entries in one transaction)."""
 
 from __future__ import annotations
 
@@ -18,6 +23,8 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
+from gateway.contacts import CONCERNS, ContactError, ContactRegister
+from gateway.plans.assembly import SitePlans
 from gateway.safety.incident_photos import (
     MAX_BYTES,
     MAX_PHOTOS,
@@ -25,7 +32,13 @@ from gateway.safety.incident_photos import (
     PhotoError,
     clean_image,
 )
-from gateway.safety.incidents import KIND_LABELS, IncidentKind
+from gateway.safety.incidents import (
+    KIND_LABELS,
+    Incident,
+    IncidentDesk,
+    IncidentError,
+    IncidentKind,
+)
 from gateway.web.deps import (
     FormDep,
     IncidentsDep,
@@ -56,9 +69,13 @@ def incidents(request: Request, user: IncidentsUser, pages: PagesDep, worker: Wo
     found = worker.call(lambda: desk.incidents(state=chosen))  # type: ignore[arg-type]
     photo_desk = photos_of(request)
     photos = {} if photo_desk is None else worker.call(photo_desk.by_incident)
+    register = register_of(request)
+    owners = {} if register is None else worker.call(lambda: owners_of(register, found))
     return pages.render(request, "incidents.html", user, incidents=found, state=state,
                         kinds=KIND_LABELS, photos=photos, photos_on=photo_desk is not None,
-                        max_photos=MAX_PHOTOS, max_mb=MAX_BYTES // (1024 * 1024))
+                        max_photos=MAX_PHOTOS, max_mb=MAX_BYTES // (1024 * 1024),
+                        owners=owners, contacts_off=register is None,
+                        other_routes=OTHER_ROUTES)
 
 
 @router.post("/incidents")
@@ -187,6 +204,91 @@ def _keep_images(request: Request, snapshots: list[dict[str, Any]]) -> None:
             fetcher.keep(lane, event_id)
 
     threading.Thread(target=keep, name="incident-evidence", daemon=True).start()
+
+
+# --- the accident's other owner -----------------------------------------------------------
+
+SENT_WORDS = {"queued": "排队 queued", "sent": "已发送 sent", "failed": "失败 failed",
+              "skipped": "未发送 not sent (no SMS channel)"}
+OTHER_ROUTES = ("其他途径 Other routes: 出口扣留 hold it at the exit · 挡风玻璃留言 a note on "
+                "the windscreen · 车主到岗亭时登记 ask the driver at the booth · 122 交通事故报警 "
+                "traffic police")
+
+
+def register_of(request: Request) -> ContactRegister | None:
+    """The app's contact register (None: no ``[contacts]`` on this gateway)."""
+    plans: SitePlans | None = getattr(request.app.state, "site_plans", None)
+    return None if plans is None else plans.contacts
+
+
+def owners_of(register: ContactRegister, found: list[Incident]) -> dict[str, list[dict[str, Any]]]:
+    """For each accident: each plate with its consenting owners (masked), whether the car is
+    inside, and the texts sent about the incident. On the worker."""
+    accidents = [i for i in found if i.kind == "accident"]
+    if not accidents:
+        return {}
+    consented: dict[str, list[str]] = {}
+    inside: dict[str, bool] = {}
+    for view in register.contacts():
+        consented.setdefault(view.plate, []).append(view.phone_masked)
+        inside[view.plate] = view.inside
+    kinds = [f"incident:{i.incident_id}" for i in accidents]
+    texts: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for row in register.db.query(
+            "SELECT m.kind, m.actor, m.status, m.queued_at, m.done_at, c.plate FROM "  # noqa: S608
+            "contact_messages m JOIN contacts c ON c.contact_id = m.contact_id "
+            f"WHERE m.kind IN ({', '.join('?' * len(kinds))}) ORDER BY m.id",
+            kinds):
+        texts.setdefault((row["kind"], row["plate"]), []).append(
+            {**row, "status_words": SENT_WORDS.get(row["status"], row["status"])})
+    return {i.incident_id: [
+        {"plate": plate, "masked": consented.get(plate, []), "inside": inside.get(plate, False),
+         "texts": texts.get((f"incident:{i.incident_id}", plate), [])}
+        for plate in i.evidence.get("plates", [])] for i in accidents}
+
+
+def contact_owner(desk: IncidentDesk, register: ContactRegister, incident_id: str, plate: str,
+                  *, actor: str) -> int:
+    """Text the consenting owners of ``plate`` about the open accident ``incident_id`` and
+    note it on the incident (who, when, which concern; never the number): the texts' rows,
+    ``contact.message`` (naming the incident), the note and ``incident.note`` commit
+    together or not at all. Returns the texts queued (0: no SMS channel, recorded so)."""
+    incident = desk.incident(incident_id)
+    if incident.kind != "accident":
+        raise IncidentError("只有事故可联系对方车主 only an accident's owners are contacted here")
+    if incident.state != "open":
+        raise IncidentError(f"incident {incident_id} is closed")
+    plate = plate.strip().upper()
+    if plate not in incident.evidence.get("plates", []):
+        raise IncidentError(f"{plate or '?'} is not a plate of incident {incident_id}")
+    with desk.db.atomic():
+        sent = register.tell_owner(plate, "accident", actor=actor, incident_id=incident_id)
+        told = (f"短信 {sent} 条 {sent} text(s)" if sent
+                else "未发出：无短信通道 not sent: no SMS channel")
+        desk.add_note(incident_id, f"联系车主 Owner contacted: {plate} · 事故 accident "
+                                   f"({CONCERNS['accident'][1]}) · {told}", author=actor)
+    return sent
+
+
+@router.post("/incidents/{incident_id}/contact")
+async def contact(request: Request, incident_id: str, user: IncidentsUser, fields: FormDep,
+                  pages: PagesDep, worker: WorkerDep, desk: IncidentsDep) -> Response:
+    """联系车主: the accident's other owner, by the plate on the incident."""
+    plate = fields.get("plate", "")
+    register = register_of(request)
+    try:
+        if register is None:
+            raise BadForm("本网关未启用车主联系登记 no contact register on this gateway "
+                          "([contacts])")
+        sent = await worker.run(lambda: contact_owner(desk, register, incident_id, plate,
+                                                      actor=user.actor))
+        pages.flash(request, "ok", f"已通知车主 {plate}：{sent} 条短信 / {sent} text(s) to "
+                                   f"the owner of {plate}")
+    except ContactError as error:
+        pages.flash(request, "error", f"{error}. {OTHER_ROUTES}")
+    except (BadForm, ParkGuardError, ValueError, LookupError) as error:
+        pages.flash(request, "error", str(error))
+    return RedirectResponse(f"/incidents#{incident_id}", status_code=303)
 
 
 @router.post("/incidents/{incident_id}/{action}")

@@ -10,7 +10,9 @@ plates held at the exit, and the shift handover (docs/handover.md, docs/incident
   a call-back; the incidents page shows each complaint's answer-by time and call-backs.
 - **Handover** ``/handover`` (any staff): the handover waiting, what is open now, the
   outgoing guard's form (keys and cash typed in) and the incoming guard's accept button;
-  ``_handover_banner.html`` (in ``base.html`` for staff) says when one is waiting.
+  ``_handover_banner.html`` (in ``base.html`` for staff) says when one is waiting, and
+  from each roster shift start until a handover for it is started, 交接班时间 Handover due
+  with the outgoing and incoming shift.
 
 Reads of the banner use the request's own reader; every write goes through the worker.
 """
@@ -50,8 +52,9 @@ OFF = ("本网关未启用此功能", "Not available on this gateway")
 
 
 def install(pages: Pages, *, reader: Reader, numbers: Sequence[EmergencyNumber],
-            clock: Clock, deadline_hours: Mapping[str, float]) -> None:
-    """Give the templates the emergency numbers, the handover banner's question and each
+            clock: Clock, deadline_hours: Mapping[str, float],
+            handover: HandoverDesk | None = None) -> None:
+    """Give the templates the emergency numbers, the handover banner's questions and each
     complaint's answer-by time and call-backs."""
 
     def complaint_of(incident_id: str) -> dict[str, Any] | None:
@@ -85,8 +88,25 @@ def install(pages: Pages, *, reader: Reader, numbers: Sequence[EmergencyNumber],
                                  "WHERE state = 'waiting' ORDER BY created_at DESC LIMIT 1"))
         return rows[0] if rows else None
 
+    def handover_due(user: User | None) -> dict[str, Any] | None:
+        """The roster's latest shift start while no handover for it was started."""
+        if user is None or user.role not in STAFF or handover is None \
+                or handover.roster is None:
+            return None
+        now = clock.now()
+        with reader() as db:
+            if not db["handovers"].exists():
+                return None
+            change = handover.shift_change(now, db=db)
+        if change is None or change.state != "due":
+            return None
+        b = change.boundary
+        return {"from_shift": b.from_shift, "to_shift": b.to_shift, "at": b.at,
+                "key": change.key, "overdue": change.overdue(now)}
+
     pages.env.globals.update(emergency_numbers=tuple(numbers),
-                             handover_waiting=handover_waiting, item_kinds=ITEM_KINDS,
+                             handover_waiting=handover_waiting, handover_due=handover_due,
+                             item_kinds=ITEM_KINDS,
                              complaint_of=complaint_of)
 
 

@@ -10,6 +10,7 @@ from fastapi.responses import HTMLResponse, Response
 from markupsafe import Markup
 
 from gateway.records import charts, reports
+from gateway.safety.incidents import KIND_LABELS
 from gateway.web.deps import Manager, PagesDep, PatrolsDep, ReaderDep, TimeDep
 from parkguard.core.tariffs import format_yuan
 
@@ -54,7 +55,7 @@ def report(request: Request, user: Manager, chosen: Day, pages: PagesDep, reader
     return pages.render(request, "reports.html", user, summary=summary, day=chosen,
                         charts={k: Markup(v) for k, v in svg.items()},  # noqa: S704 - ours
                         previous=chosen - timedelta(days=1), next=chosen + timedelta(days=1),
-                        yuan=format_yuan)
+                        yuan=format_yuan, kind_labels=KIND_LABELS)
 
 
 @router.get("/reports/{day}/summary.csv")
