@@ -33,6 +33,8 @@ from fleet.stream import MQTT_SOURCE, IngestSource, consumer_config, ensure_stre
 from parkguard.configfile import reveal
 
 log = logging.getLogger(__name__)
+#: Messages read between two turns of the event loop (see ``FleetService._prepare``).
+_SLICE = 100
 Connection = psycopg.Connection[tuple[object, ...]]
 
 
@@ -84,7 +86,7 @@ class FleetService:
             while not self._stopping.is_set():
                 messages = await upcoming
                 upcoming = asyncio.create_task(self._fetch(sub))
-                batch = self._prepare(messages) if messages else None
+                batch = await self._prepare(messages) if messages else None
                 if writing is not None:
                     conn = await writing
                     writing = None
@@ -130,10 +132,21 @@ class FleetService:
                 await asyncio.sleep(0.5)
         return None
 
-    def _prepare(self, messages: list[Msg]) -> Batch:
+    async def _prepare(self, messages: list[Msg]) -> Batch:
+        """Read a batch in slices, letting the event loop run between them: the next fetch's
+        pull request goes out at once (not after the whole batch is read) and its messages
+        are taken in meanwhile, and the writing thread gets the GIL back sooner. Read all at
+        once, the loop's wait for the next batch was its whole round trip after the reading
+        (docs/fleet.md, "Scale")."""
         subject = self.source.subject
-        return prepare([Delivered(subject(m.subject), m.data, m.metadata.sequence.stream)
-                        for m in messages])
+        parts = []
+        for start in range(0, len(messages), _SLICE):
+            await asyncio.sleep(0)
+            parts.append(prepare([Delivered(subject(m.subject), m.data,
+                                            m.metadata.sequence.stream)
+                                  for m in messages[start:start + _SLICE]]))
+        return Batch(tuple(row for part in parts for row in part.rows),
+                     tuple(dead for part in parts for dead in part.dead))
 
     async def _commit_and_ack(self, conn: Connection | None, dsn: str, batch: Batch,
                               messages: list[Msg]) -> Connection:

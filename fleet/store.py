@@ -10,35 +10,54 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from datetime import datetime
 
 import psycopg
 
 from fleet.rows import DeadLetter, Delivered, Rows, SessionPassage, read
 
-_SCRATCH = """CREATE TEMP TABLE IF NOT EXISTS incoming
-(LIKE events INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"""
-_COPY = """COPY incoming (event_id, site, kind, node, type, seq, ts, stream_seq, payload)
-FROM STDIN"""
+# A batch is one statement, in the common case where every event in it is new: the events go
+# in (arrays unnested, ON CONFLICT DO NOTHING) and, in the same statement, the sessions and
+# payments of those events, guarded by "every event was new" (count of RETURNING = batch
+# size). A repeat or a duplicate within the batch makes the guard false: the sessions and
+# payments are then written in Python's second step, for the new events only, as before.
+# Fewer round trips is what matters here: each is a wake-up of PostgreSQL and of the writing
+# thread (which waits for the GIL), milliseconds each on a loaded machine (docs/fleet.md).
+# The arrays go as binary parameters (%b): psycopg's text arrays quote-checked every element
+# with a regular expression, about half of the client's writing time.
+_EVENTS = """INSERT INTO events (event_id, site, kind, node, type, seq, ts, stream_seq, payload)
+SELECT e.event_id, e.site, e.kind, e.node, e.type, e.seq, e.ts, e.stream_seq, e.payload::jsonb
+FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[], %b::text[], %b::bigint[],
+%b::timestamptz[], %b::bigint[], %b::text[])
+AS e(event_id, site, kind, node, type, seq, ts, stream_seq, payload)
+ORDER BY e.stream_seq ON CONFLICT (event_id) DO NOTHING RETURNING event_id"""
 # ORDER BY: rows go in in stream order, so the first copy of a repeated id is the one kept.
-_FROM_SCRATCH = """INSERT INTO events (event_id, site, kind, node, type, seq, ts, stream_seq,
-payload) SELECT event_id, site, kind, node, type, seq, ts, stream_seq, payload
-FROM incoming ORDER BY stream_seq ON CONFLICT (event_id) DO NOTHING RETURNING event_id"""
-# Sessions and payments go in with one statement per batch each (arrays unnested), not one
-# per row: most of the batch's PostgreSQL time was these upserts (docs/fleet.md, "Scale").
-_ENTRY = """INSERT INTO sessions (site, session_id, plate, entry_lane, entered_at)
-SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::timestamptz[])
-ON CONFLICT (site, session_id) DO UPDATE SET
-plate = COALESCE(sessions.plate, EXCLUDED.plate), entry_lane = EXCLUDED.entry_lane,
-entered_at = EXCLUDED.entered_at"""
-_EXIT = """INSERT INTO sessions (site, session_id, plate, exit_lane, exited_at, fee_fen, settled)
-SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::timestamptz[],
-%s::bigint[], %s::text[])
-ON CONFLICT (site, session_id) DO UPDATE SET
-plate = COALESCE(sessions.plate, EXCLUDED.plate), exit_lane = EXCLUDED.exit_lane,
-exited_at = EXCLUDED.exited_at, fee_fen = EXCLUDED.fee_fen, settled = EXCLUDED.settled"""
-_PAYMENT = """INSERT INTO payments (event_id, site, lane, session_id, source, settled, fee_fen, ts)
-SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[],
-%s::bigint[], %s::timestamptz[]) ON CONFLICT DO NOTHING"""
+# One upsert per session for the batch's entry and exit together: a column of one direction
+# is written only when the batch has that direction for the session (its time is not NULL),
+# otherwise the row keeps what it had; the plate is the first one seen, as before.
+_SESSION_INSERT = """INSERT INTO sessions AS s (site, session_id, plate, entry_lane, entered_at,
+exit_lane, exited_at, fee_fen, settled)
+SELECT * FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[], %b::timestamptz[],
+%b::text[], %b::timestamptz[], %b::bigint[], %b::text[])"""
+_SESSION_UPSERT = """ON CONFLICT (site, session_id) DO UPDATE SET
+plate = COALESCE(s.plate, EXCLUDED.plate),
+entry_lane = CASE WHEN EXCLUDED.entered_at IS NULL THEN s.entry_lane ELSE EXCLUDED.entry_lane END,
+entered_at = COALESCE(EXCLUDED.entered_at, s.entered_at),
+exit_lane = CASE WHEN EXCLUDED.exited_at IS NULL THEN s.exit_lane ELSE EXCLUDED.exit_lane END,
+exited_at = COALESCE(EXCLUDED.exited_at, s.exited_at),
+fee_fen = CASE WHEN EXCLUDED.exited_at IS NULL THEN s.fee_fen ELSE EXCLUDED.fee_fen END,
+settled = CASE WHEN EXCLUDED.exited_at IS NULL THEN s.settled ELSE EXCLUDED.settled END"""
+_SESSION = f"{_SESSION_INSERT}\n{_SESSION_UPSERT}"
+_PAYMENT_INSERT = """INSERT INTO payments (event_id, site, lane, session_id, source, settled,
+fee_fen, ts)
+SELECT * FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[], %b::text[], %b::text[],
+%b::bigint[], %b::timestamptz[])"""
+_PAYMENT = f"{_PAYMENT_INSERT} ON CONFLICT DO NOTHING"
+_ALL_NEW = "WHERE (SELECT count(*) FROM new) = %b::bigint"
+_ONE_STATEMENT = f"""WITH new AS ({_EVENTS}),
+sessions_written AS ({_SESSION_INSERT} {_ALL_NEW} {_SESSION_UPSERT}),
+payments_written AS ({_PAYMENT_INSERT} {_ALL_NEW} ON CONFLICT DO NOTHING)
+SELECT event_id FROM new"""  # noqa: S608 (our own constants, no input)
 _ALARM = """INSERT INTO alarms (site, kind, active, source, zone, since, ts)
 VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (site, kind) DO UPDATE SET
 active = EXCLUDED.active, source = EXCLUDED.source, zone = EXCLUDED.zone,
@@ -96,20 +115,20 @@ def write_prepared(conn: psycopg.Connection[tuple[object, ...]], batch: Batch) -
     rows, dead = batch.rows, batch.dead
     with conn.transaction(), conn.cursor() as cur:
         new_ids: set[str] = set()
+        money_written = False
         if rows:
-            # COPY the batch into a scratch table, then one INSERT ... SELECT: a round trip
-            # per batch, not per event.
-            cur.execute(_SCRATCH)
-            with cur.copy(_COPY) as copy:
-                for r in rows:
-                    e = r.event
-                    copy.write_row((e.event_id, e.site, e.kind, e.node, e.type, e.seq, e.ts,
-                                    e.stream_seq, e.payload))
-            new_ids = {str(found[0]) for found in cur.execute(_FROM_SCRATCH).fetchall()}
+            sessions, payments = _columns(_session_rows(rows)), _payment_columns(rows)
+            events = _columns([(r.event.event_id, r.event.site, r.event.kind, r.event.node,
+                                r.event.type, r.event.seq, r.event.ts, r.event.stream_seq,
+                                r.event.payload) for r in rows], 9)
+            new_ids = {str(found[0]) for found in cur.execute(
+                _ONE_STATEMENT, [*events, *_padded(sessions, 9), len(rows),
+                                 *_padded(payments, 8), len(rows)]).fetchall()}
+            money_written = len(new_ids) == len(rows)  # the guard held: all of them new
         fresh = [r for r in rows if r.event.event_id in new_ids]
         seen: set[str] = set()
         fresh = [r for r in fresh if not (r.event.event_id in seen or seen.add(r.event.event_id))]  # type: ignore[func-returns-value]
-        _write_details(cur, fresh)
+        _write_details(cur, fresh, money_written)
         if dead:
             cur.executemany(_DEAD, [(d.subject, d.stream_seq, d.reason, d.payload)
                                     for d in dead])
@@ -119,22 +138,17 @@ def write_prepared(conn: psycopg.Connection[tuple[object, ...]], batch: Batch) -
     return result
 
 
-def _write_details(cur: psycopg.Cursor[tuple[object, ...]], fresh: Sequence[Rows]) -> None:
-    for direction, statement in (("entry", _ENTRY), ("exit", _EXIT)):
-        passages = _one_per_session([r.session for r in fresh
-                                     if r.session and r.session.direction == direction])
-        if passages:
-            columns: list[list[object]] = [[s.site for s in passages],
-                                           [s.session_id for s in passages],
-                                           [s.plate for s in passages],
-                                           [s.lane for s in passages], [s.ts for s in passages]]
-            if direction == "exit":
-                columns += [[s.fee_fen for s in passages], [s.settled for s in passages]]
-            cur.execute(statement, columns)
-    payments = [r.payment for r in fresh if r.payment is not None]
-    if payments:
-        cur.execute(_PAYMENT, [[getattr(p, name) for p in payments] for name in (
-            "event_id", "site", "lane", "session_id", "source", "settled", "fee_fen", "ts")])
+def _write_details(cur: psycopg.Cursor[tuple[object, ...]], fresh: Sequence[Rows],
+                   money_written: bool = False) -> None:
+    """Everything but the events of the ``fresh`` (new) rows; the sessions and payments only
+    when the events' statement did not write them already (``money_written``)."""
+    if not money_written:
+        sessions = _session_rows(fresh)
+        if sessions:
+            cur.execute(_SESSION, _columns(sessions, 9))
+        payments = _payment_columns(fresh)
+        if payments:
+            cur.execute(_PAYMENT, payments)
     alarms = [r.alarm for r in fresh if r.alarm is not None]
     if alarms:
         cur.executemany(_ALARM, [(a.site, a.kind, a.active, a.source, a.zone, a.since, a.ts)
@@ -157,15 +171,50 @@ def _write_details(cur: psycopg.Cursor[tuple[object, ...]], fresh: Sequence[Rows
                                 a.ts) for a in acks])
 
 
+SessionRow = tuple[str, str, str | None, str | None, datetime | None, str | None,
+                   datetime | None, int, str | None]
+
+
+def _columns(rows: Sequence[tuple[object, ...]], width: int = 0) -> list[list[object]]:
+    """Rows to columns (one array parameter each); ``width`` empty columns when no rows."""
+    return [list(column) for column in zip(*rows, strict=True)] if rows else \
+        [[] for _ in range(width)]
+
+
+def _padded(columns: list[list[object]], width: int) -> list[list[object]]:
+    return columns or [[] for _ in range(width)]
+
+
+def _payment_columns(fresh: Sequence[Rows]) -> list[list[object]]:
+    payments = [r.payment for r in fresh if r.payment is not None]
+    return _columns([(p.event_id, p.site, p.lane, p.session_id, p.source, p.settled,
+                      p.fee_fen, p.ts) for p in payments])
+
+
+def _session_rows(fresh: Sequence[Rows]) -> list[SessionRow]:
+    """One row per (site, session) for :data:`_SESSION`: the batch's last entry and last exit
+    of it (:func:`_one_per_session`), the plate the first one seen in stream order whatever
+    its direction (an exit comes first when the entry lane was offline and replays later), as
+    one message at a time would leave it."""
+    first_plate: dict[tuple[str, str], str] = {}
+    for r in fresh:
+        if r.session is not None and r.session.plate is not None:
+            first_plate.setdefault((r.session.site, r.session.session_id), r.session.plate)
+    entries = {(p.site, p.session_id): p for p in _one_per_session(
+        [r.session for r in fresh if r.session and r.session.direction == "entry"])}
+    exits = {(p.site, p.session_id): p for p in _one_per_session(
+        [r.session for r in fresh if r.session and r.session.direction == "exit"])}
+    rows: list[SessionRow] = []
+    for key in entries | exits:
+        entry, out = entries.get(key), exits.get(key)
+        rows.append((key[0], key[1], first_plate.get(key),
+                     entry.lane if entry else None, entry.ts if entry else None,
+                     out.lane if out else None, out.ts if out else None,
+                     out.fee_fen if out else 0, out.settled if out else None))
+    return rows
+
+
 def _one_per_session(passages: list[SessionPassage]) -> list[SessionPassage]:
     """One passage per (site, session) and direction, the last in stream order (as one upsert
-    after another would leave it) but with the first plate seen: a single INSERT may not touch
-    a row twice."""
-    kept: dict[tuple[str, str], SessionPassage] = {}
-    for passage in passages:
-        key = (passage.site, passage.session_id)
-        before = kept.get(key)
-        if before is not None and before.plate is not None:
-            passage = dataclasses.replace(passage, plate=before.plate)
-        kept[key] = passage
-    return list(kept.values())
+    after another would leave it): a single INSERT may not touch a row twice."""
+    return list({(p.site, p.session_id): p for p in passages}.values())

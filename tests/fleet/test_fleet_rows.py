@@ -39,13 +39,15 @@ def test_money_paid_by_payment_code_counts_once_at_the_code_not_again_at_the_exi
     assert _money(exit_paid_online) == 500
 
 
-def test_one_passage_per_session_keeps_the_last_with_the_first_plate() -> None:
+def test_one_passage_per_session_keeps_the_last() -> None:
+    """The last passage per session and direction; its plate is chosen apart (the first seen
+    in either direction: tests/fleet/test_fleet_store.py)."""
     at = datetime(2026, 5, 6, 2, 0, tzinfo=UTC)
     first = SessionPassage("north", "s1", "entry", "in1", "粤B1", at, 0, "decision")
     again = SessionPassage("north", "s1", "entry", "in2", None, at, 0, "decision")
     other = SessionPassage("south", "s1", "entry", "in1", "粤B2", at, 0, "decision")
     kept = _one_per_session([first, again, other])
-    assert [(p.site, p.lane, p.plate) for p in kept] == [("north", "in2", "粤B1"),
+    assert [(p.site, p.lane, p.plate) for p in kept] == [("north", "in2", None),
                                                          ("south", "in1", "粤B2")]
 
 
