@@ -21,6 +21,7 @@ from broker.runner import MosquittoBroker
 from parkguard.clock import ManualClock
 from simulator.provisioned import provision_simulated_site
 from simulator.site import SimulatedSite
+from tests.sms_peer import SmsEagle
 from wire.memory import MemoryBroker
 
 TEST_SITE = "test"
@@ -75,3 +76,11 @@ def memory() -> Iterator[MemoryBroker]:
     broker = MemoryBroker()
     yield broker
     broker.close()
+
+
+@pytest.fixture
+def eagle() -> Iterator[SmsEagle]:
+    """A local SMSEagle box (tests/sms_peer.py) for tests whose texts leave through Apprise."""
+    server = SmsEagle()
+    yield server
+    server.close()

@@ -26,7 +26,7 @@ from gateway.records.audit import verify
 from gateway.web import WebServer, WebSettings, create_web_app
 from simulator.site import SimulatedSite
 from tests.helpers import eventually
-from tests.test_kiosk_otp import SmsEagle
+from tests.sms_peer import SmsEagle
 from tests.test_site_plans import DIGITS, PHONE, PLATE, park, plans_site, register_of, texts
 from tests.test_web_auth import add_people, csrf_of, login
 from tests.test_web_browser import browser as browser  # the shared Chromium
@@ -37,13 +37,6 @@ pytestmark = pytest.mark.integration
 
 OTHER = "粤A99999"  # the other car: nobody agreed to be reached about it
 MASKED = "139****5678"
-
-
-@pytest.fixture
-def eagle() -> Iterator[SmsEagle]:
-    server = SmsEagle()
-    yield server
-    server.close()
 
 
 @pytest.fixture

@@ -25,8 +25,8 @@ from parkguard.core.plates import NoPlateId
 from simulator.site import settings_of
 from tests.conftest import SITE_START, TEST_SITE
 from tests.helpers import eventually
+from tests.sms_peer import SmsEagle
 from tests.test_gateway_no_plate import KEY, KioskLane
-from tests.test_kiosk_otp import SmsEagle
 
 pytestmark = pytest.mark.integration
 
@@ -46,13 +46,6 @@ class ConsentLane(KioskLane):
     def shows(self, text: tuple[str, str]) -> None:
         eventually(lambda: self.screen.current == text, what=f"the display: {text}",
                    timeout=30)
-
-
-@pytest.fixture
-def eagle() -> Iterator[SmsEagle]:
-    server = SmsEagle()
-    yield server
-    server.close()
 
 
 @pytest.fixture

@@ -17,14 +17,14 @@ from gateway.plans.drills import DRILL_DISPLAY, DRILL_OVER_DISPLAY
 from gateway.records.audit import verify
 from gateway.web import WebServer
 from simulator.site import SimulatedSite
-from tests.test_kiosk_otp import SmsEagle
+from tests.sms_peer import SmsEagle
 from tests.test_site_plans import DIGITS, PHONE, PLATE, on_worker, park, register_of, texts
-from tests.test_site_plans_browser import browser, eagle, web
+from tests.test_site_plans_browser import browser, web
 from tests.test_web_browser import eventually, log_in, log_out, text_of
 
 pytestmark = pytest.mark.integration
 
-__all__ = ["browser", "eagle", "web"]  # the shared Chromium, the SMS peer, the live server
+__all__ = ["browser", "web"]  # the shared Chromium and the live server
 
 Web = tuple[WebServer, SimulatedSite]
 

@@ -22,12 +22,11 @@ from gateway.safety.alarms import FLOOD_EVACUATE_DISPLAY
 from simulator.site import SimulatedSite
 from tests.conftest import TEST_SITE
 from tests.helpers import eventually
-from tests.test_kiosk_otp import SmsEagle
+from tests.sms_peer import SmsEagle
 from tests.test_site_plans import (
     DIGITS,
     PHONE,
     PLATE,
-    eagle,
     on_worker,
     park,
     plans_of,
@@ -41,7 +40,7 @@ from wire.mqtt import MqttBus
 
 pytestmark = pytest.mark.integration
 
-__all__ = ["eagle", "site"]  # the SMS peer and the plans site, shared
+__all__ = ["site"]  # the plans site, shared
 
 READER = "patrol1"  # the simulated site's patrol reader (simulator/provisioned.py)
 ZONE = ZoneInfo("Asia/Shanghai")

@@ -28,7 +28,7 @@ from parkguard.clock import ManualClock
 from simulator.site import SimulatedSite
 from tests.conftest import SITE_START, TEST_SITE
 from tests.helpers import eventually
-from tests.test_kiosk_otp import SmsEagle
+from tests.sms_peer import SmsEagle
 from wire.contract.messages import PatrolTap, SensorReading
 
 pytestmark = pytest.mark.integration
@@ -92,13 +92,6 @@ item = "sandbags"
 zh = "沙袋 20 袋到位"
 en = "20 sandbags in place"
 """
-
-
-@pytest.fixture
-def eagle() -> Iterator[SmsEagle]:
-    server = SmsEagle()
-    yield server
-    server.close()
 
 
 def plans_site(broker: MosquittoBroker, tmp_path: Path, test_site: ProvisionResult,

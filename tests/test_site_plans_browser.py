@@ -17,20 +17,13 @@ from broker.provision.generate import ProvisionResult
 from broker.runner import MosquittoBroker
 from gateway.web import WebServer, WebSettings
 from simulator.site import SimulatedSite
-from tests.test_kiosk_otp import SmsEagle
+from tests.sms_peer import SmsEagle
 from tests.test_site_plans import DIGITS, PHONE, PLATE, park, plans_site
 from tests.test_web_auth import add_people
 from tests.test_web_browser import browser as browser  # the shared Chromium
 from tests.test_web_browser import eventually, log_in, log_out, text_of
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def eagle() -> Iterator[SmsEagle]:
-    server = SmsEagle()
-    yield server
-    server.close()
 
 
 @pytest.fixture
