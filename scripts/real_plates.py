@@ -144,6 +144,16 @@ SOURCES: Final = (
     Source("ccpd-stephencurry303", "stephencurry303/preprocess_ccpd2019",
            "47fc96f6ba21ce10dcc441bbb8671361c7a5d75f", "ccpd_out", _CCPD_COPY, "photo",
            "ccpd", 0.5, dedupe=True),
+    # issue 19, sixth session: more CCPD pictures under their CCPD names (README, "Sources")
+    Source("ccpd-julienkolani", "julienkolani/ccpd-character-recognition",
+           "0980fca3cf060d7965b4e7648d555f392721d72b", "TP/TP1/CCPD_SubDataset", _CCPD_COPY,
+           "photo", "ccpd", 0.5, pattern=r"^(train|test)/\d", dedupe=True),
+    Source("ccpd-chenjun2hao", "chenjun2hao/CLPR.pytorch",
+           "a71d12551e603ccb6739f793504d0a15a4a9c14b", "data/test_data",
+           "MIT (the repository's LICENSE, ssd.pytorch's); the pictures are CCPD's (MIT)",
+           "photo", "ccpd", 0.5, pattern=r"^\d", dedupe=True),
+    Source("ccpd-weidafeng", "weidafeng/CCPD2COCO", "5c3092e459a626f5fc4278b7e73ddccc26919c98",
+           "data", _CCPD_COPY, "photo", "ccpd", 0.5, pattern=r"^\d", dedupe=True),
 )
 
 _SIX: Final = re.compile(r"^[A-Z0-9]{2,4}_([A-Z0-9]{6})_\d+$")
