@@ -32,6 +32,12 @@ from wire.contract.messages import Passed
 log = logging.getLogger(__name__)
 
 
+#: The ``payment_due`` decision a paid exit's passage was held to (index ``decisions_session``,
+#: migration m007: one lookup per paid exit, not a scan of every decision ever).
+HELD_FOR_MONEY = ("SELECT * FROM decisions WHERE session_id = ? AND direction = 'exit' "
+                  "AND reason = 'payment_due' AND lane = ? ORDER BY answered_at DESC LIMIT 1")
+
+
 class Sessions:
     """Opens and closes sessions as cars pass, in the batch's transaction."""
 
@@ -69,10 +75,7 @@ class Sessions:
         for that session."""
         if event.session_id is None or event.settled == "decision":
             return None
-        rows = list(self._store.db.query(
-            "SELECT * FROM decisions WHERE session_id = ? AND direction = 'exit' "
-            "AND reason = 'payment_due' AND lane = ? ORDER BY answered_at DESC LIMIT 1",
-            [event.session_id, event.lane]))
+        rows = list(self._store.db.query(HELD_FOR_MONEY, [event.session_id, event.lane]))
         return rows[0] if rows else None
 
     def _lane_alone(self, event: Passed) -> str:
