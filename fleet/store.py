@@ -125,9 +125,11 @@ def write_prepared(conn: psycopg.Connection[tuple[object, ...]], batch: Batch) -
                 _ONE_STATEMENT, [*events, *_padded(sessions, 9), len(rows),
                                  *_padded(payments, 8), len(rows)]).fetchall()}
             money_written = len(new_ids) == len(rows)  # the guard held: all of them new
-        fresh = [r for r in rows if r.event.event_id in new_ids]
-        seen: set[str] = set()
-        fresh = [r for r in fresh if not (r.event.event_id in seen or seen.add(r.event.event_id))]  # type: ignore[func-returns-value]
+        first: dict[str, Rows] = {}  # an id twice in one batch: its first copy, as stored
+        for r in rows:
+            if r.event.event_id in new_ids:
+                first.setdefault(r.event.event_id, r)
+        fresh = list(first.values())
         _write_details(cur, fresh, money_written)
         if dead:
             cur.executemany(_DEAD, [(d.subject, d.stream_seq, d.reason, d.payload)
