@@ -24,7 +24,14 @@ from typing import Final
 
 import numpy as np
 from PIL import Image
-from real_plates import VAL_PHOTOS, choosing_photos, load_labels, local_name, quad_of
+from real_plates import (
+    VAL_PHOTOS,
+    VALIDATION_FILES,
+    choosing_photos,
+    load_labels,
+    local_name,
+    quad_of,
+)
 
 from firmware.lane.devices.reader import TfliteReader, fuse
 from firmware.lane.devices.reader.geometry import plate_width
@@ -53,7 +60,13 @@ def main() -> None:
     parser.add_argument("--choose", type=Path, default=None, metavar="DIR",
                         help="only score run 9's choosing photographs extracted to DIR "
                              "(var/real-plates) whole: exact reads, plates found, corner error")
+    parser.add_argument("--val-crops", type=Path, default=None, metavar="NPZ",
+                        help="only read the first 500 crops of a real_plates.py shards file "
+                             "(var/reader-data-real/train-real-19.npz: its validation files)")
     args = parser.parse_args()
+    if args.val_crops is not None:
+        validation_crops(args.models, args.val_crops)
+        return
     if args.choose is not None:
         choose(args.models, args.choose)
         return
@@ -84,6 +97,24 @@ def main() -> None:
                 widths = LANE_WIDTHS if view is LANE_720 else WIDTHS
                 for key, group in breakdown(frames, whole, widths).items():
                     print(f"    {key:<24} {group['plate_e2e']:6.1%} of {group['frames']}")
+
+
+def validation_crops(model_dirs: list[Path], shard: Path) -> None:
+    """Each model directory's recogniser (the lane's default precision) on the validation
+    crops at the head of a real-crop shard: exact plates and province characters."""
+    with np.load(shard) as data:
+        crops = data["crops"][:VALIDATION_FILES]
+        labels, lengths, alphabet = data["labels"], data["lengths"], str(data["alphabet"])
+    truths = ["".join(alphabet[c - 1] for c in labels[k, : lengths[k]])
+              for k in range(len(crops))]
+    for models in model_dirs:
+        reader = TfliteReader(models, threads=1)
+        reads = [fuse([reader.recognise(Image.fromarray(crop))[0]]).plate or ""
+                 for crop in crops]
+        exact = sum(r == t for r, t in zip(reads, truths, strict=True))
+        province = sum(r[:1] == t[:1] for r, t in zip(reads, truths, strict=True))
+        print(f"{models}: {len(crops)} validation crops, exact {exact} ({exact / len(crops):.1%}),"
+              f" province {province} ({province / len(crops):.1%})")
 
 
 #: A detected plate is "found" when its corners are on average within this share of the
