@@ -658,10 +658,13 @@ def _camera_detector_window(picture: Image.Image, quad: Quad, rng: np.random.Gen
                             ) -> tuple[np.ndarray, np.ndarray]:
     """A window of a posed photograph seen through another camera (run 8)."""
     box = _detector_window(picture.size, quad, rng)
-    seen = photo_augment.camera(picture.crop(box), rng)
+    # the camera at twice the detector's input, not the photograph's (a window of a big
+    # plate is thousands of pixels wide: its noise and blur cost seconds and vanish on resize)
+    near = (DET_SIZE[0] * 2, DET_SIZE[1] * 2)
+    seen = photo_augment.camera(picture.crop(box).resize(near, Image.Resampling.BILINEAR), rng)
     inside = as_quad([(x - box[0], y - box[1]) for x, y in quad])
     return (np.asarray(seen.resize(DET_SIZE, Image.Resampling.BILINEAR)),
-            corners_to_target(inside, seen.size))
+            corners_to_target(inside, (box[2] - box[0], box[3] - box[1])))
 
 
 def main(argv: list[str] | None = None) -> None:
