@@ -588,9 +588,13 @@ def scenes(args: argparse.Namespace) -> None:
     if args.augment:  # run 9 on: the later groups' choosing photographs are never cut
         kept_out = {r["sha256"] for r in choosing_photos(args.manifest, args.labels)[VAL_PHOTOS:]}
         rows = [r for r in rows if r["sha256"] not in kept_out]
-    rng = np.random.default_rng(args.seed)
+    part, parts = args.part
+    rng = np.random.default_rng([args.seed, part])
     frames, corners, windows, targets = [], [], [], []
     for n, row in enumerate(rows):
+        validation = args.augment and n < VAL_PHOTOS
+        if (part != 0) if validation else (n % parts != part):
+            continue  # another part's photograph (part 0 cuts every validation one)
         with Image.open(args.out / local_name(row)) as image:
             picture = image.convert("L")
         picture, quad = _scaled(picture, quad_of(labels[row["sha256"]]["corners"]))
@@ -613,9 +617,10 @@ def scenes(args: argparse.Namespace) -> None:
     args.shards.mkdir(parents=True, exist_ok=True)
     # in photograph order: the first 1 000 windows are the trainers' validation split (run 6:
     # the first 12 photographs and half of the 13th; with --augment: the first 25 whole)
-    det = args.shards / f"train-detector-real-{args.seed}.npz"
+    name = f"real-{args.seed}" if parts == 1 else f"real-{args.seed}-{part}of{parts}"
+    det = args.shards / f"train-detector-{name}.npz"
     np.savez_compressed(det, frames=np.stack(frames), corners=np.stack(corners))
-    ref = args.shards / f"refiner-real-{args.seed}.npz"
+    ref = args.shards / f"refiner-{name}.npz"
     np.savez_compressed(ref, windows=np.stack(windows), targets=np.stack(targets))
     print(f"wrote {det} and {ref}: {len(frames)} windows of {len(rows)} photographs")
 
@@ -667,6 +672,17 @@ def _camera_detector_window(picture: Image.Image, quad: Quad, rng: np.random.Gen
             corners_to_target(inside, (box[2] - box[0], box[3] - box[1])))
 
 
+def _part(text: str) -> tuple[int, int]:
+    """``K/N`` for ``scenes --part``."""
+    try:
+        part, parts = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--part wants K/N, got {text!r}") from None
+    if not 0 <= part < parts:
+        raise argparse.ArgumentTypeError(f"--part {text}: K must be 0 to N-1")
+    return part, parts
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -700,6 +716,9 @@ def main(argv: list[str] | None = None) -> None:
     parsers["scenes"].add_argument("--shards", type=Path,
                                    default=ROOT / "var" / "scene-data-real")
     parsers["scenes"].add_argument("--seed", type=int, default=23)
+    parsers["scenes"].add_argument("--part", type=_part, default=(0, 1), metavar="K/N",
+                                   help="cut only every N-th photograph from the K-th (0-based;"
+                                        " run N of them side by side; part 0 comes first)")
     parsers["scenes"].add_argument("--augment", action="store_true",
                                    help="run 8: poses and cameras (photo_augment), 25 "
                                         "photographs kept for validation")
