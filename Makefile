@@ -202,6 +202,13 @@ models: venv
 	$(BIN)/python scripts/real_plates.py scenes --augment --seed 29 --shards var/scene-data-real7
 	nice -n 19 $(BIN)/python scripts/make_reader_data.py --out var/det-gate7 --count 12000 --shards 2 --seed 8101 --jitter 0.1
 	TRAIN_THREADS=1 nice -n 19 $(BIN)/python scripts/train_reader.py detector --data var/scene-data-real7 var/det-gate7 --out models --minutes 40 --max-steps 100000 --lr 5e-4 --warmup 200 --resume var/det-train7 --init-tflite models/plate_detector.tflite
+	# detector run 9 (models/README.md, seventh session): every source's training photographs
+	# but the 65 kept to choose with, cut in three processes side by side, into var/run9; the
+	# model card says whether it was chosen (copied into models/)
+	for k in 0 1 2; do nice -n 19 $(BIN)/python scripts/real_plates.py scenes --augment --seed 31 --part $$k/3 --shards var/scene-data-real9 & done; wait
+	mkdir -p var/run9 && cp models/*.tflite models/reader.json var/run9/
+	TRAIN_THREADS=1 nice -n 19 $(BIN)/python scripts/train_reader.py detector --data var/scene-data-real9 var/det-gate7 --out var/run9 --minutes 65 --max-steps 100000 --lr 5e-4 --warmup 200 --resume var/det-train9 --init-tflite models/plate_detector.tflite
+	$(BIN)/python scripts/validate_reader.py models var/run9 --choose var/real-plates
 
 # Real plate photographs and crops from local snapshots of EasyPR and HyperLPR (no image is
 # committed: data/real-plates/README.md), and the training shards made of their train split.

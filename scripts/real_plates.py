@@ -622,7 +622,7 @@ def scenes(args: argparse.Namespace) -> None:
     np.savez_compressed(det, frames=np.stack(frames), corners=np.stack(corners))
     ref = args.shards / f"refiner-{name}.npz"
     np.savez_compressed(ref, windows=np.stack(windows), targets=np.stack(targets))
-    print(f"wrote {det} and {ref}: {len(frames)} windows of {len(rows)} photographs")
+    print(f"wrote {det} and {ref}: {len(frames)} windows")
 
 
 #: ``scenes --augment``: photographs kept for validation, their windows each, and the windows
