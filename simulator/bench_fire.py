@@ -7,9 +7,10 @@ On a private Mosquitto (TLS, per-device users, ACLs) started for the run:
    :mod:`simulator.bench` (lane in1 ↔ gateway): what one MQTT round trip costs here.
 2. **fire contact → every barrier up** — the real fire-node firmware on the MicroPython unix
    port (``simulator/sensor_node.py``: the same ``micropython`` binary and ``machine`` shim the
-   tests use) and :class:`~simulator.site.SimulatedLanes` on mock pins. The clock starts when
+   tests use) and four lanes on mock pins (``--setup`` below). The clock starts when
    the fire loop's ADC value changes (``sim.json`` rewritten) and stops when the *last* lane's
-   relay pin is on. The lanes act on the node's own retained ``alarm/fire``; the gateway is not
+   relay pin is on, as that pin stamped its change (``time.monotonic``, in either setup). The
+   lanes act on the node's own retained ``alarm/fire``; the gateway is not
    in that path. Two fire nodes run side by side, fired in turn, so both rows share the run's
    load: ``fire1`` as the firmware ran before issue 23 (polled every 10 ms, a 50 ms debounce
    sampled at the loop period: the *before* rows) and ``fire2`` as it runs now (a comparator
@@ -19,6 +20,22 @@ On a private Mosquitto (TLS, per-device users, ACLs) started for the run:
    with a safety file whose one person has a ``json://`` contact: a local HTTP receiver in
    this process stops the clock when the first POST arrives (reading → alarm monitor →
    alert desk → courier → Apprise → HTTP).
+
+**How the processes run** (``--setup``, printed above the table, and in the barrier row's
+note, so a figure is never taken for another setup's):
+
+- ``site`` (the default, what a site runs): each fire node stands for its own Pico W, a
+  microcontroller nobody shares, so its MicroPython process runs at ``SCHED_FIFO``
+  :data:`NODE_RT_PRIORITY`; Mosquitto with the priority of its unit on the gateway box
+  (``hardware/mosquitto-parkguard.conf``); each lane a process of its own (one Raspberry Pi
+  each on a site: :mod:`simulator.fire_lanes`) with the priority of
+  ``hardware/parkguard-lane.service``. The gateway, the webhook receiver and the bench's own
+  loops stay in the bench's process at the default priority.
+- ``shared`` (as the bench ran before): the four lanes, the gateway and the bench in one
+  process; node, Mosquitto and lanes at the default priority (nice 0, ``SCHED_OTHER``).
+
+A priority that cannot be set (not root, no ``CAP_SYS_NICE``) is printed as ``NOT SET`` with
+the reason, and the run goes on at the default.
 
 Between runs the panel goes back to normal and the gateway's authorised reset
 (``AlarmMonitor.reset_fire``) clears the alarm, so every run is a fresh fire. The first
@@ -44,7 +61,7 @@ from datetime import UTC, datetime
 from functools import partial
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from rich.console import Console
 
@@ -65,6 +82,8 @@ from simulator.bench import (
     request_response,
     run_and_report,
 )
+from simulator.fire_lanes import LaneProcesses
+from simulator.priority import DEFAULT, UnitPriority, apply_unit, read_unit, realtime, running
 from simulator.provisioned import simulated_inventory
 from simulator.site import SimulatedLanes, settings_of
 
@@ -78,6 +97,15 @@ ENTRIES = ("in1", "in2")
 EXITS = ("out1", "out2")
 NODES = ("fire1", "fire2")
 """``fire1`` runs the firmware as configured before issue 23, ``fire2`` as it is now."""
+HARDWARE = Path(__file__).resolve().parent.parent / "hardware"
+LANE_UNIT = HARDWARE / "parkguard-lane.service"
+BROKER_UNIT = HARDWARE / "mosquitto-parkguard.conf"
+NODE_RT_PRIORITY = 60
+"""``SCHED_FIFO`` priority of a fire node's process in the ``site`` setup, once it has booted:
+above everything else of the bench (Mosquitto 50, lanes 40 by their units), as a
+microcontroller of its own is never preempted by a Pi's or a test run's work."""
+Setup = Literal["site", "shared"]
+SETUPS: tuple[Setup, ...] = ("site", "shared")
 _TIMEOUT_S = 10.0
 
 FIRE_BARRIERS = "fire contact → every barrier up"
@@ -188,9 +216,40 @@ def bench_inventory() -> SiteInventory:
         *inventory.sensors, SensorSpec(id="fire2", kind="fire_panel"))})
 
 
+class _SharedLanes:
+    """The ``shared`` setup's lanes: in this process, as :class:`LaneProcesses` is used."""
+
+    def __init__(self, lanes: SimulatedLanes) -> None:
+        self._lanes = lanes
+        self._pins = [lane.wiring.relay for lane in lanes.lanes.values()]
+
+    def up(self) -> bool:
+        return all(pin.state for pin in self._pins)
+
+    def down(self) -> bool:
+        return not any(pin.state for pin in self._pins)
+
+    def last_up_s(self) -> float:
+        # gpiozero's MockPin stamps each change with time.monotonic(), as the lane processes
+        # do theirs: both setups are timed the same way.
+        return max(float(pin._last_change) for pin in self._pins)
+
+    def wait_idle(self, timeout: float) -> None:
+        for lane in self._lanes.lanes.values():
+            lane.node.controller.wait_idle(timeout=timeout)
+
+
+def _node_priority(setup: Setup) -> UnitPriority:
+    return (realtime(NODE_RT_PRIORITY, "the bench: the node stands for its own microcontroller")
+            if setup == "site" else DEFAULT)
+
+
 def fire_runs(broker: MosquittoBroker, workdir: Path, *, runs: int, warmup: int,
-              debounce_ms: int, console: Console | None = None) -> dict[str, FireRuns]:
-    """``warmup + runs`` fires on each real node, in turn; the last ``runs`` of each measured."""
+              debounce_ms: int, setup: Setup = "site", console: Console | None = None,
+              processes: dict[str, str] | None = None) -> dict[str, FireRuns]:
+    """``warmup + runs`` fires on each real node, in turn; the last ``runs`` of each measured.
+    ``processes`` collects how each process ran (``--setup``)."""
+    ran = processes if processes is not None else {}
     from simulator.sensor_node import (  # the tests' harness: the same node the tests run
         LOOP_ACTIVE,
         LOOP_NORMAL,
@@ -212,22 +271,40 @@ def fire_runs(broker: MosquittoBroker, workdir: Path, *, runs: int, warmup: int,
         alarms = gateway.alarms
         if alarms is None:
             raise BenchError("the gateway did not load its safety file")
-        lanes = stack.enter_context(SimulatedLanes(
-            site=SITE, broker=broker.address, clock=ManualClock(datetime.now(UTC)),
-            entry_lanes=ENTRIES, exit_lanes=EXITS, workdir=workdir / "lanes"))
+        lanes: _SharedLanes | LaneProcesses
+        if setup == "site":
+            procs = LaneProcesses(site=SITE, broker=broker.address,
+                                  roles=[*((x, "entry") for x in ENTRIES),
+                                         *((x, "exit") for x in EXITS)],
+                                  workdir=workdir / "lanes", priority=read_unit(
+                                      LANE_UNIT, name="hardware/parkguard-lane.service"))
+            stack.callback(procs.stop)
+            lanes = procs
+            ran.update({f"lane {lane}": f"a process of its own, {how}"
+                        for lane, how in procs.priorities.items()})
+        else:
+            shared = stack.enter_context(SimulatedLanes(
+                site=SITE, broker=broker.address, clock=ManualClock(datetime.now(UTC)),
+                entry_lanes=ENTRIES, exit_lanes=EXITS, workdir=workdir / "lanes"))
+            _wait(lambda: all(x.node.bus.connected.is_set() for x in shared.lanes.values()),
+                  "every lane on the broker")
+            lanes = _SharedLanes(shared)
+            ran["lanes"] = (f"{len(shared.lanes)} lanes in the bench's process, "
+                            f"{running(os.getpid())}")
         nodes = {name: stack.enter_context(SensorNode(broker, workdir / name, cfg,
                                                       fire_panel_inputs()))
                  for name, cfg in node_configs(debounce_ms).items()}
-        pins = [lane.wiring.relay for lane in lanes.lanes.values()]
 
         def panel_normal() -> bool:
             return gateway.service.call(alarms.panel_reports_fire) is False
 
         _wait(lambda: all((node.dir / "outbox.ack").exists() for node in nodes.values()),
               "each fire node's boot reading acknowledged by the broker", timeout=20)
+        for name, node in nodes.items():  # once booted: a booting node at SCHED_FIFO would
+            if node.proc is None:         # hold a core of the shared machine for a second
+                raise BenchError(f"the fire node {name} did not start")
+            ran[f"node {name}"] = apply_unit(node.proc.pid, _node_priority(setup))
         _wait(panel_normal, "the panels normal at the gateway")
-        _wait(lambda: all(x.node.bus.connected.is_set() for x in lanes.lanes.values()),
-              "every lane on the broker")
         done = 0
         for index in range(warmup + runs):
             for name, node in nodes.items():
@@ -236,13 +313,14 @@ def fire_runs(broker: MosquittoBroker, workdir: Path, *, runs: int, warmup: int,
                 started_monotonic = time.monotonic()
                 started = time.perf_counter()
                 node.set(**{loop_key("b2-east"): LOOP_ACTIVE})
-                up = _wait(lambda: all(pin.state for pin in pins), "every barrier up")
+                _wait(lanes.up, "every barrier up")
                 _wait(partial(_more_than, seen), "the first alert at the webhook")
                 # The node prints after its publish: the lanes may have acted before it did.
                 _wait(lambda: len(_SENT.findall(node.console())) > sent_before,  # noqa: B023
                       "the fire node's log of its alarm")
                 if index >= warmup:
-                    measured[name].barriers_ms.append((up - started) * 1000)
+                    measured[name].barriers_ms.append(
+                        (lanes.last_up_s() - started_monotonic) * 1000)
                     measured[name].alert_ms.append((_Receiver.arrivals[seen] - started) * 1000)
                     measured[name].node_ms.append(
                         _node_sent_ms(node.console(), sent_before, started_monotonic))
@@ -255,11 +333,10 @@ def fire_runs(broker: MosquittoBroker, workdir: Path, *, runs: int, warmup: int,
                 _wait(panel_normal, "the panel back to normal at the gateway")
                 gateway.service.call(lambda i=index, n=name: alarms.reset_fire(  # type: ignore[misc]
                     "staff:boss", f"bench run {i} on {n}: drill over"))
-                _wait(lambda: not any(pin.state for pin in pins), "every barrier down")
+                _wait(lanes.down, "every barrier down")
                 # Each fire starts on a settled site: the lanes' workers and the gateway done
                 # with the last one (journal writes, events), as between two real fires.
-                for lane in lanes.lanes.values():
-                    lane.node.controller.wait_idle(timeout=_TIMEOUT_S)
+                lanes.wait_idle(timeout=_TIMEOUT_S)
                 gateway.service.wait_idle(timeout=_TIMEOUT_S)
                 done += 1
                 if console is not None and done % 20 == 0:
@@ -284,34 +361,57 @@ def _burners(count: int) -> Iterator[None]:
 
 def run_bench_fire(runs: int, workdir: Path, *, warmup: int = WARMUP,
                    debounce_ms: int = DEFAULT_DEBOUNCE_MS, load: int = 0,
-                   console: Console | None = None) -> list[BenchRow]:
+                   setup: Setup = "site", console: Console | None = None,
+                   processes: dict[str, str] | None = None) -> list[BenchRow]:
     """Start a private Mosquitto in ``workdir`` and measure the baseline and the fire rows,
-    now and before, in the same run; ``load`` CPU-bound processes run beside the fires."""
+    now and before, in the same run; ``load`` CPU-bound processes run beside the fires;
+    ``setup`` says how the processes run (module docstring), ``processes`` collects it."""
     if runs < 1:
         raise ValueError("need at least one run")
     workdir.mkdir(parents=True, exist_ok=True)
     loadavg = os.getloadavg()[0]
+    ran = processes if processes is not None else {}
     with ExitStack() as stack:
         site = provision_site(bench_inventory(), workdir / "pki")
         broker = stack.enter_context(MosquittoBroker(workdir / "broker", site=site))
         if console is not None:
             console.print(f"broker: private mosquitto with TLS and ACLs on {broker.host}:"
                           f"{broker.port}")
+        if broker.pid is None:
+            raise BenchError("Mosquitto did not start")
+        broker_unit = read_unit(BROKER_UNIT, name="hardware/mosquitto-parkguard.conf")
+        ran["mosquitto"] = apply_unit(broker.pid, broker_unit if setup == "site" else DEFAULT)
+        ran["bench"] = (f"the gateway, the webhook receiver and the bench's loops: "
+                        f"{running(os.getpid())}")
         baseline = describe(BASELINE_RR, "latency", request_response(
             broker.address, requests=max(runs, 20), warmup=20, nodelay=True))
         stack.enter_context(_burners(load))
+        if load:
+            ran["load"] = f"{load} CPU-bound processes, SCHED_OTHER, nice 0"
         measured = fire_runs(broker, workdir / "site", runs=runs, warmup=warmup,
-                             debounce_ms=debounce_ms, console=console)
+                             debounce_ms=debounce_ms, setup=setup, console=console,
+                             processes=ran)
         loadavg = max(loadavg, os.getloadavg()[0])
+    if console is not None:
+        console.print(f"setup {setup}: how each process ran", highlight=False)
+        for who, how in ran.items():
+            console.print(f"  {who}: {how}", highlight=False)
     lanes = len(ENTRIES) + len(EXITS)
     beside = (f"{load} CPU-bound processes beside it" if load
               else "nothing of its own beside it")
+    how = ("setup site: each node at SCHED_FIFO (its own microcontroller), Mosquitto and "
+           "each lane's process with its unit's priority (listed above the table)"
+           if setup == "site" else
+           "setup shared: the lanes in the bench's process, every process at the default "
+           "priority")
+    if any("NOT SET" in line for line in ran.values()):
+        how += "; SOME PRIORITIES NOT SET (see above)"
     now, before = measured["fire2"], measured["fire1"]
     return [
         baseline,
         compared(describe(FIRE_BARRIERS, "latency", now.barriers_ms,
-                          note=f"{lanes} lanes, no gateway in the path; the node's wake line "
-                               f"and a {debounce_ms} ms confirmation sampled every 1 ms; "
+                          note=f"{how}; {lanes} lanes, no gateway in the path; the node's "
+                               f"wake line and a {debounce_ms} ms confirmation sampled every 1 ms; "
                                f"{beside}, 1-min load average up to {loadavg:.1f} on "
                                f"{os.cpu_count()} cores"),
                  baseline),
@@ -343,6 +443,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--debounce-ms", type=int, default=DEFAULT_DEBOUNCE_MS, metavar="MS",
                         help="the fire node's confirmation window now (default %(default)s; "
                              f"the before rows keep {BEFORE_DEBOUNCE_MS})")
+    parser.add_argument("--setup", choices=SETUPS, default="site",
+                        help="site (default): each node at SCHED_FIFO, each lane its own "
+                             "process, Mosquitto and lanes at their units' priority; shared: "
+                             "the lanes in the bench's process, all at the default priority")
     parser.add_argument("--load", type=int, default=0, metavar="N",
                         help="run N CPU-bound processes beside the fires (default none)")
     parser.add_argument("--workdir", type=Path, default=None, metavar="DIR",
@@ -360,10 +464,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows = run_and_report(
         lambda workdir: run_bench_fire(args.runs, workdir, warmup=args.warmup,
                                        debounce_ms=args.debounce_ms, load=args.load,
-                                       console=console),
+                                       setup=args.setup, console=console),
         workdir=args.workdir, prefix="pg-fire-", console=console,
-        title=lambda wall: f"ParkGuard fire bench — {args.runs} fires a node, warm-up "
-                           f"{args.warmup}, "
+        title=lambda wall: f"ParkGuard fire bench — setup {args.setup}, {args.runs} fires "
+                           f"a node, warm-up {args.warmup}, "
                            f"{wall:.0f} s")
     return 0 if rows is not None else 1
 

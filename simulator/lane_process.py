@@ -20,6 +20,14 @@ remembered from its journal, ``seq`` the highest journaled seq it continues from
 or SIGINT stop it cleanly after the car in progress. ``--hold`` keeps it running after the
 last car until then.
 
+For the fire bench (``simulator/bench_fire.py``, lanes as processes as on a site):
+``--report-relay`` says ``relay 1 <ns>`` / ``relay 0 <ns>`` each time the barrier relay pin
+changes, ``<ns>`` being the pin's own stamp of the change (``time.monotonic()``, in ns: the
+clock every process on the machine shares), so the parent times the barrier without reaching
+into the process; and
+with ``--hold`` the line ``idle`` on stdin is answered by ``idle`` once the lane's worker has
+nothing left to do (``connected`` likewise once it is on the broker).
+
 Simulated time: by default the system clock; ``--time-origin ISO --time-scale X
 --time-anchor UNIX`` put it on the shared scaled clock of ``parkguard gateway`` (see
 :func:`parkguard.clock.shared_scaled_clock`).
@@ -38,7 +46,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 
-from gpiozero.pins.mock import MockFactory
+from gpiozero.pins.mock import MockFactory, MockPin
 
 from firmware.lane.config import LaneConfig
 from firmware.lane.node import LaneNode
@@ -72,7 +80,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m simulator.lane_process",
         description="One lane node on mock pins with its own simulated cars, in a process "
-                    "of its own (for crash tests).")
+                    "of its own (crash tests, the fire bench).")
     parser.add_argument("--config", type=Path, required=True, metavar="FILE",
                         help="lane TOML (LaneConfig); [journal] path is the file it keeps")
     parser.add_argument("--cars", type=int, default=10, metavar="N", help="cars to drive")
@@ -87,6 +95,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="simulated seconds per real second")
     parser.add_argument("--time-anchor", type=float, default=None, metavar="UNIX",
                         help="Unix time at which the simulated clock read --time-origin")
+    parser.add_argument("--report-relay", action="store_true",
+                        help="say 'relay 0|1 <monotonic ns>' at each change of the relay pin")
     parser.add_argument("--log-level", default="WARNING")
     args = parser.parse_args(argv)
     if args.cars < 0 or args.pause_ms < 0 or args.time_scale <= 0:
@@ -101,6 +111,28 @@ def clock_of(args: argparse.Namespace) -> Clock:
     if origin.tzinfo is None:
         origin = origin.replace(tzinfo=UTC)
     return shared_scaled_clock(origin, args.time_scale, anchor=args.time_anchor)
+
+
+class ReportingPin(MockPin):  # type: ignore[misc]  # gpiozero has no types
+    """A mock output pin that says when it changed (``--report-relay``)."""
+
+    def _change_state(self, value: bool) -> bool:
+        changed = bool(super()._change_state(value))
+        if changed:
+            # MockPin stamps each change with time.monotonic(): report that instant.
+            say(f"relay {int(value)} {int(self._last_change * 1e9)}")
+        return changed
+
+
+def _answer(node: LaneNode) -> None:
+    """``--hold``: answer the parent's questions on stdin, one line each."""
+    for line in sys.stdin:
+        question = line.strip()
+        if question == "idle":
+            node.controller.wait_idle(timeout=10)
+            say("idle")
+        elif question == "connected" and node.bus.connected.wait(timeout=20):
+            say("connected")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -122,6 +154,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     factory = MockFactory()
+    if args.report_relay:  # before the node takes the pin: its relay is this one
+        factory.pin(config.pins.barrier_relay, pin_class=ReportingPin)
     camera = SimulatedCamera(clock=clock)
     node = LaneNode(config, clock=clock, camera=camera, reader=GroundTruthReader(),
                     pin_factory=factory)
@@ -145,6 +179,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.pause_ms:
                 stopping.wait(args.pause_ms / 1000)
         say(f"done cars={done} emitted={controller.events_emitted} seq={controller.last_seq}")
+        if args.hold:
+            threading.Thread(target=_answer, args=(node,), name="answer",
+                             daemon=True).start()
         while args.hold and not stopping.is_set():
             stopping.wait(0.2)
     finally:

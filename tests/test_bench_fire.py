@@ -4,6 +4,7 @@ yields sane rows; no timing targets here."""
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 import pytest
@@ -25,7 +26,23 @@ pytestmark = pytest.mark.integration
 
 @pytest.mark.timeout(120)
 def test_a_tiny_fire_bench_measures_both_paths_against_the_ping_pong(tmp_path: Path) -> None:
-    rows = run_bench_fire(3, tmp_path, warmup=1, debounce_ms=15)
+    processes: dict[str, str] = {}
+    rows = run_bench_fire(3, tmp_path, warmup=1, debounce_ms=15, processes=processes)
+    # The site setup (the default): how each process ran is said, from the kernel.
+    lanes = {who: how for who, how in processes.items() if who.startswith("lane ")}
+    assert sorted(lanes) == ["lane in1", "lane in2", "lane out1", "lane out2"]
+    if os.geteuid() == 0:
+        assert not any("NOT SET" in how for how in processes.values()), processes
+        for how in lanes.values():  # every thread of each lane process, the bus thread too
+            assert how.startswith("a process of its own, SCHED_RR 40 (1 thread) (from "
+                                  "hardware/parkguard-lane.service); once connected: "
+                                  "SCHED_RR 40 ("), how
+            assert ";" not in how.partition("once connected: ")[2], how
+        assert processes["mosquitto"].startswith("SCHED_FIFO 50 (1 thread) (from hardware/")
+        assert processes["node fire2"].startswith("SCHED_FIFO 60 (1 thread) (from the bench")
+    else:
+        assert all("NOT SET" in how for who, how in processes.items()
+                   if who.startswith(("lane", "node", "mosquitto")))
     by_name = {row.name: row for row in rows}
     fires = [FIRE_BARRIERS, FIRE_BARRIERS_BEFORE, FIRE_NODE, FIRE_NODE_BEFORE, FIRE_ALERT,
              FIRE_ALERT_BEFORE]
@@ -41,6 +58,20 @@ def test_a_tiny_fire_bench_measures_both_paths_against_the_ping_pong(tmp_path: P
     assert by_name[FIRE_BARRIERS_BEFORE].p50 >= 50 and by_name[FIRE_NODE_BEFORE].p50 >= 50
     assert 15 <= by_name[FIRE_NODE].p50 <= by_name[FIRE_BARRIERS].p50  # the node's share
     assert results_table(rows).row_count == 7
+    assert by_name[FIRE_BARRIERS].note.startswith("setup site: ")
+
+
+@pytest.mark.timeout(120)
+def test_the_shared_setup_runs_the_lanes_in_the_bench_at_the_default_priority(
+        tmp_path: Path) -> None:
+    processes: dict[str, str] = {}
+    rows = run_bench_fire(2, tmp_path, warmup=0, setup="shared", processes=processes)
+    barriers = next(row for row in rows if row.name == FIRE_BARRIERS)
+    assert barriers.count == 2 and barriers.p50 > 0
+    assert barriers.note.startswith("setup shared: ")
+    assert processes["lanes"].startswith("4 lanes in the bench's process, SCHED_OTHER, nice 0")
+    assert processes["mosquitto"].startswith("default (nice 0, SCHED_OTHER)")
+    assert not any(who.startswith("lane ") for who in processes)
 
 
 @pytest.mark.timeout(120)
@@ -49,3 +80,4 @@ def test_the_command_line_prints_the_table(tmp_path: Path,
     assert main(["--runs", "1", "--warmup", "0", "--workdir", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert FIRE_BARRIERS in out and FIRE_ALERT in out and FIRE_BARRIERS_BEFORE.strip() in out
+    assert "setup site: how each process ran" in out and "  lane out2: " in out
