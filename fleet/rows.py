@@ -7,6 +7,10 @@ letter with its reason, never an exception out of the consumer.
 Idempotency: a lane event is keyed by its ``event_id``; every other message (states, alarms,
 sensor readings, taps, audit heads) by the SHA-256 of its subject and payload, so the bridge
 resending the same QoS 1 message gives the same key and the second copy changes nothing.
+
+The rows are ``NamedTuple``s, immutable like the frozen dataclasses they were, because the
+service builds four of them per message: a frozen dataclass's ``__init__`` sets each field
+through ``object.__setattr__`` and cost several times a tuple's (docs/fleet.md, "Scale").
 """
 
 from __future__ import annotations
@@ -14,8 +18,8 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-from dataclasses import dataclass, field
 from datetime import datetime
+from typing import NamedTuple
 
 from pydantic import ValidationError
 
@@ -49,8 +53,7 @@ MONEY_TAKEN = frozenset({"paid_online", "payment_code", "payment_code_offline", 
 PAID_BY_CODE_EVENT = frozenset({"payment_code", "payment_code_offline"})
 
 
-@dataclass(frozen=True, slots=True)
-class Delivered:
+class Delivered(NamedTuple):
     """One message as JetStream delivered it."""
 
     subject: str
@@ -58,8 +61,9 @@ class Delivered:
     stream_seq: int
 
 
-@dataclass(frozen=True, slots=True)
-class EventRow:
+class EventRow(NamedTuple):
+    """One ``events`` row: the fields are the columns ``fleet/store.py`` inserts, in order."""
+
     event_id: str
     site: str
     kind: str
@@ -71,8 +75,7 @@ class EventRow:
     payload: str
 
 
-@dataclass(frozen=True, slots=True)
-class SessionPassage:
+class SessionPassage(NamedTuple):
     """An entry opens a session row, an exit fills in its end (either may arrive first)."""
 
     site: str
@@ -85,8 +88,9 @@ class SessionPassage:
     settled: str
 
 
-@dataclass(frozen=True, slots=True)
-class PaymentRow:
+class PaymentRow(NamedTuple):
+    """One ``payments`` row: the fields are the columns ``fleet/store.py`` inserts, in order."""
+
     event_id: str
     site: str
     lane: str
@@ -97,8 +101,7 @@ class PaymentRow:
     ts: datetime
 
 
-@dataclass(frozen=True, slots=True)
-class AlarmRow:
+class AlarmRow(NamedTuple):
     site: str
     kind: str
     active: bool
@@ -108,8 +111,7 @@ class AlarmRow:
     ts: datetime
 
 
-@dataclass(frozen=True, slots=True)
-class HealthRow:
+class HealthRow(NamedTuple):
     """``online``/``fault`` None means "unchanged" (a fault event says nothing of online)."""
 
     site: str
@@ -121,8 +123,7 @@ class HealthRow:
     ts: datetime
 
 
-@dataclass(frozen=True, slots=True)
-class TapRow:
+class TapRow(NamedTuple):
     event_id: str
     site: str
     reader: str
@@ -132,30 +133,27 @@ class TapRow:
     reader_time: datetime
 
 
-@dataclass(frozen=True, slots=True)
-class AuditHeadRow:
+class AuditHeadRow(NamedTuple):
     site: str
     length: int
     head_hash: str
     ts: datetime
 
 
-@dataclass(frozen=True, slots=True)
-class Rows:
+class Rows(NamedTuple):
     """Everything one message writes; every row but ``event`` is optional."""
 
     event: EventRow
     session: SessionPassage | None = None
     payment: PaymentRow | None = None
     alarm: AlarmRow | None = None
-    health: tuple[HealthRow, ...] = field(default=())
+    health: tuple[HealthRow, ...] = ()
     tap: TapRow | None = None
     audit_head: AuditHeadRow | None = None
     ack: FleetAck | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class DeadLetter:
+class DeadLetter(NamedTuple):
     subject: str
     stream_seq: int
     reason: str
@@ -170,10 +168,19 @@ def content_id(subject: str, payload: bytes) -> str:
 _parsed = functools.lru_cache(maxsize=8192)(parse_topic)
 
 
+@functools.lru_cache(maxsize=8192)
+def _route(subject: str) -> tuple[str, bool]:
+    """A subject's topic, and whether it is fleet command traffic (an ack or a command): the
+    same few subjects come again and again. A topic that fails its checks raises each time
+    (lru_cache keeps no exceptions)."""
+    topic = subject_to_topic(subject)
+    return topic, bool(is_ack_topic(topic) or parse_command_topic(topic))
+
+
 def read(message: Delivered) -> Rows | DeadLetter:
     """The rows ``message`` writes, or why it cannot be kept."""
-    topic = subject_to_topic(message.subject)
-    if is_ack_topic(topic) or parse_command_topic(topic):
+    topic, fleet_traffic = _route(message.subject)
+    if fleet_traffic:
         return _fleet_command_traffic(message, topic)
     try:
         where = _parsed(topic)
@@ -298,7 +305,7 @@ def _passed(event: EventRow, value: Passed) -> Rows:
         payment = PaymentRow(event.event_id, event.site, value.lane, value.session_id, "exit",
                              value.settled, _exit_money(value),
                              value.ts)
-    return Rows(event=event, session=session, payment=payment)
+    return Rows(event, session, payment)
 
 
 def _exit_money(value: Passed) -> int:

@@ -4,11 +4,13 @@ It reads ``$MQTT_msgs``, the copy of each site message NATS stored before it ack
 site's publish (``fleet/stream.py``), not PARKGUARD, which misses what arrives while it has
 no leader.
 
-One loop: fetch up to ``batch`` messages, write them in one transaction, then acknowledge
-them. Killed anywhere, it loses nothing: what was not acknowledged comes again after
-``ack_wait`` and the database keeps each event once (``fleet/store.py``). A NATS node going
-away is the client's business (it reconnects to another node); PostgreSQL going away makes
-the loop wait and reconnect, with the batch still unacknowledged.
+One loop fetches up to ``batch`` messages; a writer process (``fleet/writer.py``) reads them
+with the sites' contract and writes them in one transaction; then the loop acknowledges them.
+Killed anywhere, it loses nothing: what was not acknowledged comes again after ``ack_wait``
+and the database keeps each event once (``fleet/store.py``). A NATS node going away is the
+client's business (it reconnects to another node); PostgreSQL going away makes the loop wait
+and retry, with the batch still unacknowledged; so does the writer process dying (another is
+started).
 """
 
 from __future__ import annotations
@@ -16,26 +18,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 
 import nats
-import psycopg
 from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js import JetStreamContext
 from nats.js.errors import FetchTimeoutError
 
+from fleet import writer
 from fleet.config import FleetConfig
-from fleet.rows import Delivered
 from fleet.schema import migrate
-from fleet.store import Batch, prepare, write_prepared
 from fleet.stream import MQTT_SOURCE, IngestSource, consumer_config, ensure_stream
 from parkguard.configfile import reveal
 
 log = logging.getLogger(__name__)
-#: Messages read between two turns of the event loop (see ``FleetService._prepare``).
-_SLICE = 100
-Connection = psycopg.Connection[tuple[object, ...]]
 
 
 @dataclass(slots=True)
@@ -58,7 +59,8 @@ class FleetService:
         self.source = source
         self.counters = Counters()
         self._stopping = asyncio.Event()
-        #: Set once the consumer is subscribed (the bench times from here).
+        #: Set once the consumer is subscribed and the writer has started (the bench times
+        #: from here).
         self.ready = asyncio.Event()
 
     def stop(self) -> None:
@@ -72,33 +74,35 @@ class FleetService:
                                 password=reveal(settings.password),
                                 max_reconnect_attempts=-1, reconnect_time_wait=0.5,
                                 name="parkguard-fleet")
+        pool = _writer_pool()
         try:
             sub = await self._subscribe(nc.jetstream(timeout=10.0))
             if sub is None:
                 return
+            # The writer process started and connected before the first batch (and before
+            # ``ready``, when the bench's clock starts, as its bare consumer's starts after its
+            # subscribe); if PostgreSQL is away now, the first write retries (``_write``).
+            with contextlib.suppress(writer.DatabaseUnavailable):
+                await asyncio.get_running_loop().run_in_executor(pool, writer.connect, dsn)
             self.ready.set()
-            conn: psycopg.Connection[tuple[object, ...]] | None = None
-            # Three things at once: NATS fetches batch N+2 and this loop reads batch N+1
-            # (CPU) while PostgreSQL writes batch N (its thread waits on the server). Batches
-            # are still written one after another, each acked only after its own commit.
+            # Two things at once: this loop fetches batch N+1 while the writer process reads
+            # and commits batch N. Batches are still written one after another, each acked
+            # only after its own commit.
             upcoming = asyncio.create_task(self._fetch(sub))
-            writing: asyncio.Task[Connection] | None = None
+            writing: asyncio.Task[ProcessPoolExecutor] | None = None
             while not self._stopping.is_set():
                 messages = await upcoming
                 upcoming = asyncio.create_task(self._fetch(sub))
-                batch = await self._prepare(messages) if messages else None
                 if writing is not None:
-                    conn = await writing
+                    pool = await writing
                     writing = None
-                if batch is not None:
-                    writing = asyncio.create_task(self._commit_and_ack(conn, dsn, batch,
-                                                                       messages))
+                if messages:
+                    writing = asyncio.create_task(self._commit_and_ack(pool, dsn, messages))
             upcoming.cancel()  # not acked: whatever it fetched comes again after ack_wait
             if writing is not None:  # stopping: finish the batch being written, ack it
-                conn = await writing
-            if conn is not None:
-                conn.close()
+                pool = await writing
         finally:
+            pool.shutdown(wait=True, cancel_futures=True)
             # Acks are published: flush them, then close (drain would wait on the pull
             # subscription's open request).
             with contextlib.suppress(nats.errors.Error, asyncio.TimeoutError):
@@ -132,54 +136,66 @@ class FleetService:
                 await asyncio.sleep(0.5)
         return None
 
-    async def _prepare(self, messages: list[Msg]) -> Batch:
-        """Read a batch in slices, letting the event loop run between them: the next fetch's
-        pull request goes out at once (not after the whole batch is read) and its messages
-        are taken in meanwhile, and the writing thread gets the GIL back sooner. Read all at
-        once, the loop's wait for the next batch was its whole round trip after the reading
-        (docs/fleet.md, "Scale")."""
+    def _raw(self, messages: list[Msg]) -> list[writer.Raw]:
+        """What the writer process needs of each message: the site's subject, the payload
+        and the stream sequence (plain values: they are pickled to it)."""
         subject = self.source.subject
-        parts = []
-        for start in range(0, len(messages), _SLICE):
-            await asyncio.sleep(0)
-            parts.append(prepare([Delivered(subject(m.subject), m.data,
-                                            m.metadata.sequence.stream)
-                                  for m in messages[start:start + _SLICE]]))
-        return Batch(tuple(row for part in parts for row in part.rows),
-                     tuple(dead for part in parts for dead in part.dead))
+        return [(subject(m.subject), m.data, stream_seq(m)) for m in messages]
 
-    async def _commit_and_ack(self, conn: Connection | None, dsn: str, batch: Batch,
-                              messages: list[Msg]) -> Connection:
+    async def _commit_and_ack(self, pool: ProcessPoolExecutor, dsn: str,
+                              messages: list[Msg]) -> ProcessPoolExecutor:
         """Write a batch, then acknowledge its messages at once (not when the loop comes
         round: an ack later than ``ack_wait`` would have NATS deliver the batch again)."""
-        conn = await self._write(conn, dsn, batch)
+        pool = await self._write(pool, dsn, self._raw(messages))
         for message in messages:
             await message.ack()
         self.counters.batches += 1
-        return conn
+        return pool
 
-    async def _write(self, conn: Connection | None, dsn: str, batch: Batch) -> Connection:
-        """Commit the batch, reconnecting to PostgreSQL until it succeeds."""
+    async def _write(self, pool: ProcessPoolExecutor, dsn: str,
+                     raw: list[writer.Raw]) -> ProcessPoolExecutor:
+        """Commit the batch in the writer process, retrying until it succeeds: PostgreSQL
+        away, or the writer process gone (a new one is started)."""
+        loop = asyncio.get_running_loop()
         while True:
             try:
-                live = conn if conn is not None and not conn.closed \
-                    else await asyncio.to_thread(_connect, dsn)
-                conn = live
-                result = await asyncio.to_thread(write_prepared, live, batch)
-            except psycopg.OperationalError as error:
+                new, repeated, dead = await loop.run_in_executor(pool, writer.write, dsn, raw)
+            except writer.DatabaseUnavailable as error:
                 log.warning("fleet: database unavailable (%s), retrying", error)
-                if conn is not None:
-                    conn.close()
-                conn = None
                 await asyncio.sleep(self.config.postgres.retry_s)
                 continue
-            self.counters.new += result.new
-            self.counters.repeated += result.repeated
-            self.counters.dead += result.dead
-            if result.dead:
-                log.warning("fleet: %d messages dead-lettered (see dead_letters)", result.dead)
-            return live
+            except BrokenProcessPool:
+                log.warning("fleet: the writer process died, starting another")
+                pool.shutdown(wait=False, cancel_futures=True)
+                pool = _writer_pool()
+                await asyncio.sleep(self.config.postgres.retry_s)
+                continue
+            self.counters.new += new
+            self.counters.repeated += repeated
+            self.counters.dead += dead
+            if dead:
+                log.warning("fleet: %d messages dead-lettered (see dead_letters)", dead)
+            return pool
 
 
-def _connect(dsn: str) -> Connection:
-    return psycopg.connect(dsn)
+def _writer_pool() -> ProcessPoolExecutor:
+    """One writer process (fleet/writer.py), started fresh (``spawn``: this process has
+    threads, which ``fork`` would copy in whatever state they are)."""
+    return ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=writer.start, initargs=(os.getpid(),))
+
+
+#: ``$JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>.<consumer seq>.<time>.<pending>``,
+#: the reply subject of a message JetStream delivers (without a domain: nine tokens).
+_PLAIN_ACK_TOKENS = 9
+
+
+def stream_seq(message: Msg) -> int:
+    """The message's sequence in its stream, read from its reply subject. ``Msg.metadata``
+    parses every field of it (two dataclasses and a datetime per message, about a sixth of
+    the fleet's reading time, docs/fleet.md "Scale"); the fleet needs one. Any other form (a
+    domain's twelve tokens) goes to ``Msg.metadata``, which also refuses what is not JetStream's."""
+    tokens = (message.reply or "").split(".")
+    if len(tokens) == _PLAIN_ACK_TOKENS and tokens[0] == "$JS" and tokens[1] == "ACK":
+        return int(tokens[5])
+    return message.metadata.sequence.stream

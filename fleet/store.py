@@ -118,9 +118,7 @@ def write_prepared(conn: psycopg.Connection[tuple[object, ...]], batch: Batch) -
         money_written = False
         if rows:
             sessions, payments = _columns(_session_rows(rows)), _payment_columns(rows)
-            events = _columns([(r.event.event_id, r.event.site, r.event.kind, r.event.node,
-                                r.event.type, r.event.seq, r.event.ts, r.event.stream_seq,
-                                r.event.payload) for r in rows], 9)
+            events = _columns([r.event for r in rows], 9)  # EventRow: _EVENTS' columns
             new_ids = {str(found[0]) for found in cur.execute(
                 _ONE_STATEMENT, [*events, *_padded(sessions, 9), len(rows),
                                  *_padded(payments, 8), len(rows)]).fetchall()}
@@ -188,9 +186,8 @@ def _padded(columns: list[list[object]], width: int) -> list[list[object]]:
 
 
 def _payment_columns(fresh: Sequence[Rows]) -> list[list[object]]:
-    payments = [r.payment for r in fresh if r.payment is not None]
-    return _columns([(p.event_id, p.site, p.lane, p.session_id, p.source, p.settled,
-                      p.fee_fen, p.ts) for p in payments])
+    """PaymentRow's fields are :data:`_PAYMENT_INSERT`'s columns, in order."""
+    return _columns([r.payment for r in fresh if r.payment is not None])
 
 
 def _session_rows(fresh: Sequence[Rows]) -> list[SessionRow]:
