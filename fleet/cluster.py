@@ -49,20 +49,29 @@ def _healthy(port: int) -> bool:
         return False
 
 
+#: Starts of the whole cluster on new ports when a node lost one (``repick_ports``).
+PORT_ATTEMPTS = 3
+#: How nats-server's fatal log line names a port taken meanwhile.
+_ADDRESS_IN_USE = "address already in use"
+
+
 class NatsCluster:
     """``size`` nodes with JetStream and an MQTT listener each, routes between them all."""
 
     def __init__(self, workdir: Path, users: Sequence[NatsUser], *, size: int = 3,
                  tls: tuple[Path, Path] | None = None, startup_timeout: float = 30.0,
-                 debug: bool = False) -> None:
+                 debug: bool = False, repick_ports: bool = False) -> None:
         self.workdir = Path(workdir).resolve()
         self.users = tuple(users)
         self.tls = tls
         self.size = size
         self.startup_timeout = startup_timeout
         self.debug = debug  # nats-server -D: every connection's protocol errors in the log
-        self.nodes = [NodePorts(free_port(), free_port(), free_port(), free_port())
-                      for _ in range(size)]
+        #: A port picked free can be taken by another process before its node binds it (many
+        #: tests start servers side by side). With this, :meth:`start` then starts every node
+        #: again on new ports, so only for callers that read the ports after it.
+        self.repick_ports = repick_ports
+        self.nodes = self._pick_ports()
         self._procs: list[subprocess.Popen[bytes] | None] = [None] * size
 
     # -- addresses -------------------------------------------------------------------------
@@ -84,12 +93,28 @@ class NatsCluster:
 
     # -- life cycle ------------------------------------------------------------------------
 
+    def _pick_ports(self) -> list[NodePorts]:
+        return [NodePorts(free_port(), free_port(), free_port(), free_port())
+                for _ in range(self.size)]
+
     def start(self) -> NatsCluster:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        for index in range(self.size):
-            self._launch(index)
-        self.wait_healthy(range(self.size))
-        return self
+        for attempt in range(1, PORT_ATTEMPTS + 1):
+            for index in range(self.size):
+                self._launch(index)
+            try:
+                self.wait_healthy(range(self.size))
+                return self
+            except NatsError as error:
+                if (not self.repick_ports or attempt == PORT_ATTEMPTS
+                        or _ADDRESS_IN_USE not in str(error)):
+                    raise
+                self.stop()  # every node: each one's routes name the others' ports
+                for index in range(self.size):
+                    shutil.rmtree(self.workdir / f"node{index + 1}-store", ignore_errors=True)
+                    self.log_path(index).unlink(missing_ok=True)
+                self.nodes = self._pick_ports()
+        raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
 
     def _launch(self, index: int) -> None:
         conf = self.workdir / f"node{index + 1}.conf"

@@ -146,7 +146,8 @@ def run_bench(site_counts: list[int], events: int, batch: int, workdir: Path,
     service_password = secrets.token_urlsafe(12)
     users = [NatsUser("admin", admin, "admin"), NatsUser("fleet", service_password, "service")]
     rows = []
-    with NatsCluster(workdir / "nats", users) as cluster, PostgresServer() as pg:
+    with NatsCluster(workdir / "nats", users, repick_ports=True) as cluster, \
+            PostgresServer() as pg:
         migrate(pg.dsn)
         # Warm up, not recorded: the first run on a fresh cluster and database (connections,
         # catalogue caches, consumers' leaders) was the slowest whatever N it had.

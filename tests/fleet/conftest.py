@@ -100,7 +100,8 @@ class Fleet:
         self.workdir = workdir
         self.pki = pki
         self.cluster = NatsCluster(workdir / "nats", (), tls=(pki.cert, pki.key),
-                                   debug=os.environ.get("PARKGUARD_NATS_DEBUG") == "1")
+                                   debug=os.environ.get("PARKGUARD_NATS_DEBUG") == "1",
+                                   repick_ports=True)
         self.sites: dict[str, ProvisionResult] = {}
         self.uplinks: dict[str, Uplink] = {}
         self.brokers: dict[str, MosquittoBroker] = {}
@@ -153,6 +154,8 @@ class Fleet:
     def start(self) -> Fleet:
         self.cluster.users = tuple(self.users())
         self.cluster.start()
+        for uplink in self.uplinks.values():  # the cluster may have moved to new ports
+            uplink.upstream_ports = self.cluster.mqtt_ports
 
         async def make_stream() -> None:
             nc = await self.admin()
