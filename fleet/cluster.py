@@ -106,10 +106,11 @@ class NatsCluster:
                 self.wait_healthy(range(self.size))
                 return self
             except NatsError as error:
+                self.stop()  # every node: a failed start leaves none behind (and each one's
+                # routes name the others' ports)
                 if (not self.repick_ports or attempt == PORT_ATTEMPTS
                         or _ADDRESS_IN_USE not in str(error)):
                     raise
-                self.stop()  # every node: each one's routes name the others' ports
                 for index in range(self.size):
                     shutil.rmtree(self.workdir / f"node{index + 1}-store", ignore_errors=True)
                     self.log_path(index).unlink(missing_ok=True)

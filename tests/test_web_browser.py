@@ -133,6 +133,20 @@ def text_of(browser: WebDriver) -> str:
         return ""
 
 
+def live_text(browser: WebDriver, selector: str) -> str:
+    """The text of part of a live lane card, read afresh: live.js swaps a card's live part in
+    place when a poll brings a change, so an element found a moment earlier may be gone (a
+    CI run under load once read one after the swap)."""
+    found: list[str] = []
+
+    def read() -> bool:
+        found.append(browser.find_element(By.CSS_SELECTOR, selector).text)
+        return True
+
+    eventually(read, f"the text of {selector}")
+    return found[-1]
+
+
 def test_each_role_logs_in_and_sees_only_what_it_may(browser: WebDriver,
                                                      web: WebServer) -> None:
     for name, (role, _merchant) in PEOPLE.items():
@@ -154,9 +168,7 @@ def test_a_guard_opens_a_barrier_with_a_reason_and_the_audit_log_shows_it(
         browser: WebDriver, web: WebServer, site: SimulatedSite) -> None:
     log_in(browser, web, "gina")
     browser.get(f"{web.url}/lanes")
-    card = browser.find_element(By.ID, "lane-in1")
-    before = card.find_element(By.CSS_SELECTOR, ".reads").text
-    assert PLATE not in before
+    assert PLATE not in live_text(browser, "#lane-in1 .reads")
     site.drive("in1", PLATE)  # the card updates by itself, without a reload
     site.settle()
     eventually(lambda: PLATE in browser.find_element(By.ID, "lane-in1").text,
