@@ -19,10 +19,8 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from pydantic import SecretStr
-
 from simulator.priority import UnitPriority, apply_unit, running
-from simulator.site import settings_of
+from simulator.site import broker_toml, settings_of
 from wire.mqtt import BrokerAddress
 
 REPO = Path(__file__).resolve().parent.parent
@@ -33,14 +31,7 @@ def lane_toml(*, site: str, lane: str, direction: str, address: BrokerAddress,
     """A lane's config file: its broker login, a simulated camera, its own journal."""
     settings = settings_of(address)
     lines = [f"site = {json.dumps(site)}", f"lane = {json.dumps(lane)}",
-             f"direction = {json.dumps(direction)}", "[broker]",
-             f"host = {json.dumps(settings.host)}", f"port = {settings.port}"]
-    for key in ("ca_file", "username", "password"):
-        value = getattr(settings, key)
-        if isinstance(value, SecretStr):
-            value = value.get_secret_value()
-        if value is not None:
-            lines.append(f"{key} = {json.dumps(str(value))}")
+             f"direction = {json.dumps(direction)}", *broker_toml(settings)]
     lines += ["[camera]", 'type = "simulated"', "[journal]", f"path = {json.dumps(str(journal))}"]
     return "\n".join(lines) + "\n"
 

@@ -60,6 +60,19 @@ def settings_of(address: BrokerAddress) -> BrokerSettings:
                           max_packet_size=address.max_packet_size)
 
 
+def broker_toml(settings: BrokerSettings) -> list[str]:
+    """The ``[broker]`` section of a config file (TOML; JSON strings are TOML strings), as an
+    installer writes it: host, port and whichever of CA file and login are set."""
+    lines = ["[broker]", f"host = {json.dumps(settings.host)}", f"port = {settings.port}"]
+    for key in ("ca_file", "username", "password"):
+        value = getattr(settings, key)
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        if value is not None:
+            lines.append(f"{key} = {json.dumps(str(value))}")
+    return lines
+
+
 def _camera_settings(reader: ReaderKind) -> CameraSettings:
     if reader == "tflite":  # a commissioned lane: the plate region of the rendered view
         from simulator.plates_render import LANE_720

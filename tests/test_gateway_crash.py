@@ -38,7 +38,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pydantic import SecretStr
 
 from broker.runner import MosquittoBroker
 from firmware.lane.config import LaneTiming
@@ -46,7 +45,7 @@ from gateway.app import GatewayApp
 from gateway.config import GatewayConfig
 from gateway.storage.store import GatewayStore
 from parkguard.clock import ManualClock, shared_scaled_clock
-from simulator.site import SimulatedLanes, settings_of
+from simulator.site import SimulatedLanes, broker_toml, settings_of
 from simulator.stats import percentile
 from simulator.traffic import random_plate
 from tests.conftest import TEST_SITE
@@ -142,14 +141,7 @@ def gateway_config(broker: MosquittoBroker, tmp_path: Path) -> GatewayConfig:
     config = GatewayConfig(site=TEST_SITE, database=tmp_path / "gateway.db", broker=settings,
                            tariff_file=tariff)
     lines = [f"site = {json.dumps(config.site)}", f"database = {json.dumps(str(config.database))}",
-             f"tariff_file = {json.dumps(str(tariff))}",
-             "[broker]", f"host = {json.dumps(settings.host)}", f"port = {settings.port}"]
-    for key in ("ca_file", "username", "password"):
-        value = getattr(settings, key)
-        if isinstance(value, SecretStr):
-            value = value.get_secret_value()
-        if value is not None:
-            lines.append(f"{key} = {json.dumps(str(value))}")
+             f"tariff_file = {json.dumps(str(tariff))}", *broker_toml(settings)]
     (tmp_path / "gateway.toml").write_text("\n".join(lines) + "\n", encoding="utf-8")
     return config
 

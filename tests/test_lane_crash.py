@@ -32,13 +32,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from pydantic import SecretStr
 
 from broker.runner import MosquittoBroker
 from gateway.app import GatewayApp
 from gateway.config import GatewayConfig
 from parkguard.clock import SystemClock
-from simulator.site import settings_of
+from simulator.site import broker_toml, settings_of
 from tests.conftest import TEST_SITE
 from tests.helpers import eventually, journal_events
 from tests.lane_crash_process import PHASES
@@ -59,14 +58,7 @@ def lane_toml(broker: MosquittoBroker, journal: Path) -> str:
     """A lane config file as an installer writes it (TOML); JSON strings are TOML strings."""
     settings = settings_of(broker.address(f"lane-{LANE}"))
     lines = [f"site = {json.dumps(TEST_SITE)}", f"lane = {json.dumps(LANE)}",
-             'direction = "entry"', "[broker]", f"host = {json.dumps(settings.host)}",
-             f"port = {settings.port}"]
-    for key in ("ca_file", "username", "password"):
-        value = getattr(settings, key)
-        if isinstance(value, SecretStr):
-            value = value.get_secret_value()
-        if value is not None:
-            lines.append(f"{key} = {json.dumps(str(value))}")
+             'direction = "entry"', *broker_toml(settings)]
     lines += ["[camera]", 'type = "simulated"', "[timing]", "decide_deadline_ms = 300",
               "[journal]", f"path = {json.dumps(str(journal))}", "flush_timeout_s = 10"]
     return "\n".join(lines) + "\n"
