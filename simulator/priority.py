@@ -65,11 +65,10 @@ DEFAULT = UnitPriority(source="none")
 """The kernel's default: what a process gets from a shell, and from a unit without the keys."""
 
 
-def read_unit(path: Path, *, name: str | None = None) -> UnitPriority:
-    """The scheduling keys of a unit file's (or drop-in's) ``[Service]`` section; the last
-    assignment of a key wins, as in systemd. ``name``: how to call it in the output (default:
-    the path)."""
-    values: dict[str, str] = {}
+def unit_keys(path: Path) -> dict[str, list[str]]:
+    """A systemd unit file's ``Section.Key`` -> its values in order (a key may be set more
+    than once; for most keys the last one wins)."""
+    found: dict[str, list[str]] = {}
     section = ""
     for raw in path.read_text(encoding="utf-8").splitlines():
         line = raw.strip()
@@ -77,9 +76,18 @@ def read_unit(path: Path, *, name: str | None = None) -> UnitPriority:
             continue
         if line.startswith("["):
             section = line.strip("[]")
-        elif section == "Service" and "=" in line:
+        elif "=" in line:
             key, _, value = line.partition("=")
-            values[key.strip()] = value.strip()
+            found.setdefault(f"{section}.{key.strip()}", []).append(value.strip())
+    return found
+
+
+def read_unit(path: Path, *, name: str | None = None) -> UnitPriority:
+    """The scheduling keys of a unit file's (or drop-in's) ``[Service]`` section; the last
+    assignment of a key wins, as in systemd. ``name``: how to call it in the output (default:
+    the path)."""
+    values = {key.removeprefix("Service."): found[-1]
+              for key, found in unit_keys(path).items() if key.startswith("Service.")}
     policy = values.get("CPUSchedulingPolicy")
     if policy is not None and policy not in POLICIES:
         raise ValueError(f"{path}: CPUSchedulingPolicy={policy} is not one of {sorted(POLICIES)}")

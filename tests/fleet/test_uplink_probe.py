@@ -25,6 +25,7 @@ from broker.provision.generate import ProvisionResult, provision_site
 from broker.provision.inventory import FleetSpec
 from broker.runner import MosquittoBroker
 from cli.probe import probe_command
+from simulator.priority import unit_keys
 from simulator.provisioned import simulated_inventory
 from tests.fleet.conftest import FleetPki
 from tests.fleet.test_uplink_isolation import (
@@ -134,25 +135,11 @@ def test_a_hung_uplink_broker_fails_the_probe_within_its_timeout(
     assert done.stderr.startswith(f"error: no CONNACK from 127.0.0.1:{uplink.port} in 2 s")
 
 
-def _unit(path: Path) -> dict[str, list[str]]:
-    """``Section.Key`` -> its values in order (systemd allows a key more than once)."""
-    found: dict[str, list[str]] = {}
-    section = ""
-    for raw in path.read_text(encoding="utf-8").splitlines():
-        line = raw.strip()
-        if not line or line.startswith(("#", ";")):
-            continue
-        if line.startswith("["):
-            section = line.strip("[]")
-            continue
-        key, _, value = line.partition("=")
-        found.setdefault(f"{section}.{key.strip()}", []).append(value.strip())
-    return found
 
 
 def test_the_watchdog_units_probe_the_uplink_port_and_restart_the_uplink() -> None:
-    timer = _unit(HARDWARE / "parkguard-uplink-watchdog@.timer")
-    service = _unit(HARDWARE / "parkguard-uplink-watchdog@.service")
+    timer = unit_keys(HARDWARE / "parkguard-uplink-watchdog@.timer")
+    service = unit_keys(HARDWARE / "parkguard-uplink-watchdog@.service")
     assert timer["Timer.Unit"] == ["parkguard-uplink-watchdog@%i.service"]
     assert timer["Timer.OnUnitActiveSec"] == ["30"]
     assert timer["Install.WantedBy"] == ["timers.target"]
@@ -176,5 +163,5 @@ def test_the_watchdog_units_probe_the_uplink_port_and_restart_the_uplink() -> No
                                          "parkguard-uplink@%i.service"]
     assert (HARDWARE / "parkguard-uplink@.service").exists()
     # the same install path as the uplink broker's unit documents (/opt/parkguard venv)
-    lane = _unit(HARDWARE / "parkguard-lane.service")
+    lane = unit_keys(HARDWARE / "parkguard-lane.service")
     assert lane["Service.ExecStart"][0].split()[0] == args[0]
