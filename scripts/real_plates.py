@@ -582,7 +582,9 @@ def scenes(args: argparse.Namespace) -> None:
     With ``--augment`` (run 8) the first :data:`VAL_PHOTOS` photographs give the trainers'
     validation split (their first 1 000 windows: :data:`VAL_WINDOWS` plain windows each) and
     every other photograph :data:`AUGMENTED_WINDOWS` windows turned, mirrored and seen
-    through another camera (``simulator.plates_render.photo_augment``)."""
+    through another camera (``simulator.plates_render.photo_augment``), :data:`POSE_REUSE`
+    windows to a pose; since run 9 the later groups' choosing photographs
+    (:func:`choosing_photos`) are left out, and ``--part K/N`` cuts a share of the rest."""
     labels = load_labels(args.labels)
     rows = _scene_rows(args.manifest, labels)
     if args.augment:  # run 9 on: the later groups' choosing photographs are never cut
