@@ -138,7 +138,7 @@ class GateTrace:
         """The traced total (named ``title``), then each segment, over the cars tagged
         ``tag`` that passed every hop (a car the lane decided alone has no gateway hops)."""
         self.merge(self.gateway_marks())
-        whole = [car.marks for car in self.cars
+        whole = [_in_order(car.marks) for car in self.cars
                  if car.tag == tag and all(hop in car.marks for hop in HOPS)]
         if not whole:
             return []
@@ -146,6 +146,22 @@ class GateTrace:
         for name, start, end in SEGMENTS + BESIDE:
             rows.append(describe(name, "latency", [(m[end] - m[start]) * 1000 for m in whole]))
         return rows
+
+
+def _in_order(marks: dict[str, float]) -> dict[str, float]:
+    """The marks with each hop of the end-to-end chain no later than the next one.
+
+    ``sent`` and ``gw_out`` are noted when ``Bus.publish`` returns, but paho may write the
+    packet inside that call: on a loaded machine the publishing thread can then wait for a
+    CPU while the peer already has the message, and the hop would come out negative. Such a
+    wait is not part of the trip, so the mark is moved back to the peer's instant (that hop
+    counts 0 ms) and the segments still tile the total.
+    """
+    chain = [SEGMENTS[0][1], *(end for _, _, end in SEGMENTS)]
+    ordered = dict(marks)
+    for hop, later in zip(reversed(chain[:-1]), reversed(chain[1:]), strict=True):
+        ordered[hop] = min(ordered[hop], ordered[later])
+    return ordered
 
 
 def _correlation_id(what: Any) -> str:

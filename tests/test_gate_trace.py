@@ -48,6 +48,26 @@ def test_the_segments_tile_each_traced_car_and_the_gateway_hops_join_by_correlat
         assert math.isclose(row.p50, HOPS.index(last) - HOPS.index(first)), row.name
 
 
+def test_a_publish_that_returns_after_the_peer_has_the_message_counts_its_hop_as_zero(
+) -> None:
+    """paho may write the packet inside ``publish``; a publishing thread then kept off the
+    CPU returns after the peer's ``on_message``: no segment may come out negative."""
+    trace = GateTrace()
+    _car(trace, "in1", "process", "c-1", 10.0)
+    gateway = {"gw_in": 10.0055, "gw_take": 10.007, "verdict": 10.008, "gw_out": 10.012}
+    trace.merge([(hop, at, "c-1") for hop, at in gateway.items()])
+    # "sent" (publish returned) at 10.005 + 20 ms of waiting for a CPU; "gw_out" after the
+    # lane already has the reply (reply_in at 10.010)
+    trace.cars[0].marks.update(sent=10.025, reply_in=10.010, woke=10.011, decided=10.012,
+                               relay=10.013)
+    rows = {row.name: row for row in trace.rows("traced", "process")}
+    by_segment = {name: rows[name].samples[0] for name, _, _ in SEGMENTS}
+    assert all(value >= 0 for value in by_segment.values()), by_segment
+    assert by_segment["  paho → broker → gateway's paho (hop 1)"] == 0
+    assert by_segment["  paho → broker → lane's paho (hop 2)"] == 0
+    assert math.isclose(sum(by_segment.values()), rows["traced"].samples[0])
+
+
 def test_gateway_marks_name_their_car_from_the_payload_after_the_run() -> None:
     trace = GateTrace()
     trace.gateway_mark("gw_in", json.dumps({"correlation_id": "c-9"}).encode(), at=1.5)
