@@ -281,6 +281,37 @@ class Traffic:
                     heapq.heappush(self._leaving, (time.monotonic() + 0.2, car))
 
 
+def car_stories(database: Path, plates: list[str], *, limit: int = 3) -> str:
+    """What the gateway's file says about each of these cars (at most ``limit``): its lane
+    events, the gateway's decisions, its sessions and the conflicts found, so a failure seen
+    once (in CI, on a loaded machine) can be understood without replaying it."""
+    lines = [f"{len(plates)} cars without exactly one closed session: {plates[:20]}"]
+    store = GatewayStore.open(database)
+    try:
+        with store.reader() as db:
+            _tell(db, plates[:limit], lines)
+    finally:
+        store.close()
+    return "\n".join(lines)
+
+
+def _tell(db: Any, plates: list[str], lines: list[str]) -> None:
+    for plate in plates:
+        lines.append(f"--- {plate}")
+        lines.extend(f"event {tuple(row)}" for row in db.execute(
+            "SELECT lane, seq, type, ts, received_at, payload FROM events "
+            "WHERE json_extract(payload, '$.plate') = ? OR json_extract(payload, "
+            "'$.correlation_id') IN (SELECT correlation_id FROM decisions "
+            "WHERE plate = ?) ORDER BY received_at, lane, seq", [plate, plate]))
+        for query in _ROWS_OF_A_PLATE:
+            lines.extend(f"{query.split()[3]} {tuple(row)}"
+                         for row in db.execute(query, [plate]))
+
+
+_ROWS_OF_A_PLATE = tuple(f"SELECT * FROM {table} WHERE plate = ?"  # noqa: S608 - fixed names
+                         for table in ("decisions", "sessions", "conflicts"))
+
+
 # A hang guard, not a speed target: with a second suite running beside it on 2 cores this
 # whole-site run has taken over 240 s (issue 20's stress run; the old suite timed out alike).
 @pytest.mark.timeout(600)
@@ -342,7 +373,8 @@ def test_killing_the_gateway_mid_traffic_loses_no_event_counts_no_car_twice_and_
     assert set(stored) == set(emitted)
     # every car that left: one closed session; nobody left inside
     assert traffic.left == CARS
-    assert closed == dict.fromkeys(plates, 1)
+    assert closed == dict.fromkeys(plates, 1), car_stories(
+        gateway_config.database, [plate for plate in plates if closed.get(plate) != 1])
     assert still_open == 0
     assert gaps == []
     # the money

@@ -186,6 +186,43 @@ def test_an_exit_read_waits_for_the_queued_entry_of_its_car_instead_of_refusing_
     assert [(r.action, r.reason) for r in replies] == [("refuse", "payment_due")]
 
 
+def test_an_exit_read_one_confusion_from_another_car_waits_for_its_own_queued_entry(
+    app: GatewayApp,
+) -> None:
+    """粤B08Z55 and 粤B062S5 are one confusion apart for the matcher (8/6 after Z/2, 5/S).
+    With 粤B062S5 inside and 粤B08Z55's entry still queued (a restart's backlog), the exit's
+    read must not be settled on the other car: that closed the wrong session, and the crash
+    test (tests/test_gateway_crash.py) once ended with a car left inside."""
+    replies: list[DecideReply] = []
+    publish = app.bus.publish
+
+    def keep(topic: str, payload: Any, **options: Any) -> Any:
+        if isinstance(payload, DecideReply):
+            replies.append(payload)
+        return publish(topic, payload, **options)
+
+    setattr(app.bus, "publish", keep)  # noqa: B010
+    other = Passed(event_id=uuid.uuid4().hex, seq=1, ts=NOW, lane="in1", direction="entry",
+                   plate="粤B062S5", correlation_id="e0000001")
+    deliver(app, other.to_json())
+    assert app.service.wait_idle()
+    release = hold_worker(app)
+    entered = Passed(event_id=uuid.uuid4().hex, seq=1, ts=NOW, lane="in2", direction="entry",
+                     plate="粤B08Z55", correlation_id="e0000002")  # let in alone, queued
+    deliver(app, entered.to_json(), lane="in2")
+    request = DecideRequest(correlation_id="x0000001", lane="out1", direction="exit",
+                            plate="粤B08Z55", confidence=0.99, char_confidences=(0.99,) * 7,
+                            ts=NOW, deadline_ms=300)
+    app.service._enqueue_decide(
+        WatchedDelivery(topics.lane_decide(SITE, "out1"), request.to_json(), lambda: None))
+    release.set()
+
+    assert app.service.wait_idle()
+    own = app.store.db.execute("SELECT session_id FROM sessions WHERE plate = ?",
+                               ["粤B08Z55"]).fetchone()[0]
+    assert [(r.action, r.session_id) for r in replies] == [("open", own)]
+
+
 def test_a_jump_in_seq_is_recorded_as_an_open_gap_with_a_warning(
     app: GatewayApp, caplog: pytest.LogCaptureFixture,
 ) -> None:

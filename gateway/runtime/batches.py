@@ -242,7 +242,7 @@ class Batches:
         events still waiting behind the request (see :data:`BACKLOG_SENSITIVE`)."""
         now = self._clock.now()
         verdict = self._decider.verdict(request, now)
-        while verdict.reply.reason in BACKLOG_SENSITIVE:
+        while verdict.reply.reason in BACKLOG_SENSITIVE or verdict.inexact:
             waiting = self._inbox.take_events(self.batch_size)
             if not waiting:
                 break

@@ -23,13 +23,15 @@ from gateway.runtime.inside import CarsInside
 from gateway.safety.alarms import AlarmMonitor
 from gateway.safety.holds import HELD_DISPLAY, HELD_REASON, Hold
 from gateway.storage.store import GatewayStore
-from parkguard.core.plates import matchable_read
+from parkguard.core.plates import MatchResult, matchable_read
 from parkguard.core.tariffs import format_yuan
 from wire.contract.messages import DecideReply, DecideRequest
 
 #: Verdicts that may only be wrong because events the lane sent earlier are still queued
 #: (the car's entry ``passed`` not yet ingested, or its exit): the worker ingests what is
-#: waiting and decides again before answering with one of these.
+#: waiting and decides again before answering with one of these, or with an exit settled on
+#: another car one confusion from the read (:attr:`Verdict.inexact`: the read's own car may be
+#: the queued entry; settled on the other, it closed the wrong session).
 BACKLOG_SENSITIVE = frozenset({"no_entry_record", "plate_ambiguous", "already_inside"})
 
 Reply = Callable[..., DecideReply]
@@ -48,6 +50,9 @@ class Verdict(NamedTuple):
     reply: DecideReply
     evidence: Kept
     terms: Kept
+    inexact: bool = False
+    """An exit settled on a car inside whose plate is not the read (one OCR confusion away):
+    the read's own car may be among the events still queued (see :data:`BACKLOG_SENSITIVE`)."""
 
 
 def kept_json(kept: Kept) -> str | None:
@@ -106,6 +111,13 @@ class Decider:
 
     def _exit(self, read: str, request: DecideRequest, now: datetime, reply: Reply) -> Verdict:
         result, session_id = self._inside.match(matchable_read(read, request.char_confidences))
+        verdict = self._exit_of(result, session_id, read, request, now, reply)
+        if result.outcome == "match" and result.score:
+            return verdict._replace(inexact=True)
+        return verdict
+
+    def _exit_of(self, result: MatchResult, session_id: str | None, read: str,
+                 request: DecideRequest, now: datetime, reply: Reply) -> Verdict:
         evidence = result.evidence  # a frozen MatchResult's record, made when written
         session = self._store.session(session_id) if session_id else None
         fire = self._alarms is not None and self._alarms.billing_suspended()
