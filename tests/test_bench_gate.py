@@ -60,7 +60,10 @@ def test_a_tiny_gate_bench_measures_online_and_offline_against_the_ping_pong(
                                 rel_tol=1e-9, abs_tol=1e-9)
     for row in rows:
         figures = (row.p50, row.p90, row.p99, row.maximum, row.mean)
-        assert all(math.isfinite(v) and v > 0 for v in figures), row
+        # a hop may count 0 ms: a publish that returned after its peer had the message
+        # (simulator/gate_trace.py, _in_order); every whole takes time
+        least = 0.0 if row.name in segments else math.ulp(0.0)
+        assert all(math.isfinite(v) and v >= least for v in figures), row
         assert row.p50 <= row.p90 <= row.p99 <= row.maximum, row
         assert row.unit == "ms"
         if row.name != BASELINE_RR:
