@@ -29,10 +29,15 @@ note, so a figure is never taken for another setup's):
   :data:`NODE_RT_PRIORITY`; Mosquitto with the priority of its unit on the gateway box
   (``hardware/mosquitto-parkguard.conf``); each lane a process of its own (one Raspberry Pi
   each on a site: :mod:`simulator.fire_lanes`) with the priority of
-  ``hardware/parkguard-lane.service``. The gateway, the webhook receiver and the bench's own
-  loops stay in the bench's process at the default priority.
+  ``hardware/parkguard-lane.service``; and the bench's own process, which holds the gateway,
+  with the priority of ``hardware/parkguard-gateway.service``. The webhook receiver (standing
+  for the remote push service) and the bench's loops (standing for the physical contact) are
+  threads of that process, so they get it too. It is set once every child process is started
+  (Mosquitto, ``--load``, lanes, nodes: a child would inherit it) and put back when the fires
+  are over.
 - ``shared`` (as the bench ran before): the four lanes, the gateway and the bench in one
-  process; node, Mosquitto and lanes at the default priority (nice 0, ``SCHED_OTHER``).
+  process; node, Mosquitto, lanes and gateway at the default priority (nice 0,
+  ``SCHED_OTHER``).
 
 A priority that cannot be set (not root, no ``CAP_SYS_NICE``) is printed as ``NOT SET`` with
 the reason, and the run goes on at the default.
@@ -100,10 +105,13 @@ NODES = ("fire1", "fire2")
 HARDWARE = Path(__file__).resolve().parent.parent / "hardware"
 LANE_UNIT = HARDWARE / "parkguard-lane.service"
 BROKER_UNIT = HARDWARE / "mosquitto-parkguard.conf"
+GATEWAY_UNIT = HARDWARE / "parkguard-gateway.service"
+BENCH_PROCESS = "the gateway, the webhook receiver and the bench's loops: "
+"""How the ``bench`` line of "how each process ran" starts."""
 NODE_RT_PRIORITY = 60
 """``SCHED_FIFO`` priority of a fire node's process in the ``site`` setup, once it has booted:
-above everything else of the bench (Mosquitto 50, lanes 40 by their units), as a
-microcontroller of its own is never preempted by a Pi's or a test run's work."""
+above everything else of the bench (Mosquitto 50, lanes 40, the gateway 30 by their units),
+as a microcontroller of its own is never preempted by a Pi's or a test run's work."""
 Setup = Literal["site", "shared"]
 SETUPS: tuple[Setup, ...] = ("site", "shared")
 _TIMEOUT_S = 10.0
@@ -239,6 +247,24 @@ class _SharedLanes:
             lane.node.controller.wait_idle(timeout=timeout)
 
 
+@contextmanager
+def _as_the_gateway_unit() -> Iterator[str]:
+    """Run this process (every thread; threads started later inherit) as the gateway's unit
+    runs the gateway, and yield what it now runs with. On leaving, every thread goes back to
+    the policy the process had, so a test run that called the bench carries on at the
+    default and its later children do not inherit a real-time policy."""
+    pid = os.getpid()
+    policy, param = os.sched_getscheduler(0), os.sched_getparam(0)
+    try:
+        yield apply_unit(pid, read_unit(GATEWAY_UNIT, name="hardware/parkguard-gateway.service"))
+    finally:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            try:
+                os.sched_setscheduler(int(tid), policy, param)
+            except OSError:  # the thread ended meanwhile, or nothing was set
+                pass
+
+
 def _node_priority(setup: Setup) -> UnitPriority:
     return (realtime(NODE_RT_PRIORITY, "the bench: the node stands for its own microcontroller")
             if setup == "site" else DEFAULT)
@@ -304,6 +330,10 @@ def fire_runs(broker: MosquittoBroker, workdir: Path, *, runs: int, warmup: int,
             if node.proc is None:         # hold a core of the shared machine for a second
                 raise BenchError(f"the fire node {name} did not start")
             ran[f"node {name}"] = apply_unit(node.proc.pid, _node_priority(setup))
+        if setup == "site":  # last: every child process is started (they would inherit it)
+            ran["bench"] = BENCH_PROCESS + stack.enter_context(_as_the_gateway_unit())
+            stack.callback(lambda: ran.__setitem__(
+                "bench", f"{ran['bench']}; after the fires: {running(os.getpid())}"))
         _wait(panel_normal, "the panels normal at the gateway")
         done = 0
         for index in range(warmup + runs):
@@ -381,8 +411,7 @@ def run_bench_fire(runs: int, workdir: Path, *, warmup: int = WARMUP,
             raise BenchError("Mosquitto did not start")
         broker_unit = read_unit(BROKER_UNIT, name="hardware/mosquitto-parkguard.conf")
         ran["mosquitto"] = apply_unit(broker.pid, broker_unit if setup == "site" else DEFAULT)
-        ran["bench"] = (f"the gateway, the webhook receiver and the bench's loops: "
-                        f"{running(os.getpid())}")
+        ran["bench"] = BENCH_PROCESS + running(os.getpid())  # site: set in fire_runs
         baseline = describe(BASELINE_RR, "latency", request_response(
             broker.address, requests=max(runs, 20), warmup=20, nodelay=True))
         stack.enter_context(_burners(load))
@@ -399,13 +428,15 @@ def run_bench_fire(runs: int, workdir: Path, *, warmup: int = WARMUP,
     lanes = len(ENTRIES) + len(EXITS)
     beside = (f"{load} CPU-bound processes beside it" if load
               else "nothing of its own beside it")
-    how = ("setup site: each node at SCHED_FIFO (its own microcontroller), Mosquitto and "
-           "each lane's process with its unit's priority (listed above the table)"
+    how = ("setup site: each node at SCHED_FIFO (its own microcontroller), Mosquitto, "
+           "each lane's process and the gateway's (the bench's) with its unit's priority "
+           "(listed above the table)"
            if setup == "site" else
-           "setup shared: the lanes in the bench's process, every process at the default "
-           "priority")
+           "setup shared: the lanes and the gateway in the bench's process, every process at "
+           "the default priority")
     if any("NOT SET" in line for line in ran.values()):
         how += "; SOME PRIORITIES NOT SET (see above)"
+    gateway_ran = ran["bench"].removeprefix(BENCH_PROCESS).partition("; after the fires")[0]
     now, before = measured["fire2"], measured["fire1"]
     return [
         baseline,
@@ -426,7 +457,8 @@ def run_bench_fire(runs: int, workdir: Path, *, warmup: int = WARMUP,
         compared(describe(FIRE_NODE_BEFORE, "latency", before.node_ms), baseline),
         compared(describe(FIRE_ALERT, "latency", now.alert_ms,
                           note="reading → gateway alarm → alert desk → Apprise json:// → "
-                               "local HTTP receiver"), baseline),
+                               f"local HTTP receiver; the gateway (in the bench's process) "
+                               f"at {gateway_ran}"), baseline),
         compared(describe(FIRE_ALERT_BEFORE, "latency", before.alert_ms), baseline),
     ]
 
@@ -445,8 +477,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                              f"the before rows keep {BEFORE_DEBOUNCE_MS})")
     parser.add_argument("--setup", choices=SETUPS, default="site",
                         help="site (default): each node at SCHED_FIFO, each lane its own "
-                             "process, Mosquitto and lanes at their units' priority; shared: "
-                             "the lanes in the bench's process, all at the default priority")
+                             "process, Mosquitto, lanes and the gateway (this process) at "
+                             "their units' priority; shared: the lanes in the bench's "
+                             "process, all at the default priority")
     parser.add_argument("--load", type=int, default=0, metavar="N",
                         help="run N CPU-bound processes beside the fires (default none)")
     parser.add_argument("--workdir", type=Path, default=None, metavar="DIR",

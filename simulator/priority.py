@@ -1,8 +1,8 @@
 """Run a bench's process with the CPU priority its installed systemd unit gives it.
 
 A site's safety path crosses processes that each have a unit (``hardware/``): the lane
-(``parkguard-lane.service``) and the site broker (Debian's ``mosquitto.service`` with our
-drop-in ``mosquitto-parkguard.conf``). Their ``Nice=``, ``CPUSchedulingPolicy=``,
+(``parkguard-lane.service``), the site broker (Debian's ``mosquitto.service`` with our
+drop-in ``mosquitto-parkguard.conf``) and the gateway (``parkguard-gateway.service``). Their ``Nice=``, ``CPUSchedulingPolicy=``,
 ``CPUSchedulingPriority=`` and ``CPUSchedulingResetOnFork=`` decide who runs first when the
 CPU is busy, so a bench that ran them at the default priority would measure something no
 site runs. :func:`apply_unit` gives
