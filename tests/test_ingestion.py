@@ -87,6 +87,20 @@ def hold_worker(app: GatewayApp) -> threading.Event:
     return release
 
 
+def keep_replies(app: GatewayApp) -> list[DecideReply]:
+    """Every decide reply the gateway publishes from now on, in order."""
+    replies: list[DecideReply] = []
+    publish = app.bus.publish
+
+    def keep(topic: str, payload: Any, **options: Any) -> Any:
+        if isinstance(payload, DecideReply):
+            replies.append(payload)
+        return publish(topic, payload, **options)
+
+    setattr(app.bus, "publish", keep)  # noqa: B010
+    return replies
+
+
 def test_an_event_is_acknowledged_only_once_another_connection_can_read_it(
     app: GatewayApp,
 ) -> None:
@@ -159,15 +173,7 @@ def test_a_decide_request_is_answered_before_the_burst_of_events_queued_ahead_of
 def test_an_exit_read_waits_for_the_queued_entry_of_its_car_instead_of_refusing_it(
     app: GatewayApp,
 ) -> None:
-    replies: list[DecideReply] = []
-    publish = app.bus.publish
-
-    def keep(topic: str, payload: Any, **options: Any) -> Any:
-        if isinstance(payload, DecideReply):
-            replies.append(payload)
-        return publish(topic, payload, **options)
-
-    setattr(app.bus, "publish", keep)  # noqa: B010
+    replies = keep_replies(app)
     release = hold_worker(app)
     entered = Passed(event_id=uuid.uuid4().hex, seq=1, ts=NOW, lane="in1", direction="entry",
                      plate=PLATE, correlation_id="e0000001")  # the lane let it in alone
@@ -193,15 +199,7 @@ def test_an_exit_read_one_confusion_from_another_car_waits_for_its_own_queued_en
     With 粤B062S5 inside and 粤B08Z55's entry still queued (a restart's backlog), the exit's
     read must not be settled on the other car: that closed the wrong session, and the crash
     test (tests/test_gateway_crash.py) once ended with a car left inside."""
-    replies: list[DecideReply] = []
-    publish = app.bus.publish
-
-    def keep(topic: str, payload: Any, **options: Any) -> Any:
-        if isinstance(payload, DecideReply):
-            replies.append(payload)
-        return publish(topic, payload, **options)
-
-    setattr(app.bus, "publish", keep)  # noqa: B010
+    replies = keep_replies(app)
     other = Passed(event_id=uuid.uuid4().hex, seq=1, ts=NOW, lane="in1", direction="entry",
                    plate="粤B062S5", correlation_id="e0000001")
     deliver(app, other.to_json())
