@@ -2,8 +2,9 @@
 
 A site's safety path crosses processes that each have a unit (``hardware/``): the lane
 (``parkguard-lane.service``), the site broker (Debian's ``mosquitto.service`` with our
-drop-in ``mosquitto-parkguard.conf``) and the gateway (``parkguard-gateway.service``). Their ``Nice=``, ``CPUSchedulingPolicy=``,
-``CPUSchedulingPriority=`` and ``CPUSchedulingResetOnFork=`` decide who runs first when the
+drop-in ``mosquitto-parkguard.conf``) and the gateway (``parkguard-gateway.service``).
+Their ``Nice=``, ``CPUSchedulingPolicy=``, ``CPUSchedulingPriority=`` and
+``CPUSchedulingResetOnFork=`` decide who runs first when the
 CPU is busy, so a bench that ran them at the default priority would measure something no
 site runs. :func:`apply_unit` gives
 a running process (every thread it has so far; threads it starts later inherit) what its
