@@ -32,6 +32,7 @@ from gateway.runtime.availability import Availability, availability_will
 from gateway.runtime.discovery import Discovery, discovery_configs
 from gateway.runtime.exits import PayLink
 from gateway.runtime.inbox import Inbox, Job
+from gateway.runtime.liveness import Liveness
 from gateway.runtime.service import Gateway
 from gateway.safety.alarms import AlarmChange, AlarmMonitor, SensorKind
 from gateway.safety.alerts import AlertDesk, AppriseNotifier, Ticker, load_or_create_key
@@ -46,6 +47,7 @@ from gateway.web.tickets import TicketSigner
 from parkguard.clock import Clock, utc_iso
 from parkguard.configfile import load_config, reveal
 from parkguard.errors import ConfigError
+from parkguard.systemd import Watchdog
 from wire.bus import Bus
 from wire.contract import topics
 from wire.fleet_command import command_filter
@@ -129,18 +131,21 @@ class GatewayApp:
     dashboard when the config has a ``[web]`` section."""
 
     def __init__(self, config: GatewayConfig, *, clock: Clock, bus: Bus | None = None,
-                 allow_simulated: bool = False) -> None:
+                 allow_simulated: bool = False, liveness: Liveness | None = None) -> None:
         """``bus``: the site broker connection; by default a persistent manual-ack
         :class:`MqttBus` to ``config.broker`` (tests hand in a :class:`wire.memory.MemoryBus`
         made with ``persistent=True, manual_ack=True``). ``allow_simulated``: only
         ``parkguard demo`` and tests may run the simulated payment provider; without it a
         config naming it is refused (:class:`~parkguard.errors.ConfigError`) before anything
-        is opened."""
+        is opened. ``liveness``: how it tells systemd it is ready and its worker still goes
+        round (by default what systemd set in the environment; off systemd, nothing)."""
         payments = config.payments
         provider = build_provider(payments.provider, clock=clock, wechat=payments.wechat,
                                   alipay=payments.alipay, allow_simulated=allow_simulated)
         self.config = config
         self.clock = clock
+        self.liveness = liveness if liveness is not None else Liveness.from_environment()
+        self.watchdog: Watchdog | None = None
         self.pricing = SitePricing.from_file(config.tariff_file)
         self.store = GatewayStore.open(config.database)
         db, zone = self.store.db, ZoneInfo(config.timezone)
@@ -179,7 +184,7 @@ class GatewayApp:
             publish=self.replicas.publish_capacity)
         self.discovery = self._discovery()
         # The worker's inbox comes first: the alert courier hands its work to the worker.
-        self.inbox = Inbox()
+        self.inbox = Inbox(idle_wake_s=self.liveness.idle_wake_s)
         self.alarms: AlarmMonitor | None = None
         self.alerts: AlertDesk | None = None
         safety = None if config.safety_file is None \
@@ -341,8 +346,11 @@ class GatewayApp:
         if self.discovery is not None:
             self.discovery.start()  # Home Assistant's configs, retained, on every connect
         self.audit_head.start()
+        broker = self.config.broker
+        self.liveness.status(f"connecting to the broker at {broker.host}:{broker.port}")
         self.bus.start()
-        self.service.call(self._publish_replicas)
+        self.liveness.status("publishing the lanes' replica snapshots")
+        self.service.call(self._publish_replicas)  # the worker runs: it did this
         if self._ticker is not None:
             self._ticker.start()
         if self.config.web is not None:
@@ -355,6 +363,9 @@ class GatewayApp:
                 metrics_allow=tuple(str(network) for network in web.metrics_allow),
                 metrics_token=metrics_token(web.metrics_token_file),
                 lane_stale_s=web.lane_stale_s)).start()
+        # Ready only now: connected, the worker serving, the lanes' replicas sent.
+        self.watchdog = self.liveness.watchdog(self.service.healthy)
+        self.watchdog.start(status=f"gateway for site {self.config.site}: serving")
         return self
 
     def _publish_replicas(self) -> None:
@@ -364,6 +375,9 @@ class GatewayApp:
             self.capacity.publish_now()
 
     def stop(self) -> None:
+        if self.watchdog is not None:  # STOPPING=1; no pings while the worker winds down
+            self.watchdog.stop()
+            self.watchdog = None
         if self.web is not None:
             self.web.stop()
             self.web = None

@@ -36,9 +36,12 @@ def test_the_gateway_unit_runs_the_gateway_as_the_lane_unit_runs_the_lane() -> N
     # the site broker is on the same box: start after it, and pull it in
     assert "mosquitto.service" in keys["Unit.After"][0].split()
     assert "mosquitto.service" in keys["Unit.Wants"][0].split()
-    # Type=simple: no sd_notify in the gateway, so a WatchdogSec= would kill a healthy gateway
-    assert keys["Service.Type"] == ["simple"]
-    assert "Service.WatchdogSec" not in keys and "Service.NotifyAccess" not in keys
+    # sd_notify like the lane: READY=1 once serving, WATCHDOG=1 while its worker goes round
+    # (tests/test_gateway_watchdog.py), so a hung gateway is restarted as a dead one is
+    for key in ("Service.Type", "Service.NotifyAccess", "Service.WatchdogSec"):
+        assert keys[key] == lane[key], key
+    assert keys["Service.Type"] == ["notify"] and keys["Service.WatchdogSec"] == ["30"]
+    assert keys["Service.NotifyAccess"] == ["main"]
 
 
 def test_the_gateway_runs_real_time_below_the_broker_and_the_lane() -> None:

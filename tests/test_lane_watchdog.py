@@ -1,4 +1,5 @@
-"""The lane's sd_notify watchdog, against a fake datagram socket (and a real one)."""
+"""The sd_notify watchdog the lane and the gateway share (``parkguard/systemd.py``), against a
+fake datagram socket (and a real one). The gateway's use of it: tests/test_gateway_watchdog.py."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import socket
 from pathlib import Path
 from typing import Any
 
-from firmware.lane.watchdog import Notifier, Watchdog, watchdog_period_s
+from parkguard.systemd import Notifier, Watchdog, watchdog_period_s
 
 
 class FakeSocket:
@@ -69,3 +70,17 @@ def test_the_background_thread_pings_on_a_real_datagram_socket(tmp_path: Path) -
         assert server.recv(256) == b"WATCHDOG=1"
         dog.stop()
         assert dog.pings >= 1
+
+
+def test_an_unhealthy_round_is_counted_and_sends_nothing(tmp_path: Path) -> None:
+    path = str(tmp_path / "notify")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as server:
+        server.bind(path)
+        server.settimeout(5)
+        dog = Watchdog(Notifier(path), 0.01, lambda: False, what="test")
+        dog.start()
+        assert server.recv(256) == b"READY=1"
+        dog.wait_rounds(3)
+        dog.stop()
+        assert dog.pings == 0 and dog.skipped >= 3
+        assert server.recv(256) == b"STOPPING=1"  # no WATCHDOG=1 queued before it

@@ -23,11 +23,11 @@ from firmware.lane.evidence import EvidenceKeeper, EvidenceServer, lane_store
 from firmware.lane.journal import Journal
 from firmware.lane.kiosk import Confirmation, DeviceInput, InputSource
 from firmware.lane.replica import LaneReplica
-from firmware.lane.watchdog import Notifier, Watchdog, watchdog_period_s
 from parkguard import __version__
 from parkguard.clock import Clock
 from parkguard.errors import BrokerError
 from parkguard.evidence import EvidenceStore
+from parkguard.systemd import Notifier, Watchdog, watchdog_period_s
 from wire.bus import Bus
 from wire.contract import topics
 from wire.contract.messages import LaneState
@@ -148,7 +148,7 @@ class LaneNode:
             device.start()
         if self.config.watchdog.enabled:
             self.watchdog = Watchdog(Notifier.from_environment(), watchdog_period_s(),
-                                     self.controller.healthy)
+                                     self.controller.healthy, what=f"lane {self.config.lane}")
             self.watchdog.start(status=f"lane {self.config.lane} running")
         return self
 

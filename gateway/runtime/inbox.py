@@ -7,6 +7,10 @@ lane events and their fsync), a batch of lane events stops before the next offic
 events not yet handled can be put back at the head in their order. The inbox also counts
 the messages received and not yet settled (``wait_idle``) and carries office work to the
 worker (``call``), so a desk that must run on the worker needs only the inbox, not the loop.
+
+An empty inbox does not hold the worker for ever: :meth:`Inbox.next` hands it ``idle`` after
+``idle_wake_s``, so an idle worker still goes round its loop and its heartbeat stays fresh for
+systemd's watchdog (gateway/runtime/liveness.py); only a worker stuck in a job goes stale.
 """
 
 from __future__ import annotations
@@ -49,16 +53,27 @@ class Job(Generic[T]):
             self.result.set_exception(error)
 
 
+IDLE_WAKE_S = 5.0
+"""The longest an idle worker waits for work before it goes round its loop anyway: well
+inside the watchdog's staleness (gateway/runtime/liveness.py), and rare enough to cost
+nothing."""
+
 #: What the worker takes next: ("decides" | "events", messages), ("job", job) — an urgent
-#: or an ordered one — or ("stop", None).
-Work = tuple[Literal["decides", "events", "job", "stop"], list[Inbound] | Job[Any] | None]
+#: or an ordered one — ("idle", None) when nothing came for a while, or ("stop", None).
+Work = tuple[Literal["decides", "events", "job", "idle", "stop"],
+             list[Inbound] | Job[Any] | None]
 
 
 class Inbox:
     """The worker's three queues: decide requests first; urgent jobs (safety messages, in
     their arrival order) next; lane events and office jobs in arrival order after them."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, idle_wake_s: float = IDLE_WAKE_S) -> None:
+        """``idle_wake_s``: how long :meth:`next` waits on an empty inbox before it says
+        ``idle`` (tests pass a short one with a short watchdog staleness)."""
+        if idle_wake_s <= 0:
+            raise ValueError("idle_wake_s must be positive")
+        self.idle_wake_s = idle_wake_s
         self._ready = threading.Condition()
         self._decides: deque[Inbound] = deque()
         self._urgent: deque[Job[Any]] = deque()
@@ -136,8 +151,9 @@ class Inbox:
     def next(self, limit: int) -> Work:
         """Block until there is work: every waiting decide; else the next urgent job; else
         the next ordered job; else up to ``limit`` lane events (stopping before a job); else,
-        once stopped, ``stop``."""
+        once stopped, ``stop``; else, after ``idle_wake_s`` with none of these, ``idle``."""
         with self._ready:
+            waited = False
             while True:
                 if self._decides:
                     decides = list(self._decides)
@@ -153,7 +169,9 @@ class Inbox:
                     return "events", self._take_events(limit)
                 if self._stopping:
                     return "stop", None
-                self._ready.wait()
+                if waited:
+                    return "idle", None
+                waited = not self._ready.wait(self.idle_wake_s)
 
     def cut_waiting(self) -> bool:
         """A decide or urgent job is waiting, so a batch of lane events under way should

@@ -172,6 +172,11 @@ class Gateway:
         """Block until every message received so far has been handled (tests, the simulator)."""
         return self.inbox.wait_idle(timeout)
 
+    def healthy(self, stall_s: float) -> bool:
+        """The worker thread runs and went round its loop within ``stall_s`` (an idle one
+        goes round every few seconds): what systemd's watchdog pings for."""
+        return self._worker.healthy(stall_s)
+
     def _reload(self) -> None:
         """After a failed commit: what the worker keeps in memory, reread from the file."""
         if self.capacity is not None:

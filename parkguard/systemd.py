@@ -1,10 +1,13 @@
-"""systemd's watchdog for the lane: ``sd_notify`` over ``NOTIFY_SOCKET``, no dependency.
+"""systemd's readiness and watchdog protocol (``sd_notify``) over ``NOTIFY_SOCKET``, no
+dependency; shared by the lane and the site gateway, each with its own health check.
 
 systemd (``Type=notify``, ``WatchdogSec=``) sets ``NOTIFY_SOCKET`` (a path, or ``@name`` for
-an abstract socket) and ``WATCHDOG_USEC``. The lane says ``READY=1`` once it runs, then
-``WATCHDOG=1`` every half period **only while its worker and outbox threads are alive and
-the worker went round its loop recently**; a wedged lane stops pinging and systemd restarts
-it (``Restart=always``). Off systemd (no ``NOTIFY_SOCKET``) every call does nothing.
+an abstract socket) and ``WATCHDOG_USEC``. A process says ``READY=1`` once it serves, then
+``WATCHDOG=1`` every half period **only while its own health check holds** (the lane: its
+worker and outbox threads are alive and the worker went round its loop recently; the
+gateway: its worker is alive and went round recently). A wedged process stops pinging and
+systemd restarts it (``Restart=always``). Off systemd (no ``NOTIFY_SOCKET``) every call does
+nothing, so the same code runs on a bench or in tests unchanged.
 
 >>> Notifier(None).notify("READY=1")
 False
@@ -65,16 +68,23 @@ def watchdog_period_s(environ: Mapping[str, str] | None = None) -> float | None:
 
 
 class Watchdog:
-    """Pings systemd every ``period_s`` while ``healthy()`` says so."""
+    """Pings systemd every ``period_s`` while ``healthy()`` says so; ``what`` names the
+    process in the log line written when it does not."""
 
     def __init__(self, notifier: Notifier, period_s: float | None,
-                 healthy: Callable[[], bool]) -> None:
+                 healthy: Callable[[], bool], *, what: str = "process") -> None:
         self._notifier = notifier
         self._period = period_s
         self._healthy = healthy
+        self._what = what
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._round = threading.Condition()
         self.pings = 0
+        self.skipped = 0
+        """rounds on which the health check failed, so no ping was sent"""
+        self.rounds = 0
+        """rounds the background thread has finished (whatever each sent)"""
 
     def start(self, status: str = "") -> None:
         self._notifier.notify("READY=1" + (f"\nSTATUS={status}" if status else ""))
@@ -85,7 +95,8 @@ class Watchdog:
 
     def ping_once(self) -> bool:
         if not self._healthy():
-            log.error("lane unhealthy: not pinging systemd's watchdog")
+            log.error("%s unhealthy: not pinging systemd's watchdog", self._what)
+            self.skipped += 1
             return False
         if self._notifier.notify("WATCHDOG=1"):
             self.pings += 1
@@ -96,6 +107,18 @@ class Watchdog:
         period = self._period if self._period is not None else 1.0
         while not self._stop.wait(period):
             self.ping_once()
+            with self._round:
+                self.rounds += 1
+                self._round.notify_all()
+
+    def wait_rounds(self, count: int, timeout: float = 5.0) -> None:
+        """Block until the thread has finished ``count`` more rounds (TimeoutError if not):
+        tests settle what it did, or did not, send by waiting on its rounds, not on a sleep."""
+        with self._round:
+            target = self.rounds + count
+            if not self._round.wait_for(lambda: self.rounds >= target, timeout):
+                raise TimeoutError(f"the watchdog went round {self.rounds} times, "
+                                   f"not {target}, in {timeout} s")
 
     def stop(self) -> None:
         self._stop.set()
