@@ -80,15 +80,15 @@ def systemd() -> Iterator[SystemdSocket]:
 
 
 @pytest.fixture
-def start_gateway(tmp_path: Path) -> Iterator[Callable[[Liveness], GatewayApp]]:
-    """Start a gateway on a memory broker with the given liveness; stopped at the end."""
-    broker = MemoryBroker()
+def start_gateway(memory: MemoryBroker,
+                  tmp_path: Path) -> Iterator[Callable[[Liveness], GatewayApp]]:
+    """Start a gateway on the memory broker with the given liveness; stopped at the end."""
     started: list[GatewayApp] = []
 
     def start(liveness: Liveness) -> GatewayApp:
         config = GatewayConfig(site=SITE, database=tmp_path / "gw.db",
                                broker=BrokerSettings(host="memory"))
-        bus = MemoryBus(broker, client_id=gateway_client_id(SITE), persistent=True,
+        bus = MemoryBus(memory, client_id=gateway_client_id(SITE), persistent=True,
                         manual_ack=True)
         app = GatewayApp(config, clock=ManualClock(NOW), bus=bus, liveness=liveness)
         started.append(app.start())
@@ -97,7 +97,6 @@ def start_gateway(tmp_path: Path) -> Iterator[Callable[[Liveness], GatewayApp]]:
     yield start
     for app in started:
         app.stop()
-    broker.close()
 
 
 def dog_of(app: GatewayApp) -> Watchdog:
