@@ -21,7 +21,10 @@ from fleet.rows import Delivered
 from fleet.store import write_batch
 from fleet.web.app import create_fleet_app
 from fleet.web.users import add_user
-from tests.test_web_browser import browser  # noqa: F401  (the module's Chromium fixture)
+from tests.test_web_browser import (
+    browser,  # noqa: F401  (the module's Chromium fixture)
+    eventually,
+)
 from wire.contract.messages import AlarmState, LaneState, Passed, PatrolTap, WireMessage
 from wire.contract.topics import alarm, lane_event, lane_state, patrol_tap
 
@@ -129,6 +132,11 @@ def test_the_overview_in_a_browser_shows_each_site_and_drills_down(
     browser.find_element(By.NAME, "username").send_keys("boss")
     browser.find_element(By.NAME, "password").send_keys(PASSWORD)
     browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    # click() returns before the browser has left the login page (a loaded CI once read
+    # the login page's empty table): wait for the overview, then read it
+    eventually(lambda: "/login" not in browser.current_url
+               and bool(browser.find_elements(By.CSS_SELECTOR, "#sites tbody tr")),
+               "the overview after logging in")
     rows = browser.find_elements(By.CSS_SELECTOR, "#sites tbody tr")
     assert [row.get_attribute("data-site") for row in rows] == ["east", "north", "south"]
     north = browser.find_element(By.CSS_SELECTOR, 'tr[data-site="north"]').text
@@ -136,5 +144,6 @@ def test_the_overview_in_a_browser_shows_each_site_and_drills_down(
     totals = browser.find_element(By.ID, "totals").text
     assert "今日收入" in totals and "revenue today" in totals
     browser.find_element(By.LINK_TEXT, "south").click()
-    assert "车场 site south" in browser.find_element(By.TAG_NAME, "h1").text
+    eventually(lambda: "车场 site south" in browser.find_element(By.TAG_NAME, "h1").text,
+               "the south site's page")
     assert "离线" in browser.find_element(By.ID, "devices").text
