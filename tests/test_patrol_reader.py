@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 import statistics
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -19,7 +20,7 @@ import pytest
 from broker.provision.generate import ProvisionResult
 from broker.runner import MosquittoBroker
 from parkguard.core.patrol.sun import simulate_tap, verify_sun
-from simulator.sensor_node import FIRMWARE
+from simulator.sensor_node import FIRMWARE, SIM, micropython_binary
 from tests.helpers import eventually, wait_node_ms
 from tests.patrol_harness import (
     BADGE_UID,
@@ -373,3 +374,50 @@ def test_the_patrol_config_example_is_complete() -> None:
     assert cfg["kind"] == "patrol" and cfg["broker"]["user"] == f"patrol-{cfg['node']}"
     assert set(cfg["patrol"]) >= {"badges", "nfc", "outputs", "battery", "tz_offset_min"}
     assert all(len(uid) in (8, 14, 20) for uid in cfg["patrol"]["badges"])
+
+
+#: The Feedback player on the unix port, its loop late on every pass: the tap's handling (a
+#: flash write, a publish) before the pattern starts, then slow loop passes while it plays.
+_SLOW_LOOP = """
+import time
+from pgsensor.patrol import Feedback
+def busy(ms):
+    start = time.ticks_ms()
+    while time.ticks_diff(time.ticks_ms(), start) < ms:
+        pass
+fb = Feedback({"green": {"pin": 14}, "red": {"pin": 15}, "buzzer": {"pin": 13}})
+for name in ("error", "stored", "logoff"):
+    busy(40)
+    fb.play(name)
+    while fb.busy:
+        busy(13)
+        fb.tick(time.ticks_ms())
+print("played")
+"""
+
+
+def test_a_pattern_plays_every_pulse_as_long_as_written_when_the_loop_is_late(
+        tmp_path: Path) -> None:
+    """A guard hears the full 700 ms error buzz on a busy node (CI once measured 570 ms: the
+    pulse was timed from a clock read before the tap was handled; played the old way, this
+    script measured 664 ms, and 26 ms of the 60 ms "stored" chirp)."""
+    (tmp_path / "slow.py").write_text(_SLOW_LOOP, encoding="utf-8")
+    done = subprocess.run(  # our own binary and firmware
+        [str(micropython_binary()), "slow.py"], cwd=tmp_path, capture_output=True, timeout=60,
+        env={"MICROPYPATH": f"{SIM}:{FIRMWARE}"}, check=False)
+    assert done.stdout.strip().endswith(b"played"), done.stdout + done.stderr
+    edges = [line.split() for line in (tmp_path / "sim_out.log").read_text().splitlines()]
+    pulses: dict[str, list[int]] = {}
+    started: dict[str, int] = {}
+    for ticks, pin, level in edges:
+        if level == "1":
+            started[pin] = int(ticks)
+        elif pin in started:
+            pulses.setdefault(pin, []).append(int(ticks) - started.pop(pin))
+    written = {"pin13": [700, 60, 60, 300], "pin15": [150, 150, 150],
+               "pin14": [120, 120, 100, 100, 100]}  # error, stored, logoff in order
+    assert sorted(pulses) == sorted(written)
+    for pin, lengths in written.items():
+        assert len(pulses[pin]) == len(lengths), (pin, pulses[pin])
+        assert all(got >= want for got, want in zip(pulses[pin], lengths, strict=True)), (
+            pin, pulses[pin], lengths)

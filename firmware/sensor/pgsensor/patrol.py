@@ -204,29 +204,35 @@ class Feedback:
         self.tracks = {}  # name -> [pulses, index, on, next_ms]
         self.played = []  # names of finished patterns (the last few), for the console
 
-    def play(self, name, now):
+    def play(self, name):
         print("feedback", name)
         self.queue.append(name)
         if not self.tracks:
-            self._start(now)
+            self._start()
 
     @property
     def busy(self):
         return bool(self.tracks) or bool(self.queue)
 
+    @staticmethod
+    def _after(ms):
+        # From the clock read once the pin has changed, not the loop's ``now``: that was read
+        # before the tap was handled (a flash write, a publish), and a pulse timed from it
+        # came out short on a busy node (the 700 ms error buzz measured 570 ms).
+        return time.ticks_add(time.ticks_ms(), ms)
+
     def _drive(self, name, on):
         pin, low = self.pins[name]
         pin.value((0 if on else 1) if low else (1 if on else 0))
 
-    def _start(self, now):
+    def _start(self):
         if not self.queue:
             return
         pattern = PATTERNS[self.queue.pop(0)]
         for name in pattern:
             if name in self.pins:
-                self.tracks[name] = [pattern[name], 0, True, time.ticks_add(
-                    now, pattern[name][0][0])]
                 self._drive(name, True)
+                self.tracks[name] = [pattern[name], 0, True, self._after(pattern[name][0][0])]
 
     def tick(self, now):
         for name in list(self.tracks):
@@ -241,14 +247,14 @@ class Feedback:
                     del self.tracks[name]
                     continue
                 track[2] = False
-                track[3] = time.ticks_add(now, off)
+                track[3] = self._after(off)
             else:
                 track[1] = i + 1
                 track[2] = True
-                track[3] = time.ticks_add(now, pulses[i + 1][0])
                 self._drive(name, True)
+                track[3] = self._after(pulses[i + 1][0])
         if not self.tracks and self.queue:
-            self._start(now)
+            self._start()
 
 
 # -- link ----------------------------------------------------------------------------------
@@ -401,10 +407,10 @@ class PatrolReader:
             seq, deadline = self.waiting
             if self.link.outbox.acked >= seq:
                 self.waiting = None
-                self.feedback.play("ok", now)
+                self.feedback.play("ok")
             elif not self.link.online or time.ticks_diff(now, deadline) >= 0:
                 self.waiting = None
-                self.feedback.play("stored", now)
+                self.feedback.play("stored")
         self.feedback.tick(now)
         if dirty:
             self.write_state()
@@ -421,9 +427,9 @@ class PatrolReader:
             self.logon_at = time.time()
             self._save_session()
             print("patrol: logon, badge", badge)
-            self.feedback.play("logon", now)
+            self.feedback.play("logon")
             if self.battery is not None and self.battery.low:
-                self.feedback.play("battery_low", now)
+                self.feedback.play("battery_low")
             return
         if self.badge is None:
             return self._refuse("no badge logged on", uid, now)
@@ -444,9 +450,9 @@ class PatrolReader:
         if self.link.online:
             self.waiting = (seq, time.ticks_add(now, self.p["ack_wait_ms"]))
         else:
-            self.feedback.play("stored", now)
+            self.feedback.play("stored")
         if self.battery is not None and self.battery.low:
-            self.feedback.play("battery_low", now)
+            self.feedback.play("battery_low")
 
     def _logoff(self, now):
         self.badge = None
@@ -455,12 +461,12 @@ class PatrolReader:
             os.remove(SESSION_FILE)
         except OSError:
             pass
-        self.feedback.play("logoff", now)
+        self.feedback.play("logoff")
 
     def _refuse(self, why, uid, now):
         self.refused += 1
         print("patrol: tap refused (%s), tag" % why, uid)
-        self.feedback.play("error", now)
+        self.feedback.play("error")
 
 
 def main(path="config.json"):
