@@ -374,7 +374,8 @@ class GatewayApp:
         if self.capacity is not None:
             self.capacity.publish_now()
 
-    def stop(self) -> None:
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Stop every part; the worker gets ``timeout_s`` to finish what is queued."""
         if self.watchdog is not None:  # STOPPING=1; no pings while the worker winds down
             self.watchdog.stop()
             self.watchdog = None
@@ -388,11 +389,15 @@ class GatewayApp:
         if self.otp is not None:
             self.otp.close()
         self.site_plans.close()
-        self.service.stop()  # its last batch is acknowledged while the bus is still up
+        finished = self.service.stop(timeout_s)  # its last batch acked while the bus is up
         self.audit_head.stop()
         self.availability.stop()  # a clean stop has no Last Will: 'offline' said here
         self.bus.stop()
-        self.store.close()
+        if finished:
+            self.store.close()
+        else:  # closed under it, the worker's next write would fail and its work be lost
+            log.error("gateway: the worker was still busy when the stop's time ran out; "
+                      "the store is left open under it")
 
     def __enter__(self) -> GatewayApp:
         return self.start()

@@ -195,3 +195,22 @@ def test_a_worker_stuck_in_a_job_past_the_staleness_stops_the_pings_until_it_is_
 
     systemd.wait_for(lambda got: got.count(PING) > pings)  # free again: the pings resume
     assert app.service.wait_idle()
+
+
+def test_a_stop_whose_time_runs_out_under_a_busy_worker_leaves_the_store_open_under_it(
+    systemd: SystemdSocket, start_gateway: Callable[[Liveness], GatewayApp],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Closed under a worker still at work (a loaded machine, a long backlog), the store
+    failed the worker's next write ("Cannot operate on a closed database", seen once in a
+    loaded test run) and what it was finishing was lost."""
+    app = start_gateway(Liveness(Notifier(systemd.address), period_s=0.02, stall_s=5.0,
+                                 idle_wake_s=0.05))
+    release = hold_worker(app)
+    try:
+        app.stop(timeout_s=0.05)
+        assert "still busy" in caplog.text
+        assert app.store.count("events") == 0  # still open: the worker can finish
+    finally:
+        release.set()
+    assert app.service.stop()  # the job ended, and with it the worker

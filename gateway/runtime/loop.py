@@ -36,11 +36,14 @@ class Worker:
         self._thread = threading.Thread(target=self._run, name="gateway", daemon=True)
         self._thread.start()
 
-    def stop(self, timeout: float = 10.0) -> None:
-        """Handle what is queued, then end."""
+    def stop(self, timeout: float = 10.0) -> bool:
+        """Handle what is queued, then end. False: the worker was still busy after
+        ``timeout`` (its store must stay open under it; what it finishes is kept)."""
         self._inbox.stop()
         if self._thread is not None:
             self._thread.join(timeout=timeout)
+            return not self._thread.is_alive()
+        return True
 
     def healthy(self, stall_s: float) -> bool:
         """The worker thread runs and went round its loop within ``stall_s``: what systemd's

@@ -163,10 +163,11 @@ class Gateway:
         if self.patrols is not None:
             self._subscribe_patrols(self.patrols)
 
-    def stop(self) -> None:
+    def stop(self, timeout_s: float = 10.0) -> bool:
         """Handle what is queued, then end the worker. Whatever the bus can no longer
-        acknowledge (it stopped first) is redelivered next time and deduped."""
-        self._worker.stop()
+        acknowledge (it stopped first) is redelivered next time and deduped. False: the
+        worker had not finished within its time (see ``Worker.stop``)."""
+        return self._worker.stop(timeout_s)
 
     def wait_idle(self, timeout: float = 10.0) -> bool:
         """Block until every message received so far has been handled (tests, the simulator)."""
