@@ -38,7 +38,7 @@ from real_plates import (
     quad_of,
 )
 
-from firmware.lane.devices.reader.geometry import Quad
+from firmware.lane.devices.reader.geometry import Quad, as_quad
 from firmware.lane.devices.reader.refine import target_in_window, window
 from simulator.plates_render import photo_augment
 from simulator.plates_render.dataset import jitter
@@ -64,8 +64,7 @@ def shifted(quad: Quad, rng: np.random.Generator) -> Quad:
     top, bottom = rng.uniform(-RIM_SHIFT, RIM_SHIFT, 2)
     moved = np.stack([tl + left * across + top * down, tr - right * across + top * down,
                       br - right * across - bottom * down, bl + left * across - bottom * down])
-    out = (tuple(moved[0]), tuple(moved[1]), tuple(moved[2]), tuple(moved[3]))
-    return jitter(out, rng, 0.05)  # type: ignore[arg-type]
+    return jitter(as_quad(moved), rng, 0.05)
 
 
 def coarse_for(quad: Quad, rng: np.random.Generator) -> tuple[Quad, np.ndarray]:
