@@ -209,6 +209,15 @@ models: venv
 	mkdir -p var/run9 && cp models/*.tflite models/reader.json var/run9/
 	TRAIN_THREADS=1 nice -n 19 $(BIN)/python scripts/train_reader.py detector --data var/scene-data-real9 var/det-gate7 --out var/run9 --minutes 65 --max-steps 100000 --lr 5e-4 --warmup 200 --resume var/det-train9 --init-tflite models/plate_detector.tflite
 	$(BIN)/python scripts/validate_reader.py models var/run9 --choose var/real-plates
+	# refiner run 4 (models/README.md, ninth session): windows of every training photograph
+	# with whole edges moved, beside renders; into var/run10, chosen by its rule or not
+	$(BIN)/python scripts/real_refiner_data.py --out var/refiner-mix4 --seed 41
+	nice -n 10 $(BIN)/python scripts/make_refiner_data.py --out var/refiner-mix4 --count 6000 --shards 2 --procs 1 --seed 4242004
+	nice -n 10 $(BIN)/python scripts/make_refiner_data.py --out var/refiner-mix4 --count 3000 --shards 1 --procs 1 --seed 4242005 --view lane
+	mkdir -p var/run10 && cp models/*.tflite models/reader.json var/run10/
+	TRAIN_THREADS=1 nice -n 5 $(BIN)/python scripts/train_refiner.py --data var/refiner-mix4 --out var/run10 --minutes 40 --lr 5e-4 --warmup 200 --resume var/ref-train10 --init-tflite models/plate_refiner.tflite
+	$(BIN)/python scripts/validate_reader.py models var/run10 --choose var/real-plates
+	$(BIN)/python scripts/validate_reader.py models var/run10 --count 400
 
 # Real plate photographs and crops from local snapshots of EasyPR and HyperLPR (no image is
 # committed: data/real-plates/README.md), and the training shards made of their train split.
