@@ -28,11 +28,11 @@ RESERVED = real_plates.DEFAULT_RESERVED
 #: (2026-12-07, run 8 = run 6's recogniser with the posed detector, int8: crops 95.7 %,
 #: province 97.1 %, EasyPR six 99.0 %, whole photographs 86.6 %, trusted reads wrong 0.4 %;
 #: on the held-out set grown to 868 images later that day: 96.5 %, 97.9 %, 99.0 %, 90.4 %,
-#: 0.25 %)
+#: 0.25 %; with the second reading of unsure frames, 2026-12-08: whole photographs 92.9 %)
 CROPS_NAMED_FLOOR = 0.92
 PROVINCE_FLOOR = 0.94
 EASYPR_SIX_FLOOR = 0.96
-WHOLE_FLOOR = 0.83
+WHOLE_FLOOR = 0.89
 TRUSTED_WRONG_CEILING = 0.01
 #: Issue 19's rule: the constrained decoder never turns a right read into a wrong plate.
 #: Measured on the decoder alone (each first crop's best path against its decoded read): 0 on
@@ -40,9 +40,9 @@ TRUSTED_WRONG_CEILING = 0.01
 DECODER_RIGHT_TO_WRONG = 0
 #: The whole way from the first crop's best path to the reported plate, which adds the fusion
 #: of a photograph's two crops: 1 on the 868 (the fusion alone turned 3 right first-crop reads
-#: wrong and 9 wrong ones right). A ceiling against worse, not a target: never raise it to make
-#: a new model pass.
-RIGHT_TO_WRONG_CEILING = 1
+#: wrong and 9 wrong ones right); 0 since unsure frames are read a second time (2026-12-08,
+#: the issue's "never"). Never raise it to make a new model pass.
+RIGHT_TO_WRONG_CEILING = 0
 
 
 @pytest.fixture(scope="module")
