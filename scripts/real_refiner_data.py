@@ -3,7 +3,7 @@
     python scripts/real_refiner_data.py --out var/refiner-real4 [--windows 40] [--seed 41]
 
 The refiner straightens the plate from the detector's coarse corners, with room around it,
-and says where the true corners are. Runs 3's windows moved each corner on its own by up to
+and says where the true corners are. Run 3's windows moved each corner on its own by up to
 0.3 of the plate's height; the detector's misses on real photographs are mostly not like
 that: a whole edge sits a character in or out (a province panel of a lighter blue left
 outside, a frame's border taken for the plate's), or the quad is a little too big or small
