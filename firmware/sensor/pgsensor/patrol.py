@@ -391,7 +391,7 @@ class PatrolReader:
             dirty = True
         if self.badge is not None and time.time() - self.logon_at >= self.p["shift_s"]:
             print("patrol: shift over, badge", self.badge, "logged off")
-            self._logoff(now)
+            self._logoff()
             dirty = True
         tag = self.nfc.poll(now)
         if tag is not None:
@@ -421,7 +421,7 @@ class PatrolReader:
             badge = self.badges[uid]
             if badge == self.badge:
                 print("patrol: logoff, badge", badge)
-                self._logoff(now)
+                self._logoff()
                 return
             self.badge = badge
             self.logon_at = time.time()
@@ -432,11 +432,11 @@ class PatrolReader:
                 self.feedback.play("battery_low")
             return
         if self.badge is None:
-            return self._refuse("no badge logged on", uid, now)
+            return self._refuse("no badge logged on", uid)
         if len(tag.uid) not in (4, 7, 10):
-            return self._refuse("uid length %d" % len(tag.uid), uid, now)
+            return self._refuse("uid length %d" % len(tag.uid), uid)
         if tag.sun is not None and len(tag.sun) > 128:
-            return self._refuse("SUN data too long", uid, now)
+            return self._refuse("SUN data too long", uid)
         if not clock_valid():
             print("patrol: WARNING the clock is not set; reader_time is wrong")
         seq = self.link.seq
@@ -454,7 +454,7 @@ class PatrolReader:
         if self.battery is not None and self.battery.low:
             self.feedback.play("battery_low")
 
-    def _logoff(self, now):
+    def _logoff(self):
         self.badge = None
         self.logon_at = 0
         try:
@@ -463,7 +463,7 @@ class PatrolReader:
             pass
         self.feedback.play("logoff")
 
-    def _refuse(self, why, uid, now):
+    def _refuse(self, why, uid):
         self.refused += 1
         print("patrol: tap refused (%s), tag" % why, uid)
         self.feedback.play("error")
