@@ -105,7 +105,6 @@ def test_a_sure_read_is_read_once_and_an_unsure_one_again_at_other_corners() -> 
             continue
         assert counted.calls == 3 * len(reader.margins)
         assert read.confidence >= first.confidence
-        assert read.total_ms >= first.total_ms
         mended += read.plate == scene.text != first.plate
     print(f"\nreads mended by reading again: {mended} of {len(sure)}")
     assert mended >= 1
