@@ -5,13 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from PIL import Image
 
 from firmware.lane.devices.reader import TfliteReader
 from firmware.lane.devices.reader.geometry import Quad
 from firmware.lane.devices.reader.preprocess import corners_from_output, detector_tensor
-from firmware.lane.devices.reader.reader import RETRY_BELOW
+from firmware.lane.devices.reader.reader import RETRY_BELOW, PlateRead
 from firmware.lane.devices.reader.refine import WINDOW_SIZE, corners_from_window, target_in_window
 from simulator.plates_render.dataset import HELDOUT_SEED, jitter, sample
 
@@ -108,3 +110,43 @@ def test_a_sure_read_is_read_once_and_an_unsure_one_again_at_other_corners() -> 
         mended += read.plate == scene.text != first.plate
     print(f"\nreads mended by reading again: {mended} of {len(sure)}")
     assert mended >= 1
+
+
+def scripted(reader: TfliteReader, reads: list[tuple[str | None, float]]) -> list[Quad]:
+    """Make ``reader`` read ``reads`` in turn, one per set of corners (the first at the
+    detector's); returns the corners it was asked to read at."""
+    asked: list[Quad] = []
+    queue = list(reads)
+    square: Quad = ((10.0, 10.0), (150.0, 10.0), (150.0, 55.0), (10.0, 55.0))
+
+    def detect(image: Any, region: Any = None) -> tuple[Quad, float]:
+        return square, 0.0
+
+    def read_at(image: Any, corners: Quad, detect_ms: float) -> PlateRead:
+        asked.append(corners)
+        plate, confidence = queue.pop(0)
+        return PlateRead(plate, confidence, (), plate or "", corners, detect_ms, 1.0, (), True)
+
+    reader.detect = detect  # type: ignore[method-assign]
+    reader._read_at = read_at  # type: ignore[method-assign]
+    return asked
+
+
+@pytest.mark.parametrize(("reads", "kept"), [
+    # a plate read first gives way only to one RETRY_MARGIN surer
+    ([("粤B12345", 0.6), ("粤B12346", 0.8), ("粤B12347", 0.85)], "粤B12345"),
+    ([("粤B12345", 0.6), ("粤B12346", 0.8), ("粤B12347", 0.95)], "粤B12347"),
+    # once replaced, a surer read replaces it again without the margin
+    ([("粤B12345", 0.5), ("粤B12346", 0.85), ("粤B12347", 0.9)], "粤B12347"),
+    # a first read that is no plate gives way to any plate
+    ([(None, 0.0), ("粤B12346", 0.3), (None, 0.0)], "粤B12346"),
+    ([("粤B1", 0.7), ("粤B12346", 0.2), ("粤B12347", 0.1)], "粤B12346"),
+])
+def test_the_second_reading_keeps_the_first_plate_unless_another_is_surer_by_the_margin(
+        reads: list[tuple[str | None, float]], kept: str) -> None:
+    reader = TfliteReader()
+    asked = scripted(reader, reads)
+    read = reader.read_image(Image.new("L", (320, 240)), is_crop=False)
+    assert read.plate == kept
+    assert len(asked) == 3 and asked[1] != asked[2]  # refined again; and from grown corners
+    assert read.total_ms >= 3.0  # every reading's time counted (1 ms of recognising each)
