@@ -114,7 +114,8 @@ class ModelMismatchError(RuntimeError):
 class PlateRead:
     """One image read: the (grammar-repaired) plate, the raw CTC text (the first crop's best
     path, before any grammar), per-character confidences, where the plate is, and how long
-    each stage took."""
+    each stage took (an unsure frame's second reading counts as finding the plate:
+    ``detect_ms``; ``recognise_ms`` is the kept reading's)."""
 
     plate: str | None
     confidence: float
